@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Small helpers shared by every vmgr program: scope-bound cleanup and
+ * explicit ownership transfer. Functions in vmgr return int: >= 0 on
+ * success, -errno on failure; output parameters are written only on success.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _noreturn_ __attribute__((noreturn))
+
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* Hand ownership of a pointer/fd out of a _cleanup_ variable. */
+#define TAKE_PTR(p)                                 \
+        ({                                          \
+                __typeof__(p) _taken_ = (p);        \
+                (p) = NULL;                         \
+                _taken_;                            \
+        })
+#define TAKE_FD(fd)                                 \
+        ({                                          \
+                int _taken_fd_ = (fd);              \
+                (fd) = -EBADF;                      \
+                _taken_fd_;                         \
+        })
+
+static inline void freep(void *p) {
+        free(*(void **) p);
+}
+#define _cleanup_free_ _cleanup_(freep)
+
+static inline void closep(int *fd) {
+        if (*fd >= 0) {
+                int saved = errno;
+                close(*fd);
+                errno = saved;
+        }
+}
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
+}
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Close an fd and return -EBADF, for "fd = safe_close(fd);". */
+static inline int safe_close(int fd) {
+        if (fd >= 0) {
+                int saved = errno;
+                close(fd);
+                errno = saved;
+        }
+        return -EBADF;
+}
+
+static inline int negative_errno(void) {
+        return errno > 0 ? -errno : -EIO;
+}
+
+#define streq(a, b) (strcmp((a), (b)) == 0)
+#define strempty(s) (!(s) || !*(s))

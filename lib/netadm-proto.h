@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The protocol between vmgrd and its privileged helper, vmgr-netadm.
+ *
+ * vmgrd starts one vmgr-netadm per daemon and talks to it over an
+ * AF_UNIX SOCK_SEQPACKET socketpair (fd 3 in the helper). Every message is a
+ * fixed-size struct, one per datagram. A request names only a group, a VM
+ * and a NIC kind (and, to start dnsmasq, the group's runtime directory): the
+ * helper derives every link name and address itself with lib/addressing.c,
+ * so a caller can never ask it to touch anything that is not vmgr-shaped.
+ *
+ * Requests are answered in order, one reply per request, with the same
+ * serial. A reply to VMGR_NETADM_DNSMASQ_START carries dnsmasq's pidfd as
+ * SCM_RIGHTS ancillary data; dnsmasq itself is re-parented to vmgrd (its
+ * child-subreaper), which supervises and reaps it.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addressing.h"
+
+#define VMGR_NETADM_MAGIC 0x766d6e61u   /* "vmna" */
+#define VMGR_NETADM_VERSION 1
+#define VMGR_NETADM_DIR_MAX 256
+#define VMGR_NETADM_MESSAGE_MAX 256
+#define VMGR_NETADM_FD 3                /* the socket's fd number in the helper */
+
+enum vmgr_netadm_op {
+        /* Bridge (accept_ra=0, gateway addresses), lo /128s, the /64 route with the
+         * management source. Refuses with -EADDRINUSE on any overlap with a link,
+         * address or route already on the host, naming it in the message. */
+        VMGR_NETADM_GROUP_CREATE = 1,
+        /* Deletes every link tagged "vmgr:<uid>:<group>" and the group's lo /128s.
+         * Idempotent: nothing to delete is success. */
+        VMGR_NETADM_GROUP_DELETE = 2,
+        /* A TAP (vm, nic) owned by the caller's uid, enslaved to the group bridge. */
+        VMGR_NETADM_TAP_CREATE = 3,
+        /* Deletes that TAP if it is the caller's. Idempotent. */
+        VMGR_NETADM_TAP_DELETE = 4,
+        /* Starts the group's dnsmasq with an argv the helper builds itself. */
+        VMGR_NETADM_DNSMASQ_START = 5,
+        _VMGR_NETADM_OP_MAX,
+};
+
+struct vmgr_netadm_request {
+        uint32_t magic;
+        uint16_t version;
+        uint16_t op;                            /* enum vmgr_netadm_op */
+        uint32_t serial;
+        uint32_t nic;                           /* enum vmgr_nic, TAP ops only, else 0 */
+        char group[VMGR_NAME_MAX + 1];          /* NUL-terminated, zero-padded */
+        char vm[VMGR_NAME_MAX + 1];             /* TAP ops only, else all zero */
+        char dir[VMGR_NETADM_DIR_MAX];          /* DNSMASQ_START only, else all zero */
+};
+
+struct vmgr_netadm_reply {
+        uint32_t magic;
+        uint16_t version;
+        uint16_t has_fd;                        /* 1 if a pidfd is attached */
+        uint32_t serial;
+        int32_t error;                          /* 0 or -errno */
+        int32_t pid;                            /* dnsmasq's pid for DNSMASQ_START */
+        char message[VMGR_NETADM_MESSAGE_MAX];  /* why it failed, NUL-terminated */
+};
+
+/* Name of an op for messages, or NULL if unknown. */
+const char *vmgr_netadm_op_to_string(unsigned op);
+
+/* Fill in a request. Returns 0, or -EINVAL when a field does not fit its shape
+ * (the same rules the helper applies, so a bad request fails early). */
+int vmgr_netadm_request_init(struct vmgr_netadm_request *req, enum vmgr_netadm_op op, uint32_t serial,
+                             const char *group, const char *vm, enum vmgr_nic nic, const char *dir);
+
+/* Validate a received request of len bytes, byte for byte. Returns 0 if it is
+ * well-formed, -EBADMSG otherwise, with *reason set to what was wrong. */
+int vmgr_netadm_request_validate(const void *buf, size_t len, const char **reason);
+
+/* Validate a received reply of len bytes. Returns 0 or -EBADMSG. */
+int vmgr_netadm_reply_validate(const void *buf, size_t len);
+
+/* Check a runtime directory path as the helper accepts it: absolute, at most
+ * VMGR_NETADM_DIR_MAX-32 bytes, of [A-Za-z0-9/._+-], no "." or ".."
+ * component, no "//". Returns 0 or -EINVAL with *reason set. */
+int vmgr_netadm_dir_check(const char *dir, const char **reason);
+
+/* The argv for a group's dnsmasq, written into the NULL-terminated array
+ * argv (capacity n) with strings in storage (capacity size).
+ * Returns the argument count or -ENOBUFS/-EINVAL. */
+int vmgr_dnsmasq_argv(const char *dnsmasq_path, const char *group, const char *dir, char **argv, size_t n,
+                      char *storage, size_t size);

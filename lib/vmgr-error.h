@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * vmgr's D-Bus error names (docs/dbus-api.md). The daemon maps -errno and
+ * these conditions to names in one place (daemon/bus-error.c); the client
+ * turns them back into one sentence.
+ */
+
+#define VMGR_ERROR_PREFIX "org.vmgr1.Error."
+#define VMGR_ERROR_INVALID_NAME "org.vmgr1.Error.InvalidName"
+#define VMGR_ERROR_INVALID_SPEC "org.vmgr1.Error.InvalidSpec"
+#define VMGR_ERROR_GROUP_EXISTS "org.vmgr1.Error.GroupExists"
+#define VMGR_ERROR_NO_SUCH_GROUP "org.vmgr1.Error.NoSuchGroup"
+#define VMGR_ERROR_VM_EXISTS "org.vmgr1.Error.VMExists"
+#define VMGR_ERROR_NO_SUCH_VM "org.vmgr1.Error.NoSuchVM"
+#define VMGR_ERROR_ADDRESS_CONFLICT "org.vmgr1.Error.AddressConflict"
+#define VMGR_ERROR_PERMISSION_DENIED "org.vmgr1.Error.PermissionDenied"
+#define VMGR_ERROR_HELPER_FAILED "org.vmgr1.Error.HelperFailed"
+#define VMGR_ERROR_LIMIT_EXCEEDED "org.vmgr1.Error.LimitExceeded"
+#define VMGR_ERROR_BUSY "org.vmgr1.Error.Busy"
+#define VMGR_ERROR_TIMEOUT "org.vmgr1.Error.Timeout"
+#define VMGR_ERROR_FAILED "org.vmgr1.Error.Failed"
+
+#define VMGR_BUS_NAME "org.vmgr1"
+#define VMGR_MANAGER_PATH "/org/vmgr1"
+#define VMGR_GROUP_PATH_PREFIX "/org/vmgr1/group"
+#define VMGR_MANAGER_INTERFACE "org.vmgr1.Manager"
+#define VMGR_GROUP_INTERFACE "org.vmgr1.Group"
+#define VMGR_VM_INTERFACE "org.vmgr1.VM"
