@@ -28,3 +28,23 @@
 #define VMGR_MANAGER_INTERFACE "org.vmgr1.Manager"
 #define VMGR_GROUP_INTERFACE "org.vmgr1.Group"
 #define VMGR_VM_INTERFACE "org.vmgr1.VM"
+
+/*
+ * vmgr's own failure codes. Functions return them negated, like -errno, so
+ * one int carries either; they sit above any errno value.
+ */
+enum vmgr_error_code {
+        _VMGR_ERR_BASE = 0x10000,
+        VMGR_ERR_INVALID_NAME,
+        VMGR_ERR_INVALID_SPEC,
+        VMGR_ERR_GROUP_EXISTS,
+        VMGR_ERR_NO_SUCH_GROUP,
+        VMGR_ERR_VM_EXISTS,
+        VMGR_ERR_NO_SUCH_VM,
+        VMGR_ERR_ADDRESS_CONFLICT,
+        VMGR_ERR_HELPER_FAILED,
+        VMGR_ERR_LIMIT_EXCEEDED,
+        VMGR_ERR_BUSY,
+        VMGR_ERR_TIMEOUT,
+        _VMGR_ERR_MAX,
+};

@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "spec.h"
+
+static const char *const accel_names[] = {
+        [VMGR_ACCEL_AUTO] = "auto",
+        [VMGR_ACCEL_KVM] = "kvm",
+        [VMGR_ACCEL_TCG] = "tcg",
+};
+
+const char *vmgr_accel_to_string(VmgrAccel a) {
+        return (size_t) a < ELEMENTSOF(accel_names) ? accel_names[a] : NULL;
+}
+
+int vmgr_accel_from_string(const char *s) {
+        for (size_t i = 0; s && i < ELEMENTSOF(accel_names); i++)
+                if (streq(s, accel_names[i]))
+                        return (int) i;
+        return -EINVAL;
+}
+
+static void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+/* Write "PATH: message" into error and return -EINVAL. */
+_printf_(3, 4) static int spec_error(char *error, const char *path, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        n = snprintf(error, VMGR_SPEC_ERROR_MAX, "%s: ", path);
+        if (n < 0 || n >= VMGR_SPEC_ERROR_MAX)
+                return -EINVAL;
+        va_start(ap, fmt);
+        vsnprintf(error + n, (size_t) (VMGR_SPEC_ERROR_MAX - n), fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int parse_uint(json_object *v, const char *path, unsigned min, unsigned max, unsigned *ret, char *error) {
+        int64_t n;
+
+        if (!json_object_is_type(v, json_type_int))
+                return spec_error(error, path, "must be an integer between %u and %u", min, max);
+        n = json_object_get_int64(v);
+        if (n < min || n > max)
+                return spec_error(error, path, "must be an integer between %u and %u", min, max);
+        *ret = (unsigned) n;
+        return 0;
+}
+
+static int parse_string(json_object *v, const char *path, size_t max, char **ret, char *error) {
+        const char *s;
+        char *copy;
+
+        if (!json_object_is_type(v, json_type_string))
+                return spec_error(error, path, "must be a string");
+        s = json_object_get_string(v);
+        if ((size_t) json_object_get_string_len(v) != strlen(s))
+                return spec_error(error, path, "must not contain NUL characters");
+        if (strlen(s) > max)
+                return spec_error(error, path, "must be at most %zu bytes long", max);
+        copy = strdup(s);
+        if (!copy)
+                return -ENOMEM;
+        free(*ret);
+        *ret = copy;
+        return 0;
+}
+
+static int parse_path(json_object *v, const char *path, char **ret, char *error) {
+        int r;
+
+        r = parse_string(v, path, 4096, ret, error);
+        if (r < 0)
+                return r;
+        if ((*ret)[0] != '/')
+                return spec_error(error, path, "must be an absolute path");
+        return 0;
+}
+
+static int parse_disk_format(json_object *v, const char *path, VmgrDiskFormat *ret, char *error) {
+        const char *s;
+
+        if (!json_object_is_type(v, json_type_string))
+                return spec_error(error, path, "must be \"raw\" or \"qcow2\"");
+        s = json_object_get_string(v);
+        if (streq(s, "raw"))
+                *ret = VMGR_DISK_FORMAT_RAW;
+        else if (streq(s, "qcow2"))
+                *ret = VMGR_DISK_FORMAT_QCOW2;
+        else
+                return spec_error(error, path, "must be \"raw\" or \"qcow2\"");
+        return 0;
+}
+
+/* An extra disk: {"size_mib": N} for a new empty disk, or {"path": P, "format": F}. */
+static int parse_extra_disk(json_object *o, const char *path, VmgrDiskSpec *disk, char *error) {
+        char p[256];
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return spec_error(error, path, "must be an object");
+
+        json_object_object_foreach(o, key, v) {
+                snprintf(p, sizeof(p), "%s.%s", path, key);
+                if (streq(key, "path"))
+                        r = parse_path(v, p, &disk->path, error);
+                else if (streq(key, "format"))
+                        r = parse_disk_format(v, p, &disk->format, error);
+                else if (streq(key, "size_mib"))
+                        r = parse_uint(v, p, 1, 1024 * 1024, &disk->size_mib, error);
+                else
+                        r = spec_error(error, p, "unknown key");
+                if (r < 0)
+                        return r;
+        }
+        if (!disk->path && disk->size_mib == 0)
+                return spec_error(error, path, "needs \"path\" or \"size_mib\"");
+        if (disk->path && disk->size_mib)
+                return spec_error(error, path, "takes \"path\" or \"size_mib\", not both");
+        return 0;
+}
+
+static int parse_probe(json_object *v, const char *path, char ***ret, char *error) {
+        size_t n;
+        char **argv;
+        char p[256];
+        int r;
+
+        if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) == 0)
+                return spec_error(error, path, "must be a non-empty array of strings (an argv)");
+        n = json_object_array_length(v);
+        if (n > VMGR_SPEC_MAX_PROBE_ARGS)
+                return spec_error(error, path, "must have at most %d arguments", VMGR_SPEC_MAX_PROBE_ARGS);
+
+        argv = calloc(n + 1, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        *ret = argv; /* freed by the caller's cleanup, also on failure */
+        for (size_t i = 0; i < n; i++) {
+                snprintf(p, sizeof(p), "%s[%zu]", path, i);
+                r = parse_string(json_object_array_get_idx(v, i), p, 4096, &argv[i], error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, char *error) {
+        char p[256];
+        bool have_name = false;
+        int r;
+
+        *vm = (VmgrVMSpec) { .vcpus = 1, .memory_mib = 256 };
+
+        if (!json_object_is_type(o, json_type_object))
+                return spec_error(error, path, "must be an object");
+
+        json_object_object_foreach(o, key, v) {
+                snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
+                r = 0;
+                if (streq(key, "name")) {
+                        const char *why;
+                        if (!json_object_is_type(v, json_type_string))
+                                return spec_error(error, p, "must be a string");
+                        if (vmgr_name_check(json_object_get_string(v), &why) < 0)
+                                return spec_error(error, p, "%s", why);
+                        strcpy(vm->name, json_object_get_string(v));
+                        have_name = true;
+                } else if (streq(key, "vcpus"))
+                        r = parse_uint(v, p, 1, 64, &vm->vcpus, error);
+                else if (streq(key, "memory_mib"))
+                        r = parse_uint(v, p, 64, 256 * 1024, &vm->memory_mib, error);
+                else if (streq(key, "kernel"))
+                        r = parse_path(v, p, &vm->kernel, error);
+                else if (streq(key, "initrd"))
+                        r = parse_path(v, p, &vm->initrd, error);
+                else if (streq(key, "cmdline"))
+                        r = parse_string(v, p, 4096, &vm->cmdline, error);
+                else if (streq(key, "disk"))
+                        r = parse_path(v, p, &vm->disk.path, error);
+                else if (streq(key, "disk_format"))
+                        r = parse_disk_format(v, p, &vm->disk.format, error);
+                else if (streq(key, "extra_disks")) {
+                        if (!json_object_is_type(v, json_type_array))
+                                return spec_error(error, p, "must be an array");
+                        if (json_object_array_length(v) > VMGR_SPEC_MAX_EXTRA_DISKS)
+                                return spec_error(error, p, "must have at most %d entries",
+                                                  VMGR_SPEC_MAX_EXTRA_DISKS);
+                        for (size_t i = 0; i < json_object_array_length(v); i++) {
+                                char q[300];
+                                snprintf(q, sizeof(q), "%s[%zu]", p, i);
+                                vm->n_extra_disks = i + 1;
+                                r = parse_extra_disk(json_object_array_get_idx(v, i), q, &vm->extra_disks[i], error);
+                                if (r < 0)
+                                        return r;
+                        }
+                } else if (streq(key, "ipv4")) {
+                        if (!json_object_is_type(v, json_type_boolean))
+                                return spec_error(error, p, "must be true or false");
+                        vm->ipv4 = json_object_get_boolean(v);
+                } else if (streq(key, "ready_probe"))
+                        r = parse_probe(v, p, &vm->ready_probe, error);
+                else
+                        return spec_error(error, p, "unknown key");
+                if (r < 0)
+                        return r;
+        }
+
+        if (!have_name)
+                return spec_error(error, *path ? path : ".", "needs a \"name\"");
+        if (vm->disk.path && (vm->kernel || vm->initrd || vm->cmdline))
+                return spec_error(error, *path ? path : ".",
+                                  "boots either from \"kernel\" (with \"initrd\", \"cmdline\") or from \"disk\", not both");
+        if ((vm->initrd || vm->cmdline) && !vm->kernel)
+                return spec_error(error, *path ? path : ".", "\"initrd\" and \"cmdline\" need a \"kernel\"");
+        if (vm->disk.format != VMGR_DISK_FORMAT_AUTO && !vm->disk.path)
+                return spec_error(error, *path ? path : ".", "\"disk_format\" needs a \"disk\"");
+        return 0;
+}
+
+void vmgr_vm_spec_done(VmgrVMSpec *vm) {
+        if (!vm)
+                return;
+        free(vm->kernel);
+        free(vm->initrd);
+        free(vm->cmdline);
+        free(vm->disk.path);
+        for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
+                free(vm->extra_disks[i].path);
+        if (vm->ready_probe)
+                for (char **a = vm->ready_probe; *a; a++)
+                        free(*a);
+        free(vm->ready_probe);
+        *vm = (VmgrVMSpec) {};
+}
+
+VmgrSpec *vmgr_spec_free(VmgrSpec *spec) {
+        if (!spec)
+                return NULL;
+        for (size_t i = 0; i < spec->n_vms; i++)
+                vmgr_vm_spec_done(&spec->vms[i]);
+        free(spec->vms);
+        free(spec->collect_on_delete);
+        free(spec);
+        return NULL;
+}
+
+/* Parse text as one JSON object; on a syntax error say where. */
+static int json_parse_object(const char *json, json_object **ret, char *error) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        struct json_tokener *tok;
+        size_t len = strlen(json);
+        enum json_tokener_error jerr;
+
+        if (len > VMGR_SPEC_MAX_BYTES)
+                return spec_error(error, ".", "spec is larger than %d bytes", VMGR_SPEC_MAX_BYTES);
+
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, json, (int) len);
+        jerr = json_tokener_get_error(tok);
+        if (!o || jerr != json_tokener_success || json_tokener_get_parse_end(tok) != len) {
+                size_t at = json_tokener_get_parse_end(tok);
+                json_tokener_free(tok);
+                if (!o && jerr == json_tokener_success)
+                        jerr = json_tokener_continue;
+                return spec_error(error, ".", "not valid JSON at byte %zu: %s", at,
+                                  jerr == json_tokener_continue ? "unexpected end of input"
+                                  : jerr == json_tokener_success ? "trailing characters"
+                                                                 : json_tokener_error_desc(jerr));
+        }
+        json_tokener_free(tok);
+
+        if (!json_object_is_type(o, json_type_object))
+                return spec_error(error, ".", "must be a JSON object");
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(vmgr_spec_freep) VmgrSpec *spec = NULL;
+        int r;
+
+        spec = calloc(1, sizeof(*spec));
+        if (!spec)
+                return -ENOMEM;
+
+        /* Only white space means "no spec". */
+        if (strspn(json, " \t\r\n") == strlen(json)) {
+                *ret = TAKE_PTR(spec);
+                return 0;
+        }
+
+        r = json_parse_object(json, &o, error);
+        if (r < 0)
+                return r;
+
+        json_object_object_foreach(o, key, v) {
+                if (streq(key, "vms")) {
+                        size_t n;
+                        if (!json_object_is_type(v, json_type_array))
+                                return spec_error(error, "vms", "must be an array");
+                        n = json_object_array_length(v);
+                        if (n > VMGR_SPEC_MAX_VMS)
+                                return spec_error(error, "vms", "must have at most %d VMs", VMGR_SPEC_MAX_VMS);
+                        spec->vms = calloc(n ? n : 1, sizeof(VmgrVMSpec));
+                        if (!spec->vms)
+                                return -ENOMEM;
+                        for (size_t i = 0; i < n; i++) {
+                                char p[64];
+                                snprintf(p, sizeof(p), "vms[%zu]", i);
+                                spec->n_vms = i + 1;
+                                r = vm_spec_from_json(json_object_array_get_idx(v, i), p, &spec->vms[i], error);
+                                if (r < 0)
+                                        return r;
+                                for (size_t j = 0; j < i; j++)
+                                        if (streq(spec->vms[j].name, spec->vms[i].name))
+                                                return spec_error(error, p, "VM name \"%s\" is used twice",
+                                                                  spec->vms[i].name);
+                        }
+                } else if (streq(key, "accelerator")) {
+                        if (!json_object_is_type(v, json_type_string) ||
+                            (r = vmgr_accel_from_string(json_object_get_string(v))) < 0)
+                                return spec_error(error, "accelerator", "must be \"auto\", \"kvm\" or \"tcg\"");
+                        spec->accelerator = (VmgrAccel) r;
+                } else if (streq(key, "collect_on_delete")) {
+                        r = parse_path(v, "collect_on_delete", &spec->collect_on_delete, error);
+                        if (r < 0)
+                                return r;
+                } else
+                        return spec_error(error, key, "unknown key");
+        }
+
+        *ret = TAKE_PTR(spec);
+        return 0;
+}
+
+int vmgr_vm_spec_parse(const char *json, VmgrVMSpec *ret, char *error) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        VmgrVMSpec vm;
+        int r;
+
+        r = json_parse_object(json, &o, error);
+        if (r < 0)
+                return r;
+        r = vm_spec_from_json(o, "", &vm, error);
+        if (r < 0) {
+                vmgr_vm_spec_done(&vm);
+                return r;
+        }
+        *ret = vm;
+        return 0;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Group specs (docs/spec.md): the JSON a client passes to CreateGroup and
+ * AddVM. Parsing is strict: an unknown key, a wrong type or a value out of
+ * range is refused with the JSON path of the offending value, and nothing
+ * half-parsed is returned.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "addressing.h"
+
+#define VMGR_SPEC_MAX_BYTES (256 * 1024)
+#define VMGR_SPEC_MAX_VMS 64
+#define VMGR_SPEC_MAX_EXTRA_DISKS 8
+#define VMGR_SPEC_MAX_PROBE_ARGS 64
+#define VMGR_SPEC_ERROR_MAX 512
+
+typedef enum VmgrAccel {
+        VMGR_ACCEL_AUTO,
+        VMGR_ACCEL_KVM,
+        VMGR_ACCEL_TCG,
+} VmgrAccel;
+
+typedef enum VmgrDiskFormat {
+        VMGR_DISK_FORMAT_AUTO,
+        VMGR_DISK_FORMAT_RAW,
+        VMGR_DISK_FORMAT_QCOW2,
+} VmgrDiskFormat;
+
+typedef struct VmgrDiskSpec {
+        char *path;                     /* an image to use (copy-on-write overlay), or NULL */
+        VmgrDiskFormat format;
+        unsigned size_mib;              /* for a new empty disk when path is NULL */
+} VmgrDiskSpec;
+
+typedef struct VmgrVMSpec {
+        char name[VMGR_NAME_MAX + 1];
+        unsigned vcpus;                 /* 1..64, default 1 */
+        unsigned memory_mib;            /* 64..262144, default 256 */
+        char *kernel, *initrd, *cmdline; /* direct kernel boot; all NULL = the default guest */
+        VmgrDiskSpec disk;              /* boot disk (firmware boot) when disk.path is set */
+        VmgrDiskSpec extra_disks[VMGR_SPEC_MAX_EXTRA_DISKS];
+        size_t n_extra_disks;
+        bool ipv4;                      /* second NIC with DHCPv4 */
+        char **ready_probe;             /* NULL-terminated argv, or NULL */
+} VmgrVMSpec;
+
+typedef struct VmgrSpec {
+        VmgrVMSpec *vms;
+        size_t n_vms;
+        VmgrAccel accelerator;
+        char *collect_on_delete;        /* directory for a bundle written before deletion, or NULL */
+} VmgrSpec;
+
+/* Parse a group spec. An empty string means a network-only group.
+ * Returns 0 and a new spec, or -EINVAL with error (VMGR_SPEC_ERROR_MAX bytes)
+ * holding "PATH: what is wrong". */
+int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error);
+
+/* Parse one VM's spec (as for AddVM), with defaults applied. Same contract. */
+int vmgr_vm_spec_parse(const char *json, VmgrVMSpec *ret, char *error);
+
+void vmgr_vm_spec_done(VmgrVMSpec *vm);
+VmgrSpec *vmgr_spec_free(VmgrSpec *spec);
+static inline void vmgr_spec_freep(VmgrSpec **p) {
+        vmgr_spec_free(*p);
+}
+
+const char *vmgr_accel_to_string(VmgrAccel a);
+int vmgr_accel_from_string(const char *s);
