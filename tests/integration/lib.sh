@@ -1,0 +1,457 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Sourced by every integration test. A test runs as root and goes:
+#
+#     source "$(dirname "$0")/lib.sh"
+#     vmgr_require_root
+#     vmgr_enter_netns "$@"     # private net/mount/pid namespaces, temp dir, cleanup
+#     vmgr_start_bus
+#     vmgr_start_vmgrd
+#     check "..." vmgrctl_as_user group create g1
+#     vmgr_finish
+#
+# Everything the test starts (bus, vmgrd, its helper and dnsmasq, probe
+# namespaces) lives inside namespaces the test made, and dies with them.
+# Output follows TAP's "ok - NAME" / "not ok - NAME" lines.
+
+set -eEuo pipefail
+
+VMGR_SOURCE_DIR=${VMGR_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+VMGR_BUILD_DIR=${VMGR_BUILD_DIR:-$VMGR_SOURCE_DIR/build}
+VMGR_DESTDIR=$VMGR_BUILD_DIR/destdir
+VMGRD=$VMGR_DESTDIR/usr/bin/vmgrd
+VMGRCTL=$VMGR_DESTDIR/usr/bin/vmgrctl
+VMGR_NETADM=$VMGR_DESTDIR/usr/libexec/vmgr-netadm
+VMGR_USER=${VMGR_USER:-vmgr-test}
+
+VMGR_TMP=
+VMGRD_PID=
+VMGRD_STATUS=
+VMGR_BUS_PID=
+VMGR_PASSED=0
+VMGR_FAILED=0
+VMGR_PEER_NS=()
+
+# Exit 77 (meson's "skipped") unless running as root.
+vmgr_require_root() {
+        if [ "$(id -u)" -ne 0 ]; then
+                echo "# skipped: integration tests need root (namespaces, test users)"
+                exit 77
+        fi
+}
+
+# Re-exec the calling script, with its arguments, in fresh network, mount and
+# PID namespaces; there, bring lo up, remount /sys so it shows this network
+# namespace, and create the temp dir $VMGR_TMP with its cleanup trap.
+# The script is PID 1 of its namespace: orphans (a dnsmasq whose vmgrd was
+# killed) are reparented to it and reaped by bash, and when it exits the
+# kernel kills whatever is left. File capabilities of the helper still apply:
+# the new network namespace belongs to the initial user namespace.
+vmgr_enter_netns() {
+        if [ "$$" -ne 1 ] || [ "${VMGR_IN_NETNS:-}" != 1 ]; then
+                VMGR_IN_NETNS=1 exec unshare --net --mount --pid --fork --mount-proc \
+                        --propagation private bash "$0" "$@"
+        fi
+        mount -t sysfs sysfs /sys
+        ip link set lo up
+
+        VMGR_TMP=$(mktemp -d /tmp/vmgr-test.XXXXXX)
+        chmod 0755 "$VMGR_TMP"
+        mkdir -m 0700 "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
+        chown "$VMGR_USER:" "$VMGR_TMP" "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
+        trap vmgr_cleanup EXIT
+        # A signal from meson's timeout ends the test through the EXIT trap.
+        trap 'exit 143' TERM INT
+        # Under set -e, say where a setup step failed.
+        trap 'echo "# error: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
+}
+
+# EXIT trap: stop vmgrd gracefully (so sanitizers report), then kill
+# everything else in this PID namespace, drop probe namespaces, remove the
+# temp dir. Keeps the script's exit status.
+vmgr_cleanup() {
+        local rc=$?
+        set +e
+        trap - ERR
+        [ -n "$VMGRD_PID" ] && vmgr_stop_vmgrd
+        # As PID 1 of the namespace, kill -1 reaches every other process in it.
+        kill -KILL -1 2>/dev/null
+        wait 2>/dev/null
+        local ns
+        for ns in "${VMGR_PEER_NS[@]}"; do
+                ip netns delete "$ns" 2>/dev/null
+        done
+        [ -n "$VMGR_TMP" ] && rm -rf "$VMGR_TMP"
+        exit "$rc"
+}
+
+# Set VMGR_AS_ARGV to the command prefix that runs a command as user $1 with a
+# clean environment pointing at the test's bus and directories (sanitizer
+# settings pass through). setpriv and env exec, so "${VMGR_AS_ARGV[@]}" cmd &
+# leaves the command's own pid in $!.
+vmgr_as_argv() {
+        local user=$1 v
+        VMGR_AS_ARGV=(
+                setpriv --reuid "$user" --regid "$(id -g "$user")" --init-groups --reset-env
+                env
+                DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus"
+                XDG_RUNTIME_DIR="$VMGR_TMP/run"
+                XDG_STATE_HOME="$VMGR_TMP/state"
+                HOME="$VMGR_TMP/home"
+        )
+        for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+                [ -n "${!v:-}" ] && VMGR_AS_ARGV+=("$v=${!v}")
+        done
+        return 0
+}
+
+# Run a command as user $1 (see vmgr_as_argv).
+vmgr_as() {
+        vmgr_as_argv "$1"
+        "${VMGR_AS_ARGV[@]}" "${@:2}"
+}
+
+# Run a command as the test user.
+vmgr_as_user() {
+        vmgr_as "$VMGR_USER" "$@"
+}
+
+# vmgrctl / busctl --user as the test user, against the test's bus.
+vmgrctl_as_user() {
+        vmgr_as_user "$VMGRCTL" "$@"
+}
+busctl_as_user() {
+        vmgr_as_user busctl --user "$@"
+}
+
+# Start a private dbus-daemon as the test user, listening on $VMGR_TMP/bus,
+# and export DBUS_SESSION_BUS_ADDRESS. Any local user may connect (the tests
+# need other users to reach vmgrd to check its own access control); the bus
+# itself allows every send, receive and name.
+vmgr_start_bus() {
+        cat >"$VMGR_TMP/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$VMGR_TMP/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+EOF
+        vmgr_as_argv "$VMGR_USER"
+        "${VMGR_AS_ARGV[@]}" dbus-daemon --config-file="$VMGR_TMP/bus.conf" --nofork --nopidfile \
+                --nosyslog --print-address=3 3>"$VMGR_TMP/bus.address" 2>"$VMGR_TMP/bus.log" &
+        VMGR_BUS_PID=$!
+        # The address is printed once the socket listens.
+        local i
+        for ((i = 0; i < 500; i++)); do
+                [ -s "$VMGR_TMP/bus.address" ] && break
+                kill -0 "$VMGR_BUS_PID" 2>/dev/null || break
+                sleep 0.01
+        done
+        if [ ! -s "$VMGR_TMP/bus.address" ]; then
+                echo "# error: dbus-daemon did not start:" >&2
+                cat "$VMGR_TMP/bus.log" >&2
+                return 1
+        fi
+        chmod 0666 "$VMGR_TMP/bus"
+        export DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus"
+}
+
+# True if org.vmgr1 answers a Peer.Ping on the test bus.
+vmgr_vmgrd_answers() {
+        busctl_as_user call org.vmgr1 /org/vmgr1 org.freedesktop.DBus.Peer Ping >/dev/null 2>&1
+}
+
+# Start vmgrd as the test user with the test's helper, state and runtime dirs
+# (extra arguments are passed on), logging to $VMGR_TMP/vmgrd.log; return once
+# org.vmgr1 answers, or fail with the log's tail after 15 s.
+vmgr_start_vmgrd() {
+        echo "=== vmgrd $* started $(date +%T.%N)" >>"$VMGR_TMP/vmgrd.log"
+        vmgr_as_argv "$VMGR_USER"
+        "${VMGR_AS_ARGV[@]}" "$VMGRD" --netadm "$VMGR_NETADM" \
+                --state-dir "$VMGR_TMP/state/vmgr" --runtime-dir "$VMGR_TMP/run/vmgr" \
+                "$@" </dev/null >>"$VMGR_TMP/vmgrd.log" 2>&1 &
+        VMGRD_PID=$!
+        local i
+        for ((i = 0; i < 750; i++)); do
+                vmgr_vmgrd_answers && return 0
+                if ! kill -0 "$VMGRD_PID" 2>/dev/null; then
+                        local rc=0
+                        wait "$VMGRD_PID" || rc=$?
+                        VMGRD_PID=
+                        echo "# error: vmgrd exited with status $rc before answering; its log:" >&2
+                        tail -n 30 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /' >&2
+                        return 1
+                fi
+                sleep 0.02
+        done
+        echo "# error: vmgrd did not answer on the bus within 15 s; its log:" >&2
+        tail -n 30 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /' >&2
+        return 1
+}
+
+# Stop vmgrd with signal $1 (default TERM), wait up to 10 s for it (then
+# SIGKILL) and set VMGRD_STATUS to its exit status. Not in a subshell: only
+# this shell can wait for its child.
+vmgr_stop_vmgrd() {
+        local sig=${1:-TERM} pid=$VMGRD_PID rc=0 i
+        [ -n "$pid" ] || return 0
+        VMGRD_PID=
+        kill "-$sig" "$pid" 2>/dev/null || true
+        for ((i = 0; i < 500; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                # A zombie has exited; wait collects it below.
+                [ "$(ps -o stat= -p "$pid" 2>/dev/null)" = Z ] && break
+                sleep 0.02
+        done
+        kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid")" != Z ] && kill -KILL "$pid"
+        wait "$pid" 2>/dev/null || rc=$?
+        VMGRD_STATUS=$rc
+}
+
+# --- assertions -----------------------------------------------------------
+
+vmgr_ok() {
+        VMGR_PASSED=$((VMGR_PASSED + 1))
+        echo "ok - $1"
+}
+
+# vmgr_not_ok NAME [DETAIL...]: record a failure, printing details indented.
+vmgr_not_ok() {
+        local name=$1
+        shift
+        VMGR_FAILED=$((VMGR_FAILED + 1))
+        echo "not ok - $name"
+        [ $# -gt 0 ] && printf '%s\n' "$@" | sed 's/^/#   /'
+        return 0
+}
+
+# check NAME CMD...: passes if CMD exits 0; its output is shown on failure.
+check() {
+        local name=$1 out rc=0
+        shift
+        out=$("$@" 2>&1) || rc=$?
+        if [ "$rc" -eq 0 ]; then
+                vmgr_ok "$name"
+        else
+                vmgr_not_ok "$name" "command: $*" "exit status: $rc" "$out"
+        fi
+}
+
+# check_fails NAME CMD...: passes if CMD exits non-zero.
+check_fails() {
+        local name=$1 out rc=0
+        shift
+        out=$("$@" 2>&1) || rc=$?
+        if [ "$rc" -ne 0 ]; then
+                vmgr_ok "$name"
+        else
+                vmgr_not_ok "$name" "command: $*" "expected a failure, it succeeded" "$out"
+        fi
+}
+
+# check_eq NAME EXPECTED ACTUAL
+check_eq() {
+        if [ "$2" = "$3" ]; then
+                vmgr_ok "$1"
+        else
+                vmgr_not_ok "$1" "expected: $2" "actual:   $3"
+        fi
+}
+
+# check_match NAME EXTENDED-REGEX ACTUAL
+check_match() {
+        if [[ $3 =~ $2 ]]; then
+                vmgr_ok "$1"
+        else
+                vmgr_not_ok "$1" "expected to match: $2" "actual: $3"
+        fi
+}
+
+# check_empty NAME ACTUAL: passes if ACTUAL is empty (e.g. vmgr_leftovers).
+check_empty() {
+        if [ -z "$2" ]; then
+                vmgr_ok "$1"
+        else
+                vmgr_not_ok "$1" "expected nothing, found:" "$2"
+        fi
+}
+
+# Sanitizer reports in vmgrd's log (ASan, LSan, UBSan), if any.
+vmgr_sanitizer_reports() {
+        grep -E -A 20 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$VMGR_TMP/vmgrd.log" 2>/dev/null || true
+}
+
+# End the test: stop a running vmgrd with SIGTERM (it must exit 0), check its
+# log for sanitizer reports, print the tally; exit 1 if anything failed.
+vmgr_finish() {
+        if [ -n "$VMGRD_PID" ]; then
+                vmgr_stop_vmgrd TERM
+                check_eq "vmgrd exits 0 on SIGTERM" 0 "$VMGRD_STATUS"
+        fi
+        if [ -e "$VMGR_TMP/vmgrd.log" ]; then
+                check_empty "no sanitizer reports from vmgrd" "$(vmgr_sanitizer_reports)"
+        fi
+        echo "# $VMGR_PASSED passed, $VMGR_FAILED failed"
+        if [ "$VMGR_FAILED" -gt 0 ]; then
+                if [ -e "$VMGR_TMP/vmgrd.log" ]; then
+                        echo "# vmgrd log (last 60 lines):"
+                        tail -n 60 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /'
+                fi
+                exit 1
+        fi
+        exit 0
+}
+
+# --- independent address derivation ----------------------------------------
+# Recomputes docs/addressing.md with sha256sum and printf only, so the tests
+# cross-check lib/addressing.c instead of trusting it.
+
+# Hex SHA-256 of a string.
+vmgr_sha256_hex() {
+        local out
+        out=$(printf '%s' "$1" | sha256sum)
+        echo "${out%% *}"
+}
+
+# Canonical (inet_ntop) text of an IPv6 address given as 8 numeric groups:
+# lowercase, no leading zeros, the longest run of two or more zero groups
+# (the first of equal runs) written as "::".
+vmgr_ipv6_format() {
+        local -a g=("$@")
+        local i best=-1 bestlen=0 run=-1 len=0
+        for ((i = 0; i < 8; i++)); do
+                if [ "${g[i]}" -eq 0 ]; then
+                        [ "$run" -lt 0 ] && run=$i && len=0
+                        len=$((len + 1))
+                        if [ "$len" -gt "$bestlen" ]; then
+                                best=$run
+                                bestlen=$len
+                        fi
+                else
+                        run=-1
+                fi
+        done
+        [ "$bestlen" -lt 2 ] && best=-1
+        local out=""
+        for ((i = 0; i < 8; i++)); do
+                if [ "$i" -eq "$best" ]; then
+                        out+="::"
+                        i=$((best + bestlen - 1))
+                        continue
+                fi
+                [ -n "$out" ] && [ "${out: -1}" != ":" ] && out+=":"
+                out+=$(printf '%x' "${g[i]}")
+        done
+        echo "$out"
+}
+
+# vmgr_expected_addrs GROUP [VM]: print "key value" lines: bridge, prefix6,
+# gateway6, management6, logs6, files6, subnet4, gateway4; with VM also tap,
+# mac, ipv6, tap4, mac4.
+vmgr_expected_addrs() {
+        local group=$1 vm=${2:-}
+        local h g x y
+        h=$(vmgr_sha256_hex "$group")
+        g=$(vmgr_sha256_hex "ipv4/$group")
+        x=$((16#${h:0:4}))
+        y=$((16#${h:4:4}))
+        echo "bridge vbr-${h:0:10}"
+        echo "prefix6 $(vmgr_ipv6_format $((0xfd00)) "$x" "$y" 0 0 0 0 0)/64"
+        echo "gateway6 $(vmgr_ipv6_format $((0xfd00)) "$x" "$y" 0 0 0 0 1)"
+        echo "management6 $(vmgr_ipv6_format $((0xfd00)) "$x" "$y" 1 0 0 0 1)"
+        echo "logs6 $(vmgr_ipv6_format $((0xfd00)) "$x" "$y" 2 0 0 0 1)"
+        echo "files6 $(vmgr_ipv6_format $((0xfd00)) "$x" "$y" 3 0 0 0 1)"
+        echo "subnet4 10.$((16#${g:0:2})).$((16#${g:2:2})).0/24"
+        echo "gateway4 10.$((16#${g:0:2})).$((16#${g:2:2})).1"
+        [ -n "$vm" ] || return 0
+
+        local v w
+        v=$(vmgr_sha256_hex "$group/$vm")
+        w=$(vmgr_sha256_hex "ipv4/$group/$vm")
+        echo "tap tap-${v:0:10}"
+        echo "mac 6a:01:${v:0:2}:${v:2:2}:${v:4:2}:${v:6:2}"
+        # Modified EUI-64: 6a ^ 02 = 68, then 01, v0, ff, fe, v1, v2, v3.
+        echo "ipv6 $(vmgr_ipv6_format $((0xfd00)) "$x" "$y" 0 $((0x6801)) $((16#${v:0:2}ff)) \
+                $((16#fe${v:2:2})) $((16#${v:4:4})))"
+        echo "tap4 ta4-${w:0:10}"
+        echo "mac4 6a:01:${w:0:2}:${w:2:2}:${w:4:2}:${w:6:2}"
+}
+
+# vmgr_load_expected ARRAY GROUP [VM]: fill associative array ARRAY with
+# vmgr_expected_addrs' keys and values.
+vmgr_load_expected() {
+        local -n _vmgr_exp=$1
+        local k v
+        _vmgr_exp=()
+        while read -r k v; do
+                _vmgr_exp[$k]=$v
+        done < <(vmgr_expected_addrs "${@:2}")
+}
+
+# --- what is left ----------------------------------------------------------
+
+# Print everything vmgr-ish left in this namespace, one per line: links
+# marked with a "vmgr:" alias or named like vmgr's, fd00::/8 addresses on lo,
+# processes of the test user other than the running vmgrd, its helper and
+# the bus, and files in vmgrd's state and runtime dirs. Empty when clean.
+vmgr_leftovers() {
+        ip -o link show | grep -E 'alias vmgr:| (vbr|tap|ta4)-[0-9a-f]{10}[:@]' |
+                sed -E 's/^[0-9]+: ([^:]+):.*alias (vmgr:[^ \\]*).*/link \1 (alias \2)/; s/^[0-9]+: ([^:]+):.*/link \1/' || true
+        ip -6 -o addr show dev lo | awk '$4 ~ /^fd/ { print "lo address " $4 }'
+        local pid comm ppid stat
+        while read -r pid ppid stat comm; do
+                [ "$pid" = "$VMGRD_PID" ] && continue
+                [ "$pid" = "$VMGR_BUS_PID" ] && continue
+                [ -n "$VMGRD_PID" ] && [ "$ppid" = "$VMGRD_PID" ] && [ "$comm" = vmgr-netadm ] && continue
+                [[ $stat == Z* ]] && continue
+                echo "process $pid $comm"
+        done < <(ps -u "$VMGR_USER" -o pid=,ppid=,stat=,comm= || true)
+        find "$VMGR_TMP/state/vmgr" "$VMGR_TMP/run/vmgr" ! -type d -printf 'file %p\n' 2>/dev/null || true
+}
+
+# --- probing dnsmasq from outside -------------------------------------------
+
+# vmgr_peer_create BRIDGE: make a namespace with a veth whose other end is a
+# port of BRIDGE (in the test's namespace), for probing the group's dnsmasq
+# like a VM would. Sets VMGR_PEER (namespace name) and VMGR_PEER_IF.
+# DAD is off on the probe side: rdisc6 cannot bind a tentative address.
+vmgr_peer_create() {
+        local bridge=$1 n=${#VMGR_PEER_NS[@]}
+        VMGR_PEER=vmgrpeer-$BASHPID-$n
+        VMGR_PEER_IF=vp$n
+        ip netns add "$VMGR_PEER"
+        VMGR_PEER_NS+=("$VMGR_PEER")
+        ip link add "vh$n" type veth peer name "$VMGR_PEER_IF" netns "$VMGR_PEER"
+        ip link set "vh$n" master "$bridge" up
+        ip netns exec "$VMGR_PEER" sysctl -q -w "net.ipv6.conf.$VMGR_PEER_IF.accept_dad=0"
+        ip -n "$VMGR_PEER" link set lo up
+        ip -n "$VMGR_PEER" link set "$VMGR_PEER_IF" up
+}
+
+# Delete the probe namespace made last (its veth goes with it).
+vmgr_peer_delete() {
+        ip netns delete "$VMGR_PEER"
+        unset 'VMGR_PEER_NS[-1]'
+}
+
+# Print the prefix lines of the router advertisement the probe receives.
+vmgr_peer_ra() {
+        ip netns exec "$VMGR_PEER" rdisc6 -1 -r 5 -w 1500 "$VMGR_PEER_IF"
+}
+
+# Print the IPv4 address the probe leases over DHCP (busybox udhcpc).
+vmgr_peer_dhcp4() {
+        local script=$VMGR_TMP/udhcpc-$VMGR_PEER.sh lease=$VMGR_TMP/lease-$VMGR_PEER
+        printf '#!/bin/sh\n[ "$1" = bound ] && echo "$ip" >%s\nexit 0\n' "$lease" >"$script"
+        chmod 0755 "$script"
+        ip netns exec "$VMGR_PEER" busybox udhcpc -n -q -t 5 -T 2 -i "$VMGR_PEER_IF" -s "$script" >/dev/null 2>&1
+        cat "$lease"
+}
