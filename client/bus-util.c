@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-util.h"
+#include "macro.h"
+#include "output.h"
+#include "verbs.h"
+#include "vmgr-error.h"
+
+#define ADVICE_BUS "DBUS_SESSION_BUS_ADDRESS must point at the session bus vmgrd uses"
+#define ADVICE_START "start it with 'systemctl --user start vmgrd' or run 'vmgrd'"
+
+/* Says that the bus could not be reached and why, naming the address that
+ * was tried the way sd_bus_open_user() chooses it. Returns -EHOSTDOWN. */
+static int log_bus_unreachable(const char *address, int r) {
+        const char *env = secure_getenv("DBUS_SESSION_BUS_ADDRESS");
+        const char *runtime = secure_getenv("XDG_RUNTIME_DIR");
+
+        if (address)
+                log_error_errno(r, "cannot connect to the bus at '%s'%s: %m; " ADVICE_BUS, address,
+                                env ? "" : " (DBUS_SESSION_BUS_ADDRESS is not set)");
+        else if (env)
+                log_error_errno(r, "cannot connect to the bus at '%s': %m; " ADVICE_BUS, env);
+        else if (runtime)
+                log_error_errno(r, "cannot connect to the bus at 'unix:path=%s/bus' (DBUS_SESSION_BUS_ADDRESS is not set): %m; " ADVICE_BUS,
+                                runtime);
+        else
+                log_error_errno(r, "cannot find the session bus: neither DBUS_SESSION_BUS_ADDRESS nor XDG_RUNTIME_DIR is set; " ADVICE_BUS);
+        return -ERRNO_UNREACHABLE;
+}
+
+int bus_connect(sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r;
+
+        r = sd_bus_open_user(&bus);
+        if (r < 0)
+                return log_bus_unreachable(NULL, r);
+
+        *ret = bus;
+        return 0;
+}
+
+int bus_call_method(sd_bus *bus, const char *path, const char *interface, const char *member, uint64_t timeout_usec,
+                    sd_bus_error *error, sd_bus_message **ret_reply, const char *types, ...) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        va_list ap;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, VMGR_BUS_NAME, path, interface, member);
+        if (r < 0)
+                return r;
+
+        if (types) {
+                va_start(ap, types);
+                r = sd_bus_message_appendv(m, types, ap);
+                va_end(ap);
+                if (r < 0)
+                        return r;
+        }
+
+        return sd_bus_call(bus, m, timeout_usec, error, ret_reply);
+}
+
+/* Default sentences for vmgr's own errors, used when vmgrd sent no message. */
+static const struct {
+        const char *name;
+        const char *sentence;
+        int errno_value;
+} vmgr_errors[] = {
+        { VMGR_ERROR_INVALID_NAME, "invalid name", -ERRNO_USAGE },
+        { VMGR_ERROR_INVALID_SPEC, "invalid spec", -EBADMSG },
+        { VMGR_ERROR_GROUP_EXISTS, "the group already exists", -EEXIST },
+        { VMGR_ERROR_NO_SUCH_GROUP, "no such group", -ERRNO_NOT_FOUND },
+        { VMGR_ERROR_VM_EXISTS, "the VM already exists", -EEXIST },
+        { VMGR_ERROR_NO_SUCH_VM, "no such VM", -ERRNO_NOT_FOUND },
+        { VMGR_ERROR_ADDRESS_CONFLICT, "the group's addresses conflict with another group", -EADDRINUSE },
+        { VMGR_ERROR_PERMISSION_DENIED, "permission denied", -EPERM },
+        { VMGR_ERROR_HELPER_FAILED, "the network helper vmgr-netadm failed", -EIO },
+        { VMGR_ERROR_LIMIT_EXCEEDED, "a limit was exceeded", -E2BIG },
+        { VMGR_ERROR_BUSY, "the group is busy", -EBUSY },
+        { VMGR_ERROR_TIMEOUT, "the operation timed out", -ETIMEDOUT },
+        { VMGR_ERROR_FAILED, "the operation failed", -EIO },
+};
+
+int bus_log_error(sd_bus *bus, const sd_bus_error *error, int r) {
+        const char *address = NULL;
+
+        /* A failed connect, authentication or a dropped connection all leave
+         * the bus closed, whatever error name sd-bus made up for it. */
+        if (sd_bus_is_open(bus) <= 0) {
+                (void) sd_bus_get_address(bus, &address);
+                return log_bus_unreachable(address, r);
+        }
+
+        if (!sd_bus_error_is_set(error)) {
+                log_error_errno(r, "cannot call vmgrd: %m");
+                return errno_generic(r);
+        }
+
+        if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
+                log_error_errno(r, "vmgrd is not running on this bus; " ADVICE_START);
+                return -ERRNO_UNREACHABLE;
+        }
+        if (sd_bus_error_has_name(error, SD_BUS_ERROR_NO_REPLY)) {
+                log_error_errno(r, "vmgrd exited or stopped answering before it replied");
+                return -ECONNRESET;
+        }
+        if (sd_bus_error_has_name(error, SD_BUS_ERROR_TIMEOUT) || r == -ETIMEDOUT) {
+                log_error_errno(r, "vmgrd did not reply in time; it may still be working, check with 'vmgrctl group list'");
+                return -ETIMEDOUT;
+        }
+        if (sd_bus_error_has_name(error, SD_BUS_ERROR_ACCESS_DENIED)) {
+                log_error_errno(r, "the bus refused the call to vmgrd: %s", strempty(error->message) ? "access denied" : error->message);
+                return -EACCES;
+        }
+
+        /* vmgrd's own errors carry a sentence written for people already. */
+        for (size_t i = 0; i < ELEMENTSOF(vmgr_errors); i++)
+                if (sd_bus_error_has_name(error, vmgr_errors[i].name)) {
+                        log_error_errno(r, "%s", strempty(error->message) ? vmgr_errors[i].sentence : error->message);
+                        return vmgr_errors[i].errno_value;
+                }
+
+        if (strempty(error->message))
+                log_error_errno(r, "vmgrd call failed: %s", error->name);
+        else
+                log_error_errno(r, "vmgrd call failed: %s (%s)", error->message, error->name);
+        return errno_generic(r);
+}
+
+int bus_log_parse_error(int r) {
+        log_error_errno(r, "cannot parse vmgrd's reply: %m");
+        return errno_generic(r);
+}
+
+/* Reads one basic value of the given D-Bus type as JSON. Returns 0, or -errno. */
+static int read_basic_json(sd_bus_message *m, char type, struct json_object **ret) {
+        union {
+                uint8_t u8;
+                int16_t s16;
+                uint16_t u16;
+                int32_t s32;
+                uint32_t u32;
+                int64_t s64;
+                uint64_t u64;
+                double d;
+                int b;
+                const char *s;
+        } v;
+        struct json_object *j;
+        int r;
+
+        r = sd_bus_message_read_basic(m, type, &v);
+        if (r < 0)
+                return r;
+
+        switch (type) {
+        case 's':
+        case 'o':
+        case 'g':
+                j = json_object_new_string(v.s);
+                break;
+        case 'b':
+                j = json_object_new_boolean(v.b);
+                break;
+        case 'y':
+                j = json_object_new_int64(v.u8);
+                break;
+        case 'n':
+                j = json_object_new_int64(v.s16);
+                break;
+        case 'q':
+                j = json_object_new_int64(v.u16);
+                break;
+        case 'i':
+                j = json_object_new_int64(v.s32);
+                break;
+        case 'u':
+                j = json_object_new_int64(v.u32);
+                break;
+        case 'x':
+                j = json_object_new_int64(v.s64);
+                break;
+        case 't':
+                j = json_object_new_uint64(v.u64);
+                break;
+        case 'd':
+                j = json_object_new_double(v.d);
+                break;
+        default:
+                return -EOPNOTSUPP;
+        }
+        if (!j)
+                return -ENOMEM;
+        *ret = j;
+        return 0;
+}
+
+static bool type_is_json_basic(char t) {
+        return t && strchr("sogbynqiuxtd", t);
+}
+
+/* Reads the variant the message points at as JSON. Returns 1 and the value,
+ * 0 if its type has no JSON form here (the variant is skipped), or -errno. */
+static int read_variant_json(sd_bus_message *m, struct json_object **ret) {
+        _cleanup_json_ struct json_object *j = NULL;
+        const char *contents;
+        char type;
+        int r;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+
+        if (type_is_json_basic(contents[0]) && contents[1] == 0) {
+                r = sd_bus_message_enter_container(m, 'v', contents);
+                if (r < 0)
+                        return r;
+                r = read_basic_json(m, contents[0], &j);
+                if (r < 0)
+                        return r;
+        } else if (contents[0] == 'a' && type_is_json_basic(contents[1]) && contents[2] == 0) {
+                r = sd_bus_message_enter_container(m, 'v', contents);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_enter_container(m, 'a', contents + 1);
+                if (r < 0)
+                        return r;
+                j = json_object_new_array();
+                if (!j)
+                        return -ENOMEM;
+                for (;;) {
+                        struct json_object *item;
+
+                        r = sd_bus_message_peek_type(m, &type, NULL);
+                        if (r < 0)
+                                return r;
+                        if (r == 0)
+                                break;
+                        r = read_basic_json(m, type, &item);
+                        if (r < 0)
+                                return r;
+                        if (json_object_array_add(j, item) < 0) {
+                                json_object_put(item);
+                                return -ENOMEM;
+                        }
+                }
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_bus_message_skip(m, "v");
+                return r < 0 ? r : 0;
+        }
+
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(j);
+        return 1;
+}
+
+int bus_message_read_properties(sd_bus_message *m, struct json_object **ret) {
+        _cleanup_json_ struct json_object *props = NULL;
+        int r;
+
+        props = json_object_new_object();
+        if (!props)
+                return -ENOMEM;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                _cleanup_json_ struct json_object *value = NULL;
+                const char *name;
+
+                r = sd_bus_message_enter_container(m, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+
+                r = sd_bus_message_read(m, "s", &name);
+                if (r < 0)
+                        return r;
+                r = read_variant_json(m, &value);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        if (json_object_object_add(props, name, value) < 0)
+                                return -ENOMEM;
+                        value = NULL; /* props owns it now */
+                }
+
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(props);
+        return 0;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * What vmgrctl prints. Every read verb builds one json-c value (an object of
+ * "Key": value pairs, or an array of them) and hands it here, so the text and
+ * the --json forms always carry the same keys and values.
+ */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "macro.h"
+
+static inline void json_object_putp(struct json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+#define _cleanup_json_ _cleanup_(json_object_putp)
+
+/* Prints "vmgrctl: <message>" on stderr. Returns r, so errors log and return in
+ * one step; %m refers to -r. */
+int log_error_errno(int r, const char *format, ...) _printf_(2, 3);
+
+/* Formats one value for text output into a new string: strings as they are,
+ * numbers in decimal, booleans as yes/no, arrays space-separated.
+ * Returns 0, or -ENOMEM. */
+int output_value_text(struct json_object *value, char **ret);
+
+/* Prints a value as JSON on stdout: indented on a terminal, one line
+ * otherwise (for pipes into jq and scripts). Returns 0, or -ENOMEM. */
+int output_json(struct json_object *value);
+
+/* Prints an object as "Key: value" lines, values aligned in one column, in
+ * the object's key order. Returns 0, or -ENOMEM. */
+int output_properties(struct json_object *object);
+
+struct output_column {
+        const char *header;     /* "NAME" */
+        const char *key;        /* "Name" */
+};
+
+/* Prints an array of objects as a table of the given columns, each as wide as
+ * its widest cell; an empty cell prints as "-" so awk-style field splitting
+ * works. legend=false leaves out the header line. Returns 0, or -ENOMEM. */
+int output_table(struct json_object *rows, const struct output_column *columns, size_t n_columns, bool legend);
+
+/* Flushes stdout and reports a write error (full disk, closed pipe) once.
+ * Returns 0, or -EIO after logging. */
+int output_flush(void);

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The verbs vmgrctl dispatches to (table in vmgrctl.c), one file per verb
+ * family. A verb prints its own error sentence and returns -errno; three
+ * values choose a distinct exit status so scripts can tell the cases apart:
+ *
+ *   -EINVAL     usage error or invalid name          exit 2
+ *   -ENXIO      no such group or VM                  exit 3
+ *   -EHOSTDOWN  vmgrd not reachable (no bus/daemon)   exit 4
+ *   other       any other failure                    exit 1
+ *
+ * Code that passes on an errno from a library must not let one of these
+ * three through by accident; errno_generic() folds them into -EIO.
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define EXIT_USAGE 2
+#define EXIT_NOT_FOUND 3
+#define EXIT_UNREACHABLE 4
+
+#define ERRNO_USAGE EINVAL
+#define ERRNO_NOT_FOUND ENXIO
+#define ERRNO_UNREACHABLE EHOSTDOWN
+
+/* Returns r unless it is one of the errnos that select an exit status, then -EIO. */
+static inline int errno_generic(int r) {
+        if (r == -ERRNO_USAGE || r == -ERRNO_NOT_FOUND || r == -ERRNO_UNREACHABLE)
+                return -EIO;
+        return r;
+}
+
+/* Options from the command line. Global ones apply to every verb; each verb
+ * names in the table which of the others it takes, so a new one (such as a
+ * repeatable "group create --vm SPEC") is a field here, a getopt entry and a
+ * flag on the verbs that accept it. */
+struct ctl_options {
+        bool json;              /* --json */
+        bool quiet;             /* -q: no legends, no output from create */
+        const char *spec;       /* group create --spec FILE ("-" = stdin) */
+};
+
+/* Each verb gets its positional arguments (after the verb words), already
+ * checked against the table's minimum and maximum count. */
+int verb_group_create(char **args, size_t n_args, const struct ctl_options *o);
+int verb_group_list(char **args, size_t n_args, const struct ctl_options *o);
+int verb_group_show(char **args, size_t n_args, const struct ctl_options *o);
+int verb_group_delete(char **args, size_t n_args, const struct ctl_options *o);
+int verb_addr(char **args, size_t n_args, const struct ctl_options *o);
