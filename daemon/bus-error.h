@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "macro.h"
+#include "vmgr-error.h"
+
+/*
+ * The one place that turns a failure code (-errno or -VMGR_ERR_*) into a
+ * D-Bus error name. The message is a sentence for the user; when fmt is
+ * NULL a generic one is made from the code. Returns the (negative) code,
+ * as sd-bus method handlers expect, after setting *error.
+ */
+_printf_(3, 4) int vmgr_bus_error_set(sd_bus_error *error, int r, const char *fmt, ...);
+
+/* Reply to a pending method call with that error. Returns what sd-bus returns. */
+_printf_(3, 4) int vmgr_bus_reply_error(sd_bus_message *m, int r, const char *fmt, ...);
+
+/* The D-Bus error name for a failure code. */
+const char *vmgr_error_name(int r);

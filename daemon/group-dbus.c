@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-error.h"
+#include "dnsmasq.h"
+#include "group.h"
+
+static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+
+        return sd_bus_message_append(reply, "s", group_state_to_string(g->state));
+}
+
+/* The string form of one of the derived addresses, chosen by property name. */
+static int property_get_address(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        const struct vmgr_group_addrs *a = &g->addrs;
+        char buf[INET6_ADDRSTRLEN + 8];
+
+        if (streq(property, "Bridge"))
+                snprintf(buf, sizeof(buf), "%s", a->bridge);
+        else if (streq(property, "Prefix6"))
+                vmgr_in6_prefix_format(&a->prefix6, 64, buf, sizeof(buf));
+        else if (streq(property, "Gateway6"))
+                inet_ntop(AF_INET6, &a->gateway6, buf, sizeof(buf));
+        else if (streq(property, "Management6"))
+                inet_ntop(AF_INET6, &a->management6, buf, sizeof(buf));
+        else if (streq(property, "Logs6"))
+                inet_ntop(AF_INET6, &a->logs6, buf, sizeof(buf));
+        else if (streq(property, "Files6"))
+                inet_ntop(AF_INET6, &a->files6, buf, sizeof(buf));
+        else if (streq(property, "Subnet4"))
+                vmgr_in4_prefix_format(&a->subnet4, 24, buf, sizeof(buf));
+        else if (streq(property, "Gateway4"))
+                inet_ntop(AF_INET, &a->gateway4, buf, sizeof(buf));
+        else
+                return -EINVAL;
+        return sd_bus_message_append(reply, "s", buf);
+}
+
+static int property_get_vms(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        int r;
+
+        /* VMs come with the VM model; a network-only group has none. */
+        r = sd_bus_message_open_container(reply, 'a', "o");
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_dnsmasq(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+
+        return sd_bus_message_append(reply, "s", dnsmasq_state_to_string(dnsmasq_state(g->dnsmasq)));
+}
+
+static int property_get_dnsmasq_restarts(sd_bus *bus, const char *path, const char *interface,
+                                         const char *property, sd_bus_message *reply, void *userdata,
+                                         sd_bus_error *error) {
+        Group *g = userdata;
+
+        return sd_bus_message_append(reply, "u", dnsmasq_restarts(g->dnsmasq));
+}
+
+static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        int r;
+
+        if (!g->manager)
+                return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_GROUP, "group '%s' is gone", g->name);
+        r = group_delete(g, m);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot delete group '%s': %s", g->name, strerror(-r));
+        return 1; /* the reply follows when it is gone */
+}
+
+const sd_bus_vtable group_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Group, name), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Bridge", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Prefix6", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Gateway6", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Management6", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Logs6", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Files6", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Subnet4", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Gateway4", "s", property_get_address, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("VMs", "ao", property_get_vms, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RuntimeDirectory", "s", NULL, offsetof(Group, runtime_dir), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Dnsmasq", "s", property_get_dnsmasq, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("DnsmasqRestarts", "u", property_get_dnsmasq_restarts, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_delete,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int group_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                      sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *name = NULL;
+        Group *g;
+        int r;
+
+        r = sd_bus_path_decode(path, VMGR_GROUP_PATH_PREFIX, &name);
+        if (r <= 0)
+                return r;
+        g = manager_find_group(m, name);
+        if (!g)
+                return 0;
+        *found = g;
+        return 1;
+}
+
+int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+        Manager *m = userdata;
+        char **l;
+        size_t i = 0;
+
+        l = calloc(m->n_groups + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        for (Group *g = m->groups; g; g = g->next) {
+                l[i] = strdup(g->object_path);
+                if (!l[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                free(l[j]);
+                        free(l);
+                        return -ENOMEM;
+                }
+                i++;
+        }
+        *nodes = l;
+        return 1;
+}
+
+int group_emit_changed(Group *g, const char *property, ...) {
+        const char *names[8];
+        size_t n = 0;
+        va_list ap;
+
+        if (!g->manager || !g->manager->bus)
+                return 0;
+
+        va_start(ap, property);
+        for (const char *p = property; p && n < ELEMENTSOF(names) - 1; p = va_arg(ap, const char *))
+                names[n++] = p;
+        va_end(ap);
+        names[n] = NULL;
+
+        return sd_bus_emit_properties_changed_strv(g->manager->bus, g->object_path, VMGR_GROUP_INTERFACE,
+                                                   (char **) names);
+}

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bus-error.h"
+#include "dnsmasq.h"
+#include "fs-util.h"
+#include "group.h"
+#include "log.h"
+
+static const char *const state_names[_GROUP_STATE_MAX] = {
+        [GROUP_CREATING] = "creating",
+        [GROUP_RUNNING] = "running",
+        [GROUP_DELETING] = "deleting",
+        [GROUP_FAILED] = "failed",
+};
+
+const char *group_state_to_string(GroupState s) {
+        return (unsigned) s < _GROUP_STATE_MAX ? state_names[s] : NULL;
+}
+
+static void group_dnsmasq_ready(Group *g, int error, const char *message);
+static void group_dnsmasq_stopped(Group *g);
+static void group_dnsmasq_changed(Group *g);
+
+static const DnsmasqCallbacks dnsmasq_callbacks = {
+        .ready = group_dnsmasq_ready,
+        .stopped = group_dnsmasq_stopped,
+        .changed = group_dnsmasq_changed,
+};
+
+static Group *group_free(Group *g) {
+        if (!g)
+                return NULL;
+        dnsmasq_free(g->dnsmasq);
+        sd_bus_message_unref(g->create_call);
+        for (size_t i = 0; i < g->n_delete_calls; i++)
+                sd_bus_message_unref(g->delete_calls[i]);
+        free(g->delete_calls);
+        vmgr_spec_free(g->spec);
+        free(g->name);
+        free(g->object_path);
+        free(g->spec_json);
+        free(g->runtime_dir);
+        free(g->state_file);
+        free(g);
+        return NULL;
+}
+
+Group *group_ref(Group *g) {
+        if (g)
+                g->n_ref++;
+        return g;
+}
+
+Group *group_unref(Group *g) {
+        if (!g)
+                return NULL;
+        if (--g->n_ref > 0)
+                return NULL;
+        return group_free(g);
+}
+
+int group_path_for(const char *name, char **ret) {
+        return sd_bus_path_encode(VMGR_GROUP_PATH_PREFIX, name, ret);
+}
+
+/* Refuse a group whose derived bridge, /64 or /24 another group of ours
+ * already uses. Returns 0 or -VMGR_ERR_ADDRESS_CONFLICT with error set. */
+static int check_collisions(Manager *m, const char *name, const struct vmgr_group_addrs *a, sd_bus_error *error) {
+        for (Group *o = m->groups; o; o = o->next) {
+                const char *what = vmgr_group_addrs_collision(a, &o->addrs);
+                if (what)
+                        return vmgr_bus_error_set(error, -VMGR_ERR_ADDRESS_CONFLICT,
+                                                  "the %s derived for group '%s' collides with group '%s'; "
+                                                  "choose another name",
+                                                  what, name, o->name);
+        }
+        return 0;
+}
+
+int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spec, Group **ret,
+              sd_bus_error *error) {
+        _cleanup_(group_unrefp) Group *g = NULL;
+        struct vmgr_group_addrs addrs;
+        const char *why;
+        int r;
+
+        if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid group name \"%s\": %s", name, why);
+        if (manager_find_group(m, name))
+                return vmgr_bus_error_set(error, -VMGR_ERR_GROUP_EXISTS, "group '%s' already exists", name);
+        if (m->n_groups >= m->config.max_groups)
+                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
+                                          "this vmgrd already holds %u groups, its limit (max_groups)",
+                                          m->n_groups);
+        if (spec->n_vms > m->config.max_vms_per_group)
+                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
+                                          "the spec has %zu VMs; the limit is %u (max_vms_per_group)", spec->n_vms,
+                                          m->config.max_vms_per_group);
+
+        r = vmgr_group_addrs_derive(name, &addrs);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, NULL);
+        r = check_collisions(m, name, &addrs, error);
+        if (r < 0)
+                return r;
+
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return -ENOMEM;
+        g->n_ref = 1;
+        g->addrs = addrs;
+        g->state = GROUP_CREATING;
+        g->name = strdup(name);
+        g->spec_json = strdup(spec_json);
+        if (!g->name || !g->spec_json)
+                return -ENOMEM;
+        if (asprintf(&g->runtime_dir, "%s/groups/%s", m->runtime_dir, name) < 0 ||
+            asprintf(&g->state_file, "%s/groups/%s.json", m->state_dir, name) < 0) {
+                g->runtime_dir = g->state_file = NULL;
+                return -ENOMEM;
+        }
+        r = group_path_for(name, &g->object_path);
+        if (r < 0)
+                return r;
+        r = dnsmasq_new(g, &dnsmasq_callbacks, &g->dnsmasq);
+        if (r < 0)
+                return r;
+
+        g->spec = spec;
+        g->created_usec = (uint64_t) time(NULL) * 1000000ULL;
+
+        /* The manager's list holds the reference we return. */
+        g->manager = m;
+        g->next = m->groups;
+        if (m->groups)
+                m->groups->prev = g;
+        m->groups = g;
+        m->n_groups++;
+
+        *ret = TAKE_PTR(g);
+        return 0;
+}
+
+void group_set_state(Group *g, GroupState state) {
+        if (g->state == state)
+                return;
+        log_group(LOG_INFO, g->name, "Group is %s", group_state_to_string(state));
+        g->state = state;
+        (void) group_emit_changed(g, "State", NULL);
+}
+
+int group_save(Group *g) {
+        json_object *o;
+        const char *text;
+        int r;
+
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        json_object_object_add(o, "version", json_object_new_int(1));
+        json_object_object_add(o, "name", json_object_new_string(g->name));
+        json_object_object_add(o, "spec", json_object_new_string(g->spec_json));
+        json_object_object_add(o, "state", json_object_new_string(group_state_to_string(g->state)));
+        json_object_object_add(o, "created_usec", json_object_new_int64((int64_t) g->created_usec));
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+        r = text ? write_file_atomic(g->state_file, text, strlen(text), 0600) : -ENOMEM;
+        json_object_put(o);
+        if (r < 0)
+                log_group_errno(LOG_ERR, r, g->name, "Failed to write %s: %s", g->state_file, strerror(-r));
+        return r;
+}
+
+/* Take the group out of the manager: its object and state vanish. Drops the
+ * manager's reference. */
+static void group_remove(Group *g) {
+        Manager *m = g->manager;
+
+        if (!m)
+                return;
+        /* Announce it while the object can still be found. */
+        if (m->bus)
+                (void) sd_bus_emit_object_removed(m->bus, g->object_path);
+        if (g->prev)
+                g->prev->next = g->next;
+        else
+                m->groups = g->next;
+        if (g->next)
+                g->next->prev = g->prev;
+        g->next = g->prev = NULL;
+        m->n_groups--;
+        g->manager = NULL;
+
+        if (m->bus)
+                (void) sd_bus_emit_signal(m->bus, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "GroupRemoved", "so",
+                                          g->name, g->object_path);
+        log_group(LOG_INFO, g->name, "Group removed");
+        group_unref(g);
+        manager_maybe_finish_shutdown(m);
+}
+
+static void reply_delete_calls(Group *g, int r, const char *message) {
+        for (size_t i = 0; i < g->n_delete_calls; i++) {
+                if (r < 0)
+                        (void) vmgr_bus_reply_error(g->delete_calls[i], r, "%s", message);
+                else
+                        (void) sd_bus_reply_method_return(g->delete_calls[i], NULL);
+                g->delete_calls[i] = sd_bus_message_unref(g->delete_calls[i]);
+        }
+        g->n_delete_calls = 0;
+}
+
+/* What is left to undo after the network is gone: files, then the object. */
+static void group_finish_removal(Group *g) {
+        int r;
+
+        r = rm_rf(g->runtime_dir);
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, g->name, "Failed to remove %s: %s", g->runtime_dir, strerror(-r));
+        if (unlink(g->state_file) < 0 && errno != ENOENT)
+                log_group_errno(LOG_WARNING, errno, g->name, "Failed to remove %s: %m", g->state_file);
+
+        group_ref(g);
+        reply_delete_calls(g, 0, NULL);
+        group_remove(g);
+        group_unref(g);
+}
+
+static void on_network_deleted(int error, const char *message, int pid, int pidfd, void *userdata) {
+        Group *g = userdata;
+
+        if (error < 0) {
+                log_group_errno(LOG_ERR, error, g->name, "Failed to delete the network: %s", message);
+                if (!g->manager || g->manager->shutting_down) {
+                        /* Nothing more we can do; a later start cleans up from the state file. */
+                        reply_delete_calls(g, -VMGR_ERR_HELPER_FAILED, message);
+                        if (g->manager)
+                                group_remove(g);
+                } else {
+                        group_set_state(g, GROUP_FAILED);
+                        reply_delete_calls(g, -VMGR_ERR_HELPER_FAILED, message);
+                        (void) group_save(g);
+                }
+                group_unref(g);
+                return;
+        }
+
+        g->network_created = false;
+        group_finish_removal(g);
+        group_unref(g);
+}
+
+/* dnsmasq is down: delete the network. */
+static void group_delete_network(Group *g) {
+        int r;
+
+        r = netadm_client_call(g->manager->netadm, VMGR_NETADM_GROUP_DELETE, g->name, NULL, 0, NULL,
+                               on_network_deleted, g);
+        if (r < 0) {
+                log_group_errno(LOG_ERR, r, g->name, "Failed to ask vmgr-netadm to delete the network: %s",
+                                strerror(-r));
+                on_network_deleted(r, "vmgr-netadm could not be asked to delete the network", 0, -EBADF,
+                                   group_ref(g));
+                return;
+        }
+        group_ref(g);
+}
+
+static void group_dnsmasq_stopped(Group *g) {
+        if (g->state != GROUP_DELETING)
+                return;
+        /* A failed GROUP_CREATE was undone by the helper itself; and a bridge of
+         * the same name owned by someone else must not even be asked about. */
+        if (g->network_created)
+                group_delete_network(g);
+        else
+                group_finish_removal(g);
+}
+
+static void group_dnsmasq_changed(Group *g) {
+        (void) group_emit_changed(g, "Dnsmasq", "DnsmasqRestarts", NULL);
+        if (g->state == GROUP_RUNNING && dnsmasq_state(g->dnsmasq) == DNSMASQ_FAILED) {
+                log_group(LOG_ERR, g->name, "dnsmasq keeps failing; the group is marked failed");
+                group_set_state(g, GROUP_FAILED);
+        }
+}
+
+static void group_teardown(Group *g) {
+        group_set_state(g, GROUP_DELETING);
+        dnsmasq_stop(g->dnsmasq); /* group_dnsmasq_stopped() goes on */
+}
+
+int group_delete(Group *g, sd_bus_message *call) {
+        if (call) {
+                sd_bus_message **a = reallocarray(g->delete_calls, g->n_delete_calls + 1, sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                g->delete_calls = a;
+                g->delete_calls[g->n_delete_calls++] = sd_bus_message_ref(call);
+        }
+
+        switch (g->state) {
+        case GROUP_CREATING:
+                g->delete_requested = true; /* creation finishes first */
+                return 0;
+        case GROUP_DELETING:
+                return 0; /* already on its way */
+        default:
+                group_teardown(g);
+                return 0;
+        }
+}
+
+/* Creation failed: report it, then undo whatever was made. */
+static void group_creation_failed(Group *g, int r, const char *message) {
+        int reply_error;
+
+        log_group_errno(LOG_ERR, r, g->name, "Failed to create the group: %s", message);
+
+        if (r == -EADDRINUSE || r == -EEXIST)
+                reply_error = -VMGR_ERR_ADDRESS_CONFLICT;
+        else if (r == -EPERM || r == -EACCES)
+                reply_error = -EPERM;
+        else if (r == -ETIMEDOUT)
+                reply_error = -VMGR_ERR_TIMEOUT;
+        else
+                reply_error = -VMGR_ERR_HELPER_FAILED;
+
+        if (g->create_call) {
+                (void) vmgr_bus_reply_error(g->create_call, reply_error, "cannot create group '%s': %s", g->name,
+                                            message);
+                g->create_call = sd_bus_message_unref(g->create_call);
+        }
+        group_teardown(g);
+}
+
+static void group_creation_succeeded(Group *g) {
+        group_set_state(g, GROUP_RUNNING);
+        (void) group_save(g);
+
+        if (g->create_call) {
+                (void) sd_bus_reply_method_return(g->create_call, "o", g->object_path);
+                g->create_call = sd_bus_message_unref(g->create_call);
+        }
+        if (g->delete_requested)
+                group_teardown(g);
+}
+
+static void group_dnsmasq_ready(Group *g, int error, const char *message) {
+        if (g->state != GROUP_CREATING)
+                return;
+        if (error < 0)
+                group_creation_failed(g, error, message);
+        else
+                group_creation_succeeded(g);
+}
+
+static void on_network_created(int error, const char *message, int pid, int pidfd, void *userdata) {
+        Group *g = userdata;
+        int r;
+
+        if (error < 0) {
+                group_creation_failed(g, error, message);
+                group_unref(g);
+                return;
+        }
+        g->network_created = true;
+        log_group(LOG_DEBUG, g->name, "Network created (bridge %s)", g->addrs.bridge);
+
+        r = dnsmasq_start(g->dnsmasq);
+        if (r < 0)
+                group_creation_failed(g, r, "failed to start dnsmasq");
+        group_unref(g);
+}
+
+int group_start(Group *g, sd_bus_message *call) {
+        Manager *m = g->manager;
+        int r;
+
+        g->create_call = sd_bus_message_ref(call);
+
+        /* The state file comes first: if we die from here on, the next start knows what to clean up. */
+        r = group_save(g);
+        if (r < 0)
+                goto fail;
+        r = mkdir_p(g->runtime_dir, 0700);
+        if (r < 0)
+                goto fail;
+
+        r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_CREATE, g->name, NULL, 0, NULL, on_network_created, g);
+        if (r < 0)
+                goto fail;
+        group_ref(g);
+        return 0;
+
+fail:
+        g->create_call = sd_bus_message_unref(g->create_call);
+        (void) rm_rf(g->runtime_dir);
+        (void) unlink(g->state_file);
+        group_remove(g);
+        return r;
+}

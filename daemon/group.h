@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+
+#include "addressing.h"
+#include "manager.h"
+#include "spec.h"
+
+typedef struct Dnsmasq Dnsmasq;
+
+typedef enum GroupState {
+        GROUP_CREATING,
+        GROUP_RUNNING,
+        GROUP_DELETING,
+        GROUP_FAILED,
+        _GROUP_STATE_MAX,
+} GroupState;
+
+struct Group {
+        unsigned n_ref;
+        Manager *manager;               /* NULL once removed from the manager */
+        Group *next, *prev;
+
+        char *name;
+        char *object_path;
+        char *spec_json;
+        VmgrSpec *spec;
+        struct vmgr_group_addrs addrs;
+        GroupState state;
+
+        char *runtime_dir;              /* <runtime>/groups/<name> */
+        char *state_file;               /* <state>/groups/<name>.json */
+
+        Dnsmasq *dnsmasq;
+        bool network_created;           /* the helper made the network */
+
+        sd_bus_message *create_call;    /* pending CreateGroup, replied when running or failed */
+        sd_bus_message **delete_calls;  /* pending Delete/DeleteGroup calls */
+        size_t n_delete_calls;
+        bool delete_requested;          /* delete once creation has finished */
+
+        uint64_t created_usec;          /* CLOCK_REALTIME */
+};
+
+const char *group_state_to_string(GroupState s);
+
+/* Make a group object in state "creating" and add it to the manager.
+ * Returns 0 or -VMGR_ERR_* / -errno; error (if set) describes a refusal. */
+int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spec, Group **ret,
+              sd_bus_error *error);
+
+Group *group_ref(Group *g);
+Group *group_unref(Group *g);
+static inline void group_unrefp(Group **g) {
+        group_unref(*g);
+}
+
+/* Create the network and dnsmasq; reply to call (may be NULL) when done.
+ * Returns 0 if started (the reply comes later), -errno otherwise. */
+int group_start(Group *g, sd_bus_message *call);
+
+/* Tear the group down and reply to call (may be NULL) when it is gone. */
+int group_delete(Group *g, sd_bus_message *call);
+
+/* Set the state and emit PropertiesChanged. */
+void group_set_state(Group *g, GroupState state);
+
+/* Write the group's state file atomically. Returns 0 or -errno. */
+int group_save(Group *g);
+
+/* Bus face (group-dbus.c). */
+extern const sd_bus_vtable group_vtable[];
+int group_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                      sd_bus_error *error);
+int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+int group_emit_changed(Group *g, const char *property, ...);
+int group_path_for(const char *name, char **ret);

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-journal.h>
+
+#include "log.h"
+
+static int max_level = LOG_INFO;
+static int use_journal = 0;
+
+/* JOURNAL_STREAM is "dev:ino" of the stream systemd connected to stdout/stderr;
+ * log natively only when stderr still is that stream. */
+static int stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+                return 0;
+        if (fstat(STDERR_FILENO, &st) < 0)
+                return 0;
+        return st.st_dev == dev && st.st_ino == ino;
+}
+
+void log_setup(void) {
+        const char *level = getenv("VMGR_LOG_LEVEL");
+
+        use_journal = stderr_is_journal();
+        if (level && streq(level, "debug"))
+                max_level = LOG_DEBUG;
+}
+
+void log_set_max_level(int level) {
+        max_level = level;
+}
+
+int log_internal(int level, int error, const char *group, const char *vm, const char *fmt, ...) {
+        char buf[2048];
+        va_list ap;
+        int saved = errno;
+
+        error = error < 0 ? -error : error;
+        if (level > max_level) {
+                errno = saved;
+                return -error;
+        }
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+
+        if (use_journal) {
+                /* A field with an empty value is still a field; only add the ones we have. */
+                if (group && vm)
+                        sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, "GROUP=%s", group, "VM=%s", vm,
+                                        error ? "ERRNO=%i" : NULL, error, NULL);
+                else if (group)
+                        sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, "GROUP=%s", group,
+                                        error ? "ERRNO=%i" : NULL, error, NULL);
+                else
+                        sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, error ? "ERRNO=%i" : NULL, error,
+                                        NULL);
+        } else {
+                if (group && vm)
+                        fprintf(stderr, "vmgrd: [%s/%s] %s\n", group, vm, buf);
+                else if (group)
+                        fprintf(stderr, "vmgrd: [%s] %s\n", group, buf);
+                else
+                        fprintf(stderr, "vmgrd: %s\n", buf);
+        }
+
+        errno = saved;
+        return -error;
+}

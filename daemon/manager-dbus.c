@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus-error.h"
+#include "group.h"
+#include "log.h"
+#include "manager.h"
+#include "vmgr-config.h"
+
+/* Only our own user (or root) may drive this daemon, whatever the bus policy says. */
+static int check_caller(sd_bus_message *m, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot identify the caller: %s", strerror(-r));
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot identify the caller: %s", strerror(-r));
+        if (uid != geteuid() && uid != 0)
+                return vmgr_bus_error_set(error, -EPERM, "uid %u may not use the vmgrd of uid %u", (unsigned) uid,
+                                          (unsigned) geteuid());
+        return 0;
+}
+
+/* Find a group by a caller-supplied name, with the right error for a bad or unknown one. */
+static int lookup_group(Manager *m, const char *name, Group **ret, sd_bus_error *error) {
+        const char *why;
+        Group *g;
+
+        if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid group name \"%s\": %s", name, why);
+        g = manager_find_group(m, name);
+        if (!g)
+                return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_GROUP, "no group '%s'", name);
+        *ret = g;
+        return 0;
+}
+
+static int method_create_group(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(vmgr_spec_freep) VmgrSpec *spec = NULL;
+        char spec_error[VMGR_SPEC_ERROR_MAX];
+        const char *name, *spec_json, *why;
+        Group *g;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &spec_json);
+        if (r < 0)
+                return r;
+        r = check_caller(msg, error);
+        if (r < 0)
+                return r;
+        if (m->shutting_down)
+                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY, "vmgrd is shutting down");
+        if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid group name \"%s\": %s", name, why);
+
+        r = vmgr_spec_parse(spec_json, &spec, spec_error);
+        if (r == -EINVAL)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC, "invalid spec: %s", spec_error);
+        if (r < 0)
+                return r;
+        if (spec->n_vms > 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC,
+                                          "invalid spec: vms: this vmgrd creates network-only groups; VMs are not "
+                                          "supported yet");
+
+        r = group_new(m, name, spec_json, spec, &g, error);
+        if (r < 0)
+                return r;
+        spec = NULL; /* the group owns it now */
+
+        (void) sd_bus_emit_object_added(m->bus, g->object_path);
+        (void) sd_bus_emit_signal(m->bus, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "GroupNew", "so", g->name,
+                                  g->object_path);
+        r = group_start(g, msg);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot create group '%s': %s", name, strerror(-r));
+        return 1; /* the reply follows once the group runs, or failed */
+}
+
+static int method_delete_group(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Group *g;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = check_caller(msg, error);
+        if (r < 0)
+                return r;
+        r = lookup_group(m, name, &g, error);
+        if (r < 0)
+                return r;
+        r = group_delete(g, msg);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot delete group '%s': %s", name, strerror(-r));
+        return 1;
+}
+
+static int method_get_group(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Group *g;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = lookup_group(m, name, &g, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, "o", g->object_path);
+}
+
+static int method_list_groups(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(so)");
+        if (r < 0)
+                return r;
+        /* Oldest first: the list is kept newest first, so walk it from the end. */
+        Group *last = m->groups;
+        while (last && last->next)
+                last = last->next;
+        for (Group *g = last; g; g = g->prev) {
+                r = sd_bus_message_append(reply, "(so)", g->name, g->object_path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", VMGR_VERSION);
+}
+
+const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("CreateGroup", SD_BUS_ARGS("s", name, "s", spec_json), SD_BUS_RESULT("o", group),
+                                method_create_group, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DeleteGroup", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_delete_group,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetGroup", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", group), method_get_group,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListGroups", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", groups), method_list_groups,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("GroupNew", SD_BUS_ARGS("s", name, "o", group), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GroupRemoved", SD_BUS_ARGS("s", name, "o", group), 0),
+        SD_BUS_VTABLE_END,
+};

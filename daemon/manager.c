@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "fs-util.h"
+#include "group.h"
+#include "kvconf.h"
+#include "log.h"
+#include "manager.h"
+#include "process-util.h"
+#include "vmgr-error.h"
+
+#define SHUTDOWN_TIMEOUT_USEC (60ULL * 1000000ULL)
+#define CHILDREN_GRACE_USEC (2ULL * 1000000ULL)
+
+static int config_assign(const char *key, const char *value, void *userdata, char *error) {
+        ManagerConfig *c = userdata;
+        unsigned *target, min, max;
+
+        if (streq(key, "max_groups"))
+                target = &c->max_groups, min = 1, max = 4096;
+        else if (streq(key, "max_vms_per_group"))
+                target = &c->max_vms_per_group, min = 1, max = 256;
+        else if (streq(key, "dnsmasq_ready_timeout_sec"))
+                target = &c->dnsmasq_ready_timeout_sec, min = 1, max = 600;
+        else {
+                snprintf(error, VMGR_KVCONF_ERROR_MAX, "unknown key \"%s\"", key);
+                return -EINVAL;
+        }
+        if (vmgr_parse_uint(value, min, max, target) < 0) {
+                snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s must be an integer between %u and %u", key, min, max);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int manager_config_load(ManagerConfig *config, const char *path) {
+        ManagerConfig c = {
+                .max_groups = 64,
+                .max_vms_per_group = 32,
+                .dnsmasq_ready_timeout_sec = 10,
+        };
+        char error[VMGR_KVCONF_ERROR_MAX];
+        _cleanup_fclose_ FILE *f = NULL;
+        int r;
+
+        if (path) {
+                f = fopen(path, "re");
+                if (!f)
+                        return log_error_errno(errno, "Cannot open config file %s: %m", path);
+                r = vmgr_kvconf_parse(f, config_assign, &c, error);
+                if (r < 0)
+                        return log_error_errno(r, "Config file %s, %s", path, error);
+        }
+        *config = c;
+        return 0;
+}
+
+int manager_new(Manager **ret) {
+        Manager *m;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->lock_fd = -EBADF;
+        r = sd_event_new(&m->event);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        while (m->groups) {
+                Group *g = m->groups;
+                m->groups = g->next;
+                g->manager = NULL;
+                group_unref(g);
+        }
+        netadm_client_free(m->netadm);
+        sd_bus_flush_close_unref(m->bus);
+        sd_event_source_disable_unref(m->sigchld_source);
+        sd_event_source_disable_unref(m->sigterm_source);
+        sd_event_source_disable_unref(m->sigint_source);
+        sd_event_source_disable_unref(m->shutdown_timer);
+        sd_event_source_disable_unref(m->finish_source);
+        sd_event_unref(m->event);
+        safe_close(m->lock_fd);
+        free(m->state_dir);
+        free(m->runtime_dir);
+        free(m->netadm_path);
+        free(m);
+        return NULL;
+}
+
+Group *manager_find_group(Manager *m, const char *name) {
+        for (Group *g = m->groups; g; g = g->next)
+                if (streq(g->name, name))
+                        return g;
+        return NULL;
+}
+
+static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        /* Everything that ends up our child is reaped here: dnsmasq (unless its
+         * watcher got it first), the helper, and any orphan re-parented to us. */
+        (void) reap_children();
+        return 0;
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s; deleting all groups", strsignal((int) si->ssi_signo));
+        manager_shutdown(m);
+        return 0;
+}
+
+/* Is pid a dnsmasq that writes pidfile, i.e. one of ours left behind? */
+static bool is_our_dnsmasq(pid_t pid, const char *pidfile) {
+        char path[64], want[4200];
+        _cleanup_free_ char *cmdline = NULL;
+        size_t len = 0;
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        cmdline = malloc(65536);
+        if (!cmdline)
+                return false;
+        while ((n = read(fd, cmdline + len, 65535 - len)) > 0)
+                len += (size_t) n;
+        cmdline[len] = 0;
+        snprintf(want, sizeof(want), "--pid-file=%s", pidfile);
+        for (size_t i = 0; i < len; i += strlen(cmdline + i) + 1)
+                if (streq(cmdline + i, want))
+                        return true;
+        return false;
+}
+
+/* Kill a dnsmasq a previous instance left running, and wait for it to go. */
+static void kill_stale_dnsmasq(const char *group, const char *dir) {
+        char pidfile[4096];
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        int pid;
+
+        snprintf(pidfile, sizeof(pidfile), "%s/dnsmasq.pid", dir);
+        f = fopen(pidfile, "re");
+        if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
+                return;
+        pidfd = pidfd_open_pid(pid);
+        if (pidfd < 0)
+                return;
+        /* Check identity after taking the pidfd, so the pid cannot be reused in between. */
+        if (!is_our_dnsmasq(pid, pidfile))
+                return;
+        log_group(LOG_INFO, group, "Killing dnsmasq (pid %d) left by a previous vmgrd", pid);
+        if (pidfd_signal(pidfd, SIGKILL) < 0)
+                return;
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        (void) poll(&p, 1, 2000);
+}
+
+/* Undo a group a previous instance of vmgrd left behind (crash, kill -9). */
+static int cleanup_stale_group(Manager *m, const char *name) {
+        _cleanup_free_ char *dir = NULL, *state_file = NULL;
+        char message[VMGR_NETADM_MESSAGE_MAX] = "";
+        int r;
+
+        if (asprintf(&dir, "%s/groups/%s", m->runtime_dir, name) < 0 ||
+            asprintf(&state_file, "%s/groups/%s.json", m->state_dir, name) < 0)
+                return -ENOMEM;
+
+        log_group(LOG_NOTICE, name, "Cleaning up group left by a previous vmgrd");
+        kill_stale_dnsmasq(name, dir);
+
+        r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
+        if (r < 0)
+                /* Keep the state file so that the next start tries again. */
+                return log_group_errno(LOG_ERR, r, name, "Could not delete the network of stale group: %s",
+                                       *message ? message : strerror(-r));
+
+        r = rm_rf(dir);
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %s", dir, strerror(-r));
+        if (unlink(state_file) < 0 && errno != ENOENT)
+                log_group_errno(LOG_WARNING, errno, name, "Failed to remove %s: %m", state_file);
+        return 0;
+}
+
+static int cleanup_leftovers(Manager *m) {
+        _cleanup_free_ char *groups_dir = NULL;
+        DIR *d;
+        struct dirent *de;
+
+        if (asprintf(&groups_dir, "%s/groups", m->state_dir) < 0)
+                return -ENOMEM;
+        d = opendir(groups_dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+
+        while ((de = readdir(d))) {
+                char name[VMGR_NAME_MAX + 1];
+                size_t len = strlen(de->d_name);
+
+                if (de->d_name[0] == '.')
+                        continue;
+                if (strstr(de->d_name, ".json.tmp.")) {
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+                        continue;
+                }
+                /* The file name is the group name; a file that is not "<valid name>.json" is not ours. */
+                if (len <= 5 || len - 5 > VMGR_NAME_MAX || !streq(de->d_name + len - 5, ".json"))
+                        continue;
+                memcpy(name, de->d_name, len - 5);
+                name[len - 5] = 0;
+                if (!vmgr_name_is_valid(name))
+                        continue;
+                (void) cleanup_stale_group(m, name);
+        }
+        closedir(d);
+        return 0;
+}
+
+int manager_startup(Manager *m) {
+        _cleanup_free_ char *groups_state = NULL, *groups_run = NULL, *lock = NULL, *probe = NULL;
+        const char *why;
+        int r;
+
+        if (asprintf(&groups_state, "%s/groups", m->state_dir) < 0 ||
+            asprintf(&groups_run, "%s/groups", m->runtime_dir) < 0 ||
+            asprintf(&lock, "%s/vmgrd.lock", m->runtime_dir) < 0 ||
+            asprintf(&probe, "%s/groups/%s", m->runtime_dir, "x") < 0)
+                return log_oom();
+
+        /* The helper accepts only plain paths for dnsmasq's files; say so now rather than at the first group. */
+        if (vmgr_netadm_dir_check(probe, &why) < 0)
+                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s", m->runtime_dir, why);
+
+        r = mkdir_p(groups_state, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create %s: %s", groups_state, strerror(-r));
+        r = mkdir_p(groups_run, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create %s: %s", groups_run, strerror(-r));
+
+        m->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (m->lock_fd < 0)
+                return log_error_errno(errno, "Cannot open %s: %m", lock);
+        if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return log_error_errno(EBUSY, "Another vmgrd already uses %s", m->runtime_dir);
+                return log_error_errno(errno, "Cannot lock %s: %m", lock);
+        }
+
+        r = sd_event_add_signal(m->event, &m->sigchld_source, SIGCHLD | SD_EVENT_SIGNAL_PROCMASK, on_sigchld, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, &m->sigterm_source, SIGTERM | SD_EVENT_SIGNAL_PROCMASK, on_sigterm,
+                                        m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, &m->sigint_source, SIGINT | SD_EVENT_SIGNAL_PROCMASK, on_sigterm, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up signal handling: %s", strerror(-r));
+        (void) sd_event_source_set_priority(m->sigchld_source, SD_EVENT_PRIORITY_NORMAL + 10);
+
+        r = netadm_client_new(m->event, m->netadm_path, &m->netadm);
+        if (r < 0)
+                return log_oom();
+
+        return cleanup_leftovers(m);
+}
+
+static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        log_warning("Lost the connection to the bus; deleting all groups and exiting");
+        m->bus = sd_bus_flush_close_unref(m->bus);
+        manager_shutdown(m);
+        return 0;
+}
+
+int manager_connect_bus(Manager *m) {
+        int r;
+
+        r = sd_bus_open_user(&m->bus);
+        if (r < 0)
+                return log_error_errno(r,
+                                       "Cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS=%s): %s",
+                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", strerror(-r));
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %s", strerror(-r));
+
+        r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(m->bus, NULL, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, manager_vtable,
+                                             m);
+        if (r >= 0)
+                r = sd_bus_add_fallback_vtable(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, VMGR_GROUP_INTERFACE,
+                                               group_vtable, group_object_find, m);
+        if (r >= 0)
+                r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, group_node_enumerator, m);
+        if (r >= 0)
+                r = sd_bus_add_object_manager(m->bus, NULL, VMGR_MANAGER_PATH);
+        if (r < 0)
+                return log_error_errno(r, "Failed to publish the D-Bus objects: %s", strerror(-r));
+
+        r = sd_bus_request_name(m->bus, VMGR_BUS_NAME, 0);
+        if (r == -EEXIST)
+                return log_error_errno(r, "%s is already owned on this bus: is another vmgrd running?",
+                                       VMGR_BUS_NAME);
+        if (r < 0)
+                return log_error_errno(r, "Failed to claim %s: %s", VMGR_BUS_NAME, strerror(-r));
+        return 0;
+}
+
+static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_error("Groups did not go away in time; killing all remaining processes");
+        (void) signal_children(SIGKILL);
+        (void) wait_children(CHILDREN_GRACE_USEC);
+        m->exit_code = 1;
+        return sd_event_exit(m->event, m->exit_code);
+}
+
+/* All groups are gone: stop the helper, make sure no descendant is left, exit. */
+static int on_finish_shutdown(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        netadm_client_close(m->netadm);
+        (void) signal_children(SIGTERM);
+        if (wait_children(CHILDREN_GRACE_USEC) < 0) {
+                log_warning("Some processes did not exit on SIGTERM; killing them");
+                (void) signal_children(SIGKILL);
+                if (wait_children(CHILDREN_GRACE_USEC) < 0) {
+                        log_error("Some processes are still running after SIGKILL");
+                        m->exit_code = 1;
+                }
+        }
+        log_info("All groups deleted and all processes gone; exiting");
+        return sd_event_exit(m->event, m->exit_code);
+}
+
+void manager_maybe_finish_shutdown(Manager *m) {
+        if (!m->shutting_down || m->n_groups > 0 || m->finish_source)
+                return;
+        /* Deferred: we may be deep inside a helper or group callback here. */
+        if (sd_event_add_defer(m->event, &m->finish_source, on_finish_shutdown, m) < 0)
+                (void) sd_event_exit(m->event, 1);
+}
+
+void manager_shutdown(Manager *m) {
+        Group *next;
+
+        if (m->shutting_down)
+                return;
+        m->shutting_down = true;
+        (void) sd_notify(false, "STOPPING=1");
+
+        (void) sd_event_add_time_relative(m->event, &m->shutdown_timer, CLOCK_MONOTONIC, SHUTDOWN_TIMEOUT_USEC, 0,
+                                          on_shutdown_timeout, m);
+
+        for (Group *g = m->groups; g; g = next) {
+                next = g->next;
+                (void) group_delete(g, NULL);
+        }
+        manager_maybe_finish_shutdown(m);
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "netadm-client.h"
+
+typedef struct Group Group;
+
+typedef struct ManagerConfig {
+        unsigned max_groups;            /* groups this daemon holds at once */
+        unsigned max_vms_per_group;
+        unsigned dnsmasq_ready_timeout_sec;
+} ManagerConfig;
+
+typedef struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        NetadmClient *netadm;
+
+        char *state_dir;                /* groups/<name>.json live under it */
+        char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
+        char *netadm_path;
+        int lock_fd;                    /* flock on runtime_dir/vmgrd.lock */
+
+        ManagerConfig config;
+
+        Group *groups;                  /* list, newest first */
+        unsigned n_groups;
+
+        bool shutting_down;
+        int exit_code;
+        sd_event_source *sigchld_source, *sigterm_source, *sigint_source, *shutdown_timer, *finish_source;
+} Manager;
+
+/* Defaults, then the --config file if any. Returns 0 or -errno (logged). */
+int manager_config_load(ManagerConfig *config, const char *path);
+
+int manager_new(Manager **ret);
+Manager *manager_free(Manager *m);
+
+/* Directories, lock, signals, helper, leftovers of a previous instance.
+ * Returns 0 or -errno (logged). */
+int manager_startup(Manager *m);
+
+/* Connect to the bus, publish objects, claim org.vmgr1. Returns 0 or -errno (logged). */
+int manager_connect_bus(Manager *m);
+
+/* Begin the orderly shutdown: every group is deleted, every descendant
+ * killed and reaped, then the event loop exits. */
+void manager_shutdown(Manager *m);
+
+/* Called by a group when it has been removed from the manager. */
+void manager_maybe_finish_shutdown(Manager *m);
+
+Group *manager_find_group(Manager *m, const char *name);
+
+/* D-Bus faces (manager-dbus.c). */
+extern const sd_bus_vtable manager_vtable[];

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "process-util.h"
+
+void child_prepare_exec(int first_to_close) {
+        sigset_t all;
+
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void) signal(sig, SIG_DFL);
+        sigemptyset(&all);
+        (void) sigprocmask(SIG_SETMASK, &all, NULL);
+
+        if (syscall(SYS_close_range, (unsigned) first_to_close, ~0U, 0) < 0)
+                for (int fd = first_to_close; fd < 65536; fd++)
+                        (void) close(fd);
+}
+
+int reap_children(void) {
+        int n = 0;
+
+        for (;;) {
+                siginfo_t si = {};
+                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
+                        return n;
+                n++;
+        }
+}
+
+/* Read our children from /proc/self/task/<tid>/children of every thread. */
+static int for_each_child(int (*fn)(pid_t pid, void *userdata), void *userdata) {
+        DIR *tasks;
+        struct dirent *de;
+        int n = 0;
+
+        tasks = opendir("/proc/self/task");
+        if (!tasks)
+                return -errno;
+        while ((de = readdir(tasks))) {
+                char path[300];
+                FILE *f;
+                long pid;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/self/task/%s/children", de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                while (fscanf(f, "%ld", &pid) == 1)
+                        if (fn((pid_t) pid, userdata) >= 0)
+                                n++;
+                fclose(f);
+        }
+        closedir(tasks);
+        return n;
+}
+
+static int kill_one(pid_t pid, void *userdata) {
+        return kill(pid, *(int *) userdata) < 0 ? -errno : 0;
+}
+
+int signal_children(int sig) {
+        return for_each_child(kill_one, &sig);
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+int wait_children(uint64_t timeout_usec) {
+        uint64_t deadline = now_usec() + timeout_usec;
+
+        for (;;) {
+                siginfo_t si = {};
+
+                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG) < 0) {
+                        if (errno == ECHILD)
+                                return 0;
+                        if (errno != EINTR)
+                                return -errno;
+                        continue;
+                }
+                if (si.si_pid != 0)
+                        continue;
+                if (now_usec() >= deadline)
+                        return -ETIMEDOUT;
+                (void) usleep(10 * 1000);
+        }
+}
+
+int pidfd_open_pid(pid_t pid) {
+        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        return fd < 0 ? -errno : fd;
+}
+
+int pidfd_signal(int pidfd, int sig) {
+        return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+bool pidfd_exited(int pidfd) {
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+        return poll(&p, 1, 0) > 0;
+}

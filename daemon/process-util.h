@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Processes vmgrd spawns or inherits as child-subreaper.
+ */
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* In a forked child before exec: default signal handlers, empty signal mask,
+ * every fd >= first_to_close closed. Never fails (best effort). */
+void child_prepare_exec(int first_to_close);
+
+/* Reap every child that has exited, without blocking. Returns how many. */
+int reap_children(void);
+
+/* Send sig to every child of ours (after re-parenting, that is every
+ * remaining descendant). Returns the number signalled. */
+int signal_children(int sig);
+
+/* Wait up to timeout_usec for all children to exit, reaping them.
+ * Returns 0 when none is left, -ETIMEDOUT otherwise. */
+int wait_children(uint64_t timeout_usec);
+
+/* pidfd_open(2) and pidfd_send_signal(2). Return -errno on failure. */
+int pidfd_open_pid(pid_t pid);
+int pidfd_signal(int pidfd, int sig);
+
+/* Whether the process behind pidfd has exited (pidfd readable). */
+bool pidfd_exited(int pidfd);

@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * vmgrd: the per-user daemon that owns vmgr's groups and exposes them on
+ * the session bus as org.vmgr1.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "manager.h"
+#include "vmgr-error.h"
+#include "vmgr-config.h"
+
+static void help(void) {
+        printf("Usage: vmgrd [OPTIONS]\n"
+               "\n"
+               "Run vmgr's daemon on the session bus (DBUS_SESSION_BUS_ADDRESS) as org.vmgr1.\n"
+               "\n"
+               "  --state-dir DIR     persistent state (default $XDG_STATE_HOME/vmgr)\n"
+               "  --runtime-dir DIR   runtime files (default $XDG_RUNTIME_DIR/vmgr)\n"
+               "  --netadm PATH       privileged helper (default %s)\n"
+               "  --config FILE       configuration file (key = value)\n"
+               "  -h --help           show this help\n"
+               "     --version        show the version\n",
+               VMGR_NETADM_PATH);
+}
+
+/* Default directory: $ENV/vmgr, or $HOME/FALLBACK/vmgr when fallback is given. */
+static int default_dir(const char *env, const char *fallback, char **ret) {
+        const char *base = getenv(env), *home = getenv("HOME");
+
+        if (base && base[0] == '/')
+                return asprintf(ret, "%s/vmgr", base) < 0 ? -ENOMEM : 0;
+        if (fallback && home && home[0] == '/')
+                return asprintf(ret, "%s/%s/vmgr", home, fallback) < 0 ? -ENOMEM : 0;
+        return -ENXIO;
+}
+
+static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
+        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_NETADM, ARG_CONFIG, ARG_VERSION };
+        static const struct option options[] = {
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
+                { "netadm", required_argument, NULL, ARG_NETADM },
+                { "config", required_argument, NULL, ARG_CONFIG },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                {},
+        };
+        char **target;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("vmgrd %s\n", VMGR_VERSION);
+                        return 0;
+                case ARG_STATE_DIR:
+                        target = &m->state_dir;
+                        break;
+                case ARG_RUNTIME_DIR:
+                        target = &m->runtime_dir;
+                        break;
+                case ARG_NETADM:
+                        target = &m->netadm_path;
+                        break;
+                case ARG_CONFIG:
+                        target = config;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+                if (optarg[0] != '/') {
+                        fprintf(stderr, "vmgrd: %s needs an absolute path, got \"%s\"\n", argv[optind - 2], optarg);
+                        return -EINVAL;
+                }
+                free(*target);
+                *target = strdup(optarg);
+                if (!*target)
+                        return -ENOMEM;
+        }
+        if (optind < argc) {
+                fprintf(stderr, "vmgrd: unexpected argument \"%s\"\n", argv[optind]);
+                return -EINVAL;
+        }
+
+        if (!m->state_dir && default_dir("XDG_STATE_HOME", ".local/state", &m->state_dir) < 0) {
+                fprintf(stderr, "vmgrd: set XDG_STATE_HOME or HOME, or pass --state-dir\n");
+                return -EINVAL;
+        }
+        if (!m->runtime_dir && default_dir("XDG_RUNTIME_DIR", NULL, &m->runtime_dir) < 0) {
+                fprintf(stderr, "vmgrd: set XDG_RUNTIME_DIR or pass --runtime-dir\n");
+                return -EINVAL;
+        }
+        if (!m->netadm_path && !(m->netadm_path = strdup(VMGR_NETADM_PATH)))
+                return -ENOMEM;
+        r = 1;
+        return r;
+}
+
+int main(int argc, char *argv[]) {
+        Manager *m = NULL;
+        _cleanup_free_ char *config = NULL;
+        int r;
+
+        log_setup();
+        umask(0022);
+
+        r = manager_new(&m);
+        if (r < 0) {
+                log_oom();
+                return EXIT_FAILURE;
+        }
+        r = parse_argv(argc, argv, m, &config);
+        if (r <= 0) {
+                manager_free(m);
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        }
+
+        /* Every process we start, and all their descendants, end up ours to reap and to kill. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+                log_error_errno(errno, "Failed to become a child subreaper: %m");
+                goto fail;
+        }
+
+        if (manager_config_load(&m->config, config) < 0)
+                goto fail;
+        if (manager_startup(m) < 0)
+                goto fail;
+        if (manager_connect_bus(m) < 0)
+                goto fail;
+
+        log_info("vmgrd %s ready on the session bus as %s (state %s, runtime %s)", VMGR_VERSION, VMGR_BUS_NAME,
+                 m->state_dir, m->runtime_dir);
+        (void) sd_notify(false, "READY=1\nSTATUS=Running");
+
+        r = sd_event_loop(m->event);
+        if (r < 0) {
+                log_error_errno(r, "Event loop failed: %s", strerror(-r));
+                goto fail;
+        }
+        r = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        manager_free(m);
+        return r;
+
+fail:
+        manager_free(m);
+        return EXIT_FAILURE;
+}
