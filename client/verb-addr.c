@@ -80,9 +80,9 @@ int verb_addr(char **args, size_t n_args, const struct ctl_options *o) {
         int r;
 
         if (vmgr_name_check(group, &reason) < 0)
-                return log_error_errno(-ERRNO_USAGE, "invalid group name '%s': %s", group, reason);
+                return log_error_errno(-ERRNO_USAGE, "invalid group name \"%s\": %s", group, reason);
         if (vm && vmgr_name_check(vm, &reason) < 0)
-                return log_error_errno(-ERRNO_USAGE, "invalid VM name '%s': %s", vm, reason);
+                return log_error_errno(-ERRNO_USAGE, "invalid VM name \"%s\": %s", vm, reason);
 
         out = json_object_new_object();
         if (!out)

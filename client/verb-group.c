@@ -34,6 +34,13 @@ static const struct output_column group_list_columns[] = {
         { "SUBNET4", "Subnet4" },
 };
 
+/* Returns the rest of s after prefix, or NULL if s does not start with it. */
+static const char *startswith(const char *s, const char *prefix) {
+        size_t n = strlen(prefix);
+
+        return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
 static const char *spec_label(const char *path) {
         return streq(path, "-") ? "on standard input" : path;
 }
@@ -76,7 +83,7 @@ static int log_unsendable(const char *name, const char *spec_path) {
         const char *reason;
 
         if (vmgr_name_check(name, &reason) < 0)
-                return log_error_errno(-ERRNO_USAGE, "invalid group name '%s': %s", name, reason);
+                return log_error_errno(-ERRNO_USAGE, "invalid group name \"%s\": %s", name, reason);
         if (spec_path)
                 return log_error_errno(-EBADMSG, "spec %s is not UTF-8 text", spec_label(spec_path));
         return log_error_errno(-EIO, "cannot build the call to vmgrd");
@@ -128,7 +135,7 @@ static int group_fetch(sd_bus *bus, const char *name, const char *path, bool mis
                                 *ret = NULL;
                                 return 0;
                         }
-                        return log_error_errno(-ERRNO_NOT_FOUND, "group '%s' does not exist", name);
+                        return log_error_errno(-ERRNO_NOT_FOUND, "no group '%s'", name);
                 }
                 return bus_log_error(bus, &error, r);
         }
@@ -175,8 +182,14 @@ int verb_group_create(char **args, size_t n_args, const struct ctl_options *o) {
                 if (!sd_bus_error_is_set(&error))
                         return log_unsendable(name, o->spec);
                 /* vmgrd cannot know which file the spec came from. */
-                if (o->spec && sd_bus_error_has_name(&error, VMGR_ERROR_INVALID_SPEC) && !strempty(error.message))
+                if (o->spec && sd_bus_error_has_name(&error, VMGR_ERROR_INVALID_SPEC) && !strempty(error.message)) {
+                        const char *detail = startswith(error.message, "invalid spec: ");
+
+                        if (detail)
+                                return log_error_errno(-EBADMSG, "invalid spec %s%s: %s", streq(o->spec, "-") ? "" : "in ",
+                                                       spec_label(o->spec), detail);
                         return log_error_errno(-EBADMSG, "spec %s: %s", spec_label(o->spec), error.message);
+                }
                 return bus_log_error(bus, &error, r);
         }
 

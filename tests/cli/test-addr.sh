@@ -157,12 +157,12 @@ expect_error() {
         [ -z "$out" ] || fail "vmgrctl $*: printed '$out' on stdout"
 }
 
-expect_error 2 "invalid group name '.x': name starts with '.' or '-'" addr .x
-expect_error 2 "invalid group name 'a/b': name contains a character outside [A-Za-z0-9._-]" addr a/b
-expect_error 2 "invalid group name '': name is empty" addr ''
-expect_error 2 "invalid VM name 'v m': name contains a character outside [A-Za-z0-9._-]" addr web 'v m'
+expect_error 2 "invalid group name \".x\": name starts with '.' or '-'" addr .x
+expect_error 2 "invalid group name \"a/b\": name contains a character outside [A-Za-z0-9._-]" addr a/b
+expect_error 2 "invalid group name \"\": name is empty" addr ''
+expect_error 2 "invalid VM name \"v m\": name contains a character outside [A-Za-z0-9._-]" addr web 'v m'
 long=$(printf 'y%.0s' {1..64})
-expect_error 2 "invalid group name '$long': name is longer than 63 characters" addr "$long"
+expect_error 2 "invalid group name \"$long\": name is longer than 63 characters" addr "$long"
 expect_error 2 "missing arguments; usage: vmgrctl addr GROUP [VM]" addr
 expect_error 2 "too many arguments; usage: vmgrctl addr GROUP [VM]" addr a b c
 expect_error 2 "option --spec does not apply to 'addr'" addr web --spec x
