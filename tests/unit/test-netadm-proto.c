@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+
+#include "macro.h"
+#include "netadm-proto.h"
+#include "test.h"
+
+static void test_init_and_validate(void) {
+        struct vmgr_netadm_request req;
+        const char *why = NULL;
+
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_CREATE, 7, "demo", NULL, 0, NULL) == 0);
+        CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
+        CHECK(req.serial == 7);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_TAP_CREATE, 1, "demo", "a", VMGR_NIC_IPV4, NULL) == 0);
+        CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_DNSMASQ_START, 1, "demo", NULL, 0, "/run/user/1000/vmgr/groups/demo") == 0);
+        CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
+
+        /* Arguments that do not fit the shape are refused before anything is sent. */
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_CREATE, 1, "bad name", NULL, 0, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_TAP_CREATE, 1, "demo", NULL, 0, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_TAP_CREATE, 1, "demo", "a", 7, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_DNSMASQ_START, 1, "demo", NULL, 0, "relative") == -EINVAL);
+        CHECK(vmgr_netadm_request_init(&req, 99, 1, "demo", NULL, 0, NULL) == -EINVAL);
+}
+
+/* Every way a peer could bend a request must be caught. */
+static void test_malformed(void) {
+        struct vmgr_netadm_request good, bad;
+        const char *why;
+
+        CHECK(vmgr_netadm_request_init(&good, VMGR_NETADM_TAP_CREATE, 3, "demo", "a", VMGR_NIC_PRIMARY, NULL) == 0);
+
+        CHECK(vmgr_netadm_request_validate(&good, sizeof(good) - 1, &why) == -EBADMSG);
+        CHECK(strstr(why, "size"));
+        CHECK(vmgr_netadm_request_validate(&good, sizeof(good) + 1, &why) == -EBADMSG);
+
+        bad = good;
+        bad.magic ^= 1;
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        bad.version = 2;
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        bad.op = 0;
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        bad.op = _VMGR_NETADM_OP_MAX;
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        /* Unterminated field. */
+        bad = good;
+        memset(bad.group, 'a', sizeof(bad.group));
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        /* Junk after the terminating NUL. */
+        bad = good;
+        bad.vm[sizeof(bad.vm) - 1] = 'x';
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        bad.group[10] = 'x';
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        /* Shape of names and fields per op. */
+        bad = good;
+        strcpy(bad.group, "../x");
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        bad.nic = 2;
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        strcpy(bad.dir, "/tmp");
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        bad = good;
+        bad.op = VMGR_NETADM_GROUP_CREATE; /* carries a VM name it must not have */
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        CHECK(strstr(why, "VM name"));
+
+        /* Every single-byte corruption of the padding is refused. */
+        for (size_t i = strlen(good.group) + 1; i < sizeof(good.group); i++) {
+                bad = good;
+                bad.group[i] = 1;
+                CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), NULL) == -EBADMSG);
+        }
+}
+
+static void test_dir_check(void) {
+        const char *why;
+
+        CHECK(vmgr_netadm_dir_check("/run/user/1000/vmgr/groups/demo", NULL) == 0);
+        CHECK(vmgr_netadm_dir_check("/tmp/tmp.AbC+9_x-y/run", NULL) == 0);
+        CHECK(vmgr_netadm_dir_check("", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("run", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a/../b", &why) == -EINVAL);
+        CHECK(strstr(why, ".."));
+        CHECK(vmgr_netadm_dir_check("/a/./b", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a/..", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a//b", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a,b", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a b", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a\nb", &why) == -EINVAL);
+        CHECK(vmgr_netadm_dir_check("/a/..b", NULL) == 0);
+}
+
+static void test_reply_validate(void) {
+        struct vmgr_netadm_reply rep = { .magic = VMGR_NETADM_MAGIC, .version = VMGR_NETADM_VERSION };
+
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep) - 1) == -EBADMSG);
+        rep.error = 5;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        rep.error = -EPERM;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+        memset(rep.message, 'x', sizeof(rep.message));
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+}
+
+static void test_dnsmasq_argv(void) {
+        char *argv[64], storage[4096];
+        int n;
+        bool found_range4 = false, found_ra = false, found_pid = false, found_iface = false;
+
+        n = vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "/run/x/groups/demo", argv, 64, storage, sizeof(storage));
+        CHECK(n > 10);
+        CHECK(argv[n] == NULL);
+        CHECK_STREQ(argv[0], "/usr/sbin/dnsmasq");
+        for (int i = 0; i < n; i++) {
+                found_range4 |= streq(argv[i], "--dhcp-range=10.201.67.2,10.201.67.254,255.255.255.0,1h");
+                found_ra |= streq(argv[i], "--dhcp-range=fd00:2a97:516c::,ra-only,64");
+                found_pid |= streq(argv[i], "--pid-file=/run/x/groups/demo/dnsmasq.pid");
+                found_iface |= streq(argv[i], "--interface=vbr-2a97516c35");
+                CHECK(!streq(argv[i], "--port=53"));
+        }
+        CHECK(found_range4 && found_ra && found_pid && found_iface);
+
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "/run/x", argv, 5, storage, sizeof(storage)) == -ENOBUFS);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "/run/x", argv, 64, storage, 64) == -ENOBUFS);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "rel", argv, 64, storage, sizeof(storage)) == -EINVAL);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "-x", "/run", argv, 64, storage, sizeof(storage)) == -EINVAL);
+}
+
+int main(void) {
+        test_init_and_validate();
+        test_malformed();
+        test_dir_check();
+        test_reply_validate();
+        test_dnsmasq_argv();
+        TEST_DONE();
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+
+#include "spec.h"
+#include "test.h"
+
+/* Parse and expect failure with an error that starts with prefix. */
+static void expect_error(const char *json, const char *prefix) {
+        VmgrSpec *spec = NULL;
+        char error[VMGR_SPEC_ERROR_MAX] = "";
+
+        CHECK(vmgr_spec_parse(json, &spec, error) == -EINVAL);
+        CHECK(spec == NULL);
+        if (strncmp(error, prefix, strlen(prefix)) != 0) {
+                fprintf(stderr, "for %s: expected error starting \"%s\", got \"%s\"\n", json, prefix, error);
+                exit(1);
+        }
+}
+
+static void test_empty(void) {
+        VmgrSpec *spec = NULL;
+        char error[VMGR_SPEC_ERROR_MAX];
+
+        CHECK(vmgr_spec_parse("", &spec, error) == 0);
+        CHECK(spec->n_vms == 0);
+        vmgr_spec_free(spec);
+        CHECK(vmgr_spec_parse(" \n", &spec, error) == 0);
+        vmgr_spec_free(spec);
+        CHECK(vmgr_spec_parse("{}", &spec, error) == 0);
+        CHECK(spec->accelerator == VMGR_ACCEL_AUTO);
+        vmgr_spec_free(spec);
+}
+
+static void test_full(void) {
+        VmgrSpec *spec = NULL;
+        char error[VMGR_SPEC_ERROR_MAX] = "";
+
+        CHECK(vmgr_spec_parse("{\"accelerator\": \"tcg\", \"collect_on_delete\": \"/tmp/b\", \"vms\": ["
+                              "{\"name\": \"a\"},"
+                              "{\"name\": \"b\", \"vcpus\": 2, \"memory_mib\": 512, \"ipv4\": true,"
+                              " \"kernel\": \"/k\", \"initrd\": \"/i\", \"cmdline\": \"quiet\","
+                              " \"extra_disks\": [{\"size_mib\": 64}, {\"path\": \"/d.qcow2\", \"format\": \"qcow2\"}],"
+                              " \"ready_probe\": [\"test\", \"-e\", \"/ok\"]},"
+                              "{\"name\": \"c\", \"disk\": \"/img.raw\", \"disk_format\": \"raw\"}]}",
+                              &spec, error) == 0);
+        CHECK(spec->accelerator == VMGR_ACCEL_TCG);
+        CHECK_STREQ(spec->collect_on_delete, "/tmp/b");
+        CHECK(spec->n_vms == 3);
+        CHECK_STREQ(spec->vms[0].name, "a");
+        CHECK(spec->vms[0].vcpus == 1 && spec->vms[0].memory_mib == 256 && !spec->vms[0].ipv4);
+        CHECK(spec->vms[1].vcpus == 2 && spec->vms[1].memory_mib == 512 && spec->vms[1].ipv4);
+        CHECK_STREQ(spec->vms[1].kernel, "/k");
+        CHECK(spec->vms[1].n_extra_disks == 2);
+        CHECK(spec->vms[1].extra_disks[0].size_mib == 64);
+        CHECK(spec->vms[1].extra_disks[1].format == VMGR_DISK_FORMAT_QCOW2);
+        CHECK_STREQ(spec->vms[1].ready_probe[2], "/ok");
+        CHECK(spec->vms[1].ready_probe[3] == NULL);
+        CHECK_STREQ(spec->vms[2].disk.path, "/img.raw");
+        CHECK(spec->vms[2].disk.format == VMGR_DISK_FORMAT_RAW);
+        vmgr_spec_free(spec);
+}
+
+static void test_errors(void) {
+        expect_error("[", ".: not valid JSON");
+        expect_error("{\"vms\": [}", ".: not valid JSON");
+        expect_error("{} x", ".: not valid JSON");
+        expect_error("[]", ".: must be a JSON object");
+        expect_error("{\"bogus\": 1}", "bogus: unknown key");
+        expect_error("{\"vms\": {}}", "vms: must be an array");
+        expect_error("{\"vms\": [1]}", "vms[0]: must be an object");
+        expect_error("{\"vms\": [{}]}", "vms[0]: needs a \"name\"");
+        expect_error("{\"vms\": [{\"name\": \"a b\"}]}", "vms[0].name: name contains");
+        expect_error("{\"vms\": [{\"name\": \"a\"}, {\"name\": \"a\"}]}", "vms[1]: VM name \"a\" is used twice");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"vcpus\": 0}]}", "vms[0].vcpus: must be an integer between 1 and 64");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"vcpus\": \"2\"}]}", "vms[0].vcpus: must be an integer");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"memory_mib\": 1}]}", "vms[0].memory_mib: must be");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"kernel\": \"rel\"}]}", "vms[0].kernel: must be an absolute path");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ipv4\": 1}]}", "vms[0].ipv4: must be true or false");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe\": []}]}", "vms[0].ready_probe: must be a non-empty");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe\": [\"x\", 1]}]}", "vms[0].ready_probe[1]: must be a string");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"extra_disks\": [{}]}]}", "vms[0].extra_disks[0]: needs");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"extra_disks\": [{\"size_mib\": 1, \"x\": 1}]}]}",
+                     "vms[0].extra_disks[0].x: unknown key");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"disk\": \"/d\", \"kernel\": \"/k\"}]}", "vms[0]: boots either");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"initrd\": \"/i\"}]}", "vms[0]: \"initrd\" and \"cmdline\" need");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"disk_format\": \"vmdk\"}]}", "vms[0].disk_format: must be");
+        expect_error("{\"accelerator\": \"xen\"}", "accelerator: must be");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"bogus\": true}]}", "vms[0].bogus: unknown key");
+}
+
+static void test_vm_spec(void) {
+        VmgrVMSpec vm;
+        char error[VMGR_SPEC_ERROR_MAX];
+
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"memory_mib\": 128}", &vm, error) == 0);
+        CHECK_STREQ(vm.name, "x");
+        CHECK(vm.memory_mib == 128);
+        vmgr_vm_spec_done(&vm);
+        CHECK(vmgr_vm_spec_parse("{\"memory_mib\": 128}", &vm, error) == -EINVAL);
+        CHECK(strstr(error, "needs a \"name\""));
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"kernel\": 5}", &vm, error) == -EINVAL);
+        CHECK_STREQ(error, "kernel: must be a string");
+}
+
+int main(void) {
+        test_empty();
+        test_full();
+        test_errors();
+        test_vm_spec();
+        TEST_DONE();
+}
