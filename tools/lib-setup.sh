@@ -71,21 +71,26 @@ vmgr_setup_build() {
         local build=$1
         shift
 
-        if [ -e "$build/meson-private/coredata.dat" ]; then
-                meson setup --reconfigure "$build" "$vmgr_top" "$@" >/dev/null
-        else
-                meson setup "$build" "$vmgr_top" "$@" >/dev/null
+        local reconfigure=() out
+        [ -e "$build/meson-private/coredata.dat" ] && reconfigure=(--reconfigure)
+        # meson writes its errors to stdout, among the summary: show it all on failure.
+        if ! out=$(meson setup "${reconfigure[@]}" "$build" "$vmgr_top" "$@" 2>&1); then
+                echo "$out" >&2
+                return 1
         fi
         # Keep the compiler's messages, drop ninja's progress lines.
         meson compile -C "$build" 2>&1 | { grep -v -e '^\[[0-9]*/[0-9]*\] ' -e '^ninja: ' -e '^INFO: ' || true; } >&2
-        rm -rf "$build/destdir"
-        meson install -C "$build" --destdir "$build/destdir" --quiet >/dev/null
-        mkdir -p "$build/destdir"
+        # Absolute: meson takes a relative --destdir relative to the build dir.
+        local destdir
+        destdir=$(realpath "$build")/destdir
+        rm -rf "$destdir"
+        meson install -C "$build" --destdir "$destdir" --quiet >/dev/null
+        mkdir -p "$destdir"
         vmgr_setup_traversable "$build"
         chmod -R a+rX "$build"
         # After chmod: a later write to the file (the next install) drops the
         # capabilities again, which is why this runs on every build.
-        local helper=$build/destdir/usr/libexec/vmgr-netadm
+        local helper=$destdir/usr/libexec/vmgr-netadm
         if [ -e "$helper" ]; then
                 setcap "$VMGR_NETADM_CAPS" "$helper"
         fi
