@@ -14,7 +14,7 @@
 # namespaces) lives inside namespaces the test made, and dies with them.
 # Output follows TAP's "ok - NAME" / "not ok - NAME" lines.
 
-set -eEuo pipefail
+set -euo pipefail
 
 VMGR_SOURCE_DIR=${VMGR_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 VMGR_BUILD_DIR=${VMGR_BUILD_DIR:-$VMGR_SOURCE_DIR/build}
@@ -216,6 +216,38 @@ vmgr_stop_vmgrd() {
         VMGRD_STATUS=$rc
 }
 
+# Object path of group $1, from GetGroup (empty if there is none).
+vmgr_group_path() {
+        local out
+        out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager GetGroup s "$1" 2>/dev/null) || return 0
+        out=${out#o \"}
+        echo "${out%\"}"
+}
+
+# Value of property $2 of the group at path $1 as text: a string without its
+# quotes, a number as is (empty if it cannot be read).
+vmgr_group_prop() {
+        local out
+        out=$(busctl_as_user get-property org.vmgr1 "$1" org.vmgr1.Group "$2" 2>/dev/null) || return 0
+        out=${out#* }
+        out=${out#\"}
+        echo "${out%\"}"
+}
+
+# Call Manager method $1 with string arguments $2...; print the D-Bus error
+# name it fails with, nothing if it succeeds. (busctl prints only the
+# message of an error, dbus-send also its name.)
+vmgr_call_error() {
+        local method=$1 a out
+        local args=()
+        for a in "${@:2}"; do
+                args+=("string:$a")
+        done
+        out=$(vmgr_as_user dbus-send --session --print-reply --dest=org.vmgr1 /org/vmgr1 \
+                "org.vmgr1.Manager.$method" "${args[@]}" 2>&1) && return 0
+        sed -n 's/^Error \([^:]*\):.*/\1/p' <<<"$out"
+}
+
 # --- assertions -----------------------------------------------------------
 
 vmgr_ok() {
@@ -388,6 +420,7 @@ vmgr_expected_addrs() {
 # vmgr_load_expected ARRAY GROUP [VM]: fill associative array ARRAY with
 # vmgr_expected_addrs' keys and values.
 vmgr_load_expected() {
+        declare -gA "$1"
         local -n _vmgr_exp=$1
         local k v
         _vmgr_exp=()
