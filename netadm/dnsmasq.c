@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "dnsmasq.h"
+#include "macro.h"
+#include "netadm-proto.h"
+#include "vmgr-config.h"
+
+#define DNSMASQ_ARGV_MAX 32
+#define DNSMASQ_ARGV_STORAGE 4096
+#define DNSMASQ_STDERR "dnsmasq.stderr"
+
+/* What the intermediate process reports back with the pidfd. */
+struct dnsmasq_report {
+        int32_t error;  /* 0 or -errno */
+        int32_t pid;
+};
+
+static const cap_value_t dnsmasq_caps[] = { CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE };
+
+/* Move fd to a number >= 3, close-on-exec. Returns the new fd or -errno. */
+static int fd_move_above_stdio(int fd) {
+        int r;
+
+        if (fd >= 3)
+                return fd;
+        r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (r < 0)
+                return negative_errno();
+        close(fd);
+        return r;
+}
+
+/* Give the process the three network capabilities as inheritable and
+ * ambient, so that they survive the execve() of dnsmasq, which has no file
+ * capabilities. Returns 0 or -errno. */
+static int caps_make_ambient(void) {
+        cap_t caps;
+        int r = 0;
+
+        caps = cap_init();
+        if (!caps)
+                return negative_errno();
+        if (cap_set_flag(caps, CAP_PERMITTED, ELEMENTSOF(dnsmasq_caps), dnsmasq_caps, CAP_SET) < 0 ||
+            cap_set_flag(caps, CAP_EFFECTIVE, ELEMENTSOF(dnsmasq_caps), dnsmasq_caps, CAP_SET) < 0 ||
+            cap_set_flag(caps, CAP_INHERITABLE, ELEMENTSOF(dnsmasq_caps), dnsmasq_caps, CAP_SET) < 0 ||
+            cap_set_proc(caps) < 0)
+                r = negative_errno();
+        cap_free(caps);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ELEMENTSOF(dnsmasq_caps); i++)
+                if (cap_set_ambient(dnsmasq_caps[i], CAP_SET) < 0)
+                        return negative_errno();
+        return 0;
+}
+
+/* In the dnsmasq process: set up a clean process and exec. Never returns. */
+_noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
+        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        sigset_t none;
+        int null_fd, err_fd, r;
+
+        /* Whatever vmgrd blocked or ignored is not dnsmasq's business. */
+        for (int sig = 1; sig < _NSIG; sig++)
+                (void) sigaction(sig, &sa, NULL);
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+
+        /* Its own session: a terminal's signals to vmgrd's process group are
+         * not meant for it; vmgrd stops it through the pidfd. */
+        (void) setsid();
+
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (null_fd >= 0)
+                null_fd = fd_move_above_stdio(null_fd);
+        err_fd = openat(dir_fd, DNSMASQ_STDERR, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                        0640);
+        if (err_fd >= 0)
+                err_fd = fd_move_above_stdio(err_fd);
+        if (err_fd < 0)
+                err_fd = null_fd;
+        if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
+            dup2(err_fd, STDERR_FILENO) < 0)
+                _exit(127);
+        /* Nothing of the helper's may leak into dnsmasq: not the socket to vmgrd, not netlink. */
+        if (close_range(3, ~0U, 0) < 0)
+                _exit(127);
+        if (chdir("/") < 0)
+                _exit(127);
+
+        r = caps_make_ambient();
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: cannot pass capabilities to dnsmasq: %s\n", strerror(-r));
+                _exit(127);
+        }
+
+        execve(argv[0], argv, envp);
+        fprintf(stderr, "vmgr-netadm: cannot execute %s: %m\n", argv[0]);
+        _exit(127);
+}
+
+/* Send the report, with the pidfd when there is one. Returns 0 or -errno. */
+static int report_send(int fd, const struct dnsmasq_report *rep, int pidfd) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) rep, .iov_len = sizeof(*rep) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (pidfd >= 0) {
+                struct cmsghdr *cmsg;
+
+                mh.msg_control = control.buf;
+                mh.msg_controllen = sizeof(control.buf);
+                cmsg = CMSG_FIRSTHDR(&mh);
+                cmsg->cmsg_level = SOL_SOCKET;
+                cmsg->cmsg_type = SCM_RIGHTS;
+                cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cmsg), &pidfd, sizeof(int));
+        }
+        if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* In the intermediate process: fork dnsmasq, report its pidfd, exit so
+ * that dnsmasq is re-parented to the subreaper above us. Never returns. */
+_noreturn_ static void dnsmasq_fork_and_report(char **argv, int dir_fd, int report_fd) {
+        struct dnsmasq_report rep = {};
+        int pidfd = -EBADF;
+        pid_t pid;
+
+        pid = fork();
+        if (pid == 0) {
+                dnsmasq_exec(argv, dir_fd);
+        }
+        if (pid < 0)
+                rep.error = negative_errno();
+        else {
+                rep.pid = pid;
+                /* dnsmasq cannot be reaped before we exit, so this pidfd is
+                 * for the right process even if it already died. */
+                pidfd = pidfd_open(pid, 0);
+                if (pidfd < 0) {
+                        rep.error = negative_errno();
+                        (void) kill(pid, SIGKILL);
+                }
+        }
+        if (report_send(report_fd, &rep, pidfd) < 0) {
+                if (pid > 0)
+                        (void) kill(pid, SIGKILL);
+                _exit(1);
+        }
+        _exit(0);
+}
+
+/* Receive the intermediate's report. Returns 0 with the pidfd and pid, or -errno. */
+static int report_receive(int fd, pid_t *ret_pid, int *ret_pidfd) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct dnsmasq_report rep = {};
+        struct iovec iov = { .iov_base = &rep, .iov_len = sizeof(rep) };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = control.buf,
+                .msg_controllen = sizeof(control.buf),
+        };
+        _cleanup_close_ int pidfd = -EBADF;
+        struct cmsghdr *cmsg;
+        ssize_t n;
+
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return negative_errno();
+        for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg))
+                if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+                    cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+                        memcpy(&pidfd, CMSG_DATA(cmsg), sizeof(int));
+        if (n != sizeof(rep))
+                return -EPROTO;
+        if (rep.error < 0)
+                return rep.error;
+        if (pidfd < 0 || rep.pid <= 0)
+                return -EPROTO;
+
+        *ret_pid = rep.pid;
+        *ret_pidfd = TAKE_FD(pidfd);
+        return 0;
+}
+
+/* Open dir for dnsmasq's files: an existing directory, not a symlink,
+ * owned by uid. Returns the fd or -errno with msg. */
+static int runtime_dir_open(const char *dir, uid_t uid, char *msg) {
+        _cleanup_close_ int fd = -EBADF;
+        const char *reason;
+        struct stat st;
+        int r;
+
+        if (vmgr_netadm_dir_check(dir, &reason) < 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, reason);
+                return -EINVAL;
+        }
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+                r = negative_errno();
+                if (r == -ELOOP)
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s is a symbolic link", dir);
+                else
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = negative_errno();
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, strerror(-r));
+                return r;
+        }
+        if (st.st_uid != uid) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s belongs to uid %u, not to the caller's uid %u",
+                         dir, (unsigned) st.st_uid, (unsigned) uid);
+                return -EPERM;
+        }
+        return TAKE_FD(fd);
+}
+
+int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid, int *ret_pidfd, char *msg) {
+        _cleanup_close_ int dir_fd = -EBADF, report_fd = -EBADF, child_fd = -EBADF;
+        char *argv[DNSMASQ_ARGV_MAX], storage[DNSMASQ_ARGV_STORAGE];
+        int sv[2], status, pidfd = -EBADF, r;
+        pid_t intermediate, pid = 0;
+
+        dir_fd = runtime_dir_open(dir, uid, msg);
+        if (dir_fd < 0)
+                return dir_fd;
+
+        r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
+        if (r < 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "building the dnsmasq command line: %s", strerror(-r));
+                return r;
+        }
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+                r = negative_errno();
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "socketpair: %s", strerror(-r));
+                return r;
+        }
+        report_fd = sv[0];
+        child_fd = sv[1];
+
+        intermediate = fork();
+        if (intermediate < 0) {
+                r = negative_errno();
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "fork: %s", strerror(-r));
+                return r;
+        }
+        if (intermediate == 0) {
+                report_fd = safe_close(report_fd);
+                dnsmasq_fork_and_report(argv, dir_fd, child_fd);
+        }
+        child_fd = safe_close(child_fd);
+
+        /* The intermediate exits right after reporting; when it closed its end
+         * without reporting, recvmsg() returns 0 and that is an error too. */
+        r = report_receive(report_fd, &pid, &pidfd);
+        while (waitpid(intermediate, &status, 0) < 0)
+                if (errno != EINTR) {
+                        status = -1;
+                        break;
+                }
+        if (r < 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "starting %s: %s", VMGR_DNSMASQ_PATH, strerror(-r));
+                return r;
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                pidfd = safe_close(pidfd);
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "starting %s: the intermediate process failed",
+                         VMGR_DNSMASQ_PATH);
+                return -EPROTO;
+        }
+
+        *ret_pid = pid;
+        *ret_pidfd = pidfd;
+        return 0;
+}

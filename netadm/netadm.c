@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * vmgr-netadm: the privileged network helper of vmgrd.
+ *
+ * It runs with the caller's uid and three file capabilities (NET_ADMIN,
+ * NET_RAW, NET_BIND_SERVICE), never setuid. vmgrd starts one helper and sends
+ * fixed-size requests over a SOCK_SEQPACKET socket on fd 3
+ * (lib/netadm-proto.h). The helper trusts nothing it is sent: each request
+ * is validated byte for byte, names are re-derived into link names and
+ * addresses here, and links are changed only when tagged with the caller's
+ * uid. A peer that sends one malformed message gets an error and the helper
+ * exits: it is not trusted with a second one.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/capability.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "dnsmasq.h"
+#include "macro.h"
+#include "netadm-proto.h"
+#include "netlink.h"
+#include "policy.h"
+#include "vmgr-config.h"
+
+#define NETADM_SETCAP_HINT "setcap cap_net_admin,cap_net_raw,cap_net_bind_service+ep " VMGR_NETADM_PATH
+
+static const cap_value_t netadm_caps[] = { CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE };
+
+struct netadm {
+        uid_t uid;
+        struct netadm_policy policy;
+        struct netlink *nl;
+};
+
+static bool cap_is_needed(cap_value_t c) {
+        for (size_t i = 0; i < ELEMENTSOF(netadm_caps); i++)
+                if (netadm_caps[i] == c)
+                        return true;
+        return false;
+}
+
+/* Print a capability's name for messages, e.g. "cap_sys_admin". */
+static void cap_describe(cap_value_t c, char *buf, size_t size) {
+        char *name = cap_to_name(c);
+
+        snprintf(buf, size, "%s", name ? name : "an unknown capability");
+        cap_free(name);
+}
+
+/* Refuse to run with privileges we did not expect, then keep only the three
+ * capabilities we need: set-ID bits, or capabilities beyond the three for a
+ * non-root caller, mean a broken or hostile installation. Root may run the
+ * helper too; it then loses everything else, including from the bounding
+ * set. Returns 0 or -errno with msg set. */
+static int privileges_restrict(uid_t uid, char *msg) {
+        uid_t ruid, euid, suid;
+        gid_t rgid, egid, sgid;
+        cap_t caps = NULL, want = NULL;
+        cap_flag_value_t v;
+        bool can_setpcap;
+        char name[64];
+        int r = 0;
+
+        if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0)
+                return negative_errno();
+        if (ruid != euid || ruid != suid || rgid != egid || rgid != sgid) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
+                         "refusing to run set-user-ID or set-group-ID; install with file capabilities instead: %s",
+                         NETADM_SETCAP_HINT);
+                return -EPERM;
+        }
+
+        caps = cap_get_proc();
+        if (!caps)
+                return negative_errno();
+
+        for (cap_value_t c = 0; c < (cap_value_t) cap_max_bits() && r == 0; c++) {
+                if (cap_get_flag(caps, c, CAP_PERMITTED, &v) < 0 || v != CAP_SET || cap_is_needed(c) || uid == 0)
+                        continue;
+                cap_describe(c, name, sizeof(name));
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
+                         "refusing to run with %s; only cap_net_admin, cap_net_raw and cap_net_bind_service are expected",
+                         name);
+                r = -EPERM;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(netadm_caps) && r == 0; i++) {
+                cap_flag_value_t e;
+
+                if (cap_get_flag(caps, netadm_caps[i], CAP_PERMITTED, &v) < 0 ||
+                    cap_get_flag(caps, netadm_caps[i], CAP_EFFECTIVE, &e) < 0 || v != CAP_SET || e != CAP_SET) {
+                        cap_describe(netadm_caps[i], name, sizeof(name));
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "missing %s; give the helper its capabilities with: %s",
+                                 name, NETADM_SETCAP_HINT);
+                        r = -EPERM;
+                }
+        }
+        can_setpcap = cap_get_flag(caps, CAP_SETPCAP, CAP_EFFECTIVE, &v) == 0 && v == CAP_SET;
+        cap_free(caps);
+        if (r < 0)
+                return r;
+
+        /* Only root gets here with CAP_SETPCAP; for anyone else the bounding
+         * set does not matter once no-new-privs is set below. */
+        if (can_setpcap)
+                for (cap_value_t c = 0; c < (cap_value_t) cap_max_bits(); c++)
+                        if (!cap_is_needed(c) && prctl(PR_CAPBSET_DROP, (unsigned long) c, 0, 0, 0) < 0 &&
+                            errno != EINVAL)
+                                return negative_errno();
+
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                return negative_errno();
+
+        want = cap_init();
+        if (!want)
+                return negative_errno();
+        if (cap_set_flag(want, CAP_PERMITTED, ELEMENTSOF(netadm_caps), netadm_caps, CAP_SET) < 0 ||
+            cap_set_flag(want, CAP_EFFECTIVE, ELEMENTSOF(netadm_caps), netadm_caps, CAP_SET) < 0 ||
+            cap_set_proc(want) < 0)
+                r = negative_errno();
+        cap_free(want);
+        if (r < 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot drop capabilities: %s", strerror(-r));
+                return r;
+        }
+
+        /* Nothing we exec (dnsmasq) can gain privileges, and our memory holds
+         * capabilities: keep the caller from attaching a debugger. */
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* Check that fd is an AF_UNIX SOCK_SEQPACKET socket and mark it close-on-exec.
+ * Returns 0 or -errno. */
+static int control_socket_check(int fd) {
+        int type = 0, domain = 0;
+        socklen_t len = sizeof(type);
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -EBADF;
+        if (!S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return negative_errno();
+        len = sizeof(domain);
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+                return negative_errno();
+        if (type != SOCK_SEQPACKET || domain != AF_UNIX)
+                return -EPROTOTYPE;
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                return negative_errno();
+        return 0;
+}
+
+/* Send a reply, with fd attached when fd >= 0. Returns 0 or -errno. */
+static int reply_send(int sock, const struct vmgr_netadm_reply *rep, int fd) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) rep, .iov_len = sizeof(*rep) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (fd >= 0) {
+                struct cmsghdr *cmsg;
+
+                mh.msg_control = control.buf;
+                mh.msg_controllen = sizeof(control.buf);
+                cmsg = CMSG_FIRSTHDR(&mh);
+                cmsg->cmsg_level = SOL_SOCKET;
+                cmsg->cmsg_type = SCM_RIGHTS;
+                cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+        }
+        if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t) sizeof(*rep))
+                return negative_errno();
+        return 0;
+}
+
+/* Carry out one valid request. Returns 0 or -errno with rep->message set;
+ * for DNSMASQ_START also sets rep->pid and *ret_fd. */
+static int request_handle(struct netadm *m, const struct vmgr_netadm_request *req, struct vmgr_netadm_reply *rep,
+                          int *ret_fd) {
+        char *msg = rep->message;
+        struct vmgr_group_addrs g;
+        int r;
+
+        switch (req->op) {
+        case VMGR_NETADM_GROUP_CREATE:
+                r = vmgr_group_addrs_derive(req->group, &g);
+                if (r < 0)
+                        return r;
+                r = policy_check_subnet4(&m->policy, &g.subnet4, msg);
+                if (r < 0)
+                        return r;
+                r = netlink_group_create(m->nl, m->uid, req->group, msg);
+                if (r >= 0)
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "created bridge %s for group '%s'", g.bridge,
+                                 req->group);
+                return r;
+
+        case VMGR_NETADM_GROUP_DELETE:
+                return netlink_group_delete(m->nl, m->uid, req->group, msg);
+
+        case VMGR_NETADM_TAP_CREATE:
+                return netlink_tap_create(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic, msg);
+
+        case VMGR_NETADM_TAP_DELETE:
+                return netlink_tap_delete(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic, msg);
+
+        case VMGR_NETADM_DNSMASQ_START: {
+                pid_t pid;
+                int fd;
+
+                /* dnsmasq serves the bridge with the caller's uid: the bridge must be the caller's. */
+                r = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
+                if (r < 0)
+                        return r;
+                r = dnsmasq_start(req->group, req->dir, m->uid, &pid, &fd, msg);
+                if (r < 0)
+                        return r;
+                rep->pid = pid;
+                *ret_fd = fd;
+                return 0;
+        }
+        }
+        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "unknown operation %u", (unsigned) req->op);
+        return -EOPNOTSUPP;
+}
+
+/* Read requests from the socket until EOF. Returns 0 at EOF, or -errno when
+ * the peer sent a malformed message (after answering it) or the socket failed. */
+static int request_loop(struct netadm *m, int sock) {
+        for (;;) {
+                struct vmgr_netadm_request req = {};
+                struct vmgr_netadm_reply rep = {
+                        .magic = VMGR_NETADM_MAGIC,
+                        .version = VMGR_NETADM_VERSION,
+                };
+                struct iovec iov = { .iov_base = &req, .iov_len = sizeof(req) };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+                _cleanup_close_ int fd = -EBADF;
+                const char *reason = NULL;
+                ssize_t n;
+                int r;
+
+                /* MSG_TRUNC makes recvmsg() return the datagram's real length,
+                 * so an oversized message is seen as such, not cut to size.
+                 * Without a control buffer any passed fds are closed by the
+                 * kernel and MSG_CTRUNC tells us they were sent. */
+                n = recvmsg(sock, &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = negative_errno();
+                        fprintf(stderr, "vmgr-netadm: reading a request: %s\n", strerror(-r));
+                        return r;
+                }
+                if (n == 0)
+                        return 0;
+
+                if (mh.msg_flags & MSG_CTRUNC)
+                        reason = "request carries ancillary data";
+                else
+                        (void) vmgr_netadm_request_validate(&req, (size_t) n, &reason);
+                if (reason) {
+                        rep.serial = (size_t) n >= offsetof(struct vmgr_netadm_request, nic) ? req.serial : 0;
+                        rep.error = -EBADMSG;
+                        snprintf(rep.message, sizeof(rep.message), "invalid request: %s", reason);
+                        fprintf(stderr, "vmgr-netadm: %s; closing the connection\n", rep.message);
+                        (void) reply_send(sock, &rep, -EBADF);
+                        return -EBADMSG;
+                }
+
+                rep.serial = req.serial;
+                r = request_handle(m, &req, &rep, &fd);
+                if (r < 0) {
+                        rep.error = r;
+                        if (!rep.message[0])
+                                snprintf(rep.message, sizeof(rep.message), "%s", strerror(-r));
+                        fprintf(stderr, "vmgr-netadm: %s '%s'%s%s failed: %s\n", vmgr_netadm_op_to_string(req.op),
+                                req.group, req.vm[0] ? " VM " : "", req.vm, rep.message);
+                } else
+                        rep.has_fd = fd >= 0;
+
+                r = reply_send(sock, &rep, fd);
+                if (r < 0) {
+                        fprintf(stderr, "vmgr-netadm: sending a reply: %s\n", strerror(-r));
+                        return r;
+                }
+        }
+}
+
+static void help(void) {
+        printf("Usage: vmgr-netadm [--version | --help]\n\n"
+               "vmgr's privileged network helper. vmgrd starts it with a socket on fd %d;\n"
+               "it is not meant to be run by hand.\n",
+               VMGR_NETADM_FD);
+}
+
+/* Handle the command line. Returns 1 to go on, 0 to exit successfully, -EINVAL on misuse. */
+static int parse_argv(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case 'V':
+                        printf("vmgr-netadm %s\n", VMGR_VERSION);
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc) {
+                fprintf(stderr, "vmgr-netadm: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+int main(int argc, char *argv[]) {
+        struct netadm m = { .uid = getuid() };
+        char msg[VMGR_NETADM_MESSAGE_MAX] = "";
+        pid_t parent = getppid();
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? 1 : 0;
+
+        r = control_socket_check(VMGR_NETADM_FD);
+        if (r < 0) {
+                fprintf(stderr,
+                        "vmgr-netadm: fd %d is not a SOCK_SEQPACKET socket (%s).\n"
+                        "vmgr-netadm is started by vmgrd with a socket on fd %d and is not meant to be run by hand.\n",
+                        VMGR_NETADM_FD, strerror(-r), VMGR_NETADM_FD);
+                return 1;
+        }
+        /* Only stdio and the control socket are meant for us. */
+        (void) close_range(VMGR_NETADM_FD + 1, ~0U, 0);
+
+        r = privileges_restrict(m.uid, msg);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: %s\n", msg[0] ? msg : strerror(-r));
+                return 1;
+        }
+
+        /* Do not outlive vmgrd; if it died before we asked, go now. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 || getppid() != parent)
+                return 1;
+
+        r = policy_load(VMGR_NETADM_CONFIG, &m.policy, msg);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                return 1;
+        }
+        r = policy_check_caller(&m.policy, m.uid, getgid(), msg);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                return 1;
+        }
+        /* The socket must come from the caller, not be handed on by somebody else. */
+        r = policy_check_peer(VMGR_NETADM_FD, m.uid, msg);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                return 1;
+        }
+
+        r = netlink_open(&m.nl);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: cannot open rtnetlink: %s\n", strerror(-r));
+                return 1;
+        }
+
+        r = request_loop(&m, VMGR_NETADM_FD);
+        m.nl = netlink_free(m.nl);
+        return r < 0 ? 1 : 0;
+}

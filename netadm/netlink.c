@@ -1,0 +1,1117 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/if_tun.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+
+#include "macro.h"
+#include "netadm-proto.h"
+#include "netlink.h"
+
+/* Large enough for one datagram of any dump: the kernel never sends more
+ * than 32 KiB per recvmsg() and a truncated read is reported as ENOSPC. */
+#define NETLINK_RECV_SIZE (64 * 1024)
+#define NETLINK_SEND_SIZE 4096
+#define NETLINK_ALIAS_MAX 256           /* IFALIASZ */
+#define NETLINK_LINKS_MAX 65536         /* refuse absurd dumps rather than grow forever */
+
+#define RT_PRIORITY_KERNEL 256          /* the metric the kernel gives its own prefix routes */
+
+struct netlink {
+        struct mnl_socket *sock;
+        unsigned portid;
+        uint32_t seq;
+        char extack[VMGR_NETADM_MESSAGE_MAX]; /* the kernel's reason for the last error, if it gave one */
+        char send_buf[NETLINK_SEND_SIZE];
+        char recv_buf[NETLINK_RECV_SIZE];
+};
+
+union nl_inaddr {
+        struct in_addr v4;
+        struct in6_addr v6;
+};
+
+struct nl_link {
+        int ifindex;
+        unsigned flags;
+        int master;
+        char name[IFNAMSIZ];
+        char alias[NETLINK_ALIAS_MAX];
+        char kind[16];
+};
+
+struct nl_addr {
+        int family;
+        int ifindex;
+        unsigned prefixlen;
+        union nl_inaddr addr;
+};
+
+struct nl_route {
+        int family;
+        int oif;
+        unsigned dst_len;
+        uint32_t table;
+        uint8_t type;
+        union nl_inaddr dst;
+};
+
+/* A growable array filled by a dump callback. error records an allocation
+ * failure: callbacks never stop a dump half-way, so the socket stays in step. */
+struct nl_array {
+        void *items;
+        size_t n, allocated, item_size;
+        int error;
+};
+
+static void nl_array_done(struct nl_array *a) {
+        free(a->items);
+        a->items = NULL;
+        a->n = a->allocated = 0;
+}
+
+/* Append a zeroed item. Returns it, or NULL (recording -ENOMEM) when full. */
+static void *nl_array_push(struct nl_array *a) {
+        if (a->n >= NETLINK_LINKS_MAX) {
+                a->error = -E2BIG;
+                return NULL;
+        }
+        if (a->n == a->allocated) {
+                size_t m = a->allocated ? a->allocated * 2 : 32;
+                void *p = reallocarray(a->items, m, a->item_size);
+                if (!p) {
+                        a->error = -ENOMEM;
+                        return NULL;
+                }
+                a->items = p;
+                a->allocated = m;
+        }
+        void *item = (char *) a->items + a->n++ * a->item_size;
+        memset(item, 0, a->item_size);
+        return item;
+}
+
+int netlink_open(struct netlink **ret) {
+        struct netlink *nl;
+        int one = 1, r;
+
+        nl = calloc(1, sizeof(*nl));
+        if (!nl)
+                return -ENOMEM;
+        nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+        if (!nl->sock) {
+                r = negative_errno();
+                free(nl);
+                return r;
+        }
+        if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+                r = negative_errno();
+                netlink_free(nl);
+                return r;
+        }
+        /* Ask for the kernel's reason with each error, without echoing our request back. */
+        (void) mnl_socket_setsockopt(nl->sock, NETLINK_EXT_ACK, &one, sizeof(one));
+        (void) mnl_socket_setsockopt(nl->sock, NETLINK_CAP_ACK, &one, sizeof(one));
+        nl->portid = mnl_socket_get_portid(nl->sock);
+        nl->seq = (uint32_t) getpid() << 8;
+
+        *ret = nl;
+        return 0;
+}
+
+struct netlink *netlink_free(struct netlink *nl) {
+        if (nl) {
+                if (nl->sock)
+                        mnl_socket_close(nl->sock);
+                free(nl);
+        }
+        return NULL;
+}
+
+struct nl_call_state {
+        struct netlink *nl;
+        mnl_cb_t cb;
+        void *data;
+};
+
+static int nl_extack_attr_cb(const struct nlattr *attr, void *data) {
+        struct netlink *nl = data;
+
+        if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
+                snprintf(nl->extack, sizeof(nl->extack), "%s", mnl_attr_get_str(attr));
+        return MNL_CB_OK;
+}
+
+static int nl_error_cb(const struct nlmsghdr *nlh, void *data) {
+        struct nl_call_state *s = data;
+        const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
+        size_t payload = mnl_nlmsg_get_payload_len(nlh), off = sizeof(*err);
+
+        if (payload < sizeof(*err)) {
+                errno = EBADMSG;
+                return MNL_CB_ERROR;
+        }
+        if (err->error == 0)
+                return MNL_CB_STOP;
+
+        if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+                if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+                        off += MNL_ALIGN(err->msg.nlmsg_len - sizeof(struct nlmsghdr));
+                if (off < payload)
+                        (void) mnl_attr_parse_payload((const char *) err + off, payload - off, nl_extack_attr_cb,
+                                                      s->nl);
+        }
+        errno = err->error < 0 ? -err->error : EIO;
+        return MNL_CB_ERROR;
+}
+
+static int nl_done_cb(const struct nlmsghdr *nlh, void *data) {
+        /* A dump that failed part-way says so with a negative int in NLMSG_DONE. */
+        if (mnl_nlmsg_get_payload_len(nlh) >= sizeof(int)) {
+                int e = *(const int *) mnl_nlmsg_get_payload(nlh);
+                if (e < 0) {
+                        errno = -e;
+                        return MNL_CB_ERROR;
+                }
+        }
+        return MNL_CB_STOP;
+}
+
+static int nl_noop_cb(const struct nlmsghdr *nlh, void *data) {
+        return MNL_CB_OK;
+}
+
+static int nl_overrun_cb(const struct nlmsghdr *nlh, void *data) {
+        errno = ENOSPC;
+        return MNL_CB_ERROR;
+}
+
+static int nl_data_cb(const struct nlmsghdr *nlh, void *data) {
+        struct nl_call_state *s = data;
+
+        return s->cb ? s->cb(nlh, s->data) : MNL_CB_OK;
+}
+
+/* Start a request in the send buffer. Returns the header. */
+static struct nlmsghdr *nl_message(struct netlink *nl, uint16_t type, uint16_t flags) {
+        struct nlmsghdr *nlh = mnl_nlmsg_put_header(nl->send_buf);
+
+        nlh->nlmsg_type = type;
+        nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+        nlh->nlmsg_seq = ++nl->seq;
+        return nlh;
+}
+
+/* Send the request in the send buffer and read until its ACK or the end of
+ * its dump, handing each data message to cb. Returns 0 or -errno; on error
+ * nl->extack holds the kernel's reason when it gave one. */
+static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
+        struct nl_call_state s = { .nl = nl, .cb = cb, .data = data };
+        mnl_cb_t ctl[NLMSG_MIN_TYPE] = {
+                [NLMSG_NOOP] = nl_noop_cb,
+                [NLMSG_ERROR] = nl_error_cb,
+                [NLMSG_DONE] = nl_done_cb,
+                [NLMSG_OVERRUN] = nl_overrun_cb,
+        };
+
+        nl->extack[0] = 0;
+        if (!(nlh->nlmsg_flags & NLM_F_DUMP))
+                nlh->nlmsg_flags |= NLM_F_ACK;
+        if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
+                return negative_errno();
+
+        for (;;) {
+                ssize_t n = mnl_socket_recvfrom(nl->sock, nl->recv_buf, sizeof(nl->recv_buf));
+                if (n < 0)
+                        return negative_errno();
+                int r = mnl_cb_run2(nl->recv_buf, (size_t) n, nlh->nlmsg_seq, nl->portid, nl_data_cb, &s, ctl,
+                                    ELEMENTSOF(ctl));
+                if (r < 0)
+                        return negative_errno();
+                if (r == MNL_CB_STOP)
+                        return 0;
+        }
+}
+
+/* Write "what: reason" into msg, preferring the kernel's own words. Returns r. */
+static int nl_fail(struct netlink *nl, int r, char *msg, const char *what) {
+        if (nl->extack[0])
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%.80s: %.60s (%.100s)", what, strerror(-r), nl->extack);
+        else
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s: %s", what, strerror(-r));
+        return r;
+}
+
+/* Copy a NUL-terminated string attribute into buf, truncating. */
+static void attr_copy_str(const struct nlattr *attr, char *buf, size_t size) {
+        if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
+                snprintf(buf, size, "%s", mnl_attr_get_str(attr));
+}
+
+/* Copy an address attribute of the family's size. Returns true if it fit. */
+static bool attr_copy_inaddr(const struct nlattr *attr, int family, union nl_inaddr *ret) {
+        size_t len = family == AF_INET ? sizeof(struct in_addr) : sizeof(struct in6_addr);
+
+        if (mnl_attr_get_payload_len(attr) != len)
+                return false;
+        memcpy(ret, mnl_attr_get_payload(attr), len);
+        return true;
+}
+
+static int link_info_attr_cb(const struct nlattr *attr, void *data) {
+        struct nl_link *l = data;
+
+        if (mnl_attr_get_type(attr) == IFLA_INFO_KIND)
+                attr_copy_str(attr, l->kind, sizeof(l->kind));
+        return MNL_CB_OK;
+}
+
+static int link_attr_cb(const struct nlattr *attr, void *data) {
+        struct nl_link *l = data;
+
+        switch (mnl_attr_get_type(attr)) {
+        case IFLA_IFNAME:
+                attr_copy_str(attr, l->name, sizeof(l->name));
+                break;
+        case IFLA_IFALIAS:
+                attr_copy_str(attr, l->alias, sizeof(l->alias));
+                break;
+        case IFLA_MASTER:
+                if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
+                        l->master = (int) mnl_attr_get_u32(attr);
+                break;
+        case IFLA_LINKINFO:
+                if (mnl_attr_validate(attr, MNL_TYPE_NESTED) >= 0)
+                        (void) mnl_attr_parse_nested(attr, link_info_attr_cb, l);
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+/* Fill l from an RTM_NEWLINK message. */
+static void link_parse(const struct nlmsghdr *nlh, struct nl_link *l) {
+        const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+
+        l->ifindex = ifi->ifi_index;
+        l->flags = ifi->ifi_flags;
+        (void) mnl_attr_parse(nlh, sizeof(*ifi), link_attr_cb, l);
+}
+
+static int link_get_cb(const struct nlmsghdr *nlh, void *data) {
+        if (nlh->nlmsg_type == RTM_NEWLINK && mnl_nlmsg_get_payload_len(nlh) >= sizeof(struct ifinfomsg))
+                link_parse(nlh, data);
+        return MNL_CB_OK;
+}
+
+/* Look up a link by name. Returns 0, -ENODEV if there is none, or -errno. */
+static int link_get(struct netlink *nl, const char *name, struct nl_link *ret) {
+        struct nl_link l = {};
+        struct nlmsghdr *nlh = nl_message(nl, RTM_GETLINK, 0);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        int r;
+
+        ifi->ifi_family = AF_UNSPEC;
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+        mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+        r = nl_call(nl, nlh, link_get_cb, &l);
+        if (r < 0)
+                return r;
+        if (l.ifindex <= 0)
+                return -ENODEV;
+        *ret = l;
+        return 0;
+}
+
+static int link_dump_cb(const struct nlmsghdr *nlh, void *data) {
+        struct nl_array *a = data;
+        struct nl_link *l;
+
+        if (nlh->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
+                return MNL_CB_OK;
+        l = nl_array_push(a);
+        if (l)
+                link_parse(nlh, l);
+        return MNL_CB_OK;
+}
+
+/* All links of this network namespace into ret (free with nl_array_done). Returns 0 or -errno. */
+static int link_dump(struct netlink *nl, struct nl_array *ret) {
+        struct nl_array a = { .item_size = sizeof(struct nl_link) };
+        struct nlmsghdr *nlh = nl_message(nl, RTM_GETLINK, NLM_F_DUMP);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        int r;
+
+        ifi->ifi_family = AF_UNSPEC;
+        mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+        r = nl_call(nl, nlh, link_dump_cb, &a);
+        if (r >= 0)
+                r = a.error;
+        if (r < 0) {
+                nl_array_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+static const struct nl_link *links_find_index(const struct nl_array *links, int ifindex) {
+        const struct nl_link *l = links->items;
+
+        for (size_t i = 0; i < links->n; i++)
+                if (l[i].ifindex == ifindex)
+                        return &l[i];
+        return NULL;
+}
+
+static const struct nl_link *links_find_name(const struct nl_array *links, const char *name) {
+        const struct nl_link *l = links->items;
+
+        for (size_t i = 0; i < links->n; i++)
+                if (streq(l[i].name, name))
+                        return &l[i];
+        return NULL;
+}
+
+/* Say who a link belongs to, for messages: "uid 1001 (group 'x')", or "no
+ * vmgr group" for a link vmgr did not make. Returns buf. */
+static const char *link_owner_describe(const struct nl_link *l, char *buf, size_t size) {
+        char group[VMGR_NAME_MAX + 1];
+        unsigned uid;
+
+        if (vmgr_link_alias_parse(l->alias, &uid, group) == 0)
+                snprintf(buf, size, "uid %u (group '%s')", uid, group);
+        else
+                snprintf(buf, size, "no vmgr group");
+        return buf;
+}
+
+static bool link_is_vmgr(const struct nl_link *l) {
+        char group[VMGR_NAME_MAX + 1];
+        unsigned uid;
+
+        return vmgr_link_alias_parse(l->alias, &uid, group) == 0;
+}
+
+static int addr_attr_cb(const struct nlattr *attr, void *data) {
+        struct nl_addr *a = data;
+        int type = mnl_attr_get_type(attr);
+
+        /* IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on
+         * point-to-point links and equal to it otherwise. */
+        if (type == IFA_LOCAL || (type == IFA_ADDRESS && a->family == AF_INET6))
+                (void) attr_copy_inaddr(attr, a->family, &a->addr);
+        return MNL_CB_OK;
+}
+
+static int addr_dump_cb(const struct nlmsghdr *nlh, void *data) {
+        const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+        struct nl_array *arr = data;
+        struct nl_addr *a;
+
+        if (nlh->nlmsg_type != RTM_NEWADDR || mnl_nlmsg_get_payload_len(nlh) < sizeof(*ifa) ||
+            (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6))
+                return MNL_CB_OK;
+        a = nl_array_push(arr);
+        if (!a)
+                return MNL_CB_OK;
+        a->family = ifa->ifa_family;
+        a->ifindex = (int) ifa->ifa_index;
+        a->prefixlen = ifa->ifa_prefixlen;
+        (void) mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, a);
+        return MNL_CB_OK;
+}
+
+/* All IPv4 and IPv6 addresses into ret (free with nl_array_done). Returns 0 or -errno. */
+static int addr_dump(struct netlink *nl, struct nl_array *ret) {
+        struct nl_array a = { .item_size = sizeof(struct nl_addr) };
+        struct nlmsghdr *nlh = nl_message(nl, RTM_GETADDR, NLM_F_DUMP);
+        struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+        int r;
+
+        ifa->ifa_family = AF_UNSPEC;
+        r = nl_call(nl, nlh, addr_dump_cb, &a);
+        if (r >= 0)
+                r = a.error;
+        if (r < 0) {
+                nl_array_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+static int route_attr_cb(const struct nlattr *attr, void *data) {
+        struct nl_route *rt = data;
+
+        switch (mnl_attr_get_type(attr)) {
+        case RTA_DST:
+                (void) attr_copy_inaddr(attr, rt->family, &rt->dst);
+                break;
+        case RTA_OIF:
+                if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
+                        rt->oif = (int) mnl_attr_get_u32(attr);
+                break;
+        case RTA_TABLE:
+                if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
+                        rt->table = mnl_attr_get_u32(attr);
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+static int route_dump_cb(const struct nlmsghdr *nlh, void *data) {
+        const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+        struct nl_array *arr = data;
+        struct nl_route *rt;
+
+        if (nlh->nlmsg_type != RTM_NEWROUTE || mnl_nlmsg_get_payload_len(nlh) < sizeof(*rtm) ||
+            (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6))
+                return MNL_CB_OK;
+        rt = nl_array_push(arr);
+        if (!rt)
+                return MNL_CB_OK;
+        rt->family = rtm->rtm_family;
+        rt->dst_len = rtm->rtm_dst_len;
+        rt->table = rtm->rtm_table;
+        rt->type = rtm->rtm_type;
+        (void) mnl_attr_parse(nlh, sizeof(*rtm), route_attr_cb, rt);
+        return MNL_CB_OK;
+}
+
+/* All IPv4 and IPv6 routes of every table into ret (free with nl_array_done). Returns 0 or -errno. */
+static int route_dump(struct netlink *nl, struct nl_array *ret) {
+        struct nl_array a = { .item_size = sizeof(struct nl_route) };
+        struct nlmsghdr *nlh = nl_message(nl, RTM_GETROUTE, NLM_F_DUMP);
+        struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+        int r;
+
+        rtm->rtm_family = AF_UNSPEC;
+        r = nl_call(nl, nlh, route_dump_cb, &a);
+        if (r >= 0)
+                r = a.error;
+        if (r < 0) {
+                nl_array_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+/* Change a link's flags, alias and master in one request; 0/NULL/-1 leave
+ * them alone. Returns 0 or -errno. */
+static int link_set(struct netlink *nl, int ifindex, bool up, const char *alias, int master) {
+        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWLINK, 0);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        if (up) {
+                ifi->ifi_flags = IFF_UP;
+                ifi->ifi_change = IFF_UP;
+        }
+        if (alias)
+                mnl_attr_put_strz(nlh, IFLA_IFALIAS, alias);
+        if (master >= 0)
+                mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t) master);
+        return nl_call(nl, nlh, NULL, NULL);
+}
+
+/* Delete a link. Returns 0 (also when it is already gone) or -errno. */
+static int link_delete(struct netlink *nl, int ifindex) {
+        struct nlmsghdr *nlh = nl_message(nl, RTM_DELLINK, 0);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        int r;
+
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        r = nl_call(nl, nlh, NULL, NULL);
+        return r == -ENODEV ? 0 : r;
+}
+
+/* Create a bridge with STP off and no forward delay, so ports forward at
+ * once. Its MAC is set explicitly (random, locally administered): a bridge
+ * with an assigned address keeps it, instead of taking the lowest MAC of its
+ * ports, which would change the gateway's MAC under the guests whenever a
+ * TAP joins or leaves. Returns 0 or -errno. */
+static int bridge_create(struct netlink *nl, const char *name) {
+        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        struct nlattr *linkinfo, *data;
+        uint8_t mac[6];
+
+        if (getrandom(mac, sizeof(mac), 0) != sizeof(mac))
+                return -EIO;
+        mac[0] = (uint8_t) ((mac[0] & 0xfe) | 0x02);
+
+        ifi->ifi_family = AF_UNSPEC;
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+        mnl_attr_put(nlh, IFLA_ADDRESS, sizeof(mac), mac);
+        linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+        mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
+        data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+        mnl_attr_put_u32(nlh, IFLA_BR_FORWARD_DELAY, 0);
+        mnl_attr_put_u32(nlh, IFLA_BR_STP_STATE, 0);
+        mnl_attr_nest_end(nlh, data);
+        mnl_attr_nest_end(nlh, linkinfo);
+        return nl_call(nl, nlh, NULL, NULL);
+}
+
+/* Add (RTM_NEWADDR) or delete (RTM_DELADDR) an address. Returns 0 or -errno. */
+static int addr_change(struct netlink *nl, uint16_t type, int family, int ifindex, const void *addr,
+                       unsigned prefixlen, uint32_t flags) {
+        struct nlmsghdr *nlh = nl_message(nl, type, type == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_EXCL : 0);
+        struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+        size_t len = family == AF_INET ? sizeof(struct in_addr) : sizeof(struct in6_addr);
+
+        ifa->ifa_family = (uint8_t) family;
+        ifa->ifa_prefixlen = (uint8_t) prefixlen;
+        ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+        ifa->ifa_index = (uint32_t) ifindex;
+        mnl_attr_put(nlh, IFA_LOCAL, len, addr);
+        mnl_attr_put(nlh, IFA_ADDRESS, len, addr);
+        if (type == RTM_NEWADDR && family == AF_INET && prefixlen < 31) {
+                struct in_addr brd = *(const struct in_addr *) addr;
+                brd.s_addr |= htonl(UINT32_MAX >> prefixlen);
+                mnl_attr_put(nlh, IFA_BROADCAST, sizeof(brd), &brd);
+        }
+        if (flags)
+                mnl_attr_put_u32(nlh, IFA_FLAGS, flags);
+        return nl_call(nl, nlh, NULL, NULL);
+}
+
+/* Add the group's /64 route through the bridge, with the management address
+ * as preferred source so host-to-guest traffic comes from it, shaped like the
+ * kernel's own prefix route (proto kernel, metric 256). Returns 0 or -errno. */
+static int route6_add_prefix(struct netlink *nl, const struct in6_addr *prefix, int ifindex,
+                             const struct in6_addr *prefsrc) {
+        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+        struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+
+        rtm->rtm_family = AF_INET6;
+        rtm->rtm_dst_len = 64;
+        rtm->rtm_table = RT_TABLE_MAIN;
+        rtm->rtm_protocol = RTPROT_KERNEL;
+        rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+        rtm->rtm_type = RTN_UNICAST;
+        mnl_attr_put(nlh, RTA_DST, sizeof(*prefix), prefix);
+        mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t) ifindex);
+        mnl_attr_put(nlh, RTA_PREFSRC, sizeof(*prefsrc), prefsrc);
+        mnl_attr_put_u32(nlh, RTA_PRIORITY, RT_PRIORITY_KERNEL);
+        return nl_call(nl, nlh, NULL, NULL);
+}
+
+/* Write a per-interface IPv6 sysctl. CAP_NET_ADMIN in the network namespace
+ * is what the kernel asks for here. Returns 0 or -errno. */
+static int sysctl_ipv6_conf_write(const char *ifname, const char *key, const char *value) {
+        char path[128];
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = strlen(value);
+
+        snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/%s", ifname, key);
+        fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        if (write(fd, value, n) != (ssize_t) n)
+                return negative_errno();
+        return 0;
+}
+
+static bool in6_is_link_local_or_multicast(const struct in6_addr *a) {
+        return IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_MULTICAST(a);
+}
+
+/* Name the link with ifindex for a message: "eth0" or "eth0 (uid 1001 (group 'x'))". */
+static void link_describe(const struct nl_array *links, int ifindex, char *buf, size_t size) {
+        const struct nl_link *l = links_find_index(links, ifindex);
+        char owner[128];
+
+        if (!l)
+                snprintf(buf, size, "ifindex %d", ifindex);
+        else if (link_is_vmgr(l))
+                snprintf(buf, size, "%s of %s", l->name, link_owner_describe(l, owner, sizeof(owner)));
+        else
+                snprintf(buf, size, "%s", l->name);
+}
+
+/* Refuse when an address in this namespace overlaps the group's /64 or /24.
+ * Returns 0 or -EADDRINUSE with msg naming the address. */
+static int check_addr_overlaps(const struct vmgr_group_addrs *g, const struct nl_array *addrs,
+                               const struct nl_array *links, char *msg) {
+        const struct nl_addr *a = addrs->items;
+        char ours[INET6_ADDRSTRLEN + 8], theirs[INET6_ADDRSTRLEN + 8], dev[IFNAMSIZ + 160];
+
+        for (size_t i = 0; i < addrs->n; i++) {
+                bool overlap;
+
+                if (a[i].family == AF_INET6) {
+                        if (in6_is_link_local_or_multicast(&a[i].addr.v6))
+                                continue;
+                        overlap = vmgr_in6_prefix_overlaps(&g->prefix6, 64, &a[i].addr.v6, a[i].prefixlen);
+                        vmgr_in6_prefix_format(&g->prefix6, 64, ours, sizeof(ours));
+                        vmgr_in6_prefix_format(&a[i].addr.v6, a[i].prefixlen, theirs, sizeof(theirs));
+                } else {
+                        overlap = vmgr_in4_prefix_overlaps(&g->subnet4, 24, &a[i].addr.v4, a[i].prefixlen);
+                        vmgr_in4_prefix_format(&g->subnet4, 24, ours, sizeof(ours));
+                        vmgr_in4_prefix_format(&a[i].addr.v4, a[i].prefixlen, theirs, sizeof(theirs));
+                }
+                if (!overlap || a[i].prefixlen == 0)
+                        continue;
+
+                link_describe(links, a[i].ifindex, dev, sizeof(dev));
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s overlaps address %s on %.120s", ours, theirs, dev);
+                return -EADDRINUSE;
+        }
+        return 0;
+}
+
+/* Refuse when a route in the main or local table overlaps the group's /64
+ * or /24. Default routes, broadcast and multicast entries and link-local
+ * prefixes are everywhere and say nothing about who uses a subnet. Returns
+ * 0 or -EADDRINUSE with msg naming the route. */
+static int check_route_overlaps(const struct vmgr_group_addrs *g, const struct nl_array *routes,
+                                const struct nl_array *links, char *msg) {
+        const struct nl_route *rt = routes->items;
+        char ours[INET6_ADDRSTRLEN + 8], theirs[INET6_ADDRSTRLEN + 8], dev[IFNAMSIZ + 170];
+
+        for (size_t i = 0; i < routes->n; i++) {
+                bool overlap;
+
+                if (rt[i].dst_len == 0 || (rt[i].table != RT_TABLE_MAIN && rt[i].table != RT_TABLE_LOCAL) ||
+                    rt[i].type == RTN_BROADCAST || rt[i].type == RTN_MULTICAST)
+                        continue;
+
+                if (rt[i].family == AF_INET6) {
+                        if (in6_is_link_local_or_multicast(&rt[i].dst.v6))
+                                continue;
+                        overlap = vmgr_in6_prefix_overlaps(&g->prefix6, 64, &rt[i].dst.v6, rt[i].dst_len);
+                        vmgr_in6_prefix_format(&g->prefix6, 64, ours, sizeof(ours));
+                        vmgr_in6_prefix_format(&rt[i].dst.v6, rt[i].dst_len, theirs, sizeof(theirs));
+                } else {
+                        overlap = vmgr_in4_prefix_overlaps(&g->subnet4, 24, &rt[i].dst.v4, rt[i].dst_len);
+                        vmgr_in4_prefix_format(&g->subnet4, 24, ours, sizeof(ours));
+                        vmgr_in4_prefix_format(&rt[i].dst.v4, rt[i].dst_len, theirs, sizeof(theirs));
+                }
+                if (!overlap)
+                        continue;
+
+                if (rt[i].oif > 0) {
+                        char name[IFNAMSIZ + 160];
+                        link_describe(links, rt[i].oif, name, sizeof(name));
+                        snprintf(dev, sizeof(dev), " dev %s", name);
+                } else
+                        dev[0] = 0;
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s overlaps %sroute %s%.120s", ours,
+                         rt[i].table == RT_TABLE_LOCAL ? "local " : "", theirs, dev);
+                return -EADDRINUSE;
+        }
+        return 0;
+}
+
+/* Check the group's bridge name and addresses against everything in this
+ * network namespace. Returns 0, -EADDRINUSE with msg, or -errno. */
+static int group_check_free(struct netlink *nl, const struct vmgr_group_addrs *g, const struct nl_array *links,
+                            char *msg) {
+        _cleanup_(nl_array_done) struct nl_array addrs = {}, routes = {};
+        const struct nl_link *existing;
+        char owner[128];
+        int r;
+
+        existing = links_find_name(links, g->bridge);
+        if (existing) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s already exists and belongs to %s", g->bridge,
+                         link_owner_describe(existing, owner, sizeof(owner)));
+                return -EADDRINUSE;
+        }
+
+        r = addr_dump(nl, &addrs);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing addresses");
+        r = check_addr_overlaps(g, &addrs, links, msg);
+        if (r < 0)
+                return r;
+
+        r = route_dump(nl, &routes);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing routes");
+        return check_route_overlaps(g, &routes, links, msg);
+}
+
+/* The three service addresses a group puts on lo. */
+static void group_lo_addrs(const struct vmgr_group_addrs *g, const struct in6_addr *ret[3]) {
+        ret[0] = &g->management6;
+        ret[1] = &g->logs6;
+        ret[2] = &g->files6;
+}
+
+/* Bring lo up if it is down: the service addresses live there. Returns its ifindex or -errno. */
+static int loopback_up(struct netlink *nl, char *msg) {
+        struct nl_link lo;
+        int r;
+
+        r = link_get(nl, "lo", &lo);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "looking up lo");
+        if (!(lo.flags & IFF_UP)) {
+                r = link_set(nl, lo.ifindex, true, NULL, -1);
+                if (r < 0)
+                        return nl_fail(nl, r, msg, "bringing lo up");
+        }
+        return lo.ifindex;
+}
+
+/* Make the group's network; on failure *bridge_ifindex and lo_added say what to undo. */
+static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, const char *alias,
+                       int *bridge_ifindex, bool lo_added[3], int lo_ifindex, char *msg) {
+        const struct in6_addr *lo_addrs[3];
+        struct nl_link br;
+        char what[96];
+        int r;
+
+        r = bridge_create(nl, g->bridge);
+        if (r < 0) {
+                snprintf(what, sizeof(what), "creating bridge %s", g->bridge);
+                return nl_fail(nl, r, msg, what);
+        }
+        r = link_get(nl, g->bridge, &br);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "looking up the new bridge");
+        *bridge_ifindex = br.ifindex;
+
+        /* The alias cannot be given at creation (the kernel ignores it there). */
+        r = link_set(nl, br.ifindex, false, alias, -1);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "tagging the bridge");
+
+        /* Before the link goes up: the bridge must not configure itself from
+         * the router advertisements our own dnsmasq sends. */
+        r = sysctl_ipv6_conf_write(g->bridge, "accept_ra", "0");
+        if (r < 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting accept_ra=0 on %s: %s", g->bridge, strerror(-r));
+                return r;
+        }
+
+        /* Up first: the kernel refuses IPv6 routes through a link that is down. */
+        r = link_set(nl, br.ifindex, true, NULL, -1);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "bringing the bridge up");
+
+        /* No prefix route from the kernel: ours below carries the source address. */
+        r = addr_change(nl, RTM_NEWADDR, AF_INET6, br.ifindex, &g->gateway6, 64,
+                        IFA_F_NODAD | IFA_F_NOPREFIXROUTE);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "adding the IPv6 gateway address");
+
+        group_lo_addrs(g, lo_addrs);
+        for (size_t i = 0; i < 3; i++) {
+                r = addr_change(nl, RTM_NEWADDR, AF_INET6, lo_ifindex, lo_addrs[i], 128, IFA_F_NODAD);
+                if (r < 0)
+                        return nl_fail(nl, r, msg, "adding a service address on lo");
+                lo_added[i] = true;
+        }
+
+        r = route6_add_prefix(nl, &g->prefix6, br.ifindex, &g->management6);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "adding the IPv6 prefix route");
+
+        r = addr_change(nl, RTM_NEWADDR, AF_INET, br.ifindex, &g->gateway4, 24, 0);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "adding the IPv4 gateway address");
+
+        return 0;
+}
+
+int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, char *msg) {
+        _cleanup_(nl_array_done) struct nl_array links = {};
+        char alias[NETLINK_ALIAS_MAX];
+        struct vmgr_group_addrs g;
+        bool lo_added[3] = {};
+        int bridge_ifindex = -1, lo_ifindex, r;
+
+        r = vmgr_group_addrs_derive(group, &g);
+        if (r < 0)
+                return r;
+        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        if (r < 0)
+                return r;
+
+        r = link_dump(nl, &links);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing links");
+        r = group_check_free(nl, &g, &links, msg);
+        if (r < 0)
+                return r;
+
+        lo_ifindex = loopback_up(nl, msg);
+        if (lo_ifindex < 0)
+                return lo_ifindex;
+
+        r = group_build(nl, &g, alias, &bridge_ifindex, lo_added, lo_ifindex, msg);
+        if (r < 0) {
+                /* Undo in reverse; the bridge takes its addresses and route with it. */
+                const struct in6_addr *lo_addrs[3];
+
+                group_lo_addrs(&g, lo_addrs);
+                for (size_t i = 0; i < 3; i++)
+                        if (lo_added[i])
+                                (void) addr_change(nl, RTM_DELADDR, AF_INET6, lo_ifindex, lo_addrs[i], 128, 0);
+                if (bridge_ifindex > 0)
+                        (void) link_delete(nl, bridge_ifindex);
+                return r;
+        }
+        return 0;
+}
+
+/* Check that the group's bridge, if it exists, carries the caller's alias.
+ * Returns 1 if it exists and is the caller's, 0 if it does not exist,
+ * -EPERM if it is somebody else's. */
+static int bridge_owned(const struct vmgr_group_addrs *g, const char *alias, const struct nl_link *br, char *msg) {
+        char owner[128];
+
+        if (!br)
+                return 0;
+        if (streq(br->alias, alias))
+                return 1;
+        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s belongs to %s", g->bridge,
+                 link_owner_describe(br, owner, sizeof(owner)));
+        return -EPERM;
+}
+
+int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, char *msg) {
+        _cleanup_(nl_array_done) struct nl_array links = {}, addrs = {};
+        const struct in6_addr *lo_addrs[3];
+        char alias[NETLINK_ALIAS_MAX], what[64];
+        struct vmgr_group_addrs g;
+        const struct nl_link *l;
+        const struct nl_addr *a;
+        bool prefix_is_ours = true;
+        int lo_ifindex = -1, r;
+
+        r = vmgr_group_addrs_derive(group, &g);
+        if (r < 0)
+                return r;
+        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        if (r < 0)
+                return r;
+
+        r = link_dump(nl, &links);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing links");
+        r = bridge_owned(&g, alias, links_find_name(&links, g.bridge), msg);
+        if (r < 0)
+                return r;
+
+        r = addr_dump(nl, &addrs);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing addresses");
+        l = links_find_name(&links, "lo");
+        if (l)
+                lo_ifindex = l->ifindex;
+
+        /* The lo service addresses are this group's only while no other link
+         * holds an address of its /64: leave them to a group whose (different)
+         * name happens to derive the same prefix. */
+        a = addrs.items;
+        for (size_t i = 0; i < addrs.n; i++) {
+                const struct nl_link *owner;
+
+                if (a[i].family != AF_INET6 || a[i].ifindex == lo_ifindex ||
+                    !vmgr_in6_prefix_overlaps(&g.prefix6, 64, &a[i].addr.v6, 128))
+                        continue;
+                owner = links_find_index(&links, a[i].ifindex);
+                if (!owner || !streq(owner->alias, alias))
+                        prefix_is_ours = false;
+        }
+
+        /* Ports first, then the bridge, so no TAP is ever left without its master. */
+        for (int pass = 0; pass < 2; pass++) {
+                l = links.items;
+                for (size_t i = 0; i < links.n; i++) {
+                        if (!streq(l[i].alias, alias) || streq(l[i].kind, "bridge") != (pass == 1))
+                                continue;
+                        r = link_delete(nl, l[i].ifindex);
+                        if (r < 0) {
+                                snprintf(what, sizeof(what), "deleting %s", l[i].name);
+                                return nl_fail(nl, r, msg, what);
+                        }
+                }
+        }
+
+        if (!prefix_is_ours || lo_ifindex < 0)
+                return 0;
+        group_lo_addrs(&g, lo_addrs);
+        for (size_t i = 0; i < 3; i++) {
+                bool present = false;
+
+                for (size_t j = 0; j < addrs.n && !present; j++)
+                        present = a[j].family == AF_INET6 && a[j].ifindex == lo_ifindex && a[j].prefixlen == 128 &&
+                                  memcmp(&a[j].addr.v6, lo_addrs[i], sizeof(struct in6_addr)) == 0;
+                if (!present)
+                        continue;
+                r = addr_change(nl, RTM_DELADDR, AF_INET6, lo_ifindex, lo_addrs[i], 128, 0);
+                if (r < 0 && r != -EADDRNOTAVAIL)
+                        return nl_fail(nl, r, msg, "deleting a service address on lo");
+        }
+        return 0;
+}
+
+/* Look up the group's bridge and check it is the caller's. Returns its
+ * ifindex, -ENODEV or -EPERM with msg, or -errno. */
+static int bridge_lookup_owned(struct netlink *nl, const struct vmgr_group_addrs *g, const char *group,
+                               const char *alias, char *msg) {
+        struct nl_link br;
+        int r;
+
+        r = link_get(nl, g->bridge, &br);
+        if (r == -ENODEV) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s of group '%s' does not exist", g->bridge, group);
+                return r;
+        }
+        if (r < 0)
+                return nl_fail(nl, r, msg, "looking up the bridge");
+        r = bridge_owned(g, alias, &br, msg);
+        if (r < 0)
+                return r;
+        return br.ifindex;
+}
+
+int netlink_bridge_check_owner(struct netlink *nl, unsigned uid, const char *group, char *msg) {
+        char alias[NETLINK_ALIAS_MAX];
+        struct vmgr_group_addrs g;
+        int r;
+
+        r = vmgr_group_addrs_derive(group, &g);
+        if (r < 0)
+                return r;
+        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        if (r < 0)
+                return r;
+        r = bridge_lookup_owned(nl, &g, group, alias, msg);
+        return r < 0 ? r : 0;
+}
+
+/* Create a persistent TAP owned by uid. Returns 0 or -errno with msg. */
+static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
+        _cleanup_close_ int fd = -EBADF;
+        struct ifreq ifr = {};
+        int r;
+
+        fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                r = negative_errno();
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "opening /dev/net/tun: %s", strerror(-r));
+                return r;
+        }
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+                r = negative_errno();
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "creating TAP %s: %s", name, strerror(-r));
+                return r;
+        }
+        /* TUNSETIFF also attaches to an existing TAP: if one appeared since we
+         * looked, it is not ours to take over. */
+        if (ioctl(fd, TUNGETIFF, &ifr) < 0 || (ifr.ifr_flags & IFF_PERSIST)) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s appeared while it was being created", name);
+                return -EEXIST;
+        }
+        if (ioctl(fd, TUNSETOWNER, (unsigned long) uid) < 0 || ioctl(fd, TUNSETPERSIST, 1UL) < 0) {
+                r = negative_errno();
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting up TAP %s: %s", name, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
+                       char *msg) {
+        char alias[NETLINK_ALIAS_MAX], owner[128], what[64];
+        struct vmgr_group_addrs g;
+        struct vmgr_vm_addrs v;
+        struct nl_link tap;
+        const char *name;
+        int bridge_ifindex, r;
+
+        r = vmgr_vm_addrs_derive(group, vm, &v);
+        if (r < 0)
+                return r;
+        r = vmgr_group_addrs_derive(group, &g);
+        if (r < 0)
+                return r;
+        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        if (r < 0)
+                return r;
+        name = nic == VMGR_NIC_IPV4 ? v.tap4 : v.tap;
+
+        bridge_ifindex = bridge_lookup_owned(nl, &g, group, alias, msg);
+        if (bridge_ifindex < 0)
+                return bridge_ifindex;
+
+        r = link_get(nl, name, &tap);
+        if (r >= 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s already exists and belongs to %s", name,
+                         link_owner_describe(&tap, owner, sizeof(owner)));
+                return -EEXIST;
+        }
+        if (r != -ENODEV)
+                return nl_fail(nl, r, msg, "looking up the TAP");
+
+        r = tap_make_persistent(name, uid, msg);
+        if (r < 0)
+                return r;
+
+        r = link_get(nl, name, &tap);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "looking up the new TAP");
+        r = link_set(nl, tap.ifindex, true, alias, bridge_ifindex);
+        if (r < 0) {
+                snprintf(what, sizeof(what), "adding %s to bridge %s", name, g.bridge);
+                nl_fail(nl, r, msg, what);
+                (void) link_delete(nl, tap.ifindex);
+                return r;
+        }
+        return 0;
+}
+
+int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
+                       char *msg) {
+        char alias[NETLINK_ALIAS_MAX], owner[128], what[64];
+        struct vmgr_vm_addrs v;
+        struct nl_link tap;
+        const char *name;
+        int r;
+
+        r = vmgr_vm_addrs_derive(group, vm, &v);
+        if (r < 0)
+                return r;
+        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        if (r < 0)
+                return r;
+        name = nic == VMGR_NIC_IPV4 ? v.tap4 : v.tap;
+
+        r = link_get(nl, name, &tap);
+        if (r == -ENODEV)
+                return 0;
+        if (r < 0)
+                return nl_fail(nl, r, msg, "looking up the TAP");
+        if (!streq(tap.alias, alias)) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s belongs to %s", name,
+                         link_owner_describe(&tap, owner, sizeof(owner)));
+                return -EPERM;
+        }
+        r = link_delete(nl, tap.ifindex);
+        if (r < 0) {
+                snprintf(what, sizeof(what), "deleting TAP %s", name);
+                return nl_fail(nl, r, msg, what);
+        }
+        return 0;
+}

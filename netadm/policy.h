@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Who may use vmgr-netadm and which addresses it may hand out.
+ *
+ * The policy file's path is compiled in (VMGR_NETADM_CONFIG), never taken
+ * from the caller. A missing file means the defaults: members of
+ * VMGR_NETADM_DEFAULT_GROUP may use the helper, IPv4 subnets come from
+ * 10.0.0.0/8. Anything the parser does not understand is an error, so a typo
+ * can never silently widen the policy.
+ */
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "netadm-proto.h"
+
+#define NETADM_GROUP_NAME_MAX 64
+
+struct netadm_policy {
+        char allowed_group[NETADM_GROUP_NAME_MAX + 1];
+        struct in_addr ipv4_pool;       /* network address, host bits zero */
+        unsigned ipv4_pool_len;
+};
+
+/* Load the policy from path. A missing file yields the defaults. The file must
+ * be a regular file owned by root and not writable by group or others.
+ * Returns 0, or -errno with a sentence in msg (VMGR_NETADM_MESSAGE_MAX bytes)
+ * naming the line that is wrong. */
+int policy_load(const char *path, struct netadm_policy *ret, char *msg);
+
+/* Check that the calling user may use the helper: real uid 0, or the real gid
+ * or a supplementary group is the allowed group. Returns 0, or -EPERM (or
+ * -errno on lookup failure) with a sentence in msg. */
+int policy_check_caller(const struct netadm_policy *p, uid_t uid, gid_t gid, char *msg);
+
+/* Check that the peer of the socket fd runs as uid (SO_PEERCRED). Returns 0,
+ * -EPERM if it does not, or -errno when the credentials cannot be read; msg
+ * says which. */
+int policy_check_peer(int fd, uid_t uid, char *msg);
+
+/* Check that a group's IPv4 /24 lies inside the pool. Returns 0, or
+ * -EADDRNOTAVAIL with a sentence in msg. */
+int policy_check_subnet4(const struct netadm_policy *p, const struct in_addr *subnet4, char *msg);
