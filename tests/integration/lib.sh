@@ -75,8 +75,10 @@ vmgr_cleanup() {
         trap - ERR
         [ -n "$VMGRD_PID" ] && vmgr_stop_vmgrd
         # As PID 1 of the namespace, kill -1 reaches every other process in it.
-        kill -KILL -1 2>/dev/null
-        wait 2>/dev/null
+        {
+                kill -KILL -1
+                wait
+        } 2>/dev/null
         local ns
         for ns in "${VMGR_PEER_NS[@]}"; do
                 ip netns delete "$ns" 2>/dev/null
@@ -199,20 +201,23 @@ vmgr_start_vmgrd() {
 
 # Stop vmgrd with signal $1 (default TERM), wait up to 10 s for it (then
 # SIGKILL) and set VMGRD_STATUS to its exit status. Not in a subshell: only
-# this shell can wait for its child.
+# this shell can wait for its child. stderr is quiet meanwhile, or bash
+# reports a job killed by a signal ("Killed ...") as if it were an error.
 vmgr_stop_vmgrd() {
         local sig=${1:-TERM} pid=$VMGRD_PID rc=0 i
         [ -n "$pid" ] || return 0
         VMGRD_PID=
-        kill "-$sig" "$pid" 2>/dev/null || true
-        for ((i = 0; i < 500; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
-                # A zombie has exited; wait collects it below.
-                [ "$(ps -o stat= -p "$pid" 2>/dev/null)" = Z ] && break
-                sleep 0.02
-        done
-        kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid")" != Z ] && kill -KILL "$pid"
-        wait "$pid" 2>/dev/null || rc=$?
+        {
+                kill "-$sig" "$pid" || true
+                for ((i = 0; i < 500; i++)); do
+                        kill -0 "$pid" || break
+                        # A zombie has exited; wait collects it below.
+                        [ "$(ps -o stat= -p "$pid")" = Z ] && break
+                        sleep 0.02
+                done
+                [ "$i" -lt 500 ] || kill -KILL "$pid"
+                wait "$pid" || rc=$?
+        } 2>/dev/null
         VMGRD_STATUS=$rc
 }
 
@@ -318,7 +323,7 @@ check_empty() {
 
 # Sanitizer reports in vmgrd's log (ASan, LSan, UBSan), if any.
 vmgr_sanitizer_reports() {
-        grep -E -A 20 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$VMGR_TMP/vmgrd.log" 2>/dev/null || true
+        grep -E -A 20 'Sanitizer|runtime error:' "$VMGR_TMP/vmgrd.log" 2>/dev/null || true
 }
 
 # End the test: stop a running vmgrd with SIGTERM (it must exit 0), check its
@@ -434,7 +439,8 @@ vmgr_load_expected() {
 # Print everything vmgr-ish left in this namespace, one per line: links
 # marked with a "vmgr:" alias or named like vmgr's, fd00::/8 addresses on lo,
 # processes of the test user other than the running vmgrd, its helper and
-# the bus, and files in vmgrd's state and runtime dirs. Empty when clean.
+# the bus, files in vmgrd's state dir and anything in its runtime dir's
+# per-group part (the daemon's own lock file may stay). Empty when clean.
 vmgr_leftovers() {
         ip -o link show | grep -E 'alias vmgr:| (vbr|tap|ta4)-[0-9a-f]{10}[:@]' |
                 sed -E 's/^[0-9]+: ([^:]+):.*alias (vmgr:[^ \\]*).*/link \1 (alias \2)/; s/^[0-9]+: ([^:]+):.*/link \1/' || true
@@ -447,7 +453,8 @@ vmgr_leftovers() {
                 [[ $stat == Z* ]] && continue
                 echo "process $pid $comm"
         done < <(ps -u "$VMGR_USER" -o pid=,ppid=,stat=,comm= || true)
-        find "$VMGR_TMP/state/vmgr" "$VMGR_TMP/run/vmgr" ! -type d -printf 'file %p\n' 2>/dev/null || true
+        find "$VMGR_TMP/state/vmgr" ! -type d -printf 'file %p\n' 2>/dev/null || true
+        find "$VMGR_TMP/run/vmgr/groups" -mindepth 1 -printf 'file %p\n' 2>/dev/null || true
 }
 
 # --- probing dnsmasq from outside -------------------------------------------
@@ -456,6 +463,10 @@ vmgr_leftovers() {
 # port of BRIDGE (in the test's namespace), for probing the group's dnsmasq
 # like a VM would. Sets VMGR_PEER (namespace name) and VMGR_PEER_IF.
 # DAD is off on the probe side: rdisc6 cannot bind a tentative address.
+# Returns once the bridge, which gets carrier from this first port, has a
+# link-local address past DAD: routers advertise from it, and hosts ignore
+# RAs from any other source (RFC 4861 6.1.2). A booting VM takes longer
+# than DAD before it solicits.
 vmgr_peer_create() {
         local bridge=$1 n=${#VMGR_PEER_NS[@]}
         VMGR_PEER=vmgrpeer-$BASHPID-$n
@@ -467,6 +478,11 @@ vmgr_peer_create() {
         ip netns exec "$VMGR_PEER" sysctl -q -w "net.ipv6.conf.$VMGR_PEER_IF.accept_dad=0"
         ip -n "$VMGR_PEER" link set lo up
         ip -n "$VMGR_PEER" link set "$VMGR_PEER_IF" up
+        local i
+        for ((i = 0; i < 150; i++)); do
+                ip -6 -o addr show dev "$bridge" scope link | grep -v -q -e tentative -e '^$' && break
+                sleep 0.02
+        done
 }
 
 # Delete the probe namespace made last (its veth goes with it).

@@ -78,6 +78,8 @@ check_eq "accept_ra=0 on the bridge" 0 "$(sysctl -n "net.ipv6.conf.$br.accept_ra
 vmgr_peer_create "$br"
 ra=$(vmgr_peer_ra 2>&1) || true
 check_match "router advertisement carries the group prefix" "Prefix +: ${exp[prefix6]}" "$ra"
+lladdr=$(ip -6 -o addr show dev "$br" scope link | awk '{ sub("/.*", "", $4); print $4 }')
+check_match "router advertisement comes from the bridge's link-local address" "from ${lladdr:-fe80::}$" "$ra"
 lease=$(vmgr_peer_dhcp4) || true
 net4=${exp[subnet4]%.0/24}
 check_match "DHCPv4 lease inside ${exp[subnet4]}" "^${net4//./\\.}\\.([2-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-4])$" "$lease"
