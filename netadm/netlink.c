@@ -225,7 +225,8 @@ static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *
         };
 
         nl->extack[0] = 0;
-        if (!(nlh->nlmsg_flags & NLM_F_DUMP))
+        /* NLM_F_DUMP is two bits, one of which doubles as NLM_F_EXCL in NEW requests. */
+        if ((nlh->nlmsg_flags & NLM_F_DUMP) != NLM_F_DUMP)
                 nlh->nlmsg_flags |= NLM_F_ACK;
         if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
                 return negative_errno();
