@@ -222,7 +222,11 @@ static int runtime_dir_open(const char *dir, uid_t uid, char *msg) {
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 r = negative_errno();
-                if (r == -ELOOP)
+                /* O_DIRECTORY wins over O_NOFOLLOW: a symlink may show as ENOTDIR. */
+                if ((r == -ELOOP || r == -ENOTDIR) && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s is a symbolic link", dir);
+                        r = -ELOOP;
+                } else if (r == -ELOOP)
                         snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s is a symbolic link", dir);
                 else
                         snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, strerror(-r));

@@ -45,6 +45,7 @@ struct nl_link {
         int ifindex;
         unsigned flags;
         int master;
+        uint32_t group;                 /* the netdev group number, not a vmgr group */
         char name[IFNAMSIZ];
         char alias[NETLINK_ALIAS_MAX];
         char kind[16];
@@ -291,6 +292,10 @@ static int link_attr_cb(const struct nlattr *attr, void *data) {
                 if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
                         l->master = (int) mnl_attr_get_u32(attr);
                 break;
+        case IFLA_GROUP:
+                if (mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
+                        l->group = mnl_attr_get_u32(attr);
+                break;
         case IFLA_LINKINFO:
                 if (mnl_attr_validate(attr, MNL_TYPE_NESTED) >= 0)
                         (void) mnl_attr_parse_nested(attr, link_info_attr_cb, l);
@@ -536,6 +541,55 @@ static int link_delete(struct netlink *nl, int ifindex) {
         ifi->ifi_family = AF_UNSPEC;
         ifi->ifi_index = ifindex;
         r = nl_call(nl, nlh, NULL, NULL);
+        return r == -ENODEV ? 0 : r;
+}
+
+/* Put a link into netdev group number group. Returns 0 or -errno. */
+static int link_set_group(struct netlink *nl, int ifindex, uint32_t group) {
+        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWLINK, 0);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        mnl_attr_put_u32(nlh, IFLA_GROUP, group);
+        return nl_call(nl, nlh, NULL, NULL);
+}
+
+/* Delete every link tagged alias in one batch. Each deletion on its own
+ * waits for an RCU grace period (some 20-40 ms here); the kernel deletes a
+ * whole netdev group with one wait. The batch is addressed by a random
+ * group number that no link uses, and only our links are moved into it.
+ * Returns 0, -EOPNOTSUPP when the kernel cannot delete some link as part of
+ * a group (the caller then deletes them one by one), or -errno. */
+static int links_delete_tagged_batch(struct netlink *nl, const struct nl_array *links, const char *alias) {
+        const struct nl_link *l = links->items;
+        struct nlmsghdr *nlh;
+        struct ifinfomsg *ifi;
+        uint32_t group;
+        bool used;
+        int r;
+
+        do {
+                if (getrandom(&group, sizeof(group), 0) != sizeof(group))
+                        return -EIO;
+                used = group == 0; /* group 0 is the default every link starts in */
+                for (size_t i = 0; i < links->n && !used; i++)
+                        used = l[i].group == group;
+        } while (used);
+
+        for (size_t i = 0; i < links->n; i++)
+                if (streq(l[i].alias, alias)) {
+                        r = link_set_group(nl, l[i].ifindex, group);
+                        if (r < 0 && r != -ENODEV)
+                                return r;
+                }
+
+        nlh = nl_message(nl, RTM_DELLINK, 0);
+        ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        ifi->ifi_family = AF_UNSPEC;
+        mnl_attr_put_u32(nlh, IFLA_GROUP, group);
+        r = nl_call(nl, nlh, NULL, NULL);
+        /* ENODEV: they were all gone already. */
         return r == -ENODEV ? 0 : r;
 }
 
@@ -894,7 +948,7 @@ int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, ch
         struct vmgr_group_addrs g;
         const struct nl_link *l;
         const struct nl_addr *a;
-        bool prefix_is_ours = true;
+        bool prefix_is_ours = true, batched;
         int lo_ifindex = -1, r;
 
         r = vmgr_group_addrs_derive(group, &g);
@@ -933,8 +987,13 @@ int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, ch
                         prefix_is_ours = false;
         }
 
-        /* Ports first, then the bridge, so no TAP is ever left without its master. */
-        for (int pass = 0; pass < 2; pass++) {
+        r = links_delete_tagged_batch(nl, &links, alias);
+        if (r < 0 && r != -EOPNOTSUPP)
+                return nl_fail(nl, r, msg, "deleting the group's links");
+        batched = r >= 0;
+        /* Without batch deletion: ports first, then the bridge, so no TAP is
+         * ever left without its master. Links already deleted are skipped. */
+        for (int pass = 0; !batched && pass < 2; pass++) {
                 l = links.items;
                 for (size_t i = 0; i < links.n; i++) {
                         if (!streq(l[i].alias, alias) || streq(l[i].kind, "bridge") != (pass == 1))

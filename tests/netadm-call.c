@@ -176,15 +176,16 @@ static int request_build(struct vmgr_netadm_request *req, unsigned op, uint32_t 
                 .nic = nic,
         };
 
-        if ((group && strlen(group) >= sizeof(r.group)) || (vm && strlen(vm) >= sizeof(r.vm)) ||
-            (dir && strlen(dir) >= sizeof(r.dir)))
+        /* A string as long as its field goes in without its NUL: the helper must catch that too. */
+        if ((group && strlen(group) > sizeof(r.group)) || (vm && strlen(vm) > sizeof(r.vm)) ||
+            (dir && strlen(dir) > sizeof(r.dir)))
                 return -EINVAL;
         if (group)
-                strcpy(r.group, group);
+                memcpy(r.group, group, strlen(group));
         if (vm)
-                strcpy(r.vm, vm);
+                memcpy(r.vm, vm, strlen(vm));
         if (dir)
-                strcpy(r.dir, dir);
+                memcpy(r.dir, dir, strlen(dir));
         *req = r;
         return 0;
 }

@@ -1,0 +1,483 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# vmgr-netadm, the setcap'd helper, driven through vmgr-netadm-call as the
+# unprivileged test users, inside a network (and mount) namespace this test
+# makes. Expected names and addresses are derived here independently with
+# sha256sum (docs/addressing.md), which also cross-checks lib/addressing.c.
+#
+# Needs root (namespaces, users, inspecting the result); exits 77 otherwise.
+# Uses $VMGR_BUILD_DIR/destdir/usr/libexec/vmgr-netadm with its file
+# capabilities (tools/check installs and setcaps it) and
+# $VMGR_BUILD_DIR/netadm/vmgr-netadm-call.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+        echo "skip: $(basename "$0") must run as root"
+        exit 77
+fi
+
+# Everything below happens in a private network namespace (links, routes,
+# dnsmasq) and a private mount namespace (the policy file overlay).
+if [ "${VMGR_NETADM_TEST_INSIDE:-}" != 1 ]; then
+        export VMGR_NETADM_TEST_INSIDE=1
+        exec unshare --net --mount --propagation private -- bash "$0" "$@"
+fi
+ip link set lo up
+# A sysfs of our own network namespace, for /sys/class/net.
+mount -t sysfs sysfs /sys
+
+build=${VMGR_BUILD_DIR:?VMGR_BUILD_DIR must point at the build directory}
+helper=$build/destdir/usr/libexec/vmgr-netadm
+call=$build/netadm/vmgr-netadm-call
+
+failures=0
+checks=0
+pass() { checks=$((checks + 1)); echo "ok - $*"; }
+fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "not ok - $*"; }
+skip() { echo "ok - # SKIP $*"; }
+# check DESCRIPTION COMMAND...: pass if the command succeeds.
+check() {
+        local desc=$1
+        shift
+        if "$@"; then pass "$desc"; else fail "$desc"; fi
+}
+
+# ---------------------------------------------------------------- setup
+
+# The users tools/check makes; made here too (idempotently) so the test runs alone.
+ensure_user() {
+        local user=$1 membership=$2
+        getent group vmgr >/dev/null || groupadd -f vmgr
+        id -u "$user" >/dev/null 2>&1 || useradd -M -N -s /usr/sbin/nologin "$user" 2>/dev/null || id -u "$user" >/dev/null
+        if [ "$membership" = member ] && ! id -nG "$user" | tr ' ' '\n' | grep -qx vmgr; then
+                usermod -a -G vmgr "$user"
+        fi
+}
+ensure_user vmgr-test member
+ensure_user vmgr-test2 member
+ensure_user vmgr-outsider outsider
+uid1=$(id -u vmgr-test)
+uid2=$(id -u vmgr-test2)
+
+tmp=$(mktemp -d /tmp/vmgr-netadm-test.XXXXXX)
+chmod 755 "$tmp"
+pids_to_kill=()
+cleanup() {
+        local p
+        for p in "${pids_to_kill[@]}"; do kill "$p" 2>/dev/null || true; done
+        # Only dnsmasq processes in this network namespace: ours.
+        for p in $(pgrep -u vmgr-test -x dnsmasq || true); do
+                [ "$(readlink "/proc/$p/ns/net")" = "$(readlink /proc/self/ns/net)" ] && kill "$p" 2>/dev/null
+        done
+        umount /etc 2>/dev/null || true
+        umount "$tmp/ovl" 2>/dev/null || true
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if [ ! -x "$helper" ] || [ ! -x "$call" ]; then
+        fail "helper $helper and driver $call are built and installed (run tools/check or meson install --destdir)"
+        exit 1
+fi
+caps=$(getcap "$helper" || true)
+if [[ $caps != *cap_net_admin* || $caps != *cap_net_raw* || $caps != *cap_net_bind_service* ]]; then
+        fail "helper has file capabilities (got '$caps'; run: setcap cap_net_admin,cap_net_raw,cap_net_bind_service+ep $helper)"
+        exit 1
+fi
+pass "helper has its file capabilities"
+
+# The policy file path is compiled in (/etc/vmgr/netadm.conf): shadow /etc
+# with an overlay in our mount namespace so the host's file is neither used
+# nor touched, and the policy checks can write their own.
+overlay=0
+mkdir -p "$tmp/ovl"
+if mount -t tmpfs -o mode=755 tmpfs "$tmp/ovl" && mkdir -p "$tmp/ovl/up" "$tmp/ovl/work" &&
+        mount -t overlay overlay -o "lowerdir=/etc,upperdir=$tmp/ovl/up,workdir=$tmp/ovl/work" /etc; then
+        overlay=1
+        rm -rf /etc/vmgr
+        mkdir -p /etc/vmgr
+fi
+
+# as USER CMD...: run as USER with its groups, as vmgrd would run.
+as() {
+        local user=$1
+        shift
+        setpriv --reuid="$user" --regid="$(id -g "$user")" --init-groups -- "$@"
+}
+
+# drive USER ARGS...: run the driver, leaving its output in $out and status in $rc.
+drive() {
+        local user=$1
+        shift
+        set +e
+        out=$(as "$user" "$call" "$@" 2>&1)
+        rc=$?
+        set -e
+}
+
+# expect_reply DESC RC PATTERN: the last drive exited RC and printed PATTERN (grep -E).
+expect_reply() {
+        local desc=$1 want_rc=$2 pattern=$3
+        if [ "$rc" -eq "$want_rc" ] && grep -qE -- "$pattern" <<<"$out"; then
+                pass "$desc"
+        else
+                fail "$desc (exit $rc, wanted $want_rc and /$pattern/; output: $(tr '\n' ' ' <<<"$out"))"
+        fi
+}
+
+# ---------------------------------------------------------------- derivation
+
+hexhash() { printf '%s' "$1" | sha256sum | cut -c1-64; }
+
+# Expand an IPv6 address (any prefix length dropped) to 32 lower-case hex digits.
+expand6() {
+        local a=${1%%/*} head tail g i n out=""
+        local -a h=() t=()
+        if [[ $a == *::* ]]; then
+                head=${a%%::*}
+                tail=${a#*::}
+        else
+                head=$a
+                tail=""
+        fi
+        [ -n "$head" ] && IFS=: read -ra h <<<"$head"
+        [ -n "$tail" ] && IFS=: read -ra t <<<"$tail"
+        n=$((8 - ${#h[@]} - ${#t[@]}))
+        for g in "${h[@]}"; do out+=$(printf %04x "0x$g"); done
+        for ((i = 0; i < n; i++)); do out+=0000; done
+        for g in "${t[@]}"; do out+=$(printf %04x "0x$g"); done
+        echo "$out"
+}
+
+# derive GROUP: sets br, pfx (the /64's first 64 bits, 16 hex digits),
+# gw6, mgmt6, logs6, files6 (32 hex digits), sub4 ("10.a.b"), alias for uid1.
+derive() {
+        local h g
+        h=$(hexhash "$1")
+        g=$(hexhash "ipv4/$1")
+        br=vbr-${h:0:10}
+        pfx=fd00${h:0:8}0000
+        gw6=${pfx}0000000000000001
+        mgmt6=${pfx:0:12}00010000000000000001
+        logs6=${pfx:0:12}00020000000000000001
+        files6=${pfx:0:12}00030000000000000001
+        sub4=10.$((16#${g:0:2})).$((16#${g:2:2}))
+        alias="vmgr:$uid1:$1"
+}
+tap_name() { echo "tap-$(hexhash "$1/$2" | cut -c1-10)"; }
+tap4_name() { echo "ta4-$(hexhash "ipv4/$1/$2" | cut -c1-10)"; }
+# Addresses (expanded, "/len") on a link, link-local ones left out.
+addrs_of() {
+        ip -j addr show dev "$1" | jq -r '.[0].addr_info[] | select(.scope != "link") | "\(.family) \(.local) \(.prefixlen)"' |
+                while read -r fam a len; do
+                        if [ "$fam" = inet6 ]; then echo "$(expand6 "$a")/$len"; else echo "$a/$len"; fi
+                done | sort
+}
+link_exists() { ip link show dev "$1" >/dev/null 2>&1; }
+vmgr_links() { ip -j -d link show | jq -r '.[] | select((.ifalias // "") | startswith("vmgr:")) | .ifname'; }
+lo_has() { addrs_of lo | grep -qx "$1/128"; }
+
+# ---------------------------------------------------------------- start-up refusals
+
+set +e
+out=$(as vmgr-test "$helper" 3>&- 2>&1)
+rc=$?
+set -e
+expect_reply "run by hand without a socket on fd 3: a clear message and exit 1" 1 "not meant to be run by hand"
+
+out=$(as vmgr-test "$helper" --version 2>&1) && rc=0 || rc=$?
+expect_reply "--version prints the version" 0 "^vmgr-netadm [0-9]+\.[0-9]+"
+
+drive vmgr-outsider "$helper" group-create outsider-g
+expect_reply "a user outside group vmgr is refused at start-up" 2 "uid $(id -u vmgr-outsider) is not a member of group 'vmgr'"
+derive outsider-g
+check "the refused user's group was not created" bash -c "! ip link show dev $br >/dev/null 2>&1"
+
+# Copies of the helper with the wrong privileges.
+cp "$helper" "$tmp/helper-nocaps"
+drive vmgr-test "$tmp/helper-nocaps" group-create g-nocaps
+expect_reply "a helper without its capabilities says which one is missing" 2 "missing cap_net_admin.*setcap"
+cp "$helper" "$tmp/helper-morecaps"
+setcap cap_net_admin,cap_net_raw,cap_net_bind_service,cap_sys_admin+ep "$tmp/helper-morecaps"
+drive vmgr-test "$tmp/helper-morecaps" group-create g-morecaps
+expect_reply "a helper with a capability beyond the three refuses to run" 2 "refusing to run with cap_sys_admin"
+cp "$helper" "$tmp/helper-setuid"
+chmod 4755 "$tmp/helper-setuid"
+drive vmgr-test "$tmp/helper-setuid" group-create g-setuid
+expect_reply "a set-user-ID helper refuses to run" 2 "refusing to run set-user-ID"
+
+# ---------------------------------------------------------------- group-create
+
+g1=netadm-one
+derive "$g1"
+drive vmgr-test --time "$helper" group-create "$g1"
+expect_reply "group-create succeeds for a member of vmgr" 0 "^ok"
+echo "# group-create: $(grep '^time:' <<<"$out" || true)"
+
+check "bridge $br (derived name) exists" link_exists "$br"
+linkj=$(ip -j -d link show dev "$br" 2>/dev/null || echo '[{}]')
+check "bridge carries alias $alias" test "$(jq -r '.[0].ifalias // ""' <<<"$linkj")" = "$alias"
+check "link is a bridge with STP off and forward delay 0" \
+        test "$(jq -r '.[0].linkinfo | "\(.info_kind) \(.info_data.stp_state) \(.info_data.forward_delay)"' <<<"$linkj")" = "bridge 0 0"
+check "bridge is up" grep -qw UP <<<"$(jq -r '.[0].flags | join(" ")' <<<"$linkj")"
+check "accept_ra is 0 on the bridge" test "$(cat "/proc/sys/net/ipv6/conf/$br/accept_ra" 2>/dev/null)" = 0
+
+want=$(printf '%s\n' "$gw6/64" "$sub4.1/24" | sort)
+got=$(addrs_of "$br")
+check "bridge has exactly gateway6/64 and gateway4/24 (want $(tr '\n' ' ' <<<"$want"), got $(tr '\n' ' ' <<<"$got"))" \
+        test "$got" = "$want"
+flags6=$(ip -j addr show dev "$br" | jq -r '.[0].addr_info[] | select(.family == "inet6" and .scope != "link") | "\(.nodad // false) \(.noprefixroute // false)"')
+check "gateway6 has nodad and noprefixroute" test "$flags6" = "true true"
+check "management6 /128 on lo" lo_has "$mgmt6"
+check "logs6 /128 on lo" lo_has "$logs6"
+check "files6 /128 on lo" lo_has "$files6"
+
+routes6=$(ip -j -6 route show dev "$br" | jq -r '.[] | select(.dst | startswith("fe80") | not) | select(.dst != "multicast") | "\(.dst) \(.protocol) \(.metric) \(.prefsrc // "-")"')
+read -r r_dst r_proto r_metric r_src <<<"$routes6" || true
+check "exactly one IPv6 route on the bridge (got: $(tr '\n' ';' <<<"$routes6"))" test "$(wc -l <<<"$routes6")" -eq 1
+check "IPv6 route is the group's /64" test "$(expand6 "${r_dst:-::}")/${r_dst##*/}" = "$pfx$(printf %016d 0)/64"
+check "IPv6 route is proto kernel metric 256" test "${r_proto:-} ${r_metric:-}" = "kernel 256"
+check "IPv6 route has the management address as source" test "$(expand6 "${r_src:-::}")" = "$mgmt6"
+src_get=$(ip -j -6 route get "${pfx:0:4}:${pfx:4:4}:${pfx:8:4}::99" | jq -r '.[0].prefsrc // ""')
+check "traffic to a guest leaves from the management address" test "$(expand6 "${src_get:-::}")" = "$mgmt6"
+routes4=$(ip -j route show dev "$br" | jq -r '.[] | "\(.dst) \(.protocol) \(.prefsrc // "-")"')
+check "IPv4 route $sub4.0/24 proto kernel src $sub4.1 (got: $routes4)" test "$routes4" = "$sub4.0/24 kernel $sub4.1"
+
+drive vmgr-test "$helper" group-create "$g1"
+expect_reply "creating the group again is refused with EADDRINUSE naming the owner" 1 \
+        "error EADDRINUSE: bridge $br already exists and belongs to uid $uid1 \(group '$g1'\)"
+
+# ---------------------------------------------------------------- TAPs
+
+tap=$(tap_name "$g1" vm1)
+tap4=$(tap4_name "$g1" vm1)
+drive vmgr-test --time "$helper" tap-create "$g1" vm1 primary
+expect_reply "tap-create primary succeeds" 0 "^ok"
+echo "# tap-create: $(grep '^time:' <<<"$out" || true)"
+drive vmgr-test "$helper" tap-create "$g1" vm1 ipv4
+expect_reply "tap-create ipv4 succeeds" 0 "^ok"
+for t in "$tap" "$tap4"; do
+        check "TAP $t (derived name) exists" link_exists "$t"
+        check "TAP $t is owned by uid $uid1" test "$(cat "/sys/class/net/$t/owner" 2>/dev/null)" = "$uid1"
+        flags=$(cat "/sys/class/net/$t/tun_flags" 2>/dev/null || echo 0)
+        check "TAP $t is a persistent TAP without packet info (tun_flags $flags)" \
+                test $((flags & 0x1802)) -eq $((0x1802))
+        check "TAP $t is enslaved to $br" test "$(ip -j link show dev "$t" | jq -r '.[0].master // ""')" = "$br"
+        check "TAP $t carries alias $alias" test "$(ip -j -d link show dev "$t" | jq -r '.[0].ifalias // ""')" = "$alias"
+        check "TAP $t is up" grep -qw UP <<<"$(ip -j link show dev "$t" | jq -r '.[0].flags | join(" ")')"
+done
+drive vmgr-test "$helper" tap-create "$g1" vm1 primary
+expect_reply "creating the same TAP again fails with EEXIST" 1 "error EEXIST: TAP $tap already exists"
+
+# ---------------------------------------------------------------- another user's group
+
+drive vmgr-test2 "$helper" tap-create "$g1" vm2 primary
+expect_reply "vmgr-test2 cannot add a TAP to vmgr-test's group" 1 "error EPERM: bridge $br belongs to uid $uid1 \(group '$g1'\)"
+check "no TAP was made for vmgr-test2" bash -c "! ip link show dev $(tap_name "$g1" vm2) >/dev/null 2>&1"
+drive vmgr-test2 "$helper" tap-delete "$g1" vm1 primary
+expect_reply "vmgr-test2 cannot delete vmgr-test's TAP" 1 "error EPERM: TAP $tap belongs to uid $uid1"
+drive vmgr-test2 "$helper" group-delete "$g1"
+expect_reply "vmgr-test2 cannot delete vmgr-test's group" 1 "error EPERM: bridge $br belongs to uid $uid1 \(group '$g1'\)"
+check "the group is intact: bridge, both TAPs, addresses, lo /128s" bash -c \
+        "ip link show dev $br && ip link show dev $tap && ip link show dev $tap4" >/dev/null
+check "the group's addresses are intact" test "$(addrs_of "$br")" = "$want"
+check "the group's lo /128s are intact" lo_has "$mgmt6"
+mkdir "$tmp/run2" && chown vmgr-test2 "$tmp/run2"
+drive vmgr-test2 "$helper" dnsmasq-start "$g1" "$tmp/run2"
+expect_reply "vmgr-test2 cannot start dnsmasq on vmgr-test's bridge" 1 "error EPERM: bridge $br belongs to uid $uid1"
+
+# ---------------------------------------------------------------- dnsmasq
+
+run=$tmp/run
+mkdir "$run" && chown vmgr-test "$run"
+as vmgr-test "$call" --wait --time "$helper" dnsmasq-start "$g1" "$run" >"$tmp/dnsmasq.out" 2>&1 &
+driver=$!
+pids_to_kill+=("$driver")
+for _ in $(seq 100); do
+        [ -s "$run/dnsmasq.pid" ] && grep -q "dnsmasq pid" "$tmp/dnsmasq.out" && break
+        sleep 0.05
+done
+out=$(cat "$tmp/dnsmasq.out")
+rc=0
+expect_reply "dnsmasq-start replies with a pid and a pidfd, and dnsmasq is the caller's child" 0 \
+        "dnsmasq pid [0-9]+, pidfd ok, child of the caller"
+echo "# dnsmasq-start: $(grep '^time:' <<<"$out" || true)"
+dpid=$(sed -n 's/^dnsmasq pid \([0-9]*\),.*/\1/p' <<<"$out")
+check "dnsmasq wrote its pid file with that pid" test "$(cat "$run/dnsmasq.pid" 2>/dev/null)" = "${dpid:-none}"
+check "dnsmasq runs as vmgr-test" test "$(ps -o user= -p "${dpid:-1}" | tr -d ' ')" = vmgr-test
+check "dnsmasq has exactly the three network capabilities, ambient" \
+        test "$(grep -E '^Cap(Eff|Amb)' "/proc/${dpid:-1}/status" 2>/dev/null | awk '{print $2}' | sort -u)" = 0000000000003400
+check "dnsmasq serves DHCP on port 67" bash -c "ss -H -uln 'sport = :67' | grep -q ."
+check "dnsmasq sends router advertisements for the group's prefix" grep -q "router advertisement on" "$run/dnsmasq.log"
+
+# A client in a second namespace behind a veth on the bridge gets an RA and a lease.
+if command -v busybox >/dev/null && command -v rdisc6 >/dev/null; then
+        unshare --net sleep 120 &
+        client=$!
+        pids_to_kill+=("$client")
+        sleep 0.1
+        ip link add vc0 type veth peer name vc1
+        ip link set vc0 master "$br" up
+        ip link set vc1 netns "$client"
+        nsenter -t "$client" -n sh -c 'sysctl -qw net.ipv6.conf.vc1.accept_dad=0; ip link set lo up; ip link set vc1 up'
+        if ra=$(nsenter -t "$client" -n timeout 10 rdisc6 -1 -r 5 -w 1000 vc1 2>&1) &&
+                grep -q "Prefix" <<<"$ra" && [ "$(expand6 "$(awk '/Prefix/ {print $3}' <<<"$ra")")" = "$pfx$(printf %016d 0)" ]; then
+                pass "a client on the bridge receives an RA with the group's prefix"
+        else
+                fail "a client on the bridge receives an RA with the group's prefix ($(tr '\n' ' ' <<<"$ra"))"
+        fi
+        if lease=$(nsenter -t "$client" -n timeout 20 busybox udhcpc -i vc1 -n -q -f -t 5 -T 2 -s /bin/true 2>&1) &&
+                grep -q "lease of $sub4\.[0-9]* obtained" <<<"$lease"; then
+                pass "a client on the bridge gets a DHCPv4 lease in $sub4.0/24"
+        else
+                fail "a client on the bridge gets a DHCPv4 lease in $sub4.0/24 ($(tr '\n' ' ' <<<"$lease"))"
+        fi
+        kill "$client" 2>/dev/null || true
+        ip link del vc0 2>/dev/null || true
+else
+        skip "DHCP/RA client checks need busybox and rdisc6"
+fi
+
+kill "${dpid:-0}" 2>/dev/null || true
+if wait "$driver"; then
+        out=$(cat "$tmp/dnsmasq.out")
+        rc=0
+        expect_reply "the caller reaps dnsmasq through its pidfd" 0 "dnsmasq exited with status"
+else
+        fail "the driver supervising dnsmasq exited non-zero: $(cat "$tmp/dnsmasq.out")"
+fi
+
+mkdir "$tmp/rootdir"
+drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/rootdir"
+expect_reply "dnsmasq-start refuses a directory the caller does not own" 1 "error EPERM: runtime directory .* belongs to uid 0"
+ln -s "$run" "$tmp/link"
+drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/link"
+expect_reply "dnsmasq-start refuses a symbolic link" 1 "error ELOOP: runtime directory .* is a symbolic link"
+drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/missing"
+expect_reply "dnsmasq-start refuses a missing directory" 1 "error ENOENT"
+drive vmgr-test "$helper" dnsmasq-start no-such-group "$run"
+expect_reply "dnsmasq-start refuses a group without a bridge" 1 "error ENODEV: bridge vbr-[0-9a-f]{10} of group 'no-such-group' does not exist"
+
+# ---------------------------------------------------------------- malformed requests
+
+invalid() {
+        local desc=$1 pattern=$2
+        shift 2
+        drive vmgr-test "$@"
+        expect_reply "$desc is refused with EBADMSG and the helper exits" 1 "error EBADMSG: invalid request: .*$pattern"
+        if ! grep -q "helper exited with status 1" <<<"$out"; then fail "the helper exits 1 after: $desc"; fi
+}
+invalid "group name '../x'" "invalid group name" "$helper" group-create ../x
+invalid "group name '-x'" "invalid group name" -- "$helper" group-create -x
+invalid "group name with a space" "invalid group name" "$helper" group-create "a b"
+invalid "64-character group name" "not a zero-padded string" "$helper" group-create "$(printf 'a%.0s' {1..63})b"
+invalid "VM name '.vm'" "invalid VM name" "$helper" tap-create "$g1" .vm
+invalid "a VM name on group-create" "VM name for an operation that takes none" --field-vm vm1 "$helper" group-create "$g1"
+invalid "an unknown NIC kind" "unknown NIC kind" --field-nic 7 "$helper" tap-create "$g1" vm1
+invalid "a relative runtime directory" "invalid runtime directory" "$helper" dnsmasq-start "$g1" run
+invalid "a runtime directory with '..'" "invalid runtime directory" "$helper" dnsmasq-start "$g1" "$tmp/../etc"
+invalid "a directory on group-create" "directory for an operation that takes none" --field-dir /tmp "$helper" group-create "$g1"
+invalid "a truncated request" "wrong size" --garbage truncated "$helper"
+invalid "an oversized request" "wrong size" --garbage oversize "$helper"
+invalid "a bad magic number" "bad magic" --garbage bad-magic "$helper"
+invalid "an unsupported version" "unsupported protocol version" --garbage bad-version "$helper"
+invalid "an unknown operation" "unknown operation" --garbage bad-op "$helper"
+invalid "junk after a field's NUL" "not a zero-padded string" --garbage dirty-field "$helper"
+invalid "a request carrying an fd" "ancillary data" --garbage with-fd "$helper"
+printf '616e6d76 0100 0100 01000000 00' >"$tmp/short.hex"
+invalid "13 raw bytes" "wrong size" --raw "$tmp/short.hex" "$helper"
+check "malformed requests created nothing" test "$(vmgr_links | sort | tr '\n' ' ')" = "$(printf '%s\n' "$br" "$tap" "$tap4" | sort | tr '\n' ' ')"
+
+# ---------------------------------------------------------------- conflicts
+
+g2=netadm-two
+derive "$g2"
+ip link add dummy0 type veth peer name dummy0p
+ip link set dummy0 up
+net16=${sub4%.*}.0.0/16
+ip route add "$net16" dev dummy0
+drive vmgr-test "$helper" group-create "$g2"
+expect_reply "a route overlapping the /24 is refused with EADDRINUSE naming it" 1 \
+        "error EADDRINUSE: ${sub4//./\\.}\.0/24 overlaps route ${net16//./\\.} dev dummy0"
+check "nothing of the refused group was created" bash -c "! ip link show dev $br >/dev/null 2>&1"
+check "no lo /128 of the refused group" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
+ip route del "$net16" dev dummy0
+
+ip -6 addr add "${pfx:0:4}:${pfx:4:4}:${pfx:8:4}::5/64" dev dummy0 nodad
+drive vmgr-test "$helper" group-create "$g2"
+expect_reply "an address in the /64 is refused with EADDRINUSE naming it" 1 \
+        "error EADDRINUSE: .*/64 overlaps address .*::5/64 on dummy0"
+ip -6 addr del "${pfx:0:4}:${pfx:4:4}:${pfx:8:4}::5/64" dev dummy0
+
+# A failure half-way (IPv6 disabled on new links) leaves nothing behind.
+sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+drive vmgr-test "$helper" group-create "$g2"
+sysctl -qw net.ipv6.conf.default.disable_ipv6=0
+expect_reply "group-create fails when the bridge cannot take IPv6" 1 "^error"
+check "the half-made bridge was removed" bash -c "! ip link show dev $br >/dev/null 2>&1"
+check "no lo /128 was left behind" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
+
+# lo down: group-create brings it up (the service addresses live there).
+ip link set lo down
+drive vmgr-test "$helper" group-create "$g2"
+expect_reply "group-create succeeds once the conflicts are gone" 0 "^ok"
+check "group-create brought lo up" grep -qw UP <<<"$(ip -j link show dev lo | jq -r '.[0].flags | join(" ")')"
+drive vmgr-test "$helper" group-delete "$g2"
+expect_reply "group-delete of the second group" 0 "^ok"
+ip link del dummy0
+
+# ---------------------------------------------------------------- policy file
+
+if [ "$overlay" = 1 ]; then
+        g3=netadm-three
+        derive "$g3"
+        if [[ $sub4 != 10.0.* ]]; then
+                printf '# %s does not fit\nipv4_pool = 10.0.0.0/16\n' "$g3" >/etc/vmgr/netadm.conf
+                drive vmgr-test "$helper" group-create "$g3"
+                expect_reply "a group whose /24 is outside ipv4_pool is refused" 1 \
+                        "error EADDRNOTAVAIL: ${sub4//./\\.}\.0/24 is outside the IPv4 pool 10\.0\.0\.0/16"
+                check "nothing was created outside the pool" bash -c "! ip link show dev $br >/dev/null 2>&1"
+        else
+                skip "group $g3 happens to lie in 10.0.0.0/16"
+        fi
+        printf '# only root\nallowed_group = root\n' >/etc/vmgr/netadm.conf
+        drive vmgr-test "$helper" group-create "$g3"
+        expect_reply "allowed_group from the policy file is obeyed" 2 "uid $uid1 is not a member of group 'root'"
+        echo "allow_everyone = yes" >/etc/vmgr/netadm.conf
+        drive vmgr-test "$helper" group-create "$g3"
+        expect_reply "an unknown key in the policy file stops the helper" 2 "netadm.conf:1: unknown key \"allow_everyone\""
+        echo "allowed_group = users" >/etc/vmgr/netadm.conf
+        chmod 666 /etc/vmgr/netadm.conf
+        drive vmgr-test "$helper" group-create "$g3"
+        expect_reply "a policy file writable by others is refused" 2 "must be a regular file owned by root and not writable"
+        rm -f /etc/vmgr/netadm.conf
+else
+        skip "policy file checks need an overlay over /etc"
+fi
+
+# ---------------------------------------------------------------- group-delete
+
+derive "$g1"
+drive vmgr-test --time "$helper" group-delete "$g1"
+expect_reply "group-delete succeeds for the owner" 0 "^ok"
+echo "# group-delete (bridge + 2 TAPs): $(grep '^time:' <<<"$out" || true)"
+check "no vmgr-tagged link is left (got: $(vmgr_links | tr '\n' ' '))" test -z "$(vmgr_links)"
+check "the bridge and TAPs are gone" bash -c "! ip link show dev $br && ! ip link show dev $tap && ! ip link show dev $tap4" 2>/dev/null
+check "no lo /128 of the group is left" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
+check "no route of the group is left" bash -c "! ip -6 route | grep -q '${pfx:0:4}:${pfx:4:4}' && ! ip route | grep -q '^$sub4\.0/24'"
+drive vmgr-test "$helper" group-delete "$g1"
+expect_reply "group-delete is idempotent" 0 "^ok"
+drive vmgr-test "$helper" tap-delete "$g1" vm1 primary
+expect_reply "tap-delete of a TAP that is gone succeeds" 0 "^ok"
+
+# ---------------------------------------------------------------- timing
+
+mkdir "$tmp/bench" && chown vmgr-test "$tmp/bench"
+drive vmgr-test --bench 10 "$helper" netadm-bench "$tmp/bench"
+expect_reply "10 whole group cycles on one helper each" 0 "whole cycle"
+sed 's/^/# /' <<<"$out"
+check "the benchmark left nothing behind" test -z "$(vmgr_links)"
+
+echo "# $checks checks, $failures failed"
+[ "$failures" -eq 0 ]
