@@ -251,6 +251,15 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
         int sv[2], status, pidfd = -EBADF, r;
         pid_t intermediate, pid = 0;
 
+        /* dnsmasq started as root insists on switching to user nobody and
+         * group dip, which needs CAP_SETUID and CAP_SETGID that the helper
+         * does not keep: it would fail right after the reply. Say so now. */
+        if (uid == 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
+                         "dnsmasq cannot be started for uid 0 (it would try to switch users); run vmgrd as an unprivileged user");
+                return -EPERM;
+        }
+
         dir_fd = runtime_dir_open(dir, uid, msg);
         if (dir_fd < 0)
                 return dir_fd;

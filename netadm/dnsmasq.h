@@ -16,7 +16,9 @@
 
 /* Start dnsmasq for group with its files in dir, which must be an existing
  * directory (not a symlink) owned by uid. The argv is built by
- * vmgr_dnsmasq_argv(), never taken from the caller. Returns 0 and writes
+ * vmgr_dnsmasq_argv(), never taken from the caller. uid 0 is refused with
+ * -EPERM (dnsmasq run as root switches users, which the three capabilities
+ * do not allow). Returns 0 and writes
  * dnsmasq's pid and a pidfd for it, or -errno with a sentence in msg
  * (VMGR_NETADM_MESSAGE_MAX bytes). */
 int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid, int *ret_pidfd, char *msg);

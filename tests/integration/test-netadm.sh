@@ -356,6 +356,14 @@ drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/link"
 expect_reply "dnsmasq-start refuses a symbolic link" 1 "error ELOOP: runtime directory .* is a symbolic link"
 drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/missing"
 expect_reply "dnsmasq-start refuses a missing directory" 1 "error ENOENT"
+# Root may use the helper, but not for dnsmasq (which would try to switch users).
+set +e
+out=$("$call" "$helper" group-create netadm-root 2>&1) && out=$("$call" "$helper" dnsmasq-start netadm-root "$tmp/rootdir" 2>&1)
+rc=$?
+"$call" "$helper" group-delete netadm-root >/dev/null 2>&1
+set -e
+expect_reply "root may create a group, but dnsmasq-start is refused for root with a reason" 1 \
+        "error EPERM: dnsmasq cannot be started for uid 0"
 drive vmgr-test "$helper" dnsmasq-start no-such-group "$run"
 expect_reply "dnsmasq-start refuses a group without a bridge" 1 "error ENODEV: bridge vbr-[0-9a-f]{10} of group 'no-such-group' does not exist"
 
