@@ -28,6 +28,7 @@ VMGR_TMP=
 VMGRD_PID=
 VMGRD_STATUS=
 VMGR_BUS_PID=
+VMGR_LOG_SHOWN=
 VMGR_PASSED=0
 VMGR_FAILED=0
 VMGR_PEER_NS=()
@@ -73,6 +74,11 @@ vmgr_cleanup() {
         local rc=$?
         set +e
         trap - ERR
+        # Killed by meson's timeout or stopped by a failing setup step: the
+        # daemon's log is the first thing to read.
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ] && [ -z "$VMGR_LOG_SHOWN" ]; then
+                vmgr_show_log
+        fi
         [ -n "$VMGRD_PID" ] && vmgr_stop_vmgrd
         # As PID 1 of the namespace, kill -1 reaches every other process in it.
         {
@@ -338,13 +344,18 @@ vmgr_finish() {
         fi
         echo "# $VMGR_PASSED passed, $VMGR_FAILED failed"
         if [ "$VMGR_FAILED" -gt 0 ]; then
-                if [ -e "$VMGR_TMP/vmgrd.log" ]; then
-                        echo "# vmgrd log (last 60 lines):"
-                        tail -n 60 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /'
-                fi
+                vmgr_show_log
                 exit 1
         fi
         exit 0
+}
+
+# Print the tail of vmgrd's log, once.
+vmgr_show_log() {
+        VMGR_LOG_SHOWN=1
+        [ -e "$VMGR_TMP/vmgrd.log" ] || return 0
+        echo "# vmgrd log (last 60 lines):"
+        tail -n 60 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /'
 }
 
 # --- independent address derivation ----------------------------------------
