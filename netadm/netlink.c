@@ -388,16 +388,16 @@ static const struct nl_link *links_find_name(const struct nl_array *links, const
         return NULL;
 }
 
-/* Say who a link belongs to, for messages: "uid 1001 (group 'x')", or "no
- * vmgr group" for a link vmgr did not make. Returns buf. */
+/* Say whose a link is, as the end of a sentence: "belongs to uid 1001
+ * (group 'x')", or "was not made by vmgr". Returns buf. */
 static const char *link_owner_describe(const struct nl_link *l, char *buf, size_t size) {
         char group[VMGR_NAME_MAX + 1];
         unsigned uid;
 
         if (vmgr_link_alias_parse(l->alias, &uid, group) == 0)
-                snprintf(buf, size, "uid %u (group '%s')", uid, group);
+                snprintf(buf, size, "belongs to uid %u (group '%s')", uid, group);
         else
-                snprintf(buf, size, "no vmgr group");
+                snprintf(buf, size, "was not made by vmgr");
         return buf;
 }
 
@@ -688,12 +688,12 @@ static bool in6_is_link_local_or_multicast(const struct in6_addr *a) {
 /* Name the link with ifindex for a message: "eth0" or "eth0 (uid 1001 (group 'x'))". */
 static void link_describe(const struct nl_array *links, int ifindex, char *buf, size_t size) {
         const struct nl_link *l = links_find_index(links, ifindex);
-        char owner[128];
+        char owner[160];
 
         if (!l)
                 snprintf(buf, size, "ifindex %d", ifindex);
         else if (link_is_vmgr(l))
-                snprintf(buf, size, "%s of %s", l->name, link_owner_describe(l, owner, sizeof(owner)));
+                snprintf(buf, size, "%s, which %s", l->name, link_owner_describe(l, owner, sizeof(owner)));
         else
                 snprintf(buf, size, "%s", l->name);
 }
@@ -778,12 +778,12 @@ static int group_check_free(struct netlink *nl, const struct vmgr_group_addrs *g
                             char *msg) {
         _cleanup_(nl_array_done) struct nl_array addrs = {}, routes = {};
         const struct nl_link *existing;
-        char owner[128];
+        char owner[160];
         int r;
 
         existing = links_find_name(links, g->bridge);
         if (existing) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s already exists and belongs to %s", g->bridge,
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s already exists and %s", g->bridge,
                          link_owner_describe(existing, owner, sizeof(owner)));
                 return -EADDRINUSE;
         }
@@ -835,7 +835,9 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
         r = bridge_create(nl, g->bridge);
         if (r < 0) {
                 snprintf(what, sizeof(what), "creating bridge %s", g->bridge);
-                return nl_fail(nl, r, msg, what);
+                (void) nl_fail(nl, r, msg, what);
+                /* Made by somebody else since we looked: the same conflict as above. */
+                return r == -EEXIST ? -EADDRINUSE : r;
         }
         r = link_get(nl, g->bridge, &br);
         if (r < 0)
@@ -869,8 +871,10 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
         group_lo_addrs(g, lo_addrs);
         for (size_t i = 0; i < 3; i++) {
                 r = addr_change(nl, RTM_NEWADDR, AF_INET6, lo_ifindex, lo_addrs[i], 128, IFA_F_NODAD);
-                if (r < 0)
-                        return nl_fail(nl, r, msg, "adding a service address on lo");
+                if (r < 0) {
+                        (void) nl_fail(nl, r, msg, "adding a service address on lo");
+                        return r == -EEXIST ? -EADDRINUSE : r;
+                }
                 lo_added[i] = true;
         }
 
@@ -930,13 +934,13 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, ch
  * Returns 1 if it exists and is the caller's, 0 if it does not exist,
  * -EPERM if it is somebody else's. */
 static int bridge_owned(const struct vmgr_group_addrs *g, const char *alias, const struct nl_link *br, char *msg) {
-        char owner[128];
+        char owner[160];
 
         if (!br)
                 return 0;
         if (streq(br->alias, alias))
                 return 1;
-        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s belongs to %s", g->bridge,
+        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s %s", g->bridge,
                  link_owner_describe(br, owner, sizeof(owner)));
         return -EPERM;
 }
@@ -1118,7 +1122,7 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
 
         r = link_get(nl, name, &tap);
         if (r >= 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s already exists and belongs to %s", name,
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s already exists and %s", name,
                          link_owner_describe(&tap, owner, sizeof(owner)));
                 return -EEXIST;
         }
@@ -1164,7 +1168,7 @@ int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, cons
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the TAP");
         if (!streq(tap.alias, alias)) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s belongs to %s", name,
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s %s", name,
                          link_owner_describe(&tap, owner, sizeof(owner)));
                 return -EPERM;
         }

@@ -418,6 +418,17 @@ expect_reply "an address in the /64 is refused with EADDRINUSE naming it" 1 \
         "error EADDRINUSE: .*/64 overlaps address .*::5/64 on dummy0"
 ip -6 addr del "${pfx:0:4}:${pfx:4:4}:${pfx:8:4}::5/64" dev dummy0
 
+# A link of the derived name that vmgr did not make is nobody's to take or delete.
+ip link add "$br" type bridge
+drive vmgr-test "$helper" group-create "$g2"
+expect_reply "a foreign link with the bridge's name is refused with EADDRINUSE" 1 \
+        "error EADDRINUSE: bridge $br already exists and was not made by vmgr"
+drive vmgr-test "$helper" group-delete "$g2"
+expect_reply "group-delete refuses to touch a foreign bridge of the derived name" 1 \
+        "error EPERM: bridge $br was not made by vmgr"
+check "the foreign bridge is still there" link_exists "$br"
+ip link del "$br"
+
 # A failure half-way (IPv6 disabled on new links) leaves nothing behind.
 sysctl -qw net.ipv6.conf.default.disable_ipv6=1
 drive vmgr-test "$helper" group-create "$g2"
