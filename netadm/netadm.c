@@ -203,7 +203,7 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 r = policy_check_subnet4(&m->policy, &g.subnet4, msg);
                 if (r < 0)
                         return r;
-                r = netlink_group_create(m->nl, m->uid, req->group, msg);
+                r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, msg);
                 if (r >= 0)
                         snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "created bridge %s for group '%s'", g.bridge,
                                  req->group);
@@ -213,7 +213,8 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 return netlink_group_delete(m->nl, m->uid, req->group, msg);
 
         case VMGR_NETADM_TAP_CREATE:
-                return netlink_tap_create(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic, msg);
+                return netlink_tap_create(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic,
+                                          m->policy.max_taps_per_group, msg);
 
         case VMGR_NETADM_TAP_DELETE:
                 return netlink_tap_delete(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic, msg);

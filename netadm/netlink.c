@@ -889,7 +889,21 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
         return 0;
 }
 
-int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, char *msg) {
+/* Count the links tagged for uid: bridges (the uid's groups) when group is
+ * NULL, else the TAPs of that group. */
+static unsigned links_count_tagged(const struct nl_array *links, unsigned uid, const char *group) {
+        const struct nl_link *l = links->items;
+        char g[VMGR_NAME_MAX + 1];
+        unsigned n = 0, u;
+
+        for (size_t i = 0; i < links->n; i++)
+                if (vmgr_link_alias_parse(l[i].alias, &u, g) == 0 && u == uid &&
+                    (group ? streq(g, group) && !streq(l[i].kind, "bridge") : streq(l[i].kind, "bridge")))
+                        n++;
+        return n;
+}
+
+int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {};
         char alias[NETLINK_ALIAS_MAX];
         struct vmgr_group_addrs g;
@@ -909,6 +923,12 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, ch
         r = group_check_free(nl, &g, &links, msg);
         if (r < 0)
                 return r;
+        if (links_count_tagged(&links, uid, NULL) >= max_groups) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
+                         "uid %u holds as many groups as vmgr-netadm allows (max_groups_per_user = %u)", uid,
+                         max_groups);
+                return -EDQUOT;
+        }
 
         lo_ifindex = loopback_up(nl, msg);
         if (lo_ifindex < 0)
@@ -1097,7 +1117,8 @@ static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
 }
 
 int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
-                       char *msg) {
+                       unsigned max_taps, char *msg) {
+        _cleanup_(nl_array_done) struct nl_array links = {};
         char alias[NETLINK_ALIAS_MAX], owner[128], what[64];
         struct vmgr_group_addrs g;
         struct vmgr_vm_addrs v;
@@ -1119,6 +1140,16 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
         bridge_ifindex = bridge_lookup_owned(nl, &g, group, alias, msg);
         if (bridge_ifindex < 0)
                 return bridge_ifindex;
+
+        r = link_dump(nl, &links);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing links");
+        if (links_count_tagged(&links, uid, group) >= max_taps) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
+                         "group '%s' has as many TAPs as vmgr-netadm allows (max_taps_per_group = %u)", group,
+                         max_taps);
+                return -EDQUOT;
+        }
 
         r = link_get(nl, name, &tap);
         if (r >= 0) {

@@ -33,8 +33,9 @@ static inline void netlink_freep(struct netlink **nl) {
 /* Create the group's bridge, its addresses, the lo service addresses and the
  * /64 route with the management source. Refuses with -EADDRINUSE when the
  * bridge name exists or any address or route in this network namespace
- * overlaps the group's /64 or /24. Undoes what it made on failure. */
-int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, char *msg);
+ * overlaps the group's /64 or /24, and with -EDQUOT when uid already holds
+ * max_groups bridges. Undoes what it made on failure. */
+int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg);
 
 /* Delete every link tagged with the caller's alias for group and the group's
  * lo service addresses. Returns 0 also when there was nothing to delete,
@@ -42,9 +43,10 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, ch
 int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, char *msg);
 
 /* Create the persistent TAP of (group, vm, nic), owned by uid, tagged,
- * enslaved to the group's bridge (which must be the caller's) and up. */
+ * enslaved to the group's bridge (which must be the caller's) and up.
+ * -EDQUOT when the group already has max_taps TAPs. */
 int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
-                       char *msg);
+                       unsigned max_taps, char *msg);
 
 /* Delete the TAP of (group, vm, nic) if it is the caller's. Returns 0 also
  * when it does not exist, -EPERM when it is somebody else's. */

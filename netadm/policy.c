@@ -110,6 +110,24 @@ static int policy_apply_line(struct netadm_policy *p, const char *path, unsigned
                 return 0;
         }
 
+        if (streq(key, "max_groups_per_user") || streq(key, "max_taps_per_group")) {
+                unsigned long n;
+                char *end;
+
+                errno = 0;
+                n = strtoul(value, &end, 10);
+                if (errno != 0 || end == value || *end != 0 || value[0] == '-' || n == 0 || n > NETADM_LIMIT_MAX) {
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: %s \"%.32s\" is not a number from 1 to %u",
+                                 path, lineno, key, value, NETADM_LIMIT_MAX);
+                        return -EINVAL;
+                }
+                if (streq(key, "max_groups_per_user"))
+                        p->max_groups_per_user = (unsigned) n;
+                else
+                        p->max_taps_per_group = (unsigned) n;
+                return 0;
+        }
+
         snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: unknown key \"%.64s\"", path, lineno, key);
         return -EINVAL;
 }
@@ -119,6 +137,8 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
                 .allowed_group = VMGR_NETADM_DEFAULT_GROUP,
                 .ipv4_pool = { htonl(0x0a000000) },
                 .ipv4_pool_len = 8,
+                .max_groups_per_user = NETADM_LIMIT_DEFAULT,
+                .max_taps_per_group = NETADM_LIMIT_DEFAULT,
         };
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int fd = -EBADF;

@@ -7,7 +7,9 @@
  * The policy file's path is compiled in (VMGR_NETADM_CONFIG), never taken
  * from the caller. A missing file means the defaults: members of
  * VMGR_NETADM_DEFAULT_GROUP may use the helper, IPv4 subnets come from
- * 10.0.0.0/8. Anything the parser does not understand is an error, so a typo
+ * 10.0.0.0/8, a user may hold 256 groups of 256 TAPs each (a backstop
+ * behind vmgrd's own limits, since a member can run the helper directly).
+ * Anything the parser does not understand is an error, so a typo
  * can never silently widen the policy.
  */
 
@@ -18,11 +20,15 @@
 #include "netadm-proto.h"
 
 #define NETADM_GROUP_NAME_MAX 64
+#define NETADM_LIMIT_DEFAULT 256
+#define NETADM_LIMIT_MAX 65536
 
 struct netadm_policy {
         char allowed_group[NETADM_GROUP_NAME_MAX + 1];
         struct in_addr ipv4_pool;       /* network address, host bits zero */
         unsigned ipv4_pool_len;
+        unsigned max_groups_per_user;   /* bridges one uid may hold */
+        unsigned max_taps_per_group;
 };
 
 /* Load the policy from path. A missing file yields the defaults. The file must

@@ -463,6 +463,17 @@ if [ "$overlay" = 1 ]; then
         printf '# only root\nallowed_group = root\n' >/etc/vmgr/netadm.conf
         drive vmgr-test "$helper" group-create "$g3"
         expect_reply "allowed_group from the policy file is obeyed" 2 "uid $uid1 is not a member of group 'root'"
+        # vmgr-test holds one group ($g1) with two TAPs at this point.
+        printf 'max_groups_per_user = 1\nmax_taps_per_group = 2\n' >/etc/vmgr/netadm.conf
+        drive vmgr-test "$helper" group-create "$g3"
+        expect_reply "max_groups_per_user is enforced" 1 "error EDQUOT: uid $uid1 holds as many groups as vmgr-netadm allows \\(max_groups_per_user = 1\\)"
+        drive vmgr-test "$helper" tap-create "$g1" vm2
+        expect_reply "max_taps_per_group is enforced" 1 "error EDQUOT: group '$g1' has as many TAPs as vmgr-netadm allows \\(max_taps_per_group = 2\\)"
+        check "nothing was created beyond the limits" \
+                test "$(vmgr_links | wc -l)" -eq 3
+        echo "max_taps_per_group = -1" >/etc/vmgr/netadm.conf
+        drive vmgr-test "$helper" group-create "$g3"
+        expect_reply "a bad limit in the policy file stops the helper" 2 "max_taps_per_group \"-1\" is not a number"
         echo "allow_everyone = yes" >/etc/vmgr/netadm.conf
         drive vmgr-test "$helper" group-create "$g3"
         expect_reply "an unknown key in the policy file stops the helper" 2 "netadm.conf:1: unknown key \"allow_everyone\""
