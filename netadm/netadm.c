@@ -302,6 +302,17 @@ static int request_loop(struct netadm *m, int sock) {
         }
 }
 
+/* Default dispositions for SIGCHLD and SIGTERM, nothing blocked. */
+static void signals_reset(void) {
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        sigset_t none;
+
+        (void) sigaction(SIGCHLD, &sa, NULL);
+        (void) sigaction(SIGTERM, &sa, NULL);
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static void help(void) {
         printf("Usage: vmgr-netadm [--version | --help]\n\n"
                "vmgr's privileged network helper. vmgrd starts it with a socket on fd %d;\n"
@@ -356,6 +367,10 @@ int main(int argc, char *argv[]) {
         }
         /* Only stdio and the control socket are meant for us. */
         (void) close_range(VMGR_NETADM_FD + 1, ~0U, 0);
+        /* Ignored and blocked signals survive exec: an ignored SIGCHLD would
+         * make waitpid() of the dnsmasq intermediate fail, a blocked SIGTERM
+         * would defeat the parent-death signal below. */
+        signals_reset();
 
         r = privileges_restrict(m.uid, msg);
         if (r < 0) {

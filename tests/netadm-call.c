@@ -684,6 +684,9 @@ int main(int argc, char *argv[]) {
                 return EXIT_USAGE;
         }
 
+        /* We wait for the helper and dnsmasq: an inherited SIG_IGN would reap them for us. */
+        signal(SIGCHLD, SIG_DFL);
+
         /* Like vmgrd: a dnsmasq the helper starts is re-parented to us. */
         if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
                 fprintf(stderr, "vmgr-netadm-call: PR_SET_CHILD_SUBREAPER: %m\n");
