@@ -15,6 +15,8 @@
 # Output follows TAP's "ok - NAME" / "not ok - NAME" lines.
 
 set -euo pipefail
+# The test user reads files root writes here (bus config, probe scripts).
+umask 022
 
 VMGR_SOURCE_DIR=${VMGR_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 VMGR_BUILD_DIR=${VMGR_BUILD_DIR:-$VMGR_SOURCE_DIR/build}
