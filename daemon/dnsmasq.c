@@ -290,7 +290,13 @@ static int on_pidfile(sd_event_source *s, const struct inotify_event *event, voi
         Dnsmasq *d = userdata;
         _cleanup_(group_unrefp) _unused_ Group *hold = group_ref(d->group); /* callbacks may drop the group */
 
-        if (event->len == 0 || !streq(event->name, "dnsmasq.pid"))
+        if (event->len == 0)
+                return 0;
+        if (streq(event->name, "dnsmasq.leases")) {
+                d->cb->leases_changed(d->group);
+                return 0;
+        }
+        if (!streq(event->name, "dnsmasq.pid"))
                 return 0;
         if (d->pid == 0)
                 d->pidfile_seen = true; /* the helper's reply is still on its way */

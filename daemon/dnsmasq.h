@@ -36,6 +36,8 @@ typedef struct DnsmasqCallbacks {
         void (*stopped)(Group *g);
         /* State or restart count changed; failed is true once it gave up restarting. */
         void (*changed)(Group *g);
+        /* dnsmasq rewrote its leases file. */
+        void (*leases_changed)(Group *g);
 } DnsmasqCallbacks;
 
 int dnsmasq_new(Group *g, const DnsmasqCallbacks *cb, Dnsmasq **ret);

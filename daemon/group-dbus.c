@@ -10,6 +10,7 @@
 #include "bus-error.h"
 #include "dnsmasq.h"
 #include "group.h"
+#include "vm.h"
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
@@ -48,13 +49,104 @@ static int property_get_address(sd_bus *bus, const char *path, const char *inter
 
 static int property_get_vms(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        VM *last = g->vms;
         int r;
 
-        /* VMs come with the VM model; a network-only group has none. */
         r = sd_bus_message_open_container(reply, 'a', "o");
         if (r < 0)
                 return r;
+        /* Oldest first, as the spec listed them. */
+        while (last && last->next)
+                last = last->next;
+        for (VM *vm = last; vm; vm = vm->prev) {
+                r = sd_bus_message_append(reply, "o", vm->object_path);
+                if (r < 0)
+                        return r;
+        }
         return sd_bus_message_close_container(reply);
+}
+
+/* Find a VM by a caller-supplied name, with the right error for a bad or unknown one. */
+static int lookup_vm(Group *g, const char *name, VM **ret, sd_bus_error *error) {
+        const char *why;
+        VM *vm;
+
+        if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid VM name \"%s\": %s", name, why);
+        vm = group_find_vm(g, name);
+        if (!vm)
+                return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_VM, "group '%s' has no VM '%s'", g->name, name);
+        *ret = vm;
+        return 0;
+}
+
+static int method_get_vm(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        const char *name;
+        VM *vm;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        r = lookup_vm(g, name, &vm, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(m, "o", vm->object_path);
+}
+
+static int method_add_vm(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        char spec_error[VMGR_SPEC_ERROR_MAX];
+        const char *name, *spec_json, *why;
+        VmgrVMSpec spec;
+        int r;
+
+        r = sd_bus_message_read(m, "ss", &name, &spec_json);
+        if (r < 0)
+                return r;
+        if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid VM name \"%s\": %s", name, why);
+        if (group_find_vm(g, name))
+                return vmgr_bus_error_set(error, -VMGR_ERR_VM_EXISTS, "group '%s' already has a VM '%s'", g->name,
+                                          name);
+        r = vmgr_vm_spec_parse(spec_json, name, &spec, spec_error);
+        if (r == -EINVAL)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC, "invalid spec: %s", spec_error);
+        if (r < 0)
+                return r;
+        r = group_add_vm(g, &spec, m);
+        vmgr_vm_spec_done(&spec);
+        if (r == -VMGR_ERR_BUSY)
+                return vmgr_bus_error_set(error, r, "group '%s' is %s; VMs can be added to a running group",
+                                          g->name, group_state_to_string(g->state));
+        if (r == -VMGR_ERR_LIMIT_EXCEEDED)
+                return vmgr_bus_error_set(error, r, "group '%s' already has %u VMs, the limit (max_vms_per_group)",
+                                          g->name, g->n_vms);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot add VM '%s': %s", name, strerror(-r));
+        return 1;
+}
+
+static int method_remove_vm(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        const char *name;
+        VM *vm;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        r = lookup_vm(g, name, &vm, error);
+        if (r < 0)
+                return r;
+        r = group_remove_vm(g, vm, m);
+        if (r == -VMGR_ERR_BUSY)
+                return vmgr_bus_error_set(error, r, "VM '%s' is already being removed", name);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot remove VM '%s': %s", name, strerror(-r));
+        return 1;
 }
 
 static int property_get_dnsmasq(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -102,6 +194,12 @@ const sd_bus_vtable group_vtable[] = {
         SD_BUS_PROPERTY("DnsmasqRestarts", "u", property_get_dnsmasq_restarts, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_delete,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AddVM", SD_BUS_ARGS("s", name, "s", spec_json), SD_BUS_RESULT("o", vm),
+                                method_add_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveVM", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_remove_vm,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetVM", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", vm), method_get_vm,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };

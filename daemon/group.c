@@ -12,6 +12,7 @@
 #include "fs-util.h"
 #include "group.h"
 #include "log.h"
+#include "vm.h"
 
 static const char *const state_names[_GROUP_STATE_MAX] = {
         [GROUP_CREATING] = "creating",
@@ -27,16 +28,24 @@ const char *group_state_to_string(GroupState s) {
 static void group_dnsmasq_ready(Group *g, int error, const char *message);
 static void group_dnsmasq_stopped(Group *g);
 static void group_dnsmasq_changed(Group *g);
+static void group_leases_changed(Group *g);
 
 static const DnsmasqCallbacks dnsmasq_callbacks = {
         .ready = group_dnsmasq_ready,
         .stopped = group_dnsmasq_stopped,
         .changed = group_dnsmasq_changed,
+        .leases_changed = group_leases_changed,
 };
 
 static Group *group_free(Group *g) {
         if (!g)
                 return NULL;
+        while (g->vms) {
+                VM *vm = g->vms;
+                g->vms = vm->next;
+                vm->group = NULL;
+                vm_unref(vm);
+        }
         dnsmasq_free(g->dnsmasq);
         sd_bus_message_unref(g->create_call);
         for (size_t i = 0; i < g->n_delete_calls; i++)
@@ -48,6 +57,7 @@ static Group *group_free(Group *g) {
         free(g->spec_json);
         free(g->runtime_dir);
         free(g->state_file);
+        free(g->state_subdir);
         free(g);
         return NULL;
 }
@@ -122,8 +132,9 @@ int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spe
         if (!g->name || !g->spec_json)
                 return -ENOMEM;
         if (asprintf(&g->runtime_dir, "%s/groups/%s", m->runtime_dir, name) < 0 ||
-            asprintf(&g->state_file, "%s/groups/%s.json", m->state_dir, name) < 0) {
-                g->runtime_dir = g->state_file = NULL;
+            asprintf(&g->state_file, "%s/groups/%s.json", m->state_dir, name) < 0 ||
+            asprintf(&g->state_subdir, "%s/groups/%s", m->state_dir, name) < 0) {
+                g->runtime_dir = g->state_file = g->state_subdir = NULL;
                 return -ENOMEM;
         }
         r = group_path_for(name, &g->object_path);
@@ -223,6 +234,9 @@ static void group_finish_removal(Group *g) {
         r = rm_rf(g->runtime_dir);
         if (r < 0)
                 log_group_errno(LOG_WARNING, r, g->name, "Failed to remove %s: %s", g->runtime_dir, strerror(-r));
+        r = rm_rf(g->state_subdir);
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, g->name, "Failed to remove %s: %s", g->state_subdir, strerror(-r));
         if (unlink(g->state_file) < 0 && errno != ENOENT)
                 log_group_errno(LOG_WARNING, errno, g->name, "Failed to remove %s: %m", g->state_file);
 
@@ -291,9 +305,40 @@ static void group_dnsmasq_changed(Group *g) {
         }
 }
 
+static void group_leases_changed(Group *g) {
+        for (VM *vm = g->vms; vm; vm = vm->next)
+                vm_update_ipv4(vm);
+}
+
+static void group_vm_removed_release(Group *g) {
+        if (--g->vms_pending == 0)
+                dnsmasq_stop(g->dnsmasq);
+}
+
+/* One VM of a group being torn down is gone. */
+static void group_vm_removed(VM *vm, int error, const char *message, void *userdata) {
+        Group *g = userdata;
+
+        if (error < 0)
+                log_group_errno(LOG_ERR, error, g->name, "Failed to remove VM '%s': %s", vm->name, message);
+        group_vm_removed_release(g);
+        group_unref(g);
+}
+
+/* VMs first (their domains, TAPs and disks), then dnsmasq, then the network. */
 static void group_teardown(Group *g) {
+        VM *next;
+
         group_set_state(g, GROUP_DELETING);
-        dnsmasq_stop(g->dnsmasq); /* group_dnsmasq_stopped() goes on */
+        g->vms_pending = 1; /* held while we walk the list */
+        for (VM *vm = g->vms; vm; vm = next) {
+                next = vm->next;
+                if (vm_remove(vm, group_vm_removed, group_ref(g)) < 0)
+                        group_unref(g); /* already being removed; that removal is not ours to count */
+                else
+                        g->vms_pending++;
+        }
+        group_vm_removed_release(g);
 }
 
 int group_delete(Group *g, sd_bus_message *call) {
@@ -352,13 +397,123 @@ static void group_creation_succeeded(Group *g) {
                 group_teardown(g);
 }
 
+static void group_creation_failed(Group *g, int r, const char *message);
+static void group_creation_succeeded(Group *g);
+
+static void group_vm_started_release(Group *g) {
+        if (--g->vms_pending > 0 || g->state != GROUP_CREATING)
+                return;
+        if (g->vms_error < 0)
+                group_creation_failed(g, g->vms_error, g->vms_message);
+        else
+                group_creation_succeeded(g);
+}
+
+/* One of the VMs the group was created with has started, or failed to. */
+static void group_vm_started(VM *vm, int error, const char *message, void *userdata) {
+        Group *g = userdata;
+
+        if (error < 0 && g->vms_error == 0) {
+                g->vms_error = error;
+                snprintf(g->vms_message, sizeof(g->vms_message), "VM '%s': %s", vm->name, message);
+        }
+        group_vm_started_release(g);
+        group_unref(g);
+}
+
+static void vm_announce(VM *vm) {
+        Group *g = vm->group;
+
+        if (g->manager->bus)
+                (void) sd_bus_emit_object_added(g->manager->bus, vm->object_path);
+        (void) group_emit_changed(g, "VMs", NULL);
+}
+
+/* The network is up: make the spec's VMs and start them all at once. */
+static void group_create_vms(Group *g) {
+        int r = 0;
+
+        g->vms_pending = 1;
+        for (size_t i = 0; i < g->spec->n_vms && r >= 0; i++) {
+                VM *vm;
+
+                r = vm_new(g, &g->spec->vms[i], &vm);
+                if (r < 0) {
+                        g->vms_error = r;
+                        snprintf(g->vms_message, sizeof(g->vms_message), "cannot make VM: %s", strerror(-r));
+                        break;
+                }
+                vm_announce(vm);
+                r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_started, group_ref(g));
+                if (r < 0) {
+                        group_unref(g);
+                        g->vms_error = r;
+                        snprintf(g->vms_message, sizeof(g->vms_message), "cannot start VM '%s'", vm->name);
+                } else
+                        g->vms_pending++;
+        }
+        group_vm_started_release(g);
+}
+
 static void group_dnsmasq_ready(Group *g, int error, const char *message) {
         if (g->state != GROUP_CREATING)
                 return;
         if (error < 0)
                 group_creation_failed(g, error, message);
         else
-                group_creation_succeeded(g);
+                group_create_vms(g);
+}
+
+static void group_vm_added(VM *vm, int error, const char *message, void *userdata) {
+        sd_bus_message *call = userdata;
+
+        if (error < 0) {
+                (void) vmgr_bus_reply_error(call, error, "cannot start VM '%s': %s", vm->name, message);
+                if (vm->group)
+                        (void) vm_remove(vm, NULL, NULL);
+        } else
+                (void) sd_bus_reply_method_return(call, "o", vm->object_path);
+        sd_bus_message_unref(call);
+}
+
+int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call) {
+        VM *vm;
+        int r;
+
+        if (g->state != GROUP_RUNNING)
+                return -VMGR_ERR_BUSY;
+        if (g->n_vms >= g->manager->config.max_vms_per_group)
+                return -VMGR_ERR_LIMIT_EXCEEDED;
+        r = vm_new(g, spec, &vm);
+        if (r < 0)
+                return r;
+        vm_announce(vm);
+        r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, sd_bus_message_ref(call));
+        if (r < 0) {
+                sd_bus_message_unref(call);
+                (void) vm_remove(vm, NULL, NULL);
+                return r;
+        }
+        return 0;
+}
+
+static void group_vm_removed_reply(VM *vm, int error, const char *message, void *userdata) {
+        sd_bus_message *call = userdata;
+
+        if (error < 0)
+                (void) vmgr_bus_reply_error(call, error, "cannot remove VM '%s': %s", vm->name, message);
+        else
+                (void) sd_bus_reply_method_return(call, NULL);
+        sd_bus_message_unref(call);
+}
+
+int group_remove_vm(Group *g, VM *vm, sd_bus_message *call) {
+        int r;
+
+        r = vm_remove(vm, group_vm_removed_reply, sd_bus_message_ref(call));
+        if (r < 0)
+                sd_bus_message_unref(call);
+        return r;
 }
 
 static void on_network_created(int error, const char *message, int pid, int pidfd, void *userdata) {

@@ -9,6 +9,7 @@
 #include "spec.h"
 
 typedef struct Dnsmasq Dnsmasq;
+typedef struct VM VM;
 
 typedef enum GroupState {
         GROUP_CREATING,
@@ -32,8 +33,14 @@ struct Group {
 
         char *runtime_dir;              /* <runtime>/groups/<name> */
         char *state_file;               /* <state>/groups/<name>.json */
+        char *state_subdir;             /* <state>/groups/<name>/: VM disks and consoles */
 
         Dnsmasq *dnsmasq;
+        VM *vms;                        /* list, newest first */
+        unsigned n_vms;
+        unsigned vms_pending;           /* VM operations the group waits for */
+        int vms_error;                  /* the first failure among them */
+        char vms_message[512];
         bool network_created;           /* the helper made the network */
 
         sd_bus_message *create_call;    /* pending CreateGroup, replied when running or failed */
@@ -66,6 +73,13 @@ int group_delete(Group *g, sd_bus_message *call);
 
 /* Set the state and emit PropertiesChanged. */
 void group_set_state(Group *g, GroupState state);
+
+/* Add a VM to a running group and start it; reply to call with its path.
+ * spec is moved in. Returns 0 (reply later) or -errno / -VMGR_ERR_*. */
+int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call);
+
+/* Remove one VM; reply to call when it is gone. */
+int group_remove_vm(Group *g, VM *vm, sd_bus_message *call);
 
 /* Write the group's state file atomically. Returns 0 or -errno. */
 int group_save(Group *g);

@@ -17,6 +17,7 @@ void log_set_max_level(int level);
 /* Log a message; returns -abs(error) so "return log_error_errno(r, ...)" works. */
 _printf_(5, 6) int log_internal(int level, int error, const char *group, const char *vm, const char *fmt, ...);
 
+#define log_full_level(level, ...) log_internal((level), 0, NULL, NULL, __VA_ARGS__)
 #define log_debug(...) log_internal(LOG_DEBUG, 0, NULL, NULL, __VA_ARGS__)
 #define log_info(...) log_internal(LOG_INFO, 0, NULL, NULL, __VA_ARGS__)
 #define log_notice(...) log_internal(LOG_NOTICE, 0, NULL, NULL, __VA_ARGS__)

@@ -67,10 +67,6 @@ static int method_create_group(sd_bus_message *msg, void *userdata, sd_bus_error
                 return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC, "invalid spec: %s", spec_error);
         if (r < 0)
                 return r;
-        if (spec->n_vms > 0)
-                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC,
-                                          "invalid spec: vms: this vmgrd creates network-only groups; VMs are not "
-                                          "supported yet");
 
         r = group_new(m, name, spec_json, spec, &g, error);
         if (r < 0)

@@ -18,6 +18,9 @@
 #include "log.h"
 #include "manager.h"
 #include "process-util.h"
+#include "spec.h"
+#include "virt.h"
+#include "vm.h"
 #include "vmgr-error.h"
 
 #define SHUTDOWN_TIMEOUT_USEC (60ULL * 1000000ULL)
@@ -33,7 +36,15 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
                 target = &c->max_vms_per_group, min = 1, max = 256;
         else if (streq(key, "dnsmasq_ready_timeout_sec"))
                 target = &c->dnsmasq_ready_timeout_sec, min = 1, max = 600;
-        else {
+        else if (streq(key, "accelerator")) {
+                int a = vmgr_accel_from_string(value);
+                if (a < 0) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "accelerator must be auto, kvm or tcg");
+                        return -EINVAL;
+                }
+                c->accelerator = a;
+                return 0;
+        } else {
                 snprintf(error, VMGR_KVCONF_ERROR_MAX, "unknown key \"%s\"", key);
                 return -EINVAL;
         }
@@ -93,6 +104,8 @@ Manager *manager_free(Manager *m) {
                 group_unref(g);
         }
         netadm_client_free(m->netadm);
+        virt_free(m->virt);
+        worker_pool_free(m->workers);
         sd_bus_flush_close_unref(m->bus);
         sd_event_source_disable_unref(m->sigchld_source);
         sd_event_source_disable_unref(m->sigterm_source);
@@ -104,6 +117,8 @@ Manager *manager_free(Manager *m) {
         free(m->state_dir);
         free(m->runtime_dir);
         free(m->netadm_path);
+        free(m->mkguest_path);
+        free(m->cache_dir);
         free(m);
         return NULL;
 }
@@ -114,6 +129,23 @@ Group *manager_find_group(Manager *m, const char *name) {
                         return g;
         return NULL;
 }
+
+#define WORKER_THREADS 4
+
+/* Route a libvirt domain event to its VM. */
+static void on_domain_event(Manager *m, const char *domain, VirtDomainEvent event, const char *why) {
+        for (Group *g = m->groups; g; g = g->next)
+                for (VM *vm = g->vms; vm; vm = vm->next)
+                        if (streq(vm->domain_name, domain)) {
+                                vm_domain_event(vm, event, why);
+                                return;
+                        }
+        log_debug("Event for unknown domain %s: %s", domain, why);
+}
+
+static const VirtCallbacks virt_callbacks = {
+        .domain_event = on_domain_event,
+};
 
 static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         /* Everything that ends up our child is reaped here: dnsmasq (unless its
@@ -181,12 +213,13 @@ static void kill_stale_dnsmasq(const char *group, const char *dir) {
 
 /* Undo a group a previous instance of vmgrd left behind (crash, kill -9). */
 static int cleanup_stale_group(Manager *m, const char *name) {
-        _cleanup_free_ char *dir = NULL, *state_file = NULL;
+        _cleanup_free_ char *dir = NULL, *state_file = NULL, *state_subdir = NULL;
         char message[VMGR_NETADM_MESSAGE_MAX] = "";
         int r;
 
         if (asprintf(&dir, "%s/groups/%s", m->runtime_dir, name) < 0 ||
-            asprintf(&state_file, "%s/groups/%s.json", m->state_dir, name) < 0)
+            asprintf(&state_file, "%s/groups/%s.json", m->state_dir, name) < 0 ||
+            asprintf(&state_subdir, "%s/groups/%s", m->state_dir, name) < 0)
                 return -ENOMEM;
 
         log_group(LOG_NOTICE, name, "Cleaning up group left by a previous vmgrd");
@@ -201,6 +234,9 @@ static int cleanup_stale_group(Manager *m, const char *name) {
         r = rm_rf(dir);
         if (r < 0)
                 log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %s", dir, strerror(-r));
+        r = rm_rf(state_subdir);
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %s", state_subdir, strerror(-r));
         if (unlink(state_file) < 0 && errno != ENOENT)
                 log_group_errno(LOG_WARNING, errno, name, "Failed to remove %s: %m", state_file);
         return 0;
@@ -284,7 +320,15 @@ int manager_startup(Manager *m) {
         r = netadm_client_new(m->event, m->netadm_path, &m->netadm);
         if (r < 0)
                 return log_oom();
+        r = worker_pool_new(m->event, WORKER_THREADS, &m->workers);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start worker threads: %s", strerror(-r));
+        r = virt_new(m, &virt_callbacks, &m->virt);
+        if (r < 0)
+                return r;
 
+        /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
+        virt_cleanup_stale(m->virt);
         return cleanup_leftovers(m);
 }
 
@@ -320,6 +364,11 @@ int manager_connect_bus(Manager *m) {
         if (r >= 0)
                 r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, group_node_enumerator, m);
         if (r >= 0)
+                r = sd_bus_add_fallback_vtable(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, VMGR_VM_INTERFACE, vm_vtable,
+                                               vm_object_find, m);
+        if (r >= 0)
+                r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, vm_node_enumerator, m);
+        if (r >= 0)
                 r = sd_bus_add_object_manager(m->bus, NULL, VMGR_MANAGER_PATH);
         if (r < 0)
                 return log_error_errno(r, "Failed to publish the D-Bus objects: %s", strerror(-r));
@@ -348,6 +397,7 @@ static int on_finish_shutdown(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
 
         netadm_client_close(m->netadm);
+        m->virt = virt_free(m->virt);
         (void) signal_children(SIGTERM);
         if (wait_children(CHILDREN_GRACE_USEC) < 0) {
                 log_warning("Some processes did not exit on SIGTERM; killing them");

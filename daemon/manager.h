@@ -6,6 +6,9 @@
 #include <systemd/sd-event.h>
 
 #include "netadm-client.h"
+#include "worker.h"
+
+typedef struct Virt Virt;
 
 typedef struct Group Group;
 
@@ -13,16 +16,21 @@ typedef struct ManagerConfig {
         unsigned max_groups;            /* groups this daemon holds at once */
         unsigned max_vms_per_group;
         unsigned dnsmasq_ready_timeout_sec;
+        int accelerator;                /* VmgrAccel: auto, kvm or tcg */
 } ManagerConfig;
 
 typedef struct Manager {
         sd_event *event;
         sd_bus *bus;
         NetadmClient *netadm;
+        WorkerPool *workers;            /* blocking work: libvirt calls, disks, probes */
+        Virt *virt;                     /* private libvirtd, started on first use */
 
         char *state_dir;                /* groups/<name>.json live under it */
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
+        char *cache_dir;                /* shared by every vmgrd of this user: guest images, base disks */
         char *netadm_path;
+        char *mkguest_path;             /* builds the default guest */
         int lock_fd;                    /* flock on runtime_dir/vmgrd.lock */
 
         ManagerConfig config;

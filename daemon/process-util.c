@@ -77,7 +77,7 @@ int signal_children(int sig) {
         return for_each_child(kill_one, &sig);
 }
 
-static uint64_t now_usec(void) {
+uint64_t now_monotonic_usec(void) {
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -85,7 +85,7 @@ static uint64_t now_usec(void) {
 }
 
 int wait_children(uint64_t timeout_usec) {
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_monotonic_usec() + timeout_usec;
 
         for (;;) {
                 siginfo_t si = {};
@@ -99,7 +99,7 @@ int wait_children(uint64_t timeout_usec) {
                 }
                 if (si.si_pid != 0)
                         continue;
-                if (now_usec() >= deadline)
+                if (now_monotonic_usec() >= deadline)
                         return -ETIMEDOUT;
                 (void) usleep(10 * 1000);
         }

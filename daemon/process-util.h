@@ -31,3 +31,6 @@ int pidfd_signal(int pidfd, int sig);
 
 /* Whether the process behind pidfd has exited (pidfd readable). */
 bool pidfd_exited(int pidfd);
+
+/* CLOCK_MONOTONIC in microseconds. */
+uint64_t now_monotonic_usec(void);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
@@ -26,6 +27,8 @@ static void help(void) {
                "\n"
                "  --state-dir DIR     persistent state (default $XDG_STATE_HOME/vmgr)\n"
                "  --runtime-dir DIR   runtime files (default $XDG_RUNTIME_DIR/vmgr)\n"
+               "  --cache-dir DIR     guest images and base disks, shared by the user's vmgrds\n"
+               "                      (default $XDG_CACHE_HOME/vmgr)\n"
                "  --netadm PATH       privileged helper (default %s)\n"
                "  --config FILE       configuration file (key = value)\n"
                "  -h --help           show this help\n"
@@ -44,11 +47,34 @@ static int default_dir(const char *env, const char *fallback, char **ret) {
         return -ENXIO;
 }
 
+/* vmgr-mkguest next to our own binary (an install in a destdir, a build
+ * tree's install), else the configured one. */
+static int find_mkguest(char **ret) {
+        char self[4096];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+        if (n > 0) {
+                self[n] = 0;
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        if (asprintf(ret, "%s/vmgr-mkguest", self) < 0)
+                                return -ENOMEM;
+                        if (access(*ret, X_OK) == 0)
+                                return 0;
+                        free(*ret);
+                }
+        }
+        *ret = strdup(VMGR_MKGUEST_PATH);
+        return *ret ? 0 : -ENOMEM;
+}
+
 static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
-        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_NETADM, ARG_CONFIG, ARG_VERSION };
+        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_CACHE_DIR, ARG_NETADM, ARG_CONFIG, ARG_VERSION };
         static const struct option options[] = {
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
+                { "cache-dir", required_argument, NULL, ARG_CACHE_DIR },
                 { "netadm", required_argument, NULL, ARG_NETADM },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "help", no_argument, NULL, 'h' },
@@ -71,6 +97,9 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                         break;
                 case ARG_RUNTIME_DIR:
                         target = &m->runtime_dir;
+                        break;
+                case ARG_CACHE_DIR:
+                        target = &m->cache_dir;
                         break;
                 case ARG_NETADM:
                         target = &m->netadm_path;
@@ -103,7 +132,13 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                 fprintf(stderr, "vmgrd: set XDG_RUNTIME_DIR or pass --runtime-dir\n");
                 return -EINVAL;
         }
+        if (!m->cache_dir && default_dir("XDG_CACHE_HOME", ".cache", &m->cache_dir) < 0) {
+                fprintf(stderr, "vmgrd: set XDG_CACHE_HOME or HOME, or pass --cache-dir\n");
+                return -EINVAL;
+        }
         if (!m->netadm_path && !(m->netadm_path = strdup(VMGR_NETADM_PATH)))
+                return -ENOMEM;
+        if (find_mkguest(&m->mkguest_path) < 0)
                 return -ENOMEM;
         r = 1;
         return r;

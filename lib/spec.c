@@ -348,14 +348,25 @@ int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
         return 0;
 }
 
-int vmgr_vm_spec_parse(const char *json, VmgrVMSpec *ret, char *error) {
+int vmgr_vm_spec_parse(const char *json, const char *name, VmgrVMSpec *ret, char *error) {
         _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *n;
         VmgrVMSpec vm;
         int r;
 
+        if (strspn(json, " \t\r\n") == strlen(json))
+                json = "{}";
         r = json_parse_object(json, &o, error);
         if (r < 0)
                 return r;
+        if (name) {
+                /* The name comes from the caller; the spec may repeat it, not contradict it. */
+                if (json_object_object_get_ex(o, "name", &n)) {
+                        if (!json_object_is_type(n, json_type_string) || !streq(json_object_get_string(n), name))
+                                return spec_error(error, "name", "differs from the VM name \"%s\"", name);
+                } else
+                        json_object_object_add(o, "name", json_object_new_string(name));
+        }
         r = vm_spec_from_json(o, "", &vm, error);
         if (r < 0) {
                 vmgr_vm_spec_done(&vm);

@@ -61,8 +61,10 @@ typedef struct VmgrSpec {
  * holding "PATH: what is wrong". */
 int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error);
 
-/* Parse one VM's spec (as for AddVM), with defaults applied. Same contract. */
-int vmgr_vm_spec_parse(const char *json, VmgrVMSpec *ret, char *error);
+/* Parse one VM's spec (as for AddVM), with defaults applied. When name is
+ * given the spec may leave "name" out (or must repeat it); an empty string
+ * is the default VM. Same contract. */
+int vmgr_vm_spec_parse(const char *json, const char *name, VmgrVMSpec *ret, char *error);
 
 void vmgr_vm_spec_done(VmgrVMSpec *vm);
 VmgrSpec *vmgr_spec_free(VmgrSpec *spec);

@@ -93,14 +93,25 @@ static void test_vm_spec(void) {
         VmgrVMSpec vm;
         char error[VMGR_SPEC_ERROR_MAX];
 
-        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"memory_mib\": 128}", &vm, error) == 0);
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"memory_mib\": 128}", NULL, &vm, error) == 0);
         CHECK_STREQ(vm.name, "x");
         CHECK(vm.memory_mib == 128);
         vmgr_vm_spec_done(&vm);
-        CHECK(vmgr_vm_spec_parse("{\"memory_mib\": 128}", &vm, error) == -EINVAL);
+        CHECK(vmgr_vm_spec_parse("{\"memory_mib\": 128}", NULL, &vm, error) == -EINVAL);
         CHECK(strstr(error, "needs a \"name\""));
-        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"kernel\": 5}", &vm, error) == -EINVAL);
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"kernel\": 5}", NULL, &vm, error) == -EINVAL);
         CHECK_STREQ(error, "kernel: must be a string");
+        CHECK(vmgr_vm_spec_parse("", "d", &vm, error) == 0);
+        CHECK_STREQ(vm.name, "d");
+        CHECK(vm.vcpus == 1 && vm.memory_mib == 256);
+        vmgr_vm_spec_done(&vm);
+        CHECK(vmgr_vm_spec_parse("{\"ipv4\": true}", "d", &vm, error) == 0);
+        CHECK(vm.ipv4);
+        vmgr_vm_spec_done(&vm);
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"d\"}", "d", &vm, error) == 0);
+        vmgr_vm_spec_done(&vm);
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"e\"}", "d", &vm, error) == -EINVAL);
+        CHECK(strstr(error, "name: differs"));
 }
 
 int main(void) {

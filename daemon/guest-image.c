@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guest-image.h"
+#include "macro.h"
+#include "process-util.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static char cached_kernel[PATH_MAX], cached_initrd[PATH_MAX];
+
+/* Run mkguest and read "KERNEL INITRD" from its stdout; its stderr becomes the error. */
+static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel, char *initrd, char *error) {
+        char out_dir[PATH_MAX], output[2 * PATH_MAX + 2] = "", errbuf[400] = "";
+        int out[2], err[2], status;
+        size_t n_out = 0, n_err = 0;
+        pid_t pid;
+
+        snprintf(out_dir, sizeof(out_dir), "%s/guest", cache_dir);
+        if (pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(err, O_CLOEXEC) < 0) {
+                close(out[0]);
+                close(out[1]);
+                return -errno;
+        }
+        pid = fork();
+        if (pid < 0) {
+                int r = -errno;
+                close(out[0]);
+                close(out[1]);
+                close(err[0]);
+                close(err[1]);
+                return r;
+        }
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
+                    dup2(err[1], STDERR_FILENO) < 0)
+                        _exit(127);
+                child_prepare_exec(3);
+                execl(mkguest, "vmgr-mkguest", "--print-path", "--output-dir", out_dir, (char *) NULL);
+                fprintf(stderr, "cannot execute %s: %m\n", mkguest);
+                _exit(127);
+        }
+        close(out[1]);
+        close(err[1]);
+        /* The outputs are small; read stdout, then stderr (mkguest writes little to either). */
+        for (ssize_t k; (k = read(out[0], output + n_out, sizeof(output) - 1 - n_out)) > 0;)
+                n_out += (size_t) k;
+        for (ssize_t k; (k = read(err[0], errbuf + n_err, sizeof(errbuf) - 1 - n_err)) > 0;)
+                n_err += (size_t) k;
+        close(out[0]);
+        close(err[0]);
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+
+        output[n_out] = 0;
+        errbuf[n_err] = 0;
+        errbuf[strcspn(errbuf, "\n")] = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                snprintf(error, 512, "building the default guest failed: %s", *errbuf ? errbuf : "vmgr-mkguest failed");
+                return -EIO;
+        }
+        if (sscanf(output, "%4095s %4095s", kernel, initrd) != 2) {
+                snprintf(error, 512, "vmgr-mkguest printed no kernel and initramfs");
+                return -EIO;
+        }
+        return 0;
+}
+
+int guest_image_get(const char *mkguest, const char *cache_dir, char kernel[PATH_MAX], char initrd[PATH_MAX],
+                    char *error) {
+        int r = 0;
+
+        pthread_mutex_lock(&lock);
+        if (!*cached_kernel || access(cached_kernel, R_OK) < 0 || access(cached_initrd, R_OK) < 0)
+                r = run_mkguest(mkguest, cache_dir, cached_kernel, cached_initrd, error);
+        if (r >= 0) {
+                memcpy(kernel, cached_kernel, PATH_MAX);
+                memcpy(initrd, cached_initrd, PATH_MAX);
+        } else
+                *cached_kernel = 0;
+        pthread_mutex_unlock(&lock);
+        return r;
+}

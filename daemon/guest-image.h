@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <limits.h>
+
+/* The default guest's kernel and initramfs, built (or found in its cache) by
+ * vmgr-mkguest under cache_dir/guest. The answer is remembered for the
+ * daemon's lifetime. Blocking and thread-safe: call it from a pool thread.
+ * Returns 0 or -errno with error (512 bytes) saying why. */
+int guest_image_get(const char *mkguest, const char *cache_dir, char kernel[PATH_MAX], char initrd[PATH_MAX],
+                    char *error);

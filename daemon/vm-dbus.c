@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-error.h"
+#include "group.h"
+#include "vm.h"
+
+static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        VM *vm = userdata;
+
+        return sd_bus_message_append(reply, "s", vm_state_to_string(vm->state));
+}
+
+static int property_get_group(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        VM *vm = userdata;
+
+        return sd_bus_message_append(reply, "o", vm->group ? vm->group->object_path : "/");
+}
+
+/* The derived names and addresses, chosen by property name. */
+static int property_get_derived(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        VM *vm = userdata;
+        char buf[INET6_ADDRSTRLEN + VMGR_MAC_STRLEN];
+
+        if (streq(property, "MAC"))
+                vmgr_mac_format(vm->addrs.mac, buf);
+        else if (streq(property, "MAC4"))
+                return sd_bus_message_append(reply, "s",
+                                             vm->spec.ipv4 ? vmgr_mac_format(vm->addrs.mac4, buf) : "");
+        else if (streq(property, "IPv6"))
+                inet_ntop(AF_INET6, &vm->addrs.ipv6, buf, sizeof(buf));
+        else if (streq(property, "Tap"))
+                return sd_bus_message_append(reply, "s", vm->addrs.tap);
+        else if (streq(property, "Tap4"))
+                return sd_bus_message_append(reply, "s", vm->spec.ipv4 ? vm->addrs.tap4 : "");
+        else
+                return -EINVAL;
+        return sd_bus_message_append(reply, "s", buf);
+}
+
+static int property_get_string(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const char *const *s = userdata;
+
+        return sd_bus_message_append(reply, "s", *s ?: "");
+}
+
+static int property_get_uuid(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        VM *vm = userdata;
+
+        return sd_bus_message_append(reply, "s", vm->uuid);
+}
+
+/* Run an operation for a method call; the reply comes when it is done. */
+static int vm_method(sd_bus_message *m, VM *vm, VMOp op, uint64_t timeout, sd_bus_error *error) {
+        int r;
+
+        if (!vm->group)
+                return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_VM, "VM '%s' is gone", vm->name);
+        if (vm->group->state == GROUP_DELETING)
+                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY, "group '%s' is being deleted", vm->group->name);
+        r = vm_operation(vm, op, timeout, m, NULL, NULL);
+        if (r == -VMGR_ERR_BUSY)
+                return vmgr_bus_error_set(error, r, "VM '%s' is busy with another operation; try again", vm->name);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, NULL);
+        return 1;
+}
+
+static int method_start(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return vm_method(m, userdata, VM_OP_START, 0, error);
+}
+
+static int method_kill(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return vm_method(m, userdata, VM_OP_KILL, 0, error);
+}
+
+static int method_reboot(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return vm_method(m, userdata, VM_OP_REBOOT, 0, error);
+}
+
+static int method_restart(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return vm_method(m, userdata, VM_OP_RESTART, 0, error);
+}
+
+static int method_shutdown(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        uint64_t timeout;
+        int r;
+
+        r = sd_bus_message_read(m, "t", &timeout);
+        if (r < 0)
+                return r;
+        return vm_method(m, userdata, VM_OP_SHUTDOWN, timeout, error);
+}
+
+const sd_bus_vtable vm_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Name", "s", NULL, offsetof(VM, name), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Group", "o", property_get_group, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MAC", "s", property_get_derived, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("IPv6", "s", property_get_derived, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MAC4", "s", property_get_derived, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("IPv4", "s", property_get_string, offsetof(VM, ipv4), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Tap", "s", property_get_derived, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Tap4", "s", property_get_derived, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ConsoleLog", "s", NULL, offsetof(VM, console_log), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Vcpus", "u", NULL, offsetof(VM, spec.vcpus), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MemoryMiB", "u", NULL, offsetof(VM, spec.memory_mib), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("UUID", "s", property_get_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("LastError", "s", property_get_string, offsetof(VM, last_error),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("Start", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_start, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Kill", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_kill, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Shutdown", SD_BUS_ARGS("t", timeout_usec), SD_BUS_NO_RESULT, method_shutdown,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reboot", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reboot,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Restart", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_restart,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int vm_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                   sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *group = NULL, *name = NULL;
+        Group *g;
+        VM *vm;
+        int r;
+
+        r = sd_bus_path_decode_many(path, VMGR_GROUP_PATH_PREFIX "/%/vm/%", &group, &name);
+        if (r <= 0)
+                return r;
+        g = manager_find_group(m, group);
+        if (!g)
+                return 0;
+        vm = group_find_vm(g, name);
+        if (!vm)
+                return 0;
+        *found = vm;
+        return 1;
+}
+
+int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+        Manager *m = userdata;
+        size_t n = 0, i = 0;
+        char **l;
+
+        for (Group *g = m->groups; g; g = g->next)
+                n += g->n_vms;
+        l = calloc(n + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        for (Group *g = m->groups; g; g = g->next)
+                for (VM *vm = g->vms; vm; vm = vm->next) {
+                        l[i] = strdup(vm->object_path);
+                        if (!l[i]) {
+                                for (size_t j = 0; j < i; j++)
+                                        free(l[j]);
+                                free(l);
+                                return -ENOMEM;
+                        }
+                        i++;
+                }
+        *nodes = l;
+        return 1;
+}
+
+int vm_emit_changed(VM *vm, const char *property, ...) {
+        const char *names[8];
+        size_t n = 0;
+        va_list ap;
+
+        if (!vm->group || !vm->group->manager || !vm->group->manager->bus)
+                return 0;
+        va_start(ap, property);
+        for (const char *p = property; p && n < ELEMENTSOF(names) - 1; p = va_arg(ap, const char *))
+                names[n++] = p;
+        va_end(ap);
+        names[n] = NULL;
+        return sd_bus_emit_properties_changed_strv(vm->group->manager->bus, vm->object_path, VMGR_VM_INTERFACE,
+                                                   (char **) names);
+}

@@ -1,0 +1,839 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "accel.h"
+#include "bus-error.h"
+#include "disk.h"
+#include "domain-xml.h"
+#include "fs-util.h"
+#include "group.h"
+#include "guest-image.h"
+#include "log.h"
+#include "vm.h"
+
+#define VM_KILL_TIMEOUT_USEC (10ULL * 1000000ULL)
+
+static const char *const state_names[_VM_STATE_MAX] = {
+        [VM_DEFINED] = "defined",
+        [VM_STARTING] = "starting",
+        [VM_RUNNING] = "running",
+        [VM_READY] = "ready",
+        [VM_STOPPING] = "stopping",
+        [VM_STOPPED] = "stopped",
+        [VM_CRASHED] = "crashed",
+};
+
+static const char *const op_names[_VM_OP_MAX] = {
+        [VM_OP_NONE] = "none",
+        [VM_OP_START] = "start",
+        [VM_OP_KILL] = "kill",
+        [VM_OP_SHUTDOWN] = "shutdown",
+        [VM_OP_REBOOT] = "reboot",
+        [VM_OP_RESTART] = "restart",
+        [VM_OP_REMOVE] = "remove",
+};
+
+const char *vm_state_to_string(VMState s) {
+        return (unsigned) s < _VM_STATE_MAX ? state_names[s] : NULL;
+}
+
+static Manager *vm_manager(VM *vm) {
+        Group *g = vm->group ?: vm->op_group;
+        return g ? g->manager : NULL;
+}
+
+static VM *vm_free(VM *vm) {
+        if (!vm)
+                return NULL;
+        sd_event_source_disable_unref(vm->op_timer);
+        sd_bus_message_unref(vm->op_call);
+        vmgr_vm_spec_done(&vm->spec);
+        free(vm->name);
+        free(vm->object_path);
+        free(vm->domain_name);
+        free(vm->dir);
+        free(vm->console_log);
+        free(vm->agent_socket);
+        free(vm->xml);
+        free(vm->ipv4);
+        free(vm->last_error);
+        free(vm);
+        return NULL;
+}
+
+VM *vm_ref(VM *vm) {
+        if (vm)
+                vm->n_ref++;
+        return vm;
+}
+
+VM *vm_unref(VM *vm) {
+        if (!vm || --vm->n_ref > 0)
+                return NULL;
+        return vm_free(vm);
+}
+
+VM *group_find_vm(Group *g, const char *name) {
+        for (VM *vm = g->vms; vm; vm = vm->next)
+                if (streq(vm->name, name))
+                        return vm;
+        return NULL;
+}
+
+static void vm_set_state(VM *vm, VMState state) {
+        if (vm->state == state)
+                return;
+        log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM is %s",
+                     vm_state_to_string(state));
+        vm->state = state;
+        (void) vm_emit_changed(vm, "State", NULL);
+}
+
+static void vm_set_error(VM *vm, const char *message) {
+        char *copy = strdup(message ?: "");
+
+        if (!copy)
+                return;
+        free(vm->last_error);
+        vm->last_error = copy;
+        (void) vm_emit_changed(vm, "LastError", NULL);
+}
+
+int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
+        Manager *m = g->manager;
+        _cleanup_(vm_unrefp) VM *vm = NULL;
+        _cleanup_free_ char *escaped = NULL;
+        char buf[256];
+        int r;
+
+        if (group_find_vm(g, spec->name))
+                return -VMGR_ERR_VM_EXISTS;
+
+        vm = calloc(1, sizeof(*vm));
+        if (!vm)
+                return -ENOMEM;
+        vm->n_ref = 1;
+        vm->state = VM_DEFINED;
+        r = vmgr_vm_addrs_derive(g->name, spec->name, &vm->addrs);
+        if (r < 0)
+                return r;
+        vm->name = strdup(spec->name);
+        vm->ipv4 = strdup("");
+        if (!vm->name || !vm->ipv4)
+                return -ENOMEM;
+        r = vmgr_domain_name(g->name, spec->name, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        vm->domain_name = strdup(buf);
+        if (!vm->domain_name)
+                return -ENOMEM;
+        r = vmgr_domain_uuid(g->name, spec->name, vm->uuid);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_path_encode(g->object_path, "vm", &escaped);
+        if (r < 0)
+                return r;
+        r = sd_bus_path_encode(escaped, spec->name, &vm->object_path);
+        if (r < 0)
+                return r;
+
+        if (asprintf(&vm->dir, "%s/groups/%s/vms/%s", m->state_dir, g->name, spec->name) < 0 ||
+            asprintf(&vm->console_log, "%s/console.log", vm->dir) < 0 ||
+            asprintf(&vm->agent_socket, "%s/vms/%s.agent", g->runtime_dir, spec->name) < 0) {
+                vm->dir = vm->console_log = vm->agent_socket = NULL;
+                return -ENOMEM;
+        }
+
+        vm->spec = *spec;
+        *spec = (VmgrVMSpec) {};
+
+        vm->group = g;
+        vm->next = g->vms;
+        if (g->vms)
+                g->vms->prev = vm;
+        g->vms = vm;
+        g->n_vms++;
+
+        *ret = TAKE_PTR(vm); /* the group's list holds this reference */
+        return 0;
+}
+
+/* Take the VM out of its group. Drops the group's reference. */
+static void vm_unlink(VM *vm) {
+        Group *g = vm->group;
+        Manager *m;
+
+        if (!g)
+                return;
+        m = g->manager;
+        if (m && m->bus)
+                (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
+        if (vm->prev)
+                vm->prev->next = vm->next;
+        else
+                g->vms = vm->next;
+        if (vm->next)
+                vm->next->prev = vm->prev;
+        vm->next = vm->prev = NULL;
+        g->n_vms--;
+        vm->group = NULL;
+        (void) group_emit_changed(g, "VMs", NULL);
+        vm_unref(vm);
+}
+
+/* ---- operation plumbing ---------------------------------------------- */
+
+static void vm_op_step(VM *vm);
+
+/* End the operation in flight: reply, tell the waiter, drop its reference. */
+static void vm_op_finish(VM *vm, int error, const char *message) {
+        sd_bus_message *call = TAKE_PTR(vm->op_call);
+        vm_op_done_t done = vm->op_done;
+        void *userdata = vm->op_userdata;
+        VMOp op = vm->op;
+        Group *op_group = TAKE_PTR(vm->op_group);
+
+        vm->op = VM_OP_NONE;
+        vm->op_done = NULL;
+        vm->op_userdata = NULL;
+        vm->op_timer = sd_event_source_disable_unref(vm->op_timer);
+
+        if (error < 0) {
+                log_internal(LOG_ERR, error, vm->group ? vm->group->name : NULL, vm->name, "%s failed: %s",
+                             op_names[op], message);
+                vm_set_error(vm, message);
+        }
+        if (call) {
+                if (error < 0)
+                        (void) vmgr_bus_reply_error(call, error, "%s", message);
+                else
+                        (void) sd_bus_reply_method_return(call, NULL);
+                sd_bus_message_unref(call);
+        }
+        /* A removed VM leaves its group before anyone hears of it. */
+        if (op == VM_OP_REMOVE && error >= 0)
+                vm_unlink(vm);
+        if (done)
+                done(vm, error, message, userdata);
+
+        /* A removal asked for while this operation ran goes next. */
+        if (vm->remove_requested && op != VM_OP_REMOVE && vm->group) {
+                vm->remove_requested = false;
+                (void) vm_operation(vm, VM_OP_REMOVE, 0, NULL, vm->remove_done, vm->remove_userdata);
+        }
+        group_unref(op_group);
+        vm_unref(vm); /* the operation's reference */
+}
+
+/* Fail the operation with a formatted message. */
+_printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
+        char message[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+        vm_op_finish(vm, error, message);
+}
+
+int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, vm_op_done_t done,
+                 void *userdata) {
+        if (!vm->group)
+                return -VMGR_ERR_NO_SUCH_VM;
+        if (vm->op != VM_OP_NONE)
+                return -VMGR_ERR_BUSY;
+
+        vm->op = op;
+        vm->op_step = 0;
+        vm->op_error = 0;
+        vm->op_message[0] = 0;
+        vm->op_call = sd_bus_message_ref(call);
+        vm->op_done = done;
+        vm->op_userdata = userdata;
+        vm->op_timeout_usec = timeout_usec;
+        vm->op_group = group_ref(vm->group); /* the group outlives our steps */
+        vm_ref(vm);
+
+        vm_op_step(vm);
+        return 0;
+}
+
+int vm_remove(VM *vm, vm_op_done_t done, void *userdata) {
+        if (!vm->group)
+                return -VMGR_ERR_NO_SUCH_VM;
+        if (vm->op == VM_OP_REMOVE || vm->remove_requested)
+                return -VMGR_ERR_BUSY;
+        if (vm->op != VM_OP_NONE) {
+                vm->remove_requested = true;
+                vm->remove_done = done;
+                vm->remove_userdata = userdata;
+                return 0;
+        }
+        return vm_operation(vm, VM_OP_REMOVE, 0, NULL, done, userdata);
+}
+
+/* ---- steps done by the helper ------------------------------------------ */
+
+static void on_helper_reply(int error, const char *message, int pid, int pidfd, void *userdata) {
+        VM *vm = userdata;
+
+        safe_close(pidfd);
+        if (error >= 0) {
+                bool created = vm->tap_op == VMGR_NETADM_TAP_CREATE;
+                if (vm->tap_nic == VMGR_NIC_PRIMARY)
+                        vm->tap_created = created;
+                else
+                        vm->tap4_created = created;
+        }
+        if (error < 0) {
+                vm_op_fail(vm, error == -EPERM ? -EPERM : -VMGR_ERR_HELPER_FAILED, "%s", message);
+                return;
+        }
+        vm->op_step++;
+        vm_op_step(vm);
+}
+
+static void helper_tap(VM *vm, enum vmgr_netadm_op op, enum vmgr_nic nic) {
+        Manager *m = vm_manager(vm);
+        int r;
+
+        vm->tap_op = op;
+        vm->tap_nic = nic;
+        r = netadm_client_call(m->netadm, op, vm->group->name, vm->name, nic, NULL, on_helper_reply, vm);
+        if (r < 0)
+                vm_op_fail(vm, -VMGR_ERR_HELPER_FAILED, "cannot ask vmgr-netadm for a TAP: %s", strerror(-r));
+}
+
+/* ---- preparing the domain (pool thread) ------------------------------ */
+
+typedef struct PrepareJob {
+        VM *vm;                 /* only its immutable fields are read on the thread */
+        char *group;
+        char *cache_dir;
+        char *mkguest;
+        VmgrAccel accel;
+        char *xml;
+        char error[512];
+} PrepareJob;
+
+/* A hostname the guest init accepts: [A-Za-z0-9.-]. */
+static void vm_hostname(const char *name, char *buf, size_t size) {
+        snprintf(buf, size, "%s", name);
+        for (char *p = buf; *p; p++)
+                if (*p == '_')
+                        *p = '-';
+}
+
+static int prepare_disk(const char *cache_dir, const VmgrDiskSpec *d, const char *overlay, char *error) {
+        _cleanup_free_ char *base = NULL;
+        VmgrDiskFormat format;
+        int r;
+
+        if (!d->path)
+                return disk_blank_create(overlay, d->size_mib, error);
+        r = disk_base_get(cache_dir, d->path, d->format, &base, &format, error);
+        if (r < 0)
+                return r;
+        return disk_overlay_create(base, format, overlay, error);
+}
+
+static int prepare_work(void *userdata) {
+        PrepareJob *j = userdata;
+        VM *vm = j->vm;
+        const VmgrVMSpec *s = &vm->spec;
+        char reason[256] = "", hostname[64], cmdline[4200];
+        char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
+        _cleanup_free_ char *boot_disk = NULL, *vms_dir = NULL;
+        char *extra_paths[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
+        const char *extra_formats[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
+        VmgrAccel accel;
+        int r;
+
+        r = mkdir_p(vm->dir, 0700);
+        if (r < 0) {
+                snprintf(j->error, sizeof(j->error), "cannot create %s: %s", vm->dir, strerror(-r));
+                return r;
+        }
+        vms_dir = strdup(vm->agent_socket);
+        if (!vms_dir)
+                return -ENOMEM;
+        *strrchr(vms_dir, '/') = 0;
+        r = mkdir_p(vms_dir, 0700);
+        if (r < 0) {
+                snprintf(j->error, sizeof(j->error), "cannot create %s: %s", vms_dir, strerror(-r));
+                return r;
+        }
+
+        r = accel_resolve(j->cache_dir, j->accel, &accel, reason);
+        if (r < 0) {
+                snprintf(j->error, sizeof(j->error), "accelerator: %s", reason);
+                return r;
+        }
+
+        vm_hostname(vm->name, hostname, sizeof(hostname));
+        if (s->disk.path) {
+                if (asprintf(&boot_disk, "%s/disk.qcow2", vm->dir) < 0)
+                        return -ENOMEM;
+                r = prepare_disk(j->cache_dir, &s->disk, boot_disk, j->error);
+                if (r < 0)
+                        return r;
+        } else if (s->kernel) {
+                snprintf(kernel, sizeof(kernel), "%s", s->kernel);
+                if (s->initrd)
+                        snprintf(initrd, sizeof(initrd), "%s", s->initrd);
+                snprintf(cmdline, sizeof(cmdline), "%s", s->cmdline ?: "console=ttyS0");
+        } else {
+                r = guest_image_get(j->mkguest, j->cache_dir, kernel, initrd, j->error);
+                if (r < 0)
+                        return r;
+                snprintf(cmdline, sizeof(cmdline), "console=ttyS0 vmgr.hostname=%s", hostname);
+        }
+
+        for (size_t i = 0; i < s->n_extra_disks; i++) {
+                if (asprintf(&extra_paths[i], "%s/extra%zu.qcow2", vm->dir, i) < 0) {
+                        r = -ENOMEM;
+                        goto finish;
+                }
+                extra_formats[i] = "qcow2";
+                r = prepare_disk(j->cache_dir, &s->extra_disks[i], extra_paths[i], j->error);
+                if (r < 0)
+                        goto finish;
+        }
+
+        VmgrDomainConfig c = {
+                .group = j->group,
+                .vm = vm->name,
+                .vcpus = s->vcpus,
+                .memory_mib = s->memory_mib,
+                .accel = accel,
+                .emulator = "/usr/bin/qemu-system-x86_64",
+                .kernel = *kernel ? kernel : NULL,
+                .initrd = *initrd ? initrd : NULL,
+                .cmdline = *kernel ? cmdline : NULL,
+                .boot_disk = boot_disk,
+                .boot_disk_format = boot_disk ? "qcow2" : NULL,
+                .extra_disks = (const char *const *) extra_paths,
+                .extra_disk_formats = extra_formats,
+                .n_extra_disks = s->n_extra_disks,
+                .ipv4 = s->ipv4,
+                .console_log = vm->console_log,
+                .agent_socket = vm->agent_socket,
+        };
+        r = vmgr_domain_xml(&c, &j->xml);
+        if (r < 0)
+                snprintf(j->error, sizeof(j->error), "cannot build the domain XML: %s", strerror(-r));
+
+finish:
+        for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
+                free(extra_paths[i]);
+        return r;
+}
+
+static void prepare_job_free(PrepareJob *j) {
+        free(j->xml);
+        free(j->group);
+        free(j->cache_dir);
+        free(j->mkguest);
+        free(j);
+}
+
+static void prepare_done(int result, void *userdata) {
+        PrepareJob *j = userdata;
+        VM *vm = j->vm;
+
+        if (result < 0)
+                vm_op_fail(vm, result == -ENOENT ? result : -VMGR_ERR_INVALID_SPEC, "cannot prepare VM '%s': %s",
+                           vm->name, j->error);
+        else {
+                vm->xml = TAKE_PTR(j->xml);
+                vm->op_step++;
+                vm_op_step(vm);
+        }
+        prepare_job_free(j);
+}
+
+static void prepare(VM *vm) {
+        Manager *m = vm_manager(vm);
+        PrepareJob *j;
+        int r;
+
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                vm_op_fail(vm, -ENOMEM, "out of memory");
+                return;
+        }
+        j->vm = vm;
+        j->accel = vm->group->spec->accelerator != VMGR_ACCEL_AUTO ? vm->group->spec->accelerator
+                                                                    : (VmgrAccel) m->config.accelerator;
+        j->group = strdup(vm->group->name);
+        j->cache_dir = strdup(m->cache_dir);
+        j->mkguest = strdup(m->mkguest_path);
+        if (!j->group || !j->cache_dir || !j->mkguest) {
+                prepare_job_free(j);
+                vm_op_fail(vm, -ENOMEM, "out of memory");
+                return;
+        }
+        r = worker_submit(m->workers, prepare_work, prepare_done, j);
+        if (r < 0) {
+                prepare_job_free(j);
+                vm_op_fail(vm, r, "cannot prepare VM '%s': %s", vm->name, strerror(-r));
+        }
+}
+
+/* ---- libvirt steps (pool thread) ---------------------------------------- */
+
+typedef enum VirtAction {
+        VIRT_CREATE,
+        VIRT_DESTROY,
+        VIRT_SHUTDOWN,
+        VIRT_REBOOT,
+} VirtAction;
+
+typedef struct VirtJob {
+        VM *vm;
+        VirtAction action;
+        char *domain;
+        char *xml;
+        char error[512];
+} VirtJob;
+
+/* Look the domain up; a missing domain is -ENOENT without an error message. */
+static int lookup(virConnectPtr conn, VirtJob *j, virDomainPtr *ret) {
+        virDomainPtr dom = virDomainLookupByName(conn, j->domain);
+
+        if (!dom) {
+                virErrorPtr e = virGetLastError();
+                if (e && e->code == VIR_ERR_NO_DOMAIN)
+                        return -ENOENT;
+                snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
+                return -EIO;
+        }
+        *ret = dom;
+        return 0;
+}
+
+static int virt_job_work(virConnectPtr conn, void *userdata) {
+        VirtJob *j = userdata;
+        virDomainPtr dom = NULL;
+        int r = 0;
+
+        switch (j->action) {
+        case VIRT_CREATE:
+                dom = virDomainCreateXML(conn, j->xml, 0);
+                if (!dom) {
+                        snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
+                        return -EIO;
+                }
+                break;
+        case VIRT_DESTROY:
+                r = lookup(conn, j, &dom);
+                if (r == -ENOENT)
+                        return 0; /* not running: nothing to destroy */
+                if (r < 0)
+                        return r;
+                if (virDomainDestroy(dom) < 0) {
+                        virErrorPtr e = virGetLastError();
+                        if (!e || e->code != VIR_ERR_OPERATION_INVALID) { /* "not running" is fine */
+                                snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
+                                r = -EIO;
+                        }
+                }
+                break;
+        case VIRT_SHUTDOWN:
+        case VIRT_REBOOT:
+                r = lookup(conn, j, &dom);
+                if (r == -ENOENT) {
+                        snprintf(j->error, sizeof(j->error), "the VM is not running");
+                        return -ENOENT;
+                }
+                if (r < 0)
+                        return r;
+                if ((j->action == VIRT_SHUTDOWN ? virDomainShutdown(dom) : virDomainReboot(dom, 0)) < 0) {
+                        snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
+                        r = -EIO;
+                }
+                break;
+        }
+        if (dom)
+                virDomainFree(dom);
+        return r;
+}
+
+static void virt_job_done(int result, void *userdata) {
+        VirtJob *j = userdata;
+        VM *vm = j->vm;
+
+        if (result < 0)
+                vm_op_fail(vm, result == -ENOENT ? -EINVAL : -EIO, "%s", j->error);
+        else {
+                vm->op_step++;
+                vm_op_step(vm);
+        }
+        free(j->domain);
+        free(j->xml);
+        free(j);
+}
+
+static void virt_step(VM *vm, VirtAction action) {
+        Manager *m = vm_manager(vm);
+        VirtJob *j;
+        int r;
+
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                vm_op_fail(vm, -ENOMEM, "out of memory");
+                return;
+        }
+        j->vm = vm;
+        j->action = action;
+        j->domain = strdup(vm->domain_name);
+        j->xml = action == VIRT_CREATE ? strdup(vm->xml) : NULL;
+        if (!j->domain || (action == VIRT_CREATE && !j->xml)) {
+                free(j->domain);
+                free(j->xml);
+                free(j);
+                vm_op_fail(vm, -ENOMEM, "out of memory");
+                return;
+        }
+        r = virt_call(m->virt, virt_job_work, virt_job_done, j);
+        if (r < 0) {
+                free(j->domain);
+                free(j->xml);
+                free(j);
+                vm_op_fail(vm, r, "cannot reach libvirtd: %s", strerror(-r));
+        }
+}
+
+/* ---- the step machine ---------------------------------------------------- */
+
+static bool vm_is_active(VM *vm) {
+        return vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_READY ||
+               vm->state == VM_STOPPING;
+}
+
+static int on_shutdown_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+        VM *vm = userdata;
+
+        vm->op_timer = sd_event_source_disable_unref(vm->op_timer);
+        log_internal(LOG_WARNING, 0, vm->group ? vm->group->name : NULL, vm->name,
+                     "Clean shutdown did not finish in time; stopping the VM hard");
+        vm->op_step = 10; /* the hard stop */
+        vm_op_step(vm);
+        return 0;
+}
+
+/* Steps shared by Start and Restart to bring the domain up. Returns true when it issued a step. */
+static bool start_steps(VM *vm, int step) {
+        switch (step) {
+        case 0:
+                vm_set_state(vm, VM_STARTING);
+                if (!vm->tap_created) {
+                        helper_tap(vm, VMGR_NETADM_TAP_CREATE, VMGR_NIC_PRIMARY);
+                        return true;
+                }
+                return false;
+        case 1:
+                if (vm->spec.ipv4 && !vm->tap4_created) {
+                        helper_tap(vm, VMGR_NETADM_TAP_CREATE, VMGR_NIC_IPV4);
+                        return true;
+                }
+                return false;
+        case 2:
+                if (!vm->xml) {
+                        prepare(vm);
+                        return true;
+                }
+                return false;
+        case 3:
+                virt_step(vm, VIRT_CREATE);
+                return true;
+        case 4:
+                if (vm->state == VM_STARTING)
+                        vm_set_state(vm, VM_RUNNING);
+                vm_op_finish(vm, 0, NULL);
+                return true;
+        }
+        return false;
+}
+
+static void vm_op_step(VM *vm) {
+        for (;; vm->op_step++) {
+                int step = vm->op_step;
+
+                switch (vm->op) {
+                case VM_OP_START:
+                        if (step == 0 && vm_is_active(vm)) {
+                                vm_op_finish(vm, 0, NULL); /* already running */
+                                return;
+                        }
+                        if (start_steps(vm, step))
+                                return;
+                        break;
+
+                case VM_OP_RESTART:
+                        if (step == 0) {
+                                virt_step(vm, VIRT_DESTROY);
+                                return;
+                        }
+                        if (start_steps(vm, step - 1))
+                                return;
+                        break;
+
+                case VM_OP_KILL:
+                        if (step == 0) {
+                                vm_set_state(vm, VM_STOPPING);
+                                virt_step(vm, VIRT_DESTROY);
+                                return;
+                        }
+                        vm_set_state(vm, VM_STOPPED);
+                        vm_op_finish(vm, 0, NULL);
+                        return;
+
+                case VM_OP_SHUTDOWN:
+                        if (step == 0) {
+                                if (!vm_is_active(vm)) {
+                                        vm_op_finish(vm, 0, NULL);
+                                        return;
+                                }
+                                vm_set_state(vm, VM_STOPPING);
+                                if (vm->op_timeout_usec > 0)
+                                        (void) sd_event_add_time_relative(vm_manager(vm)->event, &vm->op_timer,
+                                                                          CLOCK_MONOTONIC, vm->op_timeout_usec, 0,
+                                                                          on_shutdown_deadline, vm);
+                                virt_step(vm, VIRT_SHUTDOWN);
+                                return;
+                        }
+                        if (step == 1)
+                                return; /* the guest is shutting down; the STOPPED event ends this */
+                        if (step == 10) {
+                                virt_step(vm, VIRT_DESTROY);
+                                return;
+                        }
+                        vm_set_state(vm, VM_STOPPED);
+                        vm_op_finish(vm, 0, NULL);
+                        return;
+
+                case VM_OP_REBOOT:
+                        if (step == 0) {
+                                if (!vm_is_active(vm)) {
+                                        vm_op_fail(vm, -EINVAL, "VM '%s' is not running", vm->name);
+                                        return;
+                                }
+                                virt_step(vm, VIRT_REBOOT);
+                                return;
+                        }
+                        vm_op_finish(vm, 0, NULL);
+                        return;
+
+                case VM_OP_REMOVE:
+                        if (step == 0) {
+                                if (vm_is_active(vm) || vm->state == VM_CRASHED) {
+                                        vm_set_state(vm, VM_STOPPING);
+                                        virt_step(vm, VIRT_DESTROY);
+                                        return;
+                                }
+                                break;
+                        }
+                        if (step == 1) {
+                                if (vm->state != VM_DEFINED)
+                                        vm_set_state(vm, VM_STOPPED);
+                                if (vm->tap_created) {
+                                        helper_tap(vm, VMGR_NETADM_TAP_DELETE, VMGR_NIC_PRIMARY);
+                                        return;
+                                }
+                                break;
+                        }
+                        if (step == 2) {
+                                if (vm->tap4_created) {
+                                        helper_tap(vm, VMGR_NETADM_TAP_DELETE, VMGR_NIC_IPV4);
+                                        return;
+                                }
+                                break;
+                        }
+                        {
+                                int r = rm_rf(vm->dir);
+                                if (r < 0)
+                                        log_internal(LOG_WARNING, r, vm->group->name, vm->name,
+                                                     "Failed to remove %s: %s", vm->dir, strerror(-r));
+                                (void) unlink(vm->agent_socket);
+                        }
+                        vm_op_finish(vm, 0, NULL);
+                        return;
+
+                default:
+                        vm_op_finish(vm, 0, NULL);
+                        return;
+                }
+        }
+}
+
+void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
+        _cleanup_(vm_unrefp) VM *hold = vm_ref(vm);
+
+        switch (event) {
+        case VIRT_DOMAIN_STARTED:
+                if (vm->state == VM_STARTING || vm->state == VM_STOPPED || vm->state == VM_CRASHED ||
+                    vm->state == VM_DEFINED)
+                        vm_set_state(vm, VM_RUNNING);
+                break;
+        case VIRT_DOMAIN_STOPPED:
+                if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1) {
+                        vm->op_step = 11;
+                        vm_op_step(vm);
+                } else if (vm->op == VM_OP_NONE && vm_is_active(vm)) {
+                        log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM %s", why);
+                        vm_set_state(vm, VM_STOPPED);
+                }
+                break;
+        case VIRT_DOMAIN_CRASHED:
+                log_internal(LOG_ERR, 0, vm->group ? vm->group->name : NULL, vm->name, "VM crashed: %s", why);
+                vm_set_error(vm, why);
+                if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1) {
+                        vm->op_step = 11;
+                        vm_op_step(vm);
+                }
+                if (vm->op == VM_OP_NONE || vm->op == VM_OP_SHUTDOWN)
+                        vm_set_state(vm, VM_CRASHED);
+                break;
+        case VIRT_DOMAIN_REBOOTED:
+                log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM rebooted");
+                break;
+        }
+}
+
+/* The lease of our IPv4 MAC in dnsmasq's leases file ("expiry mac ip host id"). */
+void vm_update_ipv4(VM *vm) {
+        char path[PATH_MAX], mac[VMGR_MAC_STRLEN], line[512], found[INET_ADDRSTRLEN] = "";
+        _cleanup_fclose_ FILE *f = NULL;
+
+        if (!vm->group || !vm->spec.ipv4)
+                return;
+        vmgr_mac_format(vm->addrs.mac4, mac);
+        snprintf(path, sizeof(path), "%s/dnsmasq.leases", vm->group->runtime_dir);
+        f = fopen(path, "re");
+        if (f)
+                while (fgets(line, sizeof(line), f)) {
+                        char lmac[64], ip[64];
+                        if (sscanf(line, "%*s %63s %63s", lmac, ip) == 2 && strcasecmp(lmac, mac) == 0 &&
+                            strlen(ip) < sizeof(found))
+                                strcpy(found, ip);
+                }
+        if (streq(found, vm->ipv4))
+                return;
+        char *copy = strdup(found);
+        if (!copy)
+                return;
+        free(vm->ipv4);
+        vm->ipv4 = copy;
+        (void) vm_emit_changed(vm, "IPv4", NULL);
+}

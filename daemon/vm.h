@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A VM of a group: a transient libvirt domain on the group's bridge through
+ * TAPs the helper made, with a qcow2 overlay (or the default guest's direct
+ * kernel boot) and its console in a file that survives restarts.
+ *
+ * Operations run one at a time per VM; each is a chain of asynchronous steps
+ * (helper calls, pool jobs, libvirt calls) and replies to its caller at the
+ * end. An operation in flight holds a reference on the VM.
+ */
+
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+
+#include "addressing.h"
+#include "netadm-proto.h"
+#include "spec.h"
+#include "virt.h"
+
+typedef struct Group Group;
+typedef struct VM VM;
+
+typedef enum VMState {
+        VM_DEFINED,
+        VM_STARTING,
+        VM_RUNNING,
+        VM_READY,
+        VM_STOPPING,
+        VM_STOPPED,
+        VM_CRASHED,
+        _VM_STATE_MAX,
+} VMState;
+
+typedef enum VMOp {
+        VM_OP_NONE,
+        VM_OP_START,
+        VM_OP_KILL,
+        VM_OP_SHUTDOWN,
+        VM_OP_REBOOT,
+        VM_OP_RESTART,
+        VM_OP_REMOVE,
+        _VM_OP_MAX,
+} VMOp;
+
+/* Called when a VM's operation finished (error 0 or negative), for the group
+ * that waits on it (creation, removal). */
+typedef void (*vm_op_done_t)(VM *vm, int error, const char *message, void *userdata);
+
+struct VM {
+        unsigned n_ref;
+        Group *group;                   /* NULL once removed */
+        VM *next, *prev;
+
+        char *name;
+        char *object_path;
+        char *domain_name;
+        char uuid[37];
+        VmgrVMSpec spec;
+        struct vmgr_vm_addrs addrs;
+        VMState state;
+
+        char *dir;                      /* <state>/groups/<g>/vms/<vm>: disks, console.log */
+        char *console_log;
+        char *agent_socket;
+        char *xml;                      /* domain XML, made once */
+        char *ipv4;                     /* leased address, "" until known */
+        char *last_error;               /* why the last operation or the guest failed */
+
+        bool tap_created, tap4_created;
+        enum vmgr_netadm_op tap_op;     /* the TAP call in flight */
+        enum vmgr_nic tap_nic;
+
+        /* The operation in flight. */
+        VMOp op;
+        Group *op_group;                /* reference held while it runs */
+        int op_step;
+        int op_error;
+        char op_message[512];
+        sd_bus_message *op_call;        /* caller to reply to, may be NULL */
+        vm_op_done_t op_done;           /* internal waiter, may be NULL */
+        void *op_userdata;
+        uint64_t op_timeout_usec;       /* Shutdown's deadline */
+        sd_event_source *op_timer;
+
+        bool remove_requested;          /* remove once the operation in flight is done */
+        vm_op_done_t remove_done;
+        void *remove_userdata;
+};
+
+const char *vm_state_to_string(VMState s);
+
+/* Make a VM object in state "defined" and add it to the group. spec is moved
+ * in (zeroed on success). Returns 0 or -errno / -VMGR_ERR_*. */
+int vm_new(Group *g, VmgrVMSpec *spec, VM **ret);
+
+VM *vm_ref(VM *vm);
+VM *vm_unref(VM *vm);
+static inline void vm_unrefp(VM **vm) {
+        vm_unref(*vm);
+}
+
+/* Start an operation. call (may be NULL) gets the reply; done (may be NULL)
+ * is called when it finished. Returns 0 if started, -VMGR_ERR_BUSY when
+ * another operation is in flight, other -errno on failure to start. */
+int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, vm_op_done_t done,
+                 void *userdata);
+
+/* Remove the VM: its domain destroyed, TAPs and files deleted, the object gone.
+ * If an operation is in flight, removal follows it. done (may be NULL) is
+ * called at the end. Returns 0, or -VMGR_ERR_BUSY if a removal is already
+ * under way. */
+int vm_remove(VM *vm, vm_op_done_t done, void *userdata);
+
+/* Domain events, routed by the manager. */
+void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why);
+
+/* Re-read the IPv4 lease from the group's dnsmasq leases. */
+void vm_update_ipv4(VM *vm);
+
+VM *group_find_vm(Group *g, const char *name);
+
+/* Bus face (vm-dbus.c). */
+extern const sd_bus_vtable vm_vtable[];
+int vm_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                   sd_bus_error *error);
+int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+int vm_emit_changed(VM *vm, const char *property, ...);
