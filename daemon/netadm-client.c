@@ -15,11 +15,15 @@
 #include "netadm-client.h"
 #include "process-util.h"
 
+/* Every operation takes milliseconds; one that takes this long means the helper is stuck. */
+#define NETADM_CALL_TIMEOUT_USEC (30ULL * 1000000ULL)
+
 typedef struct NetadmCall NetadmCall;
 struct NetadmCall {
         NetadmCall *next;
         uint32_t serial;
         enum vmgr_netadm_op op;
+        uint64_t sent_usec;
         netadm_handler_t handler;
         void *userdata;
 };
@@ -30,6 +34,7 @@ struct NetadmClient {
         int fd;
         pid_t pid;
         sd_event_source *io;
+        sd_event_source *watchdog;      /* fires when the oldest call waited too long */
         uint32_t next_serial;
         NetadmCall *head, *tail;        /* FIFO: the helper answers in order */
         unsigned n_pending;
@@ -69,6 +74,7 @@ static void fail_pending(NetadmClient *c, int r, const char *message) {
 void netadm_client_close(NetadmClient *c) {
         if (!c)
                 return;
+        c->watchdog = sd_event_source_disable_unref(c->watchdog);
         c->io = sd_event_source_disable_unref(c->io);
         c->fd = safe_close(c->fd);
         c->pid = 0;
@@ -89,6 +95,36 @@ unsigned netadm_client_pending(NetadmClient *c) {
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
+        NetadmClient *c = userdata;
+
+        log_error("vmgr-netadm did not answer a %s request within %llu s; killing it",
+                  c->head ? vmgr_netadm_op_to_string(c->head->op) : "?",
+                  (unsigned long long) (NETADM_CALL_TIMEOUT_USEC / 1000000ULL));
+        if (c->pid > 0)
+                (void) kill(c->pid, SIGKILL);
+        c->watchdog = sd_event_source_disable_unref(c->watchdog);
+        c->io = sd_event_source_disable_unref(c->io);
+        c->fd = safe_close(c->fd);
+        c->pid = 0;
+        fail_pending(c, -ETIMEDOUT, "vmgr-netadm did not answer in time (see vmgrd's log)");
+        return 0;
+}
+
+/* Arm the watchdog for the oldest pending call, or disarm it. */
+static void watchdog_update(NetadmClient *c) {
+        if (!c->head) {
+                c->watchdog = sd_event_source_disable_unref(c->watchdog);
+                return;
+        }
+        uint64_t deadline = c->head->sent_usec + NETADM_CALL_TIMEOUT_USEC;
+        if (c->watchdog) {
+                (void) sd_event_source_set_time(c->watchdog, deadline);
+                (void) sd_event_source_set_enabled(c->watchdog, SD_EVENT_ONESHOT);
+        } else if (sd_event_add_time(c->event, &c->watchdog, CLOCK_MONOTONIC, deadline, 0, on_watchdog, c) < 0)
+                log_warning("Cannot arm the vmgr-netadm watchdog");
+}
 
 /* Start the helper with our end of a socketpair as its fd 3. Returns 0 or -errno. */
 static int helper_start(NetadmClient *c) {
@@ -189,6 +225,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 else
                         log_error("vmgr-netadm sent an unexpected reply (serial %u)", reply.serial);
                 safe_close(pidfd);
+                c->watchdog = sd_event_source_disable_unref(c->watchdog);
                 c->io = sd_event_source_disable_unref(c->io);
                 c->fd = safe_close(c->fd);
                 fail_pending(c, -ECONNRESET, "vmgr-netadm exited unexpectedly (see vmgrd's log)");
@@ -201,6 +238,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 c->tail = NULL;
         c->n_pending--;
 
+        watchdog_update(c);
         call->handler(reply.error, reply.message, reply.pid, pidfd, call->userdata);
         free(call);
         return 0;
@@ -216,13 +254,20 @@ static int request_send(NetadmClient *c, enum vmgr_netadm_op op, uint32_t serial
         if (r < 0)
                 return r;
 
-        r = helper_start(c);
-        if (r < 0)
-                return r;
-
-        n = send(c->fd, &req, sizeof(req), MSG_NOSIGNAL);
-        if (n < 0)
-                return -errno;
+        /* A helper that died since the last call is noticed here: start a new one, once. */
+        for (int attempt = 0;; attempt++) {
+                r = helper_start(c);
+                if (r < 0)
+                        return r;
+                n = send(c->fd, &req, sizeof(req), MSG_NOSIGNAL);
+                if (n >= 0)
+                        break;
+                r = -errno;
+                if (attempt > 0 || (r != -EPIPE && r != -ECONNRESET && r != -ENOTCONN))
+                        return r;
+                log_warning("vmgr-netadm is gone; starting it again");
+                netadm_client_close(c);
+        }
         if ((size_t) n != sizeof(req))
                 return -EIO;
         return 0;
@@ -240,6 +285,7 @@ int netadm_client_call(NetadmClient *c, enum vmgr_netadm_op op, const char *grou
         call->op = op;
         call->handler = handler;
         call->userdata = userdata;
+        call->sent_usec = now_monotonic_usec();
 
         r = request_send(c, op, call->serial, group, vm, nic, dir);
         if (r < 0)
@@ -251,6 +297,8 @@ int netadm_client_call(NetadmClient *c, enum vmgr_netadm_op op, const char *grou
                 c->head = call;
         c->tail = TAKE_PTR(call);
         c->n_pending++;
+        if (c->n_pending == 1)
+                watchdog_update(c);
         return 0;
 }
 

@@ -46,6 +46,16 @@ _printf_(3, 4) static int spec_error(char *error, const char *path, const char *
         return -EINVAL;
 }
 
+/* Build a JSON path for messages; a path longer than the buffer is cut, which
+ * only shortens a message. */
+_printf_(3, 4) static void path_format(char *buf, size_t size, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+}
+
 static int parse_uint(json_object *v, const char *path, unsigned min, unsigned max, unsigned *ret, char *error) {
         int64_t n;
 
@@ -112,7 +122,7 @@ static int parse_extra_disk(json_object *o, const char *path, VmgrDiskSpec *disk
                 return spec_error(error, path, "must be an object");
 
         json_object_object_foreach(o, key, v) {
-                snprintf(p, sizeof(p), "%s.%s", path, key);
+                path_format(p, sizeof(p), "%s.%s", path, key);
                 if (streq(key, "path"))
                         r = parse_path(v, p, &disk->path, error);
                 else if (streq(key, "format"))
@@ -148,7 +158,7 @@ static int parse_probe(json_object *v, const char *path, char ***ret, char *erro
                 return -ENOMEM;
         *ret = argv; /* freed by the caller's cleanup, also on failure */
         for (size_t i = 0; i < n; i++) {
-                snprintf(p, sizeof(p), "%s[%zu]", path, i);
+                path_format(p, sizeof(p), "%s[%zu]", path, i);
                 r = parse_string(json_object_array_get_idx(v, i), p, 4096, &argv[i], error);
                 if (r < 0)
                         return r;
@@ -167,7 +177,7 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                 return spec_error(error, path, "must be an object");
 
         json_object_object_foreach(o, key, v) {
-                snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
+                path_format(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
                 r = 0;
                 if (streq(key, "name")) {
                         const char *why;
@@ -199,7 +209,7 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                                                   VMGR_SPEC_MAX_EXTRA_DISKS);
                         for (size_t i = 0; i < json_object_array_length(v); i++) {
                                 char q[300];
-                                snprintf(q, sizeof(q), "%s[%zu]", p, i);
+                                path_format(q, sizeof(q), "%s[%zu]", p, i);
                                 vm->n_extra_disks = i + 1;
                                 r = parse_extra_disk(json_object_array_get_idx(v, i), q, &vm->extra_disks[i], error);
                                 if (r < 0)
@@ -321,7 +331,7 @@ int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
                                 return -ENOMEM;
                         for (size_t i = 0; i < n; i++) {
                                 char p[64];
-                                snprintf(p, sizeof(p), "vms[%zu]", i);
+                                path_format(p, sizeof(p), "vms[%zu]", i);
                                 spec->n_vms = i + 1;
                                 r = vm_spec_from_json(json_object_array_get_idx(v, i), p, &spec->vms[i], error);
                                 if (r < 0)

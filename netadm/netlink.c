@@ -693,7 +693,7 @@ static void link_describe(const struct nl_array *links, int ifindex, char *buf, 
         if (!l)
                 snprintf(buf, size, "ifindex %d", ifindex);
         else if (link_is_vmgr(l))
-                snprintf(buf, size, "%s, which %s", l->name, link_owner_describe(l, owner, sizeof(owner)));
+                snprintf(buf, size, "%s, which %.120s", l->name, link_owner_describe(l, owner, sizeof(owner)));
         else
                 snprintf(buf, size, "%s", l->name);
 }
@@ -854,6 +854,15 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
         r = sysctl_ipv6_conf_write(g->bridge, "accept_ra", "0");
         if (r < 0) {
                 snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting accept_ra=0 on %s: %s", g->bridge, strerror(-r));
+                return r;
+        }
+        /* The bridge is the only router on its segment and its addresses are
+         * derived to be unique: without DAD its link-local address is usable at
+         * once, so dnsmasq's first router advertisement already has a
+         * link-local source (hosts ignore RAs from any other source). */
+        r = sysctl_ipv6_conf_write(g->bridge, "accept_dad", "0");
+        if (r < 0) {
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting accept_dad=0 on %s: %s", g->bridge, strerror(-r));
                 return r;
         }
 
