@@ -196,9 +196,9 @@ static int exit_status(int r) {
 
 int main(int argc, char *argv[]) {
         struct ctl_options o = {};
-        const struct verb *v;
+        const struct verb *v = NULL;
         unsigned given = 0;
-        size_t n_words, used;
+        size_t n_words, used = 0;
         int r;
 
         r = parse_argv(argc, argv, &o, &given);
