@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include "accel.h"
 #include "disk.h"
-#include "domain-xml.h"
 int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, char *reason) {
         snprintf(reason, 256, "VMs are not available in this build");
         return -ENOSYS;
@@ -11,6 +10,3 @@ int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, ch
 int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat format, char **ret_base, VmgrDiskFormat *ret_format, char *error) { return -ENOSYS; }
 int disk_overlay_create(const char *base, VmgrDiskFormat base_format, const char *overlay, char *error) { return -ENOSYS; }
 int disk_blank_create(const char *path, unsigned size_mib, char *error) { return -ENOSYS; }
-int vmgr_domain_xml(const VmgrDomainConfig *c, char **ret) { return -ENOSYS; }
-int vmgr_domain_name(const char *group, const char *vm, char *buf, size_t size) { snprintf(buf, size, "%s:%s", group, vm); return 0; }
-int vmgr_domain_uuid(const char *group, const char *vm, char buf[37]) { snprintf(buf, 37, "00000000-0000-0000-0000-000000000000"); return 0; }
