@@ -47,7 +47,7 @@ typedef struct VmgrDomainConfig {
  * lib/addressing.h) at PCI 01:00.0 behind pcie-root-port index 1, the IPv4
  * NIC at 02:00.0 behind index 2, virtio disks, serial console to a file, the
  * agent channel, virtio-rng; no balloon, USB or graphics. Under KVM the CPU is
- * host-passthrough, under TCG QEMU's "max" model.
+ * host-passthrough, under TCG QEMU's default model.
  * Returns 0 and a malloc'd NUL-terminated string in *ret; -EINVAL for an
  * invalid name, a missing or relative path, an unknown disk format, an
  * unresolved accelerator, or a string that is not valid UTF-8 or holds a
