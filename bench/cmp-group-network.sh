@@ -1,0 +1,334 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Comparison "group-network" of tools/bench: a group's network made and
+# removed by vmgr, by an iproute2 + dnsmasq script, and by libvirt.
+# Sourced by tools/bench, which calls the bench_group_network_* functions
+# (see "Comparisons" in tools/bench) inside the benchmark's namespaces.
+
+BENCH_COMPARISONS+=(group-network)
+
+# The group every contender builds: the baselines use vmgr's derived names
+# and addresses for it, so the kernel does the same work for all of them.
+GN_GROUP=bench
+# The helper-level TAP measurement uses a group of its own.
+GN_TAP_GROUP=benchtap
+# Groups created at once for the memory figure.
+GN_RSS_GROUPS=16
+
+GN_LV_PID=
+GN_LV_DIR=
+GN_LV_SKIP=
+GN_LV_ISOLATED_SKIP=
+GN_LV_OPEN_SKIP=
+
+bench_group_network_title() {
+        echo "Group network create + delete"
+}
+
+# virsh against the benchmark's private libvirtd.
+gn_virsh() {
+        nsenter -t "$GN_LV_PID" -n -m virsh -c network:///system "$@"
+}
+
+# Write a libvirt network XML equivalent to the group's network: a bridge
+# with STP off and no forward delay, the IPv4 /24 with DHCP over .2-.254,
+# the IPv6 /64 (router advertisements for SLAAC), no DNS (vmgr's dnsmasq has
+# --port=0). $2 is an extra <forward> element or nothing.
+gn_libvirt_xml() {
+        cat >"$1" <<EOF
+<network>
+  <name>$GN_GROUP</name>
+  $2
+  <bridge name='$BENCH_BRIDGE' stp='off' delay='0'/>
+  <dns enable='no'/>
+  <ip address='$BENCH_GATEWAY4' netmask='255.255.255.0'>
+    <dhcp>
+      <range start='$BENCH_DHCP4_FIRST' end='$BENCH_DHCP4_LAST'/>
+    </dhcp>
+  </ip>
+  <ip family='ipv6' address='$BENCH_GATEWAY6' prefix='64'/>
+</network>
+EOF
+}
+
+# Start the private libvirtd (bench/libvirt-ns.sh) and wait until it
+# answers. On failure set GN_LV_SKIP to the reason and return 0: the
+# other contenders are still measured.
+gn_libvirt_start() {
+        local driver i
+        if [ ! -x /usr/sbin/libvirtd ] || ! command -v virsh >/dev/null; then
+                GN_LV_SKIP="libvirtd or virsh is not installed"
+                return 0
+        fi
+        driver=$(compgen -G "/usr/lib/*/libvirt/connection-driver/libvirt_driver_network.so" | head -n 1 || true)
+        if [ -z "$driver" ]; then
+                GN_LV_SKIP="libvirt's network driver (libvirt_driver_network.so) is not installed"
+                return 0
+        fi
+        GN_LV_DIR=$VMGR_TMP/libvirt
+        mkdir -p "$GN_LV_DIR"
+        unshare --net --mount --propagation private bash "$BENCH_DIR/libvirt-ns.sh" "$GN_LV_DIR" "$driver" \
+                </dev/null >>"$BENCH_LOG" 2>&1 &
+        GN_LV_PID=$!
+        for ((i = 0; i < 600; i++)); do
+                gn_virsh net-list >/dev/null 2>&1 && break
+                if ! kill -0 "$GN_LV_PID" 2>/dev/null; then
+                        i=600
+                        break
+                fi
+                sleep 0.05
+        done
+        if [ "$i" -ge 600 ]; then
+                GN_LV_SKIP="the private libvirtd did not start: $(tail -n 3 "$GN_LV_DIR/libvirtd.stderr" 2>/dev/null | tr '\n' ' ')"
+                return 0
+        fi
+        gn_libvirt_xml "$GN_LV_DIR/isolated.xml" ""
+        gn_libvirt_xml "$GN_LV_DIR/open.xml" "<forward mode='open'/>"
+}
+
+# Stop the private libvirtd; its namespaces and mounts go with it.
+gn_libvirt_stop() {
+        [ -n "$GN_LV_PID" ] || return 0
+        kill -TERM "$GN_LV_PID" 2>/dev/null || true
+        wait "$GN_LV_PID" 2>/dev/null || true
+        GN_LV_PID=
+}
+
+# gn_libvirt_cycle KEY XML: net-create then net-destroy in one virsh, timed
+# by virsh itself (-t: the API call, no process start-up); records
+# KEY.create and KEY.destroy. Prints virsh's error and returns 1 on failure.
+gn_libvirt_cycle() {
+        local key=$1 xml=$2 out times
+        if ! out=$(gn_virsh -t "net-create $xml; net-destroy $GN_GROUP" 2>&1); then
+                echo "$out" | grep -m 1 '^error: [^F]' || echo "$out" | grep -m 1 '^error:' || echo "virsh failed"
+                # Leave nothing behind for the next attempt.
+                gn_virsh net-destroy "$GN_GROUP" >/dev/null 2>&1 || true
+                return 1
+        fi
+        mapfile -t times < <(sed -n 's/^(Time: \([0-9.]*\) ms)$/\1/p' <<<"$out")
+        if [ "${#times[@]}" -ne 2 ]; then
+                echo "virsh printed ${#times[@]} timings instead of 2"
+                return 1
+        fi
+        bench_record "$key.create" "${times[0]}"
+        bench_record "$key.destroy" "${times[1]}"
+}
+
+bench_group_network_setup() {
+        local bridge prefix6 gateway6 management6 logs6 files6 subnet4 gateway4 dhcp4_first dhcp4_last tap_0 tap4_0
+
+        vmgr_start_bus
+        vmgr_start_vmgrd
+        GN_RSS_START=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
+
+        eval "$("$BENCH_CLIENT" addrs "$GN_GROUP" vm0)"
+        export BENCH_BRIDGE=$bridge BENCH_PREFIX6=$prefix6 BENCH_GATEWAY6=$gateway6
+        export BENCH_MANAGEMENT6=$management6 BENCH_LOGS6=$logs6 BENCH_FILES6=$files6
+        export BENCH_GATEWAY4=$gateway4 BENCH_DHCP4_FIRST=$dhcp4_first BENCH_DHCP4_LAST=$dhcp4_last
+        export BENCH_TAP0=$tap_0 BENCH_TAP4=$tap4_0 BENCH_TAP_USER=$VMGR_USER
+        export BENCH_RUN_DIR=$VMGR_TMP/iproute2 BENCH_ARGV_FILE=$VMGR_TMP/dnsmasq.argv
+        export BENCH_NAP_FIFO=$VMGR_TMP/nap.fifo
+        mkdir -p "$BENCH_RUN_DIR"
+        mkfifo "$BENCH_NAP_FIFO"
+        "$BENCH_CLIENT" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
+
+        gn_libvirt_start
+}
+
+# One round: every contender once, in a fixed order.
+bench_group_network_round() {
+        local out reason
+
+        # vmgr over D-Bus, timed by the client around each call.
+        vmgr_as_user "$BENCH_CLIENT" cycle "$GN_GROUP" | bench_record_lines vmgr
+
+        # One helper request per TAP, timed by the helper's test driver.
+        out=$(vmgr_as_user "$VMGR_BUILD_DIR/netadm/vmgr-netadm-call" --bench 1 "$VMGR_NETADM" "$GN_TAP_GROUP")
+        bench_record tap.create "$(awk '/^tap-create primary/ { print $4 }' <<<"$out")"
+        bench_record tap.create4 "$(awk '/^tap-create ipv4/ { print $4 }' <<<"$out")"
+        bench_record tap.delete "$(awk '/^tap-delete primary/ { print $4 }' <<<"$out")"
+
+        # (a) without and with TAPs; each half is one run of the script.
+        bench_time a0.up bash "$BENCH_DIR/iproute2-group.sh" up
+        bench_time a0.down bash "$BENCH_DIR/iproute2-group.sh" down
+        bench_time a.up bash "$BENCH_DIR/iproute2-group.sh" up taps
+        bench_time a.down bash "$BENCH_DIR/iproute2-group.sh" down taps
+
+        # The kernel's share of deletion: an identical bridge, deleted alone.
+        bash "$BENCH_DIR/iproute2-group.sh" bridge-up >>"$BENCH_LOG" 2>&1
+        bench_time floor.del ip link del "$BENCH_BRIDGE"
+        bash "$BENCH_DIR/iproute2-group.sh" lo-clean >>"$BENCH_LOG" 2>&1
+
+        # (b) libvirt: the first failure (in the warm-up round) says why a
+        # variant cannot run here; after that a failure is an error.
+        [ -n "$GN_LV_SKIP" ] && return 0
+        if [ -z "$GN_LV_ISOLATED_SKIP" ] && ! reason=$(gn_libvirt_cycle b "$GN_LV_DIR/isolated.xml"); then
+                [ "$BENCH_WARMUP" = 1 ] || { echo "tools/bench: libvirt: $reason" >&2; return 1; }
+                GN_LV_ISOLATED_SKIP=$reason
+        fi
+        if [ -z "$GN_LV_OPEN_SKIP" ] && ! reason=$(gn_libvirt_cycle bo "$GN_LV_DIR/open.xml"); then
+                [ "$BENCH_WARMUP" = 1 ] || { echo "tools/bench: libvirt: $reason" >&2; return 1; }
+                GN_LV_OPEN_SKIP=$reason
+        fi
+}
+
+bench_group_network_finish() {
+        local k
+        gn_libvirt_stop
+
+        # Memory: idle after all rounds, holding 16 groups, after deleting them.
+        GN_RSS_IDLE=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
+        vmgr_as_user "$BENCH_CLIENT" batch create --count "$GN_RSS_GROUPS" rss | bench_record_lines batch.create
+        GN_RSS_HELD=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
+        vmgr_as_user "$BENCH_CLIENT" batch delete --count "$GN_RSS_GROUPS" rss | bench_record_lines batch.delete
+        GN_RSS_AFTER=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
+
+        bench_sum vmgr.cycle vmgr.create vmgr.delete
+        # Two TAPs made and deleted one request each: an upper bound, since
+        # vmgr deletes a group's TAPs in the same batch as its bridge.
+        bench_sum vmgr.taps.cycle vmgr.cycle tap.create tap.create4 tap.delete tap.delete
+        bench_sum a0.cycle a0.up a0.down
+        bench_sum a.cycle a.up a.down
+        for k in b bo; do
+                bench_has "$k.create" && bench_sum "$k.cycle" "$k.create" "$k.destroy"
+        done
+        return 0
+}
+
+# "x.y×" or "–".
+gn_times() {
+        if [ -n "$1" ]; then echo "$1×"; else echo "–"; fi
+}
+
+bench_group_network_report() {
+        local r_a0 r_a r_b r_bo r_a0_up r_b_up cycle_ok create_ok floor_gap lv_note=""
+        r_a0=$(bench_ratio a0.cycle vmgr.cycle)
+        r_a=$(bench_ratio a.cycle vmgr.taps.cycle)
+        r_b=$(bench_ratio b.cycle vmgr.cycle)
+        r_bo=$(bench_ratio bo.cycle vmgr.cycle)
+        r_a0_up=$(bench_ratio a0.up vmgr.create)
+        r_b_up=$(bench_ratio b.create vmgr.create)
+        cycle_ok=$(bench_at_most vmgr.cycle 20)
+        create_ok=$(bench_at_most vmgr.create 20)
+        floor_gap=$(bench_diff vmgr.delete floor.del)
+
+        if [ -n "$GN_LV_SKIP" ]; then
+                lv_note="libvirt was not measured: $GN_LV_SKIP."
+        fi
+        [ -n "$GN_LV_ISOLATED_SKIP" ] && lv_note+=" The isolated network (b) failed: \`$GN_LV_ISOLATED_SKIP\`."
+        [ -n "$GN_LV_OPEN_SKIP" ] && lv_note+=" The open network (b′) failed: \`$GN_LV_OPEN_SKIP\`."
+
+        cat <<EOF
+## $(bench_group_network_title)
+
+A group's network, made and removed again: a bridge (STP off, no forward
+delay, \`accept_ra=0\`), its IPv6 /64 gateway and IPv4 /24 gateway, three
+/128 service addresses on \`lo\`, the /64 route with the management address
+as source, and a dnsmasq sending router advertisements and serving DHCPv4,
+counted as ready when its pid file exists (as vmgrd counts it). Every
+contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\`), in
+a network namespace of its own; one round runs each contender once, in the
+order of the table, and the first round is a warm-up that is not counted.
+
+$(bench_row_header)
+$(bench_row "**vmgr**: CreateGroup + DeleteGroup, network only" vmgr.cycle)
+$(bench_row "&nbsp;&nbsp;CreateGroup" vmgr.create)
+$(bench_row "&nbsp;&nbsp;DeleteGroup" vmgr.delete)
+$(bench_row "vmgr: one TAP, create (helper request)" tap.create)
+$(bench_row "vmgr: one TAP, delete (helper request)" tap.delete)
+$(bench_row "vmgr: network + 2 TAPs (sum, upper bound)" vmgr.taps.cycle)
+$(bench_row "**(a0)** iproute2 + dnsmasq script, no TAPs" a0.cycle)
+$(bench_row "&nbsp;&nbsp;up" a0.up)
+$(bench_row "&nbsp;&nbsp;down" a0.down)
+$(bench_row "**(a)** iproute2 + dnsmasq script, 2 TAPs" a.cycle)
+$(bench_row "&nbsp;&nbsp;up" a.up)
+$(bench_row "&nbsp;&nbsp;down" a.down)
+$(bench_row "**(b)** libvirt net-create + net-destroy" b.cycle)
+$(bench_row "&nbsp;&nbsp;net-create" b.create)
+$(bench_row "&nbsp;&nbsp;net-destroy" b.destroy)
+$(bench_row "(b′) libvirt, \`<forward mode='open'/>\`" bo.cycle)
+$(bench_row "&nbsp;&nbsp;net-create" bo.create)
+$(bench_row "&nbsp;&nbsp;net-destroy" bo.destroy)
+$(bench_row "kernel floor: \`ip link del\` of an identical bridge" floor.del)
+${lv_note:+
+$lv_note
+}
+### Against the targets
+
+| target | measured | |
+|---|---|---|
+| vmgr median ≤ 20 ms, create + delete | $(bench_fmt "$(bench_median vmgr.cycle)") ms | $(bench_verdict "$cycle_ok") |
+| vmgr median ≤ 20 ms, CreateGroup alone | $(bench_fmt "$(bench_median vmgr.create)") ms | $(bench_verdict "$create_ok") |
+| ≥ 6× faster than (a), same steps: (a0) / vmgr | $(gn_times "$r_a0") | $(bench_verdict "$(bench_at_least "$r_a0" 6)") |
+| ≥ 6× faster than (a), with 2 TAPs: (a) / vmgr + 2 TAPs | $(gn_times "$r_a") | $(bench_verdict "$(bench_at_least "$r_a" 6)") |
+| ≥ 30× faster than (b): (b) / vmgr | $(gn_times "$r_b") | $(bench_verdict "$(bench_at_least "$r_b" 30)") |
+
+Creation alone: (a0) up / CreateGroup = $(gn_times "$r_a0_up"), (b) net-create /
+CreateGroup = $(gn_times "$r_b_up"). libvirt with an open network (no
+firewall rules): (b′) / vmgr = $(gn_times "$r_bo").
+
+Deleting a bridge waits for the kernel: unregistering a network device
+waits for RCU grace periods, longer for a link that is up and has IPv6
+addresses. The floor row is exactly that wait (one \`ip link del\` of a bridge
+set up like the group's, plus starting \`ip\`). DeleteGroup's median is
+${floor_gap:-–} ms above it: stopping dnsmasq and waiting for its exit, the \`lo\`
+addresses, the state files and the bus round trip. As long as the floor alone
+is above 20 ms, no create + delete cycle can meet the 20 ms target; the
+ratios against (a) and (b) are bounded the same way, since every contender
+pays the floor once per bridge.
+
+### vmgrd's memory
+
+| vmgrd RSS | KiB |
+|---|---:|
+| at start, before any group | $GN_RSS_START |
+| after the rounds above, no group | $GN_RSS_IDLE |
+| holding $GN_RSS_GROUPS groups (created at once) | $GN_RSS_HELD |
+| after deleting them | $GN_RSS_AFTER |
+
+$(bench_row_header)
+$(bench_row "CreateGroup, $GN_RSS_GROUPS calls at once, each" batch.create.call)
+$(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.create.total)
+$(bench_row "DeleteGroup, $GN_RSS_GROUPS calls at once, each" batch.delete.call)
+$(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.delete.total)
+
+### How each is measured
+
+- **vmgr**: \`vmgrd\` runs as the unprivileged user \`$VMGR_USER\` with its
+  installed, setcap'd helper and a private \`dbus-daemon\`.
+  \`bench/vmgr-bench cycle\` keeps one bus connection and times each
+  \`CreateGroup(name, "")\` and \`DeleteGroup(name)\` from sending the call to
+  receiving the reply (\`CLOCK_MONOTONIC\`): no process start-up is counted.
+  CreateGroup returns once dnsmasq has written its pid file.
+- **TAPs**: vmgr makes TAPs per VM, so a network-only group has none. The
+  TAP rows are single helper requests (\`tap-create\`, \`tap-delete\`) timed by
+  \`vmgr-netadm-call --bench 1\` around the request on the helper's socket,
+  the way vmgrd sends them. "network + 2 TAPs" adds two creations and two
+  separate deletions to each round's cycle; vmgrd deletes a group's TAPs in
+  the same batch as its bridge (one kernel wait), so the real cost is lower.
+- **(a0)/(a)**: \`bench/iproute2-group.sh up\` and \`down\`, run by root in the
+  same namespace and timed as whole processes (bash start-up and every
+  \`ip\` process included: that is what such a script costs). dnsmasq gets
+  exactly vmgrd's argv (\`lib/netadm-proto.c\`, \`vmgr_dnsmasq_argv\`);
+  "up" returns when its pid file exists, "down" sends SIGTERM, waits for
+  its exit and deletes the links (one \`ip link del\` each) and \`lo\`
+  addresses.
+- **(b)**: a system libvirtd (root) in a network and mount namespace of its
+  own, started by \`bench/libvirt-ns.sh\`: directories of the benchmark's
+  temp dir are bind-mounted over \`/run\`, \`/etc/libvirt\`, \`/var/lib\`,
+  \`/var/cache\` and \`/var/log\` inside that mount namespace, libvirtd gets
+  \`--config\` and \`--pid-file\` there, and \`LIBVIRT_DRIVER_DIR\` points at a
+  directory holding only the network driver. The host's libvirt, its
+  sockets, state and system bus are never seen. The network XML has the
+  group's bridge name, both gateways, DHCPv4 over the same range, the IPv6
+  /64 (RA) and \`<dns enable='no'/>\`. One \`virsh -t\` process runs
+  \`net-create\` and \`net-destroy\` and reports each API call's time, so no
+  process start-up is counted. (b) is libvirt's default isolated network,
+  for which libvirt installs iptables rules (no firewalld: there is no
+  system bus in its namespace); (b′) uses \`<forward mode='open'/>\`, for
+  which libvirt adds no firewall rules, like vmgr. libvirt does less than
+  the others: no \`lo\` addresses, no route with a source address, no TAPs.
+- **Floor**: \`bench/iproute2-group.sh bridge-up\` (not timed), then a timed
+  \`ip link del\` of the bridge.
+EOF
+}

@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Sourced by tools/bench: collecting samples, statistics and Markdown.
+#
+# A sample is one measurement in milliseconds, appended as a line to
+# $BENCH_SAMPLES/KEY. Keys are free-form words ("vmgr.create"); every
+# comparison records its own. Statistics are computed only at report time.
+
+# Microseconds since the epoch, from bash itself (no process is started, so
+# timing a command adds nothing but the command). EPOCHREALTIME's decimal
+# point follows the locale; dropping every non-digit covers both.
+bench_now_us() {
+        local t=$EPOCHREALTIME
+        echo "${t//[!0-9]/}"
+}
+
+# bench_record KEY MS: append one sample.
+bench_record() {
+        echo "$2" >>"$BENCH_SAMPLES/$1"
+}
+
+# bench_record_us KEY MICROSECONDS: append one sample given in microseconds.
+bench_record_us() {
+        bench_record "$1" "$(printf '%d.%03d' $(($2 / 1000)) $(($2 % 1000)))"
+}
+
+# bench_time KEY CMD...: run CMD (its output goes to $BENCH_LOG) and record
+# its wall time. A failing command stops the benchmark with its output.
+bench_time() {
+        local key=$1 t0 t1 rc=0
+        shift
+        t0=$(bench_now_us)
+        "$@" >>"$BENCH_LOG" 2>&1 || rc=$?
+        t1=$(bench_now_us)
+        if [ "$rc" -ne 0 ]; then
+                echo "tools/bench: '$*' failed with status $rc; its output:" >&2
+                tail -n 20 "$BENCH_LOG" | sed 's/^/  /' >&2
+                return 1
+        fi
+        bench_record_us "$key" $((t1 - t0))
+}
+
+# bench_record_lines PREFIX: read "NAME MS" lines on stdin and record each as
+# sample PREFIX.NAME.
+bench_record_lines() {
+        local name value
+        while read -r name value; do
+                bench_record "$1.$name" "$value"
+        done
+}
+
+# bench_sum NEW KEY...: make NEW from the per-round sums of the KEYs' samples
+# (a key given twice counts twice). All keys must have the same run count.
+bench_sum() {
+        local new=$1 k files=()
+        shift
+        for k in "$@"; do
+                files+=("$BENCH_SAMPLES/$k")
+        done
+        paste -d ' ' "${files[@]}" | awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.3f\n", s }' \
+                >"$BENCH_SAMPLES/$new"
+}
+
+# bench_has KEY: true if KEY has samples.
+bench_has() {
+        [ -s "$BENCH_SAMPLES/$1" ]
+}
+
+# bench_stats KEY: print "median p90 max n" of KEY's samples, unformatted.
+# The median of an even count is the mean of the middle two; p90 is the
+# nearest-rank value (the smallest sample with at least 90% at or below it).
+bench_stats() {
+        sort -g "$BENCH_SAMPLES/$1" | awk '
+                { v[NR] = $1 }
+                END {
+                        n = NR
+                        med = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+                        r = int(0.9 * n); if (r < 0.9 * n) r++; if (r < 1) r = 1
+                        printf "%.3f %.3f %.3f %d\n", med, v[r], v[n], n
+                }'
+}
+
+# bench_median KEY: the median alone.
+bench_median() {
+        local med _
+        read -r med _ < <(bench_stats "$1")
+        echo "$med"
+}
+
+# bench_fmt MS: a duration for a table: two decimals below 10 ms, one above.
+bench_fmt() {
+        awk -v v="$1" 'BEGIN { printf (v < 10 ? "%.2f" : "%.1f"), v }'
+}
+
+# bench_row LABEL KEY: a Markdown table row "| LABEL | median | p90 | max | n |".
+bench_row() {
+        local label=$1 key=$2 med p90 max n
+        if ! bench_has "$key"; then
+                echo "| $label | – | – | – | 0 |"
+                return 0
+        fi
+        read -r med p90 max n < <(bench_stats "$key")
+        echo "| $label | $(bench_fmt "$med") | $(bench_fmt "$p90") | $(bench_fmt "$max") | $n |"
+}
+
+# bench_ratio NUM DEN: NUM's median over DEN's, like "6.3" (empty if either is missing).
+bench_ratio() {
+        bench_has "$1" && bench_has "$2" || return 0
+        awk -v a="$(bench_median "$1")" -v b="$(bench_median "$2")" 'BEGIN { printf "%.1f", a / b }'
+}
+
+# bench_diff A B: A's median minus B's, formatted (empty if either is missing).
+bench_diff() {
+        bench_has "$1" && bench_has "$2" || return 0
+        bench_fmt "$(awk -v a="$(bench_median "$1")" -v b="$(bench_median "$2")" 'BEGIN { print a - b }')"
+}
+
+# bench_verdict OK: "met" if OK is 1, else "**not met**".
+bench_verdict() {
+        if [ "$1" = 1 ]; then echo "met"; else echo "**not met**"; fi
+}
+
+# bench_at_most KEY LIMIT / bench_at_least X LIMIT: 1 or 0.
+bench_at_most() {
+        awk -v a="$(bench_median "$1")" -v l="$2" 'BEGIN { print (a <= l) ? 1 : 0 }'
+}
+bench_at_least() {
+        awk -v a="$1" -v l="$2" 'BEGIN { print (a != "" && a >= l) ? 1 : 0 }'
+}
+
+# The header of a table of bench_row lines.
+bench_row_header() {
+        echo "| measurement | median ms | p90 ms | max ms | runs |"
+        echo "|---|---:|---:|---:|---:|"
+}
