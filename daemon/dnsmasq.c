@@ -362,7 +362,7 @@ static int dnsmasq_start_internal(Dnsmasq *d) {
 
         if (!d->watch_source) {
                 r = sd_event_add_inotify(dnsmasq_event(d), &d->watch_source, g->runtime_dir,
-                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_ONLYDIR, on_pidfile, d);
+                                         IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ONLYDIR, on_pidfile, d);
                 if (r < 0)
                         return r;
         }

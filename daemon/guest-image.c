@@ -30,7 +30,7 @@ static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel,
                 close(out[1]);
                 return -errno;
         }
-        pid = fork();
+        pid = fork_waited();
         if (pid < 0) {
                 int r = -errno;
                 close(out[0]);
@@ -59,8 +59,12 @@ static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel,
         close(out[0]);
         close(err[0]);
         while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
+                if (errno != EINTR) {
+                        int r = -errno;
+                        waited_done(pid);
+                        return r;
+                }
+        waited_done(pid);
 
         output[n_out] = 0;
         errbuf[n_err] = 0;

@@ -56,7 +56,7 @@ struct Virt {
 
         virConnectPtr conn;     /* owned by the loop; pool threads hold their own refs */
         bool connecting;
-        int lifecycle_callback;
+        int lifecycle_callback, reboot_callback;
         unsigned generation;    /* bumps with each connection, to drop stale events */
 
         VirtCall *waiting_head, *waiting_tail; /* calls waiting for a connection */
@@ -113,7 +113,7 @@ int virt_new(Manager *m, const VirtCallbacks *cb, Virt **ret) {
         v->manager = m;
         v->cb = cb;
         v->pidfd = -EBADF;
-        v->lifecycle_callback = -1;
+        v->lifecycle_callback = v->reboot_callback = -1;
         if (asprintf(&v->base, "%s/libvirt", m->runtime_dir) < 0 ||
             asprintf(&v->run_dir, "%s/run", v->base) < 0 ||
             asprintf(&v->config_dir, "%s/config", v->base) < 0 ||
@@ -127,6 +127,8 @@ int virt_new(Manager *m, const VirtCallbacks *cb, Virt **ret) {
         *ret = v;
         return 0;
 }
+
+static void on_close(virConnectPtr conn, int reason, void *opaque);
 
 static void fail_waiting(Virt *v, int error) {
         while (v->waiting_head) {
@@ -145,8 +147,12 @@ Virt *virt_free(Virt *v) {
         v->stopping = true;
         fail_waiting(v, -ECANCELED);
         if (v->conn) {
+                /* Nothing may call back into us once we are gone. */
+                (void) virConnectUnregisterCloseCallback(v->conn, on_close);
                 if (v->lifecycle_callback >= 0)
                         (void) virConnectDomainEventDeregisterAny(v->conn, v->lifecycle_callback);
+                if (v->reboot_callback >= 0)
+                        (void) virConnectDomainEventDeregisterAny(v->conn, v->reboot_callback);
                 virConnectClose(v->conn);
         }
         if (v->pidfd >= 0)
@@ -326,7 +332,7 @@ static void on_close(virConnectPtr conn, int reason, void *opaque) {
 typedef struct ConnectJob {
         Virt *virt;
         virConnectPtr conn;
-        int lifecycle_callback;
+        int lifecycle_callback, reboot_callback;
         char error[256];
 } ConnectJob;
 
@@ -345,8 +351,9 @@ static int connect_work(void *userdata) {
             (j->lifecycle_callback = virConnectDomainEventRegisterAny(
                      j->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), v, NULL)) <
                     0 ||
-            virConnectDomainEventRegisterAny(j->conn, NULL, VIR_DOMAIN_EVENT_ID_REBOOT,
-                                             VIR_DOMAIN_EVENT_CALLBACK(on_reboot), v, NULL) < 0) {
+            (j->reboot_callback = virConnectDomainEventRegisterAny(j->conn, NULL, VIR_DOMAIN_EVENT_ID_REBOOT,
+                                                                   VIR_DOMAIN_EVENT_CALLBACK(on_reboot), v, NULL)) <
+                    0) {
                 snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
                 virConnectClose(j->conn);
                 j->conn = NULL;
@@ -389,6 +396,7 @@ static void connect_done(int result, void *userdata) {
         __atomic_add_fetch(&v->generation, 1, __ATOMIC_SEQ_CST);
         v->conn = j->conn;
         v->lifecycle_callback = j->lifecycle_callback;
+        v->reboot_callback = j->reboot_callback;
         free(j);
         log_info("Connected to libvirtd (pid %d, %.1f ms after it was started)", (int) v->pid,
                  (double) (now_monotonic_usec() - v->spawned_usec) / 1000.0);
@@ -414,7 +422,7 @@ static void connect_begin(Virt *v) {
         if (!j)
                 return;
         j->virt = v;
-        j->lifecycle_callback = -1;
+        j->lifecycle_callback = j->reboot_callback = -1;
         v->connecting = true;
         r = worker_submit(v->manager->workers, connect_work, connect_done, j);
         if (r < 0) {
@@ -433,7 +441,7 @@ static void connection_lost(int result, void *userdata) {
         __atomic_add_fetch(&v->generation, 1, __ATOMIC_SEQ_CST);
         virConnectClose(v->conn); /* pool threads hold their own references */
         v->conn = NULL;
-        v->lifecycle_callback = -1;
+        v->lifecycle_callback = v->reboot_callback = -1;
         if (v->cb->connection)
                 v->cb->connection(v->manager, false);
         /* If libvirtd itself died, its exit handler restarts it and reconnects;
@@ -461,7 +469,9 @@ static int on_socket_poll(sd_event_source *s, uint64_t usec, void *userdata) {
                         (void) pidfd_signal(v->pidfd, SIGKILL);
                 return 0;
         }
-        return sd_event_source_set_time_relative(s, 5000);
+        /* A one-shot timer is off once it fired: re-arm and re-enable it. */
+        (void) sd_event_source_set_time_relative(s, 5000);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
 static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {

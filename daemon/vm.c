@@ -212,6 +212,9 @@ static void vm_op_finish(VM *vm, int error, const char *message) {
                 log_internal(LOG_ERR, error, vm->group ? vm->group->name : NULL, vm->name, "%s failed: %s",
                              op_names[op], message);
                 vm_set_error(vm, message);
+                /* A start that failed left no domain running. */
+                if ((op == VM_OP_START || op == VM_OP_RESTART) && vm->state == VM_STARTING)
+                        vm_set_state(vm, vm->ever_started ? VM_STOPPED : VM_DEFINED);
         }
         if (call) {
                 if (error < 0)
@@ -658,6 +661,7 @@ static bool start_steps(VM *vm, int step) {
                 virt_step(vm, VIRT_CREATE);
                 return true;
         case 4:
+                vm->ever_started = true;
                 if (vm->state == VM_STARTING)
                         vm_set_state(vm, VM_RUNNING);
                 vm_op_finish(vm, 0, NULL);

@@ -69,6 +69,7 @@ struct VM {
         char *last_error;               /* why the last operation or the guest failed */
 
         bool tap_created, tap4_created;
+        bool ever_started;              /* a domain ran at least once */
         enum vmgr_netadm_op tap_op;     /* the TAP call in flight */
         enum vmgr_nic tap_nic;
 
