@@ -59,6 +59,7 @@ has "row: vmgr with TAPs" "^\| vmgr: network \+ 2 TAPs \(sum, upper bound\) $row
 has "row: script without TAPs" "^\| \*\*\(a0\)\*\* iproute2 \+ dnsmasq script, no TAPs $row"
 has "row: script with TAPs" "^\| \*\*\(a\)\*\* iproute2 \+ dnsmasq script, 2 TAPs $row"
 has "row: kernel floor" "^\| kernel floor: \`ip link del\` of an identical bridge $row"
+has "row: bare bridge floor" "^\| &nbsp;&nbsp;the same for a bare bridge \(down, no addresses\) $row"
 # libvirt either has numbers or the report says exactly why not.
 if grep -E -q "^\| \*\*\(b\)\*\* libvirt net-create \+ net-destroy $row" "$out"; then
         ok "row: libvirt"
