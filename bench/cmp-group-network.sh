@@ -273,7 +273,9 @@ $lv_note
 
 Creation alone: (a0) up / CreateGroup = $(gn_times "$r_a0_up"), (b) net-create /
 CreateGroup = $(gn_times "$r_b_up"). libvirt with an open network (no
-firewall rules): (b′) / vmgr = $(gn_times "$r_bo").
+firewall rules): (b′) / vmgr = $(gn_times "$r_bo"); what separates (b) from
+(b′) is libvirt adding and removing its iptables rules, one \`iptables\`
+process per rule.
 
 Deleting a bridge waits for the kernel: unregistering a network device
 waits for RCU grace periods, longer for a link that is up and has IPv6
@@ -334,7 +336,10 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.delete.total)
   \`net-create\` and \`net-destroy\` and reports each API call's time, so no
   process start-up is counted. (b) is libvirt's default isolated network,
   for which libvirt installs iptables rules (no firewalld: there is no
-  system bus in its namespace); (b′) uses \`<forward mode='open'/>\`, for
+  system bus in its namespace; \`iptables\` with its nf_tables backend
+  works there, and its rules live in that namespace only). Debian's
+  libvirt QEMU driver refuses to start without the \`libvirt-qemu\` user,
+  which is one more reason to load the network driver alone. (b′) uses \`<forward mode='open'/>\`, for
   which libvirt adds no firewall rules, like vmgr. libvirt does less than
   the others: no \`lo\` addresses, no route with a source address, no TAPs.
 - **Floor**: \`bench/iproute2-group.sh bridge-up\` (not timed), then a timed
