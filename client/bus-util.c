@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addressing.h"
 #include "bus-util.h"
 #include "macro.h"
 #include "output.h"
@@ -137,6 +138,104 @@ int bus_log_error(sd_bus *bus, const sd_bus_error *error, int r) {
 int bus_log_parse_error(int r) {
         log_error_errno(r, "cannot parse vmgrd's reply: %m");
         return errno_generic(r);
+}
+
+int bus_log_unsendable(const char *group, const char *vm) {
+        const char *reason;
+
+        if (vmgr_name_check(group, &reason) < 0)
+                return log_error_errno(-ERRNO_USAGE, "invalid group name \"%s\": %s", group, reason);
+        if (vm && vmgr_name_check(vm, &reason) < 0)
+                return log_error_errno(-ERRNO_USAGE, "invalid VM name \"%s\": %s", vm, reason);
+        return log_error_errno(-EIO, "cannot build the call to vmgrd");
+}
+
+/* Reads the one object path of a reply into a new string. Returns 0, or
+ * -errno after logging. */
+static int reply_read_path(sd_bus_message *reply, char **ret) {
+        const char *path;
+        char *copy;
+        int r;
+
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0)
+                return bus_log_parse_error(r);
+        copy = strdup(path);
+        if (!copy)
+                return log_error_errno(-ENOMEM, "%m");
+        *ret = copy;
+        return 0;
+}
+
+int bus_group_lookup(sd_bus *bus, const char *group, char **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = bus_call_method(bus, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "GetGroup", 0, &error, &reply, "s", group);
+        if (r < 0) {
+                if (!sd_bus_error_is_set(&error))
+                        return bus_log_unsendable(group, NULL);
+                return bus_log_error(bus, &error, r);
+        }
+        return reply_read_path(reply, ret);
+}
+
+int bus_vm_lookup(sd_bus *bus, const char *group, const char *vm, char **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *group_path = NULL;
+        int r;
+
+        r = bus_group_lookup(bus, group, &group_path);
+        if (r < 0)
+                return r;
+
+        r = bus_call_method(bus, group_path, VMGR_GROUP_INTERFACE, "GetVM", 0, &error, &reply, "s", vm);
+        if (r < 0) {
+                if (!sd_bus_error_is_set(&error))
+                        return bus_log_unsendable(group, vm);
+                /* Deleted between GetGroup and now. */
+                if (sd_bus_error_has_names(&error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE,
+                                           SD_BUS_ERROR_UNKNOWN_METHOD))
+                        return log_error_errno(-ERRNO_NOT_FOUND, "no group '%s'", group);
+                return bus_log_error(bus, &error, r);
+        }
+        return reply_read_path(reply, ret);
+}
+
+int bus_vm_path_name(const char *path, char **ret) {
+        _cleanup_free_ char *group = NULL, *vm = NULL;
+        int r;
+
+        r = sd_bus_path_decode_many(path, VMGR_GROUP_PATH_PREFIX "/%/vm/%", &group, &vm);
+        if (r < 0)
+                return r;
+        if (r == 0 || strempty(vm))
+                return -EINVAL;
+        *ret = TAKE_PTR(vm);
+        return 0;
+}
+
+int bus_get_all(sd_bus *bus, const char *path, const char *interface, struct json_object **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        struct json_object *props = NULL;
+        int r;
+
+        r = bus_call_method(bus, path, "org.freedesktop.DBus.Properties", "GetAll", 0, &error, &reply, "s", interface);
+        if (r < 0) {
+                if (sd_bus_error_has_names(&error, SD_BUS_ERROR_UNKNOWN_OBJECT, SD_BUS_ERROR_UNKNOWN_INTERFACE,
+                                           SD_BUS_ERROR_UNKNOWN_METHOD))
+                        return 0;
+                return bus_log_error(bus, &error, r);
+        }
+
+        r = bus_message_read_properties(reply, &props);
+        if (r < 0)
+                return bus_log_parse_error(r);
+        *ret = props;
+        return 1;
 }
 
 /* Reads one basic value of the given D-Bus type as JSON. Returns 0, or -errno. */

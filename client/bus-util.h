@@ -36,6 +36,29 @@ int bus_log_error(sd_bus *bus, const sd_bus_error *error, int r);
  * generic errno (never one of verbs.h's three). */
 int bus_log_parse_error(int r);
 
+/* Logs why a call naming a group (and VM) could not even be built: sd-bus
+ * refuses strings that are not UTF-8, so such a name never reaches vmgrd;
+ * says what vmgrd would have said. vm may be NULL. Returns a verbs.h errno. */
+int bus_log_unsendable(const char *group, const char *vm);
+
+/* Asks vmgrd for a group's object path (GetGroup). Returns 0 and a new
+ * string, or -errno after logging (-ENXIO if there is no such group). */
+int bus_group_lookup(sd_bus *bus, const char *group, char **ret);
+
+/* Asks vmgrd for a VM's object path (GetGroup, then the group's GetVM).
+ * Returns 0 and a new string, or -errno after logging (-ENXIO if there is no
+ * such group or VM). */
+int bus_vm_lookup(sd_bus *bus, const char *group, const char *vm, char **ret);
+
+/* The VM name in a VM object path (/org/vmgr1/group/G/vm/V, docs/dbus-api.md),
+ * as a new string. Returns 0, -EINVAL if path is not a VM path, or -ENOMEM. */
+int bus_vm_path_name(const char *path, char **ret);
+
+/* Reads all properties of interface at path (GetAll) into a JSON object as
+ * bus_message_read_properties() does. Returns 1 and the properties; 0 if the
+ * object is not there (gone meanwhile); else -errno after logging. */
+int bus_get_all(sd_bus *bus, const char *path, const char *interface, struct json_object **ret);
+
 /* Reads an a{sv} (a GetAll reply) into a JSON object, one key per property;
  * strings and object paths become strings, integers numbers, booleans
  * booleans, arrays of those arrays. Types vmgr does not use are skipped.

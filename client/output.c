@@ -80,6 +80,33 @@ int output_json(struct json_object *value) {
         return 0;
 }
 
+int output_object_order(struct json_object *object, const char *const *keys, size_t n_keys,
+                        struct json_object **ret) {
+        _cleanup_json_ struct json_object *out = NULL;
+        struct json_object *v;
+
+        out = json_object_new_object();
+        if (!out)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < n_keys; i++)
+                if (json_object_object_get_ex(object, keys[i], &v) &&
+                    json_object_object_add(out, keys[i], json_object_get(v)) < 0) {
+                        json_object_put(v);
+                        return -ENOMEM;
+                }
+
+        json_object_object_foreach(object, key, val)
+                if (!json_object_object_get_ex(out, key, NULL) &&
+                    json_object_object_add(out, key, json_object_get(val)) < 0) {
+                        json_object_put(val);
+                        return -ENOMEM;
+                }
+
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
 int output_properties(struct json_object *object) {
         int width = 0;
 

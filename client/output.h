@@ -32,6 +32,12 @@ int output_value_text(struct json_object *value, char **ret);
  * otherwise (for pipes into jq and scripts). Returns 0, or -ENOMEM. */
 int output_json(struct json_object *value);
 
+/* Copies an object with the given keys first, in that order, then any
+ * others in the object's order (properties vmgrd adds later still show).
+ * Returns 0 and the new object, or -ENOMEM. */
+int output_object_order(struct json_object *object, const char *const *keys, size_t n_keys,
+                        struct json_object **ret);
+
 /* Prints an object as "Key: value" lines, values aligned in one column, in
  * the object's key order. Returns 0, or -ENOMEM. */
 int output_properties(struct json_object *object);
