@@ -13,11 +13,9 @@
 #include "bus-util.h"
 #include "macro.h"
 #include "output.h"
+#include "spec-build.h"
 #include "verbs.h"
 #include "vmgr-error.h"
-
-/* Specs are small JSON documents; anything this big is a mistake. */
-#define SPEC_SIZE_MAX (1024 * 1024)
 
 /* Properties print in this order; any others vmgrd adds later follow in the
  * order it sends them. */
@@ -41,78 +39,54 @@ static const char *startswith(const char *s, const char *prefix) {
         return strncmp(s, prefix, n) == 0 ? s + n : NULL;
 }
 
-static const char *spec_label(const char *path) {
-        return streq(path, "-") ? "on standard input" : path;
-}
-
-/* Reads a spec file, or stdin for "-". Returns 0 and a NUL-terminated
- * string, or -errno after logging. */
-static int spec_read(const char *path, char **ret) {
-        _cleanup_fclose_ FILE *owned = NULL;
-        _cleanup_free_ char *buf = NULL;
-        FILE *f = stdin;
-        size_t n;
-
-        if (!streq(path, "-")) {
-                owned = fopen(path, "re");
-                if (!owned)
-                        return log_error_errno(errno_generic(-errno), "cannot open spec %s: %m", path);
-                f = owned;
-        }
-
-        buf = malloc(SPEC_SIZE_MAX + 1);
-        if (!buf)
-                return log_error_errno(-ENOMEM, "cannot read spec %s: %m", spec_label(path));
-        n = fread(buf, 1, SPEC_SIZE_MAX + 1, f);
-        if (ferror(f))
-                return log_error_errno(errno_generic(errno > 0 ? -errno : -EIO), "cannot read spec %s: %m",
-                                       spec_label(path));
-        if (n > SPEC_SIZE_MAX)
-                return log_error_errno(-EFBIG, "spec %s is larger than %d bytes", spec_label(path), SPEC_SIZE_MAX);
-        if (memchr(buf, 0, n))
-                return log_error_errno(-EBADMSG, "spec %s contains a NUL byte; a spec is JSON text", spec_label(path));
-        buf[n] = 0;
-
-        *ret = TAKE_PTR(buf);
-        return 0;
-}
-
 /* sd-bus refuses to send strings that are not UTF-8, so such a name never
- * reaches vmgrd; say what vmgrd would have said. Returns a verbs.h errno. */
-static int log_unsendable(const char *name, const char *spec_path) {
+ * reaches vmgrd; say what vmgrd would have said. spec_path is the --spec
+ * file or NULL; built says whether --vm options went into the spec.
+ * Returns a verbs.h errno. */
+static int log_unsendable(const char *name, const char *spec_path, bool built) {
         const char *reason;
 
         if (vmgr_name_check(name, &reason) < 0)
                 return log_error_errno(-ERRNO_USAGE, "invalid group name \"%s\": %s", name, reason);
-        if (spec_path)
+        if (spec_path && !built)
                 return log_error_errno(-EBADMSG, "spec %s is not UTF-8 text", spec_label(spec_path));
+        if (built)
+                return log_error_errno(-EBADMSG, "the spec is not UTF-8 text; check the --vm options%s%s",
+                                       spec_path ? " and spec " : "", spec_path ? spec_label(spec_path) : "");
         return log_error_errno(-EIO, "cannot build the call to vmgrd");
 }
 
-/* Copies props with the keys in group_property_order first. Returns 0, or -ENOMEM. */
-static int group_props_order(struct json_object *props, struct json_object **ret) {
-        _cleanup_json_ struct json_object *out = NULL;
-        struct json_object *v;
+/* Replaces the VM object paths of a group's "VMs" with the VMs' names: what
+ * a person or a script uses with the other verbs. Returns 0, or -ENOMEM. */
+static int group_vms_to_names(struct json_object *props) {
+        _cleanup_json_ struct json_object *names = NULL;
+        struct json_object *paths;
+        int r;
 
-        out = json_object_new_object();
-        if (!out)
+        if (!json_object_object_get_ex(props, "VMs", &paths) || !json_object_is_type(paths, json_type_array))
+                return 0;
+
+        names = json_object_new_array();
+        if (!names)
                 return -ENOMEM;
+        for (size_t i = 0; i < json_object_array_length(paths); i++) {
+                const char *path = json_object_get_string(json_object_array_get_idx(paths, i));
+                _cleanup_free_ char *name = NULL;
+                struct json_object *s;
 
-        for (size_t i = 0; i < ELEMENTSOF(group_property_order); i++)
-                if (json_object_object_get_ex(props, group_property_order[i], &v) &&
-                    json_object_object_add(out, group_property_order[i], json_object_get(v)) < 0) {
-                        json_object_put(v);
+                r = bus_vm_path_name(path, &name);
+                if (r == -ENOMEM)
+                        return r;
+                /* Not a path as docs/dbus-api.md describes it: show it as it is. */
+                s = json_object_new_string(r < 0 ? path : name);
+                if (!s || json_object_array_add(names, s) < 0) {
+                        json_object_put(s);
                         return -ENOMEM;
                 }
-
-        json_object_object_foreach(props, key, val)
-                if (!json_object_object_get_ex(out, key, NULL) &&
-                    json_object_object_add(out, key, json_object_get(val)) < 0) {
-                        json_object_put(val);
-                        return -ENOMEM;
-                }
-
-        *ret = TAKE_PTR(out);
+        }
+        if (json_object_object_add(props, "VMs", names) < 0)
+                return -ENOMEM;
+        names = NULL; /* props owns it now */
         return 0;
 }
 
@@ -144,7 +118,11 @@ static int group_fetch(sd_bus *bus, const char *name, const char *path, bool mis
         if (r < 0)
                 return bus_log_parse_error(r);
 
-        return group_props_order(props, ret) < 0 ? log_error_errno(-ENOMEM, "%m") : 0;
+        if (group_vms_to_names(props) < 0)
+                return log_error_errno(-ENOMEM, "%m");
+        return output_object_order(props, group_property_order, ELEMENTSOF(group_property_order), ret) < 0
+                       ? log_error_errno(-ENOMEM, "%m")
+                       : 0;
 }
 
 /* Prints one group as show does. Returns 0, or -errno after logging. */
@@ -157,19 +135,55 @@ static int group_print(struct json_object *props, const struct ctl_options *o) {
         return 0;
 }
 
+/* Says why vmgrd refused a spec, naming where the offending part came from:
+ * vmgrd only sees one JSON text, vmgrctl knows which VMs came from the file
+ * and which from --vm. Returns the errno to exit with. */
+static int log_invalid_spec(sd_bus *bus, const sd_bus_error *error, int r, const struct ctl_options *o,
+                            size_t n_file) {
+        const char *detail;
+        size_t index;
+        int n = 0;
+
+        if (strempty(error->message))
+                return bus_log_error(bus, error, r);
+        detail = startswith(error->message, "invalid spec: ");
+        if (!detail)
+                return o->spec ? log_error_errno(-EBADMSG, "spec %s: %s", spec_label(o->spec), error->message)
+                               : bus_log_error(bus, error, r);
+
+        if (o->n_vms > 0 && sscanf(detail, "vms[%zu]%n", &index, &n) == 1 && n > 0 && index >= n_file &&
+            index - n_file < o->n_vms)
+                return log_error_errno(-EBADMSG, "invalid --vm '%s': %s", o->vms[index - n_file], detail);
+        if (o->spec)
+                return log_error_errno(-EBADMSG, "invalid spec %s%s: %s", streq(o->spec, "-") ? "" : "in ",
+                                       spec_label(o->spec), detail);
+        return bus_log_error(bus, error, r);
+}
+
 int verb_group_create(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_json_ struct json_object *props = NULL;
-        _cleanup_free_ char *spec = NULL;
+        _cleanup_free_ char *file = NULL, *spec = NULL;
         const char *name = args[0], *path;
+        size_t n_file = 0;
         int r;
 
         if (o->spec) {
-                r = spec_read(o->spec, &spec);
+                r = spec_read(o->spec, &file);
                 if (r < 0)
                         return r;
+        }
+        r = spec_group_build(file, o->spec, o->vms, o->n_vms, &spec, &n_file);
+        if (r < 0)
+                return r;
+
+        if (o->print_spec) {
+                /* Exactly what would be sent; an empty spec prints nothing. */
+                if (*spec)
+                        printf("%s%s", spec, spec[strlen(spec) - 1] == '\n' ? "" : "\n");
+                return 0;
         }
 
         r = bus_connect(&bus);
@@ -177,19 +191,12 @@ int verb_group_create(char **args, size_t n_args, const struct ctl_options *o) {
                 return r;
 
         r = bus_call_method(bus, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "CreateGroup", BUS_LONG_TIMEOUT_USEC,
-                            &error, &reply, "ss", name, spec ?: "");
+                            &error, &reply, "ss", name, spec);
         if (r < 0) {
                 if (!sd_bus_error_is_set(&error))
-                        return log_unsendable(name, o->spec);
-                /* vmgrd cannot know which file the spec came from. */
-                if (o->spec && sd_bus_error_has_name(&error, VMGR_ERROR_INVALID_SPEC) && !strempty(error.message)) {
-                        const char *detail = startswith(error.message, "invalid spec: ");
-
-                        if (detail)
-                                return log_error_errno(-EBADMSG, "invalid spec %s%s: %s", streq(o->spec, "-") ? "" : "in ",
-                                                       spec_label(o->spec), detail);
-                        return log_error_errno(-EBADMSG, "spec %s: %s", spec_label(o->spec), error.message);
-                }
+                        return log_unsendable(name, o->spec, o->n_vms > 0);
+                if (sd_bus_error_has_name(&error, VMGR_ERROR_INVALID_SPEC) && (o->spec || o->n_vms > 0))
+                        return log_invalid_spec(bus, &error, r, o, n_file);
                 return bus_log_error(bus, &error, r);
         }
 
@@ -267,33 +274,6 @@ int verb_group_list(char **args, size_t n_args, const struct ctl_options *o) {
         return 0;
 }
 
-/* Asks vmgrd for a group's object path. Returns 0 and a new string, or
- * -errno after logging (-ENXIO if there is no such group). */
-static int group_lookup(sd_bus *bus, const char *name, char **ret) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *path;
-        char *copy;
-        int r;
-
-        r = bus_call_method(bus, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "GetGroup", 0, &error, &reply, "s", name);
-        if (r < 0) {
-                if (!sd_bus_error_is_set(&error))
-                        return log_unsendable(name, NULL);
-                return bus_log_error(bus, &error, r);
-        }
-
-        r = sd_bus_message_read(reply, "o", &path);
-        if (r < 0)
-                return bus_log_parse_error(r);
-
-        copy = strdup(path);
-        if (!copy)
-                return log_error_errno(-ENOMEM, "%m");
-        *ret = copy;
-        return 0;
-}
-
 int verb_group_show(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_json_ struct json_object *props = NULL;
@@ -304,7 +284,7 @@ int verb_group_show(char **args, size_t n_args, const struct ctl_options *o) {
         if (r < 0)
                 return r;
 
-        r = group_lookup(bus, args[0], &path);
+        r = bus_group_lookup(bus, args[0], &path);
         if (r < 0)
                 return r;
 
@@ -327,7 +307,7 @@ int verb_group_delete(char **args, size_t n_args, const struct ctl_options *o) {
                             &error, NULL, "s", args[0]);
         if (r < 0) {
                 if (!sd_bus_error_is_set(&error))
-                        return log_unsendable(args[0], NULL);
+                        return log_unsendable(args[0], NULL, false);
                 return bus_log_error(bus, &error, r);
         }
         return 0;

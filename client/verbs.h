@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define EXIT_USAGE 2
 #define EXIT_NOT_FOUND 3
@@ -41,7 +42,14 @@ static inline int errno_generic(int r) {
 struct ctl_options {
         bool json;              /* --json */
         bool quiet;             /* -q: no legends, no output from create */
-        const char *spec;       /* group create --spec FILE ("-" = stdin) */
+        const char *spec;       /* group create / vm add --spec FILE ("-" = stdin) */
+        char **vms;             /* group create --vm NAME[:OPTS], in order (points into argv) */
+        size_t n_vms;
+        bool print_spec;        /* group create / vm add --print-spec: print the spec, send nothing */
+        bool follow;            /* console -f */
+        bool lines_set;         /* console --lines N */
+        unsigned lines;
+        uint64_t timeout_usec;  /* vm shutdown --timeout SEC, 0 = wait without limit */
 };
 
 /* Each verb gets its positional arguments (after the verb words), already
@@ -50,4 +58,14 @@ int verb_group_create(char **args, size_t n_args, const struct ctl_options *o);
 int verb_group_list(char **args, size_t n_args, const struct ctl_options *o);
 int verb_group_show(char **args, size_t n_args, const struct ctl_options *o);
 int verb_group_delete(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_list(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_show(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_add(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_remove(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_start(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_kill(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_reboot(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_restart(char **args, size_t n_args, const struct ctl_options *o);
+int verb_vm_shutdown(char **args, size_t n_args, const struct ctl_options *o);
+int verb_console(char **args, size_t n_args, const struct ctl_options *o);
 int verb_addr(char **args, size_t n_args, const struct ctl_options *o);

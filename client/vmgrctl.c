@@ -7,6 +7,7 @@
  */
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,11 @@
 /* Options only some verbs take; a verb lists the ones it accepts. */
 enum {
         VERB_OPT_SPEC = 1 << 0,
+        VERB_OPT_VM = 1 << 1,
+        VERB_OPT_PRINT_SPEC = 1 << 2,
+        VERB_OPT_FOLLOW = 1 << 3,
+        VERB_OPT_LINES = 1 << 4,
+        VERB_OPT_TIMEOUT = 1 << 5,
 };
 
 static const struct {
@@ -26,10 +32,18 @@ static const struct {
         const char *name;
 } verb_option_names[] = {
         { VERB_OPT_SPEC, "--spec" },
+        { VERB_OPT_VM, "--vm" },
+        { VERB_OPT_PRINT_SPEC, "--print-spec" },
+        { VERB_OPT_FOLLOW, "--follow" },
+        { VERB_OPT_LINES, "--lines" },
+        { VERB_OPT_TIMEOUT, "--timeout" },
 };
 
+/* vm shutdown waits this long for the guest before stopping it hard. */
+#define SHUTDOWN_TIMEOUT_DEFAULT_USEC (UINT64_C(60) * UINT64_C(1000000))
+
 struct verb {
-        const char *family;     /* first word: "group", "addr" */
+        const char *family;     /* first word: "group", "vm", "addr" */
         const char *name;       /* second word, NULL for one-word verbs */
         size_t min_args, max_args;
         unsigned options;       /* VERB_OPT_* it accepts */
@@ -38,10 +52,21 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-        { "group", "create", 1, 1, VERB_OPT_SPEC, "NAME [--spec FILE]", verb_group_create },
+        { "group", "create", 1, 1, VERB_OPT_SPEC | VERB_OPT_VM | VERB_OPT_PRINT_SPEC,
+          "NAME [--spec FILE] [--vm NAME[:OPTS]]...", verb_group_create },
         { "group", "list", 0, 0, 0, "", verb_group_list },
         { "group", "show", 1, 1, 0, "NAME", verb_group_show },
         { "group", "delete", 1, 1, 0, "NAME", verb_group_delete },
+        { "vm", "list", 1, 1, 0, "GROUP", verb_vm_list },
+        { "vm", "show", 2, 2, 0, "GROUP VM", verb_vm_show },
+        { "vm", "add", 2, 2, VERB_OPT_SPEC | VERB_OPT_PRINT_SPEC, "GROUP NAME[:OPTS] [--spec FILE]", verb_vm_add },
+        { "vm", "remove", 2, 2, 0, "GROUP VM", verb_vm_remove },
+        { "vm", "start", 2, 2, 0, "GROUP VM", verb_vm_start },
+        { "vm", "shutdown", 2, 2, VERB_OPT_TIMEOUT, "GROUP VM [--timeout SEC]", verb_vm_shutdown },
+        { "vm", "kill", 2, 2, 0, "GROUP VM", verb_vm_kill },
+        { "vm", "reboot", 2, 2, 0, "GROUP VM", verb_vm_reboot },
+        { "vm", "restart", 2, 2, 0, "GROUP VM", verb_vm_restart },
+        { "console", NULL, 2, 2, VERB_OPT_FOLLOW | VERB_OPT_LINES, "GROUP VM [-f] [--lines N]", verb_console },
         { "addr", NULL, 1, 2, 0, "GROUP [VM]", verb_addr },
 };
 
@@ -51,11 +76,29 @@ static void help(void) {
                "Manage groups of VMs on private networks run by vmgrd.\n"
                "\n"
                "Group commands:\n"
-               "  group create NAME [--spec FILE]  Create a group (FILE '-' reads stdin;\n"
+               "  group create NAME [--spec FILE] [--vm NAME[:OPTS]]...\n"
+               "                                   Create a group (FILE '-' reads stdin;\n"
                "                                   no spec: network only) and show it\n"
                "  group list                       List groups\n"
                "  group show NAME                  Show all properties of a group\n"
                "  group delete NAME                Delete a group and everything in it\n"
+               "\n"
+               "VM commands:\n"
+               "  vm list GROUP                    List a group's VMs\n"
+               "  vm show GROUP VM                 Show all properties of a VM\n"
+               "  vm add GROUP NAME[:OPTS] [--spec FILE]\n"
+               "                                   Add a VM (FILE: one VM's spec), start it\n"
+               "                                   and show it\n"
+               "  vm remove GROUP VM               Stop a VM and delete it and its disks\n"
+               "  vm start GROUP VM                Start a stopped VM\n"
+               "  vm shutdown GROUP VM [--timeout SEC]\n"
+               "                                   Shut a VM down cleanly; stop it hard\n"
+               "                                   after SEC seconds (default 60, 0: wait)\n"
+               "  vm kill GROUP VM                 Stop a VM at once\n"
+               "  vm reboot GROUP VM               Ask the guest to reboot\n"
+               "  vm restart GROUP VM              Stop a VM hard and start it again\n"
+               "  console GROUP VM [-f] [--lines N]\n"
+               "                                   Print a VM's console log (read-only)\n"
                "\n"
                "Address commands (offline, no vmgrd needed):\n"
                "  addr GROUP                       Show a group's bridge and addresses\n"
@@ -64,24 +107,57 @@ static void help(void) {
                "Options:\n"
                "  -h --help                        Show this help\n"
                "     --version                     Show the version\n"
-               "     --json                        Print JSON (list, show, create, addr)\n"
-               "  -q --quiet                       No table header; create prints nothing\n"
-               "     --spec FILE                   Group spec, JSON (group create)\n"
+               "     --json                        Print JSON (list, show, create, add, addr)\n"
+               "  -q --quiet                       No table header; create and add print\n"
+               "                                   nothing\n"
+               "     --spec FILE                   Spec, JSON (group create, vm add)\n"
+               "     --vm NAME[:OPTS]              Add a VM to the group's spec (group create;\n"
+               "                                   repeatable). OPTS: comma-separated ipv4,\n"
+               "                                   vcpus=N, memory=MIB, kernel=PATH,\n"
+               "                                   initrd=PATH, disk=PATH, cmdline=TEXT;\n"
+               "                                   cmdline comes last and takes the rest\n"
+               "  -f --follow                      Keep printing what the console writes\n"
+               "                                   until the VM is removed (console)\n"
+               "  -n --lines N                     Start with the last N lines (console)\n"
+               "     --timeout SEC                 Clean shutdown time (vm shutdown)\n"
+               "\n"
+               "On a terminal, console shows control characters visibly: ESC as ^[,\n"
+               "other C0 controls and DEL in caret notation (^G, ^?), CR LF as a line\n"
+               "end, C1 controls as M-^[ and so on. Redirected, the log is copied raw.\n"
                "\n"
                "vmgrctl talks to vmgrd on the bus in DBUS_SESSION_BUS_ADDRESS.\n"
                "Exit status: 0 success, 1 failure, 2 usage error or invalid name,\n"
                "3 no such group or VM, 4 vmgrd cannot be reached.\n");
 }
 
+/* Parses a non-negative decimal number no larger than max. Returns 0, or -EINVAL. */
+static int parse_number(const char *s, uint64_t max, uint64_t *ret) {
+        uint64_t n = 0;
+
+        if (!*s || strspn(s, "0123456789") != strlen(s))
+                return -EINVAL;
+        for (; *s; s++) {
+                n = n * 10 + (uint64_t) (*s - '0');
+                if (n > max)
+                        return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
 /* Parses options anywhere on the command line (GNU getopt permutes them
  * behind the verb words, as systemctl does). Returns 1 to run a verb, 0 when
  * --help/--version already did the job, or -EINVAL after logging. *given
- * collects the VERB_OPT_* that appeared. */
+ * collects the VERB_OPT_* that appeared; o->vms must have room for argc
+ * entries. */
 static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *given) {
         enum {
                 ARG_VERSION = 0x100,
                 ARG_JSON,
                 ARG_SPEC,
+                ARG_VM,
+                ARG_PRINT_SPEC,
+                ARG_TIMEOUT,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -89,12 +165,19 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 { "json", no_argument, NULL, ARG_JSON },
                 { "quiet", no_argument, NULL, 'q' },
                 { "spec", required_argument, NULL, ARG_SPEC },
+                { "vm", required_argument, NULL, ARG_VM },
+                /* Not in --help: for tests and for seeing what a shorthand means. */
+                { "print-spec", no_argument, NULL, ARG_PRINT_SPEC },
+                { "follow", no_argument, NULL, 'f' },
+                { "lines", required_argument, NULL, 'n' },
+                { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 {}
         };
+        uint64_t n;
         int c;
 
         opterr = 0; /* our own sentences, below; ':' reports a missing argument apart */
-        while ((c = getopt_long(argc, argv, ":hq", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hqfn:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -114,6 +197,34 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                         o->spec = optarg;
                         *given |= VERB_OPT_SPEC;
                         break;
+                case ARG_VM:
+                        o->vms[o->n_vms++] = optarg;
+                        *given |= VERB_OPT_VM;
+                        break;
+                case ARG_PRINT_SPEC:
+                        o->print_spec = true;
+                        *given |= VERB_OPT_PRINT_SPEC;
+                        break;
+                case 'f':
+                        o->follow = true;
+                        *given |= VERB_OPT_FOLLOW;
+                        break;
+                case 'n':
+                        if (parse_number(optarg, UINT32_MAX, &n) < 0)
+                                return log_error_errno(-ERRNO_USAGE, "invalid --lines value '%s': must be a whole number",
+                                                       optarg);
+                        o->lines = (unsigned) n;
+                        o->lines_set = true;
+                        *given |= VERB_OPT_LINES;
+                        break;
+                case ARG_TIMEOUT:
+                        if (parse_number(optarg, UINT32_MAX, &n) < 0)
+                                return log_error_errno(-ERRNO_USAGE,
+                                                       "invalid --timeout value '%s': must be whole seconds (0: no limit)",
+                                                       optarg);
+                        o->timeout_usec = n * UINT64_C(1000000);
+                        *given |= VERB_OPT_TIMEOUT;
+                        break;
                 case ':':
                         return log_error_errno(-ERRNO_USAGE, "option %s needs an argument; see 'vmgrctl --help'",
                                                argv[optind - 1]);
@@ -121,7 +232,7 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                         if (optopt == 0)
                                 return log_error_errno(-ERRNO_USAGE, "unknown option %s; see 'vmgrctl --help'",
                                                        argv[optind - 1]);
-                        if (optopt >= 0x100 || optopt == 'h' || optopt == 'q')
+                        if (optopt >= 0x100 || optopt == 'h' || optopt == 'q' || optopt == 'f')
                                 /* A known long option given "=value" it does not take. */
                                 return log_error_errno(-ERRNO_USAGE, "option %s takes no argument", argv[optind - 1]);
                         return log_error_errno(-ERRNO_USAGE, "unknown option -%c; see 'vmgrctl --help'", optopt);
@@ -129,6 +240,35 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                         return log_error_errno(-ERRNO_USAGE, "cannot parse the options");
                 }
         return 1;
+}
+
+/* Lists the second words of a verb family as "a, b or c" in a new string.
+ * Returns 0, or -ENOMEM. */
+static int verb_family_names(const char *family, char **ret) {
+        size_t i_last = 0, size = 0;
+        bool first = true;
+        char *buf = NULL;
+        FILE *f;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verbs[i].family, family) && verbs[i].name)
+                        i_last = i;
+
+        f = open_memstream(&buf, &size);
+        if (!f)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                if (!streq(verbs[i].family, family) || !verbs[i].name)
+                        continue;
+                fprintf(f, "%s%s", first ? "" : i == i_last ? " or " : ", ", verbs[i].name);
+                first = false;
+        }
+        if (fclose(f) != 0 || !buf) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        return 0;
 }
 
 /* Finds the verb named by the first one or two words. Returns 0 and the verb
@@ -157,9 +297,13 @@ static int verb_find(char **words, size_t n_words, const struct verb **ret, size
 
         if (!family_known)
                 return log_error_errno(-ERRNO_USAGE, "unknown command '%s'; see 'vmgrctl --help'", words[0]);
-        if (n_words < 2)
-                return log_error_errno(-ERRNO_USAGE, "missing %s command (create, list, show or delete); see 'vmgrctl --help'",
-                                       words[0]);
+        if (n_words < 2) {
+                _cleanup_free_ char *names = NULL;
+
+                verb_family_names(words[0], &names);
+                return log_error_errno(-ERRNO_USAGE, "missing %s command (%s); see 'vmgrctl --help'", words[0],
+                                       strempty(names) ? "see the help" : names);
+        }
         return log_error_errno(-ERRNO_USAGE, "unknown command '%s %s'; see 'vmgrctl --help'", words[0], words[1]);
 }
 
@@ -195,11 +339,20 @@ static int exit_status(int r) {
 }
 
 int main(int argc, char *argv[]) {
-        struct ctl_options o = {};
+        _cleanup_free_ char **vms = NULL;
+        struct ctl_options o = {
+                .timeout_usec = SHUTDOWN_TIMEOUT_DEFAULT_USEC,
+        };
         const struct verb *v = NULL;
         unsigned given = 0;
         size_t n_words, used = 0;
         int r;
+
+        /* Every --vm could be one argument: room for all of them. */
+        vms = calloc((size_t) argc + 1, sizeof(char *));
+        if (!vms)
+                return exit_status(log_error_errno(-ENOMEM, "%m"));
+        o.vms = vms;
 
         r = parse_argv(argc, argv, &o, &given);
         if (r <= 0) {
