@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "spawn.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* A new O_CLOEXEC fd for fd that is above stdio (which the child's dup2()
+ * calls overwrite), closing fd; fd itself if it is above already.
+ * Returns the fd or -errno. */
+static int fd_above_stdio(int fd) {
+        int moved;
+
+        if (fd > STDERR_FILENO)
+                return fd;
+        moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+        if (moved < 0)
+                moved = -errno;
+        close(fd);
+        return moved;
+}
+
+/* A pipe with both ends O_CLOEXEC and above stdio. Returns 0 or -errno. */
+static int pipe_above_stdio(int p[2]) {
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        p[0] = fd_above_stdio(p[0]);
+        p[1] = fd_above_stdio(p[1]);
+        if (p[0] < 0 || p[1] < 0) {
+                int r = p[0] < 0 ? p[0] : p[1];
+                p[0] = safe_close(p[0]);
+                p[1] = safe_close(p[1]);
+                return r;
+        }
+        return 0;
+}
+
+/* In the program's process, between clone3() and execve(): only
+ * async-signal-safe calls. Reports a failure by writing errno to report_fd
+ * (O_CLOEXEC, so a successful exec closes it and the reader sees EOF). */
+static _noreturn_ void child_exec(char *const argv[], pid_t parent, int null_fd, int stderr_fd, int report_fd) {
+        struct sigaction sa = { .sa_handler = SIG_DFL };
+        sigset_t none;
+        int e;
+
+        /* Dies with its supervisor, which dies with the waiting thread. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(127);
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void) sigaction(sig, &sa, NULL);
+        sigemptyset(&none);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
+                goto fail;
+        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
+            dup2(stderr_fd, STDERR_FILENO) < 0)
+                goto fail;
+        /* Every vmgr fd is O_CLOEXEC already; this covers any a library
+         * opened without it. Not fatal where the kernel is too old. */
+        (void) close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+        execv(argv[0], argv);
+fail:
+        e = errno;
+        (void) !write(report_fd, &e, sizeof(e));
+        _exit(127);
+}
+
+typedef struct SupervisorReport {
+        int32_t code, status;
+} SupervisorReport;
+
+/* The supervisor: started with no exit signal, it never execs, so it stays
+ * invisible to a waitid() without __WALL (an execve() would reset its exit
+ * signal to SIGCHLD). It starts the program as its own ordinary child, waits
+ * for it, writes how it ended to status_fd and exits. Only async-signal-safe
+ * calls: the process it was cloned from has other threads. */
+static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, int stderr_fd, int report_fd,
+                                 int status_fd) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        struct clone_args args = { .exit_signal = SIGCHLD };
+        SupervisorReport report = {};
+        siginfo_t si = {};
+        pid_t self, pid;
+        int e;
+
+        /* Dies with the thread that waits for it, i.e. with vmgrd. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                _exit(127);
+        /* SIGCHLD ignored would make the kernel reap the program itself. */
+        (void) sigaction(SIGCHLD, &dfl, NULL);
+        self = getpid();
+        pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+        if (pid == 0)
+                child_exec(argv, self, null_fd, stderr_fd, report_fd);
+        if (pid < 0) {
+                e = errno;
+                (void) !write(report_fd, &e, sizeof(e));
+                _exit(127);
+        }
+        /* The reader's EOFs must depend on the program alone. */
+        (void) close(report_fd);
+        (void) close(stderr_fd);
+
+        while (waitid(P_PID, (id_t) pid, &si, WEXITED) < 0)
+                if (errno != EINTR)
+                        _exit(127);
+        report.code = si.si_code;
+        report.status = si.si_status;
+        (void) !write(status_fd, &report, sizeof(report));
+        _exit(0);
+}
+
+/* Read what is available from fd into buf (keeping room for a NUL), drop
+ * what does not fit. Returns 1 at EOF, 0 if more may come. */
+static int drain(int fd, char *buf, size_t size, size_t *len) {
+        char scratch[4096];
+
+        for (;;) {
+                size_t room = size > *len + 1 ? size - *len - 1 : 0;
+                char *p = room > 0 ? buf + *len : scratch;
+                size_t want = room > 0 ? room : sizeof(scratch);
+                ssize_t n = read(fd, p, want);
+
+                if (n < 0)
+                        return errno == EINTR || errno == EAGAIN ? 0 : 1;
+                if (n == 0)
+                        return 1;
+                if (room > 0)
+                        *len += (size_t) n;
+        }
+}
+
+/* Grace period for the program's stderr to close after the timeout kill. */
+#define KILL_GRACE_USEC (1000ULL * 1000ULL)
+
+int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_size, SpawnResult *ret) {
+        _cleanup_close_ int null_fd = -EBADF, pidfd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        int err_pipe[2] = { -EBADF, -EBADF }, report[2] = { -EBADF, -EBADF }, status[2] = { -EBADF, -EBADF };
+        struct clone_args args = {};
+        SupervisorReport result = {};
+        uint64_t start, deadline;
+        bool timed_out = false, err_eof = false, have_result = false;
+        siginfo_t si = {};
+        size_t err_len = 0;
+        pid_t parent = getpid(), pid;
+        int r, e = 0;
+        ssize_t n;
+
+        if (!argv || !argv[0] || argv[0][0] != '/' || (err_size > 0 && !err))
+                return -EINVAL;
+        /* Collected here, copied to err only on success. */
+        buf = malloc(err_size + 1);
+        if (!buf)
+                return -ENOMEM;
+
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd < 0)
+                return -errno;
+        null_fd = fd_above_stdio(TAKE_FD(null_fd));
+        if (null_fd < 0)
+                return null_fd;
+        if ((r = pipe_above_stdio(err_pipe)) < 0 || (r = pipe_above_stdio(report)) < 0 ||
+            (r = pipe_above_stdio(status)) < 0)
+                goto finish;
+
+        args.flags = CLONE_PIDFD;
+        args.pidfd = (uint64_t) (uintptr_t) &pidfd;
+        args.exit_signal = 0; /* no SIGCHLD, not seen by waitid() without __WALL */
+        start = now_usec();
+        pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
+        if (pid < 0) {
+                r = -errno;
+                goto finish;
+        }
+        if (pid == 0)
+                supervise(argv, parent, null_fd, err_pipe[1], report[1], status[1]);
+
+        err_pipe[1] = safe_close(err_pipe[1]);
+        report[1] = safe_close(report[1]);
+        status[1] = safe_close(status[1]);
+
+        /* EOF: the program was exec'd. An errno: it was not. */
+        do
+                n = read(report[0], &e, sizeof(e));
+        while (n < 0 && errno == EINTR);
+        if (n == (ssize_t) sizeof(e)) {
+                r = e > 0 ? -e : -EIO;
+                goto reap;
+        }
+
+        if (fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
+                r = -errno;
+                goto kill;
+        }
+
+        deadline = timeout_usec > 0 ? start + timeout_usec : UINT64_MAX;
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = timed_out ? -1 : status[0], .events = POLLIN },
+                        { .fd = err_eof ? -1 : err_pipe[0], .events = POLLIN },
+                };
+                int timeout_ms = -1;
+
+                if (deadline != UINT64_MAX) {
+                        uint64_t now = now_usec();
+                        if (now >= deadline) {
+                                if (timed_out)
+                                        break; /* the grace period is over too */
+                                /* Killing the supervisor kills the program (its parent-death signal). */
+                                (void) pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                                timed_out = true;
+                                deadline = now + KILL_GRACE_USEC;
+                                continue;
+                        }
+                        /* Rounded up, not to wake just short of the deadline. */
+                        timeout_ms = (int) ((deadline - now + 999) / 1000);
+                }
+                if (timed_out && err_eof)
+                        break;
+                if (poll(p, ELEMENTSOF(p), timeout_ms) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto kill;
+                }
+                if (p[1].revents)
+                        err_eof = drain(err_pipe[0], buf, err_size, &err_len);
+                if (p[0].revents) {
+                        do
+                                n = read(status[0], &result, sizeof(result));
+                        while (n < 0 && errno == EINTR);
+                        have_result = n == (ssize_t) sizeof(result);
+                        break;
+                }
+        }
+        /* What it wrote just before exiting (a child of its own may still
+         * hold the pipe open: take what is there, do not wait for EOF). */
+        if (!err_eof)
+                (void) drain(err_pipe[0], buf, err_size, &err_len);
+
+        if (!timed_out && !have_result) {
+                /* The supervisor died without a word: only if killed from outside. */
+                r = -ECHILD;
+                goto kill;
+        }
+        while (waitid(P_PIDFD, (id_t) pidfd, &si, WEXITED | __WALL) < 0)
+                if (errno != EINTR) {
+                        r = -errno;
+                        goto finish;
+                }
+
+        if (err_size > 0) {
+                buf[err_len] = 0;
+                memcpy(err, buf, err_len + 1);
+        }
+        *ret = (SpawnResult) {
+                .code = timed_out ? CLD_KILLED : result.code,
+                .status = timed_out ? SIGKILL : result.status,
+                .timed_out = timed_out,
+                .usec = now_usec() - start,
+        };
+        r = 0;
+        goto finish;
+
+kill:
+        (void) pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+reap:
+        while (waitid(P_PIDFD, (id_t) pidfd, &si, WEXITED | __WALL) < 0 && errno == EINTR)
+                ;
+finish:
+        safe_close(err_pipe[0]);
+        safe_close(err_pipe[1]);
+        safe_close(report[0]);
+        safe_close(report[1]);
+        safe_close(status[0]);
+        safe_close(status[1]);
+        return r;
+}
+
+char *spawn_first_line(char *s) {
+        size_t n;
+
+        s[strcspn(s, "\n")] = 0;
+        n = strlen(s);
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+                s[--n] = 0;
+        return s;
+}
