@@ -165,7 +165,9 @@ bench_group_network_round() {
 
         # (b) libvirt: the first failure (in the warm-up round) says why a
         # variant cannot run here; after that a failure is an error.
-        [ -n "$GN_LV_SKIP" ] && return 0
+        if [ -n "$GN_LV_SKIP" ]; then
+                return 0
+        fi
         if [ -z "$GN_LV_ISOLATED_SKIP" ] && ! reason=$(gn_libvirt_cycle b "$GN_LV_DIR/isolated.xml"); then
                 [ "$BENCH_WARMUP" = 1 ] || { echo "tools/bench: libvirt: $reason" >&2; return 1; }
                 GN_LV_ISOLATED_SKIP=$reason
@@ -194,7 +196,9 @@ bench_group_network_finish() {
         bench_sum a0.cycle a0.up a0.down
         bench_sum a.cycle a.up a.down
         for k in b bo; do
-                bench_has "$k.create" && bench_sum "$k.cycle" "$k.create" "$k.destroy"
+                if bench_has "$k.create"; then
+                        bench_sum "$k.cycle" "$k.create" "$k.destroy"
+                fi
         done
         return 0
 }
@@ -215,15 +219,21 @@ bench_group_network_report() {
         cycle_ok=$(bench_at_most vmgr.cycle 20)
         create_ok=$(bench_at_most vmgr.create 20)
         floor_gap=$(bench_diff vmgr.delete floor.del)
-        for k in vmgr.cycle a0.cycle a.cycle b.cycle bo.cycle; do
-                bench_has "$k" && above+="${above:+, }${k%.cycle} $(bench_diff "$k" floor.del) ms"
+        for k in vmgr:vmgr a0:"(a0)" a:"(a)" b:"(b)" bo:"(b′)"; do
+                if bench_has "${k%%:*}.cycle"; then
+                        above+="${above:+, }${k#*:} $(bench_diff "${k%%:*}.cycle" floor.del) ms"
+                fi
         done
 
         if [ -n "$GN_LV_SKIP" ]; then
                 lv_note="libvirt was not measured: $GN_LV_SKIP."
         fi
-        [ -n "$GN_LV_ISOLATED_SKIP" ] && lv_note+=" The isolated network (b) failed: \`$GN_LV_ISOLATED_SKIP\`."
-        [ -n "$GN_LV_OPEN_SKIP" ] && lv_note+=" The open network (b′) failed: \`$GN_LV_OPEN_SKIP\`."
+        if [ -n "$GN_LV_ISOLATED_SKIP" ]; then
+                lv_note+=" The isolated network (b) failed: \`$GN_LV_ISOLATED_SKIP\`."
+        fi
+        if [ -n "$GN_LV_OPEN_SKIP" ]; then
+                lv_note+=" The open network (b′) failed: \`$GN_LV_OPEN_SKIP\`."
+        fi
 
         cat <<EOF
 ## $(bench_group_network_title)
@@ -233,9 +243,11 @@ delay, \`accept_ra=0\`), its IPv6 /64 gateway and IPv4 /24 gateway, three
 /128 service addresses on \`lo\`, the /64 route with the management address
 as source, and a dnsmasq sending router advertisements and serving DHCPv4,
 counted as ready when its pid file exists (as vmgrd counts it). Every
-contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\`), in
-a network namespace of its own; one round runs each contender once, in the
-order of the table, and the first round is a warm-up that is not counted.
+contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\`),
+inside network namespaces the benchmark made: vmgr, the scripts and the
+floor in one, libvirt in one of its own. One round runs each contender
+once, in the order of the table; the first round is a warm-up and is not
+counted.
 
 $(bench_row_header)
 $(bench_row "**vmgr**: CreateGroup + DeleteGroup, network only" vmgr.cycle)
