@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <systemd/sd-event.h>
@@ -65,6 +66,8 @@ struct console {
 
         sd_event *event;
         sd_event_source *dir_watch, *file_watch, *retry;
+        dev_t dir_dev;                  /* the directory dir_watch watches */
+        ino_t dir_ino;
         int result;                     /* what the follow loop ended with */
         int signal;                     /* the signal that ended it, or 0 */
 };
@@ -260,8 +263,11 @@ static int console_open(struct console *c, unsigned from_end) {
  * added, starts over after a truncation, and when the file was replaced
  * (rotated, or the VM's files made anew) finishes the old one and begins the
  * new one from its start. Returns 0, or -errno after logging. */
+static int dir_watch_lost(struct console *c);
+static int retry_later(struct console *c);
+
 static int console_poll(struct console *c) {
-        struct stat st, now;
+        struct stat st, now, dir;
         int r;
 
         if (c->fd < 0) {
@@ -275,8 +281,23 @@ static int console_poll(struct console *c) {
         if (r < 0)
                 return r;
 
-        if (stat(c->log_path, &now) < 0 || now.st_dev != c->dev || now.st_ino != c->ino) {
-                /* Gone or replaced: what the old file had is printed; the new one starts at 0. */
+        if (stat(c->log_path, &now) < 0) {
+                /* Renamed away or deleted: whoever writes it may still do so
+                 * (a rotation moves it first), so keep reading it until a new
+                 * file takes its place. */
+                if (errno != ENOENT)
+                        return log_error_errno(errno_generic(-errno), "cannot read %s: %m", c->log_path);
+                /* Deleted with its directory (the VM's files removed)? The
+                 * watch then hears no more: the open file pins the old
+                 * directory. Watch for a new one; and since the directory
+                 * may go right after this look, look again while the file is
+                 * missing. */
+                if (c->dir_watch && (stat(c->dir, &dir) < 0 || dir.st_dev != c->dir_dev || dir.st_ino != c->dir_ino))
+                        return dir_watch_lost(c);
+                return retry_later(c);
+        }
+        if (now.st_dev != c->dev || now.st_ino != c->ino) {
+                /* Replaced: what the old file had is printed; the new one starts at 0. */
                 c->file_watch = sd_event_source_disable_unref(c->file_watch);
                 c->fd = safe_close(c->fd);
                 r = console_open(c, UINT_MAX);
@@ -319,30 +340,42 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
         int r;
 
         c->retry = sd_event_source_disable_unref(c->retry);
-        r = watch_dir(c);
+        r = c->dir_watch ? console_poll(c) : watch_dir(c);
         if (r < 0)
                 console_stop(c, r);
         return 0;
 }
 
-static int on_dir_changed(sd_event_source *s, const struct inotify_event *event, void *userdata) {
-        struct console *c = userdata;
+/* Looks at the directory and the file again in a second, unless that is
+ * already planned. Returns 0, or -errno after logging. */
+static int retry_later(struct console *c) {
         int r;
 
-        if (event->mask & IN_IGNORED) {
-                /* The directory went away (the VM's files deleted): look for it again. */
-                c->dir_watch = sd_event_source_disable_unref(c->dir_watch);
-                r = sd_event_add_time_relative(c->event, &c->retry, CLOCK_MONOTONIC, CONSOLE_RETRY_USEC, 0, on_retry,
-                                               c);
-                if (r < 0)
-                        console_stop(c, log_error_errno(errno_generic(r), "cannot set a timer: %m"));
+        if (c->retry)
                 return 0;
-        }
-        if ((event->mask & IN_Q_OVERFLOW) || (event->len > 0 && streq(event->name, c->base))) {
+        r = sd_event_add_time_relative(c->event, &c->retry, CLOCK_MONOTONIC, CONSOLE_RETRY_USEC, 0, on_retry, c);
+        if (r < 0)
+                return log_error_errno(errno_generic(r), "cannot set a timer: %m");
+        return 0;
+}
+
+/* Stops watching the directory, which is gone, and looks for it again in a
+ * second. Returns 0, or -errno after logging. */
+static int dir_watch_lost(struct console *c) {
+        c->dir_watch = sd_event_source_disable_unref(c->dir_watch);
+        return retry_later(c);
+}
+
+static int on_dir_changed(sd_event_source *s, const struct inotify_event *event, void *userdata) {
+        struct console *c = userdata;
+        int r = 0;
+
+        if (event->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
+                r = dir_watch_lost(c);
+        else if ((event->mask & IN_Q_OVERFLOW) || (event->len > 0 && streq(event->name, c->base)))
                 r = console_poll(c);
-                if (r < 0)
-                        console_stop(c, r);
-        }
+        if (r < 0)
+                console_stop(c, r);
         return 0;
 }
 
@@ -350,20 +383,25 @@ static int on_dir_changed(sd_event_source *s, const struct inotify_event *event,
  * or deleted, or, while the directory does not exist, looks again every
  * second; then catches up with the file. Returns 0, or -errno after logging. */
 static int watch_dir(struct console *c) {
+        _cleanup_close_ int fd = -EBADF;
+        struct stat st;
         int r;
 
-        r = sd_event_add_inotify(c->event, &c->dir_watch, c->dir,
-                                 IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ONLYDIR, on_dir_changed,
-                                 c);
-        if (r == -ENOENT || r == -ENOTDIR) {
-                r = sd_event_add_time_relative(c->event, &c->retry, CLOCK_MONOTONIC, CONSOLE_RETRY_USEC, 0, on_retry,
-                                               c);
-                if (r < 0)
-                        return log_error_errno(errno_generic(r), "cannot set a timer: %m");
-                return 0;
-        }
+        /* Opened here, so that the inode watched is the one recorded. */
+        fd = open(c->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
+                return dir_watch_lost(c);
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return log_error_errno(errno_generic(-errno), "cannot watch %s: %m", c->dir);
+
+        r = sd_event_add_inotify_fd(c->event, &c->dir_watch, fd,
+                                    IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF |
+                                            IN_MOVE_SELF,
+                                    on_dir_changed, c);
         if (r < 0)
                 return log_error_errno(errno_generic(r), "cannot watch %s: %m", c->dir);
+        c->dir_dev = st.st_dev;
+        c->dir_ino = st.st_ino;
         return console_poll(c);
 }
 
@@ -396,6 +434,16 @@ static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *erro
 
         console_stop(c, log_error_errno(-ERRNO_UNREACHABLE, "lost the connection to the bus; stopped following VM '%s'",
                                         c->vm));
+        return 0;
+}
+
+/* The reader of our pipe went away (EPOLLERR on the write end): stop now,
+ * as the next write would, rather than when the guest next prints. */
+static int on_stdout_error(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        struct console *c = userdata;
+
+        c->signal = SIGPIPE;
+        console_stop(c, 0);
         return 0;
 }
 
@@ -465,6 +513,11 @@ static int console_follow(struct console *c, sd_bus *bus) {
                 r = sd_event_add_signal(c->event, NULL, SIGTERM, on_signal, c);
         if (r < 0)
                 return log_error_errno(errno_generic(r), "cannot handle signals: %m");
+        /* Pipes and terminals report their reader gone; files cannot be
+         * watched (EPERM) and need not be. */
+        r = sd_event_add_io(c->event, NULL, STDOUT_FILENO, EPOLLERR, on_stdout_error, c);
+        if (r < 0 && r != -EPERM)
+                return log_error_errno(errno_generic(r), "cannot watch standard output: %m");
 
         r = watch_dir(c);
         if (r < 0)
