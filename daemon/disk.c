@@ -254,7 +254,7 @@ static int base_fill(int src, const struct stat *st, const char *image, const ch
                      VmgrDiskFormat format, char **ret, char *error) {
         _cleanup_free_ char *tmp = NULL, *base = NULL, *entry = NULL;
         _cleanup_close_ int dst = -EBADF;
-        char digest[DIGEST_HEX_LEN + 1], e[64];
+        char digest[DIGEST_HEX_LEN + 1], line[DIGEST_HEX_LEN + 2], e[64];
         struct stat after;
         int r;
 
@@ -304,9 +304,9 @@ static int base_fill(int src, const struct stat *st, const char *image, const ch
 
         if (asprintf(&entry, "%s/index/%s", disks, key) < 0)
                 return -ENOMEM;
-        strcat(digest, "\n");
+        snprintf(line, sizeof(line), "%s\n", digest);
         /* Only a shortcut: if it cannot be written, the next call hashes again. */
-        (void) write_file_atomic(entry, digest, strlen(digest), 0600);
+        (void) write_file_atomic(entry, line, strlen(line), 0600);
 
         *ret = TAKE_PTR(base);
         return 0;
