@@ -341,19 +341,20 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.delete.total)
   temp dir are bind-mounted over \`/run\`, \`/etc/libvirt\`, \`/var/lib\`,
   \`/var/cache\` and \`/var/log\` inside that mount namespace, libvirtd gets
   \`--config\` and \`--pid-file\` there, and \`LIBVIRT_DRIVER_DIR\` points at a
-  directory holding only the network driver. The host's libvirt, its
-  sockets, state and system bus are never seen. The network XML has the
-  group's bridge name, both gateways, DHCPv4 over the same range, the IPv6
-  /64 (RA) and \`<dns enable='no'/>\`. One \`virsh -t\` process runs
-  \`net-create\` and \`net-destroy\` and reports each API call's time, so no
-  process start-up is counted. (b) is libvirt's default isolated network,
-  for which libvirt installs iptables rules (no firewalld: there is no
-  system bus in its namespace; \`iptables\` with its nf_tables backend
-  works there, and its rules live in that namespace only). Debian's
-  libvirt QEMU driver refuses to start without the \`libvirt-qemu\` user,
-  which is one more reason to load the network driver alone. (b′) uses \`<forward mode='open'/>\`, for
-  which libvirt adds no firewall rules, like vmgr. libvirt does less than
-  the others: no \`lo\` addresses, no route with a source address, no TAPs.
+  directory holding only the network driver (Debian's QEMU driver would
+  not even start without the \`libvirt-qemu\` user, and networks do not need
+  it). The host's libvirt, its sockets, state and system bus are never
+  seen. The network XML has the group's bridge name, both gateways,
+  DHCPv4 over the same range, the IPv6 /64 (RA) and \`<dns enable='no'/>\`.
+  One \`virsh -t\` process runs \`net-create\` and \`net-destroy\` and reports
+  each API call's time, so no process start-up is counted.
+  (b) is libvirt's default isolated network, for which libvirt installs
+  iptables rules: with no system bus in its namespace there is no
+  firewalld, and \`iptables\` (nf_tables backend) works inside the
+  namespace, its rules living there only. (b′) uses
+  \`<forward mode='open'/>\`, for which libvirt adds no firewall rules, like
+  vmgr. libvirt does less than the others: no \`lo\` addresses, no route
+  with a source address, no TAPs.
 - **Floor**: \`bench/iproute2-group.sh bridge-up\` (not timed), then a timed
   \`ip link del\` of the bridge.
 EOF
