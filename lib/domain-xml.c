@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "addressing.h"
 #include "domain-xml.h"
@@ -70,6 +71,9 @@ static int config_check(const VmgrDomainConfig *c) {
                 return -EINVAL;
         if (!path_ok(c->emulator) || !path_ok(c->console_log) || !path_ok(c->agent_socket))
                 return -EINVAL;
+        /* QEMU binds the agent socket: it must fit a sockaddr_un. */
+        if (strlen(c->agent_socket) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+                return -ENAMETOOLONG;
         if (c->kernel) {
                 if (!path_ok(c->kernel) || (c->initrd && !path_ok(c->initrd)) ||
                     (c->cmdline && !string_ok(c->cmdline)))

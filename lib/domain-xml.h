@@ -37,7 +37,7 @@ typedef struct VmgrDomainConfig {
         size_t n_extra_disks;           /* <= VMGR_SPEC_MAX_EXTRA_DISKS */
         bool ipv4;                      /* second NIC (tap4/mac4) on PCI bus 2, guest enp2s0 */
         const char *console_log;        /* serial console (ttyS0) appended to this file */
-        const char *agent_socket;       /* virtio-serial channel org.vmgr.agent.0, libvirt listens */
+        const char *agent_socket;       /* virtio-serial channel org.vmgr.agent.0, QEMU listens; < 108 bytes */
 } VmgrDomainConfig;
 
 /* Name of the virtio-serial port the guest agent opens. */
@@ -51,7 +51,8 @@ typedef struct VmgrDomainConfig {
  * Returns 0 and a malloc'd NUL-terminated string in *ret; -EINVAL for an
  * invalid name, a missing or relative path, an unknown disk format, an
  * unresolved accelerator, or a string that is not valid UTF-8 or holds a
- * control character; -ENOMEM if libxml2 fails. */
+ * control character; -ENAMETOOLONG if agent_socket does not fit a
+ * sockaddr_un (107 bytes); -ENOMEM if libxml2 fails. */
 int vmgr_domain_xml(const VmgrDomainConfig *c, char **ret);
 
 /* The libvirt domain name of a VM: "GROUP:VM". ':' cannot occur in either

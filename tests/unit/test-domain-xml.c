@@ -304,6 +304,20 @@ static void test_invalid(void) {
         check_invalid(&c);
         c = direct_config(), c.boot_disk = "/d.raw", c.boot_disk_format = NULL;
         check_invalid(&c);
+
+        /* An agent socket path that no sockaddr_un can hold. */
+        char long_path[120], *xml = (char *) "untouched";
+        memset(long_path, 'a', sizeof(long_path) - 1);
+        long_path[0] = '/';
+        long_path[sizeof(long_path) - 1] = 0;
+        c = direct_config(), c.agent_socket = long_path;
+        CHECK(vmgr_domain_xml(&c, &xml) == -ENAMETOOLONG);
+        CHECK_STREQ(xml, "untouched");
+        long_path[108] = 0;
+        CHECK(vmgr_domain_xml(&c, &xml) == -ENAMETOOLONG);
+        long_path[107] = 0; /* 107 characters and the NUL: fits */
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        free(xml);
 }
 
 static void test_name(void) {
