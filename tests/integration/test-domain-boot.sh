@@ -8,7 +8,8 @@
 # "virsh create" boots the default guest from the XML vmgr writes:
 #   - libvirt accepts the domain (name GROUP:VM, our UUID);
 #   - the primary NIC is PCI bus 1 in the guest (enp1s0, its EUI-64 SLAAC
-#     address), the IPv4 NIC bus 2 (enp2s0, a DHCPv4 lease);
+#     address), the IPv4 NIC bus 2 (enp2s0, a DHCPv4 lease), also with two
+#     extra disks that libvirt places on root ports it adds;
 #   - the console file is appended to across a reboot; the agent socket exists;
 #   - "virsh shutdown" (ACPI power button) ends it (on_poweroff destroy).
 # Prints boot-to-ready times.
@@ -125,8 +126,12 @@ check "libvirtd answers as $VMGR_USER" virsh_user version
 CONSOLE=$T/vm/console.log
 AGENT=$T/vm/agent.sock
 DOMAIN="$GROUP:$VM"
+# Two extra disks: more devices for libvirt to place on root ports of its own.
+for d in 0 1; do
+        vmgr_as_user qemu-img create -q -f qcow2 "$T/vm/extra$d.qcow2" 16M
+done
 "$XMLTOOL" --print "$GROUP" "$VM" qemu "$KERNEL" "$INITRD" "console=ttyS0 vmgr.hostname=$VM" \
-        "$CONSOLE" "$AGENT" ipv4 >"$T/domain.xml"
+        "$CONSOLE" "$AGENT" ipv4 "disk:$T/vm/extra0.qcow2" "disk:$T/vm/extra1.qcow2" >"$T/domain.xml"
 chmod 0644 "$T/domain.xml"
 
 t0=$(now_ms)
@@ -155,6 +160,7 @@ fi
 check_match "enp2s0 (PCI bus 2) has a DHCPv4 lease in ${E[subnet4]}" "^${subnet//./\\.}\.[0-9]+/24$" "$addr4"
 check_match "dnsmasq leased it to ${E[mac4]}" " ${E[mac4]} ${addr4%/*} " "$(cat "$T/dnsmasq.leases" 2>/dev/null || true)"
 check "the agent channel socket exists" test -S "$AGENT"
+check_eq "the guest sees both disks (vda, vdb)" "2" "$(grep -Ec 'virtio_blk virtio[0-9]+: \[vd[ab]\]' "$CONSOLE")"
 live=$(virsh_user dumpxml "$DOMAIN")
 check_match "libvirt added no USB controller, balloon or graphics" '^$' \
         "$(grep -E "<graphics|model='piix3-uhci'|model='qemu-xhci'|<memballoon model='virtio'" <<<"$live" || true)"

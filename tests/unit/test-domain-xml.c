@@ -6,7 +6,7 @@
  *
  * With arguments it prints the XML for a config instead (used by
  * tests/integration/test-domain-boot.sh):
- *   test-domain-xml --print GROUP VM qemu|kvm KERNEL INITRD CMDLINE CONSOLE AGENT [ipv4]
+ *   test-domain-xml --print GROUP VM qemu|kvm KERNEL INITRD CMDLINE CONSOLE AGENT [ipv4] [disk:QCOW2]...
  */
 
 #include <errno.h>
@@ -415,11 +415,13 @@ static int print_xml(int argc, char **argv) {
                 .memory_mib = 256,
                 .emulator = "/usr/bin/qemu-system-x86_64",
         };
+        const char *disks[VMGR_SPEC_MAX_EXTRA_DISKS], *formats[VMGR_SPEC_MAX_EXTRA_DISKS];
         char *xml = NULL;
         int r;
 
-        if (argc < 10 || argc > 11 || (argc == 11 && strcmp(argv[10], "ipv4") != 0)) {
-                fprintf(stderr, "usage: %s --print GROUP VM qemu|kvm KERNEL INITRD CMDLINE CONSOLE AGENT [ipv4]\n",
+        if (argc < 10) {
+                fprintf(stderr,
+                        "usage: %s --print GROUP VM qemu|kvm KERNEL INITRD CMDLINE CONSOLE AGENT [ipv4] [disk:QCOW2]...\n",
                         argv[0]);
                 return 2;
         }
@@ -431,7 +433,19 @@ static int print_xml(int argc, char **argv) {
         c.cmdline = argv[7];
         c.console_log = argv[8];
         c.agent_socket = argv[9];
-        c.ipv4 = argc == 11;
+        c.extra_disks = disks;
+        c.extra_disk_formats = formats;
+        for (int i = 10; i < argc; i++) {
+                if (strcmp(argv[i], "ipv4") == 0)
+                        c.ipv4 = true;
+                else if (strncmp(argv[i], "disk:", 5) == 0 && c.n_extra_disks < VMGR_SPEC_MAX_EXTRA_DISKS) {
+                        disks[c.n_extra_disks] = argv[i] + 5;
+                        formats[c.n_extra_disks++] = "qcow2";
+                } else {
+                        fprintf(stderr, "unknown argument: %s\n", argv[i]);
+                        return 2;
+                }
+        }
         r = vmgr_domain_xml(&c, &xml);
         if (r < 0) {
                 fprintf(stderr, "vmgr_domain_xml: error %d\n", r);
