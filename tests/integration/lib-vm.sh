@@ -114,7 +114,8 @@ vmgr_qemu_pids() {
 # vmgr_group_leftovers GROUP VM...: print what is left of GROUP and its VMs,
 # one per line: its bridge and TAPs, QEMUs and libvirt domains of its VMs, its
 # state file and directory (VM disks and consoles), its runtime directory.
-# Needs vmgrd's libvirtd to be running (for the domain list).
+# Needs vmgrd's libvirtd to be running (for the domain list). Only the VMs
+# named are looked for, so that one VM's removal can be checked on its own.
 vmgr_group_leftovers() {
         local group=$1 vm pid name
         vmgr_load_expected _vmgr_lo_exp "$group"
@@ -127,8 +128,8 @@ vmgr_group_leftovers() {
                 for pid in $(vmgr_qemu_pids "$group" "$vm"); do
                         echo "qemu $pid (VM $vm)"
                 done
+                vmgr_virsh list --all --name 2>&1 | grep -x -F "$group:$vm" | sed 's/^/libvirt domain /' || true
         done
-        vmgr_virsh list --all --name 2>&1 | grep -F "$group:" | sed 's/^/libvirt domain /' || true
         local f
         for f in "$VMGR_TMP/state/vmgr/groups/$group.json" "$VMGR_TMP/state/vmgr/groups/$group" \
                 "$VMGR_TMP/run/vmgr/groups/$group"; do
