@@ -117,7 +117,9 @@ vmgr_qemu_pids() {
 # Needs vmgrd's libvirtd to be running (for the domain list). Only the VMs
 # named are looked for, so that one VM's removal can be checked on its own.
 vmgr_group_leftovers() {
-        local group=$1 vm pid name
+        local group=$1 vm pid name domains
+        # A libvirtd that does not answer must not pass for one without domains.
+        domains=$(vmgr_virsh list --all --name 2>&1) || echo "virsh list failed: $domains"
         vmgr_load_expected _vmgr_lo_exp "$group"
         ip -o link show dev "${_vmgr_lo_exp[bridge]}" >/dev/null 2>&1 && echo "bridge ${_vmgr_lo_exp[bridge]}"
         for vm in "${@:2}"; do
@@ -128,7 +130,7 @@ vmgr_group_leftovers() {
                 for pid in $(vmgr_qemu_pids "$group" "$vm"); do
                         echo "qemu $pid (VM $vm)"
                 done
-                vmgr_virsh list --all --name 2>&1 | grep -x -F "$group:$vm" | sed 's/^/libvirt domain /' || true
+                grep -x -F "$group:$vm" <<<"$domains" | sed 's/^/libvirt domain /' || true
         done
         local f
         for f in "$VMGR_TMP/state/vmgr/groups/$group.json" "$VMGR_TMP/state/vmgr/groups/$group" \

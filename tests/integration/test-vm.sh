@@ -150,10 +150,13 @@ console=$(vmgr_vm_prop "$pc" ConsoleLog)
 vmdir=$(dirname "$console")
 # libvirt's view gives the overlay's path without guessing its file name.
 overlay=$(vmgr_virsh domblklist h:c --details 2>/dev/null | awk '$1 == "file" && $2 == "disk" { print $4; exit }')
-check_eq "VM c: libvirt has one disk, a file in the VM's directory" "$vmdir" "$(dirname "${overlay:-/none/x}")"
+check_eq "VM c: libvirt's disk is a file in the VM's directory" "$vmdir" "$(dirname "${overlay:-/none/x}")"
 overlay=${overlay:-$vmdir/none}
 check "VM c: the overlay is a qcow2 file" bash -c "head -c 4 '$overlay' | grep -q '^QFI'"
-inode=$(stat -c %i "$overlay" 2>/dev/null) || inode=none
+# A second link holds the inode: an overlay deleted and made again could not
+# get the same inode number back.
+ln "$overlay" "$VMGR_TMP/overlay-c" 2>/dev/null || true
+inode=$(stat -c %i "$VMGR_TMP/overlay-c" 2>/dev/null) || inode=none
 vda='\[vda\] 32768 512-byte logical blocks'
 if vmgr_wait_console "$console" '^vmgr-guest: ready' 1 90; then
         vmgr_ok "VM c: console shows 'vmgr-guest: ready'"
@@ -188,6 +191,7 @@ check "VM c: the first boot's lines are still at its start" cmp -n "$bytes1" "$V
 check_eq "VM c: the same overlay file after Start" "$inode" "$(stat -c %i "$overlay" 2>&1)"
 check "VM c: ... and it is not empty" test -s "$overlay"
 check_eq "VM c: the guest sees the disk again" 2 "$(vmgr_console_count "$console" "$vda")"
+rm -f "$VMGR_TMP/overlay-c"
 
 # --- delete g with its VMs running ------------------------------------------------
 
