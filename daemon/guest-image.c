@@ -40,7 +40,10 @@ static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel,
                 return r;
         }
         if (pid == 0) {
-                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int null;
+
+                (void) setsid(); /* keep terminal signals away, as for every child of vmgrd */
+                null = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
                     dup2(err[1], STDERR_FILENO) < 0)
                         _exit(127);

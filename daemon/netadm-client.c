@@ -146,6 +146,9 @@ static int helper_start(NetadmClient *c) {
                 return log_error_errno(r, "Failed to fork vmgr-netadm: %s", strerror(-r));
         }
         if (pid == 0) {
+                /* A session of its own: a Ctrl-C meant for vmgrd must not reach the
+                 * helper, which vmgrd still needs to tear the groups down. */
+                (void) setsid();
                 /* dup2 clears O_CLOEXEC on the new fd; if sv[1] already is 3, clear it by hand. */
                 if (sv[1] == VMGR_NETADM_FD) {
                         if (fcntl(VMGR_NETADM_FD, F_SETFD, 0) < 0)

@@ -557,7 +557,10 @@ static int libvirtd_spawn(Virt *v) {
         if (pid == 0) {
                 int fd;
 
-                /* If vmgrd dies, libvirtd goes too; the next vmgrd cleans up after both. */
+                /* Its own session, so that a terminal's Ctrl-C reaches only vmgrd,
+                 * which then tears everything down in order. If vmgrd dies,
+                 * libvirtd goes too; the next vmgrd cleans up after both. */
+                (void) setsid();
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
                 fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || dup2(fd, STDIN_FILENO) < 0)
