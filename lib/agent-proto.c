@@ -272,7 +272,25 @@ static void cw_put(struct cobs_writer *w, const void *data, size_t n) {
 
         w->raw += n;
         while (n > 0) {
-                size_t room = 0xff - w->code, run = n < room ? n : room;
+                size_t room, run;
+
+                /* Runs of zeros (all-zero data is COBS's worst case): one
+                 * code byte each, without the general path. */
+                while (n > 0 && *p == 0 && w->pos < w->size) {
+                        w->out[w->code_pos] = w->code;
+                        w->code_pos = w->pos++;
+                        w->code = 1;
+                        p++;
+                        n--;
+                }
+                if (n == 0)
+                        break;
+                if (w->pos >= w->size) {
+                        w->overflow = true;
+                        return;
+                }
+                room = 0xff - w->code;
+                run = n < room ? n : room;
                 const uint8_t *z = memchr(p, 0, run);
                 size_t k = z ? (size_t) (z - p) : run;
 

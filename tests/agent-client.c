@@ -6,8 +6,10 @@
  * the protocol through lib/agent-proto, one command per run:
  *
  *   hello                       handshake, print INFO
- *   wait-addr IFNAME TEXT       wait for an INFO with an address on IFNAME
- *                               whose text starts with TEXT and is not tentative
+ *   wait-addr IFNAME TEXT [-- ARGV...]
+ *                               (run ARGV, then) wait for an INFO with an
+ *                               address on IFNAME whose text starts with
+ *                               TEXT and is not tentative
  *   exec [OPTS] -- ARGV...      run ARGV; stdout/stderr to ours; exit with its
  *                               status (128+signal if killed)
  *       -i                      forward our stdin
@@ -594,7 +596,20 @@ static int cmd_hello(void) {
         return 0;
 }
 
-static int cmd_wait_addr(const char *ifname, const char *prefix) {
+static int cmd_wait_addr(const char *ifname, const char *prefix, char **argv) {
+        unsigned seen = 0;
+        double t0 = now();
+
+        if (argv) {
+                /* Change something first (ip addr add ...), in this session. */
+                struct job *j = job_new(JOB_EXEC);
+                start_exec(j, argv, false, true);
+                while (!job_finished(j))
+                        conn_step(1000);
+                if (job_exit_code(j) != 0)
+                        die("%s failed", argv[0]);
+                seen = info_count;
+        }
         for (;;) {
                 for (size_t i = 0; i < last_info.n_addrs; i++) {
                         const struct vmgr_agent_addr *a = &last_info.addrs[i];
@@ -602,7 +617,8 @@ static int cmd_wait_addr(const char *ifname, const char *prefix) {
                         addr_text(a, t, sizeof(t));
                         if (streq(link_name(&last_info, a->ifindex), ifname) && strncmp(t, prefix, strlen(prefix)) == 0 &&
                             !(a->flags & 0x40)) {
-                                printf("%s %s (after %u INFO messages)\n", ifname, t, info_count);
+                                printf("%s %s (%u INFO updates, %.0f ms)\n", ifname, t, info_count - seen,
+                                       (now() - t0) * 1000);
                                 return 0;
                         }
                 }
@@ -870,7 +886,9 @@ int main(int argc, char **argv) {
         if (streq(cmd, "hello"))
                 r = cmd_hello();
         else if (streq(cmd, "wait-addr") && i + 2 == argc)
-                r = cmd_wait_addr(argv[i], argv[i + 1]);
+                r = cmd_wait_addr(argv[i], argv[i + 1], NULL);
+        else if (streq(cmd, "wait-addr") && i + 3 < argc && streq(argv[i + 2], "--"))
+                r = cmd_wait_addr(argv[i], argv[i + 1], argv + i + 3);
         else if (streq(cmd, "exec"))
                 r = cmd_exec(argc - i, argv + i);
         else if (streq(cmd, "parallel") && i + 2 < argc && streq(argv[i + 1], "--"))
