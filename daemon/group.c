@@ -464,15 +464,42 @@ static void group_dnsmasq_ready(Group *g, int error, const char *message) {
                 group_create_vms(g);
 }
 
+typedef struct AddVMFailure {
+        sd_bus_message *call;
+        int error;
+        char message[512];
+} AddVMFailure;
+
+/* The VM that failed to start is gone: now the caller may hear of it (and retry the name). */
+static void group_vm_add_undone(VM *vm, int error, const char *message, void *userdata) {
+        AddVMFailure *f = userdata;
+
+        (void) vmgr_bus_reply_error(f->call, f->error, "cannot start VM '%s': %s", vm->name, f->message);
+        sd_bus_message_unref(f->call);
+        free(f);
+}
+
 static void group_vm_added(VM *vm, int error, const char *message, void *userdata) {
         sd_bus_message *call = userdata;
+        AddVMFailure *f;
 
-        if (error < 0) {
-                (void) vmgr_bus_reply_error(call, error, "cannot start VM '%s': %s", vm->name, message);
-                if (vm->group)
-                        (void) vm_remove(vm, NULL, NULL);
-        } else
+        if (error >= 0) {
                 (void) sd_bus_reply_method_return(call, "o", vm->object_path);
+                sd_bus_message_unref(call);
+                return;
+        }
+
+        f = calloc(1, sizeof(*f));
+        if (f) {
+                f->call = call;
+                f->error = error;
+                snprintf(f->message, sizeof(f->message), "%s", message);
+                /* Removal runs right after this operation ends. */
+                if (vm->group && vm_remove(vm, group_vm_add_undone, f) >= 0)
+                        return;
+                free(f);
+        }
+        (void) vmgr_bus_reply_error(call, error, "cannot start VM '%s': %s", vm->name, message);
         sd_bus_message_unref(call);
 }
 

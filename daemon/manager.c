@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -290,6 +291,12 @@ int manager_startup(Manager *m) {
         /* The helper accepts only plain paths for dnsmasq's files; say so now rather than at the first group. */
         if (vmgr_netadm_dir_check(probe, &why) < 0)
                 return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s", m->runtime_dir, why);
+        /* VMs' agent sockets live in RUNTIME/agent/tap-XXXXXXXXXX.sock and must fit a sockaddr_un. */
+        if (strlen(m->runtime_dir) + strlen("/agent/tap-0123456789.sock") >= sizeof_field(struct sockaddr_un, sun_path))
+                return log_error_errno(ENAMETOOLONG,
+                                       "Runtime directory %s is too long for the VMs' agent sockets; pass a "
+                                       "shorter --runtime-dir",
+                                       m->runtime_dir);
 
         r = mkdir_p(groups_state, 0700);
         if (r < 0)

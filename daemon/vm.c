@@ -92,6 +92,12 @@ VM *group_find_vm(Group *g, const char *name) {
 static void vm_set_state(VM *vm, VMState state) {
         if (vm->state == state)
                 return;
+        /* A stopped VM holds no address; the next lease shows up again. */
+        if ((state == VM_STOPPED || state == VM_CRASHED || state == VM_DEFINED) && vm->ipv4 && *vm->ipv4) {
+                free(vm->ipv4);
+                vm->ipv4 = strdup("");
+                (void) vm_emit_changed(vm, "IPv4", NULL);
+        }
         log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM is %s",
                      vm_state_to_string(state));
         vm->state = state;
@@ -149,7 +155,9 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
 
         if (asprintf(&vm->dir, "%s/groups/%s/vms/%s", m->state_dir, g->name, spec->name) < 0 ||
             asprintf(&vm->console_log, "%s/console.log", vm->dir) < 0 ||
-            asprintf(&vm->agent_socket, "%s/vms/%s.agent", g->runtime_dir, spec->name) < 0) {
+            /* Short and fixed-length (the TAP name is unique per group and VM):
+             * a socket path must fit in sockaddr_un, whatever the names. */
+            asprintf(&vm->agent_socket, "%s/agent/%s.sock", m->runtime_dir, vm->addrs.tap) < 0) {
                 vm->dir = vm->console_log = vm->agent_socket = NULL;
                 return -ENOMEM;
         }
@@ -810,7 +818,8 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
                         vm_set_state(vm, VM_CRASHED);
                 break;
         case VIRT_DOMAIN_REBOOTED:
-                log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM rebooted");
+                /* libvirt reports one reboot more than once; it is news, not a state. */
+                log_internal(LOG_DEBUG, 0, vm->group ? vm->group->name : NULL, vm->name, "VM rebooted");
                 break;
         }
 }

@@ -19,6 +19,7 @@
 #define _noreturn_ __attribute__((noreturn))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+#define sizeof_field(type, member) sizeof(((type *) 0)->member)
 
 /* Hand ownership of a pointer/fd out of a _cleanup_ variable. */
 #define TAKE_PTR(p)                                 \
