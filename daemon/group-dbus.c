@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bus-error.h"
+#include "bus-util.h"
 #include "dnsmasq.h"
 #include "group.h"
 #include "vm.h"
@@ -103,6 +104,10 @@ static int method_add_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
         VmgrVMSpec spec;
         int r;
 
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
+
         r = sd_bus_message_read(m, "ss", &name, &spec_json);
         if (r < 0)
                 return r;
@@ -134,6 +139,10 @@ static int method_remove_vm(sd_bus_message *m, void *userdata, sd_bus_error *err
         const char *name;
         VM *vm;
         int r;
+
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
 
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
@@ -167,6 +176,10 @@ static int property_get_dnsmasq_restarts(sd_bus *bus, const char *path, const ch
 static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Group *g = userdata;
         int r;
+
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
 
         if (!g->manager)
                 return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_GROUP, "group '%s' is gone", g->name);
@@ -244,19 +257,13 @@ int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char **
 }
 
 int group_emit_changed(Group *g, const char *property, ...) {
-        const char *names[8];
-        size_t n = 0;
         va_list ap;
+        int r;
 
-        if (!g->manager || !g->manager->bus)
+        if (!g->manager)
                 return 0;
-
         va_start(ap, property);
-        for (const char *p = property; p && n < ELEMENTSOF(names) - 1; p = va_arg(ap, const char *))
-                names[n++] = p;
+        r = bus_emit_changed_va(g->manager->bus, g->object_path, VMGR_GROUP_INTERFACE, property, ap);
         va_end(ap);
-        names[n] = NULL;
-
-        return sd_bus_emit_properties_changed_strv(g->manager->bus, g->object_path, VMGR_GROUP_INTERFACE,
-                                                   (char **) names);
+        return r;
 }

@@ -6,28 +6,11 @@
 #include <unistd.h>
 
 #include "bus-error.h"
+#include "bus-util.h"
 #include "group.h"
 #include "log.h"
 #include "manager.h"
 #include "vmgr-config.h"
-
-/* Only our own user (or root) may drive this daemon, whatever the bus policy says. */
-static int check_caller(sd_bus_message *m, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        int r;
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot identify the caller: %s", strerror(-r));
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot identify the caller: %s", strerror(-r));
-        if (uid != geteuid() && uid != 0)
-                return vmgr_bus_error_set(error, -EPERM, "uid %u may not use the vmgrd of uid %u", (unsigned) uid,
-                                          (unsigned) geteuid());
-        return 0;
-}
 
 /* Find a group by a caller-supplied name, with the right error for a bad or unknown one. */
 static int lookup_group(Manager *m, const char *name, Group **ret, sd_bus_error *error) {
@@ -54,7 +37,7 @@ static int method_create_group(sd_bus_message *msg, void *userdata, sd_bus_error
         r = sd_bus_message_read(msg, "ss", &name, &spec_json);
         if (r < 0)
                 return r;
-        r = check_caller(msg, error);
+        r = bus_check_caller(msg, error);
         if (r < 0)
                 return r;
         if (m->shutting_down)
@@ -91,7 +74,7 @@ static int method_delete_group(sd_bus_message *msg, void *userdata, sd_bus_error
         r = sd_bus_message_read(msg, "s", &name);
         if (r < 0)
                 return r;
-        r = check_caller(msg, error);
+        r = bus_check_caller(msg, error);
         if (r < 0)
                 return r;
         r = lookup_group(m, name, &g, error);

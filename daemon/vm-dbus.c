@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bus-error.h"
+#include "bus-util.h"
 #include "group.h"
 #include "vm.h"
 
@@ -64,6 +65,9 @@ static int property_get_uuid(sd_bus *bus, const char *path, const char *interfac
 static int vm_method(sd_bus_message *m, VM *vm, VMOp op, uint64_t timeout, sd_bus_error *error) {
         int r;
 
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
         if (!vm->group)
                 return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_VM, "VM '%s' is gone", vm->name);
         if (vm->group->state == GROUP_DELETING)
@@ -177,17 +181,13 @@ int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***no
 }
 
 int vm_emit_changed(VM *vm, const char *property, ...) {
-        const char *names[8];
-        size_t n = 0;
         va_list ap;
+        int r;
 
-        if (!vm->group || !vm->group->manager || !vm->group->manager->bus)
+        if (!vm->group || !vm->group->manager)
                 return 0;
         va_start(ap, property);
-        for (const char *p = property; p && n < ELEMENTSOF(names) - 1; p = va_arg(ap, const char *))
-                names[n++] = p;
+        r = bus_emit_changed_va(vm->group->manager->bus, vm->object_path, VMGR_VM_INTERFACE, property, ap);
         va_end(ap);
-        names[n] = NULL;
-        return sd_bus_emit_properties_changed_strv(vm->group->manager->bus, vm->object_path, VMGR_VM_INTERFACE,
-                                                   (char **) names);
+        return r;
 }
