@@ -10,9 +10,14 @@
 #     leaves it stopped; a guest that cannot react yet is stopped hard once
 #     the timeout has passed;
 #   - Restart of a stopped VM boots it again; Kill stops it at once;
+#   - a guest that powers itself off (vmgr.test_poweroff=1, booted from an
+#     explicit kernel, initrd and cmdline) is "stopped", not "crashed";
 #   - a QEMU killed from outside (kill -9) makes the VM "crashed" with a
 #     LastError saying why, and Start brings it back;
-#   - method errors: Reboot of a stopped VM, calls on a removed VM.
+#   - method errors: Reboot of a stopped VM, calls on a removed VM, Kill
+#     while another operation runs (Busy);
+#   - deleting the group while a Shutdown without timeout waits for a guest
+#     that missed the power button still finishes and leaves nothing.
 
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib-vm.sh"
@@ -56,6 +61,15 @@ check_eq "Group.VMs lists a, then b" "ao 2 \"$pa\" \"$pb\"" \
 check_eq "AddVM of an existing name: VMExists" org.vmgr1.Error.VMExists \
         "$(vmgr_dbus_error "$gpath" org.vmgr1.Group.AddVM string:b string: | sed 's/:.*//')"
 
+# p boots the default guest from explicit paths and powers itself off after "ready".
+MKGUEST=$VMGR_DESTDIR/usr/bin/vmgr-mkguest
+read -r kernel initrd < <(vmgr_as_user "$MKGUEST" --print-path 2>/dev/null) || true
+pspec='{"kernel": "'$kernel'", "initrd": "'$initrd'", "cmdline": "console=ttyS0 vmgr.hostname=p vmgr.test_poweroff=1"}'
+out=$(busctl_as_user --timeout=120 call org.vmgr1 "$gpath" org.vmgr1.Group AddVM ss p "$pspec" 2>&1) && rc=0 || rc=$?
+check_eq "AddVM p: kernel, initrd and cmdline of its own" 0 "$rc"
+[ "$rc" -eq 0 ] || vmgr_not_ok "AddVM p output" "$out" "spec: $pspec"
+pp=$(vmgr_vm_path L p)
+
 cb=$(vmgr_vm_prop "$pb" ConsoleLog)
 for v in a:"$ca" b:"$cb"; do
         if vmgr_wait_console "${v#*:}" '^vmgr-guest: ready' 1 90; then
@@ -66,6 +80,22 @@ for v in a:"$ca" b:"$cb"; do
 done
 vmgr_load_expected EB L b
 check "the added VM b answers ping" ping -6 -n -q -c 1 -w 10 "${EB[ipv6]}"
+
+cp_=$(vmgr_vm_prop "$pp" ConsoleLog)
+vmgr_wait_until 90 vmgr_vm_in_state "$pp" stopped || true
+check_eq "p powered itself off: stopped" stopped "$(vmgr_vm_prop "$pp" State)"
+check_eq "p: its console shows ready, then the shutdown" "1 1" \
+        "$(vmgr_console_count "$cp_" '^vmgr-guest: ready') $(vmgr_console_count "$cp_" '^vmgr-guest: shutting down')"
+check_eq "p: the cmdline was ours (hostname p)" p "$(vmgr_console_value "$cp_" hostname)"
+check_eq "p: LastError is empty (nothing failed)" "" "$(vmgr_vm_prop "$pp" LastError)"
+check_empty "p: no QEMU left" "$(vmgr_qemu_pids L p)"
+check "RemoveVM p (stopped)" busctl_as_user --timeout=120 call org.vmgr1 "$gpath" org.vmgr1.Group RemoveVM s p
+check_empty "p's TAP, domain and directory are gone" "$(
+        vmgr_group_leftovers L p | grep -v -x -e "bridge $(vmgr_group_prop "$gpath" Bridge)" \
+                -e "file $VMGR_TMP/state/vmgr/groups/L.json" -e "file $VMGR_TMP/state/vmgr/groups/L" \
+                -e "file $VMGR_TMP/run/vmgr/groups/L" || true
+        [ -e "$(dirname "$cp_")" ] && echo "file $(dirname "$cp_")"
+)"
 
 # --- RemoveVM b -------------------------------------------------------------------
 
@@ -171,10 +201,31 @@ check_match "vmgrd logged it" "\\[L/a\\] .*crash" "$(cat "$VMGR_TMP/vmgrd.log")"
 check "Start a crashed VM" vm_call "$pa" Start
 check_eq "... it runs again" "running 1" "$(vmgr_vm_prop "$pa" State) $(vmgr_qemu_pids L a | wc -l)"
 
-# --- delete the group: nothing left ------------------------------------------------------------
+# --- delete while Shutdown(0) waits for a guest that missed the button ----------------------
 
-check "delete L" vmgrctl_as_user group delete L
-check_empty "nothing of L left" "$(vmgr_group_leftovers L a b)"
+check "Kill a" vm_call "$pa" Kill
+check "Start a" vm_call "$pa" Start
+# Pressed this early, the power button is lost: the guest's kernel resets
+# ACPI's event status when it initialises. Without a timeout the Shutdown
+# waits for good.
+vm_call "$pa" Shutdown t 0 >"$VMGR_TMP/shutdown0.out" 2>&1 &
+shutdown_pid=$!
+vmgr_wait_until 10 vmgr_vm_in_state "$pa" stopping || true
+check_eq "Shutdown(0) runs: a is stopping" stopping "$(vmgr_vm_prop "$pa" State)"
+check_match "Kill while Shutdown runs: Busy" '^org\.vmgr1\.Error\.Busy: ' "$(vmgr_dbus_error "$pa" org.vmgr1.VM.Kill)"
+t0=$(vmgr_now_ms)
+out=$(busctl_as_user --timeout=20 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s L 2>&1) && rc=0 || rc=$?
+t=$(($(vmgr_now_ms) - t0))
+check_eq "DeleteGroup L while Shutdown(0) waits returns ($t ms)" "0 " "$rc $out"
+shutdown_answered() {
+        ! kill -0 "$shutdown_pid" 2>/dev/null
+}
+vmgr_wait_until 5 shutdown_answered || true
+check "... and the waiting Shutdown call got its answer" shutdown_answered
+kill "$shutdown_pid" 2>/dev/null || true
+wait "$shutdown_pid" 2>/dev/null || true
+
+check_empty "nothing of L left" "$(vmgr_group_leftovers L a b p)"
 
 for t in "${timings[@]}"; do
         echo "# timing: $t"
