@@ -12,7 +12,8 @@
 #     (appended to) and its disk overlay (the same file);
 #   - deleting g with its VMs running leaves no QEMU, TAP, bridge, file or
 #     libvirt domain, and h is untouched; SIGTERM to vmgrd with h and its VM
-#     running leaves nothing at all (libvirtd included).
+#     running, and a network-only group n, leaves nothing at all (libvirtd
+#     included).
 # Prints the times: create with two VMs, create to ready, start to ready, delete.
 
 source "$(dirname "$0")/lib.sh"
@@ -206,11 +207,15 @@ check_empty "nothing of g is left: QEMU, TAPs, bridge, files, libvirt domains" "
 check_eq "g is gone from the bus" "" "$(vmgr_group_path g)"
 check_eq "h is untouched: c still runs" "running 1" "$(vmgr_vm_prop "$pc" State) $(vmgr_qemu_pids h c | wc -l)"
 
-# --- SIGTERM with h and c running: nothing at all left ---------------------------
+# --- SIGTERM with h (c running) and n: nothing at all left --------------------------
 
+check "a second group for SIGTERM to delete: n, network only" vmgrctl_as_user group create -q n
 check_eq "libvirtd runs" 1 "$(pgrep -u "$VMGR_USER" -x libvirtd | wc -l)"
+# libvirt's status files of running domains: h:c's is there now, none may stay.
+qemu_run=$VMGR_TMP/run/vmgr/libvirt/run/libvirt/qemu/run
+check "libvirt keeps h:c's status in $qemu_run" test -e "$qemu_run/h:c.xml"
 vmgr_stop_vmgrd TERM
-check_eq "vmgrd exits 0 on SIGTERM with group h and VM c running" 0 "$VMGRD_STATUS"
+check_eq "vmgrd exits 0 on SIGTERM with groups h (VM c running) and n" 0 "$VMGRD_STATUS"
 # Processes vmgrd ended may take a moment to be gone from the process table.
 is_clean() {
         [ -z "$(vmgr_leftovers)" ]
@@ -218,6 +223,8 @@ is_clean() {
 vmgr_wait_until 5 is_clean || true
 check_empty "after SIGTERM: no QEMU, libvirtd, dnsmasq, helper, link or group file" "$(vmgr_leftovers)"
 check_empty "after SIGTERM: h's VM directory is gone" "$(find "$vmdir" 2>/dev/null || true)"
+check_empty "after SIGTERM: no domain status left in libvirt's run directory" \
+        "$(find "$qemu_run" -name '*.xml' -o -name '*.pid' 2>/dev/null || true)"
 
 for t in "${timings[@]}"; do
         echo "# timing: $t"
