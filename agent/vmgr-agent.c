@@ -576,11 +576,12 @@ static void proc_free(struct proc *p) {
                         A.procs[i] = A.procs[--A.n_procs];
                         break;
                 }
-        if (p->in) {
-                p->in->proc = NULL;
+        if (p->in)
                 stream_free(p->in);
-        }
-        /* stdout and stderr live on until their pipes end. */
+        /* stdout and stderr live on until their pipes end, without it. */
+        for (size_t i = 0; i < A.n_streams; i++)
+                if (A.streams[i]->proc == p)
+                        A.streams[i]->proc = NULL;
         free(p);
 }
 
