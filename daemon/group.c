@@ -58,6 +58,7 @@ static Group *group_free(Group *g) {
         free(g->runtime_dir);
         free(g->state_file);
         free(g->state_subdir);
+        free(g->create_message);
         free(g);
         return NULL;
 }
@@ -227,6 +228,15 @@ static void reply_delete_calls(Group *g, int r, const char *message) {
         g->n_delete_calls = 0;
 }
 
+/* Answer a CreateGroup call that failed, once the group is undone. */
+static void group_reply_create_failure(Group *g) {
+        if (!g->create_call)
+                return;
+        (void) vmgr_bus_reply_error(g->create_call, g->create_error < 0 ? g->create_error : -EIO, "%s",
+                                    g->create_message ?: "cannot create the group");
+        g->create_call = sd_bus_message_unref(g->create_call);
+}
+
 /* What is left to undo after the network is gone: files, then the object. */
 static void group_finish_removal(Group *g) {
         int r;
@@ -241,6 +251,7 @@ static void group_finish_removal(Group *g) {
                 log_group_errno(LOG_WARNING, errno, g->name, "Failed to remove %s: %m", g->state_file);
 
         group_ref(g);
+        group_reply_create_failure(g);
         reply_delete_calls(g, 0, NULL);
         group_remove(g);
         group_unref(g);
@@ -251,6 +262,7 @@ static void on_network_deleted(int error, const char *message, int pid, int pidf
 
         if (error < 0) {
                 log_group_errno(LOG_ERR, error, g->name, "Failed to delete the network: %s", message);
+                group_reply_create_failure(g);
                 if (!g->manager || g->manager->shutting_down) {
                         /* Nothing more we can do; a later start cleans up from the state file. */
                         reply_delete_calls(g, -VMGR_ERR_HELPER_FAILED, message);
@@ -363,27 +375,35 @@ int group_delete(Group *g, sd_bus_message *call) {
 }
 
 /* Creation failed: report it, then undo whatever was made. */
-static void group_creation_failed(Group *g, int r, const char *message) {
-        int reply_error;
+/* Creation failed: undo whatever was made, then tell the caller (from
+ * group_finish_removal()), so that a retry right after the error finds
+ * nothing in its way. Errors from the helper's network work are mapped to
+ * what they mean for the caller; a VM's own failure keeps its code. */
+static void group_creation_failed(Group *g, int r, const char *message, bool from_helper) {
+        int reply_error = r;
 
         log_group_errno(LOG_ERR, r, g->name, "Failed to create the group: %s", message);
 
-        if (r == -EADDRINUSE || r == -EEXIST)
-                reply_error = -VMGR_ERR_ADDRESS_CONFLICT;
-        else if (r == -EPERM || r == -EACCES)
-                reply_error = -EPERM;
-        else if (r == -ETIMEDOUT)
-                reply_error = -VMGR_ERR_TIMEOUT;
-        else
-                reply_error = -VMGR_ERR_HELPER_FAILED;
-
-        if (g->create_call) {
-                (void) vmgr_bus_reply_error(g->create_call, reply_error, "cannot create group '%s': %s", g->name,
-                                            message);
-                g->create_call = sd_bus_message_unref(g->create_call);
+        if (from_helper) {
+                if (r == -EADDRINUSE || r == -EEXIST)
+                        reply_error = -VMGR_ERR_ADDRESS_CONFLICT;
+                else if (r == -EPERM || r == -EACCES)
+                        reply_error = -EPERM;
+                else if (r == -ETIMEDOUT)
+                        reply_error = -VMGR_ERR_TIMEOUT;
+                else if (r == -EDQUOT)
+                        reply_error = -VMGR_ERR_LIMIT_EXCEEDED;
+                else
+                        reply_error = -VMGR_ERR_HELPER_FAILED;
         }
+
+        g->create_error = reply_error;
+        free(g->create_message);
+        if (asprintf(&g->create_message, "cannot create group '%s': %s", g->name, message) < 0)
+                g->create_message = NULL;
         group_teardown(g);
 }
+
 
 static void group_creation_succeeded(Group *g) {
         group_set_state(g, GROUP_RUNNING);
@@ -397,14 +417,14 @@ static void group_creation_succeeded(Group *g) {
                 group_teardown(g);
 }
 
-static void group_creation_failed(Group *g, int r, const char *message);
+static void group_creation_failed(Group *g, int r, const char *message, bool from_helper);
 static void group_creation_succeeded(Group *g);
 
 static void group_vm_started_release(Group *g) {
         if (--g->vms_pending > 0 || g->state != GROUP_CREATING)
                 return;
         if (g->vms_error < 0)
-                group_creation_failed(g, g->vms_error, g->vms_message);
+                group_creation_failed(g, g->vms_error, g->vms_message, false);
         else
                 group_creation_succeeded(g);
 }
@@ -443,6 +463,8 @@ static void group_create_vms(Group *g) {
                         snprintf(g->vms_message, sizeof(g->vms_message), "cannot make VM: %s", strerror(-r));
                         break;
                 }
+                if (asprintf(&vm->spec_path, "vms[%zu].", i) < 0)
+                        vm->spec_path = NULL;
                 vm_announce(vm);
                 r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_started, group_ref(g));
                 if (r < 0) {
@@ -459,7 +481,7 @@ static void group_dnsmasq_ready(Group *g, int error, const char *message) {
         if (g->state != GROUP_CREATING)
                 return;
         if (error < 0)
-                group_creation_failed(g, error, message);
+                group_creation_failed(g, error, message, true);
         else
                 group_create_vms(g);
 }
@@ -548,7 +570,7 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         int r;
 
         if (error < 0) {
-                group_creation_failed(g, error, message);
+                group_creation_failed(g, error, message, true);
                 group_unref(g);
                 return;
         }
@@ -557,7 +579,7 @@ static void on_network_created(int error, const char *message, int pid, int pidf
 
         r = dnsmasq_start(g->dnsmasq);
         if (r < 0)
-                group_creation_failed(g, r, "failed to start dnsmasq");
+                group_creation_failed(g, r, "failed to start dnsmasq", true);
         group_unref(g);
 }
 

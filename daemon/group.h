@@ -43,7 +43,9 @@ struct Group {
         char vms_message[512];
         bool network_created;           /* the helper made the network */
 
-        sd_bus_message *create_call;    /* pending CreateGroup, replied when running or failed */
+        sd_bus_message *create_call;    /* pending CreateGroup, replied when running or undone */
+        int create_error;               /* why creation failed, replied once undone */
+        char *create_message;
         sd_bus_message **delete_calls;  /* pending Delete/DeleteGroup calls */
         size_t n_delete_calls;
         bool delete_requested;          /* delete once creation has finished */

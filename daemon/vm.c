@@ -66,6 +66,7 @@ static VM *vm_free(VM *vm) {
         free(vm->xml);
         free(vm->ipv4);
         free(vm->last_error);
+        free(vm->spec_path);
         free(vm);
         return NULL;
 }
@@ -257,10 +258,20 @@ _printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
         vm_op_finish(vm, error, message);
 }
 
+/* A clean shutdown that is still waiting for the guest gives way to a hard
+ * stop: the guest may never act on the power button (one pressed early in
+ * boot is lost), and Kill, removal and vmgrd's own exit must still work. */
+static void vm_preempt_shutdown(VM *vm, VMOp by) {
+        if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1)
+                vm_op_fail(vm, -ECANCELED, "the clean shutdown was cut short by %s", op_names[by]);
+}
+
 int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, vm_op_done_t done,
                  void *userdata) {
         if (!vm->group)
                 return -VMGR_ERR_NO_SUCH_VM;
+        if (op == VM_OP_KILL || op == VM_OP_REMOVE)
+                vm_preempt_shutdown(vm, op);
         if (vm->op != VM_OP_NONE)
                 return -VMGR_ERR_BUSY;
 
@@ -284,6 +295,7 @@ int vm_remove(VM *vm, vm_op_done_t done, void *userdata) {
                 return -VMGR_ERR_NO_SUCH_VM;
         if (vm->op == VM_OP_REMOVE || vm->remove_requested)
                 return -VMGR_ERR_BUSY;
+        vm_preempt_shutdown(vm, VM_OP_REMOVE);
         if (vm->op != VM_OP_NONE) {
                 vm->remove_requested = true;
                 vm->remove_done = done;
@@ -358,6 +370,55 @@ static int prepare_disk(const char *cache_dir, const VmgrDiskSpec *d, const char
         return disk_overlay_create(base, format, overlay, error);
 }
 
+/* A disk image the spec names could not be used: an image that is missing,
+ * unreadable or not what it claims is the spec's fault (InvalidSpec with
+ * the JSON path); anything else (disk full, qemu-img) is not. */
+static int spec_file_error(VM *vm, const char *key, int r, char *error, size_t size) {
+        char why[512];
+
+        if (r != -ENOENT && r != -EACCES && r != -EINVAL)
+                return r;
+        snprintf(why, sizeof(why), "%s", error);
+        snprintf(error, size, "%s%s: %s", vm->spec_path ?: "", key, why);
+        return -VMGR_ERR_INVALID_SPEC;
+}
+
+/* Every file the spec names must exist and be readable by us. */
+static int check_spec_files(VM *vm, char *error, size_t size) {
+        const VmgrVMSpec *s = &vm->spec;
+        struct {
+                const char *key, *path;
+        } files[3 + VMGR_SPEC_MAX_EXTRA_DISKS] = {
+                { "kernel", s->kernel },
+                { "initrd", s->initrd },
+                { "disk", s->disk.path },
+        };
+        char keys[VMGR_SPEC_MAX_EXTRA_DISKS][32];
+        size_t n = 3;
+
+        for (size_t i = 0; i < s->n_extra_disks; i++) {
+                snprintf(keys[i], sizeof(keys[i]), "extra_disks[%zu].path", i);
+                files[n].key = keys[i];
+                files[n++].path = s->extra_disks[i].path;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct stat st;
+
+                if (!files[i].path)
+                        continue;
+                if (access(files[i].path, R_OK) < 0 || stat(files[i].path, &st) < 0) {
+                        snprintf(error, size, "%s%s: %s: %m", vm->spec_path ?: "", files[i].key, files[i].path);
+                        return -VMGR_ERR_INVALID_SPEC;
+                }
+                if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+                        snprintf(error, size, "%s%s: %s is not a file", vm->spec_path ?: "", files[i].key,
+                                 files[i].path);
+                        return -VMGR_ERR_INVALID_SPEC;
+                }
+        }
+        return 0;
+}
+
 static int prepare_work(void *userdata) {
         PrepareJob *j = userdata;
         VM *vm = j->vm;
@@ -385,6 +446,12 @@ static int prepare_work(void *userdata) {
                 return r;
         }
 
+        /* Files the spec names are checked here, as the user, so a typo is an
+         * InvalidSpec with its JSON path rather than QEMU's complaint later. */
+        r = check_spec_files(vm, j->error, sizeof(j->error));
+        if (r < 0)
+                return r;
+
         r = accel_resolve(j->cache_dir, j->accel, &accel, reason);
         if (r < 0) {
                 snprintf(j->error, sizeof(j->error), "accelerator: %s", reason);
@@ -397,7 +464,7 @@ static int prepare_work(void *userdata) {
                         return -ENOMEM;
                 r = prepare_disk(j->cache_dir, &s->disk, boot_disk, j->error);
                 if (r < 0)
-                        return r;
+                        return spec_file_error(vm, "disk", r, j->error, sizeof(j->error));
         } else if (s->kernel) {
                 snprintf(kernel, sizeof(kernel), "%s", s->kernel);
                 if (s->initrd)
@@ -417,6 +484,11 @@ static int prepare_work(void *userdata) {
                 }
                 extra_formats[i] = "qcow2";
                 r = prepare_disk(j->cache_dir, &s->extra_disks[i], extra_paths[i], j->error);
+                if (r < 0) {
+                        char key[32];
+                        snprintf(key, sizeof(key), "extra_disks[%zu]", i);
+                        r = spec_file_error(vm, key, r, j->error, sizeof(j->error));
+                }
                 if (r < 0)
                         goto finish;
         }
@@ -462,9 +534,10 @@ static void prepare_done(int result, void *userdata) {
         PrepareJob *j = userdata;
         VM *vm = j->vm;
 
-        if (result < 0)
-                vm_op_fail(vm, result == -ENOENT ? result : -VMGR_ERR_INVALID_SPEC, "cannot prepare VM '%s': %s",
-                           vm->name, j->error);
+        if (result == -VMGR_ERR_INVALID_SPEC)
+                vm_op_fail(vm, result, "invalid spec: %s", j->error);
+        else if (result < 0)
+                vm_op_fail(vm, result, "cannot prepare VM '%s': %s", vm->name, j->error);
         else {
                 vm->xml = TAKE_PTR(j->xml);
                 vm->op_step++;

@@ -61,6 +61,7 @@ struct VM {
         struct vmgr_vm_addrs addrs;
         VMState state;
 
+        char *spec_path;                /* "vms[N]." when it came from CreateGroup's spec, for messages */
         char *dir;                      /* <state>/groups/<g>/vms/<vm>: disks, console.log */
         char *console_log;
         char *agent_socket;
