@@ -374,12 +374,12 @@ static int prepare_disk(const char *cache_dir, const VmgrDiskSpec *d, const char
  * unreadable or not what it claims is the spec's fault (InvalidSpec with
  * the JSON path); anything else (disk full, qemu-img) is not. */
 static int spec_file_error(VM *vm, const char *key, int r, char *error, size_t size) {
-        char why[512];
+        char why[400];
 
         if (r != -ENOENT && r != -EACCES && r != -EINVAL)
                 return r;
         snprintf(why, sizeof(why), "%s", error);
-        snprintf(error, size, "%s%s: %s", vm->spec_path ?: "", key, why);
+        snprintf(error, size, "%s%s: %.400s", vm->spec_path ?: "", key, why);
         return -VMGR_ERR_INVALID_SPEC;
 }
 
@@ -393,7 +393,7 @@ static int check_spec_files(VM *vm, char *error, size_t size) {
                 { "initrd", s->initrd },
                 { "disk", s->disk.path },
         };
-        char keys[VMGR_SPEC_MAX_EXTRA_DISKS][32];
+        char keys[VMGR_SPEC_MAX_EXTRA_DISKS][48];
         size_t n = 3;
 
         for (size_t i = 0; i < s->n_extra_disks; i++) {
@@ -485,7 +485,7 @@ static int prepare_work(void *userdata) {
                 extra_formats[i] = "qcow2";
                 r = prepare_disk(j->cache_dir, &s->extra_disks[i], extra_paths[i], j->error);
                 if (r < 0) {
-                        char key[32];
+                        char key[48];
                         snprintf(key, sizeof(key), "extra_disks[%zu]", i);
                         r = spec_file_error(vm, key, r, j->error, sizeof(j->error));
                 }
