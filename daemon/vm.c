@@ -378,8 +378,10 @@ static int spec_file_error(VM *vm, const char *key, int r, char *error, size_t s
 
         if (r != -ENOENT && r != -EACCES && r != -EINVAL)
                 return r;
-        snprintf(why, sizeof(why), "%s", error);
-        snprintf(error, size, "%s%s: %.400s", vm->spec_path ?: "", key, why);
+        /* error is the message to wrap; copy it first, as it is also the output. */
+        memcpy(why, error, sizeof(why) - 1);
+        why[sizeof(why) - 1] = 0;
+        snprintf(error, size, "%s%s: %.380s", vm->spec_path ?: "", key, why);
         return -VMGR_ERR_INVALID_SPEC;
 }
 
