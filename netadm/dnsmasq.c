@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "dnsmasq.h"
+#include "fd-util.h"
 #include "macro.h"
 #include "netadm-proto.h"
 #include "vmgr-config.h"
@@ -29,19 +30,6 @@ struct dnsmasq_report {
 };
 
 static const cap_value_t dnsmasq_caps[] = { CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE };
-
-/* Move fd to a number >= 3, close-on-exec. Returns the new fd or -errno. */
-static int fd_move_above_stdio(int fd) {
-        int r;
-
-        if (fd >= 3)
-                return fd;
-        r = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        if (r < 0)
-                return negative_errno();
-        close(fd);
-        return r;
-}
 
 /* Give the process the three network capabilities as inheritable and
  * ambient, so that they survive the execve() of dnsmasq, which has no file
@@ -87,11 +75,11 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
 
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (null_fd >= 0)
-                null_fd = fd_move_above_stdio(null_fd);
+                null_fd = vmgr_fd_move_above_stdio(null_fd);
         err_fd = openat(dir_fd, DNSMASQ_STDERR, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                         0640);
         if (err_fd >= 0)
-                err_fd = fd_move_above_stdio(err_fd);
+                err_fd = vmgr_fd_move_above_stdio(err_fd);
         if (err_fd < 0)
                 err_fd = null_fd;
         if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
@@ -112,31 +100,6 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
         execve(argv[0], argv, envp);
         fprintf(stderr, "vmgr-netadm: cannot execute %s: %m\n", argv[0]);
         _exit(127);
-}
-
-/* Send the report, with the pidfd when there is one. Returns 0 or -errno. */
-static int report_send(int fd, const struct dnsmasq_report *rep, int pidfd) {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) rep, .iov_len = sizeof(*rep) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        if (pidfd >= 0) {
-                struct cmsghdr *cmsg;
-
-                mh.msg_control = control.buf;
-                mh.msg_controllen = sizeof(control.buf);
-                cmsg = CMSG_FIRSTHDR(&mh);
-                cmsg->cmsg_level = SOL_SOCKET;
-                cmsg->cmsg_type = SCM_RIGHTS;
-                cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cmsg), &pidfd, sizeof(int));
-        }
-        if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
-                return negative_errno();
-        return 0;
 }
 
 /* In the intermediate process: fork dnsmasq, report its pidfd, exit so
@@ -162,7 +125,7 @@ _noreturn_ static void dnsmasq_fork_and_report(char **argv, int dir_fd, int repo
                         (void) kill(pid, SIGKILL);
                 }
         }
-        if (report_send(report_fd, &rep, pidfd) < 0) {
+        if (vmgr_datagram_send(report_fd, &rep, sizeof(rep), pidfd) < 0) {
                 if (pid > 0)
                         (void) kill(pid, SIGKILL);
                 _exit(1);
@@ -172,30 +135,14 @@ _noreturn_ static void dnsmasq_fork_and_report(char **argv, int dir_fd, int repo
 
 /* Receive the intermediate's report. Returns 0 with the pidfd and pid, or -errno. */
 static int report_receive(int fd, pid_t *ret_pid, int *ret_pidfd) {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control = {};
         struct dnsmasq_report rep = {};
-        struct iovec iov = { .iov_base = &rep, .iov_len = sizeof(rep) };
-        struct msghdr mh = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = control.buf,
-                .msg_controllen = sizeof(control.buf),
-        };
         _cleanup_close_ int pidfd = -EBADF;
-        struct cmsghdr *cmsg;
-        ssize_t n;
+        int n;
 
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        n = vmgr_datagram_receive(fd, &rep, sizeof(rep), 0, &pidfd, NULL);
         if (n < 0)
-                return negative_errno();
-        for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg))
-                if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
-                    cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
-                        memcpy(&pidfd, CMSG_DATA(cmsg), sizeof(int));
-        if (n != sizeof(rep))
+                return n;
+        if ((size_t) n != sizeof(rep))
                 return -EPROTO;
         if (rep.error < 0)
                 return rep.error;

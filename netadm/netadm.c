@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "dnsmasq.h"
+#include "fd-util.h"
 #include "macro.h"
 #include "netadm-proto.h"
 #include "netlink.h"
@@ -162,31 +163,6 @@ static int control_socket_check(int fd) {
         return 0;
 }
 
-/* Send a reply, with fd attached when fd >= 0. Returns 0 or -errno. */
-static int reply_send(int sock, const struct vmgr_netadm_reply *rep, int fd) {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) rep, .iov_len = sizeof(*rep) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        if (fd >= 0) {
-                struct cmsghdr *cmsg;
-
-                mh.msg_control = control.buf;
-                mh.msg_controllen = sizeof(control.buf);
-                cmsg = CMSG_FIRSTHDR(&mh);
-                cmsg->cmsg_level = SOL_SOCKET;
-                cmsg->cmsg_type = SCM_RIGHTS;
-                cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-        }
-        if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t) sizeof(*rep))
-                return negative_errno();
-        return 0;
-}
-
 /* Carry out one valid request. Returns 0 or -errno with rep->message set;
  * for DNSMASQ_START also sets rep->pid and *ret_fd. */
 static int request_handle(struct netadm *m, const struct vmgr_netadm_request *req, struct vmgr_netadm_reply *rep,
@@ -248,29 +224,22 @@ static int request_loop(struct netadm *m, int sock) {
                         .magic = VMGR_NETADM_MAGIC,
                         .version = VMGR_NETADM_VERSION,
                 };
-                struct iovec iov = { .iov_base = &req, .iov_len = sizeof(req) };
-                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
                 _cleanup_close_ int fd = -EBADF;
                 const char *reason = NULL;
-                ssize_t n;
-                int r;
+                bool refused;
+                int n, r;
 
-                /* MSG_TRUNC makes recvmsg() return the datagram's real length,
-                 * so an oversized message is seen as such, not cut to size.
-                 * Without a control buffer any passed fds are closed by the
-                 * kernel and MSG_CTRUNC tells us they were sent. */
-                n = recvmsg(sock, &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+                /* No fd is accepted: the kernel closes any that is sent, and
+                 * refused says that one came. */
+                n = vmgr_datagram_receive(sock, &req, sizeof(req), 0, NULL, &refused);
                 if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = negative_errno();
-                        fprintf(stderr, "vmgr-netadm: reading a request: %s\n", strerror(-r));
-                        return r;
+                        fprintf(stderr, "vmgr-netadm: reading a request: %s\n", strerror(-n));
+                        return n;
                 }
                 if (n == 0)
                         return 0;
 
-                if (mh.msg_flags & MSG_CTRUNC)
+                if (refused)
                         reason = "request carries ancillary data";
                 else
                         (void) vmgr_netadm_request_validate(&req, (size_t) n, &reason);
@@ -279,7 +248,7 @@ static int request_loop(struct netadm *m, int sock) {
                         rep.error = -EBADMSG;
                         snprintf(rep.message, sizeof(rep.message), "invalid request: %s", reason);
                         fprintf(stderr, "vmgr-netadm: %s; closing the connection\n", rep.message);
-                        (void) reply_send(sock, &rep, -EBADF);
+                        (void) vmgr_datagram_send(sock, &rep, sizeof(rep), -EBADF);
                         return -EBADMSG;
                 }
 
@@ -294,7 +263,7 @@ static int request_loop(struct netadm *m, int sock) {
                 } else
                         rep.has_fd = fd >= 0;
 
-                r = reply_send(sock, &rep, fd);
+                r = vmgr_datagram_send(sock, &rep, sizeof(rep), fd);
                 if (r < 0) {
                         fprintf(stderr, "vmgr-netadm: sending a reply: %s\n", strerror(-r));
                         return r;

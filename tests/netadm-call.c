@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "fd-util.h"
 #include "macro.h"
 #include "netadm-proto.h"
 
@@ -67,11 +68,7 @@ static int helper_spawn(const char *path, pid_t *ret_pid, int *ret_fd) {
         if (pid < 0)
                 return negative_errno();
         if (pid == 0) {
-                /* dup2() onto another number clears close-on-exec; onto itself it does not. */
-                if (theirs == VMGR_NETADM_FD) {
-                        if (fcntl(theirs, F_SETFD, 0) < 0)
-                                _exit(127);
-                } else if (dup2(theirs, VMGR_NETADM_FD) < 0)
+                if (vmgr_fd_dup_for_exec(theirs, VMGR_NETADM_FD) < 0)
                         _exit(127);
                 execl(path, path, (char *) NULL);
                 fprintf(stderr, "vmgr-netadm-call: cannot execute %s: %m\n", path);
@@ -94,69 +91,21 @@ static int helper_finish(pid_t pid, int *fd) {
         return status;
 }
 
-/* Send len bytes as one datagram, with an fd attached when fd >= 0. Returns 0 or -errno. */
-static int datagram_send(int sock, const void *buf, size_t len, int fd) {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-        if (fd >= 0) {
-                struct cmsghdr *cmsg;
-
-                mh.msg_control = control.buf;
-                mh.msg_controllen = sizeof(control.buf);
-                cmsg = CMSG_FIRSTHDR(&mh);
-                cmsg->cmsg_level = SOL_SOCKET;
-                cmsg->cmsg_type = SCM_RIGHTS;
-                cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-                memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-        }
-        if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t) len)
-                return errno > 0 ? -errno : -EIO;
-        return 0;
-}
-
 /* Receive and validate one reply. Returns 0 with the reply and any attached
  * fd (-EBADF if none), -ECONNRESET when the helper closed without replying,
  * or -errno. */
 static int reply_receive(int sock, struct vmgr_netadm_reply *ret, int *ret_fd) {
-        union {
-                struct cmsghdr align;
-                char buf[CMSG_SPACE(sizeof(int) * 4)];
-        } control = {};
         struct vmgr_netadm_reply rep = {};
-        struct iovec iov = { .iov_base = &rep, .iov_len = sizeof(rep) };
-        struct msghdr mh = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = control.buf,
-                .msg_controllen = sizeof(control.buf),
-        };
         _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
+        int n;
 
-        n = recvmsg(sock, &mh, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+        /* More than one fd, or anything else attached, is a protocol error. */
+        n = vmgr_datagram_receive(sock, &rep, sizeof(rep), 0, &fd, NULL);
         if (n < 0)
-                return negative_errno();
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                        for (size_t i = 0; i < nfds; i++) {
-                                int x;
-                                memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                                if (fd < 0)
-                                        fd = x;
-                                else
-                                        close(x); /* more than one fd is a protocol error, caught below */
-                        }
-                }
+                return n;
         if (n == 0)
                 return -ECONNRESET;
-        if (vmgr_netadm_reply_validate(&rep, (size_t) n) < 0 || (mh.msg_flags & MSG_CTRUNC) ||
-            (rep.has_fd == 1) != (fd >= 0))
+        if (vmgr_netadm_reply_validate(&rep, (size_t) n) < 0 || (rep.has_fd == 1) != (fd >= 0))
                 return -EBADMSG;
 
         *ret = rep;
@@ -367,7 +316,7 @@ static int call_once(const struct call_args *a, const void *buf, size_t len, int
                 return EXIT_USAGE;
         }
         t1 = now_ms();
-        r = datagram_send(sock, buf, len, send_fd);
+        r = vmgr_datagram_send(sock, buf, len, send_fd);
         if (r >= 0)
                 r = reply_receive(sock, &rep, &fd);
         t2 = now_ms();
@@ -423,7 +372,7 @@ static double bench_request(int sock, unsigned op, const char *group, const char
 
         if (request_build(&req, op, serial, group, vm, nic, dir) < 0)
                 return -1;
-        r = datagram_send(sock, &req, sizeof(req), -EBADF);
+        r = vmgr_datagram_send(sock, &req, sizeof(req), -EBADF);
         if (r >= 0)
                 r = reply_receive(sock, &rep, &fd);
         t = now_ms() - t0;
