@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -155,4 +156,18 @@ int read_file(const char *path, size_t max, char **ret) {
         buf[len] = 0;
         *ret = TAKE_PTR(buf);
         return 0;
+}
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int chown_one(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        return lchown(path, chown_uid, chown_gid) < 0 ? -1 : 0;
+}
+
+int chown_tree(const char *path, uid_t uid, gid_t gid) {
+        /* Only used at start-up, single-threaded: the statics are safe here. */
+        chown_uid = uid;
+        chown_gid = gid;
+        return nftw(path, chown_one, 16, FTW_PHYS) < 0 ? -errno : 0;
 }

@@ -16,3 +16,6 @@ int write_file_atomic(const char *path, const char *data, size_t len, mode_t mod
 
 /* Read a whole (small) file into a NUL-terminated string. Returns 0 or -errno. */
 int read_file(const char *path, size_t max, char **ret);
+
+/* chown a directory tree (not following symlinks). Returns 0 or -errno. */
+int chown_tree(const char *path, uid_t uid, gid_t gid);

@@ -37,7 +37,14 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
                 target = &c->max_vms_per_group, min = 1, max = 256;
         else if (streq(key, "dnsmasq_ready_timeout_sec"))
                 target = &c->dnsmasq_ready_timeout_sec, min = 1, max = 600;
-        else if (streq(key, "accelerator")) {
+        else if (streq(key, "user")) {
+                if (!*value || strlen(value) > 64) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "user must be a user name");
+                        return -EINVAL;
+                }
+                snprintf(c->user, sizeof(c->user), "%s", value);
+                return 0;
+        } else if (streq(key, "accelerator")) {
                 int a = vmgr_accel_from_string(value);
                 if (a < 0) {
                         snprintf(error, VMGR_KVCONF_ERROR_MAX, "accelerator must be auto, kvm or tcg");
@@ -61,6 +68,7 @@ int manager_config_load(ManagerConfig *config, const char *path) {
                 .max_groups = 64,
                 .max_vms_per_group = 32,
                 .dnsmasq_ready_timeout_sec = 10,
+                .user = "vmgr",
         };
         char error[VMGR_KVCONF_ERROR_MAX];
         _cleanup_fclose_ FILE *f = NULL;
@@ -348,9 +356,11 @@ static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error
         return 0;
 }
 
-int manager_connect_bus(Manager *m) {
+int manager_open_bus(Manager *m) {
         int r;
 
+        if (m->bus)
+                return 0;
         r = sd_bus_open_user(&m->bus);
         if (r < 0)
                 return log_error_errno(r,
@@ -359,6 +369,15 @@ int manager_connect_bus(Manager *m) {
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %s", strerror(-r));
+        return 0;
+}
+
+int manager_connect_bus(Manager *m) {
+        int r;
+
+        r = manager_open_bus(m);
+        if (r < 0)
+                return r;
 
         r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);

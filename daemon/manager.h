@@ -17,6 +17,7 @@ typedef struct ManagerConfig {
         unsigned max_vms_per_group;
         unsigned dnsmasq_ready_timeout_sec;
         int accelerator;                /* VmgrAccel: auto, kvm or tcg */
+        char user[65];                  /* the service user vmgrd becomes when started as root */
 } ManagerConfig;
 
 typedef struct Manager {
@@ -53,7 +54,12 @@ Manager *manager_free(Manager *m);
  * Returns 0 or -errno (logged). */
 int manager_startup(Manager *m);
 
-/* Connect to the bus, publish objects, claim org.vmgr1. Returns 0 or -errno (logged). */
+/* Connect to the session bus (done early when started as root: the
+ * connection is made with root's credentials before privileges are
+ * dropped). Returns 0 or -errno (logged). */
+int manager_open_bus(Manager *m);
+
+/* Connect to the bus if not yet, publish objects, claim org.vmgr1. Returns 0 or -errno (logged). */
 int manager_connect_bus(Manager *m);
 
 /* Begin the orderly shutdown: every group is deleted, every descendant

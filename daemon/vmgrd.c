@@ -11,10 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include "fs-util.h"
 #include "log.h"
 #include "manager.h"
 #include "vmgr-error.h"
@@ -31,6 +34,7 @@ static void help(void) {
                "                      (default $XDG_CACHE_HOME/vmgr)\n"
                "  --netadm PATH       privileged helper (default %s)\n"
                "  --config FILE       configuration file (key = value)\n"
+               "  --user NAME         when started as root, the user to run as (default vmgr)\n"
                "  -h --help           show this help\n"
                "     --version        show the version\n",
                VMGR_NETADM_PATH);
@@ -69,14 +73,60 @@ static int find_mkguest(char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+static const char *user_override;
+
+/* Started as root: hand everything (the directories, then ourselves, and so
+ * every process we start: libvirtd, QEMU, dnsmasq, the helper) to the
+ * unprivileged service user. Nothing of vmgr's runs as root after this.
+ * Returns 0 or -errno (logged). */
+static int drop_privileges(Manager *m) {
+        const char *dirs[] = { m->state_dir, m->runtime_dir, m->cache_dir };
+        struct passwd *pw;
+        int r;
+
+        errno = 0;
+        pw = getpwnam(m->config.user);
+        if (!pw)
+                return log_error_errno(errno ?: ENOENT,
+                                       "vmgrd runs as root and so needs its service user '%s', which does not "
+                                       "exist: create it (useradd --system --no-create-home -G vmgr %s) or name "
+                                       "another with --user or 'user =' in the config file",
+                                       m->config.user, m->config.user);
+        if (pw->pw_uid == 0)
+                return log_error_errno(EINVAL, "The service user '%s' must not be root", m->config.user);
+
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                /* Parents we create must stay traversable for the user; the directory itself is private. */
+                r = mkdir_p(dirs[i], 0755);
+                if (r >= 0)
+                        r = chown_tree(dirs[i], pw->pw_uid, pw->pw_gid);
+                if (r >= 0 && chmod(dirs[i], 0700) < 0)
+                        r = -errno;
+                if (r < 0)
+                        return log_error_errno(r, "Cannot hand %s to user '%s': %s", dirs[i], m->config.user,
+                                               strerror(-r));
+        }
+
+        if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+                return log_error_errno(errno, "Cannot become user '%s': %m", m->config.user);
+        /* Our children get the service user's environment, not root's. */
+        (void) setenv("HOME", pw->pw_dir, 1);
+        (void) setenv("USER", pw->pw_name, 1);
+        (void) setenv("LOGNAME", pw->pw_name, 1);
+        log_info("Started as root; running as user '%s' (uid %u)", pw->pw_name, (unsigned) pw->pw_uid);
+        return 0;
+}
+
 static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
-        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_CACHE_DIR, ARG_NETADM, ARG_CONFIG, ARG_VERSION };
+        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_CACHE_DIR, ARG_NETADM, ARG_CONFIG, ARG_USER, ARG_VERSION };
         static const struct option options[] = {
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "cache-dir", required_argument, NULL, ARG_CACHE_DIR },
                 { "netadm", required_argument, NULL, ARG_NETADM },
                 { "config", required_argument, NULL, ARG_CONFIG },
+                { "user", required_argument, NULL, ARG_USER },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -107,6 +157,9 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                 case ARG_CONFIG:
                         target = config;
                         break;
+                case ARG_USER:
+                        user_override = optarg;
+                        continue;
                 default:
                         return -EINVAL;
                 }
@@ -171,6 +224,15 @@ int main(int argc, char *argv[]) {
 
         if (manager_config_load(&m->config, config) < 0)
                 goto fail;
+        if (user_override)
+                snprintf(m->config.user, sizeof(m->config.user), "%s", user_override);
+        if (geteuid() == 0) {
+                /* Root's bus connection is made now, while we still are root. */
+                if (manager_open_bus(m) < 0)
+                        goto fail;
+                if (drop_privileges(m) < 0)
+                        goto fail;
+        }
         if (manager_startup(m) < 0)
                 goto fail;
         if (manager_connect_bus(m) < 0)
