@@ -254,6 +254,12 @@ _printf_(3, 4) static void queue_error(uint32_t id, int error, const char *fmt, 
         va_end(ap);
         m.error.error = error > 0 && error <= 4095 ? error : EIO;
         m.error.message = text;
+        if (id == 0) {
+                /* About the session: may be the first thing a new host reads,
+                 * with a fresh decoder that waits for a delimiter. */
+                static const uint8_t sync = 0;
+                (void) queue_bytes(&sync, 1);
+        }
         (void) queue_msg(&m);
 }
 
@@ -273,13 +279,14 @@ static void queue_done(uint32_t id, uint64_t size, uint32_t mode) {
         (void) queue_msg(&m);
 }
 
-/* HELLO: the reply to the host's (with its nonce), or an announcement with nonce 0. */
-static void queue_hello(uint64_t nonce) {
+/* HELLO: the reply to the host's (its nonce, the chosen version), or an
+ * announcement (nonce 0, version 0: our whole range). */
+static void queue_hello(uint64_t nonce, uint16_t version) {
         struct vmgr_agent_msg m = { .type = VMGR_AGENT_HELLO };
         static const uint8_t sync = 0;
 
-        m.hello.version_min = nonce ? VMGR_AGENT_VERSION_MAX : VMGR_AGENT_VERSION_MIN;
-        m.hello.version_max = VMGR_AGENT_VERSION_MAX;
+        m.hello.version_min = version ? version : VMGR_AGENT_VERSION_MIN;
+        m.hello.version_max = version ? version : VMGR_AGENT_VERSION_MAX;
         m.hello.initial_window = RECV_WINDOW;
         m.hello.nonce = nonce;
         m.hello.software = "vmgr-agent " VMGR_VERSION;
@@ -822,7 +829,9 @@ static void handle_hello(const struct vmgr_agent_msg *m) {
         A.nonce = m->hello.nonce;
         A.peer_window = m->hello.initial_window;
         log_info("session started by %s", m->hello.software[0] ? m->hello.software : "an unnamed host");
-        queue_hello(m->hello.nonce);
+        /* The highest version both speak. */
+        queue_hello(m->hello.nonce, m->hello.version_max < VMGR_AGENT_VERSION_MAX ? m->hello.version_max
+                                                                                  : VMGR_AGENT_VERSION_MAX);
         send_info(true);
 }
 
@@ -1418,7 +1427,7 @@ int main(int argc, char *argv[]) {
                         } else {
                                 /* A host connected before we (re)started learns that we did. */
                                 vmgr_agent_decoder_reset(A.decoder);
-                                queue_hello(0);
+                                queue_hello(0, 0);
                         }
                 }
 

@@ -28,8 +28,9 @@
  *   shutdown | reboot
  *
  * Options before the command: --socket PATH (required), --timeout SEC
- * (whole run, default 60), --window BYTES (our receive window), --stats
- * (print our peak RSS on stderr at the end).
+ * (whole run, default 60), --window BYTES (our receive window), --versions
+ * MIN:MAX (what our HELLO offers), --stats (print our peak RSS on stderr at
+ * the end).
  */
 
 #include <arpa/inet.h>
@@ -57,6 +58,7 @@
 static const char *opt_socket;
 static double opt_timeout = 60;
 static uint32_t opt_window = 256 * 1024;
+static unsigned opt_version_min = VMGR_AGENT_VERSION_MIN, opt_version_max = VMGR_AGENT_VERSION_MAX;
 static bool opt_stats;
 
 _noreturn_ _printf_(1, 2) static void die(const char *fmt, ...) {
@@ -116,8 +118,8 @@ static void send_hello(void) {
         if (getrandom(&C.nonce, sizeof(C.nonce), 0) != sizeof(C.nonce))
                 die("getrandom: %m");
         C.nonce |= 1; /* never 0, the agent's announcement */
-        m.hello = (struct vmgr_agent_hello) { VMGR_AGENT_VERSION_MIN, VMGR_AGENT_VERSION_MAX, opt_window, C.nonce,
-                                              "vmgr-agent-client" };
+        m.hello = (struct vmgr_agent_hello) { (uint16_t) opt_version_min, (uint16_t) opt_version_max, opt_window,
+                                              C.nonce, "vmgr-agent-client" };
         send_bytes(&zero, 1);
         send_msg(&m);
 }
@@ -408,6 +410,8 @@ static void handle(const struct vmgr_agent_msg *m) {
         int which;
 
         if (!C.established) {
+                if (m->type == VMGR_AGENT_ERROR && m->id == 0 && m->error.error == EPROTONOSUPPORT)
+                        die("agent refused the session: %s", m->error.message);
                 if (m->type != VMGR_AGENT_HELLO)
                         return; /* left over from an earlier session */
                 if (m->hello.nonce == 0) {
@@ -871,7 +875,10 @@ int main(int argc, char **argv) {
                         opt_timeout = atof(argv[++i]);
                 else if (streq(argv[i], "--window") && i + 1 < argc)
                         opt_window = (uint32_t) strtoul(argv[++i], NULL, 10);
-                else if (streq(argv[i], "--stats"))
+                else if (streq(argv[i], "--versions") && i + 1 < argc) {
+                        if (sscanf(argv[++i], "%u:%u", &opt_version_min, &opt_version_max) != 2)
+                                die("--versions MIN:MAX");
+                } else if (streq(argv[i], "--stats"))
                         opt_stats = true;
                 else
                         die("unknown option %s", argv[i]);
