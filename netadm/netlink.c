@@ -8,6 +8,7 @@
 #include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #define NETLINK_LINKS_MAX 65536         /* refuse absurd dumps rather than grow forever */
 
 #define RT_PRIORITY_KERNEL 256          /* the metric the kernel gives its own prefix routes */
+#define PREFIX_STRLEN (INET6_ADDRSTRLEN + 8) /* "address/length" of either family */
 
 struct netlink {
         struct mnl_socket *sock;
@@ -213,6 +215,17 @@ static struct nlmsghdr *nl_message(struct netlink *nl, uint16_t type, uint16_t f
         return nlh;
 }
 
+/* Start a request about a link (RTM_*LINK); ifindex 0 when it is named by
+ * attributes or the request is for every link. Returns the header. */
+static struct nlmsghdr *nl_link_message(struct netlink *nl, uint16_t type, uint16_t flags, int ifindex) {
+        struct nlmsghdr *nlh = nl_message(nl, type, flags);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+        ifi->ifi_family = AF_UNSPEC;
+        ifi->ifi_index = ifindex;
+        return nlh;
+}
+
 /* Send the request in the send buffer and read until its ACK or the end of
  * its dump, handing each data message to cb. Returns 0 or -errno; on error
  * nl->extack holds the kernel's reason when it gave one. */
@@ -245,8 +258,15 @@ static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *
         }
 }
 
-/* Write "what: reason" into msg, preferring the kernel's own words. Returns r. */
-static int nl_fail(struct netlink *nl, int r, char *msg, const char *what) {
+/* Write "what: reason" into msg, what given printf-style, preferring the
+ * kernel's own words. Returns r. */
+_printf_(4, 5) static int nl_fail(struct netlink *nl, int r, char *msg, const char *format, ...) {
+        char what[96];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(what, sizeof(what), format, ap);
+        va_end(ap);
         if (nl->extack[0])
                 snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%.80s: %.60s (%.100s)", what, strerror(-r), nl->extack);
         else
@@ -268,6 +288,64 @@ static bool attr_copy_inaddr(const struct nlattr *attr, int family, union nl_ina
                 return false;
         memcpy(ret, mnl_attr_get_payload(attr), len);
         return true;
+}
+
+/* What a dump asks for and collects: the messages of one type, each parsed
+ * into one item of an nl_array. */
+struct nl_dump_kind {
+        uint16_t request;               /* RTM_GETLINK, RTM_GETADDR or RTM_GETROUTE */
+        uint16_t type;                  /* what comes back: RTM_NEWLINK, ... */
+        size_t header_size;             /* the family header its payload starts with */
+        bool skip_stats;                /* links: leave out the statistics we do not read */
+        bool ip_only;                   /* keep AF_INET and AF_INET6 only */
+        size_t item_size;
+        void (*parse)(const struct nlmsghdr *nlh, void *item);
+};
+
+struct nl_dump_state {
+        const struct nl_dump_kind *kind;
+        struct nl_array items;
+};
+
+static int nl_dump_cb(const struct nlmsghdr *nlh, void *data) {
+        struct nl_dump_state *s = data;
+        const struct nl_dump_kind *k = s->kind;
+        void *item;
+
+        if (nlh->nlmsg_type != k->type || mnl_nlmsg_get_payload_len(nlh) < k->header_size)
+                return MNL_CB_OK;
+        if (k->ip_only) {
+                /* ifaddrmsg and rtmsg both start with the family byte. */
+                uint8_t family = *(const uint8_t *) mnl_nlmsg_get_payload(nlh);
+                if (family != AF_INET && family != AF_INET6)
+                        return MNL_CB_OK;
+        }
+        item = nl_array_push(&s->items);
+        if (item)
+                k->parse(nlh, item);
+        return MNL_CB_OK;
+}
+
+/* Every object of kind in this network namespace, of every family, into ret
+ * (free with nl_array_done). Returns 0 or -errno. */
+static int nl_dump(struct netlink *nl, const struct nl_dump_kind *kind, struct nl_array *ret) {
+        struct nl_dump_state s = { .kind = kind, .items.item_size = kind->item_size };
+        struct nlmsghdr *nlh = nl_message(nl, kind->request, NLM_F_DUMP);
+        int r;
+
+        /* A zeroed header asks for every family (AF_UNSPEC). */
+        (void) mnl_nlmsg_put_extra_header(nlh, kind->header_size);
+        if (kind->skip_stats)
+                mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+        r = nl_call(nl, nlh, nl_dump_cb, &s);
+        if (r >= 0)
+                r = s.items.error;
+        if (r < 0) {
+                nl_array_done(&s.items);
+                return r;
+        }
+        *ret = s.items;
+        return 0;
 }
 
 static int link_info_attr_cb(const struct nlattr *attr, void *data) {
@@ -304,14 +382,24 @@ static int link_attr_cb(const struct nlattr *attr, void *data) {
         return MNL_CB_OK;
 }
 
-/* Fill l from an RTM_NEWLINK message. */
-static void link_parse(const struct nlmsghdr *nlh, struct nl_link *l) {
+/* Fill a struct nl_link from an RTM_NEWLINK message. */
+static void link_parse(const struct nlmsghdr *nlh, void *item) {
         const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+        struct nl_link *l = item;
 
         l->ifindex = ifi->ifi_index;
         l->flags = ifi->ifi_flags;
         (void) mnl_attr_parse(nlh, sizeof(*ifi), link_attr_cb, l);
 }
+
+static const struct nl_dump_kind link_kind = {
+        .request = RTM_GETLINK,
+        .type = RTM_NEWLINK,
+        .header_size = sizeof(struct ifinfomsg),
+        .skip_stats = true,
+        .item_size = sizeof(struct nl_link),
+        .parse = link_parse,
+};
 
 static int link_get_cb(const struct nlmsghdr *nlh, void *data) {
         if (nlh->nlmsg_type == RTM_NEWLINK && mnl_nlmsg_get_payload_len(nlh) >= sizeof(struct ifinfomsg))
@@ -321,12 +409,10 @@ static int link_get_cb(const struct nlmsghdr *nlh, void *data) {
 
 /* Look up a link by name. Returns 0, -ENODEV if there is none, or -errno. */
 static int link_get(struct netlink *nl, const char *name, struct nl_link *ret) {
+        struct nlmsghdr *nlh = nl_link_message(nl, RTM_GETLINK, 0, 0);
         struct nl_link l = {};
-        struct nlmsghdr *nlh = nl_message(nl, RTM_GETLINK, 0);
-        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
         int r;
 
-        ifi->ifi_family = AF_UNSPEC;
         mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
         mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
         r = nl_call(nl, nlh, link_get_cb, &l);
@@ -335,38 +421,6 @@ static int link_get(struct netlink *nl, const char *name, struct nl_link *ret) {
         if (l.ifindex <= 0)
                 return -ENODEV;
         *ret = l;
-        return 0;
-}
-
-static int link_dump_cb(const struct nlmsghdr *nlh, void *data) {
-        struct nl_array *a = data;
-        struct nl_link *l;
-
-        if (nlh->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
-                return MNL_CB_OK;
-        l = nl_array_push(a);
-        if (l)
-                link_parse(nlh, l);
-        return MNL_CB_OK;
-}
-
-/* All links of this network namespace into ret (free with nl_array_done). Returns 0 or -errno. */
-static int link_dump(struct netlink *nl, struct nl_array *ret) {
-        struct nl_array a = { .item_size = sizeof(struct nl_link) };
-        struct nlmsghdr *nlh = nl_message(nl, RTM_GETLINK, NLM_F_DUMP);
-        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-        int r;
-
-        ifi->ifi_family = AF_UNSPEC;
-        mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-        r = nl_call(nl, nlh, link_dump_cb, &a);
-        if (r >= 0)
-                r = a.error;
-        if (r < 0) {
-                nl_array_done(&a);
-                return r;
-        }
-        *ret = a;
         return 0;
 }
 
@@ -419,42 +473,25 @@ static int addr_attr_cb(const struct nlattr *attr, void *data) {
         return MNL_CB_OK;
 }
 
-static int addr_dump_cb(const struct nlmsghdr *nlh, void *data) {
+/* Fill a struct nl_addr from an RTM_NEWADDR message. */
+static void addr_parse(const struct nlmsghdr *nlh, void *item) {
         const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
-        struct nl_array *arr = data;
-        struct nl_addr *a;
+        struct nl_addr *a = item;
 
-        if (nlh->nlmsg_type != RTM_NEWADDR || mnl_nlmsg_get_payload_len(nlh) < sizeof(*ifa) ||
-            (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6))
-                return MNL_CB_OK;
-        a = nl_array_push(arr);
-        if (!a)
-                return MNL_CB_OK;
         a->family = ifa->ifa_family;
         a->ifindex = (int) ifa->ifa_index;
         a->prefixlen = ifa->ifa_prefixlen;
         (void) mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, a);
-        return MNL_CB_OK;
 }
 
-/* All IPv4 and IPv6 addresses into ret (free with nl_array_done). Returns 0 or -errno. */
-static int addr_dump(struct netlink *nl, struct nl_array *ret) {
-        struct nl_array a = { .item_size = sizeof(struct nl_addr) };
-        struct nlmsghdr *nlh = nl_message(nl, RTM_GETADDR, NLM_F_DUMP);
-        struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-        int r;
-
-        ifa->ifa_family = AF_UNSPEC;
-        r = nl_call(nl, nlh, addr_dump_cb, &a);
-        if (r >= 0)
-                r = a.error;
-        if (r < 0) {
-                nl_array_done(&a);
-                return r;
-        }
-        *ret = a;
-        return 0;
-}
+static const struct nl_dump_kind addr_kind = {
+        .request = RTM_GETADDR,
+        .type = RTM_NEWADDR,
+        .header_size = sizeof(struct ifaddrmsg),
+        .ip_only = true,
+        .item_size = sizeof(struct nl_addr),
+        .parse = addr_parse,
+};
 
 static int route_attr_cb(const struct nlattr *attr, void *data) {
         struct nl_route *rt = data;
@@ -475,52 +512,33 @@ static int route_attr_cb(const struct nlattr *attr, void *data) {
         return MNL_CB_OK;
 }
 
-static int route_dump_cb(const struct nlmsghdr *nlh, void *data) {
+/* Fill a struct nl_route from an RTM_NEWROUTE message. */
+static void route_parse(const struct nlmsghdr *nlh, void *item) {
         const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
-        struct nl_array *arr = data;
-        struct nl_route *rt;
+        struct nl_route *rt = item;
 
-        if (nlh->nlmsg_type != RTM_NEWROUTE || mnl_nlmsg_get_payload_len(nlh) < sizeof(*rtm) ||
-            (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6))
-                return MNL_CB_OK;
-        rt = nl_array_push(arr);
-        if (!rt)
-                return MNL_CB_OK;
         rt->family = rtm->rtm_family;
         rt->dst_len = rtm->rtm_dst_len;
         rt->table = rtm->rtm_table;
         rt->type = rtm->rtm_type;
         (void) mnl_attr_parse(nlh, sizeof(*rtm), route_attr_cb, rt);
-        return MNL_CB_OK;
 }
 
-/* All IPv4 and IPv6 routes of every table into ret (free with nl_array_done). Returns 0 or -errno. */
-static int route_dump(struct netlink *nl, struct nl_array *ret) {
-        struct nl_array a = { .item_size = sizeof(struct nl_route) };
-        struct nlmsghdr *nlh = nl_message(nl, RTM_GETROUTE, NLM_F_DUMP);
-        struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
-        int r;
-
-        rtm->rtm_family = AF_UNSPEC;
-        r = nl_call(nl, nlh, route_dump_cb, &a);
-        if (r >= 0)
-                r = a.error;
-        if (r < 0) {
-                nl_array_done(&a);
-                return r;
-        }
-        *ret = a;
-        return 0;
-}
+static const struct nl_dump_kind route_kind = {
+        .request = RTM_GETROUTE,
+        .type = RTM_NEWROUTE,
+        .header_size = sizeof(struct rtmsg),
+        .ip_only = true,
+        .item_size = sizeof(struct nl_route),
+        .parse = route_parse,
+};
 
 /* Change a link's flags, alias and master in one request; 0/NULL/-1 leave
  * them alone. Returns 0 or -errno. */
 static int link_set(struct netlink *nl, int ifindex, bool up, const char *alias, int master) {
-        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWLINK, 0);
-        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        struct nlmsghdr *nlh = nl_link_message(nl, RTM_NEWLINK, 0, ifindex);
+        struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
 
-        ifi->ifi_family = AF_UNSPEC;
-        ifi->ifi_index = ifindex;
         if (up) {
                 ifi->ifi_flags = IFF_UP;
                 ifi->ifi_change = IFF_UP;
@@ -534,23 +552,16 @@ static int link_set(struct netlink *nl, int ifindex, bool up, const char *alias,
 
 /* Delete a link. Returns 0 (also when it is already gone) or -errno. */
 static int link_delete(struct netlink *nl, int ifindex) {
-        struct nlmsghdr *nlh = nl_message(nl, RTM_DELLINK, 0);
-        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
         int r;
 
-        ifi->ifi_family = AF_UNSPEC;
-        ifi->ifi_index = ifindex;
-        r = nl_call(nl, nlh, NULL, NULL);
+        r = nl_call(nl, nl_link_message(nl, RTM_DELLINK, 0, ifindex), NULL, NULL);
         return r == -ENODEV ? 0 : r;
 }
 
 /* Put a link into netdev group number group. Returns 0 or -errno. */
 static int link_set_group(struct netlink *nl, int ifindex, uint32_t group) {
-        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWLINK, 0);
-        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        struct nlmsghdr *nlh = nl_link_message(nl, RTM_NEWLINK, 0, ifindex);
 
-        ifi->ifi_family = AF_UNSPEC;
-        ifi->ifi_index = ifindex;
         mnl_attr_put_u32(nlh, IFLA_GROUP, group);
         return nl_call(nl, nlh, NULL, NULL);
 }
@@ -564,7 +575,6 @@ static int link_set_group(struct netlink *nl, int ifindex, uint32_t group) {
 static int links_delete_tagged_batch(struct netlink *nl, const struct nl_array *links, const char *alias) {
         const struct nl_link *l = links->items;
         struct nlmsghdr *nlh;
-        struct ifinfomsg *ifi;
         uint32_t group;
         bool used;
         int r;
@@ -584,9 +594,7 @@ static int links_delete_tagged_batch(struct netlink *nl, const struct nl_array *
                                 return r;
                 }
 
-        nlh = nl_message(nl, RTM_DELLINK, 0);
-        ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-        ifi->ifi_family = AF_UNSPEC;
+        nlh = nl_link_message(nl, RTM_DELLINK, 0, 0);
         mnl_attr_put_u32(nlh, IFLA_GROUP, group);
         r = nl_call(nl, nlh, NULL, NULL);
         /* ENODEV: they were all gone already. */
@@ -599,8 +607,7 @@ static int links_delete_tagged_batch(struct netlink *nl, const struct nl_array *
  * ports, which would change the gateway's MAC under the guests whenever a
  * TAP joins or leaves. Returns 0 or -errno. */
 static int bridge_create(struct netlink *nl, const char *name) {
-        struct nlmsghdr *nlh = nl_message(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        struct nlmsghdr *nlh = nl_link_message(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
         struct nlattr *linkinfo, *data;
         uint8_t mac[6];
 
@@ -608,7 +615,6 @@ static int bridge_create(struct netlink *nl, const char *name) {
                 return -EIO;
         mac[0] = (uint8_t) ((mac[0] & 0xfe) | 0x02);
 
-        ifi->ifi_family = AF_UNSPEC;
         mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
         mnl_attr_put(nlh, IFLA_ADDRESS, sizeof(mac), mac);
         linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
@@ -666,23 +672,40 @@ static int route6_add_prefix(struct netlink *nl, const struct in6_addr *prefix, 
 }
 
 /* Write a per-interface IPv6 sysctl. CAP_NET_ADMIN in the network namespace
- * is what the kernel asks for here. Returns 0 or -errno. */
-static int sysctl_ipv6_conf_write(const char *ifname, const char *key, const char *value) {
+ * is what the kernel asks for here. Returns 0 or -errno with msg. */
+static int sysctl_ipv6_conf_write(const char *ifname, const char *key, const char *value, char *msg) {
         char path[128];
         _cleanup_close_ int fd = -EBADF;
         size_t n = strlen(value);
+        int r = 0;
 
         snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/%s", ifname, key);
         fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
-        if (write(fd, value, n) != (ssize_t) n)
-                return negative_errno();
-        return 0;
+        if (fd < 0 || write(fd, value, n) != (ssize_t) n)
+                r = negative_errno();
+        if (r < 0)
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting %s=%s on %s: %s", key, value, ifname, strerror(-r));
+        return r;
 }
 
-static bool in6_is_link_local_or_multicast(const struct in6_addr *a) {
-        return IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_MULTICAST(a);
+/* Whether the prefix a/len of family overlaps the group's /64 (IPv6) or /24
+ * (IPv4), writing both prefixes into ours and theirs when it does.
+ * Link-local and multicast IPv6 prefixes are on every link and never count. */
+static bool group_overlaps(const struct vmgr_group_addrs *g, int family, const union nl_inaddr *a, unsigned len,
+                           char ours[PREFIX_STRLEN], char theirs[PREFIX_STRLEN]) {
+        if (family == AF_INET6) {
+                if (IN6_IS_ADDR_LINKLOCAL(&a->v6) || IN6_IS_ADDR_MULTICAST(&a->v6) ||
+                    !vmgr_in6_prefix_overlaps(&g->prefix6, 64, &a->v6, len))
+                        return false;
+                vmgr_in6_prefix_format(&g->prefix6, 64, ours, PREFIX_STRLEN);
+                vmgr_in6_prefix_format(&a->v6, len, theirs, PREFIX_STRLEN);
+                return true;
+        }
+        if (!vmgr_in4_prefix_overlaps(&g->subnet4, 24, &a->v4, len))
+                return false;
+        vmgr_in4_prefix_format(&g->subnet4, 24, ours, PREFIX_STRLEN);
+        vmgr_in4_prefix_format(&a->v4, len, theirs, PREFIX_STRLEN);
+        return true;
 }
 
 /* Name the link with ifindex for a message: "eth0" or "eth0 (uid 1001 (group 'x'))". */
@@ -703,23 +726,10 @@ static void link_describe(const struct nl_array *links, int ifindex, char *buf, 
 static int check_addr_overlaps(const struct vmgr_group_addrs *g, const struct nl_array *addrs,
                                const struct nl_array *links, char *msg) {
         const struct nl_addr *a = addrs->items;
-        char ours[INET6_ADDRSTRLEN + 8], theirs[INET6_ADDRSTRLEN + 8], dev[IFNAMSIZ + 160];
+        char ours[PREFIX_STRLEN], theirs[PREFIX_STRLEN], dev[IFNAMSIZ + 160];
 
         for (size_t i = 0; i < addrs->n; i++) {
-                bool overlap;
-
-                if (a[i].family == AF_INET6) {
-                        if (in6_is_link_local_or_multicast(&a[i].addr.v6))
-                                continue;
-                        overlap = vmgr_in6_prefix_overlaps(&g->prefix6, 64, &a[i].addr.v6, a[i].prefixlen);
-                        vmgr_in6_prefix_format(&g->prefix6, 64, ours, sizeof(ours));
-                        vmgr_in6_prefix_format(&a[i].addr.v6, a[i].prefixlen, theirs, sizeof(theirs));
-                } else {
-                        overlap = vmgr_in4_prefix_overlaps(&g->subnet4, 24, &a[i].addr.v4, a[i].prefixlen);
-                        vmgr_in4_prefix_format(&g->subnet4, 24, ours, sizeof(ours));
-                        vmgr_in4_prefix_format(&a[i].addr.v4, a[i].prefixlen, theirs, sizeof(theirs));
-                }
-                if (!overlap || a[i].prefixlen == 0)
+                if (a[i].prefixlen == 0 || !group_overlaps(g, a[i].family, &a[i].addr, a[i].prefixlen, ours, theirs))
                         continue;
 
                 link_describe(links, a[i].ifindex, dev, sizeof(dev));
@@ -736,27 +746,12 @@ static int check_addr_overlaps(const struct vmgr_group_addrs *g, const struct nl
 static int check_route_overlaps(const struct vmgr_group_addrs *g, const struct nl_array *routes,
                                 const struct nl_array *links, char *msg) {
         const struct nl_route *rt = routes->items;
-        char ours[INET6_ADDRSTRLEN + 8], theirs[INET6_ADDRSTRLEN + 8], dev[IFNAMSIZ + 170];
+        char ours[PREFIX_STRLEN], theirs[PREFIX_STRLEN], dev[IFNAMSIZ + 170];
 
         for (size_t i = 0; i < routes->n; i++) {
-                bool overlap;
-
                 if (rt[i].dst_len == 0 || (rt[i].table != RT_TABLE_MAIN && rt[i].table != RT_TABLE_LOCAL) ||
-                    rt[i].type == RTN_BROADCAST || rt[i].type == RTN_MULTICAST)
-                        continue;
-
-                if (rt[i].family == AF_INET6) {
-                        if (in6_is_link_local_or_multicast(&rt[i].dst.v6))
-                                continue;
-                        overlap = vmgr_in6_prefix_overlaps(&g->prefix6, 64, &rt[i].dst.v6, rt[i].dst_len);
-                        vmgr_in6_prefix_format(&g->prefix6, 64, ours, sizeof(ours));
-                        vmgr_in6_prefix_format(&rt[i].dst.v6, rt[i].dst_len, theirs, sizeof(theirs));
-                } else {
-                        overlap = vmgr_in4_prefix_overlaps(&g->subnet4, 24, &rt[i].dst.v4, rt[i].dst_len);
-                        vmgr_in4_prefix_format(&g->subnet4, 24, ours, sizeof(ours));
-                        vmgr_in4_prefix_format(&rt[i].dst.v4, rt[i].dst_len, theirs, sizeof(theirs));
-                }
-                if (!overlap)
+                    rt[i].type == RTN_BROADCAST || rt[i].type == RTN_MULTICAST ||
+                    !group_overlaps(g, rt[i].family, &rt[i].dst, rt[i].dst_len, ours, theirs))
                         continue;
 
                 if (rt[i].oif > 0) {
@@ -788,14 +783,14 @@ static int group_check_free(struct netlink *nl, const struct vmgr_group_addrs *g
                 return -EADDRINUSE;
         }
 
-        r = addr_dump(nl, &addrs);
+        r = nl_dump(nl, &addr_kind, &addrs);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing addresses");
         r = check_addr_overlaps(g, &addrs, links, msg);
         if (r < 0)
                 return r;
 
-        r = route_dump(nl, &routes);
+        r = nl_dump(nl, &route_kind, &routes);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing routes");
         return check_route_overlaps(g, &routes, links, msg);
@@ -829,13 +824,11 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
                        int *bridge_ifindex, bool lo_added[3], int lo_ifindex, char *msg) {
         const struct in6_addr *lo_addrs[3];
         struct nl_link br;
-        char what[96];
         int r;
 
         r = bridge_create(nl, g->bridge);
         if (r < 0) {
-                snprintf(what, sizeof(what), "creating bridge %s", g->bridge);
-                (void) nl_fail(nl, r, msg, what);
+                (void) nl_fail(nl, r, msg, "creating bridge %s", g->bridge);
                 /* Made by somebody else since we looked: the same conflict as above. */
                 return r == -EEXIST ? -EADDRINUSE : r;
         }
@@ -851,20 +844,16 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
 
         /* Before the link goes up: the bridge must not configure itself from
          * the router advertisements our own dnsmasq sends. */
-        r = sysctl_ipv6_conf_write(g->bridge, "accept_ra", "0");
-        if (r < 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting accept_ra=0 on %s: %s", g->bridge, strerror(-r));
+        r = sysctl_ipv6_conf_write(g->bridge, "accept_ra", "0", msg);
+        if (r < 0)
                 return r;
-        }
         /* The bridge is the only router on its segment and its addresses are
          * derived to be unique: without DAD its link-local address is usable at
          * once, so dnsmasq's first router advertisement already has a
          * link-local source (hosts ignore RAs from any other source). */
-        r = sysctl_ipv6_conf_write(g->bridge, "accept_dad", "0");
-        if (r < 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting accept_dad=0 on %s: %s", g->bridge, strerror(-r));
+        r = sysctl_ipv6_conf_write(g->bridge, "accept_dad", "0", msg);
+        if (r < 0)
                 return r;
-        }
 
         /* Up first: the kernel refuses IPv6 routes through a link that is down. */
         r = link_set(nl, br.ifindex, true, NULL, -1);
@@ -898,6 +887,35 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
         return 0;
 }
 
+/* Derive the group's names and addresses, and the alias that tags the
+ * caller's links of it. Returns 0 or -EINVAL. */
+static int group_derive(unsigned uid, const char *group, struct vmgr_group_addrs *ret_g,
+                        char ret_alias[NETLINK_ALIAS_MAX]) {
+        struct vmgr_group_addrs g;
+        int r;
+
+        r = vmgr_group_addrs_derive(group, &g);
+        if (r < 0)
+                return r;
+        r = vmgr_link_alias(uid, group, ret_alias, NETLINK_ALIAS_MAX);
+        if (r < 0)
+                return r;
+        *ret_g = g;
+        return 0;
+}
+
+/* The name of the TAP of (group, vm, nic). Returns 0 or -EINVAL. */
+static int tap_name(const char *group, const char *vm, enum vmgr_nic nic, char ret[IFNAMSIZ]) {
+        struct vmgr_vm_addrs v;
+        int r;
+
+        r = vmgr_vm_addrs_derive(group, vm, &v);
+        if (r < 0)
+                return r;
+        memcpy(ret, nic == VMGR_NIC_IPV4 ? v.tap4 : v.tap, IFNAMSIZ);
+        return 0;
+}
+
 /* Count the links tagged for uid: bridges (the uid's groups) when group is
  * NULL, else the TAPs of that group. */
 static unsigned links_count_tagged(const struct nl_array *links, unsigned uid, const char *group) {
@@ -919,14 +937,11 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, un
         bool lo_added[3] = {};
         int bridge_ifindex = -1, lo_ifindex, r;
 
-        r = vmgr_group_addrs_derive(group, &g);
-        if (r < 0)
-                return r;
-        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        r = group_derive(uid, group, &g, alias);
         if (r < 0)
                 return r;
 
-        r = link_dump(nl, &links);
+        r = nl_dump(nl, &link_kind, &links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
         r = group_check_free(nl, &g, &links, msg);
@@ -977,28 +992,25 @@ static int bridge_owned(const struct vmgr_group_addrs *g, const char *alias, con
 int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {}, addrs = {};
         const struct in6_addr *lo_addrs[3];
-        char alias[NETLINK_ALIAS_MAX], what[64];
+        char alias[NETLINK_ALIAS_MAX];
         struct vmgr_group_addrs g;
         const struct nl_link *l;
         const struct nl_addr *a;
         bool prefix_is_ours = true, batched;
         int lo_ifindex = -1, r;
 
-        r = vmgr_group_addrs_derive(group, &g);
-        if (r < 0)
-                return r;
-        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        r = group_derive(uid, group, &g, alias);
         if (r < 0)
                 return r;
 
-        r = link_dump(nl, &links);
+        r = nl_dump(nl, &link_kind, &links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
         r = bridge_owned(&g, alias, links_find_name(&links, g.bridge), msg);
         if (r < 0)
                 return r;
 
-        r = addr_dump(nl, &addrs);
+        r = nl_dump(nl, &addr_kind, &addrs);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing addresses");
         l = links_find_name(&links, "lo");
@@ -1032,10 +1044,8 @@ int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, ch
                         if (!streq(l[i].alias, alias) || streq(l[i].kind, "bridge") != (pass == 1))
                                 continue;
                         r = link_delete(nl, l[i].ifindex);
-                        if (r < 0) {
-                                snprintf(what, sizeof(what), "deleting %s", l[i].name);
-                                return nl_fail(nl, r, msg, what);
-                        }
+                        if (r < 0)
+                                return nl_fail(nl, r, msg, "deleting %s", l[i].name);
                 }
         }
 
@@ -1082,10 +1092,7 @@ int netlink_bridge_check_owner(struct netlink *nl, unsigned uid, const char *gro
         struct vmgr_group_addrs g;
         int r;
 
-        r = vmgr_group_addrs_derive(group, &g);
-        if (r < 0)
-                return r;
-        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
+        r = group_derive(uid, group, &g, alias);
         if (r < 0)
                 return r;
         r = bridge_lookup_owned(nl, &g, group, alias, msg);
@@ -1128,29 +1135,24 @@ static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
 int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        unsigned max_taps, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {};
-        char alias[NETLINK_ALIAS_MAX], owner[128], what[64];
+        char alias[NETLINK_ALIAS_MAX], owner[128];
+        char name[IFNAMSIZ];
         struct vmgr_group_addrs g;
-        struct vmgr_vm_addrs v;
         struct nl_link tap;
-        const char *name;
         int bridge_ifindex, r;
 
-        r = vmgr_vm_addrs_derive(group, vm, &v);
+        r = tap_name(group, vm, nic, name);
         if (r < 0)
                 return r;
-        r = vmgr_group_addrs_derive(group, &g);
+        r = group_derive(uid, group, &g, alias);
         if (r < 0)
                 return r;
-        r = vmgr_link_alias(uid, group, alias, sizeof(alias));
-        if (r < 0)
-                return r;
-        name = nic == VMGR_NIC_IPV4 ? v.tap4 : v.tap;
 
         bridge_ifindex = bridge_lookup_owned(nl, &g, group, alias, msg);
         if (bridge_ifindex < 0)
                 return bridge_ifindex;
 
-        r = link_dump(nl, &links);
+        r = nl_dump(nl, &link_kind, &links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
         if (links_count_tagged(&links, uid, group) >= max_taps) {
@@ -1178,8 +1180,7 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
                 return nl_fail(nl, r, msg, "looking up the new TAP");
         r = link_set(nl, tap.ifindex, true, alias, bridge_ifindex);
         if (r < 0) {
-                snprintf(what, sizeof(what), "adding %s to bridge %s", name, g.bridge);
-                nl_fail(nl, r, msg, what);
+                (void) nl_fail(nl, r, msg, "adding %s to bridge %s", name, g.bridge);
                 (void) link_delete(nl, tap.ifindex);
                 return r;
         }
@@ -1188,19 +1189,17 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
 
 int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        char *msg) {
-        char alias[NETLINK_ALIAS_MAX], owner[128], what[64];
-        struct vmgr_vm_addrs v;
+        char alias[NETLINK_ALIAS_MAX], owner[128];
+        char name[IFNAMSIZ];
         struct nl_link tap;
-        const char *name;
         int r;
 
-        r = vmgr_vm_addrs_derive(group, vm, &v);
+        r = tap_name(group, vm, nic, name);
         if (r < 0)
                 return r;
         r = vmgr_link_alias(uid, group, alias, sizeof(alias));
         if (r < 0)
                 return r;
-        name = nic == VMGR_NIC_IPV4 ? v.tap4 : v.tap;
 
         r = link_get(nl, name, &tap);
         if (r == -ENODEV)
@@ -1213,9 +1212,7 @@ int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, cons
                 return -EPERM;
         }
         r = link_delete(nl, tap.ifindex);
-        if (r < 0) {
-                snprintf(what, sizeof(what), "deleting TAP %s", name);
-                return nl_fail(nl, r, msg, what);
-        }
+        if (r < 0)
+                return nl_fail(nl, r, msg, "deleting TAP %s", name);
         return 0;
 }
