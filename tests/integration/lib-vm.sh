@@ -64,6 +64,11 @@ vmgr_vm_in_state() {
         [ "$(vmgr_vm_prop "$1" State)" = "$2" ]
 }
 
+# States of a VM whose QEMU runs and whose guest is up: "ready" once its
+# guest agent says so, "running" before (or without an agent).
+# shellcheck disable=SC2034 # used by the tests that source this file
+VMGR_VM_UP='^(running|ready)$'
+
 # vmgr_dbus_error DBUS-SEND-ARGS...: call a method with dbus-send as the test
 # user; print "ERROR-NAME: message" if it fails, nothing if it succeeds.
 vmgr_dbus_error() {
@@ -116,6 +121,7 @@ vmgr_qemu_pids() {
 # state file and directory (VM disks and consoles), its runtime directory.
 # Needs vmgrd's libvirtd to be running (for the domain list). Only the VMs
 # named are looked for, so that one VM's removal can be checked on its own.
+# shellcheck disable=SC2154 # _vmgr_lo_exp is filled by vmgr_load_expected
 vmgr_group_leftovers() {
         local group=$1 vm pid name domains
         # A libvirtd that does not answer must not pass for one without domains.

@@ -62,14 +62,14 @@ check_empty "... and leaves nothing" "$(leftovers)"
 
 # --- a kernel that does not exist: refused at start, undone --------------------
 
-missing=/nonexistent/vmlinuz-vmgr-test
-spec='{"accelerator":"tcg","vms":[{"name":"a"},{"name":"k","kernel":"'$missing'"}]}'
+no_kernel=/nonexistent/vmlinuz-vmgr-test
+spec='{"accelerator":"tcg","vms":[{"name":"a"},{"name":"k","kernel":"'$no_kernel'"}]}'
 t0=$(vmgr_now_ms)
 out=$(vmgr_dbus_error /org/vmgr1 org.vmgr1.Manager.CreateGroup string:x "string:$spec")
 t=$(($(vmgr_now_ms) - t0))
 check_match "missing kernel: CreateGroup fails with InvalidSpec ($t ms)" '^org\.vmgr1\.Error\.InvalidSpec: ' "$out"
 check_match "missing kernel: the message names vms[1].kernel and the path" \
-        "vms\\[1\\]\\.kernel: [^"$'\n'"]*$missing" "$out"
+        "vms\\[1\\]\\.kernel: [^"$'\n'"]*$no_kernel" "$out"
 # docs/dbus-api.md: CreateGroup "fails with everything that was made undone",
 # so all of it must be gone when the error arrives.
 check_eq "missing kernel: no group object when the error arrives" "" "$(vmgr_group_path x)"
@@ -101,9 +101,9 @@ check_match "AddVM with another name in the spec: InvalidSpec naming name" \
         '^org\.vmgr1\.Error\.InvalidSpec: (.*: )?name: ' "$(addvm_error v '{"name":"w"}')"
 check_match "AddVM with an invalid VM name: InvalidName" '^org\.vmgr1\.Error\.InvalidName: ' \
         "$(addvm_error 'v w' '')"
-out=$(addvm_error k '{"kernel":"'$missing'"}')
+out=$(addvm_error k '{"kernel":"'$no_kernel'"}')
 check_match "AddVM missing kernel: InvalidSpec" '^org\.vmgr1\.Error\.InvalidSpec: ' "$out"
-check_match "AddVM missing kernel: the message names kernel and the path" "kernel: [^"$'\n'"]*$missing" "$out"
+check_match "AddVM missing kernel: the message names kernel and the path" "kernel: [^"$'\n'"]*$no_kernel" "$out"
 gone() {
         [ -z "$(vmgr_vm_path s k)" ]
 }
