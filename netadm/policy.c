@@ -10,49 +10,32 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "kvconf.h"
 #include "macro.h"
 #include "policy.h"
 #include "vmgr-config.h"
 
-#define POLICY_LINE_MAX 512
 #define POLICY_SUPPLEMENTARY_MAX 1024
-
-/* Strip leading and trailing blanks in place. Returns the trimmed string. */
-static char *strip(char *s) {
-        char *end;
-
-        while (*s == ' ' || *s == '\t')
-                s++;
-        end = s + strlen(s);
-        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r'))
-                *--end = 0;
-        return s;
-}
 
 /* Parse "A.B.C.D/N" with the host bits zero. Returns 0 or -EINVAL. */
 static int parse_ipv4_prefix(const char *s, struct in_addr *ret_addr, unsigned *ret_len) {
         char addr[INET_ADDRSTRLEN];
         const char *slash = strchr(s, '/');
         struct in_addr a;
-        char *end;
-        unsigned long len;
+        unsigned len;
 
-        if (!slash || (size_t) (slash - s) >= sizeof(addr) || slash[1] < '0' || slash[1] > '9')
+        if (!slash || (size_t) (slash - s) >= sizeof(addr))
                 return -EINVAL;
         memcpy(addr, s, (size_t) (slash - s));
         addr[slash - s] = 0;
-        if (inet_pton(AF_INET, addr, &a) != 1)
-                return -EINVAL;
-        errno = 0;
-        len = strtoul(slash + 1, &end, 10);
-        if (errno != 0 || *end != 0 || len > 32)
+        if (inet_pton(AF_INET, addr, &a) != 1 || vmgr_parse_uint(slash + 1, 0, 32, &len) < 0)
                 return -EINVAL;
         /* A pool with host bits set is most likely a typo: refuse it. */
         if (len < 32 && (ntohl(a.s_addr) & (UINT32_MAX >> len)) != 0)
                 return -EINVAL;
 
         *ret_addr = a;
-        *ret_len = (unsigned) len;
+        *ret_len = len;
         return 0;
 }
 
@@ -69,22 +52,14 @@ static bool group_name_is_valid(const char *s) {
         return true;
 }
 
-/* Apply one "key = value" line. Returns 0 or -EINVAL with msg set. */
-static int policy_apply_line(struct netadm_policy *p, const char *path, unsigned lineno, char *line, char *msg) {
-        char *eq = strchr(line, '='), *key, *value;
-
-        if (!eq) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: expected \"key = value\"", path, lineno);
-                return -EINVAL;
-        }
-        *eq = 0;
-        key = strip(line);
-        value = strip(eq + 1);
+/* Apply one "key = value" assignment of the policy file (a vmgr_kvconf_handler_t).
+ * Returns 0 or -EINVAL with error set. */
+static int policy_assign(const char *key, const char *value, void *userdata, char *error) {
+        struct netadm_policy *p = userdata;
 
         if (streq(key, "allowed_group")) {
                 if (!group_name_is_valid(value)) {
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: allowed_group \"%.64s\" is not a group name",
-                                 path, lineno, value);
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "allowed_group \"%.64s\" is not a group name", value);
                         return -EINVAL;
                 }
                 strcpy(p->allowed_group, value);
@@ -95,40 +70,30 @@ static int policy_apply_line(struct netadm_policy *p, const char *path, unsigned
                 unsigned len;
 
                 if (parse_ipv4_prefix(value, &a, &len) < 0) {
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                                 "%s:%u: ipv4_pool \"%.64s\" is not an IPv4 prefix like 10.0.0.0/8", path, lineno,
-                                 value);
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                                 "ipv4_pool \"%.64s\" is not an IPv4 prefix like 10.0.0.0/8", value);
                         return -EINVAL;
                 }
                 if (len > 24) {
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                                 "%s:%u: ipv4_pool %s is smaller than one group's /24", path, lineno, value);
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "ipv4_pool %s is smaller than one group's /24", value);
                         return -EINVAL;
                 }
                 p->ipv4_pool = a;
                 p->ipv4_pool_len = len;
                 return 0;
         }
-
         if (streq(key, "max_groups_per_user") || streq(key, "max_taps_per_group")) {
-                unsigned long n;
-                char *end;
+                unsigned *limit = streq(key, "max_groups_per_user") ? &p->max_groups_per_user : &p->max_taps_per_group;
 
-                errno = 0;
-                n = strtoul(value, &end, 10);
-                if (errno != 0 || end == value || *end != 0 || value[0] == '-' || n == 0 || n > NETADM_LIMIT_MAX) {
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: %s \"%.32s\" is not a number from 1 to %u",
-                                 path, lineno, key, value, NETADM_LIMIT_MAX);
+                if (vmgr_parse_uint(value, 1, NETADM_LIMIT_MAX, limit) < 0) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s \"%.32s\" is not a number from 1 to %u", key,
+                                 value, NETADM_LIMIT_MAX);
                         return -EINVAL;
                 }
-                if (streq(key, "max_groups_per_user"))
-                        p->max_groups_per_user = (unsigned) n;
-                else
-                        p->max_taps_per_group = (unsigned) n;
                 return 0;
         }
 
-        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: unknown key \"%.64s\"", path, lineno, key);
+        snprintf(error, VMGR_KVCONF_ERROR_MAX, "unknown key \"%.64s\"", key);
         return -EINVAL;
 }
 
@@ -142,8 +107,7 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         };
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char line[POLICY_LINE_MAX];
-        unsigned lineno = 0;
+        char error[VMGR_KVCONF_ERROR_MAX];
         struct stat st;
         int r;
 
@@ -177,24 +141,17 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         }
         TAKE_FD(fd);
 
-        while (fgets(line, sizeof(line), f)) {
-                char *s;
+        r = vmgr_kvconf_parse(f, policy_assign, &p, error);
+        if (r < 0) {
+                /* "line N: reason" becomes "PATH:N: reason", as compilers name a line. */
+                unsigned line;
+                int off = -1;
 
-                lineno++;
-                if (!strchr(line, '\n') && !feof(f)) {
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: line is too long", path, lineno);
-                        return -EINVAL;
-                }
-                s = strip(line);
-                if (*s == 0 || *s == '#')
-                        continue;
-                r = policy_apply_line(&p, path, lineno, s, msg);
-                if (r < 0)
-                        return r;
-        }
-        if (ferror(f)) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot read %s", path);
-                return -EIO;
+                if (sscanf(error, "line %u: %n", &line, &off) == 1 && off > 0)
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: %s", path, line, error + off);
+                else
+                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s: %.200s", path, error);
+                return r;
         }
 
         *ret = p;
