@@ -6,13 +6,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/capability.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "caps.h"
 #include "dnsmasq.h"
 #include "fd-util.h"
 #include "macro.h"
@@ -29,29 +29,17 @@ struct dnsmasq_report {
         int32_t pid;
 };
 
-static const cap_value_t dnsmasq_caps[] = { CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE };
-
 /* Give the process the three network capabilities as inheritable and
  * ambient, so that they survive the execve() of dnsmasq, which has no file
  * capabilities. Returns 0 or -errno. */
 static int caps_make_ambient(void) {
-        cap_t caps;
-        int r = 0;
+        int r;
 
-        caps = cap_init();
-        if (!caps)
-                return negative_errno();
-        if (cap_set_flag(caps, CAP_PERMITTED, ELEMENTSOF(dnsmasq_caps), dnsmasq_caps, CAP_SET) < 0 ||
-            cap_set_flag(caps, CAP_EFFECTIVE, ELEMENTSOF(dnsmasq_caps), dnsmasq_caps, CAP_SET) < 0 ||
-            cap_set_flag(caps, CAP_INHERITABLE, ELEMENTSOF(dnsmasq_caps), dnsmasq_caps, CAP_SET) < 0 ||
-            cap_set_proc(caps) < 0)
-                r = negative_errno();
-        cap_free(caps);
+        r = netadm_caps_set(true);
         if (r < 0)
                 return r;
-
-        for (size_t i = 0; i < ELEMENTSOF(dnsmasq_caps); i++)
-                if (cap_set_ambient(dnsmasq_caps[i], CAP_SET) < 0)
+        for (size_t i = 0; i < ELEMENTSOF(netadm_caps); i++)
+                if (cap_set_ambient(netadm_caps[i], CAP_SET) < 0)
                         return negative_errno();
         return 0;
 }

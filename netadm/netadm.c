@@ -19,11 +19,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/capability.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "caps.h"
 #include "dnsmasq.h"
 #include "fd-util.h"
 #include "macro.h"
@@ -34,20 +34,11 @@
 
 #define NETADM_SETCAP_HINT "setcap cap_net_admin,cap_net_raw,cap_net_bind_service+ep " VMGR_NETADM_PATH
 
-static const cap_value_t netadm_caps[] = { CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE };
-
 struct netadm {
         uid_t uid;
         struct netadm_policy policy;
         struct netlink *nl;
 };
-
-static bool cap_is_needed(cap_value_t c) {
-        for (size_t i = 0; i < ELEMENTSOF(netadm_caps); i++)
-                if (netadm_caps[i] == c)
-                        return true;
-        return false;
-}
 
 /* Print a capability's name for messages, e.g. "cap_sys_admin". */
 static void cap_describe(cap_value_t c, char *buf, size_t size) {
@@ -65,7 +56,7 @@ static void cap_describe(cap_value_t c, char *buf, size_t size) {
 static int privileges_restrict(uid_t uid, char *msg) {
         uid_t ruid, euid, suid;
         gid_t rgid, egid, sgid;
-        cap_t caps = NULL, want = NULL;
+        cap_t caps = NULL;
         cap_flag_value_t v;
         bool can_setpcap;
         char name[64];
@@ -85,7 +76,8 @@ static int privileges_restrict(uid_t uid, char *msg) {
                 return negative_errno();
 
         for (cap_value_t c = 0; c < (cap_value_t) cap_max_bits() && r == 0; c++) {
-                if (cap_get_flag(caps, c, CAP_PERMITTED, &v) < 0 || v != CAP_SET || cap_is_needed(c) || uid == 0)
+                if (cap_get_flag(caps, c, CAP_PERMITTED, &v) < 0 || v != CAP_SET || netadm_cap_is_needed(c) ||
+                    uid == 0)
                         continue;
                 cap_describe(c, name, sizeof(name));
                 snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
@@ -113,21 +105,14 @@ static int privileges_restrict(uid_t uid, char *msg) {
          * set does not matter once no-new-privs is set below. */
         if (can_setpcap)
                 for (cap_value_t c = 0; c < (cap_value_t) cap_max_bits(); c++)
-                        if (!cap_is_needed(c) && prctl(PR_CAPBSET_DROP, (unsigned long) c, 0, 0, 0) < 0 &&
+                        if (!netadm_cap_is_needed(c) && prctl(PR_CAPBSET_DROP, (unsigned long) c, 0, 0, 0) < 0 &&
                             errno != EINVAL)
                                 return negative_errno();
 
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
                 return negative_errno();
 
-        want = cap_init();
-        if (!want)
-                return negative_errno();
-        if (cap_set_flag(want, CAP_PERMITTED, ELEMENTSOF(netadm_caps), netadm_caps, CAP_SET) < 0 ||
-            cap_set_flag(want, CAP_EFFECTIVE, ELEMENTSOF(netadm_caps), netadm_caps, CAP_SET) < 0 ||
-            cap_set_proc(want) < 0)
-                r = negative_errno();
-        cap_free(want);
+        r = netadm_caps_set(false);
         if (r < 0) {
                 snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot drop capabilities: %s", strerror(-r));
                 return r;
