@@ -16,6 +16,7 @@
 #include "dnsmasq.h"
 #include "fd-util.h"
 #include "macro.h"
+#include "message.h"
 #include "netadm-proto.h"
 #include "vmgr-config.h"
 
@@ -150,33 +151,23 @@ static int runtime_dir_open(const char *dir, uid_t uid, char *msg) {
         struct stat st;
         int r;
 
-        if (vmgr_netadm_dir_check(dir, &reason) < 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, reason);
-                return -EINVAL;
-        }
+        if (vmgr_netadm_dir_check(dir, &reason) < 0)
+                return netadm_fail(msg, -EINVAL, "runtime directory %s: %s", dir, reason);
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
                 r = negative_errno();
                 /* O_DIRECTORY wins over O_NOFOLLOW: a symlink may show as ENOTDIR. */
-                if ((r == -ELOOP || r == -ENOTDIR) && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s is a symbolic link", dir);
-                        r = -ELOOP;
-                } else if (r == -ELOOP)
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s is a symbolic link", dir);
-                else
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, strerror(-r));
-                return r;
+                if (r == -ELOOP || (r == -ENOTDIR && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)))
+                        return netadm_fail(msg, -ELOOP, "runtime directory %s is a symbolic link", dir);
+                return netadm_fail(msg, r, "runtime directory %s: %s", dir, strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s: %s", dir, strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "runtime directory %s: %s", dir, strerror(-r));
         }
-        if (st.st_uid != uid) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "runtime directory %s belongs to uid %u, not to the caller's uid %u",
-                         dir, (unsigned) st.st_uid, (unsigned) uid);
-                return -EPERM;
-        }
+        if (st.st_uid != uid)
+                return netadm_fail(msg, -EPERM, "runtime directory %s belongs to uid %u, not to the caller's uid %u",
+                                   dir, (unsigned) st.st_uid, (unsigned) uid);
         return TAKE_FD(fd);
 }
 
@@ -189,26 +180,22 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
         /* dnsmasq started as root insists on switching to user nobody and
          * group dip, which needs CAP_SETUID and CAP_SETGID that the helper
          * does not keep: it would fail right after the reply. Say so now. */
-        if (uid == 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                         "dnsmasq cannot be started for uid 0 (it would try to switch users); run vmgrd as an unprivileged user");
-                return -EPERM;
-        }
+        if (uid == 0)
+                return netadm_fail(msg, -EPERM,
+                                   "dnsmasq cannot be started for uid 0 (it would try to switch users); "
+                                   "run vmgrd as an unprivileged user");
 
         dir_fd = runtime_dir_open(dir, uid, msg);
         if (dir_fd < 0)
                 return dir_fd;
 
         r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
-        if (r < 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "building the dnsmasq command line: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return netadm_fail(msg, r, "building the dnsmasq command line: %s", strerror(-r));
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "socketpair: %s", strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "socketpair: %s", strerror(-r));
         }
         report_fd = sv[0];
         child_fd = sv[1];
@@ -216,8 +203,7 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
         intermediate = fork();
         if (intermediate < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "fork: %s", strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "fork: %s", strerror(-r));
         }
         if (intermediate == 0) {
                 report_fd = safe_close(report_fd);
@@ -233,15 +219,11 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
                         status = -1;
                         break;
                 }
-        if (r < 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "starting %s: %s", VMGR_DNSMASQ_PATH, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return netadm_fail(msg, r, "starting %s: %s", VMGR_DNSMASQ_PATH, strerror(-r));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 pidfd = safe_close(pidfd);
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "starting %s: the intermediate process failed",
-                         VMGR_DNSMASQ_PATH);
-                return -EPROTO;
+                return netadm_fail(msg, -EPROTO, "starting %s: the intermediate process failed", VMGR_DNSMASQ_PATH);
         }
 
         *ret_pid = pid;

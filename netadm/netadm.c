@@ -27,6 +27,7 @@
 #include "dnsmasq.h"
 #include "fd-util.h"
 #include "macro.h"
+#include "message.h"
 #include "netadm-proto.h"
 #include "netlink.h"
 #include "policy.h"
@@ -64,12 +65,11 @@ static int privileges_restrict(uid_t uid, char *msg) {
 
         if (getresuid(&ruid, &euid, &suid) < 0 || getresgid(&rgid, &egid, &sgid) < 0)
                 return negative_errno();
-        if (ruid != euid || ruid != suid || rgid != egid || rgid != sgid) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                         "refusing to run set-user-ID or set-group-ID; install with file capabilities instead: %s",
-                         NETADM_SETCAP_HINT);
-                return -EPERM;
-        }
+        if (ruid != euid || ruid != suid || rgid != egid || rgid != sgid)
+                return netadm_fail(msg, -EPERM,
+                                   "refusing to run set-user-ID or set-group-ID; "
+                                   "install with file capabilities instead: %s",
+                                   NETADM_SETCAP_HINT);
 
         caps = cap_get_proc();
         if (!caps)
@@ -113,10 +113,8 @@ static int privileges_restrict(uid_t uid, char *msg) {
                 return negative_errno();
 
         r = netadm_caps_set(false);
-        if (r < 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot drop capabilities: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return netadm_fail(msg, r, "cannot drop capabilities: %s", strerror(-r));
 
         /* Nothing we exec (dnsmasq) can gain privileges, and our memory holds
          * capabilities: keep the caller from attaching a debugger. */
@@ -196,8 +194,7 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 return 0;
         }
         }
-        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "unknown operation %u", (unsigned) req->op);
-        return -EOPNOTSUPP;
+        return netadm_fail(msg, -EOPNOTSUPP, "unknown operation %u", (unsigned) req->op);
 }
 
 /* Read requests from the socket until EOF. Returns 0 at EOF, or -errno when

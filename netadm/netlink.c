@@ -16,6 +16,7 @@
 #include <sys/random.h>
 
 #include "macro.h"
+#include "message.h"
 #include "netadm-proto.h"
 #include "netlink.h"
 
@@ -684,8 +685,8 @@ static int sysctl_ipv6_conf_write(const char *ifname, const char *key, const cha
         if (fd < 0 || write(fd, value, n) != (ssize_t) n)
                 r = negative_errno();
         if (r < 0)
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting %s=%s on %s: %s", key, value, ifname, strerror(-r));
-        return r;
+                return netadm_fail(msg, r, "setting %s=%s on %s: %s", key, value, ifname, strerror(-r));
+        return 0;
 }
 
 /* Whether the prefix a/len of family overlaps the group's /64 (IPv6) or /24
@@ -733,8 +734,7 @@ static int check_addr_overlaps(const struct vmgr_group_addrs *g, const struct nl
                         continue;
 
                 link_describe(links, a[i].ifindex, dev, sizeof(dev));
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s overlaps address %s on %.120s", ours, theirs, dev);
-                return -EADDRINUSE;
+                return netadm_fail(msg, -EADDRINUSE, "%s overlaps address %s on %.120s", ours, theirs, dev);
         }
         return 0;
 }
@@ -760,9 +760,8 @@ static int check_route_overlaps(const struct vmgr_group_addrs *g, const struct n
                         snprintf(dev, sizeof(dev), " dev %s", name);
                 } else
                         dev[0] = 0;
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s overlaps %sroute %s%.120s", ours,
-                         rt[i].table == RT_TABLE_LOCAL ? "local " : "", theirs, dev);
-                return -EADDRINUSE;
+                return netadm_fail(msg, -EADDRINUSE, "%s overlaps %sroute %s%.120s", ours,
+                                   rt[i].table == RT_TABLE_LOCAL ? "local " : "", theirs, dev);
         }
         return 0;
 }
@@ -777,11 +776,9 @@ static int group_check_free(struct netlink *nl, const struct vmgr_group_addrs *g
         int r;
 
         existing = links_find_name(links, g->bridge);
-        if (existing) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s already exists and %s", g->bridge,
-                         link_owner_describe(existing, owner, sizeof(owner)));
-                return -EADDRINUSE;
-        }
+        if (existing)
+                return netadm_fail(msg, -EADDRINUSE, "bridge %s already exists and %s", g->bridge,
+                                   link_owner_describe(existing, owner, sizeof(owner)));
 
         r = nl_dump(nl, &addr_kind, &addrs);
         if (r < 0)
@@ -947,12 +944,10 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, un
         r = group_check_free(nl, &g, &links, msg);
         if (r < 0)
                 return r;
-        if (links_count_tagged(&links, uid, NULL) >= max_groups) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                         "uid %u holds as many groups as vmgr-netadm allows (max_groups_per_user = %u)", uid,
-                         max_groups);
-                return -EDQUOT;
-        }
+        if (links_count_tagged(&links, uid, NULL) >= max_groups)
+                return netadm_fail(msg, -EDQUOT,
+                                   "uid %u holds as many groups as vmgr-netadm allows (max_groups_per_user = %u)", uid,
+                                   max_groups);
 
         lo_ifindex = loopback_up(nl, msg);
         if (lo_ifindex < 0)
@@ -984,9 +979,7 @@ static int bridge_owned(const struct vmgr_group_addrs *g, const char *alias, con
                 return 0;
         if (streq(br->alias, alias))
                 return 1;
-        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s %s", g->bridge,
-                 link_owner_describe(br, owner, sizeof(owner)));
-        return -EPERM;
+        return netadm_fail(msg, -EPERM, "bridge %s %s", g->bridge, link_owner_describe(br, owner, sizeof(owner)));
 }
 
 int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, char *msg) {
@@ -1075,10 +1068,8 @@ static int bridge_lookup_owned(struct netlink *nl, const struct vmgr_group_addrs
         int r;
 
         r = link_get(nl, g->bridge, &br);
-        if (r == -ENODEV) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "bridge %s of group '%s' does not exist", g->bridge, group);
-                return r;
-        }
+        if (r == -ENODEV)
+                return netadm_fail(msg, r, "bridge %s of group '%s' does not exist", g->bridge, group);
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the bridge");
         r = bridge_owned(g, alias, &br, msg);
@@ -1108,26 +1099,21 @@ static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
         fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "opening /dev/net/tun: %s", strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "opening /dev/net/tun: %s", strerror(-r));
         }
         snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
         if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "creating TAP %s: %s", name, strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "creating TAP %s: %s", name, strerror(-r));
         }
         /* TUNSETIFF also attaches to an existing TAP: if one appeared since we
          * looked, it is not ours to take over. */
-        if (ioctl(fd, TUNGETIFF, &ifr) < 0 || (ifr.ifr_flags & IFF_PERSIST)) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s appeared while it was being created", name);
-                return -EEXIST;
-        }
+        if (ioctl(fd, TUNGETIFF, &ifr) < 0 || (ifr.ifr_flags & IFF_PERSIST))
+                return netadm_fail(msg, -EEXIST, "TAP %s appeared while it was being created", name);
         if (ioctl(fd, TUNSETOWNER, (unsigned long) uid) < 0 || ioctl(fd, TUNSETPERSIST, 1UL) < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "setting up TAP %s: %s", name, strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "setting up TAP %s: %s", name, strerror(-r));
         }
         return 0;
 }
@@ -1155,19 +1141,15 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
         r = nl_dump(nl, &link_kind, &links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
-        if (links_count_tagged(&links, uid, group) >= max_taps) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                         "group '%s' has as many TAPs as vmgr-netadm allows (max_taps_per_group = %u)", group,
-                         max_taps);
-                return -EDQUOT;
-        }
+        if (links_count_tagged(&links, uid, group) >= max_taps)
+                return netadm_fail(msg, -EDQUOT,
+                                   "group '%s' has as many TAPs as vmgr-netadm allows (max_taps_per_group = %u)", group,
+                                   max_taps);
 
         r = link_get(nl, name, &tap);
-        if (r >= 0) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s already exists and %s", name,
-                         link_owner_describe(&tap, owner, sizeof(owner)));
-                return -EEXIST;
-        }
+        if (r >= 0)
+                return netadm_fail(msg, -EEXIST, "TAP %s already exists and %s", name,
+                                   link_owner_describe(&tap, owner, sizeof(owner)));
         if (r != -ENODEV)
                 return nl_fail(nl, r, msg, "looking up the TAP");
 
@@ -1206,11 +1188,8 @@ int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, cons
                 return 0;
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the TAP");
-        if (!streq(tap.alias, alias)) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "TAP %s %s", name,
-                         link_owner_describe(&tap, owner, sizeof(owner)));
-                return -EPERM;
-        }
+        if (!streq(tap.alias, alias))
+                return netadm_fail(msg, -EPERM, "TAP %s %s", name, link_owner_describe(&tap, owner, sizeof(owner)));
         r = link_delete(nl, tap.ifindex);
         if (r < 0)
                 return nl_fail(nl, r, msg, "deleting TAP %s", name);

@@ -12,6 +12,7 @@
 
 #include "kvconf.h"
 #include "macro.h"
+#include "message.h"
 #include "policy.h"
 #include "vmgr-config.h"
 
@@ -118,26 +119,21 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
                         return 0;
                 }
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot open %s: %s", path, strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "cannot open %s: %s", path, strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot stat %s: %s", path, strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "cannot stat %s: %s", path, strerror(-r));
         }
         /* Whoever can write the policy can grant themselves the helper. */
-        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                         "%s must be a regular file owned by root and not writable by group or others", path);
-                return -EPERM;
-        }
+        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return netadm_fail(msg, -EPERM,
+                                   "%s must be a regular file owned by root and not writable by group or others", path);
 
         f = fdopen(fd, "re");
         if (!f) {
                 r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot read %s: %s", path, strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "cannot read %s: %s", path, strerror(-r));
         }
         TAKE_FD(fd);
 
@@ -148,10 +144,8 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
                 int off = -1;
 
                 if (sscanf(error, "line %u: %n", &line, &off) == 1 && off > 0)
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s:%u: %s", path, line, error + off);
-                else
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s: %.200s", path, error);
-                return r;
+                        return netadm_fail(msg, r, "%s:%u: %s", path, line, error + off);
+                return netadm_fail(msg, r, "%s: %.200s", path, error);
         }
 
         *ret = p;
@@ -168,28 +162,24 @@ int policy_check_caller(const struct netadm_policy *p, uid_t uid, gid_t gid, cha
 
         errno = 0;
         gr = getgrnam(p->allowed_group);
-        if (!gr) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX,
-                         "group '%s' that may use vmgr-netadm does not exist; uid %u is not allowed",
-                         p->allowed_group, (unsigned) uid);
-                return errno > 0 ? -errno : -EPERM;
-        }
+        if (!gr)
+                return netadm_fail(msg, errno > 0 ? -errno : -EPERM,
+                                   "group '%s' that may use vmgr-netadm does not exist; uid %u is not allowed",
+                                   p->allowed_group, (unsigned) uid);
         if (gid == gr->gr_gid)
                 return 0;
 
         n = getgroups(ELEMENTSOF(groups), groups);
         if (n < 0) {
                 int r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot read supplementary groups: %s", strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "cannot read supplementary groups: %s", strerror(-r));
         }
         for (int i = 0; i < n; i++)
                 if (groups[i] == gr->gr_gid)
                         return 0;
 
-        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "uid %u is not a member of group '%s', which may use vmgr-netadm",
-                 (unsigned) uid, p->allowed_group);
-        return -EPERM;
+        return netadm_fail(msg, -EPERM, "uid %u is not a member of group '%s', which may use vmgr-netadm",
+                           (unsigned) uid, p->allowed_group);
 }
 
 int policy_check_peer(int fd, uid_t uid, char *msg) {
@@ -198,15 +188,11 @@ int policy_check_peer(int fd, uid_t uid, char *msg) {
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
                 int r = negative_errno();
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "cannot read the peer credentials of fd %d: %s", fd,
-                         strerror(-r));
-                return r;
+                return netadm_fail(msg, r, "cannot read the peer credentials of fd %d: %s", fd, strerror(-r));
         }
-        if (cred.uid != uid) {
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "the peer on fd %d runs as uid %u, not as the caller's uid %u",
-                         fd, (unsigned) cred.uid, (unsigned) uid);
-                return -EPERM;
-        }
+        if (cred.uid != uid)
+                return netadm_fail(msg, -EPERM, "the peer on fd %d runs as uid %u, not as the caller's uid %u", fd,
+                                   (unsigned) cred.uid, (unsigned) uid);
         return 0;
 }
 
@@ -217,8 +203,8 @@ int policy_check_subnet4(const struct netadm_policy *p, const struct in_addr *su
         if (vmgr_in4_prefix_overlaps(subnet4, 24, &p->ipv4_pool, p->ipv4_pool_len))
                 return 0;
 
-        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s is outside the IPv4 pool %s of %s",
-                 vmgr_in4_prefix_format(subnet4, 24, subnet, sizeof(subnet)),
-                 vmgr_in4_prefix_format(&p->ipv4_pool, p->ipv4_pool_len, pool, sizeof(pool)), VMGR_NETADM_CONFIG);
-        return -EADDRNOTAVAIL;
+        return netadm_fail(msg, -EADDRNOTAVAIL, "%s is outside the IPv4 pool %s of %s",
+                           vmgr_in4_prefix_format(subnet4, 24, subnet, sizeof(subnet)),
+                           vmgr_in4_prefix_format(&p->ipv4_pool, p->ipv4_pool_len, pool, sizeof(pool)),
+                           VMGR_NETADM_CONFIG);
 }
