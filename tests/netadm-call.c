@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "fd-util.h"
+#include "kvconf.h"
 #include "macro.h"
 #include "netadm-proto.h"
 
@@ -53,20 +54,20 @@ static double now_ms(void) {
 }
 
 /* Start the helper with one end of a new socketpair as fd 3. Returns 0 with
- * its pid and our end, or -errno. */
+ * its pid and our end, or -errno after saying why. */
 static int helper_spawn(const char *path, pid_t *ret_pid, int *ret_fd) {
         _cleanup_close_ int ours = -EBADF, theirs = -EBADF;
-        int sv[2];
+        int sv[2], r;
         pid_t pid;
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return negative_errno();
+                goto fail;
         ours = sv[0];
         theirs = sv[1];
 
         pid = fork();
         if (pid < 0)
-                return negative_errno();
+                goto fail;
         if (pid == 0) {
                 if (vmgr_fd_dup_for_exec(theirs, VMGR_NETADM_FD) < 0)
                         _exit(127);
@@ -78,6 +79,11 @@ static int helper_spawn(const char *path, pid_t *ret_pid, int *ret_fd) {
         *ret_pid = pid;
         *ret_fd = TAKE_FD(ours);
         return 0;
+
+fail:
+        r = negative_errno();
+        fprintf(stderr, "vmgr-netadm-call: cannot start %s: %s\n", path, strerror(-r));
+        return r;
 }
 
 /* Close our end so the helper sees EOF, and wait for it. Returns its wait status or -errno. */
@@ -91,14 +97,19 @@ static int helper_finish(pid_t pid, int *fd) {
         return status;
 }
 
-/* Receive and validate one reply. Returns 0 with the reply and any attached
+/* Send len bytes as one datagram (with send_fd attached when >= 0), then
+ * receive and validate the reply. Returns 0 with the reply and any attached
  * fd (-EBADF if none), -ECONNRESET when the helper closed without replying,
  * or -errno. */
-static int reply_receive(int sock, struct vmgr_netadm_reply *ret, int *ret_fd) {
+static int request_exchange(int sock, const void *buf, size_t len, int send_fd, struct vmgr_netadm_reply *ret,
+                            int *ret_fd) {
         struct vmgr_netadm_reply rep = {};
         _cleanup_close_ int fd = -EBADF;
         int n;
 
+        n = vmgr_datagram_send(sock, buf, len, send_fd);
+        if (n < 0)
+                return n;
         /* More than one fd, or anything else attached, is a protocol error. */
         n = vmgr_datagram_receive(sock, &rep, sizeof(rep), 0, &fd, NULL);
         if (n < 0)
@@ -311,14 +322,10 @@ static int call_once(const struct call_args *a, const void *buf, size_t len, int
 
         t0 = now_ms();
         r = helper_spawn(a->helper, &helper, &sock);
-        if (r < 0) {
-                fprintf(stderr, "vmgr-netadm-call: cannot start %s: %s\n", a->helper, strerror(-r));
+        if (r < 0)
                 return EXIT_USAGE;
-        }
         t1 = now_ms();
-        r = vmgr_datagram_send(sock, buf, len, send_fd);
-        if (r >= 0)
-                r = reply_receive(sock, &rep, &fd);
+        r = request_exchange(sock, buf, len, send_fd, &rep, &fd);
         t2 = now_ms();
         if (r < 0) {
                 status = helper_finish(helper, &sock);
@@ -372,9 +379,7 @@ static double bench_request(int sock, unsigned op, const char *group, const char
 
         if (request_build(&req, op, serial, group, vm, nic, dir) < 0)
                 return -1;
-        r = vmgr_datagram_send(sock, &req, sizeof(req), -EBADF);
-        if (r >= 0)
-                r = reply_receive(sock, &rep, &fd);
+        r = request_exchange(sock, &req, sizeof(req), -EBADF, &rep, &fd);
         t = now_ms() - t0;
         if (r < 0) {
                 fprintf(stderr, "vmgr-netadm-call: %s: %s\n", vmgr_netadm_op_to_string(op), strerror(-r));
@@ -426,10 +431,8 @@ static int bench(const struct call_args *a) {
                 double t0 = now_ms(), t;
 
                 r = helper_spawn(a->helper, &helper, &sock);
-                if (r < 0) {
-                        fprintf(stderr, "vmgr-netadm-call: cannot start %s: %s\n", a->helper, strerror(-r));
+                if (r < 0)
                         return EXIT_USAGE;
-                }
                 struct {
                         int which;
                         unsigned op;
@@ -537,14 +540,10 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                 case ARG_GARBAGE:
                         a->garbage = optarg;
                         break;
-                case ARG_BENCH: {
-                        char *end;
-                        unsigned long n = strtoul(optarg, &end, 10);
-                        if (*end || n == 0 || n > BENCH_MAX)
+                case ARG_BENCH:
+                        if (vmgr_parse_uint(optarg, 1, BENCH_MAX, &a->bench) < 0)
                                 return -EINVAL;
-                        a->bench = (unsigned) n;
                         break;
-                }
                 case ARG_VM:
                         field_vm = optarg;
                         break;
