@@ -12,8 +12,10 @@
 #     (appended to) and its disk overlay (the same file);
 #   - deleting g with its VMs running leaves no QEMU, TAP, bridge, file or
 #     libvirt domain, and h is untouched; SIGTERM to vmgrd with h and its VM
-#     running, and a network-only group n, leaves nothing at all (libvirtd
-#     included).
+#     running, a network-only group n and a group e being created leaves
+#     nothing at all (libvirtd included);
+#   - DeleteGroup while CreateGroup with a VM is under way: both answer, and
+#     nothing is left.
 # Prints the times: create with two VMs, create to ready, start to ready, delete.
 
 source "$(dirname "$0")/lib.sh"
@@ -207,15 +209,40 @@ check_empty "nothing of g is left: QEMU, TAPs, bridge, files, libvirt domains" "
 check_eq "g is gone from the bus" "" "$(vmgr_group_path g)"
 check_match "h is untouched: c still runs" '^(running|ready) 1$' "$(vmgr_vm_prop "$pc" State) $(vmgr_qemu_pids h c | wc -l)"
 
-# --- SIGTERM with h (c running) and n: nothing at all left --------------------------
+# --- DeleteGroup while CreateGroup with a VM is under way -------------------------
+
+# (docs/dbus-api.md: the deletion waits for the creation, then deletes.)
+group_appeared() {
+        [ -n "$(vmgr_group_path "$1")" ]
+}
+busctl_as_user --timeout=120 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss d \
+        '{"vms": [{"name": "a", "ipv4": true}]}' >"$VMGR_TMP/create-d.out" 2>&1 &
+create_pid=$!
+vmgr_wait_until 10 group_appeared d || true
+state=$(vmgr_group_prop "$(vmgr_group_path d)" State)
+out=$(vmgrctl_as_user group delete d 2>&1) && rc=0 || rc=$?
+check_eq "DeleteGroup d while it is being created (it was $state) succeeds" "0 " "$rc $out"
+create_rc=0
+wait "$create_pid" || create_rc=$?
+check_eq "... and the CreateGroup call succeeded" "0 o \"/org/vmgr1/group/d\"" \
+        "$create_rc $(cat "$VMGR_TMP/create-d.out")"
+check_empty "... and nothing of d is left" "$(vmgr_group_leftovers d a)"
+
+# --- SIGTERM with h (c running), n and e (being created): nothing at all left -------
 
 check "a second group for SIGTERM to delete: n, network only" vmgrctl_as_user group create -q n
 check_eq "libvirtd runs" 1 "$(pgrep -u "$VMGR_USER" -x libvirtd | wc -l)"
+busctl_as_user --timeout=120 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss e \
+        '{"vms": [{"name": "a"}]}' >/dev/null 2>&1 &
+create_pid=$!
+vmgr_wait_until 10 group_appeared e || true
 # libvirt's status files of running domains: h:c's is there now, none may stay.
 qemu_run=$VMGR_TMP/run/vmgr/libvirt/run/libvirt/qemu/run
 check "libvirt keeps h:c's status in $qemu_run" test -e "$qemu_run/h:c.xml"
+state=$(vmgr_group_prop "$(vmgr_group_path e)" State)
 vmgr_stop_vmgrd TERM
-check_eq "vmgrd exits 0 on SIGTERM with groups h (VM c running) and n" 0 "$VMGRD_STATUS"
+check_eq "vmgrd exits 0 on SIGTERM with groups h (VM c running), n and e ($state)" 0 "$VMGRD_STATUS"
+wait "$create_pid" || true
 # Processes vmgrd ended may take a moment to be gone from the process table.
 is_clean() {
         [ -z "$(vmgr_leftovers)" ]
