@@ -14,10 +14,11 @@
 #     explicit kernel, initrd and cmdline) is "stopped", not "crashed";
 #   - a QEMU killed from outside (kill -9) makes the VM "crashed" with a
 #     LastError saying why, and Start brings it back;
-#   - method errors: Reboot of a stopped VM, calls on a removed VM, Kill
-#     while another operation runs (Busy);
-#   - deleting the group while a Shutdown without timeout waits for a guest
-#     that missed the power button still finishes and leaves nothing.
+#   - method errors: Reboot of a stopped VM, calls on a removed VM, Reboot
+#     and Start while a Shutdown runs (Busy);
+#   - a Shutdown without timeout that waits for a guest that missed the
+#     power button gives way to Kill and to DeleteGroup, whose deletion
+#     finishes and leaves nothing.
 
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib-vm.sh"
@@ -201,29 +202,49 @@ check_match "vmgrd logged it" "\\[L/a\\] .*crash" "$(cat "$VMGR_TMP/vmgrd.log")"
 check "Start a crashed VM" vm_call "$pa" Start
 check_eq "... it runs again" "running 1" "$(vmgr_vm_prop "$pa" State) $(vmgr_qemu_pids L a | wc -l)"
 
-# --- delete while Shutdown(0) waits for a guest that missed the button ----------------------
+# --- a Shutdown(0) the guest never acts on gives way to Kill and to DeleteGroup ----------
+
+# Pressed right after Start, the power button is lost: the guest's kernel
+# resets ACPI's event status when it initialises. Without a timeout such a
+# Shutdown would wait for good; Kill, removal and deletion must still work.
+
+# start_stuck_shutdown: Start a, then Shutdown(0) in the background (its
+# busctl's pid in $shutdown_pid), and wait until a is stopping.
+start_stuck_shutdown() {
+        check "Start a" vm_call "$pa" Start
+        vm_call "$pa" Shutdown t 0 >"$VMGR_TMP/shutdown0.out" 2>&1 &
+        shutdown_pid=$!
+        vmgr_wait_until 10 vmgr_vm_in_state "$pa" stopping || true
+        check_eq "Shutdown(0) right after Start: a is stopping" stopping "$(vmgr_vm_prop "$pa" State)"
+}
+shutdown_answered() {
+        ! kill -0 "$shutdown_pid" 2>/dev/null
+}
+# check_shutdown_answered NAME: the background Shutdown call got an answer.
+check_shutdown_answered() {
+        vmgr_wait_until 5 shutdown_answered || true
+        check "$1" shutdown_answered
+        kill "$shutdown_pid" 2>/dev/null || true
+        wait "$shutdown_pid" 2>/dev/null || true
+}
 
 check "Kill a" vm_call "$pa" Kill
-check "Start a" vm_call "$pa" Start
-# Pressed this early, the power button is lost: the guest's kernel resets
-# ACPI's event status when it initialises. Without a timeout the Shutdown
-# waits for good.
-vm_call "$pa" Shutdown t 0 >"$VMGR_TMP/shutdown0.out" 2>&1 &
-shutdown_pid=$!
-vmgr_wait_until 10 vmgr_vm_in_state "$pa" stopping || true
-check_eq "Shutdown(0) runs: a is stopping" stopping "$(vmgr_vm_prop "$pa" State)"
-check_match "Kill while Shutdown runs: Busy" '^org\.vmgr1\.Error\.Busy: ' "$(vmgr_dbus_error "$pa" org.vmgr1.VM.Kill)"
+start_stuck_shutdown
+check_match "Reboot while Shutdown waits: Busy" '^org\.vmgr1\.Error\.Busy: ' \
+        "$(vmgr_dbus_error "$pa" org.vmgr1.VM.Reboot)"
+check_match "Start while Shutdown waits: Busy" '^org\.vmgr1\.Error\.Busy: ' \
+        "$(vmgr_dbus_error "$pa" org.vmgr1.VM.Start)"
+out=$(busctl_as_user --timeout=20 call org.vmgr1 "$pa" org.vmgr1.VM Kill 2>&1) && rc=0 || rc=$?
+check_eq "Kill while Shutdown waits stops the VM at once" "0  stopped" "$rc $out $(vmgr_vm_prop "$pa" State)"
+check_empty "... no QEMU left" "$(vmgr_qemu_pids L a)"
+check_shutdown_answered "... and the Shutdown call got its answer"
+
+start_stuck_shutdown
 t0=$(vmgr_now_ms)
 out=$(busctl_as_user --timeout=20 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s L 2>&1) && rc=0 || rc=$?
 t=$(($(vmgr_now_ms) - t0))
 check_eq "DeleteGroup L while Shutdown(0) waits returns ($t ms)" "0 " "$rc $out"
-shutdown_answered() {
-        ! kill -0 "$shutdown_pid" 2>/dev/null
-}
-vmgr_wait_until 5 shutdown_answered || true
-check "... and the waiting Shutdown call got its answer" shutdown_answered
-kill "$shutdown_pid" 2>/dev/null || true
-wait "$shutdown_pid" 2>/dev/null || true
+check_shutdown_answered "... and the waiting Shutdown call got its answer"
 
 check_empty "nothing of L left" "$(vmgr_group_leftovers L a b p)"
 
