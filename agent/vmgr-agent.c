@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -1072,14 +1073,6 @@ static int port_open(void) {
         return 0;
 }
 
-/* The host went away (or was never there): nothing queued is for anyone. */
-static void host_gone(void) {
-        if (A.session)
-                session_end("host disconnected");
-        outq_clear(&A.outq);
-        vmgr_agent_decoder_reset(A.decoder);
-        A.input_pending = false;
-}
 
 static void producers_resume_if_room(void);
 
@@ -1144,9 +1137,15 @@ static void port_input(void) {
                         return;
                 }
                 if (n == 0) {
-                        /* virtio-serial reads 0 while the host side is closed. */
+                        /* virtio-serial reads 0 while no host is connected. That
+                         * ends nothing: a new host's first bytes can arrive
+                         * before the kernel learns that it connected (data and
+                         * the port-open event come on different virtqueues), so
+                         * its HELLO may be handled and answered already when
+                         * read() says "nobody". The session, the output queue
+                         * and the decoder stay; the next HELLO ends the session,
+                         * the next edge (data or a connect) wakes us. */
                         A.port_readable = false;
-                        host_gone();
                         return;
                 }
                 vmgr_agent_decoder_advance(A.decoder, (size_t) n);
@@ -1263,12 +1262,32 @@ static void on_stream_event(struct stream *s, uint32_t events) {
         producers_pause_if_full();
 }
 
+/* SIGUSR1: say what the loop is waiting for, for debugging a stuck agent. */
+static void log_state(void) {
+        log_info("state: port %s%s%s, session %s, output queue %zu bytes%s%s, %zu processes, %zu streams, "
+                 "%zu transfers",
+                 A.port_fd < 0 ? "closed" : "open", A.port_readable ? " readable" : "",
+                 A.port_writable ? " writable" : "", A.session ? "yes" : "no", A.outq.len,
+                 A.producers_paused ? ", producers paused" : "", A.input_pending ? ", input pending" : "",
+                 A.n_procs, A.n_streams, A.n_files);
+        for (size_t i = 0; i < A.n_streams; i++) {
+                struct stream *s = A.streams[i];
+                log_info("state: stream %u kind %d fd %d%s credit %u buffered %zu%s%s", s->id, s->kind, s->fd,
+                         s->registered ? " registered" : "", stream_outgoing(s) ? s->send.credit : s->recv.credit,
+                         s->buf_len, s->sink ? " sink" : "", s->eof_received ? " eof" : "");
+        }
+}
+
 static void on_signal(void) {
         struct signalfd_siginfo si;
 
         while (read(A.signal_fd, &si, sizeof(si)) == (ssize_t) sizeof(si)) {
                 if (si.ssi_signo == SIGCHLD)
                         continue;
+                if (si.ssi_signo == SIGUSR1) {
+                        log_state();
+                        continue;
+                }
                 log_info("received %s, exiting", strsignal((int) si.ssi_signo));
                 A.quit = true;
         }
@@ -1333,6 +1352,7 @@ static int setup(void) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGUSR1);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(-errno, "sigprocmask: %m");
 
@@ -1425,9 +1445,12 @@ int main(int argc, char *argv[]) {
                                 waiting_logged = true;
                                 timeout = PORT_RETRY_SEC * 1000;
                         } else {
-                                /* A host connected before we (re)started learns that we did. */
+                                struct pollfd p = { .fd = A.port_fd, .events = POLLOUT };
+                                /* A host connected before we (re)started learns that
+                                 * we did; one that is not there will say HELLO. */
                                 vmgr_agent_decoder_reset(A.decoder);
-                                queue_hello(0, 0);
+                                if (poll(&p, 1, 0) >= 0 && !(p.revents & POLLHUP))
+                                        queue_hello(0, 0);
                         }
                 }
 

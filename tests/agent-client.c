@@ -17,6 +17,8 @@
  *       --rate BYTES_PER_SEC    consume stdout at most this fast (credit test)
  *       --kill-after MS:SIG     send KILL after MS milliseconds
  *       --disconnect-after N    drop the connection mid-stream after N bytes
+ *       --stall-after N         after N bytes stop reading for 2 s, then
+ *                               drop the connection
  *   parallel N -- ARGV...       N concurrent runs; all must exit 0
  *   bench N                     N sequential, then N in flights of 20, runs of
  *                               "true"; prints latency median/p99 and runs/s
@@ -220,7 +222,7 @@ struct job {
         double rate;
         double rate_t0;
         uint64_t rate_consumed;
-        uint64_t disconnect_after;
+        uint64_t disconnect_after, stall_after;
         double kill_at;
         int kill_sig;
 };
@@ -394,6 +396,14 @@ static void on_data(const struct vmgr_agent_msg *m) {
                 job_rate_consume(j);
         else
                 grant(m->id, vmgr_agent_recv_window_consume(w, m->data.size));
+        if (j->stall_after && j->out_bytes >= j->stall_after) {
+                /* Stop reading with a large window granted: QEMU's writes to
+                 * the socket back up. Then hang up. */
+                sleep(2);
+                close(C.fd);
+                printf("stalled and disconnected after %" PRIu64 " bytes\n", j->out_bytes);
+                exit(0);
+        }
         if (j->disconnect_after && j->out_bytes >= j->disconnect_after) {
                 /* Hang up mid-stream, with half a frame on the wire. */
                 static const uint8_t half[] = { 0x05, 'v', 'm', 'A' };
@@ -634,7 +644,7 @@ static int cmd_exec(int argc, char **argv) {
         bool with_stdin = false, hash = false;
         struct job *j;
         double rate = 0;
-        uint64_t disconnect_after = 0;
+        uint64_t disconnect_after = 0, stall_after = 0;
         int kill_ms = 0, kill_sig = 0, i;
 
         for (i = 0; i < argc && !streq(argv[i], "--"); i++) {
@@ -646,6 +656,8 @@ static int cmd_exec(int argc, char **argv) {
                         rate = atof(argv[++i]);
                 else if (streq(argv[i], "--disconnect-after") && i + 1 < argc)
                         disconnect_after = strtoull(argv[++i], NULL, 10);
+                else if (streq(argv[i], "--stall-after") && i + 1 < argc)
+                        stall_after = strtoull(argv[++i], NULL, 10);
                 else if (streq(argv[i], "--kill-after") && i + 1 < argc) {
                         if (sscanf(argv[++i], "%d:%d", &kill_ms, &kill_sig) != 2)
                                 die("--kill-after MS:SIGNAL");
@@ -664,6 +676,7 @@ static int cmd_exec(int argc, char **argv) {
         j->rate = rate;
         j->rate_t0 = now();
         j->disconnect_after = disconnect_after;
+        j->stall_after = stall_after;
         if (kill_ms > 0) {
                 j->kill_at = now() + kill_ms / 1000.0;
                 j->kill_sig = kill_sig;
