@@ -252,14 +252,27 @@ fi
 
 # --- reboot and power off -------------------------------------------------------
 
+# wait_boots N: until the console shows the Nth boot's first init line.
+wait_boots() {
+        local deadline=$(($(now_ms) + 60000))
+        while [ "$(grep -c '^vmgr-guest: starting (init' "$LOG")" -lt "$1" ] && [ "$(now_ms)" -lt "$deadline" ]; do
+                sleep 0.1
+        done
+}
+
+# A host that stays connected while the guest reboots: the new agent
+# announces itself (HELLO with nonce 0), which tells the host its session
+# is gone.
+t1=$(now_ms)
+out=$(client exec -- sh -c 'reboot; sleep 60' 2>&1) || true
+check_match "a host connected across a reboot hears the new agent announce itself ($(($(now_ms) - t1)) ms)" \
+        'agent restarted \(HELLO with nonce 0\)' "$out"
+
 boot1=$(sed -n 's/^boot-id //p' "$T/info")
 check "REBOOT is answered" client reboot
 t1=$(now_ms)
 # Until the old agent is gone it would answer a new HELLO itself.
-deadline=$(($(now_ms) + 60000))
-while [ "$(grep -c '^vmgr-guest: starting (init' "$LOG")" -lt 2 ] && [ "$(now_ms)" -lt "$deadline" ]; do
-        sleep 0.1
-done
+wait_boots 3
 if client hello >"$T/info2" 2>"$T/hello2.err"; then
         vmgr_ok "after the reboot the new agent answers ($(($(now_ms) - t1)) ms)"
 else
