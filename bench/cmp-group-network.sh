@@ -286,13 +286,14 @@ $lv_note
 Creation alone: (a0) up / CreateGroup = $(gn_times "$r_a0_up"), (b) net-create /
 CreateGroup = $(gn_times "$r_b_up"). libvirt with an open network (no
 firewall rules): (b′) / vmgr = $(gn_times "$r_bo"); what separates (b) from
-(b′) is libvirt adding and removing its iptables rules, one \`iptables\`
-process per rule.
+(b′) is libvirt adding and removing its iptables rules, one \`iptables\` or
+\`ip6tables\` process per rule.
 
 Deleting a bridge waits for the kernel: unregistering a network device
-waits for RCU grace periods, longer for a link that is up and has IPv6
-addresses. The floor row is exactly that wait (one \`ip link del\` of a bridge
-set up like the group's, plus starting \`ip\`). DeleteGroup's median is
+waits for RCU grace periods. The floor row is that wait (one \`ip link del\`
+of a bridge set up like the group's, plus starting \`ip\`); the row below it
+shows how much of it the up state and the addresses cost on this kernel.
+DeleteGroup's median is
 ${floor_gap:-–} ms above it: stopping dnsmasq and waiting for its exit, the \`lo\`
 addresses, the state files and the bus round trip. As long as the floor alone
 is above 20 ms, no create + delete cycle can meet the 20 ms target; the
