@@ -138,15 +138,20 @@ static int dump(int fd, uint16_t type, struct netinfo *ni, void (*parse)(struct 
                 return negative_errno();
         for (;;) {
                 ssize_t n = recv(fd, buf, sizeof(buf), 0);
-                int left;
+                struct nlmsghdr *h = NULL;
 
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
                         return negative_errno();
                 }
-                left = (int) n;
-                for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+                if (n == 0)
+                        return -EIO;
+                /* NLMSG_OK() compares signed with unsigned; the same checks by hand. */
+                for (size_t off = 0; off + sizeof(struct nlmsghdr) <= (size_t) n; off += NLMSG_ALIGN(h->nlmsg_len)) {
+                        h = (struct nlmsghdr *) (buf + off);
+                        if (h->nlmsg_len < sizeof(*h) || h->nlmsg_len > (size_t) n - off)
+                                break;
                         if (h->nlmsg_seq != type)
                                 continue;
                         if (h->nlmsg_type == NLMSG_DONE)
