@@ -88,7 +88,10 @@ static void test_roundtrip(void) {
         CHECK_STREQ(o->info.links[1].name, "enp1s0");
         CHECK(o->info.links[1].hwaddr_len == 6 && o->info.links[1].hwaddr[0] == 0x6a);
         CHECK(o->info.links[1].mtu == 1500 && o->info.links[1].flags == 0x1043);
-        CHECK(memcmp(&o->info.addrs[1], &m.info.addrs[1], sizeof(m.info.addrs[1])) == 0);
+        /* Field by field: a struct compare would also compare padding bytes. */
+        CHECK(o->info.addrs[1].ifindex == 2 && o->info.addrs[1].family == 6 && o->info.addrs[1].prefixlen == 64 &&
+              o->info.addrs[1].scope == 0 && o->info.addrs[1].flags == 0x40);
+        CHECK(memcmp(o->info.addrs[1].address, m.info.addrs[1].address, 16) == 0);
         CHECK(o->info.addrs[0].scope == 254 && o->info.addrs[0].address[0] == 127);
 
         m = (struct vmgr_agent_msg) { .type = VMGR_AGENT_EXEC, .id = 42 };
