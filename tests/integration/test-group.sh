@@ -144,6 +144,21 @@ for verb in show delete; do
         check_match "... and says so in one line" "^vmgrctl: [^"$'\n'"]*nope[^"$'\n'"]*$" "$out"
 done
 
+# --- the installed introspection XML is what the live daemon says ---
+
+# The <interface> element of interface $2 in an introspection document $1, one line per tag.
+iface_element() {
+        printf '%s\n' "$1" | sed -n "/<interface name=\"$2\">/,/<\/interface>/p" | sed 's/^ *//'
+}
+for pair in "org.vmgr1.Manager /org/vmgr1" "org.vmgr1.Group $(vmgr_group_path g2)"; do
+        set -- $pair
+        live=$(busctl_as_user introspect --xml-interface org.vmgr1 "$2")
+        installed=$(cat "$VMGR_DESTDIR/usr/share/dbus-1/interfaces/$1.xml")
+        check_match "installed $1.xml has argument names" '<arg type="[a-z(){}]*" name="[a-z_]+"' "$installed"
+        check_eq "installed $1.xml matches the live daemon" "$(iface_element "$live" "$1")" \
+                "$(iface_element "$installed" "$1")"
+done
+
 # --- delete: through the Group object (busctl) and vmgrctl; nothing left ---
 
 check "busctl Group.Delete g2" busctl_as_user call org.vmgr1 "$(vmgr_group_path g2)" org.vmgr1.Group Delete
