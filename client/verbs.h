@@ -49,7 +49,10 @@ struct ctl_options {
         bool follow;            /* console -f */
         bool lines_set;         /* console --lines N */
         unsigned lines;
-        uint64_t timeout_usec;  /* vm shutdown --timeout SEC, 0 = wait without limit */
+        uint64_t timeout_usec;  /* vm shutdown / wait --timeout SEC, 0 = wait without limit */
+        char **env;             /* exec -e NAME=VALUE, in order (points into argv), NULL-terminated */
+        size_t n_env;
+        const char *cwd;        /* exec -w DIR */
 };
 
 /* Each verb gets its positional arguments (after the verb words), already
@@ -69,3 +72,7 @@ int verb_vm_restart(char **args, size_t n_args, const struct ctl_options *o);
 int verb_vm_shutdown(char **args, size_t n_args, const struct ctl_options *o);
 int verb_console(char **args, size_t n_args, const struct ctl_options *o);
 int verb_addr(char **args, size_t n_args, const struct ctl_options *o);
+/* verb-agent.c; exec returns the process's exit status (> 0) to exit with. */
+int verb_exec(char **args, size_t n_args, const struct ctl_options *o);
+int verb_cp(char **args, size_t n_args, const struct ctl_options *o);
+int verb_wait(char **args, size_t n_args, const struct ctl_options *o);

@@ -25,6 +25,8 @@ enum {
         VERB_OPT_FOLLOW = 1 << 3,
         VERB_OPT_LINES = 1 << 4,
         VERB_OPT_TIMEOUT = 1 << 5,
+        VERB_OPT_ENV = 1 << 6,
+        VERB_OPT_CWD = 1 << 7,
 };
 
 static const struct {
@@ -37,6 +39,8 @@ static const struct {
         { VERB_OPT_FOLLOW, "--follow" },
         { VERB_OPT_LINES, "--lines" },
         { VERB_OPT_TIMEOUT, "--timeout" },
+        { VERB_OPT_ENV, "-e" },
+        { VERB_OPT_CWD, "-w" },
 };
 
 /* vm shutdown waits this long for the guest before stopping it hard. */
@@ -68,6 +72,10 @@ static const struct verb verbs[] = {
         { "vm", "restart", 2, 2, 0, "GROUP VM", verb_vm_restart },
         { "console", NULL, 2, 2, VERB_OPT_FOLLOW | VERB_OPT_LINES, "GROUP VM [-f] [--lines N]", verb_console },
         { "addr", NULL, 1, 2, 0, "GROUP [VM]", verb_addr },
+        { "exec", NULL, 3, SIZE_MAX, VERB_OPT_ENV | VERB_OPT_CWD, "GROUP VM [-e NAME=VALUE]... [-w DIR] -- CMD...",
+          verb_exec },
+        { "cp", NULL, 2, 2, 0, "FILE GROUP/VM:/PATH | GROUP/VM:/PATH FILE", verb_cp },
+        { "wait", NULL, 1, 2, VERB_OPT_TIMEOUT, "GROUP [VM] [--timeout SEC]", verb_wait },
 };
 
 static void help(void) {
@@ -100,6 +108,15 @@ static void help(void) {
                "  console GROUP VM [-f] [--lines N]\n"
                "                                   Print a VM's console log (read-only)\n"
                "\n"
+               "Guest agent commands:\n"
+               "  exec GROUP VM [-e K=V]... [-w DIR] -- CMD...\n"
+               "                                   Run CMD in the VM: stdin, stdout and stderr\n"
+               "                                   streamed, its exit status is ours\n"
+               "  cp FILE GROUP/VM:/PATH           Copy a file into a VM\n"
+               "  cp GROUP/VM:/PATH FILE           Copy a file out of a VM (FILE - : stdout)\n"
+               "  wait GROUP [VM] [--timeout SEC]  Wait until the VM (every VM) is ready;\n"
+               "                                   on a terminal, show each stage\n"
+               "\n"
                "Address commands (offline, no vmgrd needed):\n"
                "  addr GROUP                       Show a group's bridge and addresses\n"
                "  addr GROUP VM                    Show a VM's TAPs, MACs and IPv6 address\n"
@@ -119,7 +136,10 @@ static void help(void) {
                "  -f --follow                      Keep printing what the console writes\n"
                "                                   until the VM is removed (console)\n"
                "  -n --lines N                     Start with the last N lines (console)\n"
-               "     --timeout SEC                 Clean shutdown time (vm shutdown)\n"
+               "     --timeout SEC                 Clean shutdown time (vm shutdown), how long\n"
+               "                                   to wait (wait; default 60, 0: no limit)\n"
+               "  -e NAME=VALUE                    Environment for the command (exec)\n"
+               "  -w DIR                           Working directory in the guest (exec)\n"
                "\n"
                "On a terminal, console shows control characters visibly: ESC as ^[,\n"
                "other C0 controls and DEL in caret notation (^G, ^?), CR LF as a line\n"
@@ -177,7 +197,7 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
         int c;
 
         opterr = 0; /* our own sentences, below; ':' reports a missing argument apart */
-        while ((c = getopt_long(argc, argv, ":hqfn:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hqfn:e:w:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -204,6 +224,18 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 case ARG_PRINT_SPEC:
                         o->print_spec = true;
                         *given |= VERB_OPT_PRINT_SPEC;
+                        break;
+                case 'e':
+                        if (!strchr(optarg, '=') || *optarg == '=')
+                                return log_error_errno(-ERRNO_USAGE, "-e wants NAME=VALUE, got '%s'", optarg);
+                        o->env[o->n_env++] = optarg;
+                        *given |= VERB_OPT_ENV;
+                        break;
+                case 'w':
+                        if (*optarg != '/')
+                                return log_error_errno(-ERRNO_USAGE, "-w wants an absolute path in the guest");
+                        o->cwd = optarg;
+                        *given |= VERB_OPT_CWD;
                         break;
                 case 'f':
                         o->follow = true;
@@ -339,7 +371,7 @@ static int exit_status(int r) {
 }
 
 int main(int argc, char *argv[]) {
-        _cleanup_free_ char **vms = NULL;
+        _cleanup_free_ char **vms = NULL, **env = NULL;
         struct ctl_options o = {
                 .timeout_usec = SHUTDOWN_TIMEOUT_DEFAULT_USEC,
         };
@@ -353,6 +385,10 @@ int main(int argc, char *argv[]) {
         if (!vms)
                 return exit_status(log_error_errno(-ENOMEM, "%m"));
         o.vms = vms;
+        env = calloc((size_t) argc + 1, sizeof(char *));
+        if (!env)
+                return exit_status(log_error_errno(-ENOMEM, "%m"));
+        o.env = env;
 
         r = parse_argv(argc, argv, &o, &given);
         if (r <= 0) {
@@ -366,6 +402,11 @@ int main(int argc, char *argv[]) {
                 r = verb_check(v, n_words - used, given);
         if (r >= 0)
                 r = v->run(argv + optind + used, n_words - used, &o);
+        if (r > 0) {
+                /* exec: the guest process's exit status. */
+                (void) output_flush();
+                return r > 255 ? 255 : r;
+        }
         if (r >= 0)
                 r = output_flush();
         return exit_status(r);

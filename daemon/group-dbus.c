@@ -11,6 +11,7 @@
 #include "bus-util.h"
 #include "dnsmasq.h"
 #include "group.h"
+#include "vm-agent-dbus.h"
 #include "vm.h"
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -214,6 +215,8 @@ const sd_bus_vtable group_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetVM", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", vm), method_get_vm,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("WaitReady", SD_BUS_ARGS("t", timeout_usec), SD_BUS_NO_RESULT,
+                                group_method_wait_ready, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

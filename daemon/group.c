@@ -166,6 +166,8 @@ void group_set_state(Group *g, GroupState state) {
         log_group(LOG_INFO, g->name, "Group is %s", group_state_to_string(state));
         g->state = state;
         (void) group_emit_changed(g, "State", NULL);
+        if (state == GROUP_DELETING || state == GROUP_FAILED)
+                group_ready_cancel(g);
 }
 
 int group_save(Group *g) {

@@ -10,6 +10,7 @@
 
 typedef struct Dnsmasq Dnsmasq;
 typedef struct VM VM;
+typedef struct ReadyWaiter ReadyWaiter;
 
 typedef enum GroupState {
         GROUP_CREATING,
@@ -49,6 +50,7 @@ struct Group {
         sd_bus_message **delete_calls;  /* pending Delete/DeleteGroup calls */
         size_t n_delete_calls;
         bool delete_requested;          /* delete once creation has finished */
+        ReadyWaiter *ready_waiters;     /* pending WaitReady calls (vm-ready.c) */
 
         uint64_t created_usec;          /* CLOCK_REALTIME */
 };

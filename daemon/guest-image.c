@@ -12,17 +12,48 @@
 #include "macro.h"
 #include "process-util.h"
 
+#include "vmgr-config.h"
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The static guest agent to put into the default guest: where an install
+ * next to our own binary has it (BINDIR/../libexec, a destdir or a prefix),
+ * in a build tree (daemon/../agent), else the configured path. Returns 0
+ * with the path in buf, or -ENOENT if there is none. */
+static int find_agent(char buf[PATH_MAX]) {
+        static const char *const relative[] = { "../libexec/vmgr-agent", "../agent/vmgr-agent" };
+        char self[PATH_MAX - 32];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+        if (n > 0) {
+                self[n] = 0;
+                char *slash = strrchr(self, '/');
+                if (slash) {
+                        *slash = 0;
+                        for (size_t i = 0; i < ELEMENTSOF(relative); i++) {
+                                if (snprintf(buf, PATH_MAX, "%s/%s", self, relative[i]) < PATH_MAX &&
+                                    access(buf, R_OK) == 0)
+                                        return 0;
+                        }
+                }
+        }
+        snprintf(buf, PATH_MAX, "%s", VMGR_AGENT_PATH);
+        return access(buf, R_OK) == 0 ? 0 : -ENOENT;
+}
 static char cached_kernel[PATH_MAX], cached_initrd[PATH_MAX];
 
 /* Run mkguest and read "KERNEL INITRD" from its stdout; its stderr becomes the error. */
 static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel, char *initrd, char *error) {
-        char out_dir[PATH_MAX], output[2 * PATH_MAX + 2] = "", errbuf[400] = "";
+        char out_dir[PATH_MAX], output[2 * PATH_MAX + 2] = "", errbuf[400] = "", agent[PATH_MAX],
+                extra[PATH_MAX + 32] = "";
         int out[2], err[2], status;
         size_t n_out = 0, n_err = 0;
         pid_t pid;
 
         snprintf(out_dir, sizeof(out_dir), "%s/guest", cache_dir);
+        /* Without an agent the guest still boots; it just never becomes "ready". */
+        if (find_agent(agent) >= 0)
+                snprintf(extra, sizeof(extra), "%s:/usr/bin/vmgr-agent", agent);
         if (pipe2(out, O_CLOEXEC) < 0)
                 return -errno;
         if (pipe2(err, O_CLOEXEC) < 0) {
@@ -48,7 +79,11 @@ static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel,
                     dup2(err[1], STDERR_FILENO) < 0)
                         _exit(127);
                 child_prepare_exec(3);
-                execl(mkguest, "vmgr-mkguest", "--print-path", "--output-dir", out_dir, (char *) NULL);
+                if (*extra)
+                        execl(mkguest, "vmgr-mkguest", "--print-path", "--output-dir", out_dir, "--extra", extra,
+                              (char *) NULL);
+                else
+                        execl(mkguest, "vmgr-mkguest", "--print-path", "--output-dir", out_dir, (char *) NULL);
                 fprintf(stderr, "cannot execute %s: %m\n", mkguest);
                 _exit(127);
         }

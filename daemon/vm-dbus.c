@@ -9,6 +9,7 @@
 #include "bus-error.h"
 #include "bus-util.h"
 #include "group.h"
+#include "vm-agent-dbus.h"
 #include "vm.h"
 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -131,6 +132,19 @@ const sd_bus_vtable vm_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Restart", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_restart,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("Timings", "a{st}", vm_property_get_timings, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("WaitReady", SD_BUS_ARGS("t", timeout_usec), SD_BUS_NO_RESULT,
+                                vm_method_wait_ready, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Run", SD_BUS_ARGS("as", argv, "ay", stdin, "t", timeout_usec),
+                                SD_BUS_RESULT("i", exit_status, "ay", stdout, "ay", stderr), vm_method_run,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Exec", SD_BUS_ARGS("as", argv, "a{sv}", options),
+                                SD_BUS_RESULT("h", stdin, "h", stdout, "h", stderr, "o", process), vm_method_exec,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CopyTo", SD_BUS_ARGS("h", fd, "s", guest_path, "u", mode), SD_BUS_NO_RESULT,
+                                vm_method_copy_to, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CopyFrom", SD_BUS_ARGS("s", guest_path), SD_BUS_RESULT("h", fd),
+                                vm_method_copy_from, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

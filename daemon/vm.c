@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "agent-session.h"
 #include "bus-error.h"
 #include "disk.h"
 #include "domain-xml.h"
@@ -54,6 +55,7 @@ static Manager *vm_manager(VM *vm) {
 static VM *vm_free(VM *vm) {
         if (!vm)
                 return NULL;
+        vm_ready_done(vm);
         sd_event_source_disable_unref(vm->op_timer);
         sd_bus_message_unref(vm->op_call);
         vmgr_vm_spec_done(&vm->spec);
@@ -90,7 +92,9 @@ VM *group_find_vm(Group *g, const char *name) {
         return NULL;
 }
 
-static void vm_set_state(VM *vm, VMState state) {
+void vm_set_state(VM *vm, VMState state) {
+        VMState old = vm->state;
+
         if (vm->state == state)
                 return;
         /* A stopped VM holds no address; the next lease shows up again. */
@@ -103,6 +107,7 @@ static void vm_set_state(VM *vm, VMState state) {
                      vm_state_to_string(state));
         vm->state = state;
         (void) vm_emit_changed(vm, "State", NULL);
+        vm_ready_state_changed(vm, old);
 }
 
 static void vm_set_error(VM *vm, const char *message) {
@@ -130,6 +135,8 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
                 return -ENOMEM;
         vm->n_ref = 1;
         vm->state = VM_DEFINED;
+        for (size_t i = 0; i < _VM_STAGE_MAX; i++)
+                vm->timings[i] = VM_STAGE_NOT_YET;
         r = vmgr_vm_addrs_derive(g->name, spec->name, &vm->addrs);
         if (r < 0)
                 return r;
@@ -262,6 +269,7 @@ _printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
  * stop: the guest may never act on the power button (one pressed early in
  * boot is lost), and Kill, removal and vmgrd's own exit must still work. */
 static void vm_preempt_shutdown(VM *vm, VMOp by) {
+        vm->shutdown_job = agent_job_free(vm->shutdown_job);
         if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1)
                 vm_op_fail(vm, -ECANCELED, "the clean shutdown was cut short by %s", op_names[by]);
 }
@@ -718,6 +726,33 @@ static int on_shutdown_deadline(sd_event_source *s, uint64_t usec, void *userdat
         return 0;
 }
 
+static void on_agent_shutdown_done(AgentJob *j, void *userdata) {
+        VM *vm = userdata;
+        int error = agent_job_result(j)->error;
+
+        vm->shutdown_job = agent_job_free(vm->shutdown_job);
+        if (vm->op != VM_OP_SHUTDOWN || vm->op_step != 0)
+                return;
+        if (error < 0) {
+                virt_step(vm, VIRT_SHUTDOWN); /* the agent could not: the power button */
+                return;
+        }
+        vm->op_step++;
+        vm_op_step(vm);
+}
+
+/* A clean power-off: through the guest agent when it is connected (it works
+ * even early in boot, when a power button press is lost), else ACPI. */
+static void shutdown_request(VM *vm) {
+        if (agent_session_is_connected(vm->agent) &&
+            agent_job_new(vm->agent, AGENT_JOB_SHUTDOWN, on_agent_shutdown_done, vm, &vm->shutdown_job) >= 0) {
+                if (agent_job_start_shutdown(vm->shutdown_job) >= 0)
+                        return;
+                vm->shutdown_job = agent_job_free(vm->shutdown_job);
+        }
+        virt_step(vm, VIRT_SHUTDOWN);
+}
+
 /* Steps shared by Start and Restart to bring the domain up. Returns true when it issued a step. */
 static bool start_steps(VM *vm, int step) {
         switch (step) {
@@ -797,7 +832,7 @@ static void vm_op_step(VM *vm) {
                                         (void) sd_event_add_time_relative(vm_manager(vm)->event, &vm->op_timer,
                                                                           CLOCK_MONOTONIC, vm->op_timeout_usec, 0,
                                                                           on_shutdown_deadline, vm);
-                                virt_step(vm, VIRT_SHUTDOWN);
+                                shutdown_request(vm);
                                 return;
                         }
                         if (step == 1)
@@ -816,6 +851,7 @@ static void vm_op_step(VM *vm) {
                                         vm_op_fail(vm, -EINVAL, "VM '%s' is not running", vm->name);
                                         return;
                                 }
+                                vm_ready_reboot_requested(vm);
                                 virt_step(vm, VIRT_REBOOT);
                                 return;
                         }
@@ -874,7 +910,8 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
                         vm_set_state(vm, VM_RUNNING);
                 break;
         case VIRT_DOMAIN_STOPPED:
-                if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1) {
+                if (vm->op == VM_OP_SHUTDOWN && (vm->op_step == 1 || (vm->op_step == 0 && vm->shutdown_job))) {
+                        vm->shutdown_job = agent_job_free(vm->shutdown_job);
                         vm->op_step = 11;
                         vm_op_step(vm);
                 } else if (vm->op == VM_OP_NONE && vm_is_active(vm)) {
@@ -924,4 +961,5 @@ void vm_update_ipv4(VM *vm) {
         free(vm->ipv4);
         vm->ipv4 = copy;
         (void) vm_emit_changed(vm, "IPv4", NULL);
+        vm_ready_evaluate(vm);
 }

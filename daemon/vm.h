@@ -21,6 +21,22 @@
 
 typedef struct Group Group;
 typedef struct VM VM;
+typedef struct AgentSession AgentSession;
+typedef struct AgentJob AgentJob;
+typedef struct ReadyWaiter ReadyWaiter;
+
+/* What a VM goes through on its way to "ready", in order (vm-ready.c). */
+typedef enum VMStage {
+        VM_STAGE_QEMU_STARTED,
+        VM_STAGE_AGENT_CONNECTED,
+        VM_STAGE_IPV6_CONFIGURED,
+        VM_STAGE_IPV4_LEASED,
+        VM_STAGE_PROBE_PASSED,
+        VM_STAGE_READY,
+        _VM_STAGE_MAX,
+} VMStage;
+
+#define VM_STAGE_NOT_YET UINT64_MAX
 
 typedef enum VMState {
         VM_DEFINED,
@@ -89,9 +105,24 @@ struct VM {
         bool remove_requested;          /* remove once the operation in flight is done */
         vm_op_done_t remove_done;
         void *remove_userdata;
+
+        /* The guest agent and readiness (vm-ready.c). */
+        AgentSession *agent;
+        uint64_t start_usec;            /* CLOCK_MONOTONIC when the last start began */
+        uint64_t timings[_VM_STAGE_MAX]; /* usec since start_usec, or VM_STAGE_NOT_YET */
+        AgentJob *probe_job;
+        sd_event_source *probe_timer;
+        ReadyWaiter *ready_waiters;
+        AgentJob *shutdown_job;         /* clean power-off through the agent */
+        char stale_boot_id[40];         /* after Reboot: the boot that is going away */
+        unsigned n_processes;           /* Exec processes (process.c) */
+        unsigned process_counter;       /* the last process id given out */
 };
 
 const char *vm_state_to_string(VMState s);
+
+/* Set the state and emit PropertiesChanged. */
+void vm_set_state(VM *vm, VMState state);
 
 /* Make a VM object in state "defined" and add it to the group. spec is moved
  * in (zeroed on success). Returns 0 or -errno / -VMGR_ERR_*. */
@@ -122,6 +153,24 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why);
 void vm_update_ipv4(VM *vm);
 
 VM *group_find_vm(Group *g, const char *name);
+
+/* Readiness (vm-ready.c). */
+const char *vm_stage_to_string(VMStage stage);
+/* Follow a state change: timings, the agent connection, waiters. */
+void vm_ready_state_changed(VM *vm, VMState old);
+/* Something readiness depends on changed (the IPv4 lease). */
+void vm_ready_evaluate(VM *vm);
+/* The guest was asked to reboot: not ready until a new boot's agent answers. */
+void vm_ready_reboot_requested(VM *vm);
+/* Free what readiness holds (the VM is being freed). */
+void vm_ready_done(VM *vm);
+/* Reply to call once the VM is ready, or with Timeout after timeout_usec
+ * (0: no limit). Returns 0 or -errno. */
+int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec);
+/* The same for every VM of a group. */
+int group_wait_ready(Group *g, sd_bus_message *call, uint64_t timeout_usec);
+/* Fail a group's waiters (the group goes away). */
+void group_ready_cancel(Group *g);
 
 /* Bus face (vm-dbus.c). */
 extern const sd_bus_vtable vm_vtable[];

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * vmgrd's side of the guest agent protocol (docs/agent-protocol.md) for one
+ * VM: the connection to the unix socket QEMU listens on for the agent's
+ * virtio-serial port, the HELLO exchange, the guest's latest INFO, and jobs
+ * (EXEC, FILE_PUT, FILE_GET, SHUTDOWN) with their byte streams multiplexed
+ * on the one connection.
+ *
+ * Everything runs on the sd-event loop with non-blocking fds. The session
+ * connects when asked to (QEMU runs), retries with a short back-off until
+ * it gets through, and reconnects whenever the connection drops or the
+ * agent announces a restart (a guest reboot); jobs of a session that ended
+ * fail with -ECONNRESET.
+ *
+ * Streams are flow-controlled end to end: input is read from its fd only
+ * while the agent has granted credit, and output is credited back only once
+ * it has been written to its fd, so a slow reader slows the writer in the
+ * guest and vmgrd holds at most one window per stream.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "agent-proto.h"
+
+typedef struct AgentSession AgentSession;
+typedef struct AgentJob AgentJob;
+
+/* Our receive window per stream (what our HELLO announces). */
+#define AGENT_SESSION_WINDOW (256U * 1024U)
+
+typedef enum AgentJobKind {
+        AGENT_JOB_EXEC,
+        AGENT_JOB_PUT,
+        AGENT_JOB_GET,
+        AGENT_JOB_SHUTDOWN,
+} AgentJobKind;
+
+/* The streams of a job: EXEC has all three, PUT only IN, GET only OUT. */
+typedef enum AgentStreamSlot {
+        AGENT_STREAM_IN,
+        AGENT_STREAM_OUT,
+        AGENT_STREAM_ERR,
+        _AGENT_STREAM_MAX,
+} AgentStreamSlot;
+
+/* Called when the session connects, loses its session or gets a new INFO. */
+typedef void (*agent_session_changed_t)(AgentSession *s, void *userdata);
+
+/* Called once when a job is finished (it may free the job). */
+typedef void (*agent_job_done_t)(AgentJob *j, void *userdata);
+
+/* A job's outcome, valid once its done callback ran. */
+typedef struct AgentJobResult {
+        int error;                      /* 0, or -errno: the agent's ERROR, a lost session, a local failure */
+        char message[256];              /* why, when error < 0 */
+        int status, signal;             /* EXEC: exit status, or -1 and the signal */
+        uint64_t size;                  /* PUT/GET: bytes */
+        uint32_t mode;                  /* GET: the file's mode */
+        bool overflow;                  /* a memory output passed its cap (the process was killed) */
+} AgentJobResult;
+
+/* Make a session for socket_path (copied). changed (may be NULL) hears of
+ * every change. Returns 0 or -ENOMEM. */
+int agent_session_new(sd_event *event, const char *socket_path, agent_session_changed_t changed, void *userdata,
+                      AgentSession **ret);
+/* Stop it, fail its jobs, free it (NULL is fine). Returns NULL. */
+AgentSession *agent_session_free(AgentSession *s);
+
+/* Begin connecting (QEMU runs); retries until connected. Idempotent. */
+void agent_session_start(AgentSession *s);
+/* Hang up and stop retrying (QEMU is gone); jobs fail with -ENOTCONN. */
+void agent_session_stop(AgentSession *s);
+
+/* Is a session established (HELLO answered)? */
+bool agent_session_is_connected(const AgentSession *s);
+/* The latest INFO of this session, or NULL before the first one. */
+const struct vmgr_agent_info *agent_session_info(const AgentSession *s);
+
+/* A new job on the session, not yet started. Returns 0, -ENOTCONN without
+ * a session, or -ENOMEM. */
+int agent_job_new(AgentSession *s, AgentJobKind kind, agent_job_done_t done, void *userdata, AgentJob **ret);
+/* Forget a job: a process still running is killed, its fds closed; its done
+ * callback is not called any more. NULL is fine. Returns NULL. */
+AgentJob *agent_job_free(AgentJob *j);
+
+/* Called once when the first DATA or EOF arrives on an output stream (a
+ * FILE_GET's file opened fine), before the done callback. */
+void agent_job_set_progress(AgentJob *j, agent_job_done_t progress);
+
+/* Stream sources and sinks, set before starting. An fd is taken over (made
+ * non-blocking, closed when done, also on failure). A memory input is
+ * copied; a memory output collects up to cap bytes. Return 0 or -errno. */
+int agent_job_set_fd(AgentJob *j, AgentStreamSlot slot, int fd);
+int agent_job_set_input_mem(AgentJob *j, const void *data, size_t size);
+int agent_job_set_output_mem(AgentJob *j, AgentStreamSlot slot, size_t cap);
+
+/* Start the job. argv/env are NULL-terminated; cwd may be NULL. Return 0 or -errno (-E2BIG: too many args). */
+int agent_job_start_exec(AgentJob *j, char *const *argv, char *const *env, const char *cwd);
+int agent_job_start_file(AgentJob *j, const char *path, uint32_t mode);
+int agent_job_start_shutdown(AgentJob *j);
+
+/* Signal an EXEC's process group. Returns 0, or -ESRCH once it has exited. */
+int agent_job_kill(AgentJob *j, int signal);
+
+const AgentJobResult *agent_job_result(const AgentJob *j);
+/* A memory output's bytes; *size set. */
+const void *agent_job_output(const AgentJob *j, AgentStreamSlot slot, size_t *size);
