@@ -11,8 +11,13 @@
 #   - traffic between the VMs of a group over IPv6 and IPv4 works, a VM of
 #     another group cannot be reached; traffic from the host arrives from the
 #     group's management address;
-#   - after a guest reboot the agent reconnects and the VM is ready again;
-#     Shutdown powers the guest off through the agent.
+#   - after a guest reboot, and after the agent restarts, vmgrd starts a new
+#     session and the VM is ready again; Shutdown powers the guest off
+#     through the agent.
+#   - Exec through vmgrctl: statuses, streams, env/cwd, 100 MiB of stdout
+#     with vmgrd's RSS sampled, 20 at once, the process killed when its
+#     caller's connection goes away; cp both ways keeps the SHA-256;
+#     vmgrctl wait; Run's output cap and timeout.
 # Prints the time to ready and Run's latency.
 
 source "$(dirname "$0")/lib.sh"
@@ -224,6 +229,18 @@ out=$(busctl_as_user --timeout=100 call org.vmgr1 "$b" org.vmgr1.VM WaitReady t 
 timings+=("reboot to ready again: $(($(vmgr_now_ms) - t0)) ms")
 check_eq "VM b is ready again after the reboot (agent reconnected)" "0" "$rc${out:+ $out}"
 check_eq "VM b: Run works in the new session" "0|up|" "$(run_vm "$b" "" echo -n up)"
+
+# The agent restarts (init respawns it): it announces a new session, vmgrd
+# greets it again and the VM is ready again without a reboot.
+before=$(vm_timings "$b" | awk '$1 == "agent_connected" {print $2}')
+run_vm "$b" "" sh -c 'kill $(pidof vmgr-agent)' >/dev/null
+agent_reconnected() {
+        local now
+        now=$(vm_timings "$b" | awk '$1 == "agent_connected" {print $2}')
+        [ -n "$now" ] && [ "$now" != "$before" ] && vmgr_vm_in_state "$b" ready
+}
+check "VM b: a restarted agent gets a new session, the VM is ready again" vmgr_wait_until 30 agent_reconnected
+check_eq "VM b: Run works after the agent restarted" "0|again|" "$(run_vm "$b" "" echo -n again)"
 
 t0=$(vmgr_now_ms)
 check "VM a: Shutdown through the agent" busctl_as_user --timeout=60 call org.vmgr1 "$a" org.vmgr1.VM Shutdown t 50000000
