@@ -15,7 +15,15 @@
 #include "vm.h"
 #include "vmgr-error.h"
 
+static Process *processes;
+
 void process_remove(Process *p) {
+        if (p->prev)
+                p->prev->next = p->next;
+        else if (processes == p)
+                processes = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
         if (p->vm && p->vm->n_processes > 0)
                 p->vm->n_processes--;
         agent_job_free(p->job); /* kills it if it still runs */
@@ -30,6 +38,14 @@ void process_remove(Process *p) {
         free(p->object_path);
         vm_unref(p->vm);
         free(p);
+}
+
+void process_remove_vm(VM *vm) {
+        for (Process *p = processes, *next; p; p = next) {
+                next = p->next;
+                if (p->vm == vm)
+                        process_remove(p);
+        }
 }
 
 static void on_job_done(AgentJob *j, void *userdata) {
@@ -66,6 +82,10 @@ int process_start(VM *vm, sd_bus_message *call, char **argv, char **env, const c
         if (!p)
                 return -ENOMEM;
         p->vm = vm_ref(vm);
+        p->next = processes;
+        if (processes)
+                processes->prev = p;
+        processes = p;
         p->id = ++vm->process_counter;
         vm->n_processes++;
         if (asprintf(&p->object_path, "%s/process/%u", vm->object_path, p->id) < 0) {

@@ -20,7 +20,9 @@ typedef struct VM VM;
 /* Processes one VM runs for Exec callers at once (the agent takes 128). */
 #define VM_PROCESSES_MAX 100U
 
-typedef struct Process {
+typedef struct Process Process;
+struct Process {
+        Process *next, *prev;           /* every process of this vmgrd */
         VM *vm;                         /* reference */
         unsigned id;
         char *object_path;
@@ -35,7 +37,7 @@ typedef struct Process {
         sd_bus_message **waiters;       /* pending Wait calls */
         size_t n_waiters;
         sd_event_source *remove_source; /* removal after a Wait was answered */
-} Process;
+};
 
 /* Start argv (env: NAME=VALUE list, cwd: may be NULL) in the VM for the
  * caller of call, with its stdin/stdout/stderr on new pipes; the caller's
@@ -50,3 +52,5 @@ extern const sd_bus_vtable process_vtable[];
 void process_reply_waiters(Process *p);
 /* Kill (if running), unpublish and free. */
 void process_remove(Process *p);
+/* Remove every process of a VM (the VM is being removed). */
+void process_remove_vm(VM *vm);

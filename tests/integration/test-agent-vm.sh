@@ -247,7 +247,18 @@ check "VM a: Shutdown through the agent" busctl_as_user --timeout=60 call org.vm
 timings+=("Shutdown through the agent: $(($(vmgr_now_ms) - t0)) ms")
 check_eq "VM a is stopped" stopped "$(vmgr_vm_prop "$a" State)"
 
+# A process whose caller still waits goes with its VM.
+vmgr_as_argv "$VMGR_USER"
+"${VMGR_AS_ARGV[@]}" "$VMGRCTL" exec g b -- sleep 1000 </dev/null >/dev/null 2>&1 &
+waiter=$!
+sleep 1
 check "DeleteGroup g" busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s g
+waiter_gone() {
+        ! kill -0 "$waiter" 2>/dev/null
+}
+check "vmgrctl exec of a removed VM returns" vmgr_wait_until 10 waiter_gone
+wait "$waiter" 2>/dev/null && rc=0 || rc=$?
+check "vmgrctl exec of a removed VM fails" test "$rc" -ne 0
 check "DeleteGroup h" busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s h
 
 printf '# %s\n' "${timings[@]}"
