@@ -25,6 +25,7 @@
 #include "group.h"
 #include "macro.h"
 #include "manager.h"
+#include "process.h"
 #include "vm.h"
 #include "vmgr-error.h"
 
@@ -36,6 +37,7 @@ static const struct {
         { VMGR_MANAGER_INTERFACE, VMGR_MANAGER_PATH, manager_vtable },
         { VMGR_GROUP_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g", group_vtable },
         { VMGR_VM_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g/vm/v", vm_vtable },
+        { VMGR_PROCESS_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g/vm/v/process/1", process_vtable },
 };
 
 static void *serve(void *userdata) {
