@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -35,5 +36,29 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
         if (uid != geteuid() && uid != 0)
                 return vmgr_bus_error_set(error, -EPERM, "uid %u may not use the vmgrd of uid %u", (unsigned) uid,
                                           (unsigned) geteuid());
+        return 0;
+}
+
+char **strv_free(char **l) {
+        if (l)
+                for (char **p = l; *p; p++)
+                        free(*p);
+        free(l);
+        return NULL;
+}
+
+int strv_push_dup(char ***l, size_t *n, const char *s) {
+        char **grown, *copy;
+
+        copy = strdup(s);
+        grown = copy ? reallocarray(*l, *n + 2, sizeof(char *)) : NULL;
+        if (!grown) {
+                free(copy);
+                *l = strv_free(*l);
+                return -ENOMEM;
+        }
+        grown[(*n)++] = copy;
+        grown[*n] = NULL;
+        *l = grown;
         return 0;
 }

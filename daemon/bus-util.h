@@ -11,3 +11,12 @@ int bus_emit_changed_va(sd_bus *bus, const char *path, const char *interface, co
 /* Only the daemon's own user (or root) may call methods, whatever the bus
  * policy allows. Returns 0, or a negative code with error set. */
 int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
+
+/* A growing NULL-terminated string list for node enumerators, which hand
+ * sd-bus a malloc'd strv. strv_push_dup() copies s in; on failure the list
+ * is freed and -ENOMEM returned (then *l is NULL). */
+int strv_push_dup(char ***l, size_t *n, const char *s);
+char **strv_free(char **l);
+static inline void strv_freep(char ***l) {
+        strv_free(*l);
+}

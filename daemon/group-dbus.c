@@ -239,22 +239,12 @@ int group_object_find(sd_bus *bus, const char *path, const char *interface, void
 
 int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
-        char **l;
-        size_t i = 0;
+        char **l = NULL;
+        size_t n = 0;
 
-        l = calloc(m->n_groups + 1, sizeof(char *));
-        if (!l)
-                return -ENOMEM;
-        for (Group *g = m->groups; g; g = g->next) {
-                l[i] = strdup(g->object_path);
-                if (!l[i]) {
-                        for (size_t j = 0; j < i; j++)
-                                free(l[j]);
-                        free(l);
+        for (Group *g = m->groups; g; g = g->next)
+                if (strv_push_dup(&l, &n, g->object_path) < 0)
                         return -ENOMEM;
-                }
-                i++;
-        }
         *nodes = l;
         return 1;
 }

@@ -156,14 +156,6 @@ static int read_strv(sd_bus_message *m, char ***ret) {
         return sd_bus_message_read_strv(m, ret);
 }
 
-static void strv_free(char **l) {
-        for (char **p = l; p && *p; p++)
-                free(*p);
-        free(l);
-}
-static inline void strv_freep(char ***l) {
-        strv_free(*l);
-}
 
 int vm_method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VM *vm = userdata;
@@ -249,7 +241,7 @@ int vm_method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                         r = sd_bus_message_enter_container(m, 'v', "as");
                         if (r < 0)
                                 return vmgr_bus_error_set(error, -EINVAL, "option env must be an array of strings");
-                        strv_free(env);
+                        env = strv_free(env); /* a second "env" replaces the first */
                         r = read_strv(m, &env);
                         if (r < 0)
                                 return r;

@@ -171,25 +171,13 @@ int vm_object_find(sd_bus *bus, const char *path, const char *interface, void *u
 
 int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
-        size_t n = 0, i = 0;
-        char **l;
+        char **l = NULL;
+        size_t n = 0;
 
         for (Group *g = m->groups; g; g = g->next)
-                n += g->n_vms;
-        l = calloc(n + 1, sizeof(char *));
-        if (!l)
-                return -ENOMEM;
-        for (Group *g = m->groups; g; g = g->next)
-                for (VM *vm = g->vms; vm; vm = vm->next) {
-                        l[i] = strdup(vm->object_path);
-                        if (!l[i]) {
-                                for (size_t j = 0; j < i; j++)
-                                        free(l[j]);
-                                free(l);
+                for (VM *vm = g->vms; vm; vm = vm->next)
+                        if (strv_push_dup(&l, &n, vm->object_path) < 0)
                                 return -ENOMEM;
-                        }
-                        i++;
-                }
         *nodes = l;
         return 1;
 }
