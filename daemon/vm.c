@@ -616,6 +616,12 @@ static int lookup(virConnectPtr conn, VirtJob *j, virDomainPtr *ret) {
         return 0;
 }
 
+static void virt_job_free(VirtJob *j) {
+        free(j->domain);
+        free(j->xml);
+        free(j);
+}
+
 static int virt_job_work(virConnectPtr conn, void *userdata) {
         VirtJob *j = userdata;
         virDomainPtr dom = NULL;
@@ -673,9 +679,7 @@ static void virt_job_done(int result, void *userdata) {
                 vm->op_step++;
                 vm_op_step(vm);
         }
-        free(j->domain);
-        free(j->xml);
-        free(j);
+        virt_job_free(j);
 }
 
 static void virt_step(VM *vm, VirtAction action) {
@@ -693,17 +697,13 @@ static void virt_step(VM *vm, VirtAction action) {
         j->domain = strdup(vm->domain_name);
         j->xml = action == VIRT_CREATE ? strdup(vm->xml) : NULL;
         if (!j->domain || (action == VIRT_CREATE && !j->xml)) {
-                free(j->domain);
-                free(j->xml);
-                free(j);
+                virt_job_free(j);
                 vm_op_fail(vm, -ENOMEM, "out of memory");
                 return;
         }
         r = virt_call(m->virt, virt_job_work, virt_job_done, j);
         if (r < 0) {
-                free(j->domain);
-                free(j->xml);
-                free(j);
+                virt_job_free(j);
                 vm_op_fail(vm, r, "cannot reach libvirtd: %s", strerror(-r));
         }
 }
