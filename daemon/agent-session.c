@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,9 @@ struct AgentSession {
         int fd;
         sd_event_source *io, *retry;
         uint64_t retry_usec;
+        sd_event_source *keepalive;     /* while connected: PING when quiet, drop when silent */
+        uint64_t keepalive_usec;        /* 0: off */
+        uint64_t last_rx_usec;          /* CLOCK_MONOTONIC of the last bytes from the agent */
         struct vmgr_agent_decoder *decoder;
         uint8_t *outq;
         size_t outq_size, outq_alloc;
@@ -668,6 +672,7 @@ static void session_lost(AgentSession *s, int error, const char *why) {
         bool was = s->connected;
 
         s->connected = false;
+        s->keepalive = sd_event_source_disable_unref(s->keepalive);
         free(s->info);
         s->info = NULL;
         free(s->info_strings);
@@ -690,6 +695,43 @@ static void session_reset(AgentSession *s, int error, const char *why) {
                 schedule_connect(s);
 }
 
+/* Silence this many intervals long means the agent hangs (or the guest does). */
+#define KEEPALIVE_MISSED_MAX 3
+
+static int on_keepalive(sd_event_source *source, uint64_t usec, void *userdata) {
+        AgentSession *s = userdata;
+        uint64_t quiet = usec > s->last_rx_usec ? usec - s->last_rx_usec : 0;
+
+        if (quiet >= KEEPALIVE_MISSED_MAX * s->keepalive_usec) {
+                char why[128];
+
+                snprintf(why, sizeof(why), "the guest agent did not answer for %" PRIu64 " s",
+                         (uint64_t) (quiet / 1000000U));
+                log_warning("Agent at %s: %s, reconnecting", s->socket_path, why);
+                session_reset(s, -ETIMEDOUT, why);
+                return 0;
+        }
+        if (quiet >= s->keepalive_usec) {
+                struct vmgr_agent_msg ping = { .type = VMGR_AGENT_PING, .ping.payload = usec };
+                (void) session_send(s, &ping);
+        }
+        (void) sd_event_source_set_time(source, usec + s->keepalive_usec);
+        (void) sd_event_source_set_enabled(source, SD_EVENT_ON);
+        return 0;
+}
+
+/* The session began: watch that the agent stays alive. */
+static void keepalive_arm(AgentSession *s) {
+        if (s->keepalive_usec == 0 || s->keepalive)
+                return;
+        (void) sd_event_add_time_relative(s->event, &s->keepalive, CLOCK_MONOTONIC, s->keepalive_usec, 0,
+                                          on_keepalive, s);
+}
+
+void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec) {
+        s->keepalive_usec = interval_usec;
+}
+
 static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
         AgentJob *j;
 
@@ -701,6 +743,7 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                 } else if (!s->connected && m->hello.nonce == s->nonce) {
                         s->connected = true;
                         s->agent_window = m->hello.initial_window;
+                        keepalive_arm(s);
                         if (s->changed)
                                 s->changed(s, s->userdata);
                 }
@@ -791,6 +834,7 @@ static int on_socket_io(sd_event_source *source, int fd, uint32_t revents, void 
                                 session_reset(s, -ECONNRESET, "the connection to the guest agent was lost");
                                 return 0;
                         }
+                        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &s->last_rx_usec);
                         vmgr_agent_decoder_advance(s->decoder, (size_t) n);
                         while (s->fd >= 0 && (r = vmgr_agent_decoder_next(s->decoder, &m, &reason)) != 0)
                                 if (r > 0)

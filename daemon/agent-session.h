@@ -71,6 +71,12 @@ int agent_session_new(sd_event *event, const char *socket_path, agent_session_ch
 /* Stop it, fail its jobs, free it (NULL is fine). Returns NULL. */
 AgentSession *agent_session_free(AgentSession *s);
 
+/* While a session is established, PING the agent after interval_usec of
+ * silence and drop the connection (and reconnect) after three intervals
+ * without a byte from it: a hung agent or guest makes the VM not ready
+ * instead of leaving callers waiting. 0 (the default) turns it off. */
+void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec);
+
 /* Begin connecting (QEMU runs); retries until connected. Idempotent. */
 void agent_session_start(AgentSession *s);
 /* Hang up and stop retrying (QEMU is gone); jobs fail with -ENOTCONN. */

@@ -35,6 +35,8 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
                 target = &c->max_groups, min = 1, max = 4096;
         else if (streq(key, "max_vms_per_group"))
                 target = &c->max_vms_per_group, min = 1, max = 256;
+        else if (streq(key, "agent_keepalive_sec"))
+                target = &c->agent_keepalive_sec, min = 1, max = 3600;
         else if (streq(key, "dnsmasq_ready_timeout_sec"))
                 target = &c->dnsmasq_ready_timeout_sec, min = 1, max = 600;
         else if (streq(key, "user")) {
@@ -68,6 +70,7 @@ int manager_config_load(ManagerConfig *config, const char *path) {
                 .max_groups = 64,
                 .max_vms_per_group = 32,
                 .dnsmasq_ready_timeout_sec = 10,
+                .agent_keepalive_sec = 10,
                 .user = "vmgr",
         };
         char error[VMGR_KVCONF_ERROR_MAX];

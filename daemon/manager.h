@@ -16,6 +16,7 @@ typedef struct ManagerConfig {
         unsigned max_groups;            /* groups this daemon holds at once */
         unsigned max_vms_per_group;
         unsigned dnsmasq_ready_timeout_sec;
+        unsigned agent_keepalive_sec;   /* PING a quiet agent after this, reconnect after 3× */
         int accelerator;                /* VmgrAccel: auto, kvm or tcg */
         char user[65];                  /* the service user vmgrd becomes when started as root */
 } ManagerConfig;

@@ -367,8 +367,12 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                     agent_session_new(vm_event(vm), vm->agent_socket, on_agent_changed, vm, &vm->agent) < 0)
                         log_internal(LOG_WARNING, ENOMEM, vm->group ? vm->group->name : NULL, vm->name,
                                      "Cannot watch the guest agent: out of memory");
-                if (vm->agent)
+                if (vm->agent) {
+                        agent_session_set_keepalive(vm->agent,
+                                                    (uint64_t) vm->group->manager->config.agent_keepalive_sec *
+                                                            1000000ULL);
                         agent_session_start(vm->agent);
+                }
                 vm_ready_evaluate(vm);
                 break;
         case VM_READY:

@@ -11,8 +11,9 @@
 #   - traffic between the VMs of a group over IPv6 and IPv4 works, a VM of
 #     another group cannot be reached; traffic from the host arrives from the
 #     group's management address;
-#   - after a guest reboot, and after the agent restarts, vmgrd starts a new
-#     session and the VM is ready again; Shutdown powers the guest off
+#   - after a guest reboot, after the agent restarts, and after vmgrd dropped
+#     the channel of an agent that stopped answering (keepalive) and opened
+#     it again, there is a new session and the VM is ready again; Shutdown powers the guest off
 #     through the agent.
 #   - Exec through vmgrctl: statuses, streams, env/cwd, 100 MiB of stdout
 #     with vmgrd's RSS sampled, 20 at once, the process killed when its
@@ -26,7 +27,9 @@ vmgr_require_root
 vmgr_vm_require_tools
 vmgr_enter_netns "$@"
 vmgr_start_bus
-vmgr_start_vmgrd
+# A short keepalive, so that a stopped agent is noticed within seconds.
+printf 'agent_keepalive_sec = 2\n' >"$VMGR_TMP/vmgrd.conf"
+vmgr_start_vmgrd --config "$VMGR_TMP/vmgrd.conf"
 
 timings=()
 
@@ -241,6 +244,24 @@ agent_reconnected() {
 }
 check "VM b: a restarted agent gets a new session, the VM is ready again" vmgr_wait_until 30 agent_reconnected
 check_eq "VM b: Run works after the agent restarted" "0|again|" "$(run_vm "$b" "" echo -n again)"
+
+# An agent that stops answering (SIGSTOP for 15 s): vmgrd PINGs it, drops the
+# channel after three keepalive intervals of silence (2 s here, see
+# vmgrd.conf above), the VM is no longer ready, and vmgrd keeps reconnecting;
+# once the agent runs again it reads vmgrd's new HELLO, and the new session
+# makes the VM ready again.
+before=$(vm_timings "$b" | awk '$1 == "agent_connected" {print $2}')
+run_vm "$b" "" sh -c 'setsid sh -c "sleep 1; kill -STOP \$(pidof vmgr-agent); sleep 15; kill -CONT \$(pidof vmgr-agent)" </dev/null >/dev/null 2>&1 &' >/dev/null
+agent_dropped() {
+        vmgr_vm_in_state "$b" running && ! vm_timings "$b" | grep -q '^agent_connected '
+}
+t0=$(vmgr_now_ms)
+check "VM b: vmgrd drops the channel of an agent that stopped answering" vmgr_wait_until 20 agent_dropped
+timings+=("agent stopped to channel dropped: $(($(vmgr_now_ms) - t0)) ms (keepalive 2 s)")
+check_match "VM b: vmgrd logs why it dropped the channel" "did not answer for [0-9]+ s, reconnecting" \
+        "$(grep -F 'did not answer' "$VMGR_TMP/vmgrd.log" || true)"
+check "VM b: ready again once the agent answers vmgrd's new connection" vmgr_wait_until 40 agent_reconnected
+check_eq "VM b: Run works on the reopened channel" "0|back|" "$(run_vm "$b" "" echo -n back)"
 
 t0=$(vmgr_now_ms)
 check "VM a: Shutdown through the agent" busctl_as_user --timeout=60 call org.vmgr1 "$a" org.vmgr1.VM Shutdown t 50000000
