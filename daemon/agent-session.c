@@ -56,6 +56,7 @@ struct AgentSession {
         sd_event *event;
         char *socket_path;
         agent_session_changed_t changed;
+        agent_session_log_t log;
         void *userdata;
 
         bool wanted;                    /* start() called, stop() not since */
@@ -728,6 +729,10 @@ static void keepalive_arm(AgentSession *s) {
                                           on_keepalive, s);
 }
 
+void agent_session_set_log_handler(AgentSession *s, agent_session_log_t handler) {
+        s->log = handler;
+}
+
 void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec) {
         s->keepalive_usec = interval_usec;
 }
@@ -793,6 +798,10 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                 j = session_find_job(s, m->id);
                 if (j)
                         job_fail(j, -m->error.error, m->error.message);
+                return;
+        case VMGR_AGENT_LOG:
+                if (s->log)
+                        s->log(s, &m->log, s->userdata);
                 return;
         case VMGR_AGENT_PING: {
                 struct vmgr_agent_msg pong = { .type = VMGR_AGENT_PONG, .id = m->id, .ping = m->ping };

@@ -51,6 +51,9 @@ typedef enum AgentStreamSlot {
 /* Called when the session connects, loses its session or gets a new INFO. */
 typedef void (*agent_session_changed_t)(AgentSession *s, void *userdata);
 
+/* Called for each LOG the agent sends (a guest log line). */
+typedef void (*agent_session_log_t)(AgentSession *s, const struct vmgr_agent_log *log, void *userdata);
+
 /* Called once when a job is finished (it may free the job). */
 typedef void (*agent_job_done_t)(AgentJob *j, void *userdata);
 
@@ -76,6 +79,9 @@ AgentSession *agent_session_free(AgentSession *s);
  * without a byte from it: a hung agent or guest makes the VM not ready
  * instead of leaving callers waiting. 0 (the default) turns it off. */
 void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec);
+
+/* Hear of the guest's log lines (with the userdata given to new). */
+void agent_session_set_log_handler(AgentSession *s, agent_session_log_t handler);
 
 /* Begin connecting (QEMU runs); retries until connected. Idempotent. */
 void agent_session_start(AgentSession *s);

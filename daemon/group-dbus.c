@@ -9,6 +9,7 @@
 
 #include "bus-error.h"
 #include "bus-util.h"
+#include "collect.h"
 #include "dnsmasq.h"
 #include "group.h"
 #include "vm-agent-dbus.h"
@@ -207,6 +208,7 @@ const sd_bus_vtable group_vtable[] = {
         SD_BUS_PROPERTY("Dnsmasq", "s", property_get_dnsmasq, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DnsmasqRestarts", "u", property_get_dnsmasq_restarts, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Timings", "a{st}", group_property_get_timings, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_delete,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("AddVM", SD_BUS_ARGS("s", name, "s", spec_json), SD_BUS_RESULT("o", vm),
@@ -217,6 +219,10 @@ const sd_bus_vtable group_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("WaitReady", SD_BUS_ARGS("t", timeout_usec), SD_BUS_NO_RESULT,
                                 group_method_wait_ready, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("FollowLogs", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("h", fd),
+                                group_method_follow_logs, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Collect", SD_BUS_ARGS("s", dir), SD_BUS_NO_RESULT, group_method_collect,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

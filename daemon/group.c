@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include "bus-error.h"
+#include "collect.h"
 #include "dnsmasq.h"
 #include "fs-util.h"
 #include "group.h"
+#include "grouplog.h"
 #include "log.h"
 #include "vm.h"
 
@@ -23,6 +25,29 @@ static const char *const state_names[_GROUP_STATE_MAX] = {
 
 const char *group_state_to_string(GroupState s) {
         return (unsigned) s < _GROUP_STATE_MAX ? state_names[s] : NULL;
+}
+
+static const char *const stage_names[_GROUP_STAGE_MAX] = {
+        [GROUP_STAGE_NETWORK_CREATED] = "network_created",
+        [GROUP_STAGE_DNSMASQ_READY] = "dnsmasq_ready",
+        [GROUP_STAGE_VMS_STARTED] = "vms_started",
+        [GROUP_STAGE_RUNNING] = "running",
+};
+
+const char *group_stage_to_string(GroupStage stage) {
+        return (unsigned) stage < _GROUP_STAGE_MAX ? stage_names[stage] : NULL;
+}
+
+static uint64_t now_monotonic_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
+}
+
+void group_stage_mark(Group *g, GroupStage stage) {
+        g->timings[stage] = now_monotonic_usec() - g->start_usec;
+        (void) group_emit_changed(g, "Timings", NULL);
 }
 
 static void group_dnsmasq_ready(Group *g, int error, const char *message);
@@ -47,6 +72,7 @@ static Group *group_free(Group *g) {
                 vm_unref(vm);
         }
         dnsmasq_free(g->dnsmasq);
+        group_log_free(g->log);
         sd_bus_message_unref(g->create_call);
         for (size_t i = 0; i < g->n_delete_calls; i++)
                 sd_bus_message_unref(g->delete_calls[i]);
@@ -147,6 +173,9 @@ int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spe
 
         g->spec = spec;
         g->created_usec = (uint64_t) time(NULL) * 1000000ULL;
+        g->start_usec = now_monotonic_usec();
+        for (size_t i = 0; i < _GROUP_STAGE_MAX; i++)
+                g->timings[i] = GROUP_STAGE_NOT_YET;
 
         /* The manager's list holds the reference we return. */
         g->manager = m;
@@ -339,11 +368,31 @@ static void group_vm_removed(VM *vm, int error, const char *message, void *userd
         group_unref(g);
 }
 
-/* VMs first (their domains, TAPs and disks), then dnsmasq, then the network. */
+static void group_teardown_now(Group *g);
+
+static void group_collected(Group *g, int error, const char *message, void *userdata) {
+        group_teardown_now(g);
+        group_unref(g);
+}
+
+/* The spec's collect_on_delete first (the evidence of a failed test), then
+ * the teardown; a bundle that cannot be written is logged and does not stop it. */
 static void group_teardown(Group *g) {
+        group_set_state(g, GROUP_DELETING);
+        if (g->spec && g->spec->collect_on_delete && !g->collected) {
+                g->collected = true;
+                if (group_collect(g, g->spec->collect_on_delete, group_collected, group_ref(g)) >= 0)
+                        return;
+                group_unref(g);
+                log_group(LOG_WARNING, g->name, "Cannot collect into %s before deletion", g->spec->collect_on_delete);
+        }
+        group_teardown_now(g);
+}
+
+/* VMs first (their domains, TAPs and disks), then dnsmasq, then the network. */
+static void group_teardown_now(Group *g) {
         VM *next;
 
-        group_set_state(g, GROUP_DELETING);
         g->vms_pending = 1; /* held while we walk the list */
         for (VM *vm = g->vms; vm; vm = next) {
                 next = vm->next;
@@ -408,6 +457,7 @@ static void group_creation_failed(Group *g, int r, const char *message, bool fro
 
 
 static void group_creation_succeeded(Group *g) {
+        group_stage_mark(g, GROUP_STAGE_RUNNING);
         group_set_state(g, GROUP_RUNNING);
         (void) group_save(g);
 
@@ -427,8 +477,10 @@ static void group_vm_started_release(Group *g) {
                 return;
         if (g->vms_error < 0)
                 group_creation_failed(g, g->vms_error, g->vms_message, false);
-        else
+        else {
+                group_stage_mark(g, GROUP_STAGE_VMS_STARTED);
                 group_creation_succeeded(g);
+        }
 }
 
 /* One of the VMs the group was created with has started, or failed to. */
@@ -484,8 +536,10 @@ static void group_dnsmasq_ready(Group *g, int error, const char *message) {
                 return;
         if (error < 0)
                 group_creation_failed(g, error, message, true);
-        else
+        else {
+                group_stage_mark(g, GROUP_STAGE_DNSMASQ_READY);
                 group_create_vms(g);
+        }
 }
 
 typedef struct AddVMFailure {
@@ -577,6 +631,7 @@ static void on_network_created(int error, const char *message, int pid, int pidf
                 return;
         }
         g->network_created = true;
+        group_stage_mark(g, GROUP_STAGE_NETWORK_CREATED);
         log_group(LOG_DEBUG, g->name, "Network created (bridge %s)", g->addrs.bridge);
 
         r = dnsmasq_start(g->dnsmasq);
@@ -598,6 +653,19 @@ int group_start(Group *g, sd_bus_message *call) {
         r = mkdir_p(g->runtime_dir, 0700);
         if (r < 0)
                 goto fail;
+        r = mkdir_p(g->state_subdir, 0700);
+        if (r < 0)
+                goto fail;
+        {
+                _cleanup_free_ char *log_path = NULL;
+                if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                r = group_log_new(m->event, log_path, &g->log);
+                if (r < 0)
+                        goto fail;
+        }
 
         r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_CREATE, g->name, NULL, 0, NULL, on_network_created, g);
         if (r < 0)
@@ -607,6 +675,8 @@ int group_start(Group *g, sd_bus_message *call) {
 
 fail:
         g->create_call = sd_bus_message_unref(g->create_call);
+        g->log = group_log_free(g->log);
+        (void) rm_rf(g->state_subdir);
         (void) rm_rf(g->runtime_dir);
         (void) unlink(g->state_file);
         group_remove(g);

@@ -9,6 +9,7 @@
 #include "spec.h"
 
 typedef struct Dnsmasq Dnsmasq;
+typedef struct GroupLog GroupLog;
 typedef struct VM VM;
 typedef struct ReadyWaiter ReadyWaiter;
 
@@ -19,6 +20,17 @@ typedef enum GroupState {
         GROUP_FAILED,
         _GROUP_STATE_MAX,
 } GroupState;
+
+/* What a group goes through while it is created, in order. */
+typedef enum GroupStage {
+        GROUP_STAGE_NETWORK_CREATED,
+        GROUP_STAGE_DNSMASQ_READY,
+        GROUP_STAGE_VMS_STARTED,
+        GROUP_STAGE_RUNNING,
+        _GROUP_STAGE_MAX,
+} GroupStage;
+
+#define GROUP_STAGE_NOT_YET UINT64_MAX
 
 struct Group {
         unsigned n_ref;
@@ -37,6 +49,7 @@ struct Group {
         char *state_subdir;             /* <state>/groups/<name>/: VM disks and consoles */
 
         Dnsmasq *dnsmasq;
+        GroupLog *log;                  /* every line of the group's VMs and of vmgrd about it (grouplog.h) */
         VM *vms;                        /* list, newest first */
         unsigned n_vms;
         unsigned vms_pending;           /* VM operations the group waits for */
@@ -50,10 +63,17 @@ struct Group {
         sd_bus_message **delete_calls;  /* pending Delete/DeleteGroup calls */
         size_t n_delete_calls;
         bool delete_requested;          /* delete once creation has finished */
+        bool collected;                 /* collect_on_delete was done (or tried) */
         ReadyWaiter *ready_waiters;     /* pending WaitReady calls (vm-ready.c) */
 
         uint64_t created_usec;          /* CLOCK_REALTIME */
+        uint64_t start_usec;            /* CLOCK_MONOTONIC when creation began */
+        uint64_t timings[_GROUP_STAGE_MAX]; /* usec since start_usec, or GROUP_STAGE_NOT_YET */
 };
+
+const char *group_stage_to_string(GroupStage stage);
+/* Record that a stage completed now and emit PropertiesChanged for Timings. */
+void group_stage_mark(Group *g, GroupStage stage);
 
 const char *group_state_to_string(GroupState s);
 
@@ -95,3 +115,7 @@ int group_object_find(sd_bus *bus, const char *path, const char *interface, void
 int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 int group_emit_changed(Group *g, const char *property, ...);
 int group_path_for(const char *name, char **ret);
+/* Logs and timings (group-logs-dbus.c). */
+int group_method_follow_logs(sd_bus_message *m, void *userdata, sd_bus_error *error);
+int group_property_get_timings(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error);

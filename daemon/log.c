@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,15 @@
 
 static int max_level = LOG_INFO;
 static int use_journal = 0;
+static log_group_sink_t group_sink;
+static void *group_sink_userdata;
+static pthread_t group_sink_thread;
+
+void log_set_group_sink(log_group_sink_t sink, void *userdata) {
+        group_sink = sink;
+        group_sink_userdata = userdata;
+        group_sink_thread = pthread_self();
+}
 
 /* JOURNAL_STREAM is "dev:ino" of the stream systemd connected to stdout/stderr;
  * log natively only when stderr still is that stream. */
@@ -72,6 +82,15 @@ int log_internal(int level, int error, const char *group, const char *vm, const 
                         fprintf(stderr, "vmgrd: [%s] %s\n", group, buf);
                 else
                         fprintf(stderr, "vmgrd: %s\n", buf);
+        }
+
+        /* Only on the event loop's thread: the sink looks at groups. */
+        if (group && group_sink && pthread_equal(pthread_self(), group_sink_thread)) {
+                /* A message the sink itself logs is not about a group again. */
+                log_group_sink_t sink = group_sink;
+                group_sink = NULL;
+                sink(level, group, vm, buf, group_sink_userdata);
+                group_sink = sink;
         }
 
         errno = saved;

@@ -12,6 +12,11 @@
 #include "macro.h"
 
 void log_setup(void);
+
+/* Also hand every message about a group (one with a group name) to sink,
+ * which must not log about a group itself. NULL turns it off. */
+typedef void (*log_group_sink_t)(int level, const char *group, const char *vm, const char *message, void *userdata);
+void log_set_group_sink(log_group_sink_t sink, void *userdata);
 void log_set_max_level(int level);
 
 /* Log a message; returns -abs(error) so "return log_error_errno(r, ...)" works. */

@@ -15,6 +15,7 @@
 
 #include "fs-util.h"
 #include "group.h"
+#include "grouplog.h"
 #include "kvconf.h"
 #include "log.h"
 #include "manager.h"
@@ -109,6 +110,7 @@ int manager_new(Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        log_set_group_sink(NULL, NULL);
         while (m->groups) {
                 Group *g = m->groups;
                 m->groups = g->next;
@@ -288,6 +290,21 @@ static int cleanup_leftovers(Manager *m) {
         return 0;
 }
 
+/* vmgrd's messages about a group also go into the group's log. */
+static void manager_log_sink(int level, const char *group, const char *vm, const char *message, void *userdata) {
+        Manager *m = userdata;
+        Group *g = manager_find_group(m, group);
+        char line[2048 + 16];
+        int n;
+
+        if (!g || !g->log)
+                return;
+        n = snprintf(line, sizeof(line), "%s%s", level <= LOG_ERR ? "error: " : level == LOG_WARNING ? "warning: " : "",
+                     message);
+        if (n > 0)
+                group_log_append(g->log, vm, GROUP_LOG_VMGRD, line, MIN((size_t) n, sizeof(line) - 1));
+}
+
 int manager_startup(Manager *m) {
         _cleanup_free_ char *groups_state = NULL, *groups_run = NULL, *lock = NULL, *probe = NULL;
         const char *why;
@@ -347,6 +364,7 @@ int manager_startup(Manager *m) {
 
         /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
         virt_cleanup_stale(m->virt);
+        log_set_group_sink(manager_log_sink, m);
         return cleanup_leftovers(m);
 }
 

@@ -18,6 +18,8 @@
 #include "agent-session.h"
 #include "bus-error.h"
 #include "group.h"
+#include "grouplog.h"
+#include "logline.h"
 #include "log.h"
 #include "process.h"
 #include "vm.h"
@@ -336,6 +338,24 @@ void vm_ready_evaluate(VM *vm) {
                 vm_set_state(vm, VM_RUNNING);
 }
 
+/* A guest log line: into the group's log as "[vm=NAME guest] SOURCE: text". */
+static void on_agent_log(AgentSession *s, const struct vmgr_agent_log *log, void *userdata) {
+        static const char *const sources[] = {
+                [VMGR_AGENT_LOG_KERNEL] = "kernel",
+                [VMGR_AGENT_LOG_JOURNAL] = "journal",
+                [VMGR_AGENT_LOG_AGENT] = "agent",
+        };
+        VM *vm = userdata;
+        char line[VMGR_LINE_MAX];
+        int n;
+
+        if (!vm->group || !vm->group->log || log->source >= ELEMENTSOF(sources) || !sources[log->source])
+                return;
+        n = snprintf(line, sizeof(line), "%s: %s", sources[log->source], log->text);
+        if (n > 0)
+                group_log_append(vm->group->log, vm->name, GROUP_LOG_GUEST, line, MIN((size_t) n, sizeof(line) - 1));
+}
+
 static void on_agent_changed(AgentSession *s, void *userdata) {
         VM *vm = userdata;
 
@@ -367,7 +387,12 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                     agent_session_new(vm_event(vm), vm->agent_socket, on_agent_changed, vm, &vm->agent) < 0)
                         log_internal(LOG_WARNING, ENOMEM, vm->group ? vm->group->name : NULL, vm->name,
                                      "Cannot watch the guest agent: out of memory");
+                if (!vm->console && vm->group && vm->group->log &&
+                    console_follower_new(vm_event(vm), vm->group->log, vm->name, vm->console_log, &vm->console) < 0)
+                        log_internal(LOG_WARNING, errno, vm->group->name, vm->name,
+                                     "Cannot follow the console log %s", vm->console_log);
                 if (vm->agent) {
+                        agent_session_set_log_handler(vm->agent, on_agent_log);
                         agent_session_set_keepalive(vm->agent,
                                                     (uint64_t) vm->group->manager->config.agent_keepalive_sec *
                                                             1000000ULL);

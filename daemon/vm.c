@@ -17,6 +17,7 @@
 #include "domain-xml.h"
 #include "fs-util.h"
 #include "group.h"
+#include "grouplog.h"
 #include "guest-image.h"
 #include "log.h"
 #include "vm.h"
@@ -56,6 +57,7 @@ static VM *vm_free(VM *vm) {
         if (!vm)
                 return NULL;
         vm_ready_done(vm);
+        console_follower_free(vm->console);
         sd_event_source_disable_unref(vm->op_timer);
         sd_bus_message_unref(vm->op_call);
         vmgr_vm_spec_done(&vm->spec);
@@ -191,6 +193,8 @@ static void vm_unlink(VM *vm) {
 
         if (!g)
                 return;
+        /* Its last console lines go to the group's log, which may not outlive it. */
+        vm->console = console_follower_free(vm->console);
         m = g->manager;
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);

@@ -24,6 +24,7 @@ typedef struct VM VM;
 typedef struct AgentSession AgentSession;
 typedef struct AgentJob AgentJob;
 typedef struct ReadyWaiter ReadyWaiter;
+typedef struct ConsoleFollower ConsoleFollower;
 
 /* What a VM goes through on its way to "ready", in order (vm-ready.c). */
 typedef enum VMStage {
@@ -80,6 +81,7 @@ struct VM {
         char *spec_path;                /* "vms[N]." when it came from CreateGroup's spec, for messages */
         char *dir;                      /* <state>/groups/<g>/vms/<vm>: disks, console.log */
         char *console_log;
+        ConsoleFollower *console;       /* its lines into the group's log, once QEMU made the file */
         char *agent_socket;
         char *xml;                      /* domain XML, made once */
         char *ipv4;                     /* leased address, "" until known */

@@ -54,9 +54,10 @@ size_t vmgr_line_strip(char *line, size_t len) {
                 }
                 if (c == '\r') {
                         /* Text follows: the terminal would write over what came before. */
-                        if (i + 1 < len)
+                        while (i < len && line[i] == '\r')
+                                i++;
+                        if (i < len)
                                 out = 0;
-                        i++;
                         continue;
                 }
                 if ((c < 0x20 && c != '\t') || c == 0x7f) {

@@ -19,6 +19,10 @@
 #define _noreturn_ __attribute__((noreturn))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+#ifndef MIN /* <sys/param.h> has one */
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
 #define sizeof_field(type, member) sizeof(((type *) 0)->member)
 
 /* Hand ownership of a pointer/fd out of a _cleanup_ variable. */

@@ -31,6 +31,7 @@ static void test_strip(void) {
         CHECK_STREQ(strip("plain text"), "plain text");
         CHECK_STREQ(strip("\x1b[1;31m" "red\x1b[0m and \x1b[32mgreen\x1b[m"), "red and green");
         CHECK_STREQ(strip("ok\r"), "ok");
+        CHECK_STREQ(strip("printf's CR and the tty's\r\r"), "printf's CR and the tty's");
         CHECK_STREQ(strip("progress 10%\rprogress 100%"), "progress 100%");
         CHECK_STREQ(strip("\x1b]0;title\x07" "after"), "after");
         CHECK_STREQ(strip("\x1b]2;title\x1b\\after"), "after");
