@@ -280,6 +280,9 @@ int verb_group_show(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_free_ char *path = NULL;
         int r;
 
+        if (o->timings)
+                return verb_group_timings(args, n_args, o);
+
         r = bus_connect(&bus);
         if (r < 0)
                 return r;

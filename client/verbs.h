@@ -46,7 +46,8 @@ struct ctl_options {
         char **vms;             /* group create --vm NAME[:OPTS], in order (points into argv) */
         size_t n_vms;
         bool print_spec;        /* group create / vm add --print-spec: print the spec, send nothing */
-        bool follow;            /* console -f */
+        bool follow;            /* console -f, logs -f */
+        bool timings;           /* group show --timings */
         bool lines_set;         /* console --lines N */
         unsigned lines;
         uint64_t timeout_usec;  /* vm shutdown / wait --timeout SEC, 0 = wait without limit */
@@ -76,3 +77,7 @@ int verb_addr(char **args, size_t n_args, const struct ctl_options *o);
 int verb_exec(char **args, size_t n_args, const struct ctl_options *o);
 int verb_cp(char **args, size_t n_args, const struct ctl_options *o);
 int verb_wait(char **args, size_t n_args, const struct ctl_options *o);
+/* verb-logs.c: a group's log stream, evidence bundle and timings. */
+int verb_logs(char **args, size_t n_args, const struct ctl_options *o);
+int verb_group_collect(char **args, size_t n_args, const struct ctl_options *o);
+int verb_group_timings(char **args, size_t n_args, const struct ctl_options *o);

@@ -27,6 +27,7 @@ enum {
         VERB_OPT_TIMEOUT = 1 << 5,
         VERB_OPT_ENV = 1 << 6,
         VERB_OPT_CWD = 1 << 7,
+        VERB_OPT_TIMINGS = 1 << 9,
 };
 
 static const struct {
@@ -41,6 +42,7 @@ static const struct {
         { VERB_OPT_TIMEOUT, "--timeout" },
         { VERB_OPT_ENV, "-e" },
         { VERB_OPT_CWD, "-w" },
+        { VERB_OPT_TIMINGS, "--timings" },
 };
 
 /* vm shutdown waits this long for the guest before stopping it hard. */
@@ -59,7 +61,8 @@ static const struct verb verbs[] = {
         { "group", "create", 1, 1, VERB_OPT_SPEC | VERB_OPT_VM | VERB_OPT_PRINT_SPEC,
           "NAME [--spec FILE] [--vm NAME[:OPTS]]...", verb_group_create },
         { "group", "list", 0, 0, 0, "", verb_group_list },
-        { "group", "show", 1, 1, 0, "NAME", verb_group_show },
+        { "group", "show", 1, 1, VERB_OPT_TIMINGS, "NAME [--timings]", verb_group_show },
+        { "group", "collect", 2, 2, 0, "NAME DIR", verb_group_collect },
         { "group", "delete", 1, 1, 0, "NAME", verb_group_delete },
         { "vm", "list", 1, 1, 0, "GROUP", verb_vm_list },
         { "vm", "show", 2, 2, 0, "GROUP VM", verb_vm_show },
@@ -72,6 +75,7 @@ static const struct verb verbs[] = {
         { "vm", "restart", 2, 2, 0, "GROUP VM", verb_vm_restart },
         { "console", NULL, 2, 2, VERB_OPT_FOLLOW | VERB_OPT_LINES, "GROUP VM [-f] [--lines N]", verb_console },
         { "addr", NULL, 1, 2, 0, "GROUP [VM]", verb_addr },
+        { "logs", NULL, 1, 2, VERB_OPT_FOLLOW, "GROUP [VM] [-f]", verb_logs },
         { "exec", NULL, 3, SIZE_MAX, VERB_OPT_ENV | VERB_OPT_CWD, "GROUP VM [-e NAME=VALUE]... [-w DIR] -- CMD...",
           verb_exec },
         { "cp", NULL, 2, 2, 0, "FILE GROUP/VM:/PATH | GROUP/VM:/PATH FILE", verb_cp },
@@ -88,7 +92,10 @@ static void help(void) {
                "                                   Create a group (FILE '-' reads stdin;\n"
                "                                   no spec: network only) and show it\n"
                "  group list                       List groups\n"
-               "  group show NAME                  Show all properties of a group\n"
+               "  group show NAME [--timings]      Show all properties of a group, or the\n"
+               "                                   stage timings of it and its VMs (ms)\n"
+               "  group collect NAME DIR           Write the group's evidence (logs, consoles,\n"
+               "                                   domain XML, dnsmasq files, timings) to DIR\n"
                "  group delete NAME                Delete a group and everything in it\n"
                "\n"
                "VM commands:\n"
@@ -105,6 +112,8 @@ static void help(void) {
                "  vm kill GROUP VM                 Stop a VM at once\n"
                "  vm reboot GROUP VM               Ask the guest to reboot\n"
                "  vm restart GROUP VM              Stop a VM hard and start it again\n"
+               "  logs GROUP [VM] [-f]             Print the group's log: consoles, guest\n"
+               "                                   logs, vmgrd's messages; -f: keep following\n"
                "  console GROUP VM [-f] [--lines N]\n"
                "                                   Print a VM's console log (read-only)\n"
                "\n"
@@ -178,6 +187,7 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 ARG_VM,
                 ARG_PRINT_SPEC,
                 ARG_TIMEOUT,
+                ARG_TIMINGS,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -191,6 +201,7 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 { "follow", no_argument, NULL, 'f' },
                 { "lines", required_argument, NULL, 'n' },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "timings", no_argument, NULL, ARG_TIMINGS },
                 {}
         };
         uint64_t n;
@@ -236,6 +247,10 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                                 return log_error_errno(-ERRNO_USAGE, "-w wants an absolute path in the guest");
                         o->cwd = optarg;
                         *given |= VERB_OPT_CWD;
+                        break;
+                case ARG_TIMINGS:
+                        o->timings = true;
+                        *given |= VERB_OPT_TIMINGS;
                         break;
                 case 'f':
                         o->follow = true;
