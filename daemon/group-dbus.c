@@ -11,6 +11,7 @@
 #include "bus-util.h"
 #include "collect.h"
 #include "dnsmasq.h"
+#include "fileserver.h"
 #include "group.h"
 #include "vm-agent-dbus.h"
 #include "vm.h"
@@ -208,6 +209,8 @@ const sd_bus_vtable group_vtable[] = {
         SD_BUS_PROPERTY("Dnsmasq", "s", property_get_dnsmasq, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DnsmasqRestarts", "u", property_get_dnsmasq_restarts, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ServedFiles", "a(sst)", group_property_get_served_files, 0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Timings", "a{st}", group_property_get_timings, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_delete,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
@@ -222,6 +225,10 @@ const sd_bus_vtable group_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("FollowLogs", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("h", fd),
                                 group_method_follow_logs, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Collect", SD_BUS_ARGS("s", dir), SD_BUS_NO_RESULT, group_method_collect,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ServeFile", SD_BUS_ARGS("s", name, "h", fd), SD_BUS_RESULT("s", url),
+                                group_method_serve_file, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnserveFile", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, group_method_unserve_file,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };

@@ -10,6 +10,7 @@
 #include "bus-error.h"
 #include "collect.h"
 #include "dnsmasq.h"
+#include "fileserver.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -73,6 +74,7 @@ static Group *group_free(Group *g) {
         }
         dnsmasq_free(g->dnsmasq);
         group_log_free(g->log);
+        fileserver_stop(g->fileserver);
         sd_bus_message_unref(g->create_call);
         for (size_t i = 0; i < g->n_delete_calls; i++)
                 sd_bus_message_unref(g->delete_calls[i]);
@@ -393,6 +395,7 @@ static void group_teardown(Group *g) {
 static void group_teardown_now(Group *g) {
         VM *next;
 
+        g->fileserver = fileserver_stop(g->fileserver);
         g->vms_pending = 1; /* held while we walk the list */
         for (VM *vm = g->vms; vm; vm = next) {
                 next = vm->next;
@@ -634,6 +637,12 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         group_stage_mark(g, GROUP_STAGE_NETWORK_CREATED);
         log_group(LOG_DEBUG, g->name, "Network created (bridge %s)", g->addrs.bridge);
 
+        r = fileserver_start(g, &g->fileserver);
+        if (r < 0) {
+                group_creation_failed(g, r, "cannot start the file server", false);
+                group_unref(g);
+                return;
+        }
         r = dnsmasq_start(g->dnsmasq);
         if (r < 0)
                 group_creation_failed(g, r, "failed to start dnsmasq", true);

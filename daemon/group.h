@@ -10,6 +10,7 @@
 
 typedef struct Dnsmasq Dnsmasq;
 typedef struct GroupLog GroupLog;
+typedef struct FileServer FileServer;
 typedef struct VM VM;
 typedef struct ReadyWaiter ReadyWaiter;
 
@@ -50,6 +51,7 @@ struct Group {
 
         Dnsmasq *dnsmasq;
         GroupLog *log;                  /* every line of the group's VMs and of vmgrd about it (grouplog.h) */
+        FileServer *fileserver;         /* HTTP on the files address while the network is up */
         VM *vms;                        /* list, newest first */
         unsigned n_vms;
         unsigned vms_pending;           /* VM operations the group waits for */

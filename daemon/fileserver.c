@@ -1,0 +1,753 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * A group's file server (fileserver.h): libmicrohttpd driven by vmgrd's
+ * sd-event loop, serving files registered by fd.
+ *
+ * Why MHD without a thread of its own: vmgrd is one event loop, and every
+ * piece of state here (the file list, the group) belongs to it. MHD in
+ * external epoll mode gives its epoll fd to the loop and is run from it, so
+ * no lock is needed and a request can never see a file list half changed.
+ * Each response reads through its own dup() of the registered fd with
+ * pread(), 64 KiB at a time, and MHD sends that with send(MSG_NOSIGNAL); no
+ * sendfile(), which could raise SIGPIPE (vmgrd does not ignore it). A
+ * response holds its dup until it is done, so unserving a file or stopping
+ * the server never pulls the fd from under a running download; new requests
+ * get 404.
+ */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <nettle/sha2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bus-error.h"
+#include "bus-util.h"
+#include "fileserver-util.h"
+#include "fileserver.h"
+#include "log.h"
+
+/* Files one group serves at once (registered or being hashed). */
+#define FILESERVER_MAX_FILES 1024
+/* Connections at once, over all guests of the group. */
+#define FILESERVER_MAX_CONNECTIONS 128
+/* A connection idle this long is closed. */
+#define FILESERVER_IDLE_TIMEOUT_SEC 60
+/* Hashing reads this much at a time. */
+#define HASH_CHUNK (1024 * 1024)
+/* A response reads (and sends) this much per turn of the loop. MHD's own fd
+ * responses read 4 KiB, which costs a loop iteration per 4 KiB. */
+#define RESPONSE_BLOCK (64 * 1024)
+
+typedef struct ServedFile ServedFile;
+struct ServedFile {
+        ServedFile *next, *prev;
+        char *name;
+        int fd;                         /* our own dup, O_CLOEXEC */
+        uint64_t size;                  /* at registration; never more is served */
+        char sha256[SHA256_DIGEST_SIZE * 2 + 1];
+};
+
+/* A ServeFile call whose file is being hashed (or waits to be). */
+typedef struct HashJob HashJob;
+struct HashJob {
+        HashJob *next, *prev;
+        FileServer *server;             /* reference */
+        ServedFile *file;               /* owned until it is served */
+        sd_bus_message *call;
+        /* Written by the pool thread; read on the loop once it is done. */
+        char sha256[SHA256_DIGEST_SIZE * 2 + 1];
+        bool short_read;
+};
+
+struct FileServer {
+        unsigned n_ref;
+        Group *group;                   /* NULL once stopped */
+        char *group_name;               /* for logs, also after the group is gone */
+        sd_event *event;
+        WorkerPool *workers;
+        struct MHD_Daemon *mhd;
+        sd_event_source *io_source, *timer_source;
+        char url_base[INET6_ADDRSTRLEN + 16]; /* http://[ADDR]:PORT */
+
+        ServedFile *files, *files_tail; /* served, oldest first */
+        unsigned n_files;
+        HashJob *jobs, *jobs_tail;      /* waiting; the first one is on the pool when hashing */
+        unsigned n_jobs;
+        bool hashing;
+};
+
+static FileServer *fileserver_ref(FileServer *s) {
+        s->n_ref++;
+        return s;
+}
+
+static ServedFile *served_file_free(ServedFile *f) {
+        if (!f)
+                return NULL;
+        safe_close(f->fd);
+        free(f->name);
+        free(f);
+        return NULL;
+}
+
+static void fileserver_unref(FileServer *s) {
+        if (!s || --s->n_ref > 0)
+                return;
+        /* Stopped before the last reference went: no files, jobs or MHD left. */
+        sd_event_unref(s->event);
+        free(s->group_name);
+        free(s);
+}
+
+static ServedFile *find_file(FileServer *s, const char *name) {
+        for (ServedFile *f = s->files; f; f = f->next)
+                if (streq(f->name, name))
+                        return f;
+        return NULL;
+}
+
+static ServedFile *find_file_by_sha256(FileServer *s, const char *hex) {
+        for (ServedFile *f = s->files; f; f = f->next)
+                if (strcasecmp(f->sha256, hex) == 0)
+                        return f;
+        return NULL;
+}
+
+static bool name_is_taken(FileServer *s, const char *name) {
+        if (find_file(s, name))
+                return true;
+        for (HashJob *j = s->jobs; j; j = j->next)
+                if (streq(j->file->name, name))
+                        return true;
+        return false;
+}
+
+/* --- HTTP --------------------------------------------------------------- */
+
+static void fileserver_arm_timer(FileServer *s);
+
+_printf_(2, 0) static void on_mhd_log(void *userdata, const char *fmt, va_list ap) {
+        FileServer *s = userdata;
+        char buf[512];
+        size_t n;
+
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        n = strlen(buf);
+        while (n > 0 && buf[n - 1] == '\n')
+                buf[--n] = 0;
+        log_group(LOG_DEBUG, s->group_name, "File server: %s", buf);
+}
+
+/* Queue a short text answer, with one extra header when name is set. */
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, const char *text, const char *name,
+                                    const char *value) {
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        resp = MHD_create_response_from_buffer(strlen(text), (void *) text, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return MHD_NO;
+        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8") != MHD_YES ||
+            (name && MHD_add_response_header(resp, name, value) != MHD_YES)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        ret = MHD_queue_response(c, status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+/* A body: length bytes of fd from offset, read with pread() as MHD asks. */
+typedef struct FileBody {
+        int fd;
+        uint64_t offset;
+} FileBody;
+
+static ssize_t file_body_read(void *userdata, uint64_t pos, char *buf, size_t max) {
+        FileBody *b = userdata;
+        ssize_t n;
+
+        do
+                n = pread(b->fd, buf, max, (off_t) (b->offset + pos));
+        while (n < 0 && errno == EINTR);
+        /* A file that shrank or cannot be read: MHD drops the connection, so
+         * the client sees a short body, never wrong bytes. */
+        return n > 0 ? n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void file_body_free(void *userdata) {
+        FileBody *b = userdata;
+
+        safe_close(b->fd);
+        free(b);
+}
+
+/* MHD decodes %XX in the path before we see it; a %00 would cut the path
+ * short at the NUL ("/x%00y" would be "/x"). Such a path stays undecoded, so
+ * its '%' fails the name check: 404. */
+static size_t unescape_path(void *userdata, struct MHD_Connection *c, char *s) {
+        for (const char *p = s; (p = strchr(p, '%')); p++)
+                if (p[1] == '0' && p[2] == '0')
+                        return strlen(s);
+        return MHD_http_unescape(s);
+}
+
+/* The file a request path names: /NAME or /sha256/HEX (MHD has decoded
+ * %XX already, and cut off any query). Anything else is NULL. */
+static ServedFile *lookup_path(FileServer *s, const char *url) {
+        if (url[0] != '/')
+                return NULL;
+        url++;
+        if (strncmp(url, "sha256/", 7) == 0 && sha256_hex_is_valid(url + 7))
+                return find_file_by_sha256(s, url + 7);
+        if (served_name_check(url, NULL) < 0)
+                return NULL;
+        return find_file(s, url);
+}
+
+/* Answer GET or HEAD for f: all of it, one range of it, or 416. */
+static enum MHD_Result respond_file(FileServer *s, struct MHD_Connection *c, ServedFile *f, bool head) {
+        char etag[sizeof(f->sha256) + 2], content_range[96];
+        const char *range = NULL, *if_range;
+        uint64_t first = 0, last = 0, length;
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+        unsigned status;
+        FileBody *body;
+
+        snprintf(etag, sizeof(etag), "\"%s\"", f->sha256);
+        /* Range is defined for GET only (RFC 9110 14.2); HEAD tells the whole size. */
+        if (!head)
+                range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+        /* If-Range: a range of this content only; anything else gets all of it. */
+        if_range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
+        if (range && if_range && !streq(if_range, etag))
+                range = NULL;
+
+        switch (http_range_parse(range, f->size, &first, &last)) {
+        case HTTP_RANGE_UNSATISFIABLE:
+                log_group(LOG_DEBUG, s->group_name, "File server: GET /%s Range \"%s\": 416", f->name, range);
+                snprintf(content_range, sizeof(content_range), "bytes */%llu", (unsigned long long) f->size);
+                return respond_text(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, "range not satisfiable\n",
+                                    MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+        case HTTP_RANGE_PARTIAL:
+                status = MHD_HTTP_PARTIAL_CONTENT;
+                snprintf(content_range, sizeof(content_range), "bytes %llu-%llu/%llu", (unsigned long long) first,
+                         (unsigned long long) last, (unsigned long long) f->size);
+                length = last - first + 1;
+                break;
+        default:
+                status = MHD_HTTP_OK;
+                length = f->size;
+                break;
+        }
+        log_group(LOG_DEBUG, s->group_name, "File server: %s /%s: %u, %llu bytes from %llu", head ? "HEAD" : "GET",
+                  f->name, status, (unsigned long long) length, (unsigned long long) first);
+
+        if (length == 0)
+                resp = MHD_create_response_from_buffer(0, (void *) "", MHD_RESPMEM_PERSISTENT);
+        else {
+                /* The response owns this dup; pread() leaves the shared offset alone. */
+                body = malloc(sizeof(*body));
+                if (!body)
+                        return MHD_NO;
+                body->offset = first;
+                body->fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 3);
+                if (body->fd < 0) {
+                        log_group_errno(LOG_WARNING, errno, s->group_name, "File server: cannot dup the fd of %s: %m",
+                                        f->name);
+                        free(body);
+                        return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "cannot open the file\n", NULL, NULL);
+                }
+                resp = MHD_create_response_from_callback(length, RESPONSE_BLOCK, file_body_read, body,
+                                                         file_body_free);
+                if (!resp)
+                        file_body_free(body);
+        }
+        if (!resp)
+                return MHD_NO;
+        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream") != MHD_YES ||
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes") != MHD_YES ||
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag) != MHD_YES ||
+            (status == MHD_HTTP_PARTIAL_CONTENT &&
+             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range) != MHD_YES)) {
+                MHD_destroy_response(resp);
+                return MHD_NO;
+        }
+        ret = MHD_queue_response(c, status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static enum MHD_Result on_request(void *userdata, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **request) {
+        static int headers_seen;
+        FileServer *s = userdata;
+        ServedFile *f;
+        bool head;
+
+        /* The first call has the headers only; answer once any body has been
+         * read (and dropped), as MHD expects. */
+        if (!*request) {
+                *request = &headers_seen;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+
+        head = streq(method, MHD_HTTP_METHOD_HEAD);
+        if (!head && !streq(method, MHD_HTTP_METHOD_GET)) {
+                log_group(LOG_DEBUG, s->group_name, "File server: %s refused: 405", method);
+                return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are allowed\n",
+                                    MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        }
+        f = lookup_path(s, url);
+        if (!f) {
+                log_group(LOG_DEBUG, s->group_name, "File server: %s %s: 404", method, url);
+                return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n", NULL, NULL);
+        }
+        return respond_file(s, c, f, head);
+}
+
+/* Let MHD do what is due: accept, read, write, time out. */
+static void fileserver_run(FileServer *s) {
+        if (MHD_run(s->mhd) != MHD_YES)
+                log_group(LOG_WARNING, s->group_name, "File server: MHD_run() failed");
+        fileserver_arm_timer(s);
+}
+
+static int on_mhd_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        fileserver_run(userdata);
+        return 0;
+}
+
+static int on_mhd_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        fileserver_run(userdata);
+        return 0;
+}
+
+/* MHD says when it must run next even without I/O: connection timeouts, and
+ * at once (0) when a connection has more it can do now. */
+static void fileserver_arm_timer(FileServer *s) {
+        MHD_UNSIGNED_LONG_LONG ms;
+        uint64_t now;
+
+        if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
+                (void) sd_event_source_set_enabled(s->timer_source, SD_EVENT_OFF);
+                return;
+        }
+        if (ms > 3600ULL * 1000ULL)
+                ms = 3600ULL * 1000ULL;
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0 ||
+            sd_event_source_set_time(s->timer_source, now + ms * 1000ULL) < 0 ||
+            sd_event_source_set_enabled(s->timer_source, SD_EVENT_ONESHOT) < 0)
+                log_group(LOG_WARNING, s->group_name, "File server: cannot arm its timer");
+}
+
+/* A listening TCP socket on [addr]:port. Returns the fd or -errno. */
+static int listen_on(const struct in6_addr *addr, uint16_t port) {
+        struct sockaddr_in6 sa = {
+                .sin6_family = AF_INET6,
+                .sin6_port = htons(port),
+                .sin6_addr = *addr,
+        };
+        _cleanup_close_ int fd = -EBADF;
+        int one = 1;
+
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 64) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+int fileserver_start(Group *g, FileServer **ret) {
+        char addr[INET6_ADDRSTRLEN];
+        const union MHD_DaemonInfo *info;
+        FileServer *s;
+        int fd, r;
+
+        inet_ntop(AF_INET6, &g->addrs.files6, addr, sizeof(addr));
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return log_oom();
+        s->n_ref = 1;
+        s->group = g;
+        s->event = sd_event_ref(g->manager->event);
+        s->workers = g->manager->workers;
+        snprintf(s->url_base, sizeof(s->url_base), "http://[%s]:%u", addr, FILESERVER_PORT);
+        s->group_name = strdup(g->name);
+        if (!s->group_name) {
+                r = log_oom();
+                goto fail;
+        }
+
+        fd = listen_on(&g->addrs.files6, FILESERVER_PORT);
+        if (fd < 0) {
+                r = log_group_errno(LOG_ERR, fd, g->name, "File server: cannot listen on [%s]:%u: %s", addr,
+                                    FILESERVER_PORT, strerror(-fd));
+                goto fail;
+        }
+        /* From here MHD owns the socket and closes it when stopped. */
+        s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+                                  MHD_OPTION_LISTEN_SOCKET, fd,
+                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned) FILESERVER_MAX_CONNECTIONS,
+                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) FILESERVER_IDLE_TIMEOUT_SEC,
+                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                                  MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, s,
+                                  MHD_OPTION_END);
+        if (!s->mhd) {
+                safe_close(fd);
+                r = log_group_errno(LOG_ERR, EIO, g->name, "File server: libmicrohttpd did not start");
+                goto fail;
+        }
+        info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info) {
+                r = log_group_errno(LOG_ERR, EIO, g->name, "File server: libmicrohttpd has no epoll fd");
+                goto fail;
+        }
+        r = sd_event_add_io(s->event, &s->io_source, info->epoll_fd, EPOLLIN, on_mhd_io, s);
+        if (r >= 0)
+                /* Accuracy 1 µs: a timeout of 0 means "now", not "within sd-event's default 250 ms". */
+                r = sd_event_add_time(s->event, &s->timer_source, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, s);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s->timer_source, SD_EVENT_OFF);
+        if (r < 0) {
+                log_group_errno(LOG_ERR, r, g->name, "File server: cannot watch libmicrohttpd: %s", strerror(-r));
+                goto fail;
+        }
+        (void) sd_event_source_set_description(s->io_source, "fileserver-io");
+        (void) sd_event_source_set_description(s->timer_source, "fileserver-timer");
+
+        log_group(LOG_DEBUG, g->name, "File server listening on %s/", s->url_base);
+        *ret = s;
+        return 0;
+
+fail:
+        fileserver_stop(s);
+        return r;
+}
+
+/* --- registration --------------------------------------------------------- */
+
+static void hash_job_free(HashJob *j) {
+        sd_bus_message_unref(j->call);
+        served_file_free(j->file);
+        fileserver_unref(j->server);
+        free(j);
+}
+
+static void jobs_remove(FileServer *s, HashJob *j) {
+        if (j->prev)
+                j->prev->next = j->next;
+        else
+                s->jobs = j->next;
+        if (j->next)
+                j->next->prev = j->prev;
+        else
+                s->jobs_tail = j->prev;
+        j->next = j->prev = NULL;
+        s->n_jobs--;
+}
+
+/* Runs on a pool thread: SHA-256 of the file's first size bytes. Touches
+ * only the job's own file, which nothing else reads meanwhile but its name. */
+static int hash_work(void *userdata) {
+        HashJob *j = userdata;
+        struct sha256_ctx ctx;
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint64_t off = 0;
+
+        buf = malloc(HASH_CHUNK);
+        if (!buf)
+                return -ENOMEM;
+        sha256_init(&ctx);
+        while (off < j->file->size) {
+                size_t want = j->file->size - off < HASH_CHUNK ? (size_t) (j->file->size - off) : HASH_CHUNK;
+                ssize_t n = pread(j->file->fd, buf, want, (off_t) off);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0) {
+                        j->short_read = true;
+                        return -EIO;
+                }
+                sha256_update(&ctx, (size_t) n, buf);
+                off += (uint64_t) n;
+        }
+        sha256_digest(&ctx, sizeof(digest), digest);
+        for (size_t i = 0; i < sizeof(digest); i++)
+                snprintf(j->sha256 + 2 * i, 3, "%02x", digest[i]);
+        return 0;
+}
+
+static void hash_next(FileServer *s);
+
+static void hash_done(int result, void *userdata) {
+        HashJob *j = userdata;
+        FileServer *s = j->server;
+        ServedFile *f = j->file;
+        _cleanup_free_ char *url = NULL;
+
+        jobs_remove(s, j);
+        s->hashing = false;
+
+        if (!s->group) {
+                (void) vmgr_bus_reply_error(j->call, -VMGR_ERR_BUSY, "group '%s' is being deleted",
+                                            s->group_name);
+        } else if (result < 0) {
+                if (j->short_read)
+                        (void) vmgr_bus_reply_error(j->call, -EIO,
+                                                    "cannot serve '%s': the file shrank below its size of %llu "
+                                                    "bytes while it was read",
+                                                    f->name, (unsigned long long) f->size);
+                else
+                        (void) vmgr_bus_reply_error(j->call, result, "cannot serve '%s': reading it failed: %s",
+                                                    f->name, strerror(-result));
+        } else if (asprintf(&url, "%s/%s", s->url_base, f->name) < 0) {
+                url = NULL;
+                (void) vmgr_bus_reply_error(j->call, -ENOMEM, NULL);
+        } else {
+                memcpy(f->sha256, j->sha256, sizeof(f->sha256));
+                f->prev = s->files_tail;
+                if (s->files_tail)
+                        s->files_tail->next = f;
+                else
+                        s->files = f;
+                s->files_tail = f;
+                s->n_files++;
+                j->file = NULL;
+                log_group(LOG_INFO, s->group_name, "Serving %s (%llu bytes, sha256 %s) at %s", f->name,
+                          (unsigned long long) f->size, f->sha256, url);
+                (void) group_emit_changed(s->group, "ServedFiles", NULL);
+                (void) sd_bus_reply_method_return(j->call, "s", url);
+        }
+
+        if (s->group)
+                hash_next(s);
+        hash_job_free(j);
+}
+
+/* Hash the first waiting file, one at a time per server, so that one group
+ * registering many large files holds at most one worker thread. */
+static void hash_next(FileServer *s) {
+        HashJob *j = s->jobs;
+        int r;
+
+        if (s->hashing || !j)
+                return;
+        r = worker_submit(s->workers, hash_work, hash_done, j);
+        if (r < 0) {
+                jobs_remove(s, j);
+                (void) vmgr_bus_reply_error(j->call, r, "cannot serve '%s': %s", j->file->name, strerror(-r));
+                hash_job_free(j);
+                hash_next(s);
+                return;
+        }
+        s->hashing = true;
+}
+
+FileServer *fileserver_stop(FileServer *s) {
+        HashJob *j, *next;
+
+        if (!s)
+                return NULL;
+        s->io_source = sd_event_source_disable_unref(s->io_source);
+        s->timer_source = sd_event_source_disable_unref(s->timer_source);
+        if (s->mhd) {
+                /* Closes the socket and every connection; responses close their fds. */
+                MHD_stop_daemon(s->mhd);
+                s->mhd = NULL;
+                log_group(LOG_DEBUG, s->group_name, "File server stopped");
+        }
+        while (s->files) {
+                ServedFile *f = s->files;
+                s->files = f->next;
+                served_file_free(f);
+        }
+        s->files_tail = NULL;
+        s->n_files = 0;
+        s->group = NULL;
+        /* Waiting registrations fail now; the one on the pool when it is done. */
+        for (j = s->jobs; j; j = next) {
+                next = j->next;
+                if (s->hashing && j == s->jobs)
+                        continue;
+                jobs_remove(s, j);
+                (void) vmgr_bus_reply_error(j->call, -VMGR_ERR_BUSY, "group '%s' is being deleted", s->group_name);
+                hash_job_free(j);
+        }
+        fileserver_unref(s);
+        return NULL;
+}
+
+/* --- bus face --------------------------------------------------------------- */
+
+static const char *file_type_name(mode_t mode) {
+        switch (mode & S_IFMT) {
+        case S_IFDIR:
+                return "a directory";
+        case S_IFIFO:
+                return "a pipe";
+        case S_IFSOCK:
+                return "a socket";
+        case S_IFCHR:
+                return "a character device";
+        case S_IFBLK:
+                return "a block device";
+        default:
+                return "not a regular file";
+        }
+}
+
+int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        FileServer *s = g->fileserver;
+        const char *name, *why;
+        struct stat st;
+        HashJob *j;
+        int fd, flags, r;
+
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "sh", &name, &fd);
+        if (r < 0)
+                return r;
+
+        if (served_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid file name \"%s\": %s", name, why);
+        if (!s || g->state == GROUP_DELETING)
+                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
+                                          "group '%s' is %s; it serves files while its network is up", g->name,
+                                          group_state_to_string(g->state));
+        if (name_is_taken(s, name))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_FILE_EXISTS,
+                                         "group '%s' already serves a file named '%s'; unserve it first", g->name,
+                                         name);
+        if (s->n_files + s->n_jobs >= FILESERVER_MAX_FILES)
+                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
+                                          "group '%s' already serves %u files, the limit", g->name,
+                                          FILESERVER_MAX_FILES);
+        if (fstat(fd, &st) < 0)
+                return vmgr_bus_error_set(error, -errno, "cannot serve '%s': fstat: %m", name);
+        if (!S_ISREG(st.st_mode))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "cannot serve '%s': the fd is %s; only regular files can be served", name,
+                                         file_type_name(st.st_mode));
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0)
+                return vmgr_bus_error_set(error, -errno, "cannot serve '%s': %m", name);
+        if ((flags & O_PATH) || (flags & O_ACCMODE) == O_WRONLY)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "cannot serve '%s': the fd is not open for reading", name);
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->server = fileserver_ref(s);
+        j->file = calloc(1, sizeof(ServedFile));
+        if (!j->file) {
+                hash_job_free(j);
+                return -ENOMEM;
+        }
+        j->file->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        j->file->name = strdup(name);
+        j->file->size = (uint64_t) st.st_size;
+        if (j->file->fd < 0 || !j->file->name) {
+                r = j->file->fd < 0 ? -errno : -ENOMEM;
+                hash_job_free(j);
+                return vmgr_bus_error_set(error, r, "cannot serve '%s': %s", name, strerror(-r));
+        }
+        j->call = sd_bus_message_ref(m);
+
+        j->prev = s->jobs_tail;
+        if (s->jobs_tail)
+                s->jobs_tail->next = j;
+        else
+                s->jobs = j;
+        s->jobs_tail = j;
+        s->n_jobs++;
+        hash_next(s);
+        return 1; /* the reply follows once the file is hashed */
+}
+
+int group_method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        FileServer *s = g->fileserver;
+        const char *name, *why;
+        ServedFile *f;
+        int r;
+
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(m, "s", &name);
+        if (r < 0)
+                return r;
+        if (served_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid file name \"%s\": %s", name, why);
+
+        f = s ? find_file(s, name) : NULL;
+        if (!f) {
+                if (s && name_is_taken(s, name))
+                        return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
+                                                  "'%s' is still being hashed; unserve it once ServeFile returned",
+                                                  name);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_FILE_NOT_FOUND, "group '%s' serves no file named '%s'",
+                                         g->name, name);
+        }
+
+        if (f->prev)
+                f->prev->next = f->next;
+        else
+                s->files = f->next;
+        if (f->next)
+                f->next->prev = f->prev;
+        else
+                s->files_tail = f->prev;
+        s->n_files--;
+        log_group(LOG_INFO, g->name, "No longer serving %s", f->name);
+        served_file_free(f);
+        (void) group_emit_changed(g, "ServedFiles", NULL);
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+int group_property_get_served_files(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Group *g = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sst)");
+        if (r < 0)
+                return r;
+        for (ServedFile *f = g->fileserver ? g->fileserver->files : NULL; f; f = f->next) {
+                r = sd_bus_message_append(reply, "(sst)", f->name, f->sha256, f->size);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
