@@ -54,6 +54,7 @@ struct ctl_options {
         char **env;             /* exec -e NAME=VALUE, in order (points into argv), NULL-terminated */
         size_t n_env;
         const char *cwd;        /* exec -w DIR */
+        const char *name;       /* serve --name NAME */
 };
 
 /* Each verb gets its positional arguments (after the verb words), already
@@ -81,3 +82,7 @@ int verb_wait(char **args, size_t n_args, const struct ctl_options *o);
 int verb_logs(char **args, size_t n_args, const struct ctl_options *o);
 int verb_group_collect(char **args, size_t n_args, const struct ctl_options *o);
 int verb_group_timings(char **args, size_t n_args, const struct ctl_options *o);
+/* verb-serve.c: a group's file server. */
+int verb_serve(char **args, size_t n_args, const struct ctl_options *o);
+int verb_unserve(char **args, size_t n_args, const struct ctl_options *o);
+int verb_served(char **args, size_t n_args, const struct ctl_options *o);

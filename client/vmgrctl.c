@@ -27,6 +27,7 @@ enum {
         VERB_OPT_TIMEOUT = 1 << 5,
         VERB_OPT_ENV = 1 << 6,
         VERB_OPT_CWD = 1 << 7,
+        VERB_OPT_NAME = 1 << 8,
         VERB_OPT_TIMINGS = 1 << 9,
 };
 
@@ -42,6 +43,7 @@ static const struct {
         { VERB_OPT_TIMEOUT, "--timeout" },
         { VERB_OPT_ENV, "-e" },
         { VERB_OPT_CWD, "-w" },
+        { VERB_OPT_NAME, "--name" },
         { VERB_OPT_TIMINGS, "--timings" },
 };
 
@@ -80,6 +82,9 @@ static const struct verb verbs[] = {
           verb_exec },
         { "cp", NULL, 2, 2, 0, "FILE GROUP/VM:/PATH | GROUP/VM:/PATH FILE", verb_cp },
         { "wait", NULL, 1, 2, VERB_OPT_TIMEOUT, "GROUP [VM] [--timeout SEC]", verb_wait },
+        { "serve", NULL, 2, 2, VERB_OPT_NAME, "GROUP FILE [--name NAME]", verb_serve },
+        { "unserve", NULL, 2, 2, 0, "GROUP NAME", verb_unserve },
+        { "served", NULL, 1, 1, 0, "GROUP", verb_served },
 };
 
 static void help(void) {
@@ -126,6 +131,12 @@ static void help(void) {
                "  wait GROUP [VM] [--timeout SEC]  Wait until the VM (every VM) is ready;\n"
                "                                   on a terminal, show each stage\n"
                "\n"
+               "File server commands (HTTP on the group's files address, port 8080):\n"
+               "  serve GROUP FILE [--name NAME]   Serve FILE to the group's guests as NAME\n"
+               "                                   (default: its base name); print its URL\n"
+               "  unserve GROUP NAME               Stop serving NAME\n"
+               "  served GROUP                     List the files a group serves\n"
+               "\n"
                "Address commands (offline, no vmgrd needed):\n"
                "  addr GROUP                       Show a group's bridge and addresses\n"
                "  addr GROUP VM                    Show a VM's TAPs, MACs and IPv6 address\n"
@@ -133,7 +144,8 @@ static void help(void) {
                "Options:\n"
                "  -h --help                        Show this help\n"
                "     --version                     Show the version\n"
-               "     --json                        Print JSON (list, show, create, add, addr)\n"
+               "     --json                        Print JSON (list, show, create, add, addr,\n"
+               "                                   serve, served)\n"
                "  -q --quiet                       No table header; create and add print\n"
                "                                   nothing\n"
                "     --spec FILE                   Spec, JSON (group create, vm add)\n"
@@ -149,6 +161,7 @@ static void help(void) {
                "                                   to wait (wait; default 60, 0: no limit)\n"
                "  -e NAME=VALUE                    Environment for the command (exec)\n"
                "  -w DIR                           Working directory in the guest (exec)\n"
+               "     --name NAME                   Name to serve the file under (serve)\n"
                "\n"
                "On a terminal, console shows control characters visibly: ESC as ^[,\n"
                "other C0 controls and DEL in caret notation (^G, ^?), CR LF as a line\n"
@@ -187,6 +200,7 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 ARG_VM,
                 ARG_PRINT_SPEC,
                 ARG_TIMEOUT,
+                ARG_NAME,
                 ARG_TIMINGS,
         };
         static const struct option options[] = {
@@ -201,6 +215,7 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 { "follow", no_argument, NULL, 'f' },
                 { "lines", required_argument, NULL, 'n' },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "name", required_argument, NULL, ARG_NAME },
                 { "timings", no_argument, NULL, ARG_TIMINGS },
                 {}
         };
@@ -271,6 +286,10 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                                                        optarg);
                         o->timeout_usec = n * UINT64_C(1000000);
                         *given |= VERB_OPT_TIMEOUT;
+                        break;
+                case ARG_NAME:
+                        o->name = optarg;
+                        *given |= VERB_OPT_NAME;
                         break;
                 case ':':
                         return log_error_errno(-ERRNO_USAGE, "option %s needs an argument; see 'vmgrctl --help'",
