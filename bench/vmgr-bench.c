@@ -7,7 +7,9 @@
  * hold the daemon's work and the bus round trip but no process start-up or
  * connection set-up. Also prints what the comparison scripts need to repeat
  * vmgr's steps with other tools: the derived names and addresses, and the
- * exact dnsmasq argv vmgrd has its helper run.
+ * exact dnsmasq argv vmgrd has its helper run. And it is the other side of
+ * two baselines: a raw QEMU booted and timed to its guest agent's first
+ * messages, and the agent driven directly on its socket (bench-agent.c).
  *
  * Timings go to stdout as "KEY MILLISECONDS" lines, one sample each, for
  * tools/bench to collect; failures go to stderr and exit non-zero.
@@ -17,13 +19,17 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "addressing.h"
+#include "bench-agent.h"
 #include "macro.h"
 #include "netadm-proto.h"
 #include "vmgr-config.h"
@@ -35,13 +41,13 @@
  * is 10 s by default), so a slow call is measured rather than cut off. */
 #define CALL_TIMEOUT_USEC (120ULL * 1000 * 1000)
 #define DNSMASQ_ARGV_MAX 32
-
-static double now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
-}
+/* WaitReady: long enough for 32 TCG guests booting at once on 2 cores. */
+#define READY_TIMEOUT_USEC (900ULL * 1000 * 1000)
+#define READY_CALL_TIMEOUT_USEC (READY_TIMEOUT_USEC + 10ULL * 1000 * 1000)
+/* Run's own limit, and how long a raw QEMU may take to its agent. */
+#define RUN_TIMEOUT_USEC (30ULL * 1000 * 1000)
+#define BOOT_TIMEOUT_MS (300.0 * 1000)
+#define INFLIGHT_MAX 100
 
 /* Connect to the bus in DBUS_SESSION_BUS_ADDRESS and make one round trip to
  * vmgrd, so the timed calls find the connection and the daemon warm.
@@ -89,9 +95,9 @@ static int manager_call_timed(sd_bus *bus, const char *method, const char *name,
                 return r;
 
         /* Only the call itself: building the message is the client's business. */
-        t0 = now_ms();
+        t0 = bench_now_ms();
         r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
-        t1 = now_ms();
+        t1 = bench_now_ms();
         if (r < 0) {
                 fprintf(stderr, "vmgr-bench: %s('%s'): %s: %s\n", method, name, error.name ?: "error",
                         error.message ?: strerror(-r));
@@ -125,94 +131,542 @@ static int group_cycle(const char *name, unsigned runs) {
         return 0;
 }
 
-struct batch_call {
+/* ---- many calls at once ---------------------------------------------------- */
+
+/* A set of asynchronous calls on one connection, each timed from sending
+ * to its reply. A call's reply handler may send the next call. */
+typedef struct Pending Pending;
+typedef struct Flight {
+        sd_bus *bus;
+        unsigned outstanding;
+        int error;              /* the first failure */
+} Flight;
+
+typedef int (*pending_done_t)(Pending *p, sd_bus_message *reply);
+
+struct Pending {
+        Flight *flight;
         unsigned index;
         double started;
         double took;
-        int error;      /* 1 while the reply is outstanding, then 0 or -errno */
+        pending_done_t done;
+        void *userdata;
 };
 
-/* Reply handler of one call of a batch: records its duration or error. */
-static int batch_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        struct batch_call *c = userdata;
+static int pending_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Pending *p = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
+        int r;
 
-        c->took = now_ms() - c->started;
+        p->took = bench_now_ms() - p->started;
+        p->flight->outstanding--;
         if (e) {
-                fprintf(stderr, "vmgr-bench: call %u: %s: %s\n", c->index, e->name, e->message ?: "");
-                c->error = -EIO;
-        } else
-                c->error = 0;
+                fprintf(stderr, "vmgr-bench: call %u: %s: %s\n", p->index, e->name, e->message ?: "");
+                if (p->flight->error == 0)
+                        p->flight->error = -EIO;
+                return 0;
+        }
+        if (p->done) {
+                r = p->done(p, reply);
+                if (r < 0 && p->flight->error == 0)
+                        p->flight->error = r;
+        }
         return 0;
 }
 
-/* Send count CreateGroup (or DeleteGroup) calls for PREFIX-0 ... at once and
- * wait for every reply. Prints each call's time and the whole batch's.
- * Returns 0 if all succeeded, or -errno. */
-static int group_batch(const char *prefix, unsigned count, bool create) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        struct batch_call calls[BATCH_MAX] = {};
-        double t0;
+/* Send m as call p of flight f (p's index, done and userdata set by the
+ * caller), with a timeout. Returns 0 or -errno. */
+static int pending_send(Flight *f, Pending *p, sd_bus_message *m, uint64_t timeout_usec) {
         int r;
 
-        r = bus_connect_warm(&bus);
-        if (r < 0)
+        p->flight = f;
+        p->started = bench_now_ms();
+        /* A floating slot: the bus owns it and frees it with itself. */
+        r = sd_bus_call_async(f->bus, NULL, m, pending_reply, p, timeout_usec);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: sending call %u: %s\n", p->index, strerror(-r));
                 return r;
-
-        t0 = now_ms();
-        for (unsigned i = 0; i < count; i++) {
-                char name[VMGR_NAME_MAX + 1];
-
-                snprintf(name, sizeof(name), "%s-%u", prefix, i);
-                calls[i] = (struct batch_call) { .index = i, .started = now_ms(), .error = 1 };
-                /* Floating slots: the bus owns them and frees them with itself. */
-                if (create)
-                        r = sd_bus_call_method_async(bus, NULL, VMGR_BUS_NAME, VMGR_MANAGER_PATH,
-                                                     VMGR_MANAGER_INTERFACE, "CreateGroup", batch_reply, &calls[i],
-                                                     "ss", name, "");
-                else
-                        r = sd_bus_call_method_async(bus, NULL, VMGR_BUS_NAME, VMGR_MANAGER_PATH,
-                                                     VMGR_MANAGER_INTERFACE, "DeleteGroup", batch_reply, &calls[i],
-                                                     "s", name);
-                if (r < 0) {
-                        fprintf(stderr, "vmgr-bench: sending call %u: %s\n", i, strerror(-r));
-                        return r;
-                }
         }
+        f->outstanding++;
+        return 0;
+}
 
-        /* Async calls time out on their own (CALL_TIMEOUT_USEC), so this ends. */
-        for (;;) {
-                r = sd_bus_process(bus, NULL);
+/* Process the bus until no call of f is outstanding (every async call times
+ * out on its own, so this ends). Returns f's first error, or 0. */
+static int flight_wait(Flight *f) {
+        int r;
+
+        while (f->outstanding > 0) {
+                r = sd_bus_process(f->bus, NULL);
                 if (r < 0) {
                         fprintf(stderr, "vmgr-bench: processing the bus: %s\n", strerror(-r));
                         return r;
                 }
                 if (r > 0)
                         continue;
-                unsigned pending = 0;
-
-                for (unsigned i = 0; i < count; i++)
-                        if (calls[i].error > 0)
-                                pending++;
-                if (pending == 0)
-                        break;
-                r = sd_bus_wait(bus, UINT64_MAX);
+                r = sd_bus_wait(f->bus, UINT64_MAX);
                 if (r < 0) {
                         fprintf(stderr, "vmgr-bench: waiting on the bus: %s\n", strerror(-r));
                         return r;
                 }
         }
+        return f->error;
+}
 
-        r = 0;
+static int method_new(sd_bus *bus, sd_bus_message **ret, const char *path, const char *interface,
+                      const char *method) {
+        return sd_bus_message_new_method_call(bus, ret, VMGR_BUS_NAME, path, interface, method);
+}
+
+/* ---- batches of groups -------------------------------------------------- */
+
+typedef enum BatchKind {
+        BATCH_CREATE,   /* CreateGroup each */
+        BATCH_DELETE,   /* DeleteGroup each */
+        BATCH_UP,       /* CreateGroup each, then its Group.WaitReady */
+} BatchKind;
+
+typedef struct BatchGroup {
+        Pending create;         /* CreateGroup, DeleteGroup */
+        Pending ready;          /* Group.WaitReady (BATCH_UP) */
+        double ready_at;        /* ms from the batch's start */
+} BatchGroup;
+
+typedef struct Batch {
+        Flight flight;
+        double t0;
+        double created_at;      /* ms from the start until every CreateGroup returned */
+        unsigned count, created;
+        BatchGroup groups[BATCH_MAX];
+} Batch;
+
+static int batch_ready_done(Pending *p, sd_bus_message *reply) {
+        Batch *b = p->userdata;
+
+        b->groups[p->index].ready_at = bench_now_ms() - b->t0;
+        return 0;
+}
+
+/* CreateGroup returned in an "up" batch: wait for the group's VMs. */
+static int batch_created(Pending *p, sd_bus_message *reply) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        Batch *b = p->userdata;
+        BatchGroup *g = &b->groups[p->index];
+        const char *path;
+        int r;
+
+        if (++b->created == b->count)
+                b->created_at = bench_now_ms() - b->t0;
+        r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0)
+                return r;
+        r = method_new(b->flight.bus, &m, path, VMGR_GROUP_INTERFACE, "WaitReady");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "t", READY_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        g->ready = (Pending) { .index = p->index, .done = batch_ready_done, .userdata = b };
+        return pending_send(&b->flight, &g->ready, m, READY_CALL_TIMEOUT_USEC);
+}
+
+/* Send count CreateGroup (with spec), DeleteGroup or CreateGroup-then-
+ * WaitReady calls for PREFIX-0 ... at once and wait for every reply. Prints
+ * each call's time ("call", for up also "ready" from the CreateGroup's send
+ * to the group's readiness) and the whole batch's ("total"; for up also
+ * "created", when the last CreateGroup returned). Returns 0 if all
+ * succeeded, or -errno. */
+static int group_batch(const char *prefix, unsigned count, BatchKind kind, const char *spec) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ Batch *b = NULL;
+        int r;
+
+        r = bus_connect_warm(&bus);
+        if (r < 0)
+                return r;
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->flight.bus = bus;
+        b->count = count;
+
+        b->t0 = bench_now_ms();
         for (unsigned i = 0; i < count; i++) {
-                if (calls[i].error == 0)
-                        printf("call %.3f\n", calls[i].took);
-                else
-                        r = calls[i].error;
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+                char name[VMGR_NAME_MAX + 1];
+
+                snprintf(name, sizeof(name), "%s-%u", prefix, i);
+                r = method_new(bus, &m, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE,
+                               kind == BATCH_DELETE ? "DeleteGroup" : "CreateGroup");
+                if (r >= 0)
+                        r = kind == BATCH_DELETE ? sd_bus_message_append(m, "s", name)
+                                                 : sd_bus_message_append(m, "ss", name, spec ?: "");
+                if (r < 0)
+                        return r;
+                b->groups[i].create = (Pending) { .index = i, .done = kind == BATCH_UP ? batch_created : NULL,
+                                                  .userdata = b };
+                r = pending_send(&b->flight, &b->groups[i].create, m, CALL_TIMEOUT_USEC);
+                if (r < 0)
+                        return r;
         }
-        if (r == 0)
-                printf("total %.3f\n", now_ms() - t0);
-        return r;
+        r = flight_wait(&b->flight);
+        if (r < 0)
+                return r;
+
+        for (unsigned i = 0; i < count; i++) {
+                printf("call %.3f\n", b->groups[i].create.took);
+                if (kind == BATCH_UP)
+                        printf("ready %.3f\n", b->groups[i].ready_at);
+        }
+        if (kind == BATCH_UP)
+                printf("created %.3f\n", b->created_at);
+        printf("total %.3f\n", bench_now_ms() - b->t0);
+        return 0;
+}
+
+/* ---- one VM: start to ready ---------------------------------------------- */
+
+/* The guest's uptime at "ready" from its console ("vmgr-guest: uptime 2.61 s"),
+ * in ms, or a negative number if it is not there (yet). */
+static double console_uptime_ms(const char *path) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        char line[512];
+        double s;
+
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f)) {
+                const char *p = strstr(line, "vmgr-guest: uptime ");
+                if (p && sscanf(p, "vmgr-guest: uptime %lf s", &s) == 1)
+                        return s * 1e3;
+        }
+        return -1;
+}
+
+/* Print a VM's Timings as "stage.NAME MS" lines and the guest's uptime at
+ * ready from its console. Returns 0 or -errno. */
+static int vm_print_timings(sd_bus *bus, const char *vm_path) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *console = NULL;
+        const char *stage;
+        uint64_t usec;
+        double uptime;
+        int r;
+
+        r = sd_bus_get_property(bus, VMGR_BUS_NAME, vm_path, VMGR_VM_INTERFACE, "Timings", &error, &reply, "a{st}");
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: Timings of %s: %s\n", vm_path, error.message ?: strerror(-r));
+                return r;
+        }
+        r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "{st}", &stage, &usec)) > 0)
+                printf("stage.%s %.3f\n", stage, (double) usec / 1e3);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_get_property_string(bus, VMGR_BUS_NAME, vm_path, VMGR_VM_INTERFACE, "ConsoleLog", &error,
+                                       &console);
+        if (r < 0)
+                return r;
+        uptime = console_uptime_ms(console);
+        if (uptime >= 0)
+                printf("guest_uptime %.3f\n", uptime);
+        return 0;
+}
+
+/* CreateGroup(group, spec) with one VM, Group.WaitReady, its Timings, then
+ * DeleteGroup. Prints "create" (the CreateGroup call), "ready" (from
+ * sending CreateGroup to WaitReady's reply), the stages, "delete".
+ * Returns 0 or -errno. */
+static int vm_cycle(const char *group, const char *vm, const char *spec) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL, *vm_reply = NULL;
+        const char *group_path, *vm_path;
+        double t0, created, ready, deleted;
+        int r;
+
+        r = bus_connect_warm(&bus);
+        if (r < 0)
+                return r;
+
+        r = method_new(bus, &m, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "CreateGroup");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ss", group, spec);
+        if (r < 0)
+                return r;
+        t0 = bench_now_ms();
+        r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
+        created = bench_now_ms() - t0;
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: CreateGroup('%s'): %s\n", group, error.message ?: strerror(-r));
+                return r;
+        }
+        r = sd_bus_message_read(reply, "o", &group_path);
+        if (r < 0)
+                return r;
+
+        m = sd_bus_message_unref(m);
+        r = method_new(bus, &m, group_path, VMGR_GROUP_INTERFACE, "WaitReady");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "t", READY_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, READY_CALL_TIMEOUT_USEC, &error, NULL);
+        ready = bench_now_ms() - t0;
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: WaitReady('%s'): %s\n", group, error.message ?: strerror(-r));
+                return r;
+        }
+
+        r = sd_bus_call_method(bus, VMGR_BUS_NAME, group_path, VMGR_GROUP_INTERFACE, "GetVM", &error, &vm_reply,
+                               "s", vm);
+        if (r >= 0)
+                r = sd_bus_message_read(vm_reply, "o", &vm_path);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: GetVM('%s'): %s\n", vm, error.message ?: strerror(-r));
+                return r;
+        }
+        r = vm_print_timings(bus, vm_path);
+        if (r < 0)
+                return r;
+
+        r = manager_call_timed(bus, "DeleteGroup", group, NULL, &deleted);
+        if (r < 0)
+                return r;
+        printf("create %.3f\nready %.3f\ndelete %.3f\n", created, ready, deleted);
+        return 0;
+}
+
+/* ---- VM.Run ------------------------------------------------------------------ */
+
+typedef struct RunBatch {
+        Flight flight;
+        const char *vm_path;
+        char **argv;
+        unsigned count, sent;
+        Pending *calls;
+} RunBatch;
+
+static int run_send_next(RunBatch *b);
+
+static int run_done(Pending *p, sd_bus_message *reply) {
+        RunBatch *b = p->userdata;
+        int32_t status;
+        int r;
+
+        r = sd_bus_message_read(reply, "i", &status);
+        if (r < 0)
+                return r;
+        if (status != 0) {
+                fprintf(stderr, "vmgr-bench: Run %u exited with status %d\n", p->index, (int) status);
+                return -EIO;
+        }
+        return run_send_next(b);
+}
+
+static int run_send_next(RunBatch *b) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        unsigned i = b->sent;
+        int r;
+
+        if (i >= b->count)
+                return 0;
+        r = method_new(b->flight.bus, &m, b->vm_path, VMGR_VM_INTERFACE, "Run");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, b->argv);
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', "", 0);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "t", RUN_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        b->calls[i] = (Pending) { .index = i, .done = run_done, .userdata = b };
+        b->sent++;
+        return pending_send(&b->flight, &b->calls[i], m, CALL_TIMEOUT_USEC);
+}
+
+/* VM.Run(argv, no stdin, timeout) count times on VM vm of group, inflight
+ * at a time on one connection. Prints "call MS" per call and "total MS".
+ * Returns 0 if every run exited 0, or -errno. */
+static int vm_run(const char *group, const char *vm, char **argv, unsigned count, unsigned inflight) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ Pending *calls = NULL;
+        _cleanup_free_ char *vm_path = NULL;
+        const char *group_path;
+        double t0, total;
+        int r;
+
+        r = bus_connect_warm(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_method(bus, VMGR_BUS_NAME, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "GetGroup", &error,
+                               &reply, "s", group);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &group_path);
+        if (r >= 0) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *vm_reply = NULL;
+                const char *p;
+
+                r = sd_bus_call_method(bus, VMGR_BUS_NAME, group_path, VMGR_GROUP_INTERFACE, "GetVM", &error,
+                                       &vm_reply, "s", vm);
+                if (r >= 0)
+                        r = sd_bus_message_read(vm_reply, "o", &p);
+                if (r >= 0 && !(vm_path = strdup(p)))
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: VM '%s' of group '%s': %s\n", vm, group, error.message ?: strerror(-r));
+                return r;
+        }
+
+        calls = calloc(count, sizeof(*calls));
+        if (!calls)
+                return -ENOMEM;
+        RunBatch b = { .flight.bus = bus, .vm_path = vm_path, .argv = argv, .count = count, .calls = calls };
+
+        t0 = bench_now_ms();
+        for (unsigned i = 0; i < inflight && r >= 0; i++)
+                r = run_send_next(&b);
+        if (r >= 0)
+                r = flight_wait(&b.flight);
+        total = bench_now_ms() - t0;
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < count; i++)
+                printf("call %.3f\n", calls[i].took);
+        printf("total %.3f\n", total);
+        return 0;
+}
+
+/* ---- the baselines: raw QEMU, the agent alone ---------------------------------- */
+
+static pid_t qemu_pid;
+
+static bool qemu_alive(void *userdata) {
+        return waitpid(qemu_pid, NULL, WNOHANG) == 0;
+}
+
+/* Does an INFO show address want (done with DAD) on some link? */
+static bool info_has_ipv6(const struct vmgr_agent_info *info, const struct in6_addr *want) {
+        for (size_t i = 0; i < info->n_addrs; i++) {
+                const struct vmgr_agent_addr *a = &info->addrs[i];
+                if (a->family == VMGR_AGENT_FAMILY_IPV6 && memcmp(a->address, want, 16) == 0 &&
+                    !(a->flags & (0x40 /* tentative */ | 0x08 /* DAD failed */)))
+                        return true;
+        }
+        return false;
+}
+
+/* Start qemu_argv and time it to its agent's messages on socket: "socket"
+ * (QEMU accepts a connection), "first" (the agent's first frame), "hello"
+ * (the session is up, by vmgrd's rule) and "ready" (the first INFO that
+ * shows ipv6 done with DAD: what vmgrd calls ready), all in ms from the
+ * fork. Then the guest's uptime at ready from console. Then SIGTERM to QEMU
+ * and "exit", unless pid_file is given: then QEMU's pid goes there and it
+ * keeps running. Returns 0 or -errno. */
+static int raw_boot(const char *socket, const char *console, const struct in6_addr *ipv6, const char *pid_file,
+                    char **qemu_argv) {
+        const struct vmgr_agent_msg *m;
+        BenchAgent a = { .fd = -EBADF };
+        double t0, t_socket, t_first = -1, t_hello = -1, t_ready = -1, t_kill, uptime;
+        int r, status;
+
+        t0 = bench_now_ms();
+        qemu_pid = fork();
+        if (qemu_pid < 0)
+                return -errno;
+        if (qemu_pid == 0) {
+                /* QEMU's messages go with ours to stderr; stdout is for samples. */
+                if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+                        _exit(127);
+                execvp(qemu_argv[0], qemu_argv);
+                fprintf(stderr, "vmgr-bench: cannot execute %s: %m\n", qemu_argv[0]);
+                _exit(127);
+        }
+
+        r = bench_agent_connect(&a, socket, BOOT_TIMEOUT_MS, qemu_alive, NULL);
+        t_socket = bench_now_ms() - t0;
+        if (r >= 0)
+                r = bench_agent_send_hello(&a);
+        while (r >= 0 && t_ready < 0) {
+                r = bench_agent_receive(&a, BOOT_TIMEOUT_MS - (bench_now_ms() - t0), &m);
+                if (r < 0)
+                        break;
+                if (t_first < 0)
+                        t_first = bench_now_ms() - t0;
+                if (a.connected && t_hello < 0)
+                        t_hello = bench_now_ms() - t0;
+                if (a.connected && m->type == VMGR_AGENT_INFO && info_has_ipv6(&m->info, ipv6))
+                        t_ready = bench_now_ms() - t0;
+        }
+        bench_agent_done(&a);
+        if (r < 0)
+                fprintf(stderr, "vmgr-bench: raw QEMU's agent at %s: %s\n", socket, strerror(-r));
+
+        if (r >= 0 && pid_file) {
+                _cleanup_fclose_ FILE *f = fopen(pid_file, "we");
+                if (!f || fprintf(f, "%d\n", (int) qemu_pid) < 0 || fflush(f) != 0)
+                        r = -errno;
+        } else {
+                t_kill = bench_now_ms();
+                (void) kill(qemu_pid, SIGTERM);
+                while (waitpid(qemu_pid, &status, 0) < 0 && errno == EINTR)
+                        ;
+                if (r >= 0)
+                        printf("exit %.3f\n", bench_now_ms() - t_kill);
+        }
+        if (r < 0)
+                return r;
+        printf("socket %.3f\nfirst %.3f\nhello %.3f\nready %.3f\n", t_socket, t_first, t_hello, t_ready);
+        uptime = console ? console_uptime_ms(console) : -1;
+        if (uptime >= 0)
+                printf("guest_uptime %.3f\n", uptime);
+        return 0;
+}
+
+static void print_call(unsigned i, double ms, void *userdata) {
+        double *took = userdata;
+
+        took[i] = ms;
+}
+
+/* Run argv count times through the agent on socket directly, inflight at a
+ * time, in one session. Prints "call MS" per run and "total MS" (the
+ * session's start not included). Returns 0 or -errno. */
+static int agent_run(const char *socket, char **argv, unsigned count, unsigned inflight) {
+        _cleanup_free_ double *took = NULL;
+        BenchAgent a = { .fd = -EBADF };
+        double t0, total;
+        int r;
+
+        took = calloc(count, sizeof(*took));
+        if (!took)
+                return -ENOMEM;
+        r = bench_agent_connect(&a, socket, 1000, NULL, NULL);
+        if (r >= 0)
+                r = bench_agent_start_session(&a, 30000);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: agent at %s: %s\n", socket, strerror(-r));
+                bench_agent_done(&a);
+                return r;
+        }
+        t0 = bench_now_ms();
+        r = bench_agent_run_many(&a, argv, count, inflight, RUN_TIMEOUT_USEC / 1000.0, print_call, took);
+        total = bench_now_ms() - t0;
+        bench_agent_done(&a);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-bench: running %s through the agent: %s\n", argv[0], strerror(-r));
+                return r;
+        }
+        for (unsigned i = 0; i < count; i++)
+                printf("call %.3f\n", took[i]);
+        printf("total %.3f\n", total);
+        return 0;
 }
 
 /* Print the group's derived names and addresses (and those of each VM given)
@@ -242,7 +696,11 @@ static int addrs_print(const char *group, char **vms, int n_vms) {
                 r = vmgr_vm_addrs_derive(group, vms[i], &v);
                 if (r < 0)
                         return r;
+                char mac[VMGR_MAC_STRLEN];
+
                 printf("tap_%d=%s\ntap4_%d=%s\n", i, v.tap, i, v.tap4);
+                printf("mac_%d=%s\n", i, vmgr_mac_format(v.mac, mac));
+                printf("ipv6_%d=%s\n", i, inet_ntop(AF_INET6, &v.ipv6, buf, sizeof(buf)));
         }
         return 0;
 }
@@ -263,13 +721,28 @@ static int dnsmasq_argv_print(const char *group, const char *dir) {
 
 static void help(void) {
         printf("Usage: vmgr-bench cycle [--runs N] GROUP\n"
-               "       vmgr-bench batch create|delete --count N PREFIX\n"
+               "       vmgr-bench batch create|delete|up --count N [--spec JSON] PREFIX\n"
+               "       vmgr-bench vm-cycle GROUP VM SPEC\n"
+               "       vmgr-bench run [--runs N] [--inflight K] GROUP VM [--] ARGV...\n"
+               "       vmgr-bench agent-run [--runs N] [--inflight K] SOCKET [--] ARGV...\n"
+               "       vmgr-bench raw-boot --socket PATH --ipv6 ADDR [--console FILE] [--pid-file FILE]\n"
+               "                           -- QEMU-ARGV...\n"
                "       vmgr-bench addrs GROUP [VM...]\n"
                "       vmgr-bench dnsmasq-argv GROUP DIR\n\n"
                "cycle         CreateGroup + DeleteGroup of network-only group GROUP, N times (default 1),\n"
                "              on one bus connection; prints 'create MS' and 'delete MS' per cycle\n"
-               "batch         send N CreateGroup (DeleteGroup) calls for PREFIX-0 ... PREFIX-(N-1) at once;\n"
-               "              prints 'call MS' per call and 'total MS'\n"
+               "batch         send N CreateGroup (with --spec) or DeleteGroup calls for PREFIX-0 ...\n"
+               "              PREFIX-(N-1) at once; prints 'call MS' per call and 'total MS'. 'up' follows\n"
+               "              each CreateGroup with the group's WaitReady: also 'ready MS' per group (from\n"
+               "              its CreateGroup) and 'created MS' (the last CreateGroup's reply)\n"
+               "vm-cycle      CreateGroup with SPEC, Group.WaitReady, DeleteGroup; prints 'create', 'ready'\n"
+               "              (from CreateGroup), 'delete', VM's Timings as 'stage.NAME' and 'guest_uptime'\n"
+               "run           VM.Run(ARGV, no stdin) N times, K at once (default 1); 'call MS' each, 'total MS'\n"
+               "agent-run     the same through the guest agent's socket directly, without vmgrd\n"
+               "raw-boot      start QEMU-ARGV and time it to its agent on the socket: 'socket', 'first'\n"
+               "              (the agent's first message), 'hello' (session up), 'ready' (INFO shows ADDR\n"
+               "              done with DAD), 'guest_uptime'; then SIGTERM ('exit'), or with --pid-file\n"
+               "              leave it running\n"
                "addrs         the derived names and addresses as shell assignments\n"
                "dnsmasq-argv  the argv vmgrd runs the group's dnsmasq with, one per line\n\n"
                "Talks to vmgrd on the bus in DBUS_SESSION_BUS_ADDRESS. Times are CLOCK_MONOTONIC\n"
@@ -290,18 +763,34 @@ static int parse_count(const char *s, unsigned max, unsigned *ret) {
 }
 
 int main(int argc, char *argv[]) {
+        enum {
+                OPT_SPEC = 0x100,
+                OPT_SOCKET,
+                OPT_CONSOLE,
+                OPT_PID_FILE,
+                OPT_IPV6,
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "runs", required_argument, NULL, 'n' },
                 { "count", required_argument, NULL, 'c' },
+                { "inflight", required_argument, NULL, 'k' },
+                { "spec", required_argument, NULL, OPT_SPEC },
+                { "socket", required_argument, NULL, OPT_SOCKET },
+                { "console", required_argument, NULL, OPT_CONSOLE },
+                { "pid-file", required_argument, NULL, OPT_PID_FILE },
+                { "ipv6", required_argument, NULL, OPT_IPV6 },
                 {},
         };
-        unsigned runs = 1, count = 0;
-        const char *verb;
+        unsigned runs = 1, count = 0, inflight = 1;
+        const char *verb, *spec = NULL, *socket = NULL, *console = NULL, *pid_file = NULL;
+        struct in6_addr ipv6;
+        bool have_ipv6 = false;
         char **pos;
         int c, npos, r;
 
-        while ((c = getopt_long(argc, argv, "hn:c:", options, NULL)) >= 0)
+        /* An ARGV passed on that has options of its own follows "--". */
+        while ((c = getopt_long(argc, argv, "hn:c:k:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -318,6 +807,32 @@ int main(int argc, char *argv[]) {
                                 return 2;
                         }
                         break;
+                case 'k':
+                        if (parse_count(optarg, INFLIGHT_MAX, &inflight) < 0) {
+                                fprintf(stderr, "vmgr-bench: --inflight takes a number from 1 to %d\n",
+                                        INFLIGHT_MAX);
+                                return 2;
+                        }
+                        break;
+                case OPT_SPEC:
+                        spec = optarg;
+                        break;
+                case OPT_SOCKET:
+                        socket = optarg;
+                        break;
+                case OPT_CONSOLE:
+                        console = optarg;
+                        break;
+                case OPT_PID_FILE:
+                        pid_file = optarg;
+                        break;
+                case OPT_IPV6:
+                        if (inet_pton(AF_INET6, optarg, &ipv6) != 1) {
+                                fprintf(stderr, "vmgr-bench: --ipv6 takes an IPv6 address\n");
+                                return 2;
+                        }
+                        have_ipv6 = true;
+                        break;
                 default:
                         return 2;
                 }
@@ -333,8 +848,20 @@ int main(int argc, char *argv[]) {
         if (streq(verb, "cycle") && npos == 2)
                 r = group_cycle(pos[1], runs);
         else if (streq(verb, "batch") && npos == 3 && count > 0 &&
-                 (streq(pos[1], "create") || streq(pos[1], "delete")))
-                r = group_batch(pos[2], count, streq(pos[1], "create"));
+                 (streq(pos[1], "create") || streq(pos[1], "delete") || streq(pos[1], "up")))
+                r = group_batch(pos[2], count,
+                                streq(pos[1], "create") ? BATCH_CREATE
+                                : streq(pos[1], "up")   ? BATCH_UP
+                                                        : BATCH_DELETE,
+                                spec);
+        else if (streq(verb, "vm-cycle") && npos == 4)
+                r = vm_cycle(pos[1], pos[2], pos[3]);
+        else if (streq(verb, "run") && npos >= 4 && inflight <= runs)
+                r = vm_run(pos[1], pos[2], pos + 3, runs, inflight);
+        else if (streq(verb, "agent-run") && npos >= 3 && inflight <= runs)
+                r = agent_run(pos[1], pos + 2, runs, inflight);
+        else if (streq(verb, "raw-boot") && npos >= 2 && socket && have_ipv6)
+                r = raw_boot(socket, console, &ipv6, pid_file, pos + 1);
         else if (streq(verb, "addrs") && npos >= 2) {
                 r = addrs_print(pos[1], pos + 2, npos - 2);
                 if (r < 0)
