@@ -6,6 +6,7 @@
 # (see "Comparisons" in tools/bench) inside the benchmark's namespaces.
 
 BENCH_COMPARISONS+=(group-network)
+BENCH_ORDER[group-network]=1
 
 # The group every contender builds: the baselines use vmgr's derived names
 # and addresses for it, so the kernel does the same work for all of them.
@@ -117,8 +118,7 @@ gn_libvirt_cycle() {
 bench_group_network_setup() {
         local bridge prefix6 gateway6 management6 logs6 files6 subnet4 gateway4 dhcp4_first dhcp4_last tap_0 tap4_0
 
-        vmgr_start_bus
-        vmgr_start_vmgrd
+        bench_vmgrd_start
         GN_RSS_START=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
 
         eval "$("$BENCH_CLIENT" addrs "$GN_GROUP" vm0)"
@@ -188,6 +188,7 @@ bench_group_network_finish() {
         GN_RSS_HELD=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
         vmgr_as_user "$BENCH_CLIENT" batch delete --count "$GN_RSS_GROUPS" rss | bench_record_lines batch.delete
         GN_RSS_AFTER=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
+        bench_vmgrd_stop
 
         bench_sum vmgr.cycle vmgr.create vmgr.delete
         # Two TAPs made and deleted one request each: an upper bound, since

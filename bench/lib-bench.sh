@@ -40,6 +40,34 @@ bench_time() {
         bench_record_us "$key" $((t1 - t0))
 }
 
+# bench_user_record PREFIX CMD...: run CMD as the test user (its stderr goes
+# to $BENCH_LOG) and record the "NAME MS" lines it prints as PREFIX.NAME, all
+# or, if it fails, none: then the benchmark stops with the log's tail.
+bench_user_record() {
+        local prefix=$1 out rc=0
+        shift
+        out=$(vmgr_as_user "$@" 2>>"$BENCH_LOG") || rc=$?
+        if [ "$rc" -ne 0 ]; then
+                echo "tools/bench: '${*:1:3} ...' failed with status $rc; the log's end:" >&2
+                tail -n 20 "$BENCH_LOG" | sed 's/^/  /' >&2
+                bench_keep_evidence
+                return 1
+        fi
+        bench_record_lines "$prefix" <<<"$out"
+}
+
+# bench_keep_evidence: copy the logs a failure needs (vmgrd's, the
+# benchmark's, libvirtd's, every VM console) out of the temp dir, which goes
+# when the benchmark ends, and say where.
+bench_keep_evidence() {
+        local dir
+        dir=$(mktemp -d /tmp/vmgr-bench-evidence.XXXXXX)
+        cp "$VMGR_TMP/vmgrd.log" "$BENCH_LOG" "$dir/" 2>/dev/null || true
+        cp "$VMGR_TMP/run/vmgr/libvirt/libvirtd.log" "$dir/" 2>/dev/null || true
+        (cd "$VMGR_TMP" && find . -name '*.log' -path '*vms*' -exec cp --parents {} "$dir/" \;) 2>/dev/null || true
+        echo "tools/bench: logs and VM consoles kept in $dir" >&2
+}
+
 # bench_record_lines PREFIX: read "NAME MS" lines on stdin and record each as
 # sample PREFIX.NAME.
 bench_record_lines() {
@@ -132,4 +160,54 @@ bench_at_least() {
 bench_row_header() {
         echo "| measurement | median ms | p90 ms | max ms | runs |"
         echo "|---|---:|---:|---:|---:|"
+}
+
+# bench_minus NEW A B: make NEW from the per-round differences A - B.
+bench_minus() {
+        paste -d ' ' "$BENCH_SAMPLES/$2" "$BENCH_SAMPLES/$3" | awk '{ printf "%.3f\n", $1 - $2 }' \
+                >"$BENCH_SAMPLES/$1"
+}
+
+# bench_pct KEY P: the nearest-rank P-th percentile of KEY's samples.
+bench_pct() {
+        sort -g "$BENCH_SAMPLES/$1" | awk -v p="$2" '
+                { v[NR] = $1 }
+                END { r = int(p / 100 * NR); if (r < p / 100 * NR) r++; if (r < 1) r = 1; printf "%.3f\n", v[r] }'
+}
+
+# bench_count KEY: how many samples KEY has.
+bench_count() {
+        if bench_has "$1"; then wc -l <"$BENCH_SAMPLES/$1"; else echo 0; fi
+}
+
+# bench_num X: a plain number for a table, without decimals above 100.
+bench_num() {
+        awk -v v="$1" 'BEGIN { printf (v < 10 ? "%.2f" : (v < 100 ? "%.1f" : "%.0f")), v }'
+}
+
+# bench_vmgrd_start: the test bus (once) and a fresh vmgrd on it.
+bench_vmgrd_start() {
+        [ -n "$VMGR_BUS_PID" ] || vmgr_start_bus
+        vmgr_start_vmgrd "$@"
+}
+
+# bench_vmgrd_stop: stop vmgrd with SIGTERM, which stops its VMs, libvirtd
+# and dnsmasqs; fail loudly unless it exits 0.
+bench_vmgrd_stop() {
+        [ -n "$VMGRD_PID" ] || return 0
+        vmgr_stop_vmgrd TERM
+        if [ "$VMGRD_STATUS" != 0 ]; then
+                echo "tools/bench: vmgrd exited with status $VMGRD_STATUS on SIGTERM; its log:" >&2
+                tail -n 20 "$VMGR_TMP/vmgrd.log" | sed 's/^/  /' >&2
+                return 1
+        fi
+}
+
+# bench_proc_cpu_ms PID: the process's own CPU time (user + system), in ms.
+bench_proc_cpu_ms() {
+        local tck
+        tck=$(getconf CLK_TCK)
+        # Fields 14 and 15 of /proc/PID/stat, counted after the ")" that ends
+        # the command name (which may hold spaces).
+        sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v t="$tck" '{ printf "%.0f\n", ($12 + $13) * 1000 / t }'
 }
