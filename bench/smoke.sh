@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# bench-smoke: tools/bench runs end to end. Two rounds against the build
-# under test (already installed into its destdir, as for the integration
-# tests) into a temp file; checks that every table came out with numbers and
-# that docs/benchmarks.md was left alone. Prints TAP-style lines.
+# bench-smoke: tools/bench runs end to end. Two rounds of every comparison,
+# at their smoke sizes (scale: N = 1 only; exec: fewer runs per round),
+# against the build under test (already installed into its destdir, as for
+# the integration tests) into a temp file; checks that every table came out
+# with numbers and that docs/benchmarks.md was left alone. Boots about ten
+# TCG guests: two to three minutes. Prints TAP-style lines.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -69,6 +71,31 @@ fi
 has "targets table" '^\| ≥ 30× faster than \(b\)'
 has "RSS with 16 groups" '^\| holding 16 groups \(created at once\) \| [0-9]+ \|$'
 has "concurrent creation timing" "^\| CreateGroup, 16 calls at once, each \| $num \| $num \| $num \| 16 \|$"
+
+# VM start to ready: both contenders, the stages, the target.
+has "section vm-ready" '^## VM start to ready$'
+has "row: vmgr to ready" "^\| \*\*vmgr\*\*: CreateGroup with one VM → Group.WaitReady returns $row"
+has "row: raw QEMU to ready" "^\| \*\*raw QEMU\*\*: \`qemu-system-x86_64\` started → agent reports the address $row"
+has "row: agent's first message" "^\| &nbsp;&nbsp;the agent's first message \(its HELLO\) $row"
+has "row: libvirt alone" "^\| &nbsp;&nbsp;of which libvirt alone: .* \| $num \| – \|$"
+has "stages: ready" "^\| ready \| $num \| $num \|$"
+has "target: within 1.15×" '^\| vmgr within 1\.15× of raw QEMU \(medians\) \| [0-9.]+× \| '
+has "header: the accelerator" '^\| accelerator \| (tcg|kvm) '
+
+# Exec: latencies with p99, rates, the target.
+lat="\| $num \| $num \| $num \| $num \| [0-9]+ \|$"
+has "section exec" '^## Exec: VM\.Run round trip and rate$'
+has "row: Run one at a time" "^\| \*\*vmgr\*\*: \`VM\.Run\(\[\"true\"\], \[\], 30 s\)\`, direct sd-bus client, one at a time $lat"
+has "row: agent alone" "^\| agent alone: EXEC → EXIT on the virtio-serial socket, one at a time $lat"
+has "row: busctl" "^\| \`busctl --user call … Run asayt 1 true 0 30000000\`, a process per call $lat"
+has "row: rate in flight" "^\| \*\*vmgr\*\*, 20 in flight \([0-9]+ runs per round\) \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| 2 \|$"
+has "target: Run ≤ 10 ms" '^\| `VM\.Run` median ≤ 10 ms under TCG \| [0-9.]+ ms \(p99 [0-9.]+ ms\) \| '
+
+# Scale: N = 1 only, its leak check passed (or the run would have failed).
+has "section scale" '^## Scale: N groups × 2 VMs at once$'
+has "row: N = 1" '^\| 1 × 2 \| 2( \| [0-9.]+){8} \| -?[0-9.]+ \|$'
+has "memory row: N = 1" '^\| 1 × 2 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$'
+has "leak check passed" '^of it\. Every round of this report passed\.$'
 
 after=$(sha256sum "$doc" 2>/dev/null || echo absent)
 if [ "$before" = "$after" ]; then
