@@ -27,12 +27,27 @@
  *   garbage                     handshake, start "sleep 1000", send half a
  *                               frame and hang up
  *   ping N                      N round trips; prints the median
+ *   logs [OPTS] [-- ARGV...]    print the LOG messages of this session as
+ *                               "SOURCE PRIORITY REALTIME_USEC TEXT" lines
+ *                               (SOURCE kernel, journal or agent), after
+ *                               running ARGV if given (its output to our
+ *                               stderr), until one of:
+ *       --until TEXT            a line whose text contains TEXT was printed
+ *                               (and ARGV exited 0)
+ *       --count N               N lines were printed
+ *       --idle MS               no LOG came for MS milliseconds
+ *                               (and the run's timeout fails it otherwise)
+ *       --info FILE             also write the session's INFO to FILE, as
+ *                               hello prints it
  *   shutdown | reboot
  *
  * Options before the command: --socket PATH (required), --timeout SEC
  * (whole run, default 60), --window BYTES (our receive window), --versions
  * MIN:MAX (what our HELLO offers), --stats (print our peak RSS on stderr at
  * the end).
+ *
+ * Every command checks the LOG messages it receives on the way: a text with
+ * a control character (a newline, say) ends the run with an error.
  */
 
 #include <arpa/inet.h>
@@ -181,24 +196,24 @@ static const char *link_name(const struct vmgr_agent_info *in, uint32_t index) {
         return "?";
 }
 
-static void print_info(const struct vmgr_agent_info *in) {
-        printf("version %u\nhostname %s\nkernel %s\nboot-id %s\n", in->version, in->hostname, in->kernel,
-               in->boot_id);
+static void print_info(FILE *f, const struct vmgr_agent_info *in) {
+        fprintf(f, "version %u\nhostname %s\nkernel %s\nboot-id %s\n", in->version, in->hostname, in->kernel,
+                in->boot_id);
         for (size_t i = 0; i < in->n_links; i++) {
                 const struct vmgr_agent_link *l = &in->links[i];
-                printf("link %u %s mtu %u flags 0x%x hw ", l->index, l->name, l->mtu, l->flags);
+                fprintf(f, "link %u %s mtu %u flags 0x%x hw ", l->index, l->name, l->mtu, l->flags);
                 for (size_t j = 0; j < l->hwaddr_len; j++)
-                        printf("%s%02x", j ? ":" : "", l->hwaddr[j]);
-                printf("\n");
+                        fprintf(f, "%s%02x", j ? ":" : "", l->hwaddr[j]);
+                fprintf(f, "\n");
         }
         for (size_t i = 0; i < in->n_addrs; i++) {
                 const struct vmgr_agent_addr *a = &in->addrs[i];
                 char t[80];
                 addr_text(a, t, sizeof(t));
-                printf("addr %s ipv%u %s scope %u flags 0x%x%s\n", link_name(in, a->ifindex), a->family, t, a->scope,
-                       a->flags, (a->flags & 0x40) ? " tentative" : "");
+                fprintf(f, "addr %s ipv%u %s scope %u flags 0x%x%s\n", link_name(in, a->ifindex), a->family, t,
+                        a->scope, a->flags, (a->flags & 0x40) ? " tentative" : "");
         }
-        fflush(stdout);
+        fflush(f);
 }
 
 /* --- jobs: one EXEC, FILE_PUT or FILE_GET each ---------------------------- */
@@ -234,6 +249,13 @@ static struct vmgr_agent_info last_info;
 static bool have_info;
 static char info_strings[65536];
 static unsigned info_count;
+
+/* logs: what to print and when to stop */
+static bool logs_print;
+static const char *logs_until;
+static bool logs_until_seen;
+static unsigned logs_seen;
+static double logs_last;
 
 static struct job *job_new(int kind) {
         struct job *j = calloc(1, sizeof(*j));
@@ -415,6 +437,32 @@ static void on_data(const struct vmgr_agent_msg *m) {
         }
 }
 
+static const char *log_source_to_string(uint8_t source) {
+        switch (source) {
+        case VMGR_AGENT_LOG_KERNEL:
+                return "kernel";
+        case VMGR_AGENT_LOG_JOURNAL:
+                return "journal";
+        case VMGR_AGENT_LOG_AGENT:
+                return "agent";
+        }
+        return "?";
+}
+
+static void on_log(const struct vmgr_agent_log *l) {
+        for (const char *p = l->text; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        die("LOG text with control character 0x%02x: %s", (unsigned char) *p, l->text);
+        if (!logs_print)
+                return;
+        printf("%s %u %" PRIu64 " %s\n", log_source_to_string(l->source), l->priority, l->realtime_usec, l->text);
+        fflush(stdout);
+        logs_seen++;
+        logs_last = now();
+        if (logs_until && strstr(l->text, logs_until))
+                logs_until_seen = true;
+}
+
 static void handle(const struct vmgr_agent_msg *m) {
         struct job *j;
         int which;
@@ -509,8 +557,9 @@ static void handle(const struct vmgr_agent_msg *m) {
                         j->finished = now();
                 }
                 return;
-        case VMGR_AGENT_PONG:
         case VMGR_AGENT_LOG:
+                return on_log(&m->log);
+        case VMGR_AGENT_PONG:
         default:
                 return;
         }
@@ -606,7 +655,7 @@ static int job_exit_code(const struct job *j) {
 /* --- commands ------------------------------------------------------------- */
 
 static int cmd_hello(void) {
-        print_info(&last_info);
+        print_info(stdout, &last_info);
         return 0;
 }
 
@@ -857,6 +906,69 @@ static int cmd_ping(unsigned n) {
         return 0;
 }
 
+static struct {
+        unsigned count;
+        double idle;
+        const char *info;
+        int end; /* the index of "--", or argc */
+} logs_opts;
+
+/* Parse the logs command's options. Before the handshake: LOGs can come in
+ * the same read as the INFO that completes it, and are printed then. */
+static void logs_parse(int argc, char **argv) {
+        int i;
+
+        for (i = 0; i < argc && !streq(argv[i], "--"); i++) {
+                if (streq(argv[i], "--until") && i + 1 < argc)
+                        logs_until = argv[++i];
+                else if (streq(argv[i], "--count") && i + 1 < argc)
+                        logs_opts.count = (unsigned) strtoul(argv[++i], NULL, 10);
+                else if (streq(argv[i], "--idle") && i + 1 < argc)
+                        logs_opts.idle = atof(argv[++i]) / 1000;
+                else if (streq(argv[i], "--info") && i + 1 < argc)
+                        logs_opts.info = argv[++i];
+                else
+                        die("unknown logs option %s", argv[i]);
+        }
+        logs_opts.end = i;
+        logs_print = true;
+        logs_last = now();
+}
+
+static int cmd_logs(int argc, char **argv) {
+        unsigned count = logs_opts.count;
+        double idle = logs_opts.idle;
+        struct job *j = NULL;
+        int i = logs_opts.end;
+
+        logs_last = now(); /* --idle counts from the session's start */
+        if (logs_opts.info) {
+                /* The session's INFO, as hello prints it. */
+                _cleanup_fclose_ FILE *f = fopen(logs_opts.info, "we");
+                if (!f)
+                        die("cannot create %s: %m", logs_opts.info);
+                print_info(f, &last_info);
+        }
+        if (i + 1 < argc) {
+                j = job_new(JOB_EXEC);
+                j->out_fd = STDERR_FILENO;
+                start_exec(j, argv + i + 1, false, true);
+        }
+        for (;;) {
+                bool job_done = !j || job_finished(j);
+
+                if (j && job_done && job_exit_code(j) != 0)
+                        die("%s failed", argv[i + 1]);
+                if (job_done && logs_until && logs_until_seen)
+                        return 0;
+                if (count > 0 && logs_seen >= count)
+                        return 0;
+                if (job_done && idle > 0 && now() - logs_last >= idle)
+                        return 0;
+                conn_step(50);
+        }
+}
+
 static int cmd_power(bool reboot) {
         struct job *j = job_new(JOB_PUT);
         struct vmgr_agent_msg m = { .type = reboot ? VMGR_AGENT_REBOOT : VMGR_AGENT_SHUTDOWN, .id = j->id };
@@ -902,6 +1014,8 @@ int main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
         deadline = now() + opt_timeout;
 
+        if (streq(cmd, "logs"))
+                logs_parse(argc - i, argv + i);
         handshake();
         if (streq(cmd, "hello"))
                 r = cmd_hello();
@@ -923,6 +1037,8 @@ int main(int argc, char **argv) {
                 r = cmd_garbage();
         else if (streq(cmd, "ping") && i + 1 == argc)
                 r = cmd_ping((unsigned) atoi(argv[i]));
+        else if (streq(cmd, "logs"))
+                r = cmd_logs(argc - i, argv + i);
         else if (streq(cmd, "shutdown") || streq(cmd, "reboot"))
                 r = cmd_power(streq(cmd, "reboot"));
         else

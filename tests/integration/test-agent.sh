@@ -10,7 +10,9 @@
 #   100 MiB through stdout with bounded memory on both sides, and a slow
 #   reader; file put/get of several MiB with equal SHA-256; errors; hang-ups
 #   mid-frame and mid-stream and reconnects; the agent restarting; reboot
-#   and power off through the agent. Prints latency and throughput figures.
+#   and power off through the agent; the guest's kernel log as LOG messages,
+#   not sent twice within a boot, across sessions and agent restarts.
+#   Prints latency and throughput figures.
 
 source "$(dirname "$0")/lib.sh"
 vmgr_require_root
@@ -53,6 +55,11 @@ client() {
 
 console_tail() {
         tail -n 25 "$LOG" 2>/dev/null | sed 's/^/console: /' || true
+}
+
+# grep_or_show EXTENDED-REGEX FILE: whether FILE has a matching line; shows FILE if not.
+grep_or_show() {
+        grep -Eq "$1" "$2" || { cat "$2"; return 1; }
 }
 
 # wait_exit PID SECONDS: true if PID exits within SECONDS (killed otherwise).
@@ -112,8 +119,9 @@ qemu_pid=$!
 # --- HELLO and INFO ---------------------------------------------------------
 
 # The client connects at once and sends HELLO; it waits in the socket until
-# the agent opens the port after boot.
-if client hello >"$T/info" 2>"$T/hello.err"; then
+# the agent opens the port after boot. The first session is the one that
+# gets the kernel's boot lines: it waits for the first of them.
+if client logs --info "$T/info" --until 'Linux version' >"$T/logs.boot" 2>"$T/hello.err"; then
         t_hello=$(($(now_ms) - t0))
         vmgr_ok "HELLO and INFO from the agent ($t_hello ms after QEMU started)"
 else
@@ -140,6 +148,51 @@ check_match "a new IPv6 address comes in an INFO update once DAD is done" "^enp1
 echo "# $out"
 out=$(client wait-addr enp1s0 10.77.0.5/24 -- ip addr add 10.77.0.5/24 dev enp1s0 2>&1) || true
 check_match "a new IPv4 address comes in an INFO update" '^enp1s0 10.77.0.5/24 \([1-9]' "$out"
+
+# --- the guest's log ----------------------------------------------------------
+
+# The kernel's first line (seq 0, stamped 0 µs after boot) as LOG: source
+# kernel, priority 5 (KERN_NOTICE), realtime the guest's boot, which QEMU's
+# RTC puts at about t0 (the guest clock has whole seconds until it syncs).
+line=$(grep -m1 '^kernel [0-7] [0-9]* Linux version ' "$T/logs.boot" || true)
+check_match "the kernel's boot lines arrive as LOG: 'Linux version', source kernel, priority 5" \
+        "^kernel 5 [0-9]+ Linux version $(basename "$KERNEL" | sed 's/^vmlinuz-//') " "$line"
+rt_ms=$(($(awk '{ print $3 }' <<<"${line:-x 0 0}") / 1000))
+check "its realtime is the guest's boot time ($((rt_ms - t0)) ms from QEMU's start, within 10 s)" \
+        test "$rt_ms" -ge $((t0 - 10000)) -a "$rt_ms" -le $((t0 + 10000))
+check "the agent's own lines come too (source agent, priority 6)" \
+        grep_or_show '^agent 6 [0-9]+ starting \(version .*\)$' "$T/logs.boot"
+check "it forwards the kernel log" grep_or_show '^agent 6 [0-9]+ forwarding the kernel log$' "$T/logs.boot"
+
+# A line written by a guest command, in a later session: it comes, and the
+# boot lines the first session got do not come again.
+if client logs --until hello-from-test -- sh -c 'echo hello-from-test >/dev/kmsg' >"$T/logs.2" 2>"$T/logs.err"; then
+        check "a line written to /dev/kmsg in the guest arrives (facility user, level 4)" \
+                grep_or_show '^kernel 4 [0-9]+ hello-from-test$' "$T/logs.2"
+else
+        vmgr_not_ok "a line written to /dev/kmsg in the guest arrives" "$(cat "$T/logs.err")" "$(tail -n 5 "$T/logs.2")"
+fi
+check "a later session does not get the boot lines again" bash -c "! grep -q 'Linux version' '$T/logs.2'"
+out=$(client exec -- cat /run/vmgr-agent/kmsg-seq 2>&1) || true
+check_match "the last kernel record sent is kept in /run/vmgr-agent/kmsg-seq, with the boot id" \
+        "^$(sed -n 's/^boot-id //p' "$T/info") [0-9]{20}\$" "$out"
+
+# A flood while no host reads: the kernel's ring (4096 records in the
+# cloud kernel) overwrites what the agent has not read. The next session
+# gets every line still there and one line saying how many were lost, so
+# that the two add up; the batch that waited for a host when the last one
+# hung up is not swallowed by the next one's connect. Level 7 (<7>): not
+# on the serial console, which would take minutes under TCG.
+client exec -- sh -c 'setsid sh -c "sleep 1; i=0; while [ \$i -lt 6000 ]; do echo \"<7>flood-\$i\" >/dev/kmsg; i=\$((i + 1)); done; echo flood-done >/dev/kmsg" </dev/null >/dev/null 2>&1 &'
+sleep 8
+if client logs --until flood-done >"$T/logs.flood" 2>"$T/logs.err"; then
+        got=$(grep -c '^kernel 7 [0-9]* flood-[0-9]*$' "$T/logs.flood" || true)
+        lost=$(sed -n 's/^agent 4 [0-9]* \([0-9]*\) kernel log records were lost .*/\1/p' "$T/logs.flood" | awk '{ n += $1 } END { print n + 0 }')
+        check "after a flood nobody read, lines received and lines counted lost add up to 6000 ($got + $lost)" \
+                test $((got + lost)) -ge 6000 -a $((got + lost)) -le 6050
+else
+        vmgr_not_ok "after a flood nobody read, the next session gets the rest" "$(cat "$T/logs.err")" "$(tail -n 5 "$T/logs.flood")"
+fi
 
 # --- processes --------------------------------------------------------------
 
@@ -237,6 +290,18 @@ check_eq "50 short sessions back to back all answer" 50 "$ok"
 # new one answers a new session.
 rc=0; client exec -- sh -c 'kill $PPID; sleep 5' >/dev/null 2>&1 || rc=$?
 check "the client notices the agent going away" test "$rc" -ne 0
+# The new agent's first session: it sends what is new in the kernel log,
+# not what the agent before it sent.
+if client --timeout 20 logs --until hello-after-restart -- sh -c 'echo hello-after-restart >/dev/kmsg' \
+        >"$T/logs.3" 2>"$T/logs.err"; then
+        vmgr_ok "a respawned agent answers and forwards a new kernel line"
+else
+        vmgr_not_ok "a respawned agent answers and forwards a new kernel line" "$(cat "$T/logs.err")" "$(console_tail)"
+fi
+check "it continues after the last record the agent before it sent" \
+        grep_or_show '^agent 6 [0-9]+ forwarding the kernel log after record [0-9]+, which an earlier agent sent$' "$T/logs.3"
+check "it does not send that agent's kernel lines again" \
+        bash -c "! grep -Eq '^kernel .*(hello-from-test|Linux version)' '$T/logs.3'"
 check "a respawned agent answers" client --timeout 20 exec -- true
 check "init restarted the agent" grep -q 'vmgr-guest: /usr/bin/vmgr-agent exited with status' "$LOG"
 
@@ -273,13 +338,14 @@ check "REBOOT is answered" client reboot
 t1=$(now_ms)
 # Until the old agent is gone it would answer a new HELLO itself.
 wait_boots 3
-if client hello >"$T/info2" 2>"$T/hello2.err"; then
+if client logs --info "$T/info2" --until 'Linux version' >"$T/logs.4" 2>"$T/hello2.err"; then
         vmgr_ok "after the reboot the new agent answers ($(($(now_ms) - t1)) ms)"
 else
         vmgr_not_ok "after the reboot the new agent answers" "$(cat "$T/hello2.err")" "$(console_tail)"
 fi
 boot2=$(sed -n 's/^boot-id //p' "$T/info2")
 check "the boot id changed" test -n "$boot2" -a "$boot1" != "$boot2"
+check "a new boot's kernel log is sent from its start" grep -q '^kernel 5 [0-9]* Linux version ' "$T/logs.4"
 
 check "SHUTDOWN is answered" client shutdown
 t1=$(now_ms)
