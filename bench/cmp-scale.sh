@@ -316,9 +316,9 @@ every round a leak check must find nothing (below). The first round (the
 smallest N) is a warm-up and is not counted.
 
 $(if [ "$BENCH_SMOKE" = 0 ]; then
-        echo "Rounds per N differ: a round of N = 16 boots 32 TCG guests on $cores cores"
-        echo "and takes minutes, so N ≥ 8 gets $BENCH_MIN_RUNS rounds (the minimum), smaller N up"
-        echo "to 20, keeping the whole \`tools/bench\` within about 45 minutes."
+        echo "Every N gets $BENCH_MIN_RUNS rounds, the minimum: a round of N = 16 boots 32 TCG"
+        echo "guests on $cores cores and takes over a minute, and the whole \`tools/bench\`"
+        echo "is to stay within about 45 minutes."
 fi)
 ${SC_SKIPPED:+Not measured for lack of memory: $SC_SKIPPED.
 }
@@ -328,9 +328,9 @@ $rows
 Times are medians over the rounds but for p90 and max. CreateGroup returns
 once the group's QEMUs run; vmgrd makes at most four libvirt calls at once
 (its worker threads), so with many groups the last QEMUs start late, while
-the first guests already boot. "Guests' CPU" is the user + system time of every QEMU, read when the last
-group is ready; divided by the $cores cores it is the shortest wall time the
-guests' own work allows. "Other CPU" is every other process's busy time on
+the first guests already boot. "Guests' CPU" is the user + system time of
+every QEMU, read when the last group is ready; divided by the $cores cores it
+is the shortest wall time the guests' own work allows. "Other CPU" is every other process's busy time on
 the machine over the same span (\`/proc/stat\`, minus the QEMUs): vmgrd,
 libvirtd, dnsmasq, and whatever else ran on the shared machine.
 
