@@ -9,9 +9,9 @@
 # benchmark's namespaces.
 
 BENCH_COMPARISONS+=(exec)
-BENCH_ORDER[exec]=3
+BENCH_ORDER["exec"]=3
 
-EX_GROUP=exec
+EX_GROUP='exec'
 EX_VM=a
 EX_SPEC='{"vms":[{"name":"a"}]}'
 # The agent-alone contender's raw QEMU (bench/raw-qemu.sh).

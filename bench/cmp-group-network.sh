@@ -6,7 +6,7 @@
 # (see "Comparisons" in tools/bench) inside the benchmark's namespaces.
 
 BENCH_COMPARISONS+=(group-network)
-BENCH_ORDER[group-network]=1
+BENCH_ORDER["group-network"]=1
 
 # The group every contender builds: the baselines use vmgr's derived names
 # and addresses for it, so the kernel does the same work for all of them.

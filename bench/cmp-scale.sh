@@ -14,7 +14,7 @@
 # BENCH_SCALE_N="1 4" (environment) measures other N than the default.
 
 BENCH_COMPARISONS+=(scale)
-BENCH_ORDER[scale]=4
+BENCH_ORDER["scale"]=4
 
 SC_PREFIX=scale
 # Each group's two VMs: the default guest's kernel and initramfs with its
@@ -134,7 +134,7 @@ bench_scale_setup() {
 # command line as the QEMU PID (of a default VM named "a") has them.
 sc_make_spec() {
         local -a a
-        local i kernel= initrd= cmdline= vm vms=""
+        local i kernel="" initrd="" cmdline="" vm vms=""
         mapfile -d '' -t a <"/proc/$1/cmdline"
         for ((i = 0; i < ${#a[@]} - 1; i++)); do
                 case "${a[i]}" in
@@ -250,8 +250,8 @@ sc_s() {
 
 # sc_p90_s KEY: the p90 in seconds, one decimal.
 sc_p90_s() {
-        local med p90 _
-        read -r med p90 _ < <(bench_stats "$1")
+        local p90 _
+        read -r _ p90 _ < <(bench_stats "$1")
         awk -v v="$p90" 'BEGIN { printf "%.1f", v / 1000 }'
 }
 

@@ -9,7 +9,7 @@
 # "Comparisons" in tools/bench) inside the benchmark's namespaces.
 
 BENCH_COMPARISONS+=(vm-ready)
-BENCH_ORDER[vm-ready]=2
+BENCH_ORDER["vm-ready"]=2
 
 # vmgr's group (made and deleted every round) and its one VM.
 VR_GROUP=vmready
