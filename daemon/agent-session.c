@@ -190,6 +190,15 @@ static void grant(AgentJob *j, AgentStream *st, size_t consumed) {
         }
 }
 
+/* The reader of a sink went away (EPIPE). As in a local pipeline, the
+ * process writing to it gets SIGPIPE (`vmgrctl exec VM -- yes | head`
+ * ends); one that ignores it writes on, and what it writes is dropped. */
+static void sink_broke(AgentJob *j, AgentStream *st) {
+        st->broken = true;
+        if (j->kind == AGENT_JOB_EXEC)
+                (void) agent_job_kill(j, SIGPIPE);
+}
+
 /* Write a sink's pending bytes to its fd; credit back what went. */
 static void sink_flush(AgentJob *j, AgentStream *st) {
         size_t done = 0;
@@ -201,7 +210,7 @@ static void sink_flush(AgentJob *j, AgentStream *st) {
                                 continue;
                         if (errno == EAGAIN)
                                 break;
-                        st->broken = true; /* EPIPE: nobody reads; drop from here on */
+                        sink_broke(j, st); /* EPIPE: nobody reads; drop from here on */
                         break;
                 }
                 done += (size_t) n;

@@ -6,6 +6,7 @@
  */
 
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +205,11 @@ int main(int argc, char *argv[]) {
 
         log_setup();
         umask(0022);
+        /* A reader that goes away (an Exec caller's pipe, a FollowLogs
+         * follower) is an EPIPE to handle, not a reason to die. Children
+         * get every signal back to its default before exec
+         * (child_prepare_exec(), spawn.c). */
+        (void) signal(SIGPIPE, SIG_IGN);
 
         r = manager_new(&m);
         if (r < 0) {
