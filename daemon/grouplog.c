@@ -54,10 +54,11 @@ struct GroupLog {
 struct ConsoleFollower {
         GroupLog *log;
         sd_event *event;
-        sd_event_source *more;          /* defer: the last read stopped before the end */
         char *vm;
-        int fd;
-        sd_event_source *inotify;
+        int fd;                         /* the console file */
+        int inotify_fd;
+        sd_event_source *inotify;       /* off while a read is scheduled */
+        sd_event_source *timer;         /* the scheduled read */
         struct vmgr_line_splitter split;
 };
 
@@ -341,17 +342,20 @@ const char *group_log_path(const GroupLog *l) {
 
 /* --- consoles ------------------------------------------------------------------------- */
 
+/* QEMU writes a serial console one byte at a time, and every write is an
+ * inotify event: a change schedules one read this much later, and the
+ * events in between cost no wake-up (the watch is off until then). */
+#define CONSOLE_COALESCE_USEC (50ULL * 1000ULL)
+
 static void console_line(const char *line, size_t len, void *userdata) {
         ConsoleFollower *c = userdata;
 
         group_log_append(c->log, c->vm, GROUP_LOG_CONSOLE, line, len);
 }
 
-static int on_console_more(sd_event_source *s, void *userdata);
-
-/* Read what was appended; with bounded, at most CONSOLE_READ_MAX and the
- * rest on the next turn of the loop. */
-static void console_read(ConsoleFollower *c, bool bounded) {
+/* Read what was appended; with bounded, at most CONSOLE_READ_MAX. Returns
+ * true if it stopped before the end of the file. */
+static bool console_read(ConsoleFollower *c, bool bounded) {
         char buf[16384];
         size_t total = 0;
         struct stat st;
@@ -366,25 +370,37 @@ static void console_read(ConsoleFollower *c, bool bounded) {
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
-                        return;
+                        return false;
                 vmgr_line_feed(&c->split, buf, (size_t) n, console_line, c);
                 total += (size_t) n;
         }
-        /* There may be more: come back on the next turn of the loop. */
-        if (!c->more)
-                (void) sd_event_add_defer(c->event, &c->more, on_console_more, c);
+        return true;
 }
 
-static int on_console_more(sd_event_source *s, void *userdata) {
+static void console_schedule(ConsoleFollower *c, uint64_t delay_usec) {
+        (void) sd_event_source_set_enabled(c->inotify, SD_EVENT_OFF);
+        (void) sd_event_source_set_time_relative(c->timer, delay_usec);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+}
+
+static int on_console_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ConsoleFollower *c = userdata;
 
-        c->more = sd_event_source_disable_unref(c->more);
-        console_read(c, true);
+        if (console_read(c, true))
+                console_schedule(c, 0); /* more is there: the next turn of the loop */
+        else
+                (void) sd_event_source_set_enabled(c->inotify, SD_EVENT_ON);
         return 0;
 }
 
-static int on_console_changed(sd_event_source *s, const struct inotify_event *event, void *userdata) {
-        console_read(userdata, true);
+static int on_console_inotify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        ConsoleFollower *c = userdata;
+        char buf[4096];
+
+        /* What the events say does not matter, only that there were some. */
+        while (read(fd, buf, sizeof(buf)) > 0)
+                ;
+        console_schedule(c, CONSOLE_COALESCE_USEC);
         return 0;
 }
 
@@ -397,6 +413,7 @@ int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const cha
                 return -ENOMEM;
         c->log = l;
         c->event = sd_event_ref(event);
+        c->inotify_fd = -EBADF;
         c->vm = strdup(vm);
         c->fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (!c->vm || c->fd < 0) {
@@ -404,32 +421,42 @@ int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const cha
                 console_follower_free(c);
                 return r;
         }
-        r = sd_event_add_inotify(event, &c->inotify, path, IN_MODIFY, on_console_changed, c);
+        c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (c->inotify_fd < 0 || inotify_add_watch(c->inotify_fd, path, IN_MODIFY) < 0) {
+                r = -errno;
+                console_follower_free(c);
+                return r;
+        }
+        r = sd_event_add_io(event, &c->inotify, c->inotify_fd, EPOLLIN, on_console_inotify, c);
+        if (r >= 0)
+                r = sd_event_add_time_relative(event, &c->timer, CLOCK_MONOTONIC, 0, 0, on_console_timer, c);
         if (r < 0) {
                 console_follower_free(c);
                 return r;
         }
-        console_read(c, true);
+        /* What is there already, on the next turn of the loop. */
+        console_schedule(c, 0);
         *ret = c;
         return 0;
 }
 
 void console_follower_sync(ConsoleFollower *c) {
         if (c)
-                console_read(c, false);
+                (void) console_read(c, false);
 }
 
 ConsoleFollower *console_follower_free(ConsoleFollower *c) {
         if (!c)
                 return NULL;
         if (c->fd >= 0 && c->log) {
-                console_read(c, false);
+                (void) console_read(c, false);
                 vmgr_line_flush(&c->split, console_line, c);
         }
-        sd_event_source_disable_unref(c->more);
+        sd_event_source_disable_unref(c->timer);
         sd_event_source_disable_unref(c->inotify);
-        sd_event_unref(c->event);
+        safe_close(c->inotify_fd);
         safe_close(c->fd);
+        sd_event_unref(c->event);
         free(c->vm);
         free(c);
         return NULL;
