@@ -78,7 +78,7 @@ enum vmgr_agent_type {
         VMGR_AGENT_REBOOT = 14,   /* host: reboot the guest; id = request */
         VMGR_AGENT_PING = 15,     /* both: id and payload come back in a PONG */
         VMGR_AGENT_PONG = 16,
-        VMGR_AGENT_LOG = 17,      /* agent: a guest log line (reserved, not sent yet) */
+        VMGR_AGENT_LOG = 17,      /* agent: a line of the guest's log (kernel, journal, agent) */
         _VMGR_AGENT_TYPE_MAX,
 };
 
