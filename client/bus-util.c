@@ -305,44 +305,70 @@ static bool type_is_json_basic(char t) {
         return t && strchr("sogbynqiuxtd", t);
 }
 
-/* Reads the variant the message points at as JSON. Returns 1 and the value,
- * 0 if its type has no JSON form here (the variant is skipped), or -errno. */
-static int read_variant_json(sd_bus_message *m, struct json_object **ret) {
+/* Reads the value the message points at (of any type but a file
+ * descriptor) as JSON: a dictionary (a{..}) as an object with its keys as
+ * text, other arrays and structs as arrays, a variant as what it holds.
+ * Returns 0, or -EOPNOTSUPP for a type with no JSON form, or -errno. */
+static int read_value_json(sd_bus_message *m, struct json_object **ret) {
         _cleanup_json_ struct json_object *j = NULL;
         const char *contents;
         char type;
         int r;
 
-        r = sd_bus_message_peek_type(m, NULL, &contents);
+        r = sd_bus_message_peek_type(m, &type, &contents);
         if (r < 0)
                 return r;
+        if (r == 0)
+                return -EBADMSG;
+        if (type_is_json_basic(type))
+                return read_basic_json(m, type, ret);
+        if (type != SD_BUS_TYPE_ARRAY && type != SD_BUS_TYPE_STRUCT && type != SD_BUS_TYPE_VARIANT)
+                return -EOPNOTSUPP;
 
-        if (type_is_json_basic(contents[0]) && contents[1] == 0) {
-                r = sd_bus_message_enter_container(m, 'v', contents);
+        r = sd_bus_message_enter_container(m, type, contents);
+        if (r < 0)
+                return r;
+        if (type == SD_BUS_TYPE_VARIANT) {
+                r = read_value_json(m, &j);
                 if (r < 0)
                         return r;
-                r = read_basic_json(m, contents[0], &j);
+        } else if (type == SD_BUS_TYPE_ARRAY && contents[0] == SD_BUS_TYPE_DICT_ENTRY_BEGIN) {
+                /* "{st}": the entry's contents are "st". */
+                _cleanup_free_ char *entry = strndup(contents + 1, strlen(contents) - 2);
+
+                j = json_object_new_object();
+                if (!j || !entry)
+                        return -ENOMEM;
+                while ((r = sd_bus_message_enter_container(m, SD_BUS_TYPE_DICT_ENTRY, entry)) > 0) {
+                        _cleanup_json_ struct json_object *key = NULL, *value = NULL;
+
+                        r = read_value_json(m, &key);
+                        if (r < 0)
+                                return r;
+                        r = read_value_json(m, &value);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_message_exit_container(m);
+                        if (r < 0)
+                                return r;
+                        if (json_object_object_add(j, json_object_get_string(key), TAKE_PTR(value)) < 0)
+                                return -ENOMEM;
+                }
                 if (r < 0)
                         return r;
-        } else if (contents[0] == 'a' && type_is_json_basic(contents[1]) && contents[2] == 0) {
-                r = sd_bus_message_enter_container(m, 'v', contents);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_enter_container(m, 'a', contents + 1);
-                if (r < 0)
-                        return r;
+        } else {
                 j = json_object_new_array();
                 if (!j)
                         return -ENOMEM;
                 for (;;) {
                         struct json_object *item;
 
-                        r = sd_bus_message_peek_type(m, &type, NULL);
+                        r = sd_bus_message_at_end(m, false);
                         if (r < 0)
                                 return r;
-                        if (r == 0)
+                        if (r > 0)
                                 break;
-                        r = read_basic_json(m, type, &item);
+                        r = read_value_json(m, &item);
                         if (r < 0)
                                 return r;
                         if (json_object_array_add(j, item) < 0) {
@@ -350,19 +376,33 @@ static int read_variant_json(sd_bus_message *m, struct json_object **ret) {
                                 return -ENOMEM;
                         }
                 }
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-        } else {
-                r = sd_bus_message_skip(m, "v");
-                return r < 0 ? r : 0;
         }
-
         r = sd_bus_message_exit_container(m);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(j);
-        return 1;
+        return 0;
+}
+
+/* Reads the variant the message points at as JSON. Returns 1 and the value,
+ * 0 if its type has no JSON form here (the variant is skipped), or -errno. */
+static int read_variant_json(sd_bus_message *m, struct json_object **ret) {
+        const char *contents;
+        int r;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+        if (strchr(contents, SD_BUS_TYPE_UNIX_FD)) {
+                r = sd_bus_message_skip(m, "v");
+                return r < 0 ? r : 0;
+        }
+        r = read_value_json(m, ret);
+        if (r == -EOPNOTSUPP) {
+                r = sd_bus_message_skip(m, "v");
+                return r < 0 ? r : 0;
+        }
+        return r < 0 ? r : 1;
 }
 
 int bus_message_read_properties(sd_bus_message *m, struct json_object **ret) {

@@ -33,8 +33,8 @@ static void scalar_text(FILE *f, struct json_object *value) {
                 fwrite(json_object_get_string(value), 1, (size_t) json_object_get_string_len(value), f);
                 break;
         default:
-                /* Numbers print in decimal; nested containers do not occur in
-                 * vmgr's properties, and their JSON text is at least readable. */
+                /* Numbers print in decimal; nested containers (Timings,
+                 * ServedFiles) as compact JSON, which --json shows in full. */
                 fputs(json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), f);
                 break;
         }

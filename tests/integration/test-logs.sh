@@ -92,6 +92,9 @@ check_match "show --timings: the group's stages" "network_created +dnsmasq_ready
 check_match "show --timings: a row for g with numbers" $'\ng +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+' "$timings"
 check_match "show --timings: a row for a, ready" $'\na +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +- +[0-9.]+' "$timings"
 check_match "show --timings --json" '"vms":' "$(vmgrctl_as_user --json group show g --timings)"
+check_match "vm show has the VM's Timings" 'Timings: +\{"qemu_started":[0-9]+' "$(vmgrctl_as_user vm show g a)"
+check_match "group show --json has the group's Timings as an object" '"Timings":\{"network_created":[0-9]+' \
+        "$(vmgrctl_as_user --json group show g)"
 check_match "Group.Timings" '"network_created"' \
         "$(busctl_as_user --json=short get-property org.vmgr1 "$g" org.vmgr1.Group Timings)"
 
