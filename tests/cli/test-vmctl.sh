@@ -216,9 +216,9 @@ rc=0
 [ "$rc" -eq 4 ] || fail "group create --vm without a bus: exit status $rc, expected 4 ($(cat "$err_file"))"
 
 checks=$((checks + 1))
-"$vmgrctl" --help | grep -q '^  vm add GROUP NAME\[:OPTS\]' || fail "--help does not describe vm add"
+grep -q '^  vm add GROUP NAME\[:OPTS\]' <<<"$("$vmgrctl" --help)" || fail "--help does not describe vm add"
 checks=$((checks + 1))
-! "$vmgrctl" --help | grep -q -- '--print-spec' || fail "--help shows the hidden --print-spec"
+! grep -q -- '--print-spec' <<<"$("$vmgrctl" --help)" || fail "--help shows the hidden --print-spec"
 
 if [ "$failures" -gt 0 ]; then
         echo "$failures of $checks checks failed" >&2
