@@ -482,7 +482,9 @@ vmgr_leftovers() {
 # than DAD before it solicits.
 vmgr_peer_create() {
         local bridge=$1 n=${#VMGR_PEER_NS[@]}
-        VMGR_PEER=vmgrpeer-$BASHPID-$n
+        # Unique across concurrent tests: /run/netns is shared, and every
+        # test is PID 1 of its own PID namespace.
+        VMGR_PEER=vmgrpeer-${VMGR_TMP##*.}-$n
         VMGR_PEER_IF=vp$n
         ip netns add "$VMGR_PEER"
         VMGR_PEER_NS+=("$VMGR_PEER")
