@@ -39,6 +39,21 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
         return 0;
 }
 
+int bus_append_timings(sd_bus_message *reply, const uint64_t *timings, unsigned n, const char *(*name)(unsigned)) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "{st}");
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n; i++)
+                if (timings[i] != UINT64_MAX) {
+                        r = sd_bus_message_append(reply, "{st}", name(i), timings[i]);
+                        if (r < 0)
+                                return r;
+                }
+        return sd_bus_message_close_container(reply);
+}
+
 char **strv_free(char **l) {
         if (l)
                 for (char **p = l; *p; p++)

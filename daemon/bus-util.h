@@ -12,6 +12,10 @@ int bus_emit_changed_va(sd_bus *bus, const char *path, const char *interface, co
  * policy allows. Returns 0, or a negative code with error set. */
 int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
 
+/* Append stage timings as a{st}: name(i) and timings[i] for each of the n
+ * stages that completed (timings[i] != UINT64_MAX). Returns 0 or -errno. */
+int bus_append_timings(sd_bus_message *reply, const uint64_t *timings, unsigned n, const char *(*name)(unsigned));
+
 /* A growing NULL-terminated string list for node enumerators, which hand
  * sd-bus a malloc'd strv. strv_push_dup() copies s in; on failure the list
  * is freed and -ENOMEM returned (then *l is NULL). */

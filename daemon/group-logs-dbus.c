@@ -19,22 +19,15 @@
 #include "log.h"
 #include "vm.h"
 
+static const char *group_stage_name(unsigned s) {
+        return group_stage_to_string((GroupStage) s);
+}
+
 int group_property_get_timings(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Group *g = userdata;
-        int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "{st}");
-        if (r < 0)
-                return r;
-        for (GroupStage s = 0; s < _GROUP_STAGE_MAX; s++) {
-                if (g->timings[s] == GROUP_STAGE_NOT_YET)
-                        continue;
-                r = sd_bus_message_append(reply, "{st}", group_stage_to_string(s), g->timings[s]);
-                if (r < 0)
-                        return r;
-        }
-        return sd_bus_message_close_container(reply);
+        return bus_append_timings(reply, g->timings, _GROUP_STAGE_MAX, group_stage_name);
 }
 
 /* FollowLogs' options, read from an a{sv}. */

@@ -15,21 +15,15 @@
 #include "vm-agent-dbus.h"
 #include "vm.h"
 
+static const char *vm_stage_name(unsigned s) {
+        return vm_stage_to_string((VMStage) s);
+}
+
 int vm_property_get_timings(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         VM *vm = userdata;
-        int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "{st}");
-        if (r < 0)
-                return r;
-        for (VMStage s = 0; s < _VM_STAGE_MAX; s++)
-                if (vm->timings[s] != VM_STAGE_NOT_YET) {
-                        r = sd_bus_message_append(reply, "{st}", vm_stage_to_string(s), vm->timings[s]);
-                        if (r < 0)
-                                return r;
-                }
-        return sd_bus_message_close_container(reply);
+        return bus_append_timings(reply, vm->timings, _VM_STAGE_MAX, vm_stage_name);
 }
 
 int vm_method_wait_ready(sd_bus_message *m, void *userdata, sd_bus_error *error) {
