@@ -121,7 +121,7 @@ bench_group_network_setup() {
         bench_vmgrd_start
         GN_RSS_START=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
 
-        eval "$("$BENCH_CLIENT" addrs "$GN_GROUP" vm0)"
+        eval "$("$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" addrs "$GN_GROUP" vm0)"
         export BENCH_BRIDGE=$bridge BENCH_PREFIX6=$prefix6 BENCH_GATEWAY6=$gateway6
         export BENCH_MANAGEMENT6=$management6 BENCH_LOGS6=$logs6 BENCH_FILES6=$files6
         export BENCH_GATEWAY4=$gateway4 BENCH_DHCP4_FIRST=$dhcp4_first BENCH_DHCP4_LAST=$dhcp4_last
@@ -130,7 +130,7 @@ bench_group_network_setup() {
         export BENCH_NAP_FIFO=$VMGR_TMP/nap.fifo
         mkdir -p "$BENCH_RUN_DIR"
         mkfifo "$BENCH_NAP_FIFO"
-        "$BENCH_CLIENT" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
+        "$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
 
         gn_libvirt_start
 }
