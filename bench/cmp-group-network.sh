@@ -244,7 +244,7 @@ delay, \`accept_ra=0\`), its IPv6 /64 gateway and IPv4 /24 gateway, three
 /128 service addresses on \`lo\`, the /64 route with the management address
 as source, and a dnsmasq sending router advertisements and serving DHCPv4,
 counted as ready when its pid file exists (as vmgrd counts it). Every
-contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\`),
+contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\` for uid $(id -u "$VMGR_USER")),
 inside network namespaces the benchmark made: vmgr, the scripts and the
 floor in one, libvirt in one of its own. One round runs each contender
 once, in the order of the table; the first round is a warm-up and is not
