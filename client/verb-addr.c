@@ -123,7 +123,7 @@ static int addr_uid(const struct ctl_options *o, unsigned *ret) {
 int verb_addr(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_json_ struct json_object *out = NULL;
         const char *group = args[0], *vm = n_args > 1 ? args[1] : NULL, *reason;
-        unsigned uid;
+        unsigned uid = 0;
         int r;
 
         r = addr_uid(o, &uid);
