@@ -32,7 +32,7 @@ B_STATUS=
 # the command sets in them (a started vmgrd's pid) is kept for B.
 as_b() {
         local VMGR_TMP=$B_TMP VMGR_USER=$USER_B VMGRD_PID=$B_VMGRD_PID VMGR_BUS_PID=$B_BUS_PID
-        local VMGRD_STATUS= DBUS_SESSION_BUS_ADDRESS=${DBUS_SESSION_BUS_ADDRESS:-} rc=0
+        local VMGRD_STATUS='' DBUS_SESSION_BUS_ADDRESS=${DBUS_SESSION_BUS_ADDRESS:-} rc=0
         "$@" || rc=$?
         B_VMGRD_PID=$VMGRD_PID
         B_BUS_PID=$VMGR_BUS_PID
