@@ -121,7 +121,7 @@ bench_group_network_setup() {
         bench_vmgrd_start
         GN_RSS_START=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
 
-        eval "$("$BENCH_CLIENT" addrs "$GN_GROUP" vm0)"
+        eval "$("$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" addrs "$GN_GROUP" vm0)"
         export BENCH_BRIDGE=$bridge BENCH_PREFIX6=$prefix6 BENCH_GATEWAY6=$gateway6
         export BENCH_MANAGEMENT6=$management6 BENCH_LOGS6=$logs6 BENCH_FILES6=$files6
         export BENCH_GATEWAY4=$gateway4 BENCH_DHCP4_FIRST=$dhcp4_first BENCH_DHCP4_LAST=$dhcp4_last
@@ -130,7 +130,7 @@ bench_group_network_setup() {
         export BENCH_NAP_FIFO=$VMGR_TMP/nap.fifo
         mkdir -p "$BENCH_RUN_DIR"
         mkfifo "$BENCH_NAP_FIFO"
-        "$BENCH_CLIENT" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
+        "$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
 
         gn_libvirt_start
 }
@@ -244,7 +244,7 @@ delay, \`accept_ra=0\`), its IPv6 /64 gateway and IPv4 /24 gateway, three
 /128 service addresses on \`lo\`, the /64 route with the management address
 as source, and a dnsmasq sending router advertisements and serving DHCPv4,
 counted as ready when its pid file exists (as vmgrd counts it). Every
-contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\`),
+contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\` for uid $(id -u "$VMGR_USER")),
 inside network namespaces the benchmark made: vmgr, the scripts and the
 floor in one, libvirt in one of its own. One round runs each contender
 once, in the order of the table; the first round is a warm-up and is not

@@ -78,13 +78,14 @@ raw_qemu_prepare() {
         RAW_QEMU_ACCEL=$(raw_qemu_arg "$argv_file" -accel)
         BENCH_ACCEL="$RAW_QEMU_ACCEL (every VM below: QEMU's \`-accel $RAW_QEMU_ACCEL\`, as vmgrd chose it)"
 
-        eval "$("$BENCH_CLIENT" addrs "$group" "$vm")"
+        eval "$("$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" addrs "$group" "$vm")"
         RAW_QEMU_BRIDGE=$bridge RAW_QEMU_PREFIX6=$prefix6 RAW_QEMU_GATEWAY6=$gateway6
         RAW_QEMU_MANAGEMENT6=$management6 RAW_QEMU_LOGS6=$logs6 RAW_QEMU_FILES6=$files6
         RAW_QEMU_GATEWAY4=$gateway4 RAW_QEMU_TAP=$tap_0 RAW_QEMU_TAP4=$tap4_0
         RAW_QEMU_IPV6=$ipv6_0
         mkfifo "$RAW_QEMU_DIR/nap.fifo"
-        "$BENCH_CLIENT" dnsmasq-argv "$group" "$RAW_QEMU_DIR/dnsmasq" >"$RAW_QEMU_DIR/dnsmasq.argv"
+        "$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" dnsmasq-argv "$group" "$RAW_QEMU_DIR/dnsmasq" \
+                >"$RAW_QEMU_DIR/dnsmasq.argv"
         raw_qemu_network up
 
         # The devices of vmgr's domain (lib/domain-xml.c) as libvirt hands

@@ -669,14 +669,14 @@ static int agent_run(const char *socket, char **argv, unsigned count, unsigned i
         return 0;
 }
 
-/* Print the group's derived names and addresses (and those of each VM given)
- * as shell assignments. Returns 0 or -EINVAL for an invalid name. */
-static int addrs_print(const char *group, char **vms, int n_vms) {
+/* Print the derived names and addresses of uid's group (and those of each VM
+ * given) as shell assignments. Returns 0 or -EINVAL for an invalid name. */
+static int addrs_print(unsigned uid, const char *group, char **vms, int n_vms) {
         struct vmgr_group_addrs g;
         char buf[INET6_ADDRSTRLEN + 8];
         int r;
 
-        r = vmgr_group_addrs_derive(group, &g);
+        r = vmgr_group_addrs_derive(uid, group, &g);
         if (r < 0)
                 return r;
         printf("bridge=%s\n", g.bridge);
@@ -693,7 +693,7 @@ static int addrs_print(const char *group, char **vms, int n_vms) {
         for (int i = 0; i < n_vms; i++) {
                 struct vmgr_vm_addrs v;
 
-                r = vmgr_vm_addrs_derive(group, vms[i], &v);
+                r = vmgr_vm_addrs_derive(uid, group, vms[i], &v);
                 if (r < 0)
                         return r;
                 char mac[VMGR_MAC_STRLEN];
@@ -705,13 +705,13 @@ static int addrs_print(const char *group, char **vms, int n_vms) {
         return 0;
 }
 
-/* Print the argv vmgrd's helper starts the group's dnsmasq with, one
+/* Print the argv vmgrd's helper starts the dnsmasq of uid's group with, one
  * argument per line. Returns 0 or -errno. */
-static int dnsmasq_argv_print(const char *group, const char *dir) {
+static int dnsmasq_argv_print(unsigned uid, const char *group, const char *dir) {
         char *argv[DNSMASQ_ARGV_MAX], storage[4096];
         int n;
 
-        n = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
+        n = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
         if (n < 0)
                 return n;
         for (int i = 0; i < n; i++)
@@ -727,8 +727,8 @@ static void help(void) {
                "       vmgr-bench agent-run [--runs N] [--inflight K] SOCKET [--] ARGV...\n"
                "       vmgr-bench raw-boot --socket PATH --ipv6 ADDR [--console FILE] [--pid-file FILE]\n"
                "                           -- QEMU-ARGV...\n"
-               "       vmgr-bench addrs GROUP [VM...]\n"
-               "       vmgr-bench dnsmasq-argv GROUP DIR\n\n"
+               "       vmgr-bench [--uid N] addrs GROUP [VM...]\n"
+               "       vmgr-bench [--uid N] dnsmasq-argv GROUP DIR\n\n"
                "cycle         CreateGroup + DeleteGroup of network-only group GROUP, N times (default 1),\n"
                "              on one bus connection; prints 'create MS' and 'delete MS' per cycle\n"
                "batch         send N CreateGroup (with --spec) or DeleteGroup calls for PREFIX-0 ...\n"
@@ -743,8 +743,9 @@ static void help(void) {
                "              (the agent's first message), 'hello' (session up), 'ready' (INFO shows ADDR\n"
                "              done with DAD), 'guest_uptime'; then SIGTERM ('exit'), or with --pid-file\n"
                "              leave it running\n"
-               "addrs         the derived names and addresses as shell assignments\n"
-               "dnsmasq-argv  the argv vmgrd runs the group's dnsmasq with, one per line\n\n"
+               "addrs         the derived names and addresses as shell assignments, of the group of\n"
+               "              uid N (default: ours)\n"
+               "dnsmasq-argv  the argv vmgrd runs the group's dnsmasq with, one per line (--uid as addrs)\n\n"
                "Talks to vmgrd on the bus in DBUS_SESSION_BUS_ADDRESS. Times are CLOCK_MONOTONIC\n"
                "around each call, in milliseconds.\n");
 }
@@ -769,6 +770,7 @@ int main(int argc, char *argv[]) {
                 OPT_CONSOLE,
                 OPT_PID_FILE,
                 OPT_IPV6,
+                OPT_UID,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -780,12 +782,15 @@ int main(int argc, char *argv[]) {
                 { "console", required_argument, NULL, OPT_CONSOLE },
                 { "pid-file", required_argument, NULL, OPT_PID_FILE },
                 { "ipv6", required_argument, NULL, OPT_IPV6 },
+                { "uid", required_argument, NULL, OPT_UID },
                 {},
         };
         unsigned runs = 1, count = 0, inflight = 1;
         const char *verb, *spec = NULL, *socket = NULL, *console = NULL, *pid_file = NULL;
         struct in6_addr ipv6;
         bool have_ipv6 = false;
+        /* Whose group addrs and dnsmasq-argv derive: the uid vmgrd runs as. */
+        unsigned uid = (unsigned) getuid();
         char **pos;
         int c, npos, r;
 
@@ -833,6 +838,19 @@ int main(int argc, char *argv[]) {
                         }
                         have_ipv6 = true;
                         break;
+                case OPT_UID: {
+                        char *end;
+                        unsigned long u;
+
+                        errno = 0;
+                        u = strtoul(optarg, &end, 10);
+                        if (errno != 0 || end == optarg || *end || *optarg == '-' || u > UINT32_MAX) {
+                                fprintf(stderr, "vmgr-bench: --uid takes a number\n");
+                                return 2;
+                        }
+                        uid = (unsigned) u;
+                        break;
+                }
                 default:
                         return 2;
                 }
@@ -863,11 +881,11 @@ int main(int argc, char *argv[]) {
         else if (streq(verb, "raw-boot") && npos >= 2 && socket && have_ipv6)
                 r = raw_boot(socket, console, &ipv6, pid_file, pos + 1);
         else if (streq(verb, "addrs") && npos >= 2) {
-                r = addrs_print(pos[1], pos + 2, npos - 2);
+                r = addrs_print(uid, pos[1], pos + 2, npos - 2);
                 if (r < 0)
                         fprintf(stderr, "vmgr-bench: invalid group or VM name\n");
         } else if (streq(verb, "dnsmasq-argv") && npos == 3) {
-                r = dnsmasq_argv_print(pos[1], pos[2]);
+                r = dnsmasq_argv_print(uid, pos[1], pos[2]);
                 if (r < 0)
                         fprintf(stderr, "vmgr-bench: cannot build the dnsmasq argv: %s\n", strerror(-r));
         } else {

@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-/* vmgrctl addr GROUP [VM]: every name and address is a pure function of the
- * names (lib/addressing.h), so this works offline, before a group exists and
- * without vmgrd. Keys match the Group properties of "group show". */
+/* vmgrctl addr GROUP [VM] [--uid N | --user NAME]: every name and address is
+ * a pure function of the owner's uid and the names (lib/addressing.h), so this
+ * works offline, before a group exists and without vmgrd. Keys match the
+ * Group properties of "group show", plus UID: whose group it is. */
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "addressing.h"
 #include "macro.h"
@@ -36,8 +40,20 @@ static int add_in4(struct json_object *o, const char *key, const struct in_addr 
         return add_string(o, key, inet_ntop(AF_INET, a, s, sizeof(s)));
 }
 
+/* Adds key: number to an object. Returns 0, or -ENOMEM. */
+static int add_uint(struct json_object *o, const char *key, unsigned value) {
+        struct json_object *v = json_object_new_int64(value);
+
+        if (!v || json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 /* Fills o with a group's derived names and addresses. Returns 0, or -ENOMEM. */
-static int group_addrs_json(struct json_object *o, const char *group, const struct vmgr_group_addrs *a) {
+static int group_addrs_json(struct json_object *o, unsigned uid, const char *group,
+                            const struct vmgr_group_addrs *a) {
         char prefix6[INET6_ADDRSTRLEN + 4], subnet4[INET_ADDRSTRLEN + 3];
         char first[INET_ADDRSTRLEN], last[INET_ADDRSTRLEN], range[2 * INET_ADDRSTRLEN + 1];
         int r = 0;
@@ -47,6 +63,7 @@ static int group_addrs_json(struct json_object *o, const char *group, const stru
         snprintf(range, sizeof(range), "%s-%s", first, last);
 
         r = r ?: add_string(o, "Name", group);
+        r = r ?: add_uint(o, "UID", uid);
         r = r ?: add_string(o, "Bridge", a->bridge);
         r = r ?: add_string(o, "Prefix6", vmgr_in6_prefix_format(&a->prefix6, 64, prefix6, sizeof(prefix6)));
         r = r ?: add_in6(o, "Gateway6", &a->gateway6);
@@ -60,12 +77,14 @@ static int group_addrs_json(struct json_object *o, const char *group, const stru
 }
 
 /* Fills o with a VM's derived names and addresses. Returns 0, or -ENOMEM. */
-static int vm_addrs_json(struct json_object *o, const char *group, const char *vm, const struct vmgr_vm_addrs *a) {
+static int vm_addrs_json(struct json_object *o, unsigned uid, const char *group, const char *vm,
+                         const struct vmgr_vm_addrs *a) {
         char mac[VMGR_MAC_STRLEN], mac4[VMGR_MAC_STRLEN];
         int r = 0;
 
         r = r ?: add_string(o, "Group", group);
         r = r ?: add_string(o, "Name", vm);
+        r = r ?: add_uint(o, "UID", uid);
         r = r ?: add_string(o, "Tap", a->tap);
         r = r ?: add_string(o, "MAC", vmgr_mac_format(a->mac, mac));
         r = r ?: add_in6(o, "IPv6", &a->ipv6);
@@ -74,11 +93,42 @@ static int vm_addrs_json(struct json_object *o, const char *group, const char *v
         return r;
 }
 
+/* The uid whose names to compute: --uid, --user (a name), or ours, which is
+ * the uid of the vmgrd we would start. Returns 0, or -EINVAL after logging. */
+static int addr_uid(const struct ctl_options *o, unsigned *ret) {
+        struct passwd *pw;
+
+        if (o->uid_set && o->user)
+                return log_error_errno(-ERRNO_USAGE, "give --uid or --user, not both");
+        if (o->uid_set) {
+                *ret = o->uid;
+                return 0;
+        }
+        if (!o->user) {
+                *ret = (unsigned) geteuid();
+                return 0;
+        }
+        errno = 0;
+        pw = getpwnam(o->user);
+        if (!pw) {
+                if (errno != 0 && errno != ENOENT && errno != ESRCH)
+                        return log_error_errno(-ERRNO_USAGE, "cannot look up user '%s': %s", o->user,
+                                               strerror(errno));
+                return log_error_errno(-ERRNO_USAGE, "no such user '%s'; give a user name or --uid N", o->user);
+        }
+        *ret = (unsigned) pw->pw_uid;
+        return 0;
+}
+
 int verb_addr(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_json_ struct json_object *out = NULL;
         const char *group = args[0], *vm = n_args > 1 ? args[1] : NULL, *reason;
+        unsigned uid = 0;
         int r;
 
+        r = addr_uid(o, &uid);
+        if (r < 0)
+                return r;
         if (vmgr_name_check(group, &reason) < 0)
                 return log_error_errno(-ERRNO_USAGE, "invalid group name \"%s\": %s", group, reason);
         if (vm && vmgr_name_check(vm, &reason) < 0)
@@ -91,18 +141,18 @@ int verb_addr(char **args, size_t n_args, const struct ctl_options *o) {
         if (vm) {
                 struct vmgr_vm_addrs a;
 
-                r = vmgr_vm_addrs_derive(group, vm, &a);
+                r = vmgr_vm_addrs_derive(uid, group, vm, &a);
                 if (r < 0)
                         return log_error_errno(errno_generic(r), "cannot derive the addresses of VM '%s': %m", vm);
-                r = vm_addrs_json(out, group, vm, &a);
+                r = vm_addrs_json(out, uid, group, vm, &a);
         } else {
                 struct vmgr_group_addrs a;
 
-                r = vmgr_group_addrs_derive(group, &a);
+                r = vmgr_group_addrs_derive(uid, group, &a);
                 if (r < 0)
                         return log_error_errno(errno_generic(r), "cannot derive the addresses of group '%s': %m",
                                                group);
-                r = group_addrs_json(out, group, &a);
+                r = group_addrs_json(out, uid, group, &a);
         }
         if (r < 0)
                 return log_error_errno(r, "%m");

@@ -34,15 +34,17 @@ static const struct output_column served_columns[] = {
         { "URL", "URL" },
 };
 
-/* "http://[FILES6]:8080/" of a group, derived from its name as vmgrd does.
- * Returns 0, or -EINVAL for a name vmgrd would refuse anyway. */
-static int files_url_base(const char *group, char *buf, size_t size) {
-        struct vmgr_group_addrs a;
-        char addr[INET6_ADDRSTRLEN];
+/* "http://[FILES6]:8080/" of the group at path, from its Files6 property:
+ * the address derives from vmgrd's uid, which need not be ours (a root
+ * vmgrd runs as its service user). Returns 0, or a verbs.h errno after logging. */
+static int files_url_base(sd_bus *bus, const char *path, char *buf, size_t size) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *addr = NULL;
+        int r;
 
-        if (vmgr_group_addrs_derive(group, &a) < 0)
-                return -EINVAL;
-        inet_ntop(AF_INET6, &a.files6, addr, sizeof(addr));
+        r = sd_bus_get_property_string(bus, VMGR_BUS_NAME, path, VMGR_GROUP_INTERFACE, "Files6", &error, &addr);
+        if (r < 0)
+                return bus_log_error(bus, &error, r);
         snprintf(buf, size, "http://[%s]:%u/", addr, FILES_PORT);
         return 0;
 }
@@ -59,7 +61,7 @@ static int json_add_string(struct json_object *o, const char *key, const char *v
 
 /* The group's served files as an array of {Name, Size, SHA256, URL}.
  * Returns 0, or a verbs.h errno after logging. */
-static int served_fetch(sd_bus *bus, const char *group, const char *path, struct json_object **ret) {
+static int served_fetch(sd_bus *bus, const char *path, struct json_object **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_json_ struct json_object *files = NULL;
@@ -68,8 +70,9 @@ static int served_fetch(sd_bus *bus, const char *group, const char *path, struct
         uint64_t size;
         int r;
 
-        if (files_url_base(group, base, sizeof(base)) < 0)
-                return log_error_errno(-ERRNO_USAGE, "invalid group name \"%s\"", group);
+        r = files_url_base(bus, path, base, sizeof(base));
+        if (r < 0)
+                return r;
         r = sd_bus_get_property(bus, VMGR_BUS_NAME, path, VMGR_GROUP_INTERFACE, "ServedFiles", &error, &reply,
                                 "a(sst)");
         if (r < 0)
@@ -155,7 +158,7 @@ int verb_serve(char **args, size_t n_args, const struct ctl_options *o) {
         if (o->json) {
                 _cleanup_json_ struct json_object *files = NULL;
 
-                r = served_fetch(bus, args[0], path, &files);
+                r = served_fetch(bus, path, &files);
                 if (r < 0)
                         return r;
                 for (size_t i = 0; i < json_object_array_length(files); i++) {
@@ -208,7 +211,7 @@ int verb_served(char **args, size_t n_args, const struct ctl_options *o) {
         r = bus_group_lookup(bus, args[0], &path);
         if (r < 0)
                 return r;
-        r = served_fetch(bus, args[0], path, &files);
+        r = served_fetch(bus, path, &files);
         if (r < 0)
                 return r;
         r = o->json ? output_json(files)

@@ -55,6 +55,9 @@ struct ctl_options {
         size_t n_env;
         const char *cwd;        /* exec -w DIR */
         const char *name;       /* serve --name NAME */
+        bool uid_set;           /* addr --uid N */
+        unsigned uid;
+        const char *user;       /* addr --user NAME */
 };
 
 /* Each verb gets its positional arguments (after the verb words), already

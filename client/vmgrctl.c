@@ -29,6 +29,8 @@ enum {
         VERB_OPT_CWD = 1 << 7,
         VERB_OPT_NAME = 1 << 8,
         VERB_OPT_TIMINGS = 1 << 9,
+        VERB_OPT_UID = 1 << 10,
+        VERB_OPT_USER = 1 << 11,
 };
 
 static const struct {
@@ -45,6 +47,8 @@ static const struct {
         { VERB_OPT_CWD, "-w" },
         { VERB_OPT_NAME, "--name" },
         { VERB_OPT_TIMINGS, "--timings" },
+        { VERB_OPT_UID, "--uid" },
+        { VERB_OPT_USER, "--user" },
 };
 
 /* vm shutdown waits this long for the guest before stopping it hard. */
@@ -76,7 +80,7 @@ static const struct verb verbs[] = {
         { "vm", "reboot", 2, 2, 0, "GROUP VM", verb_vm_reboot },
         { "vm", "restart", 2, 2, 0, "GROUP VM", verb_vm_restart },
         { "console", NULL, 2, 2, VERB_OPT_FOLLOW | VERB_OPT_LINES, "GROUP VM [-f] [--lines N]", verb_console },
-        { "addr", NULL, 1, 2, 0, "GROUP [VM]", verb_addr },
+        { "addr", NULL, 1, 2, VERB_OPT_UID | VERB_OPT_USER, "GROUP [VM] [--uid N | --user NAME]", verb_addr },
         { "logs", NULL, 1, 2, VERB_OPT_FOLLOW, "GROUP [VM] [-f]", verb_logs },
         { "exec", NULL, 3, SIZE_MAX, VERB_OPT_ENV | VERB_OPT_CWD, "GROUP VM [-e NAME=VALUE]... [-w DIR] -- CMD...",
           verb_exec },
@@ -137,7 +141,8 @@ static void help(void) {
                "  unserve GROUP NAME               Stop serving NAME\n"
                "  served GROUP                     List the files a group serves\n"
                "\n"
-               "Address commands (offline, no vmgrd needed):\n"
+               "Address commands (offline, no vmgrd needed; they derive from the\n"
+               "owner's uid, by default ours):\n"
                "  addr GROUP                       Show a group's bridge and addresses\n"
                "  addr GROUP VM                    Show a VM's TAPs, MACs and IPv6 address\n"
                "\n"
@@ -163,6 +168,8 @@ static void help(void) {
                "  -e NAME=VALUE                    Environment for the command (exec)\n"
                "  -w DIR                           Working directory in the guest (exec)\n"
                "     --name NAME                   Name to serve the file under (serve)\n"
+               "     --uid N                       Whose group: the uid its vmgrd runs as (addr)\n"
+               "     --user NAME                   The same, given as a user name (addr)\n"
                "\n"
                "On a terminal, console shows control characters visibly: ESC as ^[,\n"
                "other C0 controls and DEL in caret notation (^G, ^?), CR LF as a line\n"
@@ -203,6 +210,8 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 ARG_TIMEOUT,
                 ARG_NAME,
                 ARG_TIMINGS,
+                ARG_UID,
+                ARG_USER,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -218,6 +227,8 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "name", required_argument, NULL, ARG_NAME },
                 { "timings", no_argument, NULL, ARG_TIMINGS },
+                { "uid", required_argument, NULL, ARG_UID },
+                { "user", required_argument, NULL, ARG_USER },
                 {}
         };
         uint64_t n;
@@ -291,6 +302,18 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 case ARG_NAME:
                         o->name = optarg;
                         *given |= VERB_OPT_NAME;
+                        break;
+                case ARG_UID:
+                        if (parse_number(optarg, UINT32_MAX, &n) < 0)
+                                return log_error_errno(-ERRNO_USAGE, "invalid --uid value '%s': must be a whole number",
+                                                       optarg);
+                        o->uid = (unsigned) n;
+                        o->uid_set = true;
+                        *given |= VERB_OPT_UID;
+                        break;
+                case ARG_USER:
+                        o->user = optarg;
+                        *given |= VERB_OPT_USER;
                         break;
                 case ':':
                         return log_error_errno(-ERRNO_USAGE, "option %s needs an argument; see 'vmgrctl --help'",

@@ -143,7 +143,9 @@ int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spe
                                           "the spec has %zu VMs; the limit is %u (max_vms_per_group)", spec->n_vms,
                                           m->config.max_vms_per_group);
 
-        r = vmgr_group_addrs_derive(name, &addrs);
+        /* Our uid, as the helper will see it (in root mode we run as the
+         * service user by now): its names are the ones the helper makes. */
+        r = vmgr_group_addrs_derive(geteuid(), name, &addrs);
         if (r < 0)
                 return vmgr_bus_error_set(error, r, NULL);
         r = check_collisions(m, name, &addrs, error);

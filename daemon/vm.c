@@ -139,7 +139,8 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
         vm->state = VM_DEFINED;
         for (size_t i = 0; i < _VM_STAGE_MAX; i++)
                 vm->timings[i] = VM_STAGE_NOT_YET;
-        r = vmgr_vm_addrs_derive(g->name, spec->name, &vm->addrs);
+        /* vmgrd's uid is the one the helper sees and derives the TAPs with. */
+        r = vmgr_vm_addrs_derive(geteuid(), g->name, spec->name, &vm->addrs);
         if (r < 0)
                 return r;
         vm->name = strdup(spec->name);
@@ -510,6 +511,7 @@ static int prepare_work(void *userdata) {
         }
 
         VmgrDomainConfig c = {
+                .uid = geteuid(),
                 .group = j->group,
                 .vm = vm->name,
                 .vcpus = s->vcpus,

@@ -3,12 +3,16 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <nettle/sha2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "addressing.h"
 #include "macro.h"
+
+/* Decimal digits of a 32-bit uid and the NUL. */
+#define UID_STRLEN 11
 
 int vmgr_name_check(const char *name, const char **reason) {
         const char *why = NULL;
@@ -46,14 +50,16 @@ void vmgr_sha256(const void *data, size_t len, uint8_t out[VMGR_SHA256_LEN]) {
         sha256_digest(&ctx, VMGR_SHA256_LEN, out);
 }
 
-/* SHA-256 of the concatenation of up to four strings (NULL ends the list early). */
-static void sha256_strings(uint8_t out[VMGR_SHA256_LEN], const char *a, const char *b, const char *c, const char *d) {
-        const char *parts[] = { a, b, c, d };
+/* SHA-256 of the concatenation of strings; the list ends with NULL. */
+__attribute__((sentinel)) static void sha256_strings(uint8_t out[VMGR_SHA256_LEN], const char *first, ...) {
         struct sha256_ctx ctx;
+        va_list ap;
 
         sha256_init(&ctx);
-        for (size_t i = 0; i < ELEMENTSOF(parts) && parts[i]; i++)
-                sha256_update(&ctx, strlen(parts[i]), (const uint8_t *) parts[i]);
+        va_start(ap, first);
+        for (const char *p = first; p; p = va_arg(ap, const char *))
+                sha256_update(&ctx, strlen(p), (const uint8_t *) p);
+        va_end(ap);
         sha256_digest(&ctx, VMGR_SHA256_LEN, out);
 }
 
@@ -82,15 +88,24 @@ static struct in_addr in4_host(const struct in_addr *subnet, uint8_t host) {
         return a;
 }
 
-int vmgr_group_addrs_derive(const char *group, struct vmgr_group_addrs *ret) {
+/* The uid as the hashes take it: decimal, no padding. */
+static void uid_format(unsigned uid, char buf[UID_STRLEN]) {
+        snprintf(buf, UID_STRLEN, "%u", uid);
+}
+
+int vmgr_group_addrs_derive(unsigned uid, const char *group, struct vmgr_group_addrs *ret) {
         uint8_t h[VMGR_SHA256_LEN], g[VMGR_SHA256_LEN];
         struct vmgr_group_addrs a = {};
+        char u[UID_STRLEN];
 
         if (vmgr_name_check(group, NULL) < 0)
                 return -EINVAL;
 
-        sha256_strings(h, group, NULL, NULL, NULL);
-        sha256_strings(g, "ipv4/", group, NULL, NULL);
+        /* The owner's uid first: two users' groups of the same name get
+         * different names and addresses, so neither can block the other. */
+        uid_format(uid, u);
+        sha256_strings(h, u, "/", group, NULL);
+        sha256_strings(g, "ipv4/", u, "/", group, NULL);
 
         ifname_from_hash(a.bridge, "vbr-", h);
 
@@ -115,20 +130,22 @@ int vmgr_group_addrs_derive(const char *group, struct vmgr_group_addrs *ret) {
         return 0;
 }
 
-int vmgr_vm_addrs_derive(const char *group, const char *vm, struct vmgr_vm_addrs *ret) {
+int vmgr_vm_addrs_derive(unsigned uid, const char *group, const char *vm, struct vmgr_vm_addrs *ret) {
         uint8_t v[VMGR_SHA256_LEN], w[VMGR_SHA256_LEN];
         struct vmgr_group_addrs ga;
         struct vmgr_vm_addrs a = {};
+        char u[UID_STRLEN];
         int r;
 
-        r = vmgr_group_addrs_derive(group, &ga);
+        r = vmgr_group_addrs_derive(uid, group, &ga);
         if (r < 0)
                 return r;
         if (vmgr_name_check(vm, NULL) < 0)
                 return -EINVAL;
 
-        sha256_strings(v, group, "/", vm, NULL);
-        sha256_strings(w, "ipv4/", group, "/", vm);
+        uid_format(uid, u);
+        sha256_strings(v, u, "/", group, "/", vm, NULL);
+        sha256_strings(w, "ipv4/", u, "/", group, "/", vm, NULL);
 
         ifname_from_hash(a.tap, "tap-", v);
         mac_from_hash(a.mac, v);

@@ -5,9 +5,10 @@
  * Deterministic naming and addressing (docs/addressing.md).
  *
  * Every link name, MAC and address of a group and its VMs is a pure function
- * of the group and VM names, so a client can compute them without asking
- * the daemon, and the privileged helper can recompute them instead of
- * trusting what it is sent.
+ * of the owner's uid and the group and VM names, so a client can compute them
+ * without asking the daemon, the privileged helper can recompute them (with
+ * its caller's uid) instead of trusting what it is sent, and two users'
+ * groups of the same name never share a link or an address.
  */
 
 #include <net/if.h>
@@ -58,11 +59,13 @@ static inline bool vmgr_name_is_valid(const char *name) {
 /* SHA-256 of a byte string (nettle). */
 void vmgr_sha256(const void *data, size_t len, uint8_t out[VMGR_SHA256_LEN]);
 
-/* Derive every address of a group. Returns 0, or -EINVAL for an invalid name. */
-int vmgr_group_addrs_derive(const char *group, struct vmgr_group_addrs *ret);
+/* Derive every address of group owned by uid (the uid vmgrd runs as, which
+ * is the uid the helper sees). Returns 0, or -EINVAL for an invalid name. */
+int vmgr_group_addrs_derive(unsigned uid, const char *group, struct vmgr_group_addrs *ret);
 
-/* Derive the per-VM names and addresses. Returns 0, or -EINVAL for an invalid name. */
-int vmgr_vm_addrs_derive(const char *group, const char *vm, struct vmgr_vm_addrs *ret);
+/* Derive the per-VM names and addresses of vm in group owned by uid.
+ * Returns 0, or -EINVAL for an invalid name. */
+int vmgr_vm_addrs_derive(unsigned uid, const char *group, const char *vm, struct vmgr_vm_addrs *ret);
 
 /* Format a MAC as "6a:01:..", buf must hold VMGR_MAC_STRLEN bytes. Returns buf. */
 char *vmgr_mac_format(const uint8_t mac[6], char buf[VMGR_MAC_STRLEN]);

@@ -212,7 +212,7 @@ static int write_devices(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
         size_t n_disk = 0;
         int r;
 
-        r = vmgr_vm_addrs_derive(c->group, c->vm, &a);
+        r = vmgr_vm_addrs_derive(c->uid, c->group, c->vm, &a);
         if (r < 0)
                 return r;
 

@@ -22,6 +22,7 @@
 #define VMGR_DOMAIN_UUID_STRLEN 37                      /* 8-4-4-4-12 + NUL */
 
 typedef struct VmgrDomainConfig {
+        unsigned uid;                   /* the group's owner: TAP names and MACs derive from it */
         const char *group, *vm;         /* valid names (vmgr_name_check) */
         unsigned vcpus;                 /* >= 1 */
         unsigned memory_mib;            /* >= 1 */

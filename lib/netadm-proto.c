@@ -174,7 +174,7 @@ _printf_(3, 4) static char *storage_add(char **pos, const char *end, const char 
         return s;
 }
 
-int vmgr_dnsmasq_argv(const char *dnsmasq_path, const char *group, const char *dir, char **argv, size_t n,
+int vmgr_dnsmasq_argv(const char *dnsmasq_path, unsigned uid, const char *group, const char *dir, char **argv, size_t n,
                       char *storage, size_t size) {
         struct vmgr_group_addrs a;
         char prefix[INET6_ADDRSTRLEN], first[INET_ADDRSTRLEN], last[INET_ADDRSTRLEN];
@@ -182,7 +182,7 @@ int vmgr_dnsmasq_argv(const char *dnsmasq_path, const char *group, const char *d
         size_t i = 0;
         int r;
 
-        r = vmgr_group_addrs_derive(group, &a);
+        r = vmgr_group_addrs_derive(uid, group, &a);
         if (r < 0)
                 return r;
         if (vmgr_netadm_dir_check(dir, NULL) < 0)

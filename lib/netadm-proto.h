@@ -86,8 +86,8 @@ int vmgr_netadm_reply_validate(const void *buf, size_t len);
  * component, no "//". Returns 0 or -EINVAL with *reason set. */
 int vmgr_netadm_dir_check(const char *dir, const char **reason);
 
-/* The argv for a group's dnsmasq, written into the NULL-terminated array
- * argv (capacity n) with strings in storage (capacity size).
+/* The argv for the dnsmasq of uid's group, written into the NULL-terminated
+ * array argv (capacity n) with strings in storage (capacity size).
  * Returns the argument count or -ENOBUFS/-EINVAL. */
-int vmgr_dnsmasq_argv(const char *dnsmasq_path, const char *group, const char *dir, char **argv, size_t n,
+int vmgr_dnsmasq_argv(const char *dnsmasq_path, unsigned uid, const char *group, const char *dir, char **argv, size_t n,
                       char *storage, size_t size);

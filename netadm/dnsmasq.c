@@ -189,7 +189,7 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
         if (dir_fd < 0)
                 return dir_fd;
 
-        r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
+        r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
         if (r < 0)
                 return netadm_fail(msg, r, "building the dnsmasq command line: %s", strerror(-r));
 

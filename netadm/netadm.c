@@ -156,7 +156,7 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
 
         switch (req->op) {
         case VMGR_NETADM_GROUP_CREATE:
-                r = vmgr_group_addrs_derive(req->group, &g);
+                r = vmgr_group_addrs_derive(m->uid, req->group, &g);
                 if (r < 0)
                         return r;
                 r = policy_check_subnet4(&m->policy, &g.subnet4, msg);

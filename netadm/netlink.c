@@ -891,7 +891,7 @@ static int group_derive(unsigned uid, const char *group, struct vmgr_group_addrs
         struct vmgr_group_addrs g;
         int r;
 
-        r = vmgr_group_addrs_derive(group, &g);
+        r = vmgr_group_addrs_derive(uid, group, &g);
         if (r < 0)
                 return r;
         r = vmgr_link_alias(uid, group, ret_alias, NETLINK_ALIAS_MAX);
@@ -901,12 +901,12 @@ static int group_derive(unsigned uid, const char *group, struct vmgr_group_addrs
         return 0;
 }
 
-/* The name of the TAP of (group, vm, nic). Returns 0 or -EINVAL. */
-static int tap_name(const char *group, const char *vm, enum vmgr_nic nic, char ret[IFNAMSIZ]) {
+/* The name of the TAP of (group, vm, nic) of uid. Returns 0 or -EINVAL. */
+static int tap_name(unsigned uid, const char *group, const char *vm, enum vmgr_nic nic, char ret[IFNAMSIZ]) {
         struct vmgr_vm_addrs v;
         int r;
 
-        r = vmgr_vm_addrs_derive(group, vm, &v);
+        r = vmgr_vm_addrs_derive(uid, group, vm, &v);
         if (r < 0)
                 return r;
         memcpy(ret, nic == VMGR_NIC_IPV4 ? v.tap4 : v.tap, IFNAMSIZ);
@@ -1127,7 +1127,7 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
         struct nl_link tap;
         int bridge_ifindex, r;
 
-        r = tap_name(group, vm, nic, name);
+        r = tap_name(uid, group, vm, nic, name);
         if (r < 0)
                 return r;
         r = group_derive(uid, group, &g, alias);
@@ -1176,7 +1176,7 @@ int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, cons
         struct nl_link tap;
         int r;
 
-        r = tap_name(group, vm, nic, name);
+        r = tap_name(uid, group, vm, nic, name);
         if (r < 0)
                 return r;
         r = vmgr_link_alias(uid, group, alias, sizeof(alias));

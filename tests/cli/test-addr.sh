@@ -4,7 +4,8 @@
 # "vmgrctl addr" works offline. Check what it prints against the derivation
 # in docs/addressing.md done again here with sha256sum and printf, so a
 # mistake in lib/addressing.c and the client cannot cancel out; then the
-# --json form, the error paths and the exit statuses.
+# owner's uid (ours, --uid, --user), the --json form, the error paths and the
+# exit statuses.
 set -euo pipefail
 
 vmgrctl="${VMGR_BUILD_DIR:?VMGR_BUILD_DIR must point at the build directory}/client/vmgrctl"
@@ -56,15 +57,16 @@ ip6_format() {
         printf '%s\n' "$out"
 }
 
-# Expected "Key value" lines for a group, in vmgrctl's order.
+# Expected "Key value" lines for group $2 of uid $1, in vmgrctl's order.
 expect_group() {
-        local g=$1 h g4 p0 p1 net
-        h=$(sha_hex "$g")
-        g4=$(sha_hex "ipv4/$g")
+        local uid=$1 g=$2 h g4 p0 p1 net
+        h=$(sha_hex "$uid/$g")
+        g4=$(sha_hex "ipv4/$uid/$g")
         p0=${h:0:4}
         p1=${h:4:4}
         net="10.$((16#${g4:0:2})).$((16#${g4:2:2}))"
         printf 'Name %s\n' "$g"
+        printf 'UID %s\n' "$uid"
         printf 'Bridge vbr-%s\n' "${h:0:10}"
         printf 'Prefix6 %s/64\n' "$(ip6_format fd00 "$p0" "$p1" 0 0 0 0 0)"
         printf 'Gateway6 %s\n' "$(ip6_format fd00 "$p0" "$p1" 0 0 0 0 1)"
@@ -76,15 +78,17 @@ expect_group() {
         printf 'DHCP4Range %s.2-%s.254\n' "$net" "$net"
 }
 
-# Expected "Key value" lines for a VM: TAP and MAC from SHA-256("G/V"), the
-# IPv4 NIC's from SHA-256("ipv4/G/V"), IPv6 = group /64 + modified EUI-64.
+# Expected "Key value" lines for VM $3 of group $2 of uid $1: TAP and MAC
+# from SHA-256("UID/G/V"), the IPv4 NIC's from SHA-256("ipv4/UID/G/V"),
+# IPv6 = group /64 (SHA-256("UID/G")) + modified EUI-64.
 expect_vm() {
-        local g=$1 vm=$2 h v w
-        h=$(sha_hex "$g")
-        v=$(sha_hex "$g/$vm")
-        w=$(sha_hex "ipv4/$g/$vm")
+        local uid=$1 g=$2 vm=$3 h v w
+        h=$(sha_hex "$uid/$g")
+        v=$(sha_hex "$uid/$g/$vm")
+        w=$(sha_hex "ipv4/$uid/$g/$vm")
         printf 'Group %s\n' "$g"
         printf 'Name %s\n' "$vm"
+        printf 'UID %s\n' "$uid"
         printf 'Tap tap-%s\n' "${v:0:10}"
         printf 'MAC 6a:01:%s:%s:%s:%s\n' "${v:0:2}" "${v:2:2}" "${v:4:2}" "${v:6:2}"
         # 6a ^ 02 = 68: the universal/local bit flipped.
@@ -114,35 +118,65 @@ check_same() {
         fi
 }
 
+# check_addr UID GROUP [VM]: vmgrctl addr --uid UID, text and --json.
 check_addr() {
-        local expected
+        local uid=$1 expected
+        shift
         if [ $# -eq 1 ]; then
-                expected=$(expect_group "$1")
+                expected=$(expect_group "$uid" "$1")
         else
-                expected=$(expect_vm "$1" "$2")
+                expected=$(expect_vm "$uid" "$1" "$2")
         fi
-        check_same "addr $* (text)" "$expected" "$("$vmgrctl" addr "$@" | text_pairs)"
-        check_same "addr $* (--json)" "$expected" "$("$vmgrctl" addr --json "$@" | json_pairs)"
+        check_same "addr --uid $uid $* (text)" "$expected" "$("$vmgrctl" addr --uid "$uid" "$@" | text_pairs)"
+        check_same "addr --uid $uid $* (--json)" "$expected" "$("$vmgrctl" addr --json --uid "$uid" "$@" | json_pairs)"
 }
 
-# Names whose hashes put zeros where canonical IPv6 text gets tricky (found
-# once by search): g161838 has h[0..1] = 0 (a zero group before the "::"),
-# g98366 has h[2..3] = 0 (the zero run grows), g1077324 has h[0] = 0 and
-# h[2] = 0 (leading zeros dropped); in group "web", vm2960 has v[2..3] = 0
-# (a last group of 0) and vm3718 v[0..1] = 0; n41866 has an IPv4 hash
-# starting 00 00 (subnet 10.0.0.0/24).
-for g in web g161838 g98366 g1077324 n41866 a A.b_c-d 0 "$(printf 'x%.0s' {1..63})"; do
-        check_addr "$g"
-        check_addr "$g" vm1
+# Names whose hashes for uid 1000 put zeros where canonical IPv6 text gets
+# tricky (found once by search with Python's hashlib): g7177 has h[0..1] = 0
+# (a zero group before the "::"), g28087 has h[2..3] = 0 (the zero run
+# grows), g262015 has h[0] = 0 and h[2] = 0 (leading zeros dropped); in
+# group "web", vm8545 has v[2..3] = 0 (a last group of 0) and vm12319
+# v[0..1] = 0; g37192 has an IPv4 hash starting 00 00 (subnet 10.0.0.0/24).
+for g in web g7177 g28087 g262015 g37192 a A.b_c-d 0 "$(printf 'x%.0s' {1..63})"; do
+        check_addr 1000 "$g"
+        check_addr 1000 "$g" vm1
 done
-check_addr web vm2960
-check_addr web vm3718
-check_addr g98366 vm3718
+check_addr 1000 web vm8545
+check_addr 1000 web vm12319
+check_addr 1000 g28087 vm12319
+checks=$((checks + 1))
+[ "$("$vmgrctl" addr --uid 1000 g37192 | sed -n 's/^Subnet4: *//p')" = 10.0.0.0/24 ] ||
+        fail "g37192 of uid 1000 is not in 10.0.0.0/24: the search above is stale"
 
-# A spread of ordinary names.
+# A spread of ordinary names and uids, the extremes included.
 for i in $(seq 1 20); do
-        check_addr "grp-$i.t_$((i * 7919))"
-        check_addr "grp-$i" "vm-$i"
+        check_addr $((i * 104729 % 70000)) "grp-$i.t_$((i * 7919))"
+        check_addr $((i * 7)) "grp-$i" "vm-$i"
+done
+check_addr 0 web vm1
+check_addr 4294967295 web vm1
+
+# By default the uid is ours (the uid our vmgrd would run as); --user NAME
+# is looked up.
+me=$(id -u)
+check_same "addr GROUP derives with our uid" "$(expect_group "$me" web)" "$("$vmgrctl" addr web | text_pairs)"
+check_same "addr GROUP VM derives with our uid" "$(expect_vm "$me" web vm1)" "$("$vmgrctl" addr web vm1 | text_pairs)"
+check_same "addr --user $(id -un) is our uid" "$(expect_group "$me" web)" \
+        "$("$vmgrctl" addr --user "$(id -un)" web | text_pairs)"
+check_same "addr --user root is uid 0" "$(expect_group 0 web)" "$("$vmgrctl" addr --user root web | text_pairs)"
+
+# Two users' groups of the same name share nothing.
+a=$("$vmgrctl" addr --uid 1001 ci-test-1 | text_pairs)
+b=$("$vmgrctl" addr --uid 1002 ci-test-1 | text_pairs)
+for k in Bridge Prefix6 Subnet4; do
+        checks=$((checks + 1))
+        [ "$(grep "^$k " <<<"$a")" != "$(grep "^$k " <<<"$b")" ] || fail "uids 1001 and 1002 share the $k of ci-test-1"
+done
+a=$("$vmgrctl" addr --uid 1001 ci-test-1 vm1 | text_pairs)
+b=$("$vmgrctl" addr --uid 1002 ci-test-1 vm1 | text_pairs)
+for k in Tap MAC Tap4 MAC4; do
+        checks=$((checks + 1))
+        [ "$(grep "^$k " <<<"$a")" != "$(grep "^$k " <<<"$b")" ] || fail "uids 1001 and 1002 share the $k of ci-test-1 vm1"
 done
 
 # Exit status and the one-sentence error for every kind of bad input.
@@ -163,8 +197,15 @@ expect_error 2 "invalid group name \"\": name is empty" addr ''
 expect_error 2 "invalid VM name \"v m\": name contains a character outside [A-Za-z0-9._-]" addr web 'v m'
 long=$(printf 'y%.0s' {1..64})
 expect_error 2 "invalid group name \"$long\": name is longer than 63 characters" addr "$long"
-expect_error 2 "missing arguments; usage: vmgrctl addr GROUP [VM]" addr
-expect_error 2 "too many arguments; usage: vmgrctl addr GROUP [VM]" addr a b c
+expect_error 2 "missing arguments; usage: vmgrctl addr GROUP [VM] [--uid N | --user NAME]" addr
+expect_error 2 "too many arguments; usage: vmgrctl addr GROUP [VM] [--uid N | --user NAME]" addr a b c
+expect_error 2 "invalid --uid value 'x': must be a whole number" addr web --uid x
+expect_error 2 "invalid --uid value '-1': must be a whole number" addr web --uid -1
+expect_error 2 "invalid --uid value '4294967296': must be a whole number" addr web --uid 4294967296
+expect_error 2 "no such user 'vmgr-no-such-user'; give a user name or --uid N" addr web --user vmgr-no-such-user
+expect_error 2 "give --uid or --user, not both" addr web --uid 1 --user root
+expect_error 2 "option --uid does not apply to 'group list'" group list --uid 1
+expect_error 2 "option --user does not apply to 'served'" served web --user root
 expect_error 2 "option --spec does not apply to 'addr'" addr web --spec x
 expect_error 2 "unknown option --nope; see 'vmgrctl --help'" addr web --nope
 expect_error 2 "missing command; see 'vmgrctl --help'"
@@ -175,6 +216,10 @@ checks=$((checks + 1))
 [ "$("$vmgrctl" --json addr web vm1)" = "$("$vmgrctl" addr web vm1 --json)" ] || fail "--json position matters"
 checks=$((checks + 1))
 grep -q '^  addr GROUP VM' <<<"$("$vmgrctl" --help)" || fail "--help does not describe addr"
+checks=$((checks + 1))
+grep -q -- '^     --uid N ' <<<"$("$vmgrctl" --help)" || fail "--help does not describe --uid"
+checks=$((checks + 1))
+grep -q -- '^     --user NAME ' <<<"$("$vmgrctl" --help)" || fail "--help does not describe --user"
 checks=$((checks + 1))
 "$vmgrctl" --version | grep -Eq '^vmgrctl [0-9]+\.[0-9]+' || fail "--version"
 

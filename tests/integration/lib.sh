@@ -405,12 +405,14 @@ vmgr_ipv6_format() {
 
 # vmgr_expected_addrs GROUP [VM]: print "key value" lines: bridge, prefix6,
 # gateway6, management6, logs6, files6, subnet4, gateway4; with VM also tap,
-# mac, ipv6, tap4, mac4.
+# mac, ipv6, tap4, mac4. They derive from the uid of $VMGR_USER, the user
+# vmgrd runs as.
 vmgr_expected_addrs() {
         local group=$1 vm=${2:-}
-        local h g x y
-        h=$(vmgr_sha256_hex "$group")
-        g=$(vmgr_sha256_hex "ipv4/$group")
+        local uid h g x y
+        uid=$(id -u "$VMGR_USER")
+        h=$(vmgr_sha256_hex "$uid/$group")
+        g=$(vmgr_sha256_hex "ipv4/$uid/$group")
         x=$((16#${h:0:4}))
         y=$((16#${h:4:4}))
         echo "bridge vbr-${h:0:10}"
@@ -424,8 +426,8 @@ vmgr_expected_addrs() {
         [ -n "$vm" ] || return 0
 
         local v w
-        v=$(vmgr_sha256_hex "$group/$vm")
-        w=$(vmgr_sha256_hex "ipv4/$group/$vm")
+        v=$(vmgr_sha256_hex "$uid/$group/$vm")
+        w=$(vmgr_sha256_hex "ipv4/$uid/$group/$vm")
         echo "tap tap-${v:0:10}"
         echo "mac 6a:01:${v:0:2}:${v:2:2}:${v:4:2}:${v:6:2}"
         # Modified EUI-64: 6a ^ 02 = 68, then 01, v0, ff, fe, v1, v2, v3.

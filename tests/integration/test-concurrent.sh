@@ -71,13 +71,13 @@ check_eq "ListGroups is empty" "a(so) 0" \
 check_empty "nothing left after the concurrent deletes" "$(vmgr_leftovers)"
 
 # --- colliding IPv4 subnets -------------------------------------------------
-# Found once by brute force over "pairN" with the same derivation:
-#   for i in $(seq 0 999); do printf '%s %s\n' \
-#     "$(printf 'ipv4/pair%d' "$i" | sha256sum | cut -c1-4)" "pair$i"; done |
-#     sort | awk '$1 == prev { print prevname, $2 } { prev = $1; prevname = $2 }'
-# pair253 and pair526 both derive 10.51.120.0/24.
-first=pair253
-second=pair526
+# The /24 derives from vmgrd's uid too (docs/addressing.md), which differs
+# between machines: find two "pairN" names that collide for it, by brute
+# force with the same derivation (among 1500 names there are about 17 pairs).
+uid=$(id -u "$VMGR_USER")
+read -r first second < <(for i in $(seq 0 1499); do
+        printf '%s pair%d\n' "$(printf 'ipv4/%s/pair%d' "$uid" "$i" | sha256sum | cut -c1-4)" "$i"
+done | sort | awk '$1 == prev { print prevname, $2; exit } { prev = $1; prevname = $2 }')
 vmgr_load_expected e1 "$first"
 vmgr_load_expected e2 "$second"
 check_eq "$first and $second derive the same /24 (test precondition)" "${e1[subnet4]}" "${e2[subnet4]}"

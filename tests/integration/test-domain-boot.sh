@@ -130,7 +130,7 @@ DOMAIN="$GROUP:$VM"
 for d in 0 1; do
         vmgr_as_user qemu-img create -q -f qcow2 "$T/vm/extra$d.qcow2" 16M
 done
-"$XMLTOOL" --print "$GROUP" "$VM" qemu "$KERNEL" "$INITRD" "console=ttyS0 vmgr.hostname=$VM" \
+vmgr_as_user "$XMLTOOL" --print "$GROUP" "$VM" qemu "$KERNEL" "$INITRD" "console=ttyS0 vmgr.hostname=$VM" \
         "$CONSOLE" "$AGENT" ipv4 "disk:$T/vm/extra0.qcow2" "disk:$T/vm/extra1.qcow2" >"$T/domain.xml"
 chmod 0644 "$T/domain.xml"
 
@@ -145,7 +145,7 @@ else
 fi
 
 check_eq "libvirt lists the domain as $DOMAIN" "$DOMAIN" "$(virsh_user list --name | head -n 1)"
-uuid=$("$XMLTOOL" --print "$GROUP" "$VM" qemu /k /i x /c /a | sed -n 's|.*<uuid>\(.*\)</uuid>.*|\1|p')
+uuid=$(vmgr_as_user "$XMLTOOL" --print "$GROUP" "$VM" qemu /k /i x /c /a | sed -n 's|.*<uuid>\(.*\)</uuid>.*|\1|p')
 check_eq "libvirt keeps our UUID" "$uuid" "$(virsh_user domuuid "$DOMAIN")"
 # The guest names a NIC after its PCI bus (docs/guest.md): enp1s0 is bus 1.
 addr6=$(console_value "$CONSOLE" 'enp1s0 ipv6')

@@ -34,6 +34,13 @@ check_eq "its directories belong to $VMGR_USER" "$VMGR_USER $VMGR_USER $VMGR_USE
 
 check "root creates a group with a VM" busctl --user --timeout=300 call org.vmgr1 /org/vmgr1 \
         org.vmgr1.Manager CreateGroup ss r '{"accelerator":"tcg","vms":[{"name":"a"}]}'
+# Names derive from the uid vmgrd runs as after dropping root, the one the
+# helper sees: the service user's, not 0.
+vmgr_load_expected R r a
+check_eq "the bridge derives from $VMGR_USER's uid" "s \"${R[bridge]}\"" \
+        "$(busctl --user get-property org.vmgr1 /org/vmgr1/group/r org.vmgr1.Group Bridge 2>&1)"
+check_match "the VM's TAP ${R[tap]} is $VMGR_USER's" "alias vmgr:$(id -u "$VMGR_USER"):r" \
+        "$(ip -o link show dev "${R[tap]}" 2>&1)"
 
 # Every descendant of vmgrd: none may run as root.
 descendants() {

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <regex.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 #include "addressing.h"
 #include "domain-xml.h"
@@ -62,6 +63,7 @@ static const char *const extra_formats[] = { "qcow2", "raw" };
 
 static VmgrDomainConfig direct_config(void) {
         return (VmgrDomainConfig) {
+                .uid = 1000,
                 .group = "demo",
                 .vm = "a",
                 .vcpus = 2,
@@ -159,15 +161,15 @@ static void test_direct_boot_tcg(void) {
         CHECK_XP(doc, "string(/domain/devices/channel/source/@path)", NASTY_DIR "/agent.sock");
         check_common_devices(doc);
 
-        /* Primary NIC: docs/addressing.md's worked example (demo/a). */
-        CHECK_XP(doc, "string(/domain/devices/interface[1]/mac/@address)", "6a:01:37:22:0e:eb");
-        CHECK_XP(doc, "string(/domain/devices/interface[1]/target/@dev)", "tap-37220eeb99");
+        /* Primary NIC: docs/addressing.md's worked example (uid 1000, demo/a). */
+        CHECK_XP(doc, "string(/domain/devices/interface[1]/mac/@address)", "6a:01:b0:da:0e:09");
+        CHECK_XP(doc, "string(/domain/devices/interface[1]/target/@dev)", "tap-b0da0e0948");
 
         /* IPv4 NIC on bus 2. */
         CHECK_XP(doc, "count(/domain/devices/interface)", "2");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/@type)", "ethernet");
-        CHECK_XP(doc, "string(/domain/devices/interface[2]/mac/@address)", "6a:01:4c:6c:20:53");
-        CHECK_XP(doc, "string(/domain/devices/interface[2]/target/@dev)", "ta4-4c6c205338");
+        CHECK_XP(doc, "string(/domain/devices/interface[2]/mac/@address)", "6a:01:3f:c2:1c:a2");
+        CHECK_XP(doc, "string(/domain/devices/interface[2]/target/@dev)", "ta4-3fc21ca2a7");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/target/@managed)", "no");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/model/@type)", "virtio");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/address/@bus)", "0x02");
@@ -195,6 +197,13 @@ static void test_direct_boot_tcg(void) {
         /* Deterministic: the same config gives the same bytes. */
         CHECK(vmgr_domain_xml(&c, &again) == 0);
         CHECK_STREQ(xml, again);
+        free(again);
+
+        /* Another owner, other TAPs (docs/addressing.md, uid 1001). */
+        c.uid = 1001;
+        CHECK(vmgr_domain_xml(&c, &again) == 0);
+        CHECK(strstr(again, "tap-0a11145349") && strstr(again, "6a:01:0a:11:14:53"));
+        CHECK(!strstr(again, "tap-b0da0e0948"));
 
         xmlFreeDoc(doc);
         free(xml);
@@ -203,6 +212,7 @@ static void test_direct_boot_tcg(void) {
 
 static void test_firmware_boot_kvm(void) {
         VmgrDomainConfig c = {
+                .uid = 1000,
                 .group = "g1",
                 .vm = "web.1",
                 .vcpus = 1,
@@ -224,7 +234,7 @@ static void test_firmware_boot_kvm(void) {
 
         CHECK(vmgr_domain_xml(&c, &xml) == 0);
         doc = parse(xml);
-        CHECK(vmgr_vm_addrs_derive("g1", "web.1", &a) == 0);
+        CHECK(vmgr_vm_addrs_derive(1000, "g1", "web.1", &a) == 0);
         CHECK(vmgr_domain_uuid("g1", "web.1", uuid) == 0);
 
         CHECK_XP(doc, "string(/domain/@type)", "kvm");
@@ -425,6 +435,8 @@ static int print_xml(int argc, char **argv) {
                         argv[0]);
                 return 2;
         }
+        /* The TAPs and MACs of the user running this, as vmgrd run by that user would. */
+        c.uid = (unsigned) getuid();
         c.group = argv[2];
         c.vm = argv[3];
         c.accel = strcmp(argv[4], "kvm") == 0 ? VMGR_ACCEL_KVM : VMGR_ACCEL_TCG;

@@ -119,23 +119,26 @@ static void test_dnsmasq_argv(void) {
         int n;
         bool found_range4 = false, found_ra = false, found_pid = false, found_iface = false;
 
-        n = vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "/run/x/groups/demo", argv, 64, storage, sizeof(storage));
+        n = vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x/groups/demo", argv, 64, storage,
+                              sizeof(storage));
         CHECK(n > 10);
         CHECK(argv[n] == NULL);
         CHECK_STREQ(argv[0], "/usr/sbin/dnsmasq");
         for (int i = 0; i < n; i++) {
-                found_range4 |= streq(argv[i], "--dhcp-range=10.201.67.2,10.201.67.254,255.255.255.0,1h");
-                found_ra |= streq(argv[i], "--dhcp-range=fd00:2a97:516c::,ra-only,64");
+                found_range4 |= streq(argv[i], "--dhcp-range=10.1.90.2,10.1.90.254,255.255.255.0,1h");
+                found_ra |= streq(argv[i], "--dhcp-range=fd00:dd38:f0ab::,ra-only,64");
                 found_pid |= streq(argv[i], "--pid-file=/run/x/groups/demo/dnsmasq.pid");
-                found_iface |= streq(argv[i], "--interface=vbr-2a97516c35");
+                found_iface |= streq(argv[i], "--interface=vbr-dd38f0abd1");
                 CHECK(!streq(argv[i], "--port=53"));
         }
         CHECK(found_range4 && found_ra && found_pid && found_iface);
 
-        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "/run/x", argv, 5, storage, sizeof(storage)) == -ENOBUFS);
-        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "/run/x", argv, 64, storage, 64) == -ENOBUFS);
-        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "demo", "rel", argv, 64, storage, sizeof(storage)) == -EINVAL);
-        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", "-x", "/run", argv, 64, storage, sizeof(storage)) == -EINVAL);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x", argv, 5, storage, sizeof(storage)) ==
+              -ENOBUFS);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x", argv, 64, storage, 64) == -ENOBUFS);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "rel", argv, 64, storage, sizeof(storage)) ==
+              -EINVAL);
+        CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "-x", "/run", argv, 64, storage, sizeof(storage)) == -EINVAL);
 }
 
 int main(void) {
