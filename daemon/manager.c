@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "bus-util.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -400,6 +401,10 @@ int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return r;
 
+        /* Before any object is published: no call reaches them unchecked. */
+        r = bus_install_access_check(m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the check of callers: %s", strerror(-r));
         r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
         if (r >= 0)
