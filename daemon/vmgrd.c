@@ -96,14 +96,20 @@ static int drop_privileges(Manager *m) {
         if (pw->pw_uid == 0)
                 return log_error_errno(EINVAL, "The service user '%s' must not be root", m->config.user);
 
+        /* The user owns these trees and may change them while we look: as
+         * root we act only on what root alone controls (dir_hand_over()). */
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-                /* Parents we create must stay traversable for the user; the directory itself is private. */
-                r = mkdir_p(dirs[i], 0755);
-                if (r >= 0)
-                        r = chown_tree(dirs[i], pw->pw_uid, pw->pw_gid);
-                if (r >= 0 && chmod(dirs[i], 0700) < 0)
-                        r = -errno;
-                if (r < 0)
+                r = dir_hand_over(dirs[i], pw->pw_uid, pw->pw_gid);
+                if (r == 0)
+                        log_info("%s lies below a directory that another user than root controls; user '%s' "
+                                 "creates it itself",
+                                 dirs[i], m->config.user);
+                else if (r == -EPERM)
+                        return log_error_errno(r,
+                                               "%s belongs to another user than '%s': give it to that user "
+                                               "(chown -R) or choose another directory",
+                                               dirs[i], m->config.user);
+                else if (r < 0)
                         return log_error_errno(r, "Cannot hand %s to user '%s': %s", dirs[i], m->config.user,
                                                strerror(-r));
         }
