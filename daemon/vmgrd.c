@@ -78,7 +78,9 @@ static const char *user_override;
 
 /* Started as root: hand everything (the directories, then ourselves, and so
  * every process we start: libvirtd, QEMU, dnsmasq, the helper) to the
- * unprivileged service user. Nothing of vmgr's runs as root after this.
+ * unprivileged service user. Nothing of vmgr's runs as root after this,
+ * and nothing runs as root before it but the directories' hand-over:
+ * vmgrd connects to the bus later, as the user (see main()).
  * Returns 0 or -errno (logged). */
 static int drop_privileges(Manager *m) {
         const char *dirs[] = { m->state_dir, m->runtime_dir, m->cache_dir };
@@ -238,13 +240,14 @@ int main(int argc, char *argv[]) {
                 goto fail;
         if (user_override)
                 snprintf(m->config.user, sizeof(m->config.user), "%s", user_override);
-        if (geteuid() == 0) {
-                /* Root's bus connection is made now, while we still are root. */
-                if (manager_open_bus(m) < 0)
-                        goto fail;
-                if (drop_privileges(m) < 0)
-                        goto fail;
-        }
+        /* As root, only the directories need root. The bus connection is made
+         * afterwards, as the service user: a connection keeps the identity it
+         * was made with, and one authenticated as root would give whoever
+         * runs as that user root's authority over everything else on the bus
+         * (root's own services, systemd's user manager). So the bus must let
+         * the service user connect (docs/design.md). */
+        if (geteuid() == 0 && drop_privileges(m) < 0)
+                goto fail;
         if (manager_startup(m) < 0)
                 goto fail;
         if (manager_connect_bus(m) < 0)

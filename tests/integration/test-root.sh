@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # vmgrd started as root runs as its service user: it hands its directories
-# to the user and becomes that user, so nothing it starts (helper,
-# dnsmasq, libvirtd, QEMU) runs as root. Root callers are still served. While it is root it
+# to the user, becomes that user, and only then connects to the bus, so
+# nothing it starts (helper, dnsmasq, libvirtd, QEMU) runs as root and the
+# bus sees the user. Root callers are still served. While it is root it
 # never acts on a file the user controls: the user racing it by swapping
 # directories and symlinks in its own trees cannot get a root file
 # chowned. Everything lives in the namespaces and temp dir this test makes.
@@ -25,6 +26,7 @@ check_match "... and says how to create the user" "service user 'vmgr-no-such-us
 ROOTDIR=$(mktemp -d /tmp/vmgr-root.XXXXXX)
 chmod 0755 "$ROOTDIR"
 trap 'rc=$?; rm -rf "$ROOTDIR"; (exit "$rc"); vmgr_cleanup' EXIT
+test_uid=$(id -u "$VMGR_USER")
 
 # Start vmgrd as root with state, runtime and cache dirs $1 $2 $3 (the rest
 # is passed on); return once it answers on the bus, or fail if it exits.
@@ -49,6 +51,9 @@ check "root vmgrd answers on the bus" busctl --user call org.vmgr1 /org/vmgr1 or
 check_eq "vmgrd itself runs as $VMGR_USER" "$VMGR_USER" "$(ps -o user= -p "$VMGRD_PID")"
 check_eq "its directories belong to $VMGR_USER, mode 0700" "$VMGR_USER 700 $VMGR_USER 700 $VMGR_USER 700" \
         "$(stat -c '%U %a' "$ROOTDIR/state" "$ROOTDIR/run" "$ROOTDIR/cache" | xargs)"
+out=$(busctl --user call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+        GetConnectionUnixUser s org.vmgr1)
+check_eq "the bus sees org.vmgr1 as $VMGR_USER (uid $test_uid), not root" "u $test_uid" "$out"
 
 check "root creates a group with a VM" busctl --user --timeout=300 call org.vmgr1 /org/vmgr1 \
         org.vmgr1.Manager CreateGroup ss r '{"accelerator":"tcg","vms":[{"name":"a"}]}'
