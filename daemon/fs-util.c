@@ -170,10 +170,10 @@ static bool dir_is_root_controlled(const struct stat *st) {
  * relative to the directory before it, creating missing components (mode 0755,
  * the last one 0700). Every directory looked into on the way must be
  * root-controlled, and a symlink is followed only if root owns it, so no other
- * user can steer where we end up. Returns the fd of the last component, 0 if
- * the path runs through a directory another user controls (the caller leaves
- * such a directory to that user), or -errno. */
-static int open_dir_root_controlled(const char *path) {
+ * user can steer where we end up. Returns 1 with the fd of the last component
+ * in *ret_fd, 0 if the path runs through a directory another user controls
+ * (the caller leaves such a directory to that user), or -errno. */
+static int open_dir_root_controlled(const char *path, int *ret_fd) {
         _cleanup_free_ char *todo = NULL;
         _cleanup_close_ int dfd = -EBADF;
         unsigned symlinks = 0;
@@ -196,8 +196,10 @@ static int open_dir_root_controlled(const char *path) {
 
                 while (*p == '/')
                         p++;
-                if (!*p)
-                        return TAKE_FD(dfd);
+                if (!*p) {
+                        *ret_fd = TAKE_FD(dfd);
+                        return 1;
+                }
                 component = p;
                 p += strcspn(p, "/");
                 bool last = strspn(p, "/") == strlen(p);
@@ -308,9 +310,9 @@ int dir_hand_over(const char *path, uid_t uid, gid_t gid) {
         struct stat st;
         int r;
 
-        fd = open_dir_root_controlled(path);
-        if (fd <= 0)
-                return fd;
+        r = open_dir_root_controlled(path, &fd);
+        if (r <= 0)
+                return r;
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (st.st_uid == 0) {
