@@ -316,7 +316,7 @@ int dir_hand_over(const char *path, uid_t uid, gid_t gid) {
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (st.st_uid == 0) {
-                /* New, or left by an older vmgrd that ran as root: nobody else could write in it. */
+                /* New, or left by a vmgrd that ran everything as root: what root owns in it is handed over. */
                 r = chown_root_owned_children(fd, uid, gid, 0);
                 if (r < 0)
                         return r;

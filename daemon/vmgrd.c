@@ -103,14 +103,14 @@ static int drop_privileges(Manager *m) {
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
                 r = dir_hand_over(dirs[i], pw->pw_uid, pw->pw_gid);
                 if (r == 0)
-                        log_info("%s lies below a directory that another user than root controls; user '%s' "
+                        log_info("%s lies below a directory that a user other than root controls; user '%s' "
                                  "creates it itself",
                                  dirs[i], m->config.user);
                 else if (r == -EPERM)
                         return log_error_errno(r,
-                                               "%s belongs to another user than '%s': give it to that user "
-                                               "(chown -R) or choose another directory",
-                                               dirs[i], m->config.user);
+                                               "%s belongs to a user other than '%s': give it to '%s' "
+                                               "(chown -R while vmgrd is stopped) or choose another directory",
+                                               dirs[i], m->config.user, m->config.user);
                 else if (r < 0)
                         return log_error_errno(r, "Cannot hand %s to user '%s': %s", dirs[i], m->config.user,
                                                strerror(-r));

@@ -28,6 +28,16 @@ chmod 0755 "$ROOTDIR"
 trap 'rc=$?; rm -rf "$ROOTDIR"; (exit "$rc"); vmgr_cleanup' EXIT
 test_uid=$(id -u "$VMGR_USER")
 
+# A directory of a third user is refused, and left as it is.
+OTHER_USER=${VMGR_OTHER_USER:-vmgr-test2}
+mkdir -m 0700 "$ROOTDIR/others"
+chown "$OTHER_USER:" "$ROOTDIR/others"
+out=$("$VMGRD" --user "$VMGR_USER" --netadm "$VMGR_NETADM" --state-dir "$ROOTDIR/others" \
+        --runtime-dir "$ROOTDIR/run" --cache-dir "$ROOTDIR/cache" 2>&1) && rc=0 || rc=$?
+check_eq "root vmgrd with a state dir of $OTHER_USER exits 1" 1 "$rc"
+check_match "... and says what to do" "belongs to a user other than '$VMGR_USER'.*chown -R" "$out"
+check_eq "... and leaves it alone" "$OTHER_USER 700" "$(stat -c '%U %a' "$ROOTDIR/others")"
+
 # Start vmgrd as root with state, runtime and cache dirs $1 $2 $3 (the rest
 # is passed on); return once it answers on the bus, or fail if it exits.
 start_root_vmgrd() {
