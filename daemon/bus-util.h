@@ -9,8 +9,16 @@
 int bus_emit_changed_va(sd_bus *bus, const char *path, const char *interface, const char *first, va_list ap);
 
 /* Only the daemon's own user (or root) may call methods, whatever the bus
- * policy allows. Returns 0, or a negative code with error set. */
+ * policy allows. The uid is the one the bus saw when the caller connected,
+ * cached per unique name once bus_install_access_check() ran. Returns 0, or
+ * -EPERM with error set to PermissionDenied. */
 int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
+
+/* Check the caller of every method call that reaches bus (except
+ * org.freedesktop.DBus.Peer) before it is dispatched, with
+ * bus_check_caller(); install before publishing any object. The check and
+ * its cache live as long as the bus. Returns 0 or -errno. */
+int bus_install_access_check(sd_bus *bus);
 
 /* Append stage timings as a{st}: name(i) and timings[i] for each of the n
  * stages that completed (timings[i] != UINT64_MAX). Returns 0 or -errno. */

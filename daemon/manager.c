@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "bus-util.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -377,7 +378,9 @@ static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error
         return 0;
 }
 
-int manager_open_bus(Manager *m) {
+/* Connect to the session bus as whoever we are now (the service user when
+ * started as root). Returns 0 or -errno (logged). */
+static int manager_open_bus(Manager *m) {
         int r;
 
         if (m->bus)
@@ -385,8 +388,10 @@ int manager_open_bus(Manager *m) {
         r = sd_bus_open_user(&m->bus);
         if (r < 0)
                 return log_error_errno(r,
-                                       "Cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS=%s): %s",
-                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", strerror(-r));
+                                       "Cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS=%s) as uid %u: "
+                                       "%s; the bus must let vmgrd's user connect",
+                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", (unsigned) geteuid(),
+                                       strerror(-r));
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %s", strerror(-r));
@@ -400,6 +405,10 @@ int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return r;
 
+        /* Before any object is published: no call reaches them unchecked. */
+        r = bus_install_access_check(m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the check of callers: %s", strerror(-r));
         r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
         if (r >= 0)
@@ -425,7 +434,8 @@ int manager_connect_bus(Manager *m) {
                 return log_error_errno(r, "%s is already owned on this bus: is another vmgrd running?",
                                        VMGR_BUS_NAME);
         if (r < 0)
-                return log_error_errno(r, "Failed to claim %s: %s", VMGR_BUS_NAME, strerror(-r));
+                return log_error_errno(r, "Failed to claim %s as uid %u: %s; the bus must let vmgrd's user connect",
+                                       VMGR_BUS_NAME, (unsigned) geteuid(), strerror(-r));
         return 0;
 }
 

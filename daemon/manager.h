@@ -55,12 +55,8 @@ Manager *manager_free(Manager *m);
  * Returns 0 or -errno (logged). */
 int manager_startup(Manager *m);
 
-/* Connect to the session bus (done early when started as root: the
- * connection is made with root's credentials before privileges are
- * dropped). Returns 0 or -errno (logged). */
-int manager_open_bus(Manager *m);
-
-/* Connect to the bus if not yet, publish objects, claim org.vmgr1. Returns 0 or -errno (logged). */
+/* Connect to the bus (as the service user when started as root), publish
+ * objects, claim org.vmgr1. Returns 0 or -errno (logged). */
 int manager_connect_bus(Manager *m);
 
 /* Begin the orderly shutdown: every group is deleted, every descendant

@@ -78,7 +78,9 @@ static const char *user_override;
 
 /* Started as root: hand everything (the directories, then ourselves, and so
  * every process we start: libvirtd, QEMU, dnsmasq, the helper) to the
- * unprivileged service user. Nothing of vmgr's runs as root after this.
+ * unprivileged service user. Nothing of vmgr's runs as root after this,
+ * and nothing runs as root before it but the directories' hand-over:
+ * vmgrd connects to the bus later, as the user (see main()).
  * Returns 0 or -errno (logged). */
 static int drop_privileges(Manager *m) {
         const char *dirs[] = { m->state_dir, m->runtime_dir, m->cache_dir };
@@ -96,14 +98,20 @@ static int drop_privileges(Manager *m) {
         if (pw->pw_uid == 0)
                 return log_error_errno(EINVAL, "The service user '%s' must not be root", m->config.user);
 
+        /* The user owns these trees and may change them while we look: as
+         * root we act only on what root alone controls (dir_hand_over()). */
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-                /* Parents we create must stay traversable for the user; the directory itself is private. */
-                r = mkdir_p(dirs[i], 0755);
-                if (r >= 0)
-                        r = chown_tree(dirs[i], pw->pw_uid, pw->pw_gid);
-                if (r >= 0 && chmod(dirs[i], 0700) < 0)
-                        r = -errno;
-                if (r < 0)
+                r = dir_hand_over(dirs[i], pw->pw_uid, pw->pw_gid);
+                if (r == 0)
+                        log_info("%s lies below a directory that a user other than root controls; user '%s' "
+                                 "creates it itself",
+                                 dirs[i], m->config.user);
+                else if (r == -EPERM)
+                        return log_error_errno(r,
+                                               "%s belongs to a user other than '%s': give it to '%s' "
+                                               "(chown -R while vmgrd is stopped) or choose another directory",
+                                               dirs[i], m->config.user, m->config.user);
+                else if (r < 0)
                         return log_error_errno(r, "Cannot hand %s to user '%s': %s", dirs[i], m->config.user,
                                                strerror(-r));
         }
@@ -232,13 +240,14 @@ int main(int argc, char *argv[]) {
                 goto fail;
         if (user_override)
                 snprintf(m->config.user, sizeof(m->config.user), "%s", user_override);
-        if (geteuid() == 0) {
-                /* Root's bus connection is made now, while we still are root. */
-                if (manager_open_bus(m) < 0)
-                        goto fail;
-                if (drop_privileges(m) < 0)
-                        goto fail;
-        }
+        /* As root, only the directories need root. The bus connection is made
+         * afterwards, as the service user: a connection keeps the identity it
+         * was made with, and one authenticated as root would give whoever
+         * runs as that user root's authority over everything else on the bus
+         * (root's own services, systemd's user manager). So the bus must let
+         * the service user connect (docs/design.md). */
+        if (geteuid() == 0 && drop_privileges(m) < 0)
+                goto fail;
         if (manager_startup(m) < 0)
                 goto fail;
         if (manager_connect_bus(m) < 0)
