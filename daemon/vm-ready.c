@@ -357,6 +357,15 @@ static void on_agent_log(AgentSession *s, const struct vmgr_agent_log *log, void
                 console_follower_guest_line(vm->console, line, MIN((size_t) n, sizeof(line) - 1));
 }
 
+/* The guest lost its agent session for breaking a rule: say why where the user looks. */
+static void on_agent_violation(AgentSession *s, const char *why, void *userdata) {
+        VM *vm = userdata;
+
+        log_internal(LOG_WARNING, 0, vm->group ? vm->group->name : NULL, vm->name,
+                     "Dropped the guest agent's session: %s", why);
+        vm_set_error(vm, why);
+}
+
 static void on_agent_changed(AgentSession *s, void *userdata) {
         VM *vm = userdata;
 
@@ -400,6 +409,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                                      "Cannot follow the console log %s", vm->console_log);
                 if (vm->agent) {
                         agent_session_set_log_handler(vm->agent, on_agent_log);
+                        agent_session_set_violation_handler(vm->agent, on_agent_violation);
                         agent_session_set_keepalive(vm->agent,
                                                     (uint64_t) vm->group->manager->config.agent_keepalive_sec *
                                                             1000000ULL);
