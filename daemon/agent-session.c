@@ -129,7 +129,7 @@ static int outq_append(AgentSession *s, const void *p, size_t n) {
                 char why[160];
 
                 snprintf(why, sizeof(why),
-                         "the guest did not read its agent port while more than %u MiB of answers waited for it",
+                         "the guest did not read its agent port while more than %u MiB of messages waited for it",
                          OUTQ_MAX / (1024U * 1024U));
                 session_violation(s, why);
                 return -ENOBUFS;

@@ -126,7 +126,6 @@ t_create=$(vmgr_now_ms)
 check "CreateGroup d (c: default guest, l floods LOG lines, e sends escapes)" \
         busctl_as_user --timeout=120 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss d "$spec"
 c=$(vmgr_vm_path d c)
-l=$(vmgr_vm_path d l)
 check "VM d/c is ready" busctl_as_user --timeout=150 call org.vmgr1 "$c" org.vmgr1.VM WaitReady t 140000000
 
 # Escapes: the line arrives, stripped of everything a terminal would act on.
