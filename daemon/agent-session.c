@@ -15,12 +15,32 @@
 #include "agent-session.h"
 #include "log.h"
 #include "macro.h"
+#include "tokenbucket.h"
 
 /* Reconnect back-off: from 50 ms, doubling, up to 1 s. */
 #define RETRY_MIN_USEC (50ULL * 1000ULL)
 #define RETRY_MAX_USEC (1000ULL * 1000ULL)
 /* Input is read only while less than this waits to go to the socket. */
 #define OUTQ_DATA_MAX (256U * 1024U)
+/* Most bytes that may wait for the agent: input stops at OUTQ_DATA_MAX, so
+ * the rest is room for control messages. Only a guest that makes vmgrd
+ * answer (PING, HELLO) without reading its port gets here; it loses its
+ * session instead of growing vmgrd without end. */
+#define OUTQ_MAX (2U * 1024U * 1024U)
+/* After a guest broke a rule, the next connection waits this long, doubling
+ * with each further breach up to the maximum; a breach this long after the
+ * last one starts again from the minimum. */
+#define PENALTY_MIN_USEC (1000ULL * 1000ULL)
+#define PENALTY_MAX_USEC (64ULL * 1000ULL * 1000ULL)
+#define PENALTY_FORGET_USEC (600ULL * 1000ULL * 1000ULL)
+/* New sessions the guest may cause (an agent announcing a restart, or
+ * ending the session): a burst of SESSIONS_BURST, then one per
+ * SESSIONS_EVERY_SEC. Each session start logs the VM's stages and emits
+ * signals; a guest that restarts its agent in a loop must not turn that
+ * into an unbounded stream of vmgrd's lines in the group's log. A guest
+ * reboot takes seconds, so reboot loops stay well within it. */
+#define SESSIONS_BURST 30
+#define SESSIONS_EVERY_SEC 2
 
 typedef struct AgentStream {
         uint32_t id;                    /* 0: not used (/dev/null in the guest) */
@@ -70,6 +90,16 @@ struct AgentSession {
         uint8_t *outq;
         size_t outq_size, outq_alloc;
 
+        /* A rule the guest broke: the session is dropped on the next turn of
+         * the loop (not in the middle of whatever noticed it). */
+        char violation[256];
+        sd_event_source *violation_defer;
+        agent_session_violation_t on_violation;
+        unsigned n_penalties;           /* breaches in a row, for the back-off */
+        uint64_t last_penalty_usec;
+        uint64_t penalty_usec;          /* the next connection waits at least this long */
+        struct vmgr_token_bucket sessions; /* guest-caused new sessions */
+
         bool connected;                 /* HELLO answered */
         uint64_t nonce;
         uint32_t agent_window;
@@ -88,9 +118,24 @@ static void job_maybe_finish(AgentJob *j);
 
 /* ---- output queue ------------------------------------------------------ */
 
+static void session_violation(AgentSession *s, const char *why);
+
+/* Queue bytes for the agent. Returns 0, -ENOBUFS past OUTQ_MAX (the session
+ * is being dropped), or -ENOMEM. */
 static int outq_append(AgentSession *s, const void *p, size_t n) {
+        if (s->violation[0])
+                return -ENOBUFS; /* being dropped: nothing more for it */
+        if (s->outq_size + n > OUTQ_MAX) {
+                char why[160];
+
+                snprintf(why, sizeof(why),
+                         "the guest did not read its agent port while more than %u MiB of messages waited for it",
+                         OUTQ_MAX / (1024U * 1024U));
+                session_violation(s, why);
+                return -ENOBUFS;
+        }
         if (s->outq_size + n > s->outq_alloc) {
-                size_t want = (s->outq_size + n) * 2;
+                size_t want = MIN((s->outq_size + n) * 2, (size_t) OUTQ_MAX);
                 uint8_t *q = realloc(s->outq, want);
                 if (!q)
                         return -ENOMEM;
@@ -283,7 +328,7 @@ static void on_data(AgentSession *s, const struct vmgr_agent_msg *m) {
                 return; /* may race with the stream's end */
         job_progress(j);
         if (vmgr_agent_recv_window_receive(&st->recv, m->data.size) < 0) {
-                session_reset(s, -EPROTO, "the agent sent more than its credit");
+                session_violation(s, "the guest agent sent more data than vmgrd allowed (flow control)");
                 return;
         }
         if (st->is_mem || st->fd < 0 || st->broken) {
@@ -328,7 +373,7 @@ static void on_window(AgentSession *s, const struct vmgr_agent_msg *m) {
         if (!j || slot != AGENT_STREAM_IN)
                 return;
         if (vmgr_agent_send_window_grant(&st->send, m->window) < 0) {
-                session_reset(s, -EPROTO, "the agent granted more than 2^31-1 bytes of credit");
+                session_violation(s, "the guest agent granted more than 2^31-1 bytes of credit (flow control)");
                 return;
         }
         job_pump_input(j);
@@ -705,6 +750,67 @@ static void session_reset(AgentSession *s, int error, const char *why) {
                 schedule_connect(s);
 }
 
+static uint64_t now_usec(AgentSession *s) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+static int on_violation_defer(sd_event_source *source, void *userdata) {
+        AgentSession *s = userdata;
+        uint64_t now = now_usec(s);
+        char why[sizeof(s->violation)];
+
+        s->violation_defer = sd_event_source_disable_unref(s->violation_defer);
+        if (!s->violation[0])
+                return 0;
+        memcpy(why, s->violation, sizeof(why));
+        if (s->n_penalties > 0 && now - s->last_penalty_usec > PENALTY_FORGET_USEC)
+                s->n_penalties = 0;
+        s->penalty_usec = PENALTY_MIN_USEC << MIN(s->n_penalties, 6U);
+        s->penalty_usec = MIN(s->penalty_usec, PENALTY_MAX_USEC);
+        s->n_penalties++;
+        s->last_penalty_usec = now;
+        log_warning("Agent at %s: %s; dropping the session, reconnecting in %" PRIu64 " s", s->socket_path, why,
+                    s->penalty_usec / 1000000U);
+        session_reset(s, -EPROTO, why);
+        s->violation[0] = 0;
+        if (s->on_violation)
+                s->on_violation(s, why, s->userdata);
+        return 0;
+}
+
+/* The guest broke a rule or passed a bound: drop its session on the next
+ * turn of the loop, and take nothing more from it or for it until then. */
+static void session_violation(AgentSession *s, const char *why) {
+        if (s->violation[0] || s->fd < 0)
+                return;
+        snprintf(s->violation, sizeof(s->violation), "%s", why);
+        /* Stop reading now; the reset happens outside of whoever noticed. */
+        if (s->io)
+                (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        if (sd_event_add_defer(s->event, &s->violation_defer, on_violation_defer, s) < 0) {
+                /* No memory for a deferred call: drop it here, the caller checks s->fd. */
+                s->violation[0] = 0;
+                session_reset(s, -EPROTO, why);
+        }
+}
+
+/* The guest starts a new session (its agent announced itself, or ended the
+ * session). Returns true if it may, false (and the session is being
+ * dropped) if it does so too often. */
+static bool session_churn_allowed(AgentSession *s) {
+        char why[160];
+
+        if (vmgr_token_bucket_take(&s->sessions, SESSIONS_EVERY_SEC, now_usec(s)))
+                return true;
+        snprintf(why, sizeof(why), "the guest agent restarted its session more than %u times, faster than once in %u s",
+                 SESSIONS_BURST, SESSIONS_EVERY_SEC);
+        session_violation(s, why);
+        return false;
+}
+
 /* Silence this many intervals long means the agent hangs (or the guest does). */
 #define KEEPALIVE_MISSED_MAX 3
 
@@ -742,6 +848,10 @@ void agent_session_set_log_handler(AgentSession *s, agent_session_log_t handler)
         s->log = handler;
 }
 
+void agent_session_set_violation_handler(AgentSession *s, agent_session_violation_t handler) {
+        s->on_violation = handler;
+}
+
 void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec) {
         s->keepalive_usec = interval_usec;
 }
@@ -752,6 +862,8 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
         if (m->type == VMGR_AGENT_HELLO) {
                 if (m->hello.nonce == 0) {
                         /* The agent (re)started, e.g. after a reboot: a new session. */
+                        if (!session_churn_allowed(s))
+                                return;
                         session_lost(s, -ECONNRESET, "the guest agent restarted");
                         (void) send_hello(s);
                 } else if (!s->connected && m->hello.nonce == s->nonce) {
@@ -800,6 +912,8 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                 return;
         case VMGR_AGENT_ERROR:
                 if (m->id == 0) {
+                        if (!session_churn_allowed(s))
+                                return;
                         log_warning("Agent at %s ended the session: %s", s->socket_path, m->error.message);
                         session_reset(s, -ECONNRESET, m->error.message);
                         return;
@@ -838,7 +952,7 @@ static int on_socket_io(sd_event_source *source, int fd, uint32_t revents, void 
         }
         if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 /* A bounded amount per wake-up, so that one VM cannot starve the loop. */
-                for (int round = 0; round < 16 && s->fd >= 0; round++) {
+                for (int round = 0; round < 16 && s->fd >= 0 && !s->violation[0]; round++) {
                         size_t size;
                         void *space = vmgr_agent_decoder_space(s->decoder, &size);
                         ssize_t n = read(s->fd, space, size);
@@ -854,7 +968,8 @@ static int on_socket_io(sd_event_source *source, int fd, uint32_t revents, void 
                         }
                         (void) sd_event_now(s->event, CLOCK_MONOTONIC, &s->last_rx_usec);
                         vmgr_agent_decoder_advance(s->decoder, (size_t) n);
-                        while (s->fd >= 0 && (r = vmgr_agent_decoder_next(s->decoder, &m, &reason)) != 0)
+                        while (s->fd >= 0 && !s->violation[0] &&
+                               (r = vmgr_agent_decoder_next(s->decoder, &m, &reason)) != 0)
                                 if (r > 0)
                                         handle(s, m);
                 }
@@ -902,7 +1017,11 @@ static void schedule_connect(AgentSession *s) {
         s->retry_usec = s->retry_usec ? s->retry_usec * 2 : RETRY_MIN_USEC;
         if (s->retry_usec > RETRY_MAX_USEC)
                 s->retry_usec = RETRY_MAX_USEC;
-        (void) sd_event_add_time_relative(s->event, &s->retry, CLOCK_MONOTONIC, s->retry_usec, 0, on_retry, s);
+        /* A guest that broke a rule waits longer (once). */
+        (void) sd_event_add_time_relative(s->event, &s->retry, CLOCK_MONOTONIC,
+                                          s->penalty_usec > s->retry_usec ? s->penalty_usec : s->retry_usec, 0,
+                                          on_retry, s);
+        s->penalty_usec = 0;
 }
 
 int agent_session_new(sd_event *event, const char *socket_path, agent_session_changed_t changed, void *userdata,
@@ -914,6 +1033,7 @@ int agent_session_new(sd_event *event, const char *socket_path, agent_session_ch
         s->fd = -EBADF;
         s->next_id = 1;
         s->event = sd_event_ref(event);
+        vmgr_token_bucket_init(&s->sessions, 1, (uint64_t) SESSIONS_BURST * SESSIONS_EVERY_SEC, now_usec(s));
         s->changed = changed;
         s->userdata = userdata;
         s->socket_path = strdup(socket_path);
@@ -935,6 +1055,8 @@ void agent_session_start(AgentSession *s) {
 
 void agent_session_stop(AgentSession *s) {
         s->wanted = false;
+        s->violation_defer = sd_event_source_disable_unref(s->violation_defer);
+        s->violation[0] = 0;
         s->retry = sd_event_source_disable_unref(s->retry);
         s->io = sd_event_source_disable_unref(s->io);
         s->fd = safe_close(s->fd);

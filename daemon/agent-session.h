@@ -14,6 +14,13 @@
  * agent announces a restart (a guest reboot); jobs of a session that ended
  * fail with -ECONNRESET.
  *
+ * Everything the guest can make vmgrd hold is bounded: the queue of bytes
+ * for the agent (answers to PINGs and HELLOs included) by OUTQ_MAX, the
+ * decoder by the protocol's frame size, each output stream by its window,
+ * memory outputs by their cap. A guest that passes a bound, breaks flow
+ * control or restarts its sessions in a loop loses its session (see
+ * agent_session_set_violation_handler()).
+ *
  * Streams are flow-controlled end to end: input is read from its fd only
  * while the agent has granted credit, and output is credited back only once
  * it has been written to its fd, so a slow reader slows the writer in the
@@ -54,6 +61,11 @@ typedef void (*agent_session_changed_t)(AgentSession *s, void *userdata);
 /* Called for each LOG the agent sends (a guest log line). */
 typedef void (*agent_session_log_t)(AgentSession *s, const struct vmgr_agent_log *log, void *userdata);
 
+/* Called when vmgrd drops the session because the guest broke a rule or
+ * passed a bound (why: one sentence); the connection is made again later,
+ * after a back-off that grows while the guest keeps doing it. */
+typedef void (*agent_session_violation_t)(AgentSession *s, const char *why, void *userdata);
+
 /* Called once when a job is finished (it may free the job). */
 typedef void (*agent_job_done_t)(AgentJob *j, void *userdata);
 
@@ -82,6 +94,9 @@ void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec);
 
 /* Hear of the guest's log lines (with the userdata given to new). */
 void agent_session_set_log_handler(AgentSession *s, agent_session_log_t handler);
+
+/* Hear of sessions dropped for the guest's misbehaviour (with the userdata given to new). */
+void agent_session_set_violation_handler(AgentSession *s, agent_session_violation_t handler);
 
 /* Begin connecting (QEMU runs); retries until connected. Idempotent. */
 void agent_session_start(AgentSession *s);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "logline.h"
 #include "macro.h"
+#include "tokenbucket.h"
 
 /* What a follower reads from the file at once: many lines, always at least
  * one whole line (a line is at most VMGR_LINE_MAX plus its prefix). */
@@ -24,6 +26,10 @@
 #define PREFIX_MAX 128
 /* Console bytes read per wake-up, so that one chatty VM cannot hold the loop. */
 #define CONSOLE_READ_MAX (256U * 1024U)
+/* Drops are reported at most this often per VM and source. */
+#define DROP_NOTICE_USEC (1000ULL * 1000ULL)
+/* What a line costs from a budget beyond its text: the prefix and newline. */
+#define LINE_OVERHEAD 32U
 
 typedef struct Follower Follower;
 
@@ -51,11 +57,25 @@ struct GroupLog {
         unsigned n_followers;
 };
 
+/* What one VM's source may add to the log, and what it dropped. */
+typedef struct Budget {
+        GroupLog *log;
+        const char *vm;                 /* the follower's */
+        GroupLogSource source;
+        const char *what;               /* "console output", for the notice */
+        struct vmgr_token_bucket bucket;
+        uint64_t dropped_bytes, dropped_lines;
+        sd_event_source *notice;        /* armed while drops wait to be reported */
+} Budget;
+
 struct ConsoleFollower {
         GroupLog *log;
         sd_event *event;
         char *vm;
-        int fd;                         /* the console file */
+        char *path, *rotated_path;      /* console.log, console.log.1 */
+        uint64_t console_max;
+        Budget console, guest;
+        int fd;                         /* the console file, read and truncated here, appended to by QEMU */
         int inotify_fd;
         sd_event_source *inotify;       /* off while a read is scheduled */
         sd_event_source *timer;         /* the scheduled read */
@@ -347,10 +367,103 @@ const char *group_log_path(const GroupLog *l) {
  * events in between cost no wake-up (the watch is off until then). */
 #define CONSOLE_COALESCE_USEC (50ULL * 1000ULL)
 
+static uint64_t monotonic_usec(sd_event *event) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+/* Write the line saying what b dropped since the last one. */
+static void budget_report(Budget *b) {
+        char text[256];
+
+        if (b->dropped_lines == 0)
+                return;
+        snprintf(text, sizeof(text), "dropped %" PRIu64 " bytes (%" PRIu64 " lines) of %s (rate limit)",
+                 b->dropped_bytes, b->dropped_lines, b->what);
+        b->dropped_bytes = b->dropped_lines = 0;
+        group_log_append(b->log, b->vm, GROUP_LOG_VMGRD, text, strlen(text));
+}
+
+static int on_budget_notice(sd_event_source *s, uint64_t usec, void *userdata) {
+        Budget *b = userdata;
+
+        b->notice = sd_event_source_disable_unref(b->notice);
+        budget_report(b);
+        return 0;
+}
+
+static void budget_init(Budget *b, GroupLog *l, const char *vm, GroupLogSource source, const char *what,
+                        const GroupLogLimits *limits, uint64_t now) {
+        *b = (Budget) { .log = l, .vm = vm, .source = source, .what = what };
+        vmgr_token_bucket_init(&b->bucket, limits->rate, limits->burst, now);
+}
+
+static void budget_done(Budget *b) {
+        b->notice = sd_event_source_disable_unref(b->notice);
+        if (b->log)
+                budget_report(b);
+}
+
+/* Append a line if the budget allows it, else count it as dropped and see
+ * that a notice follows. */
+static void budget_append(Budget *b, sd_event *event, const char *line, size_t len) {
+        if (!b->log)
+                return;
+        if (vmgr_token_bucket_take(&b->bucket, len + LINE_OVERHEAD, monotonic_usec(event))) {
+                group_log_append(b->log, b->vm, b->source, line, len);
+                return;
+        }
+        b->dropped_bytes += len + 1;
+        b->dropped_lines++;
+        if (!b->notice)
+                (void) sd_event_add_time_relative(event, &b->notice, CLOCK_MONOTONIC, DROP_NOTICE_USEC, 0,
+                                                  on_budget_notice, b);
+}
+
 static void console_line(const char *line, size_t len, void *userdata) {
         ConsoleFollower *c = userdata;
 
-        group_log_append(c->log, c->vm, GROUP_LOG_CONSOLE, line, len);
+        budget_append(&c->console, c->event, line, len);
+}
+
+void console_follower_guest_line(ConsoleFollower *c, const char *text, size_t len) {
+        char line[VMGR_LINE_MAX];
+
+        if (!c)
+                return;
+        /* The agent escapes control characters, but a guest need not run it. */
+        len = MIN(len, sizeof(line));
+        memcpy(line, text, len);
+        len = vmgr_line_strip(line, len);
+        budget_append(&c->guest, c->event, line, len);
+}
+
+/* The console file passed its cap: keep its content as PATH.1 (replacing
+ * the one before) and truncate it; QEMU appends (O_APPEND), so it goes on
+ * writing at the new end. Bytes written in the instant between the copy and
+ * the truncation are lost, as with any copy-and-truncate rotation. */
+static void console_rotate(ConsoleFollower *c) {
+        _cleanup_close_ int out = -EBADF;
+        struct stat st;
+        loff_t off = 0;
+
+        if (fstat(c->fd, &st) < 0)
+                return;
+        out = open(c->rotated_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        while (out >= 0 && off < st.st_size) {
+                ssize_t n = copy_file_range(c->fd, &off, out, NULL, (size_t) (st.st_size - off), 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break; /* what was copied stays; the rest is lost with the truncation */
+        }
+        if (ftruncate(c->fd, 0) < 0) {
+                log_warning_errno(errno, "Cannot truncate %s: %m", c->path);
+                return;
+        }
+        (void) lseek(c->fd, 0, SEEK_SET);
 }
 
 /* Read what was appended; with bounded, at most CONSOLE_READ_MAX. Returns
@@ -359,11 +472,26 @@ static bool console_read(ConsoleFollower *c, bool bounded) {
         char buf[16384];
         size_t total = 0;
         struct stat st;
+        off_t pos = lseek(c->fd, 0, SEEK_CUR);
 
-        /* Truncated (not by vmgrd, but it can be): start over. */
-        if (fstat(c->fd, &st) >= 0 && (uint64_t) st.st_size < (uint64_t) lseek(c->fd, 0, SEEK_CUR)) {
-                (void) lseek(c->fd, 0, SEEK_SET);
-                c->split.len = 0;
+        if (fstat(c->fd, &st) >= 0 && pos >= 0) {
+                /* Truncated (not by vmgrd, but it can be): start over. */
+                if (st.st_size < pos) {
+                        (void) lseek(c->fd, 0, SEEK_SET);
+                        c->split.len = 0;
+                } else if ((uint64_t) (st.st_size - pos) > 2 * c->console_max) {
+                        /* Written faster than read, far beyond the cap: what
+                         * was not read yet would be over the rate limit
+                         * anyway; skip it, count it, and rotate. */
+                        c->console.dropped_bytes += (uint64_t) (st.st_size - pos);
+                        c->console.dropped_lines++;
+                        if (!c->console.notice)
+                                (void) sd_event_add_time_relative(c->event, &c->console.notice, CLOCK_MONOTONIC,
+                                                                  DROP_NOTICE_USEC, 0, on_budget_notice,
+                                                                  &c->console);
+                        console_rotate(c);
+                        return true;
+                }
         }
         while (!bounded || total < CONSOLE_READ_MAX) {
                 ssize_t n = read(c->fd, buf, sizeof(buf));
@@ -385,11 +513,16 @@ static void console_schedule(ConsoleFollower *c, uint64_t delay_usec) {
 
 static int on_console_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ConsoleFollower *c = userdata;
+        struct stat st;
 
-        if (console_read(c, true))
+        if (console_read(c, true)) {
                 console_schedule(c, 0); /* more is there: the next turn of the loop */
-        else
-                (void) sd_event_source_set_enabled(c->inotify, SD_EVENT_ON);
+                return 0;
+        }
+        /* All read: rotate now if it is past its cap. */
+        if (fstat(c->fd, &st) >= 0 && (uint64_t) st.st_size > c->console_max)
+                console_rotate(c);
+        (void) sd_event_source_set_enabled(c->inotify, SD_EVENT_ON);
         return 0;
 }
 
@@ -404,7 +537,8 @@ static int on_console_inotify(sd_event_source *s, int fd, uint32_t revents, void
         return 0;
 }
 
-int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const char *path, ConsoleFollower **ret) {
+int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const char *path,
+                         const GroupLogLimits *limits, ConsoleFollower **ret) {
         ConsoleFollower *c;
         int r;
 
@@ -414,10 +548,21 @@ int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const cha
         c->log = l;
         c->event = sd_event_ref(event);
         c->inotify_fd = -EBADF;
+        c->fd = -EBADF;
+        c->console_max = limits->console_max;
         c->vm = strdup(vm);
-        c->fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (!c->vm || c->fd < 0) {
-                r = c->vm ? -errno : -ENOMEM;
+        c->path = strdup(path);
+        if (!c->vm || !c->path || asprintf(&c->rotated_path, "%s.1", path) < 0) {
+                c->rotated_path = NULL;
+                console_follower_free(c);
+                return -ENOMEM;
+        }
+        budget_init(&c->console, l, c->vm, GROUP_LOG_CONSOLE, "console output", limits, monotonic_usec(event));
+        budget_init(&c->guest, l, c->vm, GROUP_LOG_GUEST, "guest log lines", limits, monotonic_usec(event));
+        /* Read and write: vmgrd truncates it when it passes its cap. */
+        c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        if (c->fd < 0) {
+                r = -errno;
                 console_follower_free(c);
                 return r;
         }
@@ -452,12 +597,16 @@ ConsoleFollower *console_follower_free(ConsoleFollower *c) {
                 (void) console_read(c, false);
                 vmgr_line_flush(&c->split, console_line, c);
         }
+        budget_done(&c->console);
+        budget_done(&c->guest);
         sd_event_source_disable_unref(c->timer);
         sd_event_source_disable_unref(c->inotify);
         safe_close(c->inotify_fd);
         safe_close(c->fd);
         sd_event_unref(c->event);
         free(c->vm);
+        free(c->path);
+        free(c->rotated_path);
         free(c);
         return NULL;
 }

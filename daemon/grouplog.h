@@ -16,6 +16,18 @@
  * A follower (Group.FollowLogs) is a pipe and an offset into that file: it
  * reads ahead only as far as its pipe takes, so a slow reader costs one
  * buffer and nothing is dropped, however far behind it falls.
+ *
+ * What a guest controls is bounded: each VM's console lines and guest lines
+ * go through a token bucket each (GroupLogLimits: bytes per second and a
+ * burst), lines beyond it are dropped and counted, and one line a second at
+ * most says how much was dropped:
+ *
+ *     [vm=NAME vmgrd] dropped N bytes (M lines) of console output (rate limit)
+ *
+ * Guest lines are stripped of terminal controls like console lines. The
+ * console file itself (QEMU appends to it) is rotated past its cap: copied
+ * to PATH.1 and truncated, so a VM's console files take at most twice the
+ * cap.
  */
 
 #include <stdbool.h>
@@ -31,6 +43,13 @@ typedef enum GroupLogSource {
         GROUP_LOG_VMGRD = 1 << 2,
         GROUP_LOG_ALL = GROUP_LOG_CONSOLE | GROUP_LOG_GUEST | GROUP_LOG_VMGRD,
 } GroupLogSource;
+
+/* What one VM may write (vm-ready.c takes them from the VM's spec). */
+typedef struct GroupLogLimits {
+        uint64_t rate;                  /* bytes per second into the group's log, per source */
+        uint64_t burst;                 /* bytes at once, per source */
+        uint64_t console_max;           /* console.log is rotated past this size */
+} GroupLogLimits;
 
 /* "console", "guest", "vmgrd" to the flag, or 0. */
 GroupLogSource group_log_source_from_string(const char *s);
@@ -56,10 +75,16 @@ int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sourc
 /* Followers attached now. */
 unsigned group_log_n_followers(const GroupLog *l);
 
-/* Follow a console file that a VM's QEMU appends to, from offset 0, with
- * inotify; complete lines, stripped of terminal controls, go to l as
- * [vm=NAME console]. The file is created if it does not exist. */
-int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const char *path, ConsoleFollower **ret);
+/* Follow a console file that a VM's QEMU appends to (with O_APPEND), from
+ * offset 0, with inotify; complete lines, stripped of terminal controls, go
+ * to l as [vm=NAME console] within the limits. Past limits->console_max the
+ * file is copied to PATH.1 and truncated. The file is created if it does
+ * not exist. Returns 0 or -errno. */
+int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const char *path,
+                         const GroupLogLimits *limits, ConsoleFollower **ret);
+/* A line from the same VM's guest (its agent's LOG): stripped of terminal
+ * controls and into l as [vm=NAME guest] within the limits of its own. */
+void console_follower_guest_line(ConsoleFollower *c, const char *text, size_t len);
 /* Read what the file has now (before a snapshot of the log). NULL is fine. */
 void console_follower_sync(ConsoleFollower *c);
 /* Read what is left, emit a partial last line, free. NULL is fine. */

@@ -349,11 +349,21 @@ static void on_agent_log(AgentSession *s, const struct vmgr_agent_log *log, void
         char line[VMGR_LINE_MAX];
         int n;
 
-        if (!vm->group || !vm->group->log || log->source >= ELEMENTSOF(sources) || !sources[log->source])
+        if (!vm->group || !vm->console || log->source >= ELEMENTSOF(sources) || !sources[log->source])
                 return;
         n = snprintf(line, sizeof(line), "%s: %s", sources[log->source], log->text);
+        /* Stripped and rate-limited with the VM's other guest lines. */
         if (n > 0)
-                group_log_append(vm->group->log, vm->name, GROUP_LOG_GUEST, line, MIN((size_t) n, sizeof(line) - 1));
+                console_follower_guest_line(vm->console, line, MIN((size_t) n, sizeof(line) - 1));
+}
+
+/* The guest lost its agent session for breaking a rule: say why where the user looks. */
+static void on_agent_violation(AgentSession *s, const char *why, void *userdata) {
+        VM *vm = userdata;
+
+        log_internal(LOG_WARNING, 0, vm->group ? vm->group->name : NULL, vm->name,
+                     "Dropped the guest agent's session: %s", why);
+        vm_set_error(vm, why);
 }
 
 static void on_agent_changed(AgentSession *s, void *userdata) {
@@ -388,11 +398,18 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                         log_internal(LOG_WARNING, ENOMEM, vm->group ? vm->group->name : NULL, vm->name,
                                      "Cannot watch the guest agent: out of memory");
                 if (!vm->console && vm->group && vm->group->log &&
-                    console_follower_new(vm_event(vm), vm->group->log, vm->name, vm->console_log, &vm->console) < 0)
+                    console_follower_new(vm_event(vm), vm->group->log, vm->name, vm->console_log,
+                                         &(GroupLogLimits) {
+                                                 .rate = (uint64_t) vm->spec.log_rate_kib * 1024U,
+                                                 .burst = (uint64_t) vm->spec.log_burst_kib * 1024U,
+                                                 .console_max = (uint64_t) vm->spec.console_log_max_kib * 1024U,
+                                         },
+                                         &vm->console) < 0)
                         log_internal(LOG_WARNING, errno, vm->group->name, vm->name,
                                      "Cannot follow the console log %s", vm->console_log);
                 if (vm->agent) {
                         agent_session_set_log_handler(vm->agent, on_agent_log);
+                        agent_session_set_violation_handler(vm->agent, on_agent_violation);
                         agent_session_set_keepalive(vm->agent,
                                                     (uint64_t) vm->group->manager->config.agent_keepalive_sec *
                                                             1000000ULL);

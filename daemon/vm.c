@@ -112,7 +112,7 @@ void vm_set_state(VM *vm, VMState state) {
         vm_ready_state_changed(vm, old);
 }
 
-static void vm_set_error(VM *vm, const char *message) {
+void vm_set_error(VM *vm, const char *message) {
         char *copy = strdup(message ?: "");
 
         if (!copy)

@@ -125,6 +125,8 @@ const char *vm_state_to_string(VMState s);
 
 /* Set the state and emit PropertiesChanged. */
 void vm_set_state(VM *vm, VMState state);
+/* Set LastError (message: one sentence; NULL or "" clears it) and say so on the bus. */
+void vm_set_error(VM *vm, const char *message);
 
 /* Make a VM object in state "defined" and add it to the group. spec is moved
  * in (zeroed on success). Returns 0 or -errno / -VMGR_ERR_*. */

@@ -171,7 +171,13 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
         bool have_name = false;
         int r;
 
-        *vm = (VmgrVMSpec) { .vcpus = 1, .memory_mib = 256 };
+        *vm = (VmgrVMSpec) {
+                .vcpus = 1,
+                .memory_mib = 256,
+                .log_rate_kib = VMGR_SPEC_LOG_RATE_KIB_DEFAULT,
+                .log_burst_kib = VMGR_SPEC_LOG_BURST_KIB_DEFAULT,
+                .console_log_max_kib = VMGR_SPEC_CONSOLE_LOG_MAX_KIB_DEFAULT,
+        };
 
         if (!json_object_is_type(o, json_type_object))
                 return spec_error(error, path, "must be an object");
@@ -221,6 +227,12 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                         vm->ipv4 = json_object_get_boolean(v);
                 } else if (streq(key, "ready_probe"))
                         r = parse_probe(v, p, &vm->ready_probe, error);
+                else if (streq(key, "log_rate_kib"))
+                        r = parse_uint(v, p, 1, 1024 * 1024, &vm->log_rate_kib, error);
+                else if (streq(key, "log_burst_kib"))
+                        r = parse_uint(v, p, 4, 1024 * 1024, &vm->log_burst_kib, error);
+                else if (streq(key, "console_log_max_kib"))
+                        r = parse_uint(v, p, 64, 1024 * 1024, &vm->console_log_max_kib, error);
                 else
                         return spec_error(error, p, "unknown key");
                 if (r < 0)

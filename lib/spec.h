@@ -47,7 +47,14 @@ typedef struct VmgrVMSpec {
         size_t n_extra_disks;
         bool ipv4;                      /* second NIC with DHCPv4 */
         char **ready_probe;             /* NULL-terminated argv, or NULL */
+        unsigned log_rate_kib;          /* KiB/s the VM may add to the group's log, per source */
+        unsigned log_burst_kib;         /* KiB it may add at once, per source */
+        unsigned console_log_max_kib;   /* console.log is rotated past this */
 } VmgrVMSpec;
+
+#define VMGR_SPEC_LOG_RATE_KIB_DEFAULT 64
+#define VMGR_SPEC_LOG_BURST_KIB_DEFAULT 1024
+#define VMGR_SPEC_CONSOLE_LOG_MAX_KIB_DEFAULT 8192
 
 typedef struct VmgrSpec {
         VmgrVMSpec *vms;

@@ -41,7 +41,8 @@ static void test_full(void) {
                               "{\"name\": \"b\", \"vcpus\": 2, \"memory_mib\": 512, \"ipv4\": true,"
                               " \"kernel\": \"/k\", \"initrd\": \"/i\", \"cmdline\": \"quiet\","
                               " \"extra_disks\": [{\"size_mib\": 64}, {\"path\": \"/d.qcow2\", \"format\": \"qcow2\"}],"
-                              " \"ready_probe\": [\"test\", \"-e\", \"/ok\"]},"
+                              " \"ready_probe\": [\"test\", \"-e\", \"/ok\"],"
+                              " \"log_rate_kib\": 8, \"log_burst_kib\": 32, \"console_log_max_kib\": 256},"
                               "{\"name\": \"c\", \"disk\": \"/img.raw\", \"disk_format\": \"raw\"}]}",
                               &spec, error) == 0);
         CHECK(spec->accelerator == VMGR_ACCEL_TCG);
@@ -49,6 +50,10 @@ static void test_full(void) {
         CHECK(spec->n_vms == 3);
         CHECK_STREQ(spec->vms[0].name, "a");
         CHECK(spec->vms[0].vcpus == 1 && spec->vms[0].memory_mib == 256 && !spec->vms[0].ipv4);
+        CHECK(spec->vms[0].log_rate_kib == 64 && spec->vms[0].log_burst_kib == 1024 &&
+              spec->vms[0].console_log_max_kib == 8192);
+        CHECK(spec->vms[1].log_rate_kib == 8 && spec->vms[1].log_burst_kib == 32 &&
+              spec->vms[1].console_log_max_kib == 256);
         CHECK(spec->vms[1].vcpus == 2 && spec->vms[1].memory_mib == 512 && spec->vms[1].ipv4);
         CHECK_STREQ(spec->vms[1].kernel, "/k");
         CHECK(spec->vms[1].n_extra_disks == 2);
@@ -78,6 +83,9 @@ static void test_errors(void) {
         expect_error("{\"vms\": [{\"name\": \"a\", \"kernel\": \"rel\"}]}", "vms[0].kernel: must be an absolute path");
         expect_error("{\"vms\": [{\"name\": \"a\", \"ipv4\": 1}]}", "vms[0].ipv4: must be true or false");
         expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe\": []}]}", "vms[0].ready_probe: must be a non-empty");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"log_rate_kib\": 0}]}", "vms[0].log_rate_kib: must be an integer between 1");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"console_log_max_kib\": 1}]}",
+                     "vms[0].console_log_max_kib: must be an integer between 64");
         expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe\": [\"x\", 1]}]}", "vms[0].ready_probe[1]: must be a string");
         expect_error("{\"vms\": [{\"name\": \"a\", \"extra_disks\": [{}]}]}", "vms[0].extra_disks[0]: needs");
         expect_error("{\"vms\": [{\"name\": \"a\", \"extra_disks\": [{\"size_mib\": 1, \"x\": 1}]}]}",
