@@ -38,6 +38,19 @@ static bool string_ok(const char *s, size_t max) {
         return s && strnlen(s, max + 1) <= max;
 }
 
+/* Whether s is a name of at most max bytes without control characters: names
+ * (hostname, kernel release, interface names, software) end up in D-Bus
+ * properties and on users' terminals, where a guest's escape sequences must
+ * not go. Returns true if so. */
+static bool name_ok(const char *s, size_t max) {
+        if (!string_ok(s, max))
+                return false;
+        for (const unsigned char *c = (const unsigned char *) s; *c; c++)
+                if (*c < 0x20 || *c == 0x7f)
+                        return false;
+        return true;
+}
+
 static bool path_ok(const char *p) {
         return string_ok(p, VMGR_AGENT_PATH_MAX) && p[0] == '/';
 }
@@ -45,9 +58,9 @@ static bool path_ok(const char *p) {
 static int validate_info(const struct vmgr_agent_info *in, const char **why) {
         if (in->version < VMGR_AGENT_VERSION_MIN)
                 return *why = "INFO version is 0", -EINVAL;
-        if (!string_ok(in->hostname, VMGR_AGENT_NAME_MAX) || !string_ok(in->kernel, VMGR_AGENT_NAME_MAX) ||
-            !string_ok(in->boot_id, VMGR_AGENT_NAME_MAX))
-                return *why = "INFO string missing or too long", -EINVAL;
+        if (!name_ok(in->hostname, VMGR_AGENT_NAME_MAX) || !name_ok(in->kernel, VMGR_AGENT_NAME_MAX) ||
+            !name_ok(in->boot_id, VMGR_AGENT_NAME_MAX))
+                return *why = "INFO string missing, too long or with control characters", -EINVAL;
         if (in->n_links > VMGR_AGENT_LINKS_MAX)
                 return *why = "INFO has too many links", -EINVAL;
         if (in->n_addrs > VMGR_AGENT_ADDRS_MAX)
@@ -58,8 +71,8 @@ static int validate_info(const struct vmgr_agent_info *in, const char **why) {
                         return *why = "INFO link index is 0", -EINVAL;
                 if (l->hwaddr_len > VMGR_AGENT_HWADDR_MAX)
                         return *why = "INFO link hardware address too long", -EINVAL;
-                if (!string_ok(l->name, VMGR_AGENT_NAME_MAX) || !l->name[0])
-                        return *why = "INFO link name missing or too long", -EINVAL;
+                if (!name_ok(l->name, VMGR_AGENT_NAME_MAX) || !l->name[0])
+                        return *why = "INFO link name missing, too long or with control characters", -EINVAL;
                 for (size_t j = 0; j < i; j++)
                         if (in->links[j].index == l->index)
                                 return *why = "INFO link index repeated", -EINVAL;
@@ -134,8 +147,8 @@ int vmgr_agent_msg_validate(const struct vmgr_agent_msg *m, const char **reason)
                         why = "HELLO version range is empty";
                 else if (m->hello.initial_window < 1 || m->hello.initial_window > VMGR_AGENT_WINDOW_MAX)
                         why = "HELLO initial window out of range";
-                else if (!string_ok(m->hello.software, VMGR_AGENT_NAME_MAX))
-                        why = "HELLO software name missing or too long";
+                else if (!name_ok(m->hello.software, VMGR_AGENT_NAME_MAX))
+                        why = "HELLO software name missing, too long or with control characters";
                 break;
         case VMGR_AGENT_INFO:
                 if (m->id != 0)

@@ -252,6 +252,16 @@ static void test_encode_refuses(void) {
         REFUSED({ .type = VMGR_AGENT_INFO,
                   .info = { .version = 1, .hostname = "h", .kernel = "k", .boot_id = "", .n_links = 1,
                             .links = { { .index = 3, .name = "" } } } });
+        /* A guest's names reach D-Bus properties and terminals: no escape sequences. */
+        REFUSED({ .type = VMGR_AGENT_INFO, .info = { .version = 1, .hostname = "h\033]0;x\007", .kernel = "k",
+                                                     .boot_id = "" } });
+        REFUSED({ .type = VMGR_AGENT_INFO, .info = { .version = 1, .hostname = "h", .kernel = "6.1\033[2J",
+                                                     .boot_id = "" } });
+        REFUSED({ .type = VMGR_AGENT_INFO, .info = { .version = 1, .hostname = "h", .kernel = "k", .boot_id = "\n" } });
+        REFUSED({ .type = VMGR_AGENT_INFO,
+                  .info = { .version = 1, .hostname = "h", .kernel = "k", .boot_id = "", .n_links = 1,
+                            .links = { { .index = 3, .name = "eth\r0" } } } });
+        REFUSED({ .type = VMGR_AGENT_HELLO, .hello = { 1, 1, 100, 0, "agent\177" } });
 #undef REFUSED
 
         /* Each string fits, their sum does not: too big for one frame. */
