@@ -6,6 +6,21 @@
 
 #include "fileserver-util.h"
 
+bool fileserver_peer_allowed(const struct sockaddr *addr, socklen_t addrlen, const struct in6_addr *prefix6,
+                             const struct in6_addr *gateway6) {
+        const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *) addr;
+        static const uint8_t zero_iid[8];
+
+        if (!addr || addrlen < sizeof(struct sockaddr_in6) || addr->sa_family != AF_INET6)
+                return false;
+        /* The /64: the first 8 bytes. */
+        if (memcmp(sa->sin6_addr.s6_addr, prefix6->s6_addr, 8) != 0)
+                return false;
+        if (memcmp(sa->sin6_addr.s6_addr + 8, zero_iid, sizeof(zero_iid)) == 0)
+                return false;
+        return memcmp(&sa->sin6_addr, gateway6, sizeof(*gateway6)) != 0;
+}
+
 int served_name_check(const char *name, const char **reason) {
         static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-";
         const char *why = NULL;

@@ -3,12 +3,28 @@
 
 /*
  * The pure parts of a group's file server (fileserver.c), kept apart so that
- * unit tests run them without a daemon: which names a file may be served
- * under, and what a request's Range header asks for.
+ * unit tests run them without a daemon: who may connect, which names a file
+ * may be served under, and what a request's Range header asks for.
  */
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+/*
+ * May a connection from addr (the peer address accept() gave, addrlen bytes)
+ * use the file server of a group whose guests live in prefix6/64 and whose
+ * bridge holds gateway6 (docs/addressing.md)? Only an IPv6 source inside the
+ * group's /64 may: that is where the group's guests, and only they, have
+ * their addresses. Refused are every other family and prefix (the host's own
+ * service addresses are in other /64s of the group's /48, another group's
+ * guests in another /48), the bridge's own address gateway6 (any local
+ * process could bind it as its source) and the subnet-router anycast address
+ * (prefix::, never a guest's source). Returns true if allowed.
+ */
+bool fileserver_peer_allowed(const struct sockaddr *addr, socklen_t addrlen, const struct in6_addr *prefix6,
+                             const struct in6_addr *gateway6);
 
 /* Longest name a file may be served under. */
 #define SERVED_NAME_MAX 128

@@ -14,11 +14,20 @@
  * response holds its dup until it is done, so unserving a file or stopping
  * the server never pulls the fd from under a running download; new requests
  * get 404.
+ *
+ * Who may connect, and for how long (docs/design.md, "The file server"):
+ * only the group's guests, by source address, checked by MHD's accept
+ * policy callback right after accept(), before a byte of the request is
+ * read. Then three limits keep one guest from starving the others: a
+ * number of connections per source address, a total, and a deadline for
+ * each request to arrive whole, which MHD's inactivity timeout alone is not
+ * (a client sending a byte every few seconds is never inactive).
  */
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <nettle/sha2.h>
 #include <stdarg.h>
@@ -39,15 +48,44 @@
 
 /* Files one group serves at once (registered or being hashed). */
 #define FILESERVER_MAX_FILES 1024
-/* Connections at once, over all guests of the group. */
+/* Connections at once, over all guests of the group (at most 32 VMs by
+ * default): 128 fds and at most 128 x 32 KiB of MHD buffers. Past it, new
+ * connections wait in the listen backlog until one closes, which the
+ * request deadline below makes happen within seconds. */
 #define FILESERVER_MAX_CONNECTIONS 128
-/* A connection idle this long is closed. */
+/* Connections at once from one source address: enough for a guest that
+ * fetches several files, or one in segments, in parallel (aria2's most is
+ * 16), and yet one guest holds at most an eighth of the total, so a guest
+ * that opens connections without end starves neither itself nor others. */
+#define FILESERVER_MAX_CONNECTIONS_PER_SOURCE 16
+/* A request (line, headers and any body) must arrive whole within this long
+ * of its connection's start or of the end of the response before it (the
+ * wait between requests on a kept-alive connection). Clients send a GET in
+ * one write right after connecting; 10 s leaves a loaded TCG guest room,
+ * and bounds how long a connection that sends nothing useful (a slowloris,
+ * one byte every few seconds) holds its slot. */
+#define FILESERVER_REQUEST_TIMEOUT_SEC 10
+/* A connection inactive this long is closed: in practice, one whose client
+ * stopped reading its response (a request is bounded by the deadline above).
+ * Generous, as a guest writing a large download to a slow disk may stall. */
 #define FILESERVER_IDLE_TIMEOUT_SEC 60
+/* At most one debug line per second about refused or timed-out connections,
+ * each with the running total: a flood must not flood the log. */
+#define FILESERVER_LOG_INTERVAL_USEC (1000ULL * 1000ULL)
 /* Hashing reads this much at a time. */
 #define HASH_CHUNK (1024 * 1024)
 /* A response reads (and sends) this much per turn of the loop. MHD's own fd
  * responses read 4 KiB, which costs a loop iteration per 4 KiB. */
 #define RESPONSE_BLOCK (64 * 1024)
+
+/* A connection, from MHD's start notification until it is closed. */
+typedef struct Connection Connection;
+struct Connection {
+        Connection *next, *prev;        /* in the server's awaiting list while deadline != 0 */
+        FileServer *server;
+        int fd;                         /* MHD's socket, for shutdown(); MHD closes it after telling us */
+        uint64_t deadline;              /* CLOCK_MONOTONIC µs by which a whole request must be in; 0: none */
+};
 
 typedef struct ServedFile ServedFile;
 struct ServedFile {
@@ -79,6 +117,16 @@ struct FileServer {
         struct MHD_Daemon *mhd;
         sd_event_source *io_source, *timer_source;
         char url_base[INET6_ADDRSTRLEN + 16]; /* http://[ADDR]:PORT */
+
+        /* Who may connect: fileserver_peer_allowed(). */
+        struct in6_addr prefix6, gateway6;
+        /* Connections waiting for a request, earliest deadline first (every
+         * deadline is now + the same timeout, so appending keeps the order). */
+        Connection *awaiting, *awaiting_tail;
+        sd_event_source *deadline_source;
+        unsigned n_connections;         /* open, as MHD told us */
+        uint64_t n_refused, n_request_timeouts;
+        uint64_t refused_log_next, timeout_log_next; /* CLOCK_MONOTONIC µs */
 
         ServedFile *files, *files_tail; /* served, oldest first */
         unsigned n_files;
@@ -133,9 +181,174 @@ static bool name_is_taken(FileServer *s, const char *name) {
         return false;
 }
 
-/* --- HTTP --------------------------------------------------------------- */
+/* --- who may connect, and for how long ------------------------------------ */
 
-static void fileserver_arm_timer(FileServer *s);
+static void fileserver_arm_timer(FileServer *s, bool at_once);
+static void fileserver_run(FileServer *s);
+
+/* Is it time for another rate-limited log line? Returns true and moves *next
+ * on if so. */
+static bool log_due(FileServer *s, uint64_t *next) {
+        uint64_t now;
+
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0 || now < *next)
+                return false;
+        *next = now + FILESERVER_LOG_INTERVAL_USEC;
+        return true;
+}
+
+/* MHD's accept policy: runs right after accept(), before anything is read
+ * from the connection. MHD closes a refused one at once. */
+static enum MHD_Result on_accept(void *userdata, const struct sockaddr *addr, socklen_t addrlen) {
+        FileServer *s = userdata;
+        char text[INET6_ADDRSTRLEN] = "?";
+
+        if (fileserver_peer_allowed(addr, addrlen, &s->prefix6, &s->gateway6))
+                return MHD_YES;
+
+        s->n_refused++;
+        if (log_due(s, &s->refused_log_next)) {
+                if (addr && addr->sa_family == AF_INET6 && addrlen >= sizeof(struct sockaddr_in6))
+                        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *) addr)->sin6_addr, text, sizeof(text));
+                log_group(LOG_DEBUG, s->group_name,
+                          "File server: refused a connection from %s, not a guest of the group (%" PRIu64
+                          " refused so far)",
+                          text, s->n_refused);
+        }
+        return MHD_NO;
+}
+
+/* Set the deadline timer to the earliest deadline, or turn it off. */
+static void fileserver_arm_deadline(FileServer *s) {
+        if (!s->deadline_source)
+                return; /* stopping */
+        if (!s->awaiting) {
+                (void) sd_event_source_set_enabled(s->deadline_source, SD_EVENT_OFF);
+                return;
+        }
+        if (sd_event_source_set_time(s->deadline_source, s->awaiting->deadline) < 0 ||
+            sd_event_source_set_enabled(s->deadline_source, SD_EVENT_ONESHOT) < 0)
+                log_group(LOG_WARNING, s->group_name, "File server: cannot arm its request deadline timer");
+}
+
+static void awaiting_remove(FileServer *s, Connection *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->awaiting = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                s->awaiting_tail = c->prev;
+        c->next = c->prev = NULL;
+        c->deadline = 0;
+}
+
+/* From now, a whole request must arrive on c within the request timeout. */
+static void connection_await_request(Connection *c) {
+        FileServer *s = c->server;
+        uint64_t now;
+
+        if (c->deadline != 0)
+                return;
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                now = 0;
+        c->deadline = now + FILESERVER_REQUEST_TIMEOUT_SEC * 1000ULL * 1000ULL;
+        c->prev = s->awaiting_tail;
+        if (s->awaiting_tail)
+                s->awaiting_tail->next = c;
+        else
+                s->awaiting = c;
+        s->awaiting_tail = c;
+        if (s->awaiting == c)
+                fileserver_arm_deadline(s);
+}
+
+/* A whole request is in: c is being answered, no deadline. */
+static void connection_request_received(Connection *c) {
+        FileServer *s = c->server;
+        bool first;
+
+        if (c->deadline == 0)
+                return;
+        first = s->awaiting == c;
+        awaiting_remove(s, c);
+        if (first)
+                fileserver_arm_deadline(s);
+}
+
+/* Close every connection whose request is late. shutdown(), as MHD has no
+ * call to close a connection from outside: MHD then reads EOF and closes it
+ * on its next run; the fd stays MHD's until then. */
+static int on_deadline(sd_event_source *source, uint64_t usec, void *userdata) {
+        FileServer *s = userdata;
+        Connection *c;
+        uint64_t now;
+
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                now = usec;
+        while ((c = s->awaiting) && c->deadline <= now) {
+                awaiting_remove(s, c);
+                (void) shutdown(c->fd, SHUT_RDWR);
+                s->n_request_timeouts++;
+                if (log_due(s, &s->timeout_log_next))
+                        log_group(LOG_DEBUG, s->group_name,
+                                  "File server: closed a connection that sent no whole request within %u s (%" PRIu64
+                                  " so far)",
+                                  FILESERVER_REQUEST_TIMEOUT_SEC, s->n_request_timeouts);
+        }
+        fileserver_arm_deadline(s);
+        fileserver_run(s);
+        return 0;
+}
+
+/* MHD tells of each connection it starts and closes: track it, and start its
+ * first request's deadline. */
+static void on_connection(void *userdata, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+        FileServer *s = userdata;
+        const union MHD_ConnectionInfo *info;
+        Connection *c;
+
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+                s->n_connections--;
+                c = *socket_context;
+                if (!c)
+                        return;
+                connection_request_received(c);
+                free(c);
+                *socket_context = NULL;
+                return;
+        }
+
+        s->n_connections++;
+        info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof(*c));
+        if (!c || !info) {
+                /* Without a deadline it could be held open forever: drop it. */
+                log_group(LOG_WARNING, s->group_name, "File server: cannot track a new connection; closing it");
+                if (info)
+                        (void) shutdown(info->connect_fd, SHUT_RDWR);
+                free(c);
+                return;
+        }
+        c->server = s;
+        c->fd = info->connect_fd;
+        *socket_context = c;
+        connection_await_request(c);
+}
+
+/* MHD tells when a request is done, its response sent or not: on a kept-alive
+ * connection the next request gets its own deadline. */
+static void on_completed(void *userdata, struct MHD_Connection *mc, void **request,
+                         enum MHD_RequestTerminationCode toe) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        if (info && info->socket_context)
+                connection_await_request(info->socket_context);
+}
+
+/* --- HTTP --------------------------------------------------------------- */
 
 _printf_(2, 0) static void on_mhd_log(void *userdata, const char *fmt, va_list ap) {
         FileServer *s = userdata;
@@ -295,6 +508,7 @@ static enum MHD_Result on_request(void *userdata, struct MHD_Connection *c, cons
                                   void **request) {
         static int headers_seen;
         FileServer *s = userdata;
+        const union MHD_ConnectionInfo *info;
         ServedFile *f;
         bool head;
 
@@ -308,6 +522,11 @@ static enum MHD_Result on_request(void *userdata, struct MHD_Connection *c, cons
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+
+        /* The request is in whole: no more deadline, answering it may take long. */
+        info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (info && info->socket_context)
+                connection_request_received(info->socket_context);
 
         head = streq(method, MHD_HTTP_METHOD_HEAD);
         if (!head && !streq(method, MHD_HTTP_METHOD_GET)) {
@@ -325,9 +544,15 @@ static enum MHD_Result on_request(void *userdata, struct MHD_Connection *c, cons
 
 /* Let MHD do what is due: accept, read, write, time out. */
 static void fileserver_run(FileServer *s) {
+        unsigned before = s->n_connections;
+
         if (MHD_run(s->mhd) != MHD_YES)
                 log_group(LOG_WARNING, s->group_name, "File server: MHD_run() failed");
-        fileserver_arm_timer(s);
+        /* At its connection limit MHD takes its listening socket out of its
+         * epoll set, and puts it back only at the start of a run: once
+         * connections closed, run again at once, or clients waiting in the
+         * listen backlog would wait for some unrelated event or timeout. */
+        fileserver_arm_timer(s, s->n_connections < before);
 }
 
 static int on_mhd_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
@@ -341,12 +566,12 @@ static int on_mhd_timer(sd_event_source *source, uint64_t usec, void *userdata) 
 }
 
 /* MHD says when it must run next even without I/O: connection timeouts, and
- * at once (0) when a connection has more it can do now. */
-static void fileserver_arm_timer(FileServer *s) {
-        MHD_UNSIGNED_LONG_LONG ms;
+ * at once (0) when a connection has more it can do now; or at once anyway. */
+static void fileserver_arm_timer(FileServer *s, bool at_once) {
+        MHD_UNSIGNED_LONG_LONG ms = 0;
         uint64_t now;
 
-        if (MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
+        if (!at_once && MHD_get_timeout(s->mhd, &ms) != MHD_YES) {
                 (void) sd_event_source_set_enabled(s->timer_source, SD_EVENT_OFF);
                 return;
         }
@@ -394,6 +619,8 @@ int fileserver_start(Group *g, FileServer **ret) {
         s->group = g;
         s->event = sd_event_ref(g->manager->event);
         s->workers = g->manager->workers;
+        s->prefix6 = g->addrs.prefix6;
+        s->gateway6 = g->addrs.gateway6;
         snprintf(s->url_base, sizeof(s->url_base), "http://[%s]:%u", addr, FILESERVER_PORT);
         s->group_name = strdup(g->name);
         if (!s->group_name) {
@@ -408,11 +635,15 @@ int fileserver_start(Group *g, FileServer **ret) {
                 goto fail;
         }
         /* From here MHD owns the socket and closes it when stopped. */
-        s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+        /* The logger first: MHD logs about options given before it elsewhere. */
+        s->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, on_accept, s, on_request, s,
+                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
                                   MHD_OPTION_LISTEN_SOCKET, fd,
                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned) FILESERVER_MAX_CONNECTIONS,
+                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned) FILESERVER_MAX_CONNECTIONS_PER_SOURCE,
                                   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) FILESERVER_IDLE_TIMEOUT_SEC,
-                                  MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+                                  MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                   MHD_OPTION_UNESCAPE_CALLBACK, unescape_path, s,
                                   MHD_OPTION_END);
         if (!s->mhd) {
@@ -431,12 +662,18 @@ int fileserver_start(Group *g, FileServer **ret) {
                 r = sd_event_add_time(s->event, &s->timer_source, CLOCK_MONOTONIC, 0, 1, on_mhd_timer, s);
         if (r >= 0)
                 r = sd_event_source_set_enabled(s->timer_source, SD_EVENT_OFF);
+        if (r >= 0)
+                /* Accuracy 100 ms: a deadline of seconds need not be more exact. */
+                r = sd_event_add_time(s->event, &s->deadline_source, CLOCK_MONOTONIC, 0, 100 * 1000, on_deadline, s);
+        if (r >= 0)
+                fileserver_arm_deadline(s);
         if (r < 0) {
                 log_group_errno(LOG_ERR, r, g->name, "File server: cannot watch libmicrohttpd: %s", strerror(-r));
                 goto fail;
         }
         (void) sd_event_source_set_description(s->io_source, "fileserver-io");
         (void) sd_event_source_set_description(s->timer_source, "fileserver-timer");
+        (void) sd_event_source_set_description(s->deadline_source, "fileserver-deadline");
 
         log_group(LOG_DEBUG, g->name, "File server listening on %s/", s->url_base);
         *ret = s;
@@ -577,11 +814,21 @@ FileServer *fileserver_stop(FileServer *s) {
                 return NULL;
         s->io_source = sd_event_source_disable_unref(s->io_source);
         s->timer_source = sd_event_source_disable_unref(s->timer_source);
+        s->deadline_source = sd_event_source_disable_unref(s->deadline_source);
         if (s->mhd) {
-                /* Closes the socket and every connection; responses close their fds. */
+                /* Closes the socket and every connection (each one's close
+                 * notification frees its Connection); responses close their fds. */
                 MHD_stop_daemon(s->mhd);
                 s->mhd = NULL;
-                log_group(LOG_DEBUG, s->group_name, "File server stopped");
+                /* Once per group: the totals the rate-limited debug lines counted. */
+                if (s->n_refused > 0 || s->n_request_timeouts > 0)
+                        log_group(LOG_INFO, s->group_name,
+                                  "File server stopped; it refused %" PRIu64
+                                  " connections from outside the group's guests and closed %" PRIu64
+                                  " that sent no whole request within %u s",
+                                  s->n_refused, s->n_request_timeouts, FILESERVER_REQUEST_TIMEOUT_SEC);
+                else
+                        log_group(LOG_DEBUG, s->group_name, "File server stopped");
         }
         while (s->files) {
                 ServedFile *f = s->files;

@@ -8,11 +8,13 @@
 #   - the guest fetches an 8 MiB file with busybox wget, by name and by
 #     /sha256/HEX, and resumes a truncated download with wget -c (a Range
 #     request: the kept prefix is not fetched again);
-#   - from the host (raw HTTP from Python, in this namespace): GET, HEAD and
-#     Content-Length, ranges (206 + Content-Range), 416, If-Range, 405, 404
-#     for unknown names and traversal attempts (/../, %2e%2e), an
-#     interrupted download resumed with Range; a download running while its
-#     file is unserved completes;
+#   - from a second guest, a veth peer on the group's bridge with an address
+#     in its /64 (raw HTTP from Python): GET, HEAD and Content-Length, ranges
+#     (206 + Content-Range), 416, If-Range, 405, 404 for unknown names and
+#     traversal attempts (/../, %2e%2e), an interrupted download resumed with
+#     Range; a download running while its file is unserved completes;
+#   - the host itself gets no answer (test-fileserver-access.sh checks who
+#     may connect in detail);
 #   - errors: bad names, a directory, a pipe, a name served twice, unserving
 #     an unknown name, another user;
 #   - UnserveFile makes the file 404 to the guest too;
@@ -35,7 +37,8 @@ timings=()
 #   http.py ADDR PORT METHOD TARGET [--header 'K: V']... [--out FILE]
 #           [--append FILE] [--max-body N] [--pause-after N CMD...]
 # Prints "status N", "header NAME VALUE" (lowercase names), "body-length N"
-# and "body-sha256 HEX"; or "error NAME" when it cannot connect.
+# and "body-sha256 HEX"; or "error NAME" when it cannot connect, "error
+# closed" or "error reset" when the server closes without answering.
 # --max-body stops reading after N body bytes and drops the connection (an
 # interrupted download); --pause-after runs CMD after N body bytes, then
 # reads on.
@@ -63,9 +66,16 @@ except OSError as e:
     sys.exit(0)
 req = "%s %s HTTP/1.1\r\nHost: [%s]:%d\r\nConnection: close\r\n" % (method, target, addr, port)
 req += "".join(h + "\r\n" for h in headers) + "\r\n"
-s.sendall(req.encode())
 f = s.makefile("rb")
-status = f.readline().decode().split()
+try:
+    s.sendall(req.encode())
+    status = f.readline().decode().split()
+except (ConnectionResetError, BrokenPipeError):
+    print("error reset")
+    sys.exit(0)
+if not status:
+    print("error closed")
+    sys.exit(0)
 print("status", status[1])
 length = None
 while True:
@@ -123,8 +133,18 @@ check "CreateGroup g (VM a, default guest)" vmgrctl_as_user group create g -q --
 gpath=$(vmgr_group_path g)
 vmgr_load_expected exp g
 files6=${exp[files6]}
+
+# Only the group's guests may use its file server: HTTP goes from a veth
+# peer on the bridge (a guest without a VM), with an address in the group's
+# /64 and a route to the files address via the bridge, as the default guest
+# has. (It may also take a SLAAC address from the group's RA: in the /64 too.)
+vmgr_peer_create "${exp[bridge]}"
+peer=$VMGR_PEER
+peer_port=vh$((${#VMGR_PEER_NS[@]} - 1))
+ip -n "$peer" addr add "${exp[prefix6]%/64}a1/64" dev "$VMGR_PEER_IF" nodad
+ip -n "$peer" -6 route add "$files6/128" via "${exp[gateway6]}" dev "$VMGR_PEER_IF"
 http() {
-        python3 "$VMGR_TMP/http.py" "$files6" 8080 "$@"
+        ip netns exec "$peer" python3 "$VMGR_TMP/http.py" "$files6" 8080 "$@"
 }
 
 # The test user reads the files (vmgrctl opens them as that user).
@@ -184,11 +204,14 @@ check_match "another user may not serve files" "may not use the vmgrd of uid" "$
 out=$(vmgr_as vmgr-test2 "$VMGRCTL" unserve g hello 2>&1) || true
 check_match "nor unserve them" "may not use the vmgrd of uid" "$out"
 
-# --- HTTP from the host ---------------------------------------------------------------
+# --- HTTP from a guest without a VM ----------------------------------------------------
+
+out=$(python3 "$VMGR_TMP/http.py" "$files6" 8080 GET /image.bin)
+check_match "the host gets no answer: not a guest of the group" '^error (closed|reset)$' "$out"
 
 t0=$(vmgr_now_ms)
 out=$(http GET /image.bin)
-timings+=("host GET of $size bytes: $(($(vmgr_now_ms) - t0)) ms (Python client, ASan build)")
+timings+=("veth guest GET of $size bytes: $(($(vmgr_now_ms) - t0)) ms (Python client, ASan build)")
 check_eq "GET: 200, Content-Length, the file's bytes" "200 $size $size $sha" \
         "$(field status "$out") $(field 'header content-length' "$out") $(field body-length "$out") $(field body-sha256 "$out")"
 check_eq "GET: Accept-Ranges and a strong ETag of the content" "bytes \"$sha\"" \
@@ -251,10 +274,10 @@ part=$VMGR_TMP/part
 http GET /image.bin --out "$part" --max-body $((3 * 1024 * 1024)) >/dev/null
 have=$(stat -c %s "$part")
 out=$(http GET /image.bin --header "Range: bytes=$have-" --append "$part")
-check_eq "host: an interrupted download resumes with Range (206 from $have)" \
+check_eq "an interrupted download resumes with Range (206 from $have)" \
         "206 bytes $have-$((size - 1))/$size $((size - have))" \
         "$(field status "$out") $(field 'header content-range' "$out") $(field body-length "$out")"
-check_eq "host: the resumed file has the right SHA-256" "$sha" "$(sha256_of "$part")"
+check_eq "the resumed file has the right SHA-256" "$sha" "$(sha256_of "$part")"
 
 # --- the guest ----------------------------------------------------------------------
 
@@ -318,7 +341,7 @@ check "DeleteGroup g" busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager
 check_empty "nothing listens on port 8080" "$(ss -Hltn 'sport = :8080')"
 check_eq "vmgrd holds no fd of a served file" 0 "$(open_fds)"
 # The files address left lo with the group: the connection fails either way.
-out=$(http GET /hello)
+out=$(python3 "$VMGR_TMP/http.py" "$files6" 8080 GET /hello)
 check_match "the file server is gone (connection fails)" '^error (ConnectionRefusedError|OSError)' "$out"
 check_empty "nothing of g left" "$(vmgr_group_leftovers g a)"
 check_empty "nothing left behind (but vmgrd's libvirtd, which runs until vmgrd exits)" \
@@ -326,6 +349,10 @@ check_empty "nothing left behind (but vmgrd's libvirtd, which runs until vmgrd e
 
 # A group made again after that serves again (the port is free).
 check "CreateGroup g again (network only)" vmgrctl_as_user group create g -q
+# The peer's port left with the old bridge: attach it to the new one, and
+# forget the old bridge's MAC for the gateway.
+ip link set "$peer_port" master "${exp[bridge]}"
+ip -n "$peer" neigh flush dev "$VMGR_PEER_IF"
 check_eq "its file server answers" 404 "$(field status "$(http GET /hello)")"
 out=$(vmgrctl_as_user serve g "$files/image.bin" --name big 2>&1)
 check_eq "serve on the new group" "http://[$files6]:8080/big" "$out"
