@@ -16,6 +16,9 @@
 #include "fileserver-util.h"
 #include "test.h"
 
+/* Any uid: the rule is about the group's /64, whoever owns it. */
+#define TEST_UID 1000
+
 static struct vmgr_group_addrs group_a, group_b;
 
 static struct sockaddr_in6 sa6(const struct in6_addr *a) {
@@ -47,7 +50,7 @@ static void test_guests(void) {
         struct in6_addr a;
 
         /* A VM's derived (EUI-64) address, and any other in the /64. */
-        CHECK(vmgr_vm_addrs_derive("fa", "web", &vm) >= 0);
+        CHECK(vmgr_vm_addrs_derive(TEST_UID, "fa", "web", &vm) >= 0);
         CHECK(allowed6(&vm.ipv6));
         a = in_prefix(&group_a.prefix6, 0x2);
         CHECK(allowed6(&a));
@@ -73,7 +76,7 @@ static void test_host_and_others(void) {
         CHECK(!allowed6(&group_a.prefix6));
 
         /* Another group's guests and bridge. */
-        CHECK(vmgr_vm_addrs_derive("fb", "web", &vm_b) >= 0);
+        CHECK(vmgr_vm_addrs_derive(TEST_UID, "fb", "web", &vm_b) >= 0);
         CHECK(!allowed6(&vm_b.ipv6));
         CHECK(!allowed6(&group_b.gateway6));
         CHECK(!allowed6(&group_b.files6));
@@ -106,8 +109,8 @@ static void test_host_and_others(void) {
 }
 
 int main(void) {
-        CHECK(vmgr_group_addrs_derive("fa", &group_a) >= 0);
-        CHECK(vmgr_group_addrs_derive("fb", &group_b) >= 0);
+        CHECK(vmgr_group_addrs_derive(TEST_UID, "fa", &group_a) >= 0);
+        CHECK(vmgr_group_addrs_derive(TEST_UID, "fb", &group_b) >= 0);
         test_guests();
         test_host_and_others();
         TEST_DONE();
