@@ -159,7 +159,7 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 r = vmgr_group_addrs_derive(m->uid, req->group, &g);
                 if (r < 0)
                         return r;
-                r = policy_check_subnet4(&m->policy, &g.subnet4, msg);
+                r = policy_check_group(&m->policy, &g, msg);
                 if (r < 0)
                         return r;
                 r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, msg);
