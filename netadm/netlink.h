@@ -53,6 +53,6 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
 int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        char *msg);
 
-/* Check that the group's bridge exists and is the caller's. Returns 0,
- * -ENODEV if it does not exist or -EPERM if it belongs to somebody else. */
+/* Check that the group's bridge exists and is the caller's. Returns its
+ * ifindex, -ENODEV if it does not exist or -EPERM if it belongs to somebody else. */
 int netlink_bridge_check_owner(struct netlink *nl, unsigned uid, const char *group, char *msg);
