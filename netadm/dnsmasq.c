@@ -252,11 +252,15 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
 
 /* The identity of this network namespace as /proc shows it: every network
  * namespace has its own /proc/PID/net/dev entry, and anybody may stat
- * another process's (its ns/net link needs ptrace access). Returns 0 or -errno. */
-static int netns_stat(const char *pid, struct stat *ret) {
+ * another process's (its ns/net link needs ptrace access). pid 0 is
+ * ourselves. Returns 0 or -errno. */
+static int netns_stat(pid_t pid, struct stat *ret) {
         char path[64];
 
-        snprintf(path, sizeof(path), "/proc/%s/net/dev", pid);
+        if (pid == 0)
+                snprintf(path, sizeof(path), "/proc/self/net/dev");
+        else
+                snprintf(path, sizeof(path), "/proc/%d/net/dev", (int) pid);
         return stat(path, ret) < 0 ? negative_errno() : 0;
 }
 
@@ -280,12 +284,12 @@ static bool cmdline_serves(const char *cmd, size_t n, const char *ifname) {
 }
 
 /* Read /proc/PID/FILE into buf. Returns the length or -errno. */
-static ssize_t proc_read(const char *pid, const char *file, char *buf, size_t size) {
+static ssize_t proc_read(pid_t pid, const char *file, char *buf, size_t size) {
         _cleanup_close_ int fd = -EBADF;
         char path[64];
         size_t n = 0;
 
-        snprintf(path, sizeof(path), "/proc/%s/%s", pid, file);
+        snprintf(path, sizeof(path), "/proc/%d/%.16s", (int) pid, file);
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return negative_errno();
@@ -304,7 +308,7 @@ static ssize_t proc_read(const char *pid, const char *file, char *buf, size_t si
 }
 
 /* The real uid in /proc/PID/status. Returns 0 or -errno. */
-static int proc_uid(const char *pid, uid_t *ret) {
+static int proc_uid(pid_t pid, uid_t *ret) {
         char buf[4096], *p;
         ssize_t n;
         unsigned long u;
@@ -342,7 +346,7 @@ static int dnsmasq_scan(const char *ifname, int (*found)(pid_t pid, uid_t uid, i
         DIR *d;
         int r;
 
-        r = netns_stat("self", &self);
+        r = netns_stat(0, &self);
         if (r < 0)
                 return r;
         cmd = malloc(DNSMASQ_CMDLINE_MAX);
@@ -360,17 +364,17 @@ static int dnsmasq_scan(const char *ifname, int (*found)(pid_t pid, uid_t uid, i
                 ssize_t n;
                 uid_t uid;
 
-                if (*end || pid <= 0 || pid == getpid())
+                if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid())
                         continue;
                 pidfd = pidfd_open((pid_t) pid, 0);
                 if (pidfd < 0)
                         continue;
-                n = proc_read(de->d_name, "cmdline", cmd, DNSMASQ_CMDLINE_MAX);
+                n = proc_read((pid_t) pid, "cmdline", cmd, DNSMASQ_CMDLINE_MAX);
                 if (n <= 0 || !cmdline_serves(cmd, (size_t) n, ifname))
                         continue;
-                if (netns_stat(de->d_name, &st) < 0 || st.st_dev != self.st_dev || st.st_ino != self.st_ino)
+                if (netns_stat((pid_t) pid, &st) < 0 || st.st_dev != self.st_dev || st.st_ino != self.st_ino)
                         continue;
-                if (proc_uid(de->d_name, &uid) < 0 || pidfd_exited(pidfd, 0))
+                if (proc_uid((pid_t) pid, &uid) < 0 || pidfd_exited(pidfd, 0))
                         continue;
                 r = found((pid_t) pid, uid, pidfd, userdata);
         }
