@@ -199,10 +199,11 @@ int vmgr_dnsmasq_argv(const char *dnsmasq_path, unsigned uid, const char *group,
                 storage_add(&pos, end, "--no-resolv"),
                 storage_add(&pos, end, "--no-hosts"),
                 storage_add(&pos, end, "--port=0"),               /* no DNS */
-                /* Bound to the bridge as it is now (its DHCP socket to its
-                 * ifindex): --bind-dynamic would also pick up a later
-                 * interface of the same name, maybe another user's bridge. */
-                storage_add(&pos, end, "--bind-interfaces"),
+                /* dnsmasq follows the interface by name, in this mode and in
+                 * --bind-interfaces alike: it would serve a later bridge of
+                 * the same name. The helper makes sure it never outlives its
+                 * bridge (netadm/dnsmasq.h). */
+                storage_add(&pos, end, "--bind-dynamic"),
                 storage_add(&pos, end, "--interface=%s", a.bridge),
                 storage_add(&pos, end, "--except-interface=lo"),
                 storage_add(&pos, end, "--pid-file=%s/dnsmasq.pid", dir),
