@@ -307,21 +307,34 @@ static ssize_t proc_read(pid_t pid, const char *file, char *buf, size_t size) {
         return (ssize_t) n;
 }
 
-/* The real uid in /proc/PID/status. Returns 0 or -errno. */
-static int proc_uid(pid_t pid, uid_t *ret) {
-        char buf[4096], *p;
-        ssize_t n;
+/* The real uid and the permitted capabilities in /proc/PID/status. Returns 0 or -errno. */
+static int proc_status(pid_t pid, uid_t *ret_uid, uint64_t *ret_permitted) {
+        char buf[4096], *p, *q;
+        unsigned long long caps;
         unsigned long u;
+        ssize_t n;
 
         n = proc_read(pid, "status", buf, sizeof(buf) - 1);
         if (n < 0)
                 return (int) n;
         buf[n] = 0;
         p = strstr(buf, "\nUid:");
-        if (!p || sscanf(p + 5, "%lu", &u) != 1)
+        q = strstr(buf, "\nCapPrm:");
+        if (!p || sscanf(p + 5, "%lu", &u) != 1 || !q || sscanf(q + 8, "%llx", &caps) != 1)
                 return -EBADMSG;
-        *ret = (uid_t) u;
+        *ret_uid = (uid_t) u;
+        *ret_permitted = caps;
         return 0;
+}
+
+/* Whether capability set caps holds one of the three network capabilities:
+ * without them a dnsmasq can neither answer DHCP (port 67) nor send router
+ * advertisements (a raw socket). */
+static bool caps_can_serve(uint64_t caps) {
+        for (size_t i = 0; i < ELEMENTSOF(netadm_caps); i++)
+                if (caps & (UINT64_C(1) << netadm_caps[i]))
+                        return true;
+        return false;
 }
 
 /* Whether the process behind pidfd has exited. */
@@ -335,11 +348,13 @@ static bool pidfd_exited(int pidfd, int timeout_ms) {
 }
 
 /* Call found for every live dnsmasq in this network namespace, of any uid,
- * whose command line serves ifname, with a pidfd that pins it: the pidfd is
+ * whose command line serves ifname, with its uid, its permitted capabilities
+ * and a pidfd that pins it: the pidfd is
  * opened before the command line is read and checked alive after, so a pid
  * reused meanwhile is never taken for it. found returns 0 to go on or a
  * negative errno to stop with. Returns 0 or that errno. */
-static int dnsmasq_scan(const char *ifname, int (*found)(pid_t pid, uid_t uid, int pidfd, void *userdata),
+static int dnsmasq_scan(const char *ifname,
+                        int (*found)(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata),
                         void *userdata) {
         _cleanup_free_ char *cmd = NULL;
         struct stat self, st;
@@ -361,6 +376,7 @@ static int dnsmasq_scan(const char *ifname, int (*found)(pid_t pid, uid_t uid, i
                 _cleanup_close_ int pidfd = -EBADF;
                 char *end;
                 long pid = strtol(de->d_name, &end, 10);
+                uint64_t permitted;
                 ssize_t n;
                 uid_t uid;
 
@@ -374,9 +390,9 @@ static int dnsmasq_scan(const char *ifname, int (*found)(pid_t pid, uid_t uid, i
                         continue;
                 if (netns_stat((pid_t) pid, &st) < 0 || st.st_dev != self.st_dev || st.st_ino != self.st_ino)
                         continue;
-                if (proc_uid((pid_t) pid, &uid) < 0 || pidfd_exited(pidfd, 0))
+                if (proc_status((pid_t) pid, &uid, &permitted) < 0 || pidfd_exited(pidfd, 0))
                         continue;
-                r = found((pid_t) pid, uid, pidfd, userdata);
+                r = found((pid_t) pid, uid, permitted, pidfd, userdata);
         }
         closedir(d);
         return r;
@@ -387,8 +403,14 @@ struct dnsmasq_busy {
         char *msg;
 };
 
-static int dnsmasq_busy_found(pid_t pid, uid_t uid, int pidfd, void *userdata) {
+static int dnsmasq_busy_found(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata) {
         struct dnsmasq_busy *b = userdata;
+
+        /* Anybody may start a dnsmasq naming any interface; only one with
+         * the network capabilities can serve it. Counting the others would
+         * let any local user block any bridge name. */
+        if (!caps_can_serve(permitted))
+                return 0;
 
         return netadm_fail(b->msg, -EBUSY, "dnsmasq %d of uid %u still serves interface %s; stop it first",
                            (int) pid, (unsigned) uid, b->ifname);
@@ -410,7 +432,7 @@ struct dnsmasq_stop {
         char *msg;
 };
 
-static int dnsmasq_stop_found(pid_t pid, uid_t uid, int pidfd, void *userdata) {
+static int dnsmasq_stop_found(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata) {
         struct dnsmasq_stop *s = userdata;
 
         /* Only the caller's: we run as the caller and may signal nothing else. */

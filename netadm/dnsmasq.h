@@ -32,8 +32,10 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
  * file, which the user controls.
  */
 
-/* Check that no dnsmasq of any uid in this network namespace serves
- * interface ifname. Returns 0, -EBUSY naming it, or -errno, with msg. */
+/* Check that no dnsmasq of any uid in this network namespace that holds one
+ * of the three network capabilities (the only kind that can answer DHCP or
+ * send router advertisements) serves interface ifname. Returns 0, -EBUSY
+ * naming it, or -errno, with msg. */
 int dnsmasq_check_none_serves(const char *ifname, char *msg);
 
 /* Stop (SIGTERM, then SIGKILL) every dnsmasq of uid in this network namespace
