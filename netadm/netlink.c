@@ -27,6 +27,7 @@
 #define NETLINK_SEND_SIZE 4096
 #define NETLINK_ALIAS_MAX 256           /* IFALIASZ */
 #define NETLINK_LINKS_MAX 65536         /* refuse absurd dumps rather than grow forever */
+#define NETLINK_DUMP_ATTEMPTS 20        /* an inconsistent dump is repeated this often */
 
 /* The netdev group a bridge is created in, tagging it with its creator's uid
  * in the same RTM_NEWLINK (the kernel ignores an alias there): until its
@@ -239,8 +240,27 @@ static struct nlmsghdr *nl_link_message(struct netlink *nl, uint16_t type, uint1
         return nlh;
 }
 
+/* Read and drop the rest of a dump that the kernel marked inconsistent
+ * (NLM_F_DUMP_INTR: links changed while it was made), so that the socket
+ * is in step for the next request; the recv_buf holds the n bytes received
+ * last. Returns -EINTR, or -errno when reading fails. */
+static int nl_dump_drain(struct netlink *nl, ssize_t n) {
+        for (;;) {
+                const struct nlmsghdr *h = (const struct nlmsghdr *) nl->recv_buf;
+                int len = (int) n;
+
+                for (; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len))
+                        if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
+                                return -EINTR;
+                n = mnl_socket_recvfrom(nl->sock, nl->recv_buf, sizeof(nl->recv_buf));
+                if (n < 0)
+                        return negative_errno();
+        }
+}
+
 /* Send the request in the send buffer and read until its ACK or the end of
- * its dump, handing each data message to cb. Returns 0 or -errno; on error
+ * its dump, handing each data message to cb. -EINTR when a dump was
+ * inconsistent (read to its end, so it can be asked for again). Returns 0 or -errno; on error
  * nl->extack holds the kernel's reason when it gave one. */
 static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
         struct nl_call_state s = { .nl = nl, .cb = cb, .data = data };
@@ -264,6 +284,8 @@ static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *
                         return negative_errno();
                 int r = mnl_cb_run2(nl->recv_buf, (size_t) n, nlh->nlmsg_seq, nl->portid, nl_data_cb, &s, ctl,
                                     ELEMENTSOF(ctl));
+                if (r < 0 && errno == EINTR && (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP)
+                        return nl_dump_drain(nl, n);
                 if (r < 0)
                         return negative_errno();
                 if (r == MNL_CB_STOP)
@@ -343,16 +365,25 @@ static int nl_dump_cb(const struct nlmsghdr *nlh, void *data) {
  * (free with nl_array_done). Returns 0 or -errno. */
 static int nl_dump(struct netlink *nl, const struct nl_dump_kind *kind, struct nl_array *ret) {
         struct nl_dump_state s = { .kind = kind, .items.item_size = kind->item_size };
-        struct nlmsghdr *nlh = nl_message(nl, kind->request, NLM_F_DUMP);
         int r;
 
-        /* A zeroed header asks for every family (AF_UNSPEC). */
-        (void) mnl_nlmsg_put_extra_header(nlh, kind->header_size);
-        if (kind->skip_stats)
-                mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-        r = nl_call(nl, nlh, nl_dump_cb, &s);
-        if (r >= 0)
-                r = s.items.error;
+        /* Helpers running at once change links under each other's dumps; a
+         * dump the kernel marks inconsistent is asked for again. */
+        for (unsigned attempt = 0;; attempt++) {
+                struct nlmsghdr *nlh = nl_message(nl, kind->request, NLM_F_DUMP);
+
+                /* A zeroed header asks for every family (AF_UNSPEC). */
+                (void) mnl_nlmsg_put_extra_header(nlh, kind->header_size);
+                if (kind->skip_stats)
+                        mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+                r = nl_call(nl, nlh, nl_dump_cb, &s);
+                if (r >= 0)
+                        r = s.items.error;
+                if (r != -EINTR || attempt + 1 >= NETLINK_DUMP_ATTEMPTS)
+                        break;
+                nl_array_done(&s.items);
+                s.items.error = 0;
+        }
         if (r < 0) {
                 nl_array_done(&s.items);
                 return r;

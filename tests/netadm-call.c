@@ -47,6 +47,7 @@ struct call_args {
         const char *raw, *garbage;
         unsigned bench;
         const char *search_subnet4, *search_prefix6;
+        const char *send_after;
         unsigned uid;
 };
 
@@ -328,6 +329,9 @@ static int call_once(const struct call_args *a, const void *buf, size_t len, int
         r = helper_spawn(a->helper, &helper, &sock);
         if (r < 0)
                 return EXIT_USAGE;
+        /* Helpers started one by one send together: the request waits for the file. */
+        while (a->send_after && access(a->send_after, F_OK) < 0)
+                (void) usleep(500);
         t1 = now_ms();
         r = request_exchange(sock, buf, len, send_fd, &rep, &fd);
         t2 = now_ms();
@@ -546,6 +550,7 @@ static void help(void) {
                "  --field-vm S    put S into the VM field whatever the operation\n"
                "  --field-dir S   put S into the directory field whatever the operation\n"
                "  --field-nic N   put N into the NIC field whatever the operation\n"
+               "  --send-after FILE        start the helper, send the request once FILE exists\n"
                "  --search-subnet4 ADDR    print a group name whose /24 covers ADDR (for UID, default ours)\n"
                "  --search-prefix6 P/LEN   print a group name whose /64 lies in P/LEN\n"
                "Exit status: 0 success reply, 1 error reply, 2 usage or transport error.\n");
@@ -575,6 +580,7 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                 ARG_UID,
                 ARG_SEARCH4,
                 ARG_SEARCH6,
+                ARG_SEND_AFTER,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -589,6 +595,7 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                 { "uid", required_argument, NULL, ARG_UID },
                 { "search-subnet4", required_argument, NULL, ARG_SEARCH4 },
                 { "search-prefix6", required_argument, NULL, ARG_SEARCH6 },
+                { "send-after", required_argument, NULL, ARG_SEND_AFTER },
                 {},
         };
         const char *field_vm = NULL, *field_dir = NULL;
@@ -635,6 +642,9 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                         break;
                 case ARG_SEARCH6:
                         a->search_prefix6 = optarg;
+                        break;
+                case ARG_SEND_AFTER:
+                        a->send_after = optarg;
                         break;
                 default:
                         return -EINVAL;

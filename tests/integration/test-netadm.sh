@@ -793,15 +793,23 @@ race() {
         rm -f "$tmp/go" "$tmp"/race-*.out
         for i in $(seq 40); do
                 if [ "$op" = group-create ]; then args=(group-create "$group-$i"); else args=(tap-create "$group" "$prefix-$i"); fi
-                as vmgr-test2 bash -c 'while [ ! -e "$1" ]; do sleep 0.005; done; shift; exec "$@"' _ \
-                        "$tmp/go" "$call" "$helper" "${args[@]}" >"$tmp/race-$i.out" 2>&1 &
+                # Each helper is up and checked the caller; the requests go together.
+                as vmgr-test2 "$call" --send-after "$tmp/go" "$helper" "${args[@]}" >"$tmp/race-$i.out" 2>&1 &
                 jobs+=("$!")
         done
-        sleep 0.5
+        # Release them once all 40 helpers run (at most 10 s).
+        for i in $(seq 200); do
+                [ "$(pgrep -c -u vmgr-test2 -x vmgr-netadm || true)" -ge 40 ] && break
+                sleep 0.05
+        done
+        sleep 0.2
         touch "$tmp/go"
         for i in "${jobs[@]}"; do wait "$i" || true; done
         race_ok=$(grep -l '^ok' "$tmp"/race-*.out | wc -l)
         race_edquot=$(grep -l '^error EDQUOT' "$tmp"/race-*.out | wc -l)
+        # Any other outcome, for the log.
+        grep -h -v -e '^ok' -e '^error EDQUOT' -e '^vmgr-netadm: .* failed: .*as many' -e '^helper exited' \
+                "$tmp"/race-*.out | sort | uniq -c | sed 's/^/# race: /' || true
 }
 # Links tagged for vmgr-test2, and links of vmgr's shape without a tag.
 uid2_bridges() { ip -j -d link show type bridge | jq "[.[] | select((.ifalias // \"\") | startswith(\"vmgr:$uid2:\"))] | length"; }
