@@ -199,13 +199,22 @@ int vmgr_dnsmasq_argv(const char *dnsmasq_path, unsigned uid, const char *group,
                 storage_add(&pos, end, "--no-resolv"),
                 storage_add(&pos, end, "--no-hosts"),
                 storage_add(&pos, end, "--port=0"),               /* no DNS */
+                /* dnsmasq follows the interface by name, in this mode and in
+                 * --bind-interfaces alike: it would serve a later bridge of
+                 * the same name. The helper makes sure it never outlives its
+                 * bridge (netadm/dnsmasq.h). */
                 storage_add(&pos, end, "--bind-dynamic"),
                 storage_add(&pos, end, "--interface=%s", a.bridge),
                 storage_add(&pos, end, "--except-interface=lo"),
                 storage_add(&pos, end, "--pid-file=%s/dnsmasq.pid", dir),
                 storage_add(&pos, end, "--dhcp-leasefile=%s/dnsmasq.leases", dir),
                 storage_add(&pos, end, "--log-facility=%s/dnsmasq.log", dir),
-                storage_add(&pos, end, "--log-dhcp"),
+                /* Not a line per DHCP exchange or RA: a guest renewing its
+                 * lease in a loop would fill the user's disk. Errors are still
+                 * logged. (--log-dhcp would override the first two.) */
+                storage_add(&pos, end, "--quiet-dhcp"),
+                storage_add(&pos, end, "--quiet-dhcp6"),
+                storage_add(&pos, end, "--quiet-ra"),
                 storage_add(&pos, end, "--dhcp-authoritative"),
                 storage_add(&pos, end, "--enable-ra"),
                 storage_add(&pos, end, "--ra-param=%s,10,1800", a.bridge),

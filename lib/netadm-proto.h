@@ -30,17 +30,21 @@
 
 enum vmgr_netadm_op {
         /* Bridge (accept_ra=0, gateway addresses), lo /128s, the /64 route with the
-         * management source. Refuses with -EADDRINUSE on any overlap with a link,
-         * address or route already on the host, naming it in the message. */
+         * management source. Refuses with -EADDRNOTAVAIL outside the policy's pools,
+         * with -EADDRINUSE on any overlap with a link, address or route already on
+         * the host, naming it in the message, and with -EBUSY while a dnsmasq still
+         * serves the bridge's name. */
         VMGR_NETADM_GROUP_CREATE = 1,
-        /* Deletes every link tagged "vmgr:<uid>:<group>" and the group's lo /128s.
+        /* Deletes every link tagged "vmgr:<uid>:<group>" and the group's lo /128s,
+         * then stops the caller's dnsmasq serving the group's bridge, if any.
          * Idempotent: nothing to delete is success. */
         VMGR_NETADM_GROUP_DELETE = 2,
         /* A TAP (vm, nic) owned by the caller's uid, enslaved to the group bridge. */
         VMGR_NETADM_TAP_CREATE = 3,
         /* Deletes that TAP if it is the caller's. Idempotent. */
         VMGR_NETADM_TAP_DELETE = 4,
-        /* Starts the group's dnsmasq with an argv the helper builds itself. */
+        /* Starts the group's dnsmasq with an argv the helper builds itself;
+         * -EBUSY while another dnsmasq serves the bridge. */
         VMGR_NETADM_DNSMASQ_START = 5,
         _VMGR_NETADM_OP_MAX,
 };

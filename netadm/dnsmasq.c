@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +26,9 @@
 #define DNSMASQ_ARGV_MAX 32
 #define DNSMASQ_ARGV_STORAGE 4096
 #define DNSMASQ_STDERR "dnsmasq.stderr"
+#define DNSMASQ_CMDLINE_MAX 8192
+#define DNSMASQ_TERM_TIMEOUT_MS 2000    /* then SIGKILL */
+#define DNSMASQ_KILL_TIMEOUT_MS 2000
 
 /* What the intermediate process reports back with the pidfd. */
 struct dnsmasq_report {
@@ -74,8 +80,10 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
         if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
             dup2(err_fd, STDERR_FILENO) < 0)
                 _exit(127);
-        /* Nothing of the helper's may leak into dnsmasq: not the socket to vmgrd, not netlink. */
-        if (close_range(3, ~0U, 0) < 0)
+        /* Nothing of the helper's may leak into dnsmasq: not the socket to
+         * vmgrd, not netlink. Closed at exec rather than now, so that the
+         * intermediate sees its exec pipe close only once dnsmasq runs. */
+        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
                 _exit(127);
         if (chdir("/") < 0)
                 _exit(127);
@@ -95,16 +103,27 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
  * that dnsmasq is re-parented to the subreaper above us. Never returns. */
 _noreturn_ static void dnsmasq_fork_and_report(char **argv, int dir_fd, int report_fd) {
         struct dnsmasq_report rep = {};
-        int pidfd = -EBADF;
+        int pidfd = -EBADF, exec_pipe[2];
         pid_t pid;
 
+        /* The helper looks for dnsmasq by its command line (GROUP_DELETE
+         * stops it): report only once the exec has happened, so that from
+         * the reply on, it is found. */
+        if (pipe2(exec_pipe, O_CLOEXEC) < 0)
+                _exit(1);
         pid = fork();
         if (pid == 0) {
                 dnsmasq_exec(argv, dir_fd);
         }
+        exec_pipe[1] = safe_close(exec_pipe[1]);
         if (pid < 0)
                 rep.error = negative_errno();
         else {
+                char c;
+
+                /* EOF once the exec closed the other end, or dnsmasq died. */
+                while (read(exec_pipe[0], &c, 1) < 0 && errno == EINTR)
+                        ;
                 rep.pid = pid;
                 /* dnsmasq cannot be reaped before we exit, so this pidfd is
                  * for the right process even if it already died. */
@@ -229,4 +248,215 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
         *ret_pid = pid;
         *ret_pidfd = pidfd;
         return 0;
+}
+
+/* The identity of this network namespace as /proc shows it: every network
+ * namespace has its own /proc/PID/net/dev entry, and anybody may stat
+ * another process's (its ns/net link needs ptrace access). pid 0 is
+ * ourselves. Returns 0 or -errno. */
+static int netns_stat(pid_t pid, struct stat *ret) {
+        char path[64];
+
+        if (pid == 0)
+                snprintf(path, sizeof(path), "/proc/self/net/dev");
+        else
+                snprintf(path, sizeof(path), "/proc/%d/net/dev", (int) pid);
+        return stat(path, ret) < 0 ? negative_errno() : 0;
+}
+
+/* Whether the NUL-separated command line cmd (n bytes) is a dnsmasq's with
+ * the argument "--interface=ifname". */
+static bool cmdline_serves(const char *cmd, size_t n, const char *ifname) {
+        char want[IFNAMSIZ + 16];
+        const char *base;
+
+        if (n == 0 || cmd[n - 1] != 0)
+                return false;
+        base = strrchr(cmd, '/');
+        base = base ? base + 1 : cmd;
+        if (!streq(base, "dnsmasq"))
+                return false;
+        snprintf(want, sizeof(want), "--interface=%s", ifname);
+        for (const char *a = cmd + strlen(cmd) + 1; a < cmd + n; a += strlen(a) + 1)
+                if (streq(a, want))
+                        return true;
+        return false;
+}
+
+/* Read /proc/PID/FILE into buf. Returns the length or -errno. */
+static ssize_t proc_read(pid_t pid, const char *file, char *buf, size_t size) {
+        _cleanup_close_ int fd = -EBADF;
+        char path[64];
+        size_t n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/%.16s", (int) pid, file);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+        while (n < size) {
+                ssize_t k = read(fd, buf + n, size - n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        break;
+                n += (size_t) k;
+        }
+        return (ssize_t) n;
+}
+
+/* The real uid and the permitted capabilities in /proc/PID/status. Returns 0 or -errno. */
+static int proc_status(pid_t pid, uid_t *ret_uid, uint64_t *ret_permitted) {
+        char buf[4096], *p, *q;
+        unsigned long long caps;
+        unsigned long u;
+        ssize_t n;
+
+        n = proc_read(pid, "status", buf, sizeof(buf) - 1);
+        if (n < 0)
+                return (int) n;
+        buf[n] = 0;
+        p = strstr(buf, "\nUid:");
+        q = strstr(buf, "\nCapPrm:");
+        if (!p || sscanf(p + 5, "%lu", &u) != 1 || !q || sscanf(q + 8, "%llx", &caps) != 1)
+                return -EBADMSG;
+        *ret_uid = (uid_t) u;
+        *ret_permitted = caps;
+        return 0;
+}
+
+/* Whether capability set caps holds one of the three network capabilities:
+ * without them a dnsmasq can neither answer DHCP (port 67) nor send router
+ * advertisements (a raw socket). */
+static bool caps_can_serve(uint64_t caps) {
+        for (size_t i = 0; i < ELEMENTSOF(netadm_caps); i++)
+                if (caps & (UINT64_C(1) << netadm_caps[i]))
+                        return true;
+        return false;
+}
+
+/* Whether the process behind pidfd has exited. */
+static bool pidfd_exited(int pidfd, int timeout_ms) {
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        int n;
+
+        while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+                ;
+        return n != 0;
+}
+
+/* Call found for every live dnsmasq in this network namespace, of any uid,
+ * whose command line serves ifname, with its uid, its permitted capabilities
+ * and a pidfd that pins it: the pidfd is
+ * opened before the command line is read and checked alive after, so a pid
+ * reused meanwhile is never taken for it. found returns 0 to go on or a
+ * negative errno to stop with. Returns 0 or that errno. */
+static int dnsmasq_scan(const char *ifname,
+                        int (*found)(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata),
+                        void *userdata) {
+        _cleanup_free_ char *cmd = NULL;
+        struct stat self, st;
+        DIR *d;
+        int r;
+
+        r = netns_stat(0, &self);
+        if (r < 0)
+                return r;
+        cmd = malloc(DNSMASQ_CMDLINE_MAX);
+        if (!cmd)
+                return -ENOMEM;
+        d = opendir("/proc");
+        if (!d)
+                return negative_errno();
+
+        r = 0;
+        for (struct dirent *de; r == 0 && (de = readdir(d));) {
+                _cleanup_close_ int pidfd = -EBADF;
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+                uint64_t permitted;
+                ssize_t n;
+                uid_t uid;
+
+                if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid())
+                        continue;
+                pidfd = pidfd_open((pid_t) pid, 0);
+                if (pidfd < 0)
+                        continue;
+                n = proc_read((pid_t) pid, "cmdline", cmd, DNSMASQ_CMDLINE_MAX);
+                if (n <= 0 || !cmdline_serves(cmd, (size_t) n, ifname))
+                        continue;
+                if (netns_stat((pid_t) pid, &st) < 0 || st.st_dev != self.st_dev || st.st_ino != self.st_ino)
+                        continue;
+                if (proc_status((pid_t) pid, &uid, &permitted) < 0 || pidfd_exited(pidfd, 0))
+                        continue;
+                r = found((pid_t) pid, uid, permitted, pidfd, userdata);
+        }
+        closedir(d);
+        return r;
+}
+
+struct dnsmasq_busy {
+        const char *ifname;
+        char *msg;
+};
+
+static int dnsmasq_busy_found(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata) {
+        struct dnsmasq_busy *b = userdata;
+
+        /* Anybody may start a dnsmasq naming any interface; only one with
+         * the network capabilities can serve it. Counting the others would
+         * let any local user block any bridge name. */
+        if (!caps_can_serve(permitted))
+                return 0;
+
+        return netadm_fail(b->msg, -EBUSY, "dnsmasq %d of uid %u still serves interface %s; stop it first",
+                           (int) pid, (unsigned) uid, b->ifname);
+}
+
+int dnsmasq_check_none_serves(const char *ifname, char *msg) {
+        struct dnsmasq_busy b = { .ifname = ifname, .msg = msg };
+        int r;
+
+        r = dnsmasq_scan(ifname, dnsmasq_busy_found, &b);
+        if (r < 0 && r != -EBUSY)
+                return netadm_fail(msg, r, "looking for a dnsmasq serving %s: %s", ifname, strerror(-r));
+        return r;
+}
+
+struct dnsmasq_stop {
+        uid_t uid;
+        unsigned stopped;
+        char *msg;
+};
+
+static int dnsmasq_stop_found(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata) {
+        struct dnsmasq_stop *s = userdata;
+
+        /* Only the caller's: we run as the caller and may signal nothing else. */
+        if (uid != s->uid)
+                return 0;
+        if (pidfd_send_signal(pidfd, SIGTERM, NULL, 0) < 0 && errno != ESRCH)
+                return negative_errno();
+        if (!pidfd_exited(pidfd, DNSMASQ_TERM_TIMEOUT_MS)) {
+                (void) pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
+                if (!pidfd_exited(pidfd, DNSMASQ_KILL_TIMEOUT_MS))
+                        return netadm_fail(s->msg, -ETIMEDOUT, "dnsmasq %d did not exit after SIGKILL", (int) pid);
+        }
+        s->stopped++;
+        return 0;
+}
+
+int dnsmasq_stop_serving(const char *ifname, uid_t uid, char *msg) {
+        struct dnsmasq_stop s = { .uid = uid, .msg = msg };
+        int r;
+
+        r = dnsmasq_scan(ifname, dnsmasq_stop_found, &s);
+        if (r == -ETIMEDOUT)
+                return r;
+        if (r < 0)
+                return netadm_fail(msg, r, "stopping the dnsmasq serving %s: %s", ifname, strerror(-r));
+        return (int) s.stopped;
 }

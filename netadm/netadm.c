@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -49,17 +50,33 @@ static void cap_describe(cap_value_t c, char *buf, size_t size) {
         cap_free(name);
 }
 
-/* Refuse to run with privileges we did not expect, then keep only the three
- * capabilities we need: set-ID bits, or capabilities beyond the three for a
- * non-root caller, mean a broken or hostile installation. Root may run the
- * helper too; it then loses everything else, including from the bounding
- * set. Returns 0 or -errno with msg set. */
-static int privileges_restrict(uid_t uid, char *msg) {
+/* Make no capability effective, keeping the permitted set: the file
+ * capabilities make the three effective at exec, but nothing may run with
+ * them until the caller has been checked against the policy (the model is
+ * bubblewrap's acquire_privs: check first, then raise). Lowering the
+ * effective set never needs a privilege. Returns 0 or -errno. */
+static int privileges_lower(void) {
+        cap_t caps;
+        int r = 0;
+
+        caps = cap_get_proc();
+        if (!caps)
+                return negative_errno();
+        if (cap_clear_flag(caps, CAP_EFFECTIVE) < 0 || cap_set_proc(caps) < 0)
+                r = negative_errno();
+        cap_free(caps);
+        return r;
+}
+
+/* Refuse to run with privileges we did not expect: set-ID bits, or
+ * capabilities beyond the three for a non-root caller, mean a broken or
+ * hostile installation; and the three must be permitted. Looks only, makes
+ * nothing effective. Returns 0 or -errno with msg set. */
+static int privileges_check(uid_t uid, char *msg) {
         uid_t ruid, euid, suid;
         gid_t rgid, egid, sgid;
         cap_t caps = NULL;
         cap_flag_value_t v;
-        bool can_setpcap;
         char name[64];
         int r = 0;
 
@@ -86,23 +103,44 @@ static int privileges_restrict(uid_t uid, char *msg) {
                 r = -EPERM;
         }
         for (size_t i = 0; i < ELEMENTSOF(netadm_caps) && r == 0; i++) {
-                cap_flag_value_t e;
-
-                if (cap_get_flag(caps, netadm_caps[i], CAP_PERMITTED, &v) < 0 ||
-                    cap_get_flag(caps, netadm_caps[i], CAP_EFFECTIVE, &e) < 0 || v != CAP_SET || e != CAP_SET) {
+                if (cap_get_flag(caps, netadm_caps[i], CAP_PERMITTED, &v) < 0 || v != CAP_SET) {
                         cap_describe(netadm_caps[i], name, sizeof(name));
                         snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "missing %s; give the helper its capabilities with: %s",
                                  name, NETADM_SETCAP_HINT);
                         r = -EPERM;
                 }
         }
-        can_setpcap = cap_get_flag(caps, CAP_SETPCAP, CAP_EFFECTIVE, &v) == 0 && v == CAP_SET;
         cap_free(caps);
-        if (r < 0)
-                return r;
+        return r;
+}
 
+/* Once the caller is checked: keep only the three capabilities and make
+ * them effective. Root may run the helper too; it then loses everything
+ * else, including from the bounding set. Returns 0 or -errno with msg set. */
+static int privileges_raise(char *msg) {
+        cap_flag_value_t v;
+        bool can_setpcap;
+        cap_t caps;
+        int r;
+
+        caps = cap_get_proc();
+        if (!caps)
+                return negative_errno();
+        can_setpcap = cap_get_flag(caps, CAP_SETPCAP, CAP_PERMITTED, &v) == 0 && v == CAP_SET;
         /* Only root gets here with CAP_SETPCAP; for anyone else the bounding
-         * set does not matter once no-new-privs is set below. */
+         * set does not matter once no-new-privs is set below. Dropping from
+         * it needs CAP_SETPCAP effective. */
+        if (can_setpcap) {
+                const cap_value_t setpcap = CAP_SETPCAP;
+
+                if (cap_set_flag(caps, CAP_EFFECTIVE, 1, &setpcap, CAP_SET) < 0 || cap_set_proc(caps) < 0) {
+                        r = negative_errno();
+                        cap_free(caps);
+                        return r;
+                }
+        }
+        cap_free(caps);
+
         if (can_setpcap)
                 for (cap_value_t c = 0; c < (cap_value_t) cap_max_bits(); c++)
                         if (!netadm_cap_is_needed(c) && prctl(PR_CAPBSET_DROP, (unsigned long) c, 0, 0, 0) < 0 &&
@@ -114,11 +152,10 @@ static int privileges_restrict(uid_t uid, char *msg) {
 
         r = netadm_caps_set(false);
         if (r < 0)
-                return netadm_fail(msg, r, "cannot drop capabilities: %s", strerror(-r));
+                return netadm_fail(msg, r, "cannot raise capabilities: %s", strerror(-r));
 
-        /* Nothing we exec (dnsmasq) can gain privileges, and our memory holds
-         * capabilities: keep the caller from attaching a debugger. */
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        /* Nothing we exec (dnsmasq) can gain privileges. */
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return negative_errno();
         return 0;
 }
@@ -159,7 +196,11 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 r = vmgr_group_addrs_derive(m->uid, req->group, &g);
                 if (r < 0)
                         return r;
-                r = policy_check_subnet4(&m->policy, &g.subnet4, msg);
+                r = policy_check_group(&m->policy, &g, msg);
+                if (r < 0)
+                        return r;
+                /* A dnsmasq left serving this name would serve the new bridge. */
+                r = dnsmasq_check_none_serves(g.bridge, msg);
                 if (r < 0)
                         return r;
                 r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, msg);
@@ -169,7 +210,18 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 return r;
 
         case VMGR_NETADM_GROUP_DELETE:
-                return netlink_group_delete(m->nl, m->uid, req->group, msg);
+                r = netlink_group_delete(m->nl, m->uid, req->group, msg);
+                if (r < 0)
+                        return r;
+                /* The group's dnsmasq must not outlive its bridge and serve a
+                 * later one of the same name. After the bridge is gone, so
+                 * that a DNSMASQ_START racing with us either sees the bridge
+                 * vanish or has a dnsmasq that we find here. */
+                r = vmgr_group_addrs_derive(m->uid, req->group, &g);
+                if (r < 0)
+                        return r;
+                r = dnsmasq_stop_serving(g.bridge, m->uid, msg);
+                return r < 0 ? r : 0;
 
         case VMGR_NETADM_TAP_CREATE:
                 return netlink_tap_create(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic,
@@ -179,16 +231,33 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 return netlink_tap_delete(m->nl, m->uid, req->group, req->vm, (enum vmgr_nic) req->nic, msg);
 
         case VMGR_NETADM_DNSMASQ_START: {
+                int fd, ifindex;
                 pid_t pid;
-                int fd;
 
                 /* dnsmasq serves the bridge with the caller's uid: the bridge must be the caller's. */
-                r = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
+                ifindex = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
+                if (ifindex < 0)
+                        return ifindex;
+                r = vmgr_group_addrs_derive(m->uid, req->group, &g);
+                if (r < 0)
+                        return r;
+                /* One dnsmasq per bridge. */
+                r = dnsmasq_check_none_serves(g.bridge, msg);
                 if (r < 0)
                         return r;
                 r = dnsmasq_start(req->group, req->dir, m->uid, &pid, &fd, msg);
                 if (r < 0)
                         return r;
+                /* A GROUP_DELETE (another helper of the caller's) may have
+                 * deleted the bridge meanwhile, before our dnsmasq was there
+                 * to be found and stopped: then it must not live on. */
+                r = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
+                if (r != ifindex) {
+                        (void) pidfd_send_signal(fd, SIGKILL, NULL, 0);
+                        fd = safe_close(fd);
+                        return netadm_fail(msg, -ENODEV, "bridge %s of group '%s' went away while its dnsmasq started",
+                                           g.bridge, req->group);
+                }
                 rep->pid = pid;
                 *ret_fd = fd;
                 return 0;
@@ -304,6 +373,18 @@ int main(int argc, char *argv[]) {
         pid_t parent = getppid();
         int r;
 
+        /* First of all: nothing runs with an effective capability until
+         * the policy and the caller have been checked below. */
+        r = privileges_lower();
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: cannot clear the effective capabilities: %s\n", strerror(-r));
+                return 1;
+        }
+        /* Our memory will hold capabilities: keep the caller from attaching a
+         * debugger or reading it through /proc. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return 1;
+
         r = parse_argv(argc, argv);
         if (r <= 0)
                 return r < 0 ? 1 : 0;
@@ -323,7 +404,7 @@ int main(int argc, char *argv[]) {
          * would defeat the parent-death signal below. */
         signals_reset();
 
-        r = privileges_restrict(m.uid, msg);
+        r = privileges_check(m.uid, msg);
         if (r < 0) {
                 fprintf(stderr, "vmgr-netadm: %s\n", msg[0] ? msg : strerror(-r));
                 return 1;
@@ -347,6 +428,13 @@ int main(int argc, char *argv[]) {
         r = policy_check_peer(VMGR_NETADM_FD, m.uid, msg);
         if (r < 0) {
                 fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                return 1;
+        }
+
+        /* The caller may use us: only now does a capability become effective. */
+        r = privileges_raise(msg);
+        if (r < 0) {
+                fprintf(stderr, "vmgr-netadm: %s\n", msg[0] ? msg : strerror(-r));
                 return 1;
         }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <limits.h>
 #include <linux/if_link.h>
 #include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
@@ -26,6 +27,15 @@
 #define NETLINK_SEND_SIZE 4096
 #define NETLINK_ALIAS_MAX 256           /* IFALIASZ */
 #define NETLINK_LINKS_MAX 65536         /* refuse absurd dumps rather than grow forever */
+#define NETLINK_DUMP_ATTEMPTS 20        /* an inconsistent dump is repeated this often */
+
+/* The netdev group a bridge is created in, tagging it with its creator's uid
+ * in the same RTM_NEWLINK (the kernel ignores an alias there): until its
+ * alias is set, this is how concurrent helpers count it (see
+ * group_claim_within_limit()). The batch deletion's random groups stay
+ * below this range, so they never meet a link being created. */
+#define NETLINK_OWNER_GROUP_BASE 0x80000000u
+#define NETLINK_OWNER_GROUP(uid) (NETLINK_OWNER_GROUP_BASE | ((uint32_t) (uid) & ~NETLINK_OWNER_GROUP_BASE))
 
 #define RT_PRIORITY_KERNEL 256          /* the metric the kernel gives its own prefix routes */
 #define PREFIX_STRLEN (INET6_ADDRSTRLEN + 8) /* "address/length" of either family */
@@ -49,6 +59,9 @@ struct nl_link {
         unsigned flags;
         int master;
         uint32_t group;                 /* the netdev group number, not a vmgr group */
+        bool has_tun_owner;             /* a TAP whose owner is set */
+        uint32_t tun_owner;
+        bool persistent;                /* a persistent TAP */
         char name[IFNAMSIZ];
         char alias[NETLINK_ALIAS_MAX];
         char kind[16];
@@ -227,8 +240,27 @@ static struct nlmsghdr *nl_link_message(struct netlink *nl, uint16_t type, uint1
         return nlh;
 }
 
+/* Read and drop the rest of a dump that the kernel marked inconsistent
+ * (NLM_F_DUMP_INTR: links changed while it was made), so that the socket
+ * is in step for the next request; the recv_buf holds the n bytes received
+ * last. Returns -EINTR, or -errno when reading fails. */
+static int nl_dump_drain(struct netlink *nl, ssize_t n) {
+        for (;;) {
+                const struct nlmsghdr *h = (const struct nlmsghdr *) nl->recv_buf;
+                int len = (int) n;
+
+                for (; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len))
+                        if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
+                                return -EINTR;
+                n = mnl_socket_recvfrom(nl->sock, nl->recv_buf, sizeof(nl->recv_buf));
+                if (n < 0)
+                        return negative_errno();
+        }
+}
+
 /* Send the request in the send buffer and read until its ACK or the end of
- * its dump, handing each data message to cb. Returns 0 or -errno; on error
+ * its dump, handing each data message to cb. -EINTR when a dump was
+ * inconsistent (read to its end, so it can be asked for again). Returns 0 or -errno; on error
  * nl->extack holds the kernel's reason when it gave one. */
 static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data) {
         struct nl_call_state s = { .nl = nl, .cb = cb, .data = data };
@@ -252,6 +284,8 @@ static int nl_call(struct netlink *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *
                         return negative_errno();
                 int r = mnl_cb_run2(nl->recv_buf, (size_t) n, nlh->nlmsg_seq, nl->portid, nl_data_cb, &s, ctl,
                                     ELEMENTSOF(ctl));
+                if (r < 0 && errno == EINTR && (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP)
+                        return nl_dump_drain(nl, n);
                 if (r < 0)
                         return negative_errno();
                 if (r == MNL_CB_STOP)
@@ -331,16 +365,25 @@ static int nl_dump_cb(const struct nlmsghdr *nlh, void *data) {
  * (free with nl_array_done). Returns 0 or -errno. */
 static int nl_dump(struct netlink *nl, const struct nl_dump_kind *kind, struct nl_array *ret) {
         struct nl_dump_state s = { .kind = kind, .items.item_size = kind->item_size };
-        struct nlmsghdr *nlh = nl_message(nl, kind->request, NLM_F_DUMP);
         int r;
 
-        /* A zeroed header asks for every family (AF_UNSPEC). */
-        (void) mnl_nlmsg_put_extra_header(nlh, kind->header_size);
-        if (kind->skip_stats)
-                mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-        r = nl_call(nl, nlh, nl_dump_cb, &s);
-        if (r >= 0)
-                r = s.items.error;
+        /* Helpers running at once change links under each other's dumps; a
+         * dump the kernel marks inconsistent is asked for again. */
+        for (unsigned attempt = 0;; attempt++) {
+                struct nlmsghdr *nlh = nl_message(nl, kind->request, NLM_F_DUMP);
+
+                /* A zeroed header asks for every family (AF_UNSPEC). */
+                (void) mnl_nlmsg_put_extra_header(nlh, kind->header_size);
+                if (kind->skip_stats)
+                        mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+                r = nl_call(nl, nlh, nl_dump_cb, &s);
+                if (r >= 0)
+                        r = s.items.error;
+                if (r != -EINTR || attempt + 1 >= NETLINK_DUMP_ATTEMPTS)
+                        break;
+                nl_array_done(&s.items);
+                s.items.error = 0;
+        }
         if (r < 0) {
                 nl_array_done(&s.items);
                 return r;
@@ -349,11 +392,30 @@ static int nl_dump(struct netlink *nl, const struct nl_dump_kind *kind, struct n
         return 0;
 }
 
+static int tun_info_attr_cb(const struct nlattr *attr, void *data) {
+        struct nl_link *l = data;
+
+        if (mnl_attr_get_type(attr) == IFLA_TUN_OWNER && mnl_attr_validate(attr, MNL_TYPE_U32) >= 0) {
+                l->has_tun_owner = true;
+                l->tun_owner = mnl_attr_get_u32(attr);
+        } else if (mnl_attr_get_type(attr) == IFLA_TUN_PERSIST && mnl_attr_validate(attr, MNL_TYPE_U8) >= 0)
+                l->persistent = mnl_attr_get_u8(attr) != 0;
+        return MNL_CB_OK;
+}
+
 static int link_info_attr_cb(const struct nlattr *attr, void *data) {
         struct nl_link *l = data;
 
-        if (mnl_attr_get_type(attr) == IFLA_INFO_KIND)
+        switch (mnl_attr_get_type(attr)) {
+        case IFLA_INFO_KIND:
                 attr_copy_str(attr, l->kind, sizeof(l->kind));
+                break;
+        case IFLA_INFO_DATA:
+                /* The kind comes first; only a TAP's data is of interest. */
+                if (streq(l->kind, "tun") && mnl_attr_validate(attr, MNL_TYPE_NESTED) >= 0)
+                        (void) mnl_attr_parse_nested(attr, tun_info_attr_cb, l);
+                break;
+        }
         return MNL_CB_OK;
 }
 
@@ -583,6 +645,7 @@ static int links_delete_tagged_batch(struct netlink *nl, const struct nl_array *
         do {
                 if (getrandom(&group, sizeof(group), 0) != sizeof(group))
                         return -EIO;
+                group &= ~NETLINK_OWNER_GROUP_BASE; /* never a creator's tag */
                 used = group == 0; /* group 0 is the default every link starts in */
                 for (size_t i = 0; i < links->n && !used; i++)
                         used = l[i].group == group;
@@ -606,8 +669,8 @@ static int links_delete_tagged_batch(struct netlink *nl, const struct nl_array *
  * once. Its MAC is set explicitly (random, locally administered): a bridge
  * with an assigned address keeps it, instead of taking the lowest MAC of its
  * ports, which would change the gateway's MAC under the guests whenever a
- * TAP joins or leaves. Returns 0 or -errno. */
-static int bridge_create(struct netlink *nl, const char *name) {
+ * TAP joins or leaves. It is born in uid's owner group. Returns 0 or -errno. */
+static int bridge_create(struct netlink *nl, const char *name, unsigned uid) {
         struct nlmsghdr *nlh = nl_link_message(nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0);
         struct nlattr *linkinfo, *data;
         uint8_t mac[6];
@@ -618,6 +681,7 @@ static int bridge_create(struct netlink *nl, const char *name) {
 
         mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
         mnl_attr_put(nlh, IFLA_ADDRESS, sizeof(mac), mac);
+        mnl_attr_put_u32(nlh, IFLA_GROUP, NETLINK_OWNER_GROUP(uid));
         linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
         mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
         data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
@@ -793,6 +857,94 @@ static int group_check_free(struct netlink *nl, const struct vmgr_group_addrs *g
         return check_route_overlaps(g, &routes, links, msg);
 }
 
+/* Whether name has the shape of a vmgr TAP: "tap-" or "ta4-" and 10 hex digits. */
+static bool tap_name_is_vmgr(const char *name) {
+        if (strlen(name) != VMGR_IFNAME_LEN || (strncmp(name, "tap-", 4) != 0 && strncmp(name, "ta4-", 4) != 0))
+                return false;
+        for (size_t i = 4; i < VMGR_IFNAME_LEN; i++)
+                if (!strchr("0123456789abcdef", name[i]))
+                        return false;
+        return true;
+}
+
+/* Whether link l counts against uid's limit: as one of uid's bridges (group
+ * NULL) or as a TAP of uid's group. A link counts when it carries uid's
+ * alias, and also while it is being made and has no alias yet: a bridge born
+ * in uid's owner group; a TAP of vmgr's shape owned by uid, or without an
+ * owner and not persistent yet (it vanishes with the helper making it), so
+ * that a TAP some other program keeps never counts. */
+static bool link_counts_for(const struct nl_link *l, unsigned uid, const char *group) {
+        char g[VMGR_NAME_MAX + 1];
+        bool bridge = streq(l->kind, "bridge");
+        unsigned u;
+
+        if (vmgr_link_alias_parse(l->alias, &u, g) == 0)
+                return u == uid && (group ? streq(g, group) && !bridge : bridge);
+        if (l->alias[0])
+                return false;
+        if (!group)
+                return bridge && l->group == NETLINK_OWNER_GROUP(uid);
+        return streq(l->kind, "tun") && tap_name_is_vmgr(l->name) &&
+               (l->has_tun_owner ? l->tun_owner == uid : !l->persistent);
+}
+
+/* Count the links that count against uid's limit (link_counts_for) whose
+ * ifindex is below below; INT_MAX counts them all. */
+static unsigned links_count_owned(const struct nl_array *links, unsigned uid, const char *group, int below) {
+        const struct nl_link *l = links->items;
+        unsigned n = 0;
+
+        for (size_t i = 0; i < links->n; i++)
+                if (l[i].ifindex < below && link_counts_for(&l[i], uid, group))
+                        n++;
+        return n;
+}
+
+/*
+ * Keep a link we have just made only if it is within the limit.
+ *
+ * Counting and then creating is not atomic: helpers started at once (any
+ * member can start as many as they like) all count below the limit and all
+ * create. A lock would serialise them, but any lock a helper can take (a
+ * flock on a file the caller can open, an abstract socket name) can also be
+ * held by another member forever, blocking every user; and the helper cannot
+ * create files in root's directories. So there is no lock: every helper
+ * creates first, then ranks. The kernel hands out ifindexes in increasing
+ * order within a network namespace, so the ifindex orders the links by
+ * creation. Our link survives only if fewer than limit links that count for
+ * the caller (link_counts_for) have a lower ifindex; otherwise we delete it.
+ *
+ * Why survivors never exceed the limit: take any survivor b and any other
+ * survivor a of the caller's with a lower ifindex. a was created before b,
+ * and from its creation to its deletion it counts for the caller - untagged
+ * it is marked by its creation (the owner group a bridge is born in, the
+ * TAP's owner or its not being persistent yet), and tagged by its alias. As
+ * a survives, it still existed when b's helper dumped the links after
+ * creating b, so that dump counted it. Had limit survivors lain below b,
+ * b's helper would have counted at least limit and deleted b. And the
+ * caller's lowest new link sees none of its rivals, so at least one of many
+ * concurrent requests succeeds when the caller is below the limit.
+ *
+ * Returns 0 to keep the link, -EDQUOT, or -errno when the dump fails.
+ */
+static int link_claim_within_limit(struct netlink *nl, unsigned uid, const char *group, int ifindex, unsigned limit,
+                                   char *msg) {
+        _cleanup_(nl_array_done) struct nl_array links = {};
+        int r;
+
+        r = nl_dump(nl, &link_kind, &links);
+        if (r < 0)
+                return nl_fail(nl, r, msg, "listing links");
+        if (links_count_owned(&links, uid, group, ifindex) < limit)
+                return 0;
+        if (group)
+                return netadm_fail(msg, -EDQUOT,
+                                   "group '%s' has as many TAPs as vmgr-netadm allows (max_taps_per_group = %u)", group,
+                                   limit);
+        return netadm_fail(msg, -EDQUOT,
+                           "uid %u holds as many groups as vmgr-netadm allows (max_groups_per_user = %u)", uid, limit);
+}
+
 /* The three service addresses a group puts on lo. */
 static void group_lo_addrs(const struct vmgr_group_addrs *g, const struct in6_addr *ret[3]) {
         ret[0] = &g->management6;
@@ -817,13 +969,13 @@ static int loopback_up(struct netlink *nl, char *msg) {
 }
 
 /* Make the group's network; on failure *bridge_ifindex and lo_added say what to undo. */
-static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, const char *alias,
-                       int *bridge_ifindex, bool lo_added[3], int lo_ifindex, char *msg) {
+static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group_addrs *g, const char *alias,
+                       unsigned max_groups, int *bridge_ifindex, bool lo_added[3], int lo_ifindex, char *msg) {
         const struct in6_addr *lo_addrs[3];
         struct nl_link br;
         int r;
 
-        r = bridge_create(nl, g->bridge);
+        r = bridge_create(nl, g->bridge, uid);
         if (r < 0) {
                 (void) nl_fail(nl, r, msg, "creating bridge %s", g->bridge);
                 /* Made by somebody else since we looked: the same conflict as above. */
@@ -833,6 +985,10 @@ static int group_build(struct netlink *nl, const struct vmgr_group_addrs *g, con
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the new bridge");
         *bridge_ifindex = br.ifindex;
+
+        r = link_claim_within_limit(nl, uid, NULL, br.ifindex, max_groups, msg);
+        if (r < 0)
+                return r;
 
         /* The alias cannot be given at creation (the kernel ignores it there). */
         r = link_set(nl, br.ifindex, false, alias, -1);
@@ -913,20 +1069,6 @@ static int tap_name(unsigned uid, const char *group, const char *vm, enum vmgr_n
         return 0;
 }
 
-/* Count the links tagged for uid: bridges (the uid's groups) when group is
- * NULL, else the TAPs of that group. */
-static unsigned links_count_tagged(const struct nl_array *links, unsigned uid, const char *group) {
-        const struct nl_link *l = links->items;
-        char g[VMGR_NAME_MAX + 1];
-        unsigned n = 0, u;
-
-        for (size_t i = 0; i < links->n; i++)
-                if (vmgr_link_alias_parse(l[i].alias, &u, g) == 0 && u == uid &&
-                    (group ? streq(g, group) && !streq(l[i].kind, "bridge") : streq(l[i].kind, "bridge")))
-                        n++;
-        return n;
-}
-
 int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {};
         char alias[NETLINK_ALIAS_MAX];
@@ -944,7 +1086,8 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, un
         r = group_check_free(nl, &g, &links, msg);
         if (r < 0)
                 return r;
-        if (links_count_tagged(&links, uid, NULL) >= max_groups)
+        /* The cheap refusal; link_claim_within_limit() makes it exact. */
+        if (links_count_owned(&links, uid, NULL, INT_MAX) >= max_groups)
                 return netadm_fail(msg, -EDQUOT,
                                    "uid %u holds as many groups as vmgr-netadm allows (max_groups_per_user = %u)", uid,
                                    max_groups);
@@ -953,7 +1096,7 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, un
         if (lo_ifindex < 0)
                 return lo_ifindex;
 
-        r = group_build(nl, &g, alias, &bridge_ifindex, lo_added, lo_ifindex, msg);
+        r = group_build(nl, uid, &g, alias, max_groups, &bridge_ifindex, lo_added, lo_ifindex, msg);
         if (r < 0) {
                 /* Undo in reverse; the bridge takes its addresses and route with it. */
                 const struct in6_addr *lo_addrs[3];
@@ -1086,8 +1229,7 @@ int netlink_bridge_check_owner(struct netlink *nl, unsigned uid, const char *gro
         r = group_derive(uid, group, &g, alias);
         if (r < 0)
                 return r;
-        r = bridge_lookup_owned(nl, &g, group, alias, msg);
-        return r < 0 ? r : 0;
+        return bridge_lookup_owned(nl, &g, group, alias, msg);
 }
 
 /* Create a persistent TAP owned by uid. Returns 0 or -errno with msg. */
@@ -1141,7 +1283,8 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
         r = nl_dump(nl, &link_kind, &links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
-        if (links_count_tagged(&links, uid, group) >= max_taps)
+        /* The cheap refusal; link_claim_within_limit() makes it exact. */
+        if (links_count_owned(&links, uid, group, INT_MAX) >= max_taps)
                 return netadm_fail(msg, -EDQUOT,
                                    "group '%s' has as many TAPs as vmgr-netadm allows (max_taps_per_group = %u)", group,
                                    max_taps);
@@ -1160,6 +1303,11 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
         r = link_get(nl, name, &tap);
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the new TAP");
+        r = link_claim_within_limit(nl, uid, group, tap.ifindex, max_taps, msg);
+        if (r < 0) {
+                (void) link_delete(nl, tap.ifindex);
+                return r;
+        }
         r = link_set(nl, tap.ifindex, true, alias, bridge_ifindex);
         if (r < 0) {
                 (void) nl_fail(nl, r, msg, "adding %s to bridge %s", name, g.bridge);

@@ -34,7 +34,8 @@ static inline void netlink_freep(struct netlink **nl) {
  * /64 route with the management source. Refuses with -EADDRINUSE when the
  * bridge name exists or any address or route in this network namespace
  * overlaps the group's /64 or /24, and with -EDQUOT when uid already holds
- * max_groups bridges. Undoes what it made on failure. */
+ * max_groups bridges, also against helpers running at the same time.
+ * Undoes what it made on failure. */
 int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg);
 
 /* Delete every link tagged with the caller's alias for group and the group's
@@ -44,7 +45,8 @@ int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, ch
 
 /* Create the persistent TAP of (group, vm, nic), owned by uid, tagged,
  * enslaved to the group's bridge (which must be the caller's) and up.
- * -EDQUOT when the group already has max_taps TAPs. */
+ * -EDQUOT when the group already has max_taps TAPs, also against helpers
+ * running at the same time. */
 int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        unsigned max_taps, char *msg);
 
@@ -53,6 +55,6 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
 int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        char *msg);
 
-/* Check that the group's bridge exists and is the caller's. Returns 0,
- * -ENODEV if it does not exist or -EPERM if it belongs to somebody else. */
+/* Check that the group's bridge exists and is the caller's. Returns its
+ * ifindex, -ENODEV if it does not exist or -EPERM if it belongs to somebody else. */
 int netlink_bridge_check_owner(struct netlink *nl, unsigned uid, const char *group, char *msg);

@@ -40,6 +40,32 @@ static int parse_ipv4_prefix(const char *s, struct in_addr *ret_addr, unsigned *
         return 0;
 }
 
+/* Parse "ADDR/N" (IPv6) with the host bits zero. Returns 0 or -EINVAL. */
+static int parse_ipv6_prefix(const char *s, struct in6_addr *ret_addr, unsigned *ret_len) {
+        char addr[INET6_ADDRSTRLEN];
+        const char *slash = strchr(s, '/');
+        struct in6_addr a, masked;
+        unsigned len;
+
+        if (!slash || (size_t) (slash - s) >= sizeof(addr))
+                return -EINVAL;
+        memcpy(addr, s, (size_t) (slash - s));
+        addr[slash - s] = 0;
+        if (inet_pton(AF_INET6, addr, &a) != 1 || vmgr_parse_uint(slash + 1, 0, 128, &len) < 0)
+                return -EINVAL;
+        /* As for IPv4: host bits set are most likely a typo. */
+        memset(&masked, 0, sizeof(masked));
+        memcpy(&masked, &a, len / 8);
+        if (len % 8)
+                masked.s6_addr[len / 8] = (uint8_t) (a.s6_addr[len / 8] & (0xff00 >> (len % 8)));
+        if (memcmp(&masked, &a, sizeof(a)) != 0)
+                return -EINVAL;
+
+        *ret_addr = a;
+        *ret_len = len;
+        return 0;
+}
+
 /* A group name as groupadd accepts it, conservatively. Returns true if valid. */
 static bool group_name_is_valid(const char *s) {
         size_t n = strlen(s);
@@ -79,8 +105,37 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                         snprintf(error, VMGR_KVCONF_ERROR_MAX, "ipv4_pool %s is smaller than one group's /24", value);
                         return -EINVAL;
                 }
+                if (len == 0) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                                 "ipv4_pool %s covers every address; name a pool the host never reaches otherwise",
+                                 value);
+                        return -EINVAL;
+                }
                 p->ipv4_pool = a;
                 p->ipv4_pool_len = len;
+                return 0;
+        }
+        if (streq(key, "ipv6_pool")) {
+                struct in6_addr a;
+                unsigned len;
+
+                if (parse_ipv6_prefix(value, &a, &len) < 0) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                                 "ipv6_pool \"%.64s\" is not an IPv6 prefix like fd00::/8", value);
+                        return -EINVAL;
+                }
+                if (len > 64) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "ipv6_pool %s is smaller than one group's /64", value);
+                        return -EINVAL;
+                }
+                if (len == 0) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                                 "ipv6_pool %s covers every address; name a pool the host never reaches otherwise",
+                                 value);
+                        return -EINVAL;
+                }
+                p->ipv6_pool = a;
+                p->ipv6_pool_len = len;
                 return 0;
         }
         if (streq(key, "max_groups_per_user") || streq(key, "max_taps_per_group")) {
@@ -101,8 +156,6 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
 int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         struct netadm_policy p = {
                 .allowed_group = VMGR_NETADM_DEFAULT_GROUP,
-                .ipv4_pool = { htonl(0x0a000000) },
-                .ipv4_pool_len = 8,
                 .max_groups_per_user = NETADM_LIMIT_DEFAULT,
                 .max_taps_per_group = NETADM_LIMIT_DEFAULT,
         };
@@ -112,14 +165,17 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         struct stat st;
         int r;
 
+        /* Deny by default: no policy, no service. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
-                if (errno == ENOENT) {
-                        *ret = p;
-                        return 0;
-                }
                 r = negative_errno();
-                return netadm_fail(msg, r, "cannot open %s: %s", path, strerror(-r));
+                if (r == -ENOENT)
+                        return netadm_fail(msg, r,
+                                           "refusing to run without the policy file %s; install it from vmgr's "
+                                           "data/netadm.conf and set ipv4_pool and ipv6_pool",
+                                           path);
+                return netadm_fail(msg, r, "refusing to run: cannot open the policy file %s: %s", path,
+                                   strerror(-r));
         }
         if (fstat(fd, &st) < 0) {
                 r = negative_errno();
@@ -147,6 +203,11 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
                         return netadm_fail(msg, r, "%s:%u: %s", path, line, error + off);
                 return netadm_fail(msg, r, "%s: %.200s", path, error);
         }
+        /* No default pools: only the admin knows what this host reaches. */
+        if (p.ipv4_pool_len == 0 || p.ipv6_pool_len == 0)
+                return netadm_fail(msg, -EINVAL,
+                                   "%s does not set %s; name a pool the host never reaches otherwise", path,
+                                   p.ipv4_pool_len == 0 ? "ipv4_pool" : "ipv6_pool");
 
         *ret = p;
         return 0;
@@ -196,15 +257,37 @@ int policy_check_peer(int fd, uid_t uid, char *msg) {
         return 0;
 }
 
-int policy_check_subnet4(const struct netadm_policy *p, const struct in_addr *subnet4, char *msg) {
-        char subnet[INET_ADDRSTRLEN + 4], pool[INET_ADDRSTRLEN + 4];
+/* Whether a/alen lies inside pool/plen. */
+static bool in6_prefix_inside(const struct in6_addr *a, unsigned alen, const struct in6_addr *pool, unsigned plen) {
+        return plen <= alen && vmgr_in6_prefix_overlaps(a, alen, pool, plen);
+}
 
-        /* The /24 lies in the pool when the pool's prefix covers it. */
-        if (vmgr_in4_prefix_overlaps(subnet4, 24, &p->ipv4_pool, p->ipv4_pool_len))
-                return 0;
+int policy_check_group(const struct netadm_policy *p, const struct vmgr_group_addrs *g, char *msg) {
+        char what[INET6_ADDRSTRLEN + 4], pool[INET6_ADDRSTRLEN + 4];
+        const struct {
+                const struct in6_addr *addr;
+                unsigned len;
+        } v6[] = {
+                { &g->prefix6, 64 },
+                { &g->management6, 128 },
+                { &g->logs6, 128 },
+                { &g->files6, 128 },
+        };
 
-        return netadm_fail(msg, -EADDRNOTAVAIL, "%s is outside the IPv4 pool %s of %s",
-                           vmgr_in4_prefix_format(subnet4, 24, subnet, sizeof(subnet)),
-                           vmgr_in4_prefix_format(&p->ipv4_pool, p->ipv4_pool_len, pool, sizeof(pool)),
-                           VMGR_NETADM_CONFIG);
+        /* The pool is at most a /24: the /24 lies in it when the pool's prefix covers it. */
+        if (!vmgr_in4_prefix_overlaps(&g->subnet4, 24, &p->ipv4_pool, p->ipv4_pool_len))
+                return netadm_fail(msg, -EADDRNOTAVAIL, "%s is outside the IPv4 pool %s of %s; pick another group name",
+                                   vmgr_in4_prefix_format(&g->subnet4, 24, what, sizeof(what)),
+                                   vmgr_in4_prefix_format(&p->ipv4_pool, p->ipv4_pool_len, pool, sizeof(pool)),
+                                   VMGR_NETADM_CONFIG);
+
+        for (size_t i = 0; i < ELEMENTSOF(v6); i++)
+                if (!in6_prefix_inside(v6[i].addr, v6[i].len, &p->ipv6_pool, p->ipv6_pool_len))
+                        return netadm_fail(msg, -EADDRNOTAVAIL,
+                                           "%s is outside the IPv6 pool %s of %s; pick another group name",
+                                           vmgr_in6_prefix_format(v6[i].addr, v6[i].len, what, sizeof(what)),
+                                           vmgr_in6_prefix_format(&p->ipv6_pool, p->ipv6_pool_len, pool,
+                                                                  sizeof(pool)),
+                                           VMGR_NETADM_CONFIG);
+        return 0;
 }

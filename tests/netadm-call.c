@@ -12,6 +12,7 @@
  * the helper becomes its child; --wait then supervises it until it exits.
  */
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -35,6 +36,7 @@
 #define EXIT_USAGE 2
 #define RAW_MAX 4096
 #define BENCH_MAX 10000
+#define SEARCH_MAX 100000000u
 
 struct call_args {
         const char *helper;
@@ -44,6 +46,9 @@ struct call_args {
         bool time, wait;
         const char *raw, *garbage;
         unsigned bench;
+        const char *search_subnet4, *search_prefix6;
+        const char *send_after;
+        unsigned uid;
 };
 
 static double now_ms(void) {
@@ -324,6 +329,9 @@ static int call_once(const struct call_args *a, const void *buf, size_t len, int
         r = helper_spawn(a->helper, &helper, &sock);
         if (r < 0)
                 return EXIT_USAGE;
+        /* Helpers started one by one send together: the request waits for the file. */
+        while (a->send_after && access(a->send_after, F_OK) < 0)
+                (void) usleep(500);
         t1 = now_ms();
         r = request_exchange(sock, buf, len, send_fd, &rep, &fd);
         t2 = now_ms();
@@ -476,11 +484,63 @@ static int bench(const struct call_args *a) {
         return 0;
 }
 
+
+/* Parse "ADDR/LEN" of family into addr and len. Returns 0 or -EINVAL. */
+static int prefix_parse(int family, const char *s, void *addr, unsigned *len) {
+        char buf[INET6_ADDRSTRLEN];
+        const char *slash = strchr(s, '/');
+
+        if (!slash || (size_t) (slash - s) >= sizeof(buf))
+                return -EINVAL;
+        memcpy(buf, s, (size_t) (slash - s));
+        buf[slash - s] = 0;
+        if (inet_pton(family, buf, addr) != 1 ||
+            vmgr_parse_uint(slash + 1, 0, family == AF_INET ? 32 : 128, len) < 0)
+                return -EINVAL;
+        return 0;
+}
+
+/* Brute-force a group name of uid's, as an attacker would: with
+ * --search-subnet4 one whose /24 covers the address, with --search-prefix6
+ * one whose /64 lies in the prefix. lib's derivation, so the search follows
+ * whatever the formula is. Prints the name. Returns an exit status. */
+static int search(const struct call_args *a) {
+        struct in_addr target4;
+        struct in6_addr target6;
+        unsigned len6 = 0;
+        char name[VMGR_NAME_MAX + 1];
+
+        if (a->search_subnet4 && inet_pton(AF_INET, a->search_subnet4, &target4) != 1) {
+                fprintf(stderr, "vmgr-netadm-call: '%s' is not an IPv4 address\n", a->search_subnet4);
+                return EXIT_USAGE;
+        }
+        if (a->search_prefix6 && (prefix_parse(AF_INET6, a->search_prefix6, &target6, &len6) < 0 || len6 > 64)) {
+                fprintf(stderr, "vmgr-netadm-call: '%s' is not an IPv6 prefix of at most 64 bits\n",
+                        a->search_prefix6);
+                return EXIT_USAGE;
+        }
+        for (unsigned i = 0; i < SEARCH_MAX; i++) {
+                struct vmgr_group_addrs g;
+
+                snprintf(name, sizeof(name), "hijack-%u", i);
+                if (vmgr_group_addrs_derive(a->uid, name, &g) < 0)
+                        return EXIT_USAGE;
+                if (a->search_subnet4 ? vmgr_in4_prefix_overlaps(&g.subnet4, 24, &target4, 32)
+                                      : vmgr_in6_prefix_overlaps(&g.prefix6, 64, &target6, len6)) {
+                        printf("%s\n", name);
+                        return 0;
+                }
+        }
+        fprintf(stderr, "vmgr-netadm-call: no name found in %u tries\n", SEARCH_MAX);
+        return EXIT_ERROR_REPLY;
+}
+
 static void help(void) {
         printf("Usage: vmgr-netadm-call [OPTIONS] HELPER OP GROUP [VM [NIC]] [DIR]\n"
                "       vmgr-netadm-call --raw HEXFILE HELPER\n"
                "       vmgr-netadm-call --garbage KIND HELPER [GROUP]\n"
-               "       vmgr-netadm-call --bench N HELPER GROUP [DIR]\n\n"
+               "       vmgr-netadm-call --bench N HELPER GROUP [DIR]\n"
+               "       vmgr-netadm-call [--uid UID] --search-subnet4 ADDR | --search-prefix6 PREFIX/LEN\n\n"
                "Spawn HELPER with a socketpair on fd 3, send one request, print the reply.\n"
                "OP: group-create GROUP | group-delete GROUP | tap-create GROUP VM [primary|ipv4]\n"
                "    | tap-delete GROUP VM [primary|ipv4] | dnsmasq-start GROUP DIR\n"
@@ -490,6 +550,9 @@ static void help(void) {
                "  --field-vm S    put S into the VM field whatever the operation\n"
                "  --field-dir S   put S into the directory field whatever the operation\n"
                "  --field-nic N   put N into the NIC field whatever the operation\n"
+               "  --send-after FILE        start the helper, send the request once FILE exists\n"
+               "  --search-subnet4 ADDR    print a group name whose /24 covers ADDR (for UID, default ours)\n"
+               "  --search-prefix6 P/LEN   print a group name whose /64 lies in P/LEN\n"
                "Exit status: 0 success reply, 1 error reply, 2 usage or transport error.\n");
 }
 
@@ -505,7 +568,20 @@ static int parse_nic(const char *s, unsigned *ret) {
 
 /* Parse the command line into a. Returns 1 to go on, 0 to exit 0, -EINVAL on misuse. */
 static int parse_argv(int argc, char *argv[], struct call_args *a) {
-        enum { ARG_TIME = 0x100, ARG_WAIT, ARG_RAW, ARG_GARBAGE, ARG_BENCH, ARG_VM, ARG_DIR, ARG_NIC };
+        enum {
+                ARG_TIME = 0x100,
+                ARG_WAIT,
+                ARG_RAW,
+                ARG_GARBAGE,
+                ARG_BENCH,
+                ARG_VM,
+                ARG_DIR,
+                ARG_NIC,
+                ARG_UID,
+                ARG_SEARCH4,
+                ARG_SEARCH6,
+                ARG_SEND_AFTER,
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "time", no_argument, NULL, ARG_TIME },
@@ -516,6 +592,10 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                 { "field-vm", required_argument, NULL, ARG_VM },
                 { "field-dir", required_argument, NULL, ARG_DIR },
                 { "field-nic", required_argument, NULL, ARG_NIC },
+                { "uid", required_argument, NULL, ARG_UID },
+                { "search-subnet4", required_argument, NULL, ARG_SEARCH4 },
+                { "search-prefix6", required_argument, NULL, ARG_SEARCH6 },
+                { "send-after", required_argument, NULL, ARG_SEND_AFTER },
                 {},
         };
         const char *field_vm = NULL, *field_dir = NULL;
@@ -553,12 +633,27 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                 case ARG_NIC:
                         field_nic = strtol(optarg, NULL, 0);
                         break;
+                case ARG_UID:
+                        if (vmgr_parse_uint(optarg, 0, UINT32_MAX - 1, &a->uid) < 0)
+                                return -EINVAL;
+                        break;
+                case ARG_SEARCH4:
+                        a->search_subnet4 = optarg;
+                        break;
+                case ARG_SEARCH6:
+                        a->search_prefix6 = optarg;
+                        break;
+                case ARG_SEND_AFTER:
+                        a->send_after = optarg;
+                        break;
                 default:
                         return -EINVAL;
                 }
 
         pos = argv + optind;
         npos = argc - optind;
+        if (a->search_subnet4 || a->search_prefix6)
+                return npos == 0 && !(a->search_subnet4 && a->search_prefix6) ? 1 : -EINVAL;
         if (npos < 1)
                 return -EINVAL;
         a->helper = pos[0];
@@ -618,7 +713,7 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
 }
 
 int main(int argc, char *argv[]) {
-        struct call_args a = {};
+        struct call_args a = { .uid = getuid() };
         uint8_t buf[RAW_MAX];
         _cleanup_close_ int send_fd = -EBADF;
         struct vmgr_netadm_request req;
@@ -631,6 +726,9 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "vmgr-netadm-call: invalid arguments; see --help\n");
                 return EXIT_USAGE;
         }
+
+        if (a.search_subnet4 || a.search_prefix6)
+                return search(&a);
 
         /* We wait for the helper and dnsmasq: an inherited SIG_IGN would reap them for us. */
         signal(SIGCHLD, SIG_DFL);

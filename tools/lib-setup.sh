@@ -64,6 +64,18 @@ vmgr_setup_traversable() {
         done
 }
 
+# The helper refuses to run without its policy file. Install the shipped one
+# (data/netadm.conf) as a package would: only when there is none, so an
+# admin's choice of pools is never overwritten; root:root 0644, as the helper
+# demands. The tests do not read it: each gets its own in its mount namespace.
+vmgr_setup_policy() {
+        local conf=/etc/vmgr/netadm.conf
+        [ -e "$conf" ] && return 0
+        install -d -o root -g root -m 0755 /etc/vmgr
+        install -o root -g root -m 0644 "$vmgr_top/data/netadm.conf" "$conf"
+        echo "installed $conf (ipv4_pool and ipv6_pool: narrow them to pools this host never reaches otherwise)"
+}
+
 # Configure (or reconfigure) build dir $1 with the remaining arguments as meson
 # options, build it, install it into $1/destdir and give the helper its
 # capabilities. Leaves the build tree readable by the test users.
@@ -94,4 +106,5 @@ vmgr_setup_build() {
         if [ -e "$helper" ]; then
                 setcap "$VMGR_NETADM_CAPS" "$helper"
         fi
+        vmgr_setup_policy
 }

@@ -63,6 +63,7 @@ vmgr_enter_netns() {
         mkdir -m 0700 "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
         chown "$VMGR_USER:" "$VMGR_TMP" "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
         trap vmgr_cleanup EXIT
+        vmgr_policy_private
         # A signal from meson's timeout ends the test through the EXIT trap.
         trap 'exit 143' TERM INT
         # Under set -e, say where a setup step failed.
@@ -91,8 +92,33 @@ vmgr_cleanup() {
         for ns in "${VMGR_PEER_NS[@]}"; do
                 ip netns delete "$ns" 2>/dev/null
         done
+        umount /etc 2>/dev/null
+        [ -n "$VMGR_TMP" ] && umount "$VMGR_TMP/etc" 2>/dev/null
         [ -n "$VMGR_TMP" ] && rm -rf "$VMGR_TMP"
         exit "$rc"
+}
+
+# The helper's policy file, /etc/vmgr/netadm.conf, is compiled in and the
+# helper refuses to run without it. Give the test its own: shadow /etc with
+# an overlay in the test's mount namespace (whether or not the host has
+# /etc/vmgr), so a test never reads nor changes the host's policy. The
+# default policy allows group vmgr, the shipped pools and the default limits.
+vmgr_policy_private() {
+        mkdir "$VMGR_TMP/etc"
+        mount -t tmpfs -o mode=0755 tmpfs "$VMGR_TMP/etc"
+        mkdir "$VMGR_TMP/etc/upper" "$VMGR_TMP/etc/work"
+        mount -t overlay overlay -o "lowerdir=/etc,upperdir=$VMGR_TMP/etc/upper,workdir=$VMGR_TMP/etc/work" /etc
+        rm -rf /etc/vmgr
+        mkdir -m 0755 /etc/vmgr
+        vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fd00::/8'
+}
+
+# vmgr_policy_set LINE...: make the test's policy file exactly these lines
+# (root:root 0644, as the helper demands). A helper reads it at its start.
+vmgr_policy_set() {
+        printf '%s\n' "# the test's own policy (tests/integration/lib.sh)" "$@" >/etc/vmgr/netadm.conf.new
+        chmod 0644 /etc/vmgr/netadm.conf.new
+        mv /etc/vmgr/netadm.conf.new /etc/vmgr/netadm.conf
 }
 
 # Set VMGR_AS_ARGV to the command prefix that runs a command as user $1 with a

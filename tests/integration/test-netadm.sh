@@ -89,15 +89,25 @@ pass "helper has its file capabilities"
 
 # The policy file path is compiled in (/etc/vmgr/netadm.conf): shadow /etc
 # with an overlay in our mount namespace so the host's file is neither used
-# nor touched, and the policy checks can write their own.
-overlay=0
+# nor touched, and the policy checks can write their own. The helper refuses
+# to run without one, so this is not optional.
 mkdir -p "$tmp/ovl"
-if mount -t tmpfs -o mode=755 tmpfs "$tmp/ovl" && mkdir -p "$tmp/ovl/up" "$tmp/ovl/work" &&
-        mount -t overlay overlay -o "lowerdir=/etc,upperdir=$tmp/ovl/up,workdir=$tmp/ovl/work" /etc; then
-        overlay=1
-        rm -rf /etc/vmgr
-        mkdir -p /etc/vmgr
+if ! { mount -t tmpfs -o mode=755 tmpfs "$tmp/ovl" && mkdir -p "$tmp/ovl/up" "$tmp/ovl/work" &&
+        mount -t overlay overlay -o "lowerdir=/etc,upperdir=$tmp/ovl/up,workdir=$tmp/ovl/work" /etc; }; then
+        fail "an overlay over /etc for the test's own policy file"
+        exit 1
 fi
+rm -rf /etc/vmgr
+mkdir -p /etc/vmgr
+
+# policy LINE...: the policy file is exactly these lines (root:root 0644).
+policy() {
+        printf '%s\n' "$@" >/etc/vmgr/netadm.conf
+        chmod 0644 /etc/vmgr/netadm.conf
+}
+pools=('ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fd00::/8')
+# Start with the file vmgr ships (data/netadm.conf), as installed.
+install -m 0644 "$build/destdir/etc/vmgr/netadm.conf" /etc/vmgr/netadm.conf
 
 # as USER CMD...: run as USER with its groups, as vmgrd would run.
 as() {
@@ -209,12 +219,84 @@ chmod 4755 "$tmp/helper-setuid"
 drive vmgr-test "$tmp/helper-setuid" group-create g-setuid
 expect_reply "a set-user-ID helper refuses to run" 2 "refusing to run set-user-ID"
 
+# ---------------------------------------------------------------- deny by default
+
+# No policy file, or one without a pool: the helper refuses to run, saying why.
+mv /etc/vmgr/netadm.conf /etc/vmgr/netadm.conf.away
+drive vmgr-test "$helper" group-create netadm-nopolicy
+mv /etc/vmgr/netadm.conf.away /etc/vmgr/netadm.conf
+expect_reply "without a policy file the helper refuses to run, naming the file" 2 \
+        "refusing to run without the policy file /etc/vmgr/netadm\.conf"
+derive netadm-nopolicy
+check "nothing was created without a policy" bash -c "! ip link show dev $br >/dev/null 2>&1"
+policy 'ipv4_pool = 10.0.0.0/8'
+drive vmgr-test "$helper" group-create netadm-nopolicy
+expect_reply "a policy without ipv6_pool is refused" 2 "/etc/vmgr/netadm\.conf does not set ipv6_pool"
+policy 'ipv6_pool = fd00::/8'
+drive vmgr-test "$helper" group-create netadm-nopolicy
+expect_reply "a policy without ipv4_pool is refused" 2 "/etc/vmgr/netadm\.conf does not set ipv4_pool"
+policy 'ipv4_pool = 0.0.0.0/0' 'ipv6_pool = fd00::/8'
+drive vmgr-test "$helper" group-create netadm-nopolicy
+expect_reply "a pool of every address is refused" 2 "ipv4_pool 0\.0\.0\.0/0 covers every address"
+policy "${pools[@]}"
+
+# The outsider is refused before any capability is effective. Its helper's
+# stderr is a pipe filled to the brim, so the helper blocks in the very
+# write() that reports the refusal; root then reads its capability sets.
+cat >"$tmp/capprobe.py" <<'EOF'
+import fcntl, os, subprocess, sys, time
+call, helper, user, gid = sys.argv[1:5]
+r, w = os.pipe()
+fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+os.set_blocking(w, False)
+try:
+    while True:
+        os.write(w, b"#")
+except BlockingIOError:
+    pass
+os.set_blocking(w, True)
+driver = subprocess.Popen(["setpriv", "--reuid", user, "--regid", gid, "--init-groups", "--",
+                           call, helper, "group-create", "netadm-outsider"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w)
+os.close(w)
+caps = None
+for _ in range(500):
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = open(f"/proc/{pid}/status").read()
+            wchan = open(f"/proc/{pid}/wchan").read()
+        except OSError:
+            continue
+        fields = dict(l.split(":\t", 1) for l in status.splitlines() if ":\t" in l)
+        if fields.get("Name") == "vmgr-netadm" and fields.get("PPid", "").strip() == str(driver.pid) \
+                and wchan.endswith("pipe_write"):
+            caps = (fields["CapEff"].strip(), fields["CapPrm"].strip())
+    if caps:
+        break
+    time.sleep(0.01)
+out = b""
+while True:
+    chunk = os.read(r, 65536)
+    if not chunk:
+        break
+    out += chunk
+driver.wait()
+message = out.decode(errors="replace").lstrip("#").strip()
+print(f"CapEff={caps[0] if caps else '?'} CapPrm={caps[1] if caps else '?'} {message}")
+EOF
+out=$(python3 "$tmp/capprobe.py" "$call" "$helper" vmgr-outsider "$(id -g vmgr-outsider)" 2>&1)
+echo "# outsider probe: $(tr '\n' ' ' <<<"$out")"
+rc=0
+expect_reply "an outsider's helper reports its refusal with no effective capability (the three only permitted)" 0 \
+        "^CapEff=0000000000000000 CapPrm=0000000000003400 vmgr-netadm: uid [0-9]+ is not a member of group 'vmgr'"
+
 # ---------------------------------------------------------------- group-create
 
+install -m 0644 "$build/destdir/etc/vmgr/netadm.conf" /etc/vmgr/netadm.conf
 g1=netadm-one
 derive "$g1"
 drive vmgr-test --time "$helper" group-create "$g1"
-expect_reply "group-create succeeds for a member of vmgr" 0 "^ok"
+expect_reply "group-create succeeds for a member of vmgr under the shipped policy file" 0 "^ok"
 echo "# group-create: $(grep '^time:' <<<"$out" || true)"
 
 check "bridge $br (derived name) exists" link_exists "$br"
@@ -378,6 +460,19 @@ if command -v busybox >/dev/null && command -v rdisc6 >/dev/null; then
         else
                 fail "a client on the bridge gets a DHCPv4 lease in $sub4.0/24 ($(tr '\n' ' ' <<<"$lease"))"
         fi
+        # A guest that churns DHCP must not fill the user's disk through
+        # dnsmasq's log: no line per exchange (routine DHCP is not logged).
+        log_before=$(wc -l <"$run/dnsmasq.log")
+        leases=0
+        for _ in $(seq 30); do
+                nsenter -t "$client" -n timeout 20 busybox udhcpc -i vc1 -n -q -f -t 5 -T 2 -s /bin/true >/dev/null 2>&1 &&
+                        leases=$((leases + 1))
+        done
+        log_growth=$(($(wc -l <"$run/dnsmasq.log") - log_before))
+        echo "# 30 DHCPv4 exchanges: $leases leases, dnsmasq's log grew by $log_growth lines"
+        check "30 DHCPv4 exchanges from a client all got a lease" test "$leases" -eq 30
+        check "30 DHCPv4 exchanges grew dnsmasq's log by no line per exchange (grew by $log_growth)" \
+                test "$log_growth" -lt 30
         kill "$client" 2>/dev/null || true
         ip link del vc0 2>/dev/null || true
 else
@@ -411,6 +506,119 @@ expect_reply "root may create a group, but dnsmasq-start is refused for root wit
         "error EPERM: dnsmasq cannot be started for uid 0"
 drive vmgr-test "$helper" dnsmasq-start no-such-group "$run"
 expect_reply "dnsmasq-start refuses a group without a bridge" 1 "error ENODEV: bridge vbr-[0-9a-f]{10} of group 'no-such-group' does not exist"
+
+# ---------------------------------------------------------------- dnsmasq lifetime
+
+# start_dnsmasq USER GROUP DIR: dnsmasq-start through a driver that stays
+# (--wait) in the background; sets dpid (dnsmasq's pid) and dout (the driver's output file).
+start_dnsmasq() {
+        local user=$1 group=$2 dir=$3 i
+        dout=$tmp/dnsmasq-$group-$user.out
+        mkdir -p "$dir"
+        chown "$user" "$dir"
+        as "$user" "$call" --wait "$helper" dnsmasq-start "$group" "$dir" >"$dout" 2>&1 &
+        pids_to_kill+=("$!")
+        for i in $(seq 100); do
+                grep -q -e "dnsmasq pid" -e "^error" "$dout" && [ -s "$dir/dnsmasq.pid" ] && break
+                sleep 0.05
+        done
+        dpid=$(sed -n 's/^dnsmasq pid \([0-9]*\),.*/\1/p' "$dout")
+        [ -n "$dpid" ]
+}
+# is_dnsmasq PID: PID is a live dnsmasq (not gone, not a zombie).
+is_dnsmasq() { [ -n "$1" ] && grep -q dnsmasq "/proc/$1/cmdline" 2>/dev/null; }
+
+# dnsmasq serves --interface=NAME: left running after its group's bridge is
+# gone, it would serve the next bridge of that name, maybe another user's.
+g4=netadm-four
+derive "$g4"
+drive vmgr-test "$helper" group-create "$g4"
+expect_reply "group-create for the dnsmasq lifetime checks" 0 "^ok"
+check "dnsmasq-start for $g4" start_dnsmasq vmgr-test "$g4" "$tmp/run4"
+dpid4=$dpid
+mkdir "$tmp/run4b" && chown vmgr-test "$tmp/run4b"
+drive vmgr-test "$helper" dnsmasq-start "$g4" "$tmp/run4b"
+expect_reply "a second dnsmasq for the same bridge is refused, naming the first" 1 \
+        "error EBUSY: dnsmasq ${dpid4:-none} of uid $uid1 still serves interface $br"
+drive vmgr-test "$helper" group-delete "$g4"
+expect_reply "group-delete of a group whose dnsmasq runs" 0 "^ok"
+check "group-delete stopped the group's dnsmasq" bash -c "! grep -q dnsmasq /proc/${dpid4:-0}/cmdline 2>/dev/null"
+
+# The issue's sequence: a group is deleted while its dnsmasq runs, and a
+# bridge of the same name is made again later. Only the new dnsmasq may
+# answer a client on it. (The same user here: names derive from the uid, so
+# another user's bridge has this name only after a search of 2^40 hashes;
+# that case follows with a stand-in.)
+g5=netadm-five
+derive "$g5"
+drive vmgr-test "$helper" group-create "$g5"
+expect_reply "vmgr-test creates $g5" 0 "^ok"
+start_dnsmasq vmgr-test "$g5" "$tmp/run5a" || true
+dpid5a=$dpid
+check "the first dnsmasq for $g5 runs" is_dnsmasq "$dpid5a"
+drive vmgr-test "$helper" group-delete "$g5"
+expect_reply "vmgr-test deletes $g5" 0 "^ok"
+drive vmgr-test "$helper" group-create "$g5"
+expect_reply "a bridge of the same name $br is made again" 0 "^ok"
+start_dnsmasq vmgr-test "$g5" "$tmp/run5b" || true
+dpid5b=$dpid
+check "the second dnsmasq for $g5 runs" is_dnsmasq "$dpid5b"
+check "the first dnsmasq no longer runs to serve the new bridge" bash -c "! grep -q dnsmasq /proc/${dpid5a:-0}/cmdline 2>/dev/null"
+if command -v busybox >/dev/null; then
+        unshare --net sleep 120 &
+        client5=$!
+        pids_to_kill+=("$client5")
+        sleep 0.1
+        ip link add vd0 type veth peer name vd1
+        ip link set vd0 master "$br" up
+        ip link set vd1 netns "$client5"
+        nsenter -t "$client5" -n sh -c 'ip link set lo up; ip link set vd1 up'
+        lease=$(nsenter -t "$client5" -n timeout 20 busybox udhcpc -i vd1 -n -q -f -t 5 -T 2 -s /bin/true 2>&1) || true
+        check "a client on the new bridge gets a lease" grep -q "lease of $sub4\.[0-9]* obtained" <<<"$lease"
+        check "the lease comes from the new dnsmasq" test -s "$tmp/run5b/dnsmasq.leases"
+        check "the first dnsmasq granted nothing on the new bridge" bash -c "! test -s '$tmp/run5a/dnsmasq.leases'"
+        kill "$client5" 2>/dev/null || true
+        ip link del vd0 2>/dev/null || true
+fi
+drive vmgr-test "$helper" group-delete "$g5"
+expect_reply "vmgr-test deletes $g5 again" 0 "^ok"
+
+# Across users: vmgr-test2's group would get a bridge that a live dnsmasq
+# of vmgr-test's serves. Its stand-in (root cannot search 2^40 names): a
+# dnsmasq run as vmgr-test with the three capabilities ambient, as the
+# helper starts it, naming vmgr-test2's bridge. While it lives, that
+# bridge is refused.
+g6=netadm-six
+derive "$g6" "$uid2"
+mkdir "$tmp/run6" && chown vmgr-test "$tmp/run6"
+setpriv --reuid=vmgr-test --regid="$(id -g vmgr-test)" --init-groups \
+        --inh-caps +net_admin,+net_raw,+net_bind_service --ambient-caps +net_admin,+net_raw,+net_bind_service -- \
+        dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --port=0 --bind-dynamic \
+        --interface="$br" --pid-file= --dhcp-leasefile="$tmp/run6/dnsmasq.leases" \
+        --dhcp-range="$sub4.2,$sub4.254,1h" 2>/dev/null &
+dpid6=$!
+pids_to_kill+=("$dpid6")
+for _ in $(seq 100); do is_dnsmasq "$dpid6" && break; sleep 0.05; done
+drive vmgr-test2 "$helper" group-create "$g6"
+expect_reply "another user's bridge of a name a live dnsmasq serves is refused, naming it" 1 \
+        "error EBUSY: dnsmasq $dpid6 of uid $uid1 still serves interface $br"
+check "nothing was created while that dnsmasq lives" bash -c "! ip link show dev $br >/dev/null 2>&1"
+kill "$dpid6" 2>/dev/null || true
+for _ in $(seq 100); do is_dnsmasq "$dpid6" || break; sleep 0.05; done
+# Anybody may run a dnsmasq naming any interface; without the capabilities
+# it serves nothing and must not block the name (or any user could block any).
+setpriv --reuid=vmgr-outsider --regid="$(id -g vmgr-outsider)" --init-groups -- \
+        dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --interface="$br" --pid-file= 2>/dev/null &
+dpid6b=$!
+pids_to_kill+=("$dpid6b")
+for _ in $(seq 100); do is_dnsmasq "$dpid6b" && break; sleep 0.05; done
+check "an outsider's dnsmasq without capabilities, naming the bridge, runs" is_dnsmasq "$dpid6b"
+drive vmgr-test2 "$helper" group-create "$g6"
+expect_reply "... and does not block that bridge" 0 "^ok"
+kill "$dpid6b" 2>/dev/null || true
+drive vmgr-test2 "$helper" group-delete "$g6"
+expect_reply "vmgr-test2 deletes $g6" 0 "^ok"
+derive "$g1"
 
 # ---------------------------------------------------------------- malformed requests
 
@@ -491,45 +699,153 @@ drive vmgr-test "$helper" group-delete "$g2"
 expect_reply "group-delete of the second group" 0 "^ok"
 ip link del dummy0
 
+# ---------------------------------------------------------------- address pools
+
+# A group's /24 comes from a hash of its name: a member can search (~65k
+# hashes) for a name whose /24 covers an address the host reaches only
+# through its default route, and the overlap check cannot refuse it (the
+# default route covers everything). The pools are what stops it. Here the
+# host's default route leads to a peer namespace holding the target.
+target=10.200.45.67
+unshare --net sleep 300 &
+upstream=$!
+pids_to_kill+=("$upstream")
+sleep 0.1
+ip link add up0 type veth peer name up1
+ip link set up1 netns "$upstream"
+ip addr add 192.0.2.1/24 dev up0
+ip link set up0 up
+nsenter -t "$upstream" -n sh -c "ip link set lo up; ip addr add 192.0.2.2/24 dev up1; ip link set up1 up; ip addr add $target/32 dev lo"
+ip route add default via 192.0.2.2 dev up0
+check "the target $target is reached through the default route" grep -q "via 192.0.2.2 dev up0" <<<"$(ip route get "$target")"
+check "the target answers ping through the default route" ping -c 1 -W 2 "$target"
+
+hijack=$(as vmgr-test "$call" --search-subnet4 "$target")
+derive "$hijack"
+echo "# group name '$hijack' has /24 $sub4.0/24, which covers $target"
+policy 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fd00::/8'
+drive vmgr-test "$helper" group-create "$hijack"
+expect_reply "with a pool holding the target (as any pool did before), the helper accepts the searched name" 0 "^ok"
+check "... and the host's traffic to $target goes to the member's bridge $br" \
+        grep -q "dev $br" <<<"$(ip route get "$target")"
+drive vmgr-test "$helper" group-delete "$hijack"
+expect_reply "group-delete of the hijacking group" 0 "^ok"
+
+policy '# the target is outside the pool' 'ipv4_pool = 10.0.0.0/9' 'ipv6_pool = fd00::/8'
+drive vmgr-test "$helper" group-create "$hijack"
+expect_reply "a pool that excludes the target refuses the searched name, naming the pool and the file" 1 \
+        "error EADDRNOTAVAIL: ${sub4//./\\.}\.0/24 is outside the IPv4 pool 10\.0\.0\.0/9 of /etc/vmgr/netadm\.conf"
+check "nothing of the refused group was created" bash -c "! ip link show dev $br >/dev/null 2>&1"
+check "the host's traffic to $target still takes the default route" \
+        grep -q "via 192.0.2.2 dev up0" <<<"$(ip route get "$target")"
+
+# The same for IPv6: a pool of half of fd00::/16 and a name whose /64 lies in the other half.
+hijack6=$(as vmgr-test "$call" --search-prefix6 fd00:8000::/17)
+derive "$hijack6"
+policy 'ipv4_pool = 10.0.0.0/8' '# fd00:0000::/17 only' 'ipv6_pool = fd00::/17'
+drive vmgr-test "$helper" group-create "$hijack6"
+expect_reply "a /64 outside ipv6_pool is refused, naming the pool and the file" 1 \
+        "error EADDRNOTAVAIL: fd00:[89a-f][0-9a-f]{3}:[0-9a-f]{1,4}::/64 is outside the IPv6 pool fd00::/17 of /etc/vmgr/netadm\.conf"
+check "nothing of the refused IPv6 group was created" bash -c "! ip link show dev $br >/dev/null 2>&1"
+# A pool of exactly the group's /64 leaves its service addresses (other /64s) outside.
+derive "$g2"
+policy 'ipv4_pool = 10.0.0.0/8' "ipv6_pool = ${pfx:0:4}:${pfx:4:4}:${pfx:8:4}::/64"
+drive vmgr-test "$helper" group-create "$g2"
+expect_reply "a service address outside ipv6_pool is refused" 1 \
+        "error EADDRNOTAVAIL: fd00:.*:1::1/128 is outside the IPv6 pool"
+policy "${pools[@]}"
+ip route del default via 192.0.2.2 dev up0
+ip link del up0
+kill "$upstream" 2>/dev/null || true
+
 # ---------------------------------------------------------------- policy file
 
-if [ "$overlay" = 1 ]; then
-        g3=netadm-three
-        derive "$g3"
-        if [[ $sub4 != 10.0.* ]]; then
-                printf '# %s does not fit\nipv4_pool = 10.0.0.0/16\n' "$g3" >/etc/vmgr/netadm.conf
-                drive vmgr-test "$helper" group-create "$g3"
-                expect_reply "a group whose /24 is outside ipv4_pool is refused" 1 \
-                        "error EADDRNOTAVAIL: ${sub4//./\\.}\.0/24 is outside the IPv4 pool 10\.0\.0\.0/16"
-                check "nothing was created outside the pool" bash -c "! ip link show dev $br >/dev/null 2>&1"
-        else
-                skip "group $g3 happens to lie in 10.0.0.0/16"
-        fi
-        printf '# only root\nallowed_group = root\n' >/etc/vmgr/netadm.conf
+g3=netadm-three
+derive "$g3"
+if [[ $sub4 != 10.0.* ]]; then
+        policy "# $g3 does not fit" 'ipv4_pool = 10.0.0.0/16' 'ipv6_pool = fd00::/8'
         drive vmgr-test "$helper" group-create "$g3"
-        expect_reply "allowed_group from the policy file is obeyed" 2 "uid $uid1 is not a member of group 'root'"
-        # vmgr-test holds one group ($g1) with two TAPs at this point.
-        printf 'max_groups_per_user = 1\nmax_taps_per_group = 2\n' >/etc/vmgr/netadm.conf
-        drive vmgr-test "$helper" group-create "$g3"
-        expect_reply "max_groups_per_user is enforced" 1 "error EDQUOT: uid $uid1 holds as many groups as vmgr-netadm allows \\(max_groups_per_user = 1\\)"
-        drive vmgr-test "$helper" tap-create "$g1" vm2
-        expect_reply "max_taps_per_group is enforced" 1 "error EDQUOT: group '$g1' has as many TAPs as vmgr-netadm allows \\(max_taps_per_group = 2\\)"
-        check "nothing was created beyond the limits" \
-                test "$(vmgr_links | wc -l)" -eq 3
-        echo "max_taps_per_group = -1" >/etc/vmgr/netadm.conf
-        drive vmgr-test "$helper" group-create "$g3"
-        expect_reply "a bad limit in the policy file stops the helper" 2 "max_taps_per_group \"-1\" is not a number"
-        echo "allow_everyone = yes" >/etc/vmgr/netadm.conf
-        drive vmgr-test "$helper" group-create "$g3"
-        expect_reply "an unknown key in the policy file stops the helper" 2 "netadm.conf:1: unknown key \"allow_everyone\""
-        echo "allowed_group = users" >/etc/vmgr/netadm.conf
-        chmod 666 /etc/vmgr/netadm.conf
-        drive vmgr-test "$helper" group-create "$g3"
-        expect_reply "a policy file writable by others is refused" 2 "must be a regular file owned by root and not writable"
-        rm -f /etc/vmgr/netadm.conf
+        expect_reply "a group whose /24 is outside ipv4_pool is refused" 1 \
+                "error EADDRNOTAVAIL: ${sub4//./\\.}\.0/24 is outside the IPv4 pool 10\.0\.0\.0/16"
+        check "nothing was created outside the pool" bash -c "! ip link show dev $br >/dev/null 2>&1"
 else
-        skip "policy file checks need an overlay over /etc"
+        skip "group $g3 happens to lie in 10.0.0.0/16"
 fi
+policy '# only root' 'allowed_group = root' "${pools[@]}"
+drive vmgr-test "$helper" group-create "$g3"
+expect_reply "allowed_group from the policy file is obeyed" 2 "uid $uid1 is not a member of group 'root'"
+# vmgr-test holds one group ($g1) with two TAPs at this point.
+policy 'max_groups_per_user = 1' 'max_taps_per_group = 2' "${pools[@]}"
+drive vmgr-test "$helper" group-create "$g3"
+expect_reply "max_groups_per_user is enforced" 1 "error EDQUOT: uid $uid1 holds as many groups as vmgr-netadm allows \\(max_groups_per_user = 1\\)"
+drive vmgr-test "$helper" tap-create "$g1" vm2
+expect_reply "max_taps_per_group is enforced" 1 "error EDQUOT: group '$g1' has as many TAPs as vmgr-netadm allows \\(max_taps_per_group = 2\\)"
+check "nothing was created beyond the limits" \
+        test "$(vmgr_links | wc -l)" -eq 3
+# The limits must hold against helpers started all at once (a member can
+# start as many as it likes): count-and-create is atomic per user.
+# race OP GROUP PREFIX: 40 helpers of vmgr-test2 released together, each
+# doing OP for GROUP (group-create: GROUP-N; tap-create: VM PREFIX-N);
+# sets race_ok and race_edquot.
+race() {
+        local op=$1 group=$2 prefix=${3:-} i
+        local -a jobs=() args
+        rm -f "$tmp/go" "$tmp"/race-*.out
+        for i in $(seq 40); do
+                if [ "$op" = group-create ]; then args=(group-create "$group-$i"); else args=(tap-create "$group" "$prefix-$i"); fi
+                # Each helper is up and checked the caller; the requests go together.
+                as vmgr-test2 "$call" --send-after "$tmp/go" "$helper" "${args[@]}" >"$tmp/race-$i.out" 2>&1 &
+                jobs+=("$!")
+        done
+        # Release them once all 40 helpers run (at most 10 s).
+        for i in $(seq 200); do
+                [ "$(pgrep -c -u vmgr-test2 -x vmgr-netadm || true)" -ge 40 ] && break
+                sleep 0.05
+        done
+        sleep 0.2
+        touch "$tmp/go"
+        for i in "${jobs[@]}"; do wait "$i" || true; done
+        race_ok=$(grep -l '^ok' "$tmp"/race-*.out | wc -l)
+        race_edquot=$(grep -l '^error EDQUOT' "$tmp"/race-*.out | wc -l)
+        # Any other outcome, for the log.
+        grep -h -v -e '^ok' -e '^error EDQUOT' -e '^vmgr-netadm: .* failed: .*as many' -e '^helper exited' \
+                "$tmp"/race-*.out | sort | uniq -c | sed 's/^/# race: /' || true
+}
+# Links tagged for vmgr-test2, and links of vmgr's shape without a tag.
+uid2_bridges() { ip -j -d link show type bridge | jq "[.[] | select((.ifalias // \"\") | startswith(\"vmgr:$uid2:\"))] | length"; }
+uid2_taps() { ip -j -d link show | jq "[.[] | select((.ifalias // \"\") == \"vmgr:$uid2:$1\") | select(.ifname | startswith(\"tap-\"))] | length"; }
+untagged() { ip -j -d link show | jq -r '.[] | select((.ifalias // "") == "") | .ifname' | grep -E '^(vbr|tap|ta4)-[0-9a-f]{10}$' || true; }
+
+policy 'max_groups_per_user = 2' 'max_taps_per_group = 2' "${pools[@]}"
+race group-create netadm-race ""
+echo "# 40 concurrent group-creates with max_groups_per_user = 2: $race_ok ok, $race_edquot EDQUOT"
+check "of 40 concurrent group-creates with max_groups_per_user = 2, one or two succeed (got $race_ok)" \
+        test "$race_ok" -ge 1 -a "$race_ok" -le 2
+check "at most 2 bridges of vmgr-test2 exist afterwards (got $(uid2_bridges))" test "$(uid2_bridges)" -le 2
+check "the bridges over the limit were removed, nothing untagged is left (got: $(untagged | tr '\n' ' '))" \
+        test -z "$(untagged)"
+race_group=$(grep -l '^ok' "$tmp"/race-*.out | head -n 1 | sed 's/.*race-\([0-9]*\)\.out/netadm-race-\1/')
+race tap-create "$race_group" vm
+echo "# 40 concurrent tap-creates with max_taps_per_group = 2: $race_ok ok, $race_edquot EDQUOT"
+check "of 40 concurrent tap-creates with max_taps_per_group = 2, one or two succeed (got $race_ok)" \
+        test "$race_ok" -ge 1 -a "$race_ok" -le 2
+check "at most 2 TAPs in vmgr-test2's group exist afterwards (got $(uid2_taps "$race_group"))" \
+        test "$(uid2_taps "$race_group")" -le 2
+check "the TAPs over the limit were removed, nothing untagged is left (got: $(untagged | tr '\n' ' '))" \
+        test -z "$(untagged)"
+for i in $(seq 40); do as vmgr-test2 "$call" "$helper" group-delete "netadm-race-$i" >/dev/null 2>&1 || true; done
+check "the race's groups are gone" test "$(uid2_bridges)" -eq 0
+policy "${pools[@]}" "max_taps_per_group = -1"
+drive vmgr-test "$helper" group-create "$g3"
+expect_reply "a bad limit in the policy file stops the helper" 2 "max_taps_per_group \"-1\" is not a number"
+policy "allow_everyone = yes" "${pools[@]}"
+drive vmgr-test "$helper" group-create "$g3"
+expect_reply "an unknown key in the policy file stops the helper" 2 "netadm.conf:1: unknown key \"allow_everyone\""
+policy "allowed_group = users" "${pools[@]}"
+chmod 666 /etc/vmgr/netadm.conf
+drive vmgr-test "$helper" group-create "$g3"
+expect_reply "a policy file writable by others is refused" 2 "must be a regular file owned by root and not writable"
+policy "${pools[@]}"
 
 # ---------------------------------------------------------------- group-delete
 

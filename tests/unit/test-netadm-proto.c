@@ -118,6 +118,7 @@ static void test_dnsmasq_argv(void) {
         char *argv[64], storage[4096];
         int n;
         bool found_range4 = false, found_ra = false, found_pid = false, found_iface = false;
+        bool found_bind = false, quiet_dhcp = false, quiet_dhcp6 = false, quiet_ra = false;
 
         n = vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x/groups/demo", argv, 64, storage,
                               sizeof(storage));
@@ -130,8 +131,15 @@ static void test_dnsmasq_argv(void) {
                 found_pid |= streq(argv[i], "--pid-file=/run/x/groups/demo/dnsmasq.pid");
                 found_iface |= streq(argv[i], "--interface=vbr-dd38f0abd1");
                 CHECK(!streq(argv[i], "--port=53"));
+                found_bind |= streq(argv[i], "--bind-dynamic");
+                /* No log line per DHCP exchange or RA; --log-dhcp would override the quiet options. */
+                quiet_dhcp |= streq(argv[i], "--quiet-dhcp");
+                quiet_dhcp6 |= streq(argv[i], "--quiet-dhcp6");
+                quiet_ra |= streq(argv[i], "--quiet-ra");
+                CHECK(!streq(argv[i], "--log-dhcp"));
         }
         CHECK(found_range4 && found_ra && found_pid && found_iface);
+        CHECK(found_bind && quiet_dhcp && quiet_dhcp6 && quiet_ra);
 
         CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x", argv, 5, storage, sizeof(storage)) ==
               -ENOBUFS);
