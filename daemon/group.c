@@ -430,7 +430,6 @@ int group_delete(Group *g, sd_bus_message *call) {
         }
 }
 
-/* Creation failed: report it, then undo whatever was made. */
 /* Creation failed: undo whatever was made, then tell the caller (from
  * group_finish_removal()), so that a retry right after the error finds
  * nothing in its way. Errors from the helper's network work are mapped to
@@ -441,8 +440,13 @@ static void group_creation_failed(Group *g, int r, const char *message, bool fro
         log_group_errno(LOG_ERR, r, g->name, "Failed to create the group: %s", message);
 
         if (from_helper) {
-                if (r == -EADDRINUSE || r == -EEXIST)
+                /* EADDRNOTAVAIL: the name's networks lie outside the helper's
+                 * pools; like a conflict, another name is the remedy. */
+                if (r == -EADDRINUSE || r == -EEXIST || r == -EADDRNOTAVAIL)
                         reply_error = -VMGR_ERR_ADDRESS_CONFLICT;
+                /* EBUSY: a dnsmasq still serves the bridge's name. */
+                else if (r == -EBUSY)
+                        reply_error = -VMGR_ERR_BUSY;
                 else if (r == -EPERM || r == -EACCES)
                         reply_error = -EPERM;
                 else if (r == -ETIMEDOUT)

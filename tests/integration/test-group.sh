@@ -166,4 +166,17 @@ check "vmgrctl group delete $group" vmgrctl_as_user group delete "$group"
 check_eq "ListGroups is empty" "a(so) 0" "$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager ListGroups 2>&1)"
 check_empty "nothing left after delete" "$(vmgr_leftovers)"
 
+# --- the helper's pools: a group whose networks lie outside them is refused ---
+
+# The helper reads its policy when vmgrd starts it: restart vmgrd with an IPv6
+# pool that holds no group at all (every derived /64 lies in fd00::/8).
+vmgr_stop_vmgrd
+vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fc00::/8'
+vmgr_start_vmgrd
+err=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss outside-pool "" 2>&1) || true
+check_eq "a group outside ipv6_pool: AddressConflict" org.vmgr1.Error.AddressConflict "$(vmgr_call_error CreateGroup outside-pool "")"
+check_match "... and the error names the pool" "fc00::/8" "$err"
+check_empty "nothing left after the refusal" "$(vmgr_leftovers)"
+vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fd00::/8'
+
 vmgr_finish
