@@ -25,6 +25,7 @@
 typedef struct CollectVM {
         char *name;
         char *console_raw;              /* the console file as QEMU wrote it */
+        char *console_rotated;          /* its part before the last rotation (console.log.1) */
         char *xml;                      /* domain XML, or NULL before the first start */
 } CollectVM;
 
@@ -54,6 +55,7 @@ static void collect_job_free(CollectJob *j) {
         for (size_t i = 0; i < j->n_vms; i++) {
                 free(j->vms[i].name);
                 free(j->vms[i].console_raw);
+                free(j->vms[i].console_rotated);
                 free(j->vms[i].xml);
         }
         free(j->vms);
@@ -252,7 +254,10 @@ static int collect_work(void *userdata) {
                 vm_dirs[i] = openat(vmsfd, v->name, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (vm_dirs[i] < 0)
                         FAIL(-errno, "cannot open %s/vms/%s: %m", j->dir, v->name);
-                r = copy_at(v->console_raw, vm_dirs[i], "console.raw");
+                /* The older part first in name order: console.raw.1 precedes console.raw. */
+                r = copy_at(v->console_rotated, vm_dirs[i], "console.raw.1");
+                if (r >= 0)
+                        r = copy_at(v->console_raw, vm_dirs[i], "console.raw");
                 if (r >= 0 && v->xml)
                         r = write_at(vm_dirs[i], "domain.xml", v->xml, strlen(v->xml));
                 if (r < 0)
@@ -396,8 +401,10 @@ int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata
                 console_follower_sync(vm->console);
                 v->name = strdup(vm->name);
                 v->console_raw = strdup(vm->console_log);
+                if (asprintf(&v->console_rotated, "%s.1", vm->console_log) < 0)
+                        v->console_rotated = NULL;
                 v->xml = vm->xml ? strdup(vm->xml) : NULL;
-                if (!v->name || !v->console_raw || (vm->xml && !v->xml)) {
+                if (!v->name || !v->console_raw || !v->console_rotated || (vm->xml && !v->xml)) {
                         collect_job_free(j);
                         return -ENOMEM;
                 }

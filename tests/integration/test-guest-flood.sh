@@ -181,6 +181,10 @@ console_shows() {
         vmgrctl_as_user console d c | grep -qF -- "$1"
 }
 check "vmgrctl console shows the console after the rotation" console_shows AFTER-ROTATION-MARK
+# Evidence keeps both parts of a rotated console.
+check "group collect" vmgrctl_as_user group collect d "$T/evidence"
+check "the bundle has the console's part before the rotation (console.raw.1)" \
+        cmp -s "$console.1" "$T/evidence/vms/c/console.raw.1"
 kill "$console_follower" 2>/dev/null || true
 wait "$console_follower" 2>/dev/null || true
 
