@@ -160,11 +160,21 @@ busctl_as_user() {
         vmgr_as_user busctl --user "$@"
 }
 
-# Start a private dbus-daemon as the test user, listening on $VMGR_TMP/bus,
-# and export DBUS_SESSION_BUS_ADDRESS. Any local user may connect (the tests
-# need other users to reach vmgrd to check its own access control); the bus
-# itself allows every send, receive and name.
+# The bus's default policy: every send, receive, name and eavesdropping.
+VMGR_BUS_POLICY_OPEN='  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+  </policy>'
+
+# vmgr_start_bus [POLICY]: start a private dbus-daemon as the test user,
+# listening on $VMGR_TMP/bus, and export DBUS_SESSION_BUS_ADDRESS. Any local
+# user may connect (the tests need other users to reach vmgrd to check its
+# own access control); POLICY, the <policy> elements of the bus's config,
+# defaults to $VMGR_BUS_POLICY_OPEN.
 vmgr_start_bus() {
+        local policy=${1:-$VMGR_BUS_POLICY_OPEN}
         cat >"$VMGR_TMP/bus.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -172,12 +182,7 @@ vmgr_start_bus() {
   <type>session</type>
   <listen>unix:path=$VMGR_TMP/bus</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-  </policy>
+$policy
 </busconfig>
 EOF
         vmgr_as_argv "$VMGR_USER"

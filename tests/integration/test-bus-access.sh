@@ -118,37 +118,19 @@ vmgr_stop_vmgrd TERM
 } 2>/dev/null
 rm -f "$VMGR_TMP/bus" "$VMGR_TMP/bus.address"
 # lib.sh's bus, without eavesdropping, with the rules for vmgrd's signals.
-cat >"$VMGR_TMP/bus.conf" <<EOF2
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$VMGR_TMP/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
+vmgr_start_bus '  <policy context="default">
     <allow user="*"/>
     <allow own="*"/>
     <allow send_destination="*"/>
     <allow receive_sender="*"/>
     <deny receive_sender="org.vmgr1" receive_type="signal"/>
   </policy>
-  <policy user="$VMGR_USER">
+  <policy user="'"$VMGR_USER"'">
     <allow receive_sender="org.vmgr1" receive_type="signal"/>
   </policy>
   <policy user="root">
     <allow receive_sender="org.vmgr1" receive_type="signal"/>
-  </policy>
-</busconfig>
-EOF2
-vmgr_as_argv "$VMGR_USER"
-"${VMGR_AS_ARGV[@]}" dbus-daemon --config-file="$VMGR_TMP/bus.conf" --nofork --nopidfile --nosyslog \
-        --print-address=3 3>"$VMGR_TMP/bus.address" 2>"$VMGR_TMP/bus.log" &
-VMGR_BUS_PID=$!
-for ((i = 0; i < 500; i++)); do
-        [ -S "$VMGR_TMP/bus" ] && [ -s "$VMGR_TMP/bus.address" ] && break
-        sleep 0.01
-done
-chmod 0666 "$VMGR_TMP/bus"
+  </policy>'
 vmgr_start_vmgrd
 
 # Each user watches everything org.vmgr1 sends (dbus-monitor falls back to
