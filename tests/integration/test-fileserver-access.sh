@@ -245,6 +245,22 @@ guest_create() {
         done
 }
 
+# start_slow NAME KEY N INTERVAL SOURCE...: run slow.py in guest ga1 with N
+# connections against the file server, each sending a byte every INTERVAL s,
+# from the SOURCE addresses; its status file is $status ($VMGR_TMP/NAME), and
+# return once it has written KEY there (at most 30 s).
+start_slow() {
+        local key=$2 n=$3 interval=$4 i
+        status=$VMGR_TMP/$1
+        : >"$status"
+        ip netns exec "$ga1" python3 "$VMGR_TMP/slow.py" "$files6" 8080 "$n" "$interval" 40 "$status" "${@:5}" &
+        slow_pid=$!
+        for ((i = 0; i < 300; i++)); do
+                grep -q "^$key " "$status" && break
+                sleep 0.1
+        done
+}
+
 # Stop the slow.py started last (its pid is in $status) and wait for it.
 stop_slow() {
         kill "$(field pid "$(cat "$status")")" 2>/dev/null || true
@@ -317,14 +333,7 @@ check_eq "port 8080: only the two files addresses, no IPv4" \
 
 # --- 130 half-sent requests from one guest address ----------------------------------
 
-status=$VMGR_TMP/slow1
-: >"$status"
-ip netns exec "$ga1" python3 "$VMGR_TMP/slow.py" "$files6" 8080 130 2 40 "$status" "${pa}a1" &
-slow_pid=$!
-for ((i = 0; i < 300; i++)); do
-        grep -q '^open-after-1s ' "$status" && break
-        sleep 0.1
-done
+start_slow slow1 open-after-1s 130 2 "${pa}a1"
 check_eq "130 half-sent requests from one address: 16 (the per-source limit) stay open" "130 16" \
         "$(field opened "$(cat "$status")") $(field open-after-1s "$(cat "$status")")"
 out=$(in_ns "$ga2" python3 "$VMGR_TMP/get.py" "$files6" 8080 /secret.bin --source "${pa}a2" --timeout 5)
@@ -349,15 +358,7 @@ check_eq "then the same address downloads again" "status 200 $sha" "$(verdict "$
 
 # --- 130 from ten addresses of one guest: the server is full ---------------------------
 
-status=$VMGR_TMP/slow2
-: >"$status"
-ip netns exec "$ga1" python3 "$VMGR_TMP/slow.py" "$files6" 8080 130 2 40 "$status" \
-        "${pa}c0" "${pa}c1" "${pa}c2" "${pa}c3" "${pa}c4" "${pa}c5" "${pa}c6" "${pa}c7" "${pa}c8" "${pa}c9" &
-slow_pid=$!
-for ((i = 0; i < 300; i++)); do
-        grep -q '^opened ' "$status" && break
-        sleep 0.1
-done
+start_slow slow2 opened 130 2 "${pa}c"{0..9}
 check_eq "130 half-sent requests from 10 addresses connect" 130 "$(field opened "$(cat "$status")")"
 out=$(in_ns "$ga2" python3 "$VMGR_TMP/get.py" "$files6" 8080 /secret.bin --source "${pa}a2" --timeout 30)
 ms=$(field elapsed-ms "$out")
@@ -372,15 +373,7 @@ stop_slow
 # once: vmgrd runs MHD again to put its listening socket back, rather than
 # waiting for the others' deadline (which the slack of 1 s before the close
 # keeps at least 8 s away).
-status=$VMGR_TMP/slow3
-: >"$status"
-ip netns exec "$ga1" python3 "$VMGR_TMP/slow.py" "$files6" 8080 128 1000 40 "$status" \
-        "${pa}c0" "${pa}c1" "${pa}c2" "${pa}c3" "${pa}c4" "${pa}c5" "${pa}c6" "${pa}c7" "${pa}c8" "${pa}c9" &
-slow_pid=$!
-for ((i = 0; i < 300; i++)); do
-        grep -q '^opened ' "$status" && break
-        sleep 0.1
-done
+start_slow slow3 opened 128 1000 "${pa}c"{0..9}
 check_eq "128 quiet connections fill the server" 128 "$(field opened "$(cat "$status")")"
 ip netns exec "$ga2" python3 "$VMGR_TMP/get.py" "$files6" 8080 /secret.bin --source "${pa}a2" --timeout 30 \
         >"$VMGR_TMP/get3" &
