@@ -19,11 +19,13 @@
 #define FIREWALL_COMMANDS_MAX 1024
 
 /*
- * The shared part, the same for every group and every user. Each helper
- * sends it again with its group's rules, in the same transaction: "add" of
- * an existing table, set or chain changes nothing, and flushing the base
- * chains before adding their rules keeps them from growing, so whoever
- * comes first creates the table and later helpers repair it, atomically.
+ * The shared part, the same for every group and every user. A helper that
+ * finds the table, the groups map or the bridged set missing sends it with
+ * its group's rules, in the same transaction: "add" of an existing table,
+ * set or chain changes nothing, and flushing the base chains before adding
+ * their rules keeps them from growing, so two helpers that both came first
+ * leave one correct table, and no packet ever sees half of it. A change to
+ * this part must rename the groups map, so that helpers install it again.
  *
  * input: from a bridge, the host accepts neighbour discovery, DHCPv4 and
  * replies to its own connections; a group's chain (reached through the
@@ -166,7 +168,8 @@ static int firewall_chain_exists(const struct firewall_group *f) {
 }
 
 int firewall_group_create(unsigned uid, const char *group, char *msg) {
-        char cmd[sizeof(firewall_shared) + FIREWALL_COMMANDS_MAX], reason[FIREWALL_REASON_MAX];
+        char own[FIREWALL_COMMANDS_MAX], cmd[sizeof(firewall_shared) + FIREWALL_COMMANDS_MAX];
+        char reason[FIREWALL_REASON_MAX];
         struct firewall_group f;
         int n, r;
 
@@ -179,20 +182,25 @@ int firewall_group_create(unsigned uid, const char *group, char *msg) {
 
         /* flush + add makes a retry (or a group whose vmgrd died) come out
          * the same; the elements refer to this uid's chain only. */
-        n = snprintf(cmd, sizeof(cmd),
-                     "%s"
+        n = snprintf(own, sizeof(own),
                      "add chain inet vmgr %s\n"
                      "flush chain inet vmgr %s\n"
                      "add rule inet vmgr %s udp sport 68 udp dport 67 ip daddr { %s, 255.255.255.255 } accept\n"
                      "add rule inet vmgr %s tcp dport 8080 ip6 daddr %s accept\n"
                      "add element inet vmgr groups { \"%s\" : jump %s }\n"
                      "add element inet vmgr bridged { \"%s\" . \"%s\" }\n",
-                     firewall_shared, f.chain, f.chain, f.chain, f.gateway4, f.chain, f.files6, f.bridge, f.chain,
-                     f.bridge, f.bridge);
-        if (n < 0 || (size_t) n >= sizeof(cmd))
+                     f.chain, f.chain, f.chain, f.gateway4, f.chain, f.files6, f.bridge, f.chain, f.bridge, f.bridge);
+        if (n < 0 || (size_t) n >= sizeof(own))
                 return netadm_fail(msg, -ENOBUFS, "the firewall rules of bridge %s do not fit the buffer", f.bridge);
 
-        r = firewall_run(cmd, reason);
+        /* The shared part is usually there already, and rewriting it would
+         * double the time this takes. Without the table, the map or the set
+         * the transaction fails as a whole and changed nothing. */
+        r = firewall_run(own, reason);
+        if (r == -ENOENT) {
+                snprintf(cmd, sizeof(cmd), "%s%s", firewall_shared, own);
+                r = firewall_run(cmd, reason);
+        }
         if (r >= 0)
                 return 0;
 
