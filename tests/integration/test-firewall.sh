@@ -17,7 +17,9 @@
 #     br_netfilter, two guests of the same bridge reach each other;
 #   - the rules go with DeleteGroup, and with the next vmgrd after kill -9,
 #     also for a group whose bridge is already gone; another user's helper
-#     neither deletes them nor takes the bridge name over.
+#     neither deletes them nor takes the bridge name over;
+#   - without nf_tables (netfilter netlink refused by seccomp) the helper
+#     refuses to create a group, saying why, and leaves nothing.
 
 source "$(dirname "$0")/lib.sh"
 vmgr_require_root
@@ -261,6 +263,40 @@ check_match "... and is told why" "another user's firewall rules" "$out"
 check_eq "... leaving C's rules as they were" "$before" "$(rules_of "$brC")"
 check_empty "... and no chain of that user" "$(ruleset | grep "u$uid2-" || true)"
 check_fails "... and no bridge" ip link show dev "$brC"
+
+# Without nf_tables a group must not run unprotected: a seccomp filter (set
+# by root, so the helper keeps its file capabilities) refuses netfilter
+# netlink sockets to the helper, as a kernel without nf_tables would.
+cat >"$VMGR_TMP/no-nfnetlink.py" <<'EOF'
+import ctypes, os, platform, struct, sys
+if platform.machine() != "x86_64":
+    sys.exit(77)
+# seccomp_data: nr at 0, arch at 4, args[0] at 16, args[2] at 32. Refuse
+# socket(AF_NETLINK, *, NETLINK_NETFILTER) with EPROTONOSUPPORT.
+LD, JEQ, RET = 0x20, 0x15, 0x06
+prog = [(LD, 0, 0, 4), (JEQ, 0, 7, 0xC000003E), (LD, 0, 0, 0), (JEQ, 0, 5, 41),
+        (LD, 0, 0, 16), (JEQ, 0, 3, 16), (LD, 0, 0, 32), (JEQ, 0, 1, 12),
+        (RET, 0, 0, 0x00050000 | 93), (RET, 0, 0, 0x7FFF0000)]
+code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog), ctypes.cast(code, ctypes.c_void_p))
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    sys.exit("prctl: " + os.strerror(ctypes.get_errno()))
+os.execvp(sys.argv[1], sys.argv[1:])
+EOF
+vmgr_load_expected exp_D D
+out=$(python3 "$VMGR_TMP/no-nfnetlink.py" setpriv --reuid vmgr-test2 --regid "$(id -g vmgr-test2)" \
+        --init-groups "$call" "$VMGR_NETADM" group-create D 2>&1) && rc=0 || rc=$?
+if [ "$rc" -eq 77 ]; then
+        echo "ok - # SKIP group-create without nf_tables: the seccomp filter is written for x86_64"
+else
+        check_eq "without nf_tables, group-create fails" 1 "$rc"
+        check_match "... saying so" "nf_tables is not available" "$out"
+        check_fails "... and leaves no bridge" ip link show dev "${exp_D[bridge]}"
+        check_empty "... and no rules" "$(rules_of "${exp_D[bridge]}" "$uid2")"
+fi
 
 vmgr_start_vmgrd
 left=$(rules_of "$brB")$(rules_of "$brC")
