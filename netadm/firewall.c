@@ -211,9 +211,9 @@ int firewall_group_create(unsigned uid, const char *group, char *msg) {
                 snprintf(cmd, sizeof(cmd), "get element inet vmgr groups { \"%s\" }\n", f.bridge);
                 if (firewall_run(cmd, NULL) >= 0)
                         return netadm_fail(msg, -EADDRINUSE,
-                                           "bridge %s already has another user's firewall rules (a group of the "
-                                           "same name that was not deleted); an administrator can remove them "
-                                           "from nft table inet vmgr",
+                                           "bridge %s already has another user's firewall rules (left by a group "
+                                           "whose bridge name is the same); pick another group name, or ask an "
+                                           "administrator to remove them from nft table inet vmgr",
                                            f.bridge);
         }
         return netadm_fail(msg, r == -EOPNOTSUPP ? r : -EIO,

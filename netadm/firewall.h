@@ -13,9 +13,11 @@
  * a bridge without per-group rules is closed, not open. Each group adds a
  * chain named after the caller's uid and its bridge ("u1000-vbr-4b5e57f6eb")
  * and the elements that lead to it; a helper only ever deletes the chain
- * named with its own uid. Every command is built from the uid and derived
- * names and addresses (lib/addressing.h), never from the bytes the caller
- * sent.
+ * named with its own uid. Bridge names derive from the uid too, so two
+ * users meet on one bridge name only through a hash collision; the uid in
+ * the chain name keeps even then each user to their own rules. Every
+ * command is built from the uid and derived names and addresses
+ * (lib/addressing.h), never from the bytes the caller sent.
  *
  * Each function returns 0 or -errno; on failure msg (VMGR_NETADM_MESSAGE_MAX
  * bytes) holds one sentence saying what failed.

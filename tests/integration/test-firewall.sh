@@ -17,7 +17,8 @@
 #     br_netfilter, two guests of the same bridge reach each other;
 #   - the rules go with DeleteGroup, and with the next vmgrd after kill -9,
 #     also for a group whose bridge is already gone; another user's helper
-#     neither deletes them nor takes the bridge name over;
+#     never deletes them, nor creates a group over another uid's rules for
+#     its bridge name (a collision, planted);
 #   - without nf_tables (netfilter netlink refused by seccomp) the helper
 #     refuses to create a group, saying why, and leaves nothing.
 
@@ -243,26 +244,43 @@ check_eq "vmgrd killed by SIGKILL" 137 "$VMGRD_STATUS"
 check_match "B's rules outlive the killed vmgrd" "u$uid-$brB" "$(rules_of "$brB")"
 check_match "C's rules outlive the killed vmgrd" "u$uid-$brC" "$(rules_of "$brC")"
 
-# C's network is gone, its rules are not: vmgr-test2 must not take them.
+# C's network is gone, its rules are not (as if its bridge had been deleted
+# by hand): the next vmgrd must remove them all the same.
 ip link delete "$brC"
 for a in management6 logs6 files6; do
         ip -6 addr del "${exp_C[$a]}/128" dev lo
 done
-before=$(rules_of "$brC")
+
+# Another user's helper, for groups of the same names (other bridges, since
+# the uid is in the derivation), touches none of the test user's rules.
 as2() {
         vmgr_as vmgr-test2 "$call" "$VMGR_NETADM" "$@"
 }
-out=$(as2 group-delete B 2>&1) && rc=0 || rc=$?
-check_eq "another user cannot delete B's network" 1 "$rc"
-check_match "B's rules stay when another user deletes B" "u$uid-$brB" "$(rules_of "$brB")"
-check "another user's group-delete of C (no bridge) succeeds with nothing of theirs" as2 group-delete C
-check_eq "C's rules stay when another user deletes C" "$before" "$(rules_of "$brC")"
-out=$(as2 group-create C 2>&1) && rc=0 || rc=$?
-check_eq "another user cannot create C over the rules left for C" 1 "$rc"
-check_match "... and is told why" "another user's firewall rules" "$out"
-check_eq "... leaving C's rules as they were" "$before" "$(rules_of "$brC")"
-check_empty "... and no chain of that user" "$(ruleset | grep "u$uid2-" || true)"
-check_fails "... and no bridge" ip link show dev "$brC"
+before=$(ruleset)
+check "another user's group-delete of B succeeds with nothing of theirs" as2 group-delete B
+check "another user's group-delete of C succeeds with nothing of theirs" as2 group-delete C
+check_eq "... and leaves the table as it was" "$before" "$(ruleset)"
+
+# A bridge name in the groups map that leads to another uid's chain (two
+# users' bridge names colliding, planted here): vmgr-test2 can neither
+# create its group over it nor delete it.
+VMGR_USER=vmgr-test2 vmgr_load_expected exp_E2 E
+brE2=${exp_E2[bridge]}
+other=u4000000000-$brE2
+nft add chain inet vmgr "$other"
+nft add element inet vmgr groups "{ \"$brE2\" : jump $other }"
+nft add element inet vmgr bridged "{ \"$brE2\" . \"$brE2\" }"
+before=$(ruleset)
+out=$(as2 group-create E 2>&1) && rc=0 || rc=$?
+check_eq "a group whose bridge name leads to another user's rules is refused" 1 "$rc"
+check_match "... saying why" "another user's firewall rules" "$out"
+check_eq "... leaving those rules as they were" "$before" "$(ruleset)"
+check_fails "... and no bridge" ip link show dev "$brE2"
+check "group-delete of that group succeeds with nothing of the caller's" as2 group-delete E
+check_eq "... and leaves the other user's rules alone" "$before" "$(ruleset)"
+nft delete element inet vmgr groups "{ \"$brE2\" }"
+nft delete element inet vmgr bridged "{ \"$brE2\" . \"$brE2\" }"
+nft delete chain inet vmgr "$other"
 
 # Without nf_tables a group must not run unprotected: a seccomp filter (set
 # by root, so the helper keeps its file capabilities) refuses netfilter
@@ -286,7 +304,7 @@ if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP
     sys.exit("prctl: " + os.strerror(ctypes.get_errno()))
 os.execvp(sys.argv[1], sys.argv[1:])
 EOF
-vmgr_load_expected exp_D D
+VMGR_USER=vmgr-test2 vmgr_load_expected exp_D D
 out=$(python3 "$VMGR_TMP/no-nfnetlink.py" setpriv --reuid vmgr-test2 --regid "$(id -g vmgr-test2)" \
         --init-groups "$call" "$VMGR_NETADM" group-create D 2>&1) && rc=0 || rc=$?
 if [ "$rc" -eq 77 ]; then
