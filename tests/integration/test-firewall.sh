@@ -267,9 +267,14 @@ check_eq "... and leaves the table as it was" "$before" "$(ruleset)"
 VMGR_USER=vmgr-test2 vmgr_load_expected exp_E2 E
 brE2=${exp_E2[bridge]}
 other=u4000000000-$brE2
-nft add chain inet vmgr "$other"
-nft add element inet vmgr groups "{ \"$brE2\" : jump $other }"
-nft add element inet vmgr bridged "{ \"$brE2\" . \"$brE2\" }"
+nft -f - <<EOF
+add table inet vmgr
+add map inet vmgr groups { type ifname : verdict; }
+add set inet vmgr bridged { type ifname . ifname; }
+add chain inet vmgr $other
+add element inet vmgr groups { "$brE2" : jump $other }
+add element inet vmgr bridged { "$brE2" . "$brE2" }
+EOF
 before=$(ruleset)
 out=$(as2 group-create E 2>&1) && rc=0 || rc=$?
 check_eq "a group whose bridge name leads to another user's rules is refused" 1 "$rc"
