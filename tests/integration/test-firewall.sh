@@ -90,8 +90,9 @@ fetch() {
         "${prefix[@]}" curl -sS -g --fail --connect-timeout 2 --max-time 4 "$2"
 }
 
-# Start an HTTP server ($@ after the port: how to run it) answering on port
-# $1 with its directory listing; return once it listens.
+# http_server PORT PREFIX...: serve $VMGR_TMP/www on PORT, bound as
+# server_bind says, run through the command PREFIX (env for this namespace,
+# ip netns exec NS for a guest's); return once it listens.
 http_server() {
         local port=$1 i
         shift
