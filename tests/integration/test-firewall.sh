@@ -8,8 +8,10 @@
 # attached to its group's bridge, with static addresses in the group's /64
 # and /24 and default routes via the gateways.
 #   - B's guest cannot ping or connect to A's guest (IPv6, IPv4), nor reach
-#     servers listening on [::] and 0.0.0.0 in the host namespace through any
-#     gateway address, nor download from A's file server;
+#     servers listening on [::] and 0.0.0.0 in the host namespace (TCP, UDP)
+#     through any gateway address, nor download from A's file server;
+#   - nothing is forwarded between a guest and a namespace outside (the LAN
+#     or the internet of a real host), either way;
 #   - a guest of B that poses as A's guest (A's address as its source) cannot
 #     slip into the host's conversation with A's guest;
 #   - what vmgr needs still works: RA, a DHCPv4 lease, the host pinging and
@@ -176,6 +178,67 @@ for target in "[${exp_B[gateway6]}]:8090" "${exp_B[gateway4]}:8090" "${exp_B[gat
 done
 check_fails "B's guest cannot ping the host" in_guest b1 ping -6 -n -q -c 1 -W 1 "${exp_B[gateway6]}"
 check_fails "B's guest cannot download from A's file server" fetch b1 "$url"
+
+# A UDP service on every address (a resolver, say): B's guest gets no answer.
+cat >"$VMGR_TMP/udp-echo.py" <<'EOF'
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", 5300))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    s.sendto(data, peer)
+EOF
+cat >"$VMGR_TMP/udp-ask.py" <<'EOF'
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.sendto(b"ping", (sys.argv[1], 5300))
+try:
+    print(s.recv(100).decode())
+except socket.timeout:
+    sys.exit("no answer")
+EOF
+coproc UDP_ECHO { python3 "$VMGR_TMP/udp-echo.py"; }
+read -r -t 5 _ <&"${UDP_ECHO[0]}" || true
+check "the host's UDP service answers on the host" python3 "$VMGR_TMP/udp-ask.py" "${exp_B[gateway4]}"
+check_fails "B's guest gets no answer from the host's UDP service over IPv6" \
+        in_guest b1 python3 "$VMGR_TMP/udp-ask.py" "${exp_B[gateway6]}"
+check_fails "B's guest gets no answer from the host's UDP service over IPv4" \
+        in_guest b1 python3 "$VMGR_TMP/udp-ask.py" "${exp_B[gateway4]}"
+{
+        kill "$UDP_ECHO_PID"
+        wait "$UDP_ECHO_PID"
+} 2>/dev/null || true
+
+# --- nothing forwarded to or from the world outside --------------------------
+
+# A namespace behind a plain veth of this one, as the LAN or the internet
+# would be (documentation prefixes), routed both ways through the host.
+outside=vmgrout-${VMGR_TMP##*.}
+ip netns add "$outside"
+VMGR_PEER_NS+=("$outside")
+ip link add vx0 type veth peer name vo0 netns "$outside"
+sysctl -q -w net.ipv6.conf.vx0.accept_dad=0
+ip netns exec "$outside" sysctl -q -w net.ipv6.conf.vo0.accept_dad=0
+ip addr add 198.51.100.1/24 dev vx0
+ip addr add 2001:db8:1::1/64 dev vx0
+ip link set vx0 up
+ip -n "$outside" link set vo0 up
+ip -n "$outside" addr add 198.51.100.2/24 dev vo0
+ip -n "$outside" addr add 2001:db8:1::2/64 dev vo0
+ip -n "$outside" route add default via 198.51.100.1
+ip -n "$outside" -6 route add default via 2001:db8:1::1
+check "the host reaches the outside over IPv4" ping -4 -n -q -c 1 -W 2 198.51.100.2
+check "the host reaches the outside over IPv6" ping -6 -n -q -c 1 -W 2 2001:db8:1::2
+check_fails "B's guest cannot reach the outside over IPv4" in_guest b1 ping -4 -n -q -c 1 -W 1 198.51.100.2
+check_fails "B's guest cannot reach the outside over IPv6" in_guest b1 ping -6 -n -q -c 1 -W 1 2001:db8:1::2
+check_fails "the outside cannot reach B's guest over IPv4" \
+        ip netns exec "$outside" ping -4 -n -q -c 1 -W 1 "${ip4[b1]}"
+check_fails "the outside cannot reach B's guest over IPv6" \
+        ip netns exec "$outside" ping -6 -n -q -c 1 -W 1 "${ip6[b1]}"
 
 # --- B's guest posing as A's guest -----------------------------------------
 
