@@ -29,7 +29,8 @@
  *
  * input: from a bridge, the host accepts neighbour discovery, DHCPv4 and
  * replies to its own connections; a group's chain (reached through the
- * groups map) adds its DHCPv4 server and file server. Sources that do not
+ * groups map) adds its DHCPv4 server, its file server and ping of its
+ * gateway. Sources that do not
  * route back through the bridge they came from are spoofed (a guest posing
  * as another group's guest to slip into the host's connections with it).
  * Everything else is dropped.
@@ -75,6 +76,7 @@ struct firewall_group {
         char bridge[IFNAMSIZ];
         char chain[FIREWALL_CHAIN_MAX];
         char gateway4[INET_ADDRSTRLEN];
+        char gateway6[INET6_ADDRSTRLEN];
         char files6[INET6_ADDRSTRLEN];
 };
 
@@ -89,6 +91,7 @@ static int firewall_group_derive(unsigned uid, const char *group, struct firewal
         snprintf(ret->bridge, sizeof(ret->bridge), "%s", g.bridge);
         snprintf(ret->chain, sizeof(ret->chain), "u%u-%s", uid, g.bridge);
         if (!inet_ntop(AF_INET, &g.gateway4, ret->gateway4, sizeof(ret->gateway4)) ||
+            !inet_ntop(AF_INET6, &g.gateway6, ret->gateway6, sizeof(ret->gateway6)) ||
             !inet_ntop(AF_INET6, &g.files6, ret->files6, sizeof(ret->files6)))
                 return -EINVAL;
         return 0;
@@ -181,15 +184,20 @@ int firewall_group_create(unsigned uid, const char *group, char *msg) {
                 return r;
 
         /* flush + add makes a retry (or a group whose vmgrd died) come out
-         * the same; the elements refer to this uid's chain only. */
+         * the same; the elements refer to this uid's chain only. A guest
+         * may ping its own gateway (the usual first check of a network),
+         * no other address of the host. */
         n = snprintf(own, sizeof(own),
                      "add chain inet vmgr %s\n"
                      "flush chain inet vmgr %s\n"
                      "add rule inet vmgr %s udp sport 68 udp dport 67 ip daddr { %s, 255.255.255.255 } accept\n"
                      "add rule inet vmgr %s tcp dport 8080 ip6 daddr %s accept\n"
+                     "add rule inet vmgr %s icmpv6 type echo-request ip6 daddr %s accept\n"
+                     "add rule inet vmgr %s icmp type echo-request ip daddr %s accept\n"
                      "add element inet vmgr groups { \"%s\" : jump %s }\n"
                      "add element inet vmgr bridged { \"%s\" . \"%s\" }\n",
-                     f.chain, f.chain, f.chain, f.gateway4, f.chain, f.files6, f.bridge, f.chain, f.bridge, f.bridge);
+                     f.chain, f.chain, f.chain, f.gateway4, f.chain, f.files6, f.chain, f.gateway6, f.chain,
+                     f.gateway4, f.bridge, f.chain, f.bridge, f.bridge);
         if (n < 0 || (size_t) n >= sizeof(own))
                 return netadm_fail(msg, -ENOBUFS, "the firewall rules of bridge %s do not fit the buffer", f.bridge);
 

@@ -176,7 +176,12 @@ for target in "[${exp_B[gateway6]}]:8090" "${exp_B[gateway4]}:8090" "${exp_B[gat
         check_fails "B's guest cannot connect to the host's wildcard server at $target" \
                 fetch b1 "http://$target/marker"
 done
-check_fails "B's guest cannot ping the host" in_guest b1 ping -6 -n -q -c 1 -W 1 "${exp_B[gateway6]}"
+check "B's guest pings its gateway over IPv6" in_guest b1 ping -6 -n -q -c 1 -W 2 "${exp_B[gateway6]}"
+check "B's guest pings its gateway over IPv4" in_guest b1 ping -4 -n -q -c 1 -W 2 "${exp_B[gateway4]}"
+check_fails "B's guest cannot ping A's gateway over IPv6" in_guest b1 ping -6 -n -q -c 1 -W 1 "${exp_A[gateway6]}"
+check_fails "B's guest cannot ping A's gateway over IPv4" in_guest b1 ping -4 -n -q -c 1 -W 1 "${exp_A[gateway4]}"
+check_fails "B's guest cannot ping the host's other addresses" \
+        in_guest b1 ping -6 -n -q -c 1 -W 1 "${exp_B[management6]}"
 check_fails "B's guest cannot download from A's file server" fetch b1 "$url"
 
 # A UDP service on every address (a resolver, say): B's guest gets no answer.
