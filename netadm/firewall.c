@@ -123,29 +123,40 @@ static int firewall_reason_to_errno(const char *reason) {
         return -EIO;
 }
 
-/* Run nft commands as one transaction with a fresh context, so that no
- * netfilter socket outlives the call (libnftables does not open it
- * close-on-exec, and the helper execs dnsmasq). Returns 0 or -errno
- * (see firewall_reason_to_errno()) with reason (FIREWALL_REASON_MAX bytes,
- * may be NULL) set to the first error libnftables reported. */
+/* The helper's one libnftables context, made on first use. It lives as
+ * long as the helper: closing its netfilter socket waits for the kernel to
+ * finish destroying what the last transaction removed (an RCU grace
+ * period, about 10 ms here), which would otherwise add to every delete.
+ * Returns the context, or NULL when out of memory. */
+static struct nft_ctx *firewall_context(void) {
+        static struct nft_ctx *ctx = NULL;
+
+        if (ctx)
+                return ctx;
+        /* libxtables, which libnftables initializes, would load plugins from
+         * this directory when printing iptables-nft rules: never from one the
+         * caller picked. */
+        (void) unsetenv("XTABLES_LIBDIR");
+        ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+        if (ctx && (nft_ctx_buffer_output(ctx) < 0 || nft_ctx_buffer_error(ctx) < 0)) {
+                nft_ctx_free(ctx);
+                ctx = NULL;
+        }
+        return ctx;
+}
+
+/* Run nft commands as one transaction. Returns 0 or -errno (see
+ * firewall_reason_to_errno()) with reason (FIREWALL_REASON_MAX bytes, may
+ * be NULL) set to the first error libnftables reported. */
 static int firewall_run(const char *commands, char *reason) {
         struct nft_ctx *ctx;
         char text[FIREWALL_REASON_MAX] = "";
         const char *e, *p;
         int r = 0;
 
-        /* libxtables, which libnftables initializes, would load plugins from
-         * this directory when printing iptables-nft rules: never from one the
-         * caller picked. */
-        (void) unsetenv("XTABLES_LIBDIR");
-
-        ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+        ctx = firewall_context();
         if (!ctx)
                 return -ENOMEM;
-        if (nft_ctx_buffer_output(ctx) < 0 || nft_ctx_buffer_error(ctx) < 0) {
-                nft_ctx_free(ctx);
-                return -ENOMEM;
-        }
         if (nft_run_cmd_from_buffer(ctx, commands) != 0) {
                 e = nft_ctx_get_error_buffer(ctx);
                 e = e ? e : "";
@@ -156,7 +167,15 @@ static int firewall_run(const char *commands, char *reason) {
                         snprintf(text, sizeof(text), "nft failed without saying why");
                 r = firewall_reason_to_errno(text);
         }
-        nft_ctx_free(ctx);
+        /* Empty both buffers for the next run. */
+        (void) nft_ctx_get_output_buffer(ctx);
+        (void) nft_ctx_get_error_buffer(ctx);
+
+        /* libnftables opens its socket without close-on-exec. Every other fd
+         * of the helper is close-on-exec already, so marking them all is
+         * exact (and dnsmasq's starter closes them anyway). */
+        (void) close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+
         if (r < 0 && reason)
                 memcpy(reason, text, sizeof(text));
         return r;
