@@ -22,7 +22,9 @@
 #     never deletes them, nor creates a group over another uid's rules for
 #     its bridge name (a collision, planted);
 #   - without nf_tables (netfilter netlink refused by seccomp) the helper
-#     refuses to create a group, saying why, and leaves nothing.
+#     refuses to create a group, saying why, and leaves nothing;
+#   - the helper copes with changes behind its back, and the next group
+#     brings back a table an administrator flushed.
 
 source "$(dirname "$0")/lib.sh"
 vmgr_require_root
@@ -400,5 +402,23 @@ check_empty "the next vmgrd removes the rules of the killed vmgrd's groups" "$le
 check_empty "nothing else is left" "$(vmgr_leftovers)"
 check_match "the table's shared part stays" "chain from_guest" "$(ruleset)"
 check_empty "no group chain is left" "$(ruleset | grep -E 'chain u[0-9]+-' || true)"
+
+# The helper keeps one libnftables context: another helper's changes behind
+# its back, and the whole table gone (an administrator's "nft flush
+# ruleset"), must not confuse it. The next group brings the table back.
+check "create group F" vmgrctl_as_user -q group create F
+nft -f - <<EOF
+add chain inet vmgr u4000000000-vbr-0000000000
+add element inet vmgr groups { "vbr-0000000000" : jump u4000000000-vbr-0000000000 }
+EOF
+check "create group G after another helper's change" vmgrctl_as_user -q group create G
+check "delete group F after another helper's change" vmgrctl_as_user group delete F
+nft flush ruleset
+check "create group H after nft flush ruleset" vmgrctl_as_user -q group create H
+vmgr_load_expected exp_H H
+check "H's chain and the shared part are back" \
+        bash -c "nft list chain inet vmgr from_guest && nft list chain inet vmgr 'u$uid-${exp_H[bridge]}'"
+check "delete group G (its rules went with the flush)" vmgrctl_as_user group delete G
+check "delete group H" vmgrctl_as_user group delete H
 
 vmgr_finish
