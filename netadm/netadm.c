@@ -26,6 +26,7 @@
 
 #include "caps.h"
 #include "dnsmasq.h"
+#include "firewall.h"
 #include "fd-util.h"
 #include "macro.h"
 #include "message.h"
@@ -204,12 +205,23 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 if (r < 0)
                         return r;
                 r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, msg);
-                if (r >= 0)
-                        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "created bridge %s for group '%s'", g.bridge,
-                                 req->group);
-                return r;
+                if (r < 0)
+                        return r;
+                /* Guests are untrusted: no isolation, no group. */
+                r = firewall_group_create(m->uid, req->group, msg);
+                if (r < 0) {
+                        char ignored[VMGR_NETADM_MESSAGE_MAX];
+
+                        (void) netlink_group_delete(m->nl, m->uid, req->group, ignored);
+                        return r;
+                }
+                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "created bridge %s for group '%s'", g.bridge, req->group);
+                return 0;
 
         case VMGR_NETADM_GROUP_DELETE:
+                r = firewall_group_delete(m->uid, req->group, msg);
+                if (r < 0)
+                        return r;
                 r = netlink_group_delete(m->nl, m->uid, req->group, msg);
                 if (r < 0)
                         return r;
