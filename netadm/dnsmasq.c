@@ -349,8 +349,8 @@ static bool pidfd_exited(int pidfd, int timeout_ms) {
 
 /* Call found for every live dnsmasq in this network namespace, of any uid,
  * whose command line serves ifname, with its uid, its permitted capabilities
- * and a pidfd that pins it: the pidfd is
- * opened before the command line is read and checked alive after, so a pid
+ * and a pidfd that pins it: the command line is read again once the pidfd
+ * is open, and the process checked alive after its status is read, so a pid
  * reused meanwhile is never taken for it. found returns 0 to go on or a
  * negative errno to stop with. Returns 0 or that errno. */
 static int dnsmasq_scan(const char *ifname,
@@ -381,6 +381,12 @@ static int dnsmasq_scan(const char *ifname,
                 uid_t uid;
 
                 if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid())
+                        continue;
+                /* Most processes are not dnsmasq: rule them out by their
+                 * command line alone, then pin a candidate and read it again,
+                 * so that what is checked below is the pinned process. */
+                n = proc_read((pid_t) pid, "cmdline", cmd, DNSMASQ_CMDLINE_MAX);
+                if (n <= 0 || !cmdline_serves(cmd, (size_t) n, ifname))
                         continue;
                 pidfd = pidfd_open((pid_t) pid, 0);
                 if (pidfd < 0)
