@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent-session.h"
+#include "logline.h"
 #include "log.h"
 #include "macro.h"
 #include "tokenbucket.h"
@@ -910,18 +911,26 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                 j->result.mode = m->done.mode;
                 job_maybe_finish(j);
                 return;
-        case VMGR_AGENT_ERROR:
+        case VMGR_AGENT_ERROR: {
+                /* The guest's sentence goes to callers' terminals (D-Bus
+                 * errors, LastError) and the log: no escape sequences. */
+                char text[VMGR_AGENT_MESSAGE_MAX + 1];
+                size_t n = strlen(m->error.message);
+
+                memcpy(text, m->error.message, n);
+                text[vmgr_line_strip(text, n)] = 0;
                 if (m->id == 0) {
                         if (!session_churn_allowed(s))
                                 return;
-                        log_warning("Agent at %s ended the session: %s", s->socket_path, m->error.message);
-                        session_reset(s, -ECONNRESET, m->error.message);
+                        log_warning("Agent at %s ended the session: %s", s->socket_path, text);
+                        session_reset(s, -ECONNRESET, text);
                         return;
                 }
                 j = session_find_job(s, m->id);
                 if (j)
-                        job_fail(j, -m->error.error, m->error.message);
+                        job_fail(j, -m->error.error, text);
                 return;
+        }
         case VMGR_AGENT_LOG:
                 if (s->log)
                         s->log(s, &m->log, s->userdata);

@@ -13,7 +13,9 @@
  *                never read: each makes the host queue a HELLO;
  *   log-escape   answer the host's HELLO, send LOG lines with terminal
  *                escape sequences and control characters in them (which the
- *                real agent would have escaped), then answer PINGs;
+ *                real agent would have escaped), then answer PINGs, and
+ *                every request (EXEC, FILE_PUT, FILE_GET) with an ERROR whose
+ *                message carries escape sequences too;
  *   log-flood    answer the host's HELLO, then send 1000-byte LOG lines
  *                without pause (reading and answering PINGs meanwhile).
  *
@@ -25,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,8 +156,9 @@ static void handshake(int fd, struct vmgr_agent_decoder *d) {
         }
 }
 
-/* Wait up to timeout_ms for bytes from the host; answer the PINGs among them. */
-static void serve_once(int fd, struct vmgr_agent_decoder *d, int timeout_ms) {
+/* Wait up to timeout_ms for bytes from the host; answer the PINGs among them,
+ * and with refuse_escaped, every request with an ERROR full of escapes. */
+static void serve_once(int fd, struct vmgr_agent_decoder *d, int timeout_ms, bool refuse_escaped) {
         struct pollfd pfd = { .fd = fd, .events = POLLIN };
         const struct vmgr_agent_msg *m;
         const char *reason;
@@ -172,11 +176,21 @@ static void serve_once(int fd, struct vmgr_agent_decoder *d, int timeout_ms) {
                 return;
         }
         vmgr_agent_decoder_advance(d, (size_t) n);
-        while ((r = vmgr_agent_decoder_next(d, &m, &reason)) != 0)
+        while ((r = vmgr_agent_decoder_next(d, &m, &reason)) != 0) {
                 if (r > 0 && m->type == VMGR_AGENT_PING) {
                         struct vmgr_agent_msg pong = { .type = VMGR_AGENT_PONG, .id = m->id, .ping = m->ping };
                         send_msg(fd, &pong);
+                } else if (r > 0 && refuse_escaped &&
+                           (m->type == VMGR_AGENT_EXEC || m->type == VMGR_AGENT_FILE_PUT ||
+                            m->type == VMGR_AGENT_FILE_GET)) {
+                        struct vmgr_agent_msg err = {
+                                .type = VMGR_AGENT_ERROR,
+                                .id = m->id,
+                                .error = { EPERM, "ERR-MARK \033]0;pwned\007title \033[2J\033[31mred\033[0m end" },
+                        };
+                        send_msg(fd, &err);
                 }
+        }
 }
 
 /* Fill buf with copies of m's frame; returns the bytes used. */
@@ -239,7 +253,7 @@ int main(void) {
                 send_log(fd, "ESC-MARK \033]0;pwned\007title \033[2J\033[31mred\033[0m bell\007 tab\tend\r");
                 send_log(fd, "ESC-DONE");
                 for (;;)
-                        serve_once(fd, d, 1000);
+                        serve_once(fd, d, 1000, true);
         }
         if (strcmp(mode, "log-flood") == 0) {
                 char line[1001];
@@ -253,10 +267,10 @@ int main(void) {
                         line[14] = ' ';
                         send_log(fd, line);
                         if (i % 64 == 0)
-                                serve_once(fd, d, 0);
+                                serve_once(fd, d, 0, false);
                 }
         }
         say("unknown mode; answering PINGs");
         for (;;)
-                serve_once(fd, d, 1000);
+                serve_once(fd, d, 1000, false);
 }

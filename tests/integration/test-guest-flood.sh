@@ -135,6 +135,10 @@ check "e's LOG line is stripped of escapes and controls" \
         grep -qxF $'[vm=e guest] kernel: ESC-MARK title red bell tab\tend' "$T/out/e.log"
 vmgrctl_as_user logs d >"$T/out/d.log"
 check_empty "no escape, BEL or CR in the group's log" "$(grep -an $'[\e\a\r]' "$T/out/d.log" | head -3 | cat -v)"
+# A guest's ERROR reaches the caller of Run as a sentence, not as escapes.
+err=$(busctl_as_user call org.vmgr1 "$(vmgr_vm_path d e)" org.vmgr1.VM Run asayt 1 true 0 10000000 2>&1) || true
+check_match "e's ERROR reaches Run's caller" "ERR-MARK title red end" "$err"
+check_empty "... stripped of escapes and controls" "$(printf '%s' "$err" | grep -an $'[\e\a\r]' | cat -v)"
 
 # A console follower from before the flood must follow across the rotation.
 console=$(vmgr_vm_prop "$c" ConsoleLog)
