@@ -468,7 +468,9 @@ static void job_fail(AgentJob *j, int error, const char *message) {
                 return;
         if (j->result.error == 0) {
                 j->result.error = error;
-                snprintf(j->result.message, sizeof(j->result.message), "%s", message);
+                /* A longer sentence is cut to the result's size on purpose. */
+                snprintf(j->result.message, sizeof(j->result.message), "%.*s",
+                         (int) sizeof(j->result.message) - 1, message);
         }
         job_finish(j);
 }
