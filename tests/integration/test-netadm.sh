@@ -525,8 +525,14 @@ start_dnsmasq() {
         dpid=$(sed -n 's/^dnsmasq pid \([0-9]*\),.*/\1/p' "$dout")
         [ -n "$dpid" ]
 }
-# is_dnsmasq PID: PID is a live dnsmasq (not gone, not a zombie).
-is_dnsmasq() { [ -n "$1" ] && grep -q dnsmasq "/proc/$1/cmdline" 2>/dev/null; }
+# is_dnsmasq PID: PID is a live dnsmasq (not gone, not a zombie). Its comm
+# says whether it has exec'd dnsmasq yet: the command line of a setpriv that
+# is about to names dnsmasq too, and reads empty for a moment during execve.
+# A zombie keeps its comm but has an empty command line.
+is_dnsmasq() {
+        [ -n "$1" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = dnsmasq ] &&
+                grep -q dnsmasq "/proc/$1/cmdline" 2>/dev/null
+}
 
 # dnsmasq serves --interface=NAME: left running after its group's bridge is
 # gone, it would serve the next bridge of that name, maybe another user's.
