@@ -192,11 +192,14 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
         struct vmgr_group_addrs g;
         int r;
 
+        /* Every request names a group (validated); its names and addresses
+         * are the caller's uid's. */
+        r = vmgr_group_addrs_derive(m->uid, req->group, &g);
+        if (r < 0)
+                return r;
+
         switch (req->op) {
         case VMGR_NETADM_GROUP_CREATE:
-                r = vmgr_group_addrs_derive(m->uid, req->group, &g);
-                if (r < 0)
-                        return r;
                 r = policy_check_group(&m->policy, &g, msg);
                 if (r < 0)
                         return r;
@@ -229,9 +232,6 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                  * later one of the same name. After the bridge is gone, so
                  * that a DNSMASQ_START racing with us either sees the bridge
                  * vanish or has a dnsmasq that we find here. */
-                r = vmgr_group_addrs_derive(m->uid, req->group, &g);
-                if (r < 0)
-                        return r;
                 r = dnsmasq_stop_serving(g.bridge, m->uid, msg);
                 return r < 0 ? r : 0;
 
@@ -250,9 +250,6 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 ifindex = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
                 if (ifindex < 0)
                         return ifindex;
-                r = vmgr_group_addrs_derive(m->uid, req->group, &g);
-                if (r < 0)
-                        return r;
                 /* One dnsmasq per bridge. */
                 r = dnsmasq_check_none_serves(g.bridge, msg);
                 if (r < 0)

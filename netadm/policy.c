@@ -79,6 +79,22 @@ static bool group_name_is_valid(const char *s) {
         return true;
 }
 
+/* Check the prefix length of pool KEY = VALUE: it must hold one group's
+ * network (/max) and must not cover every address. Returns 0, or -EINVAL
+ * with error set. */
+static int pool_len_check(const char *key, const char *value, unsigned len, unsigned max, char *error) {
+        if (len > max) {
+                snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s %s is smaller than one group's /%u", key, value, max);
+                return -EINVAL;
+        }
+        if (len == 0) {
+                snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                         "%s %s covers every address; name a pool the host never reaches otherwise", key, value);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 /* Apply one "key = value" assignment of the policy file (a vmgr_kvconf_handler_t).
  * Returns 0 or -EINVAL with error set. */
 static int policy_assign(const char *key, const char *value, void *userdata, char *error) {
@@ -101,16 +117,8 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                                  "ipv4_pool \"%.64s\" is not an IPv4 prefix like 10.0.0.0/8", value);
                         return -EINVAL;
                 }
-                if (len > 24) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "ipv4_pool %s is smaller than one group's /24", value);
+                if (pool_len_check(key, value, len, 24, error) < 0)
                         return -EINVAL;
-                }
-                if (len == 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
-                                 "ipv4_pool %s covers every address; name a pool the host never reaches otherwise",
-                                 value);
-                        return -EINVAL;
-                }
                 p->ipv4_pool = a;
                 p->ipv4_pool_len = len;
                 return 0;
@@ -124,16 +132,8 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                                  "ipv6_pool \"%.64s\" is not an IPv6 prefix like fd00::/8", value);
                         return -EINVAL;
                 }
-                if (len > 64) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "ipv6_pool %s is smaller than one group's /64", value);
+                if (pool_len_check(key, value, len, 64, error) < 0)
                         return -EINVAL;
-                }
-                if (len == 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
-                                 "ipv6_pool %s covers every address; name a pool the host never reaches otherwise",
-                                 value);
-                        return -EINVAL;
-                }
                 p->ipv6_pool = a;
                 p->ipv6_pool_len = len;
                 return 0;
