@@ -584,7 +584,7 @@ static void fileserver_arm_timer(FileServer *s, bool at_once) {
 }
 
 /* A listening TCP socket on [addr]:port. Returns the fd or -errno. */
-static int listen_on(const struct in6_addr *addr, uint16_t port) {
+static int listen_on(Manager *m, const struct in6_addr *addr, uint16_t port) {
         struct sockaddr_in6 sa = {
                 .sin6_family = AF_INET6,
                 .sin6_port = htons(port),
@@ -593,9 +593,9 @@ static int listen_on(const struct in6_addr *addr, uint16_t port) {
         _cleanup_close_ int fd = -EBADF;
         int one = 1;
 
-        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        fd = manager_guest_socket(m, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
         if (fd < 0)
-                return -errno;
+                return fd;
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
                 return -errno;
@@ -628,7 +628,7 @@ int fileserver_start(Group *g, FileServer **ret) {
                 goto fail;
         }
 
-        fd = listen_on(&g->addrs.files6, FILESERVER_PORT);
+        fd = listen_on(g->manager, &g->addrs.files6, FILESERVER_PORT);
         if (fd < 0) {
                 r = log_group_errno(LOG_ERR, fd, g->name, "File server: cannot listen on [%s]:%u: %s", addr,
                                     FILESERVER_PORT, strerror(-fd));

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -136,6 +137,25 @@ Manager *manager_free(Manager *m) {
         free(m->cache_dir);
         free(m);
         return NULL;
+}
+
+const char *network_mode_to_string(NetworkMode mode) {
+        switch (mode) {
+        case NETWORK_MODE_HOST:
+                return "host";
+        case NETWORK_MODE_NAMESPACE:
+                return "namespace";
+        default:
+                return "auto";
+        }
+}
+
+int manager_guest_socket(Manager *m, int family, int type, int protocol) {
+        int fd;
+
+        (void) m;
+        fd = socket(family, type | SOCK_CLOEXEC, protocol);
+        return fd < 0 ? -errno : fd;
 }
 
 Group *manager_find_group(Manager *m, const char *name) {

@@ -12,6 +12,15 @@ typedef struct Virt Virt;
 
 typedef struct Group Group;
 
+/* Where groups' networks live (docs/design.md, "Network modes"). */
+typedef enum NetworkMode {
+        NETWORK_MODE_AUTO,              /* config only: host if the helper can, else namespace */
+        NETWORK_MODE_HOST,              /* the host's network namespace, through the setcap'd helper */
+        NETWORK_MODE_NAMESPACE,         /* a user and network namespace of vmgrd's own */
+} NetworkMode;
+
+const char *network_mode_to_string(NetworkMode mode);
+
 typedef struct ManagerConfig {
         unsigned max_groups;            /* groups this daemon holds at once */
         unsigned max_vms_per_group;
@@ -19,6 +28,7 @@ typedef struct ManagerConfig {
         unsigned agent_keepalive_sec;   /* PING a quiet agent after this, reconnect after 3× */
         int accelerator;                /* VmgrAccel: auto, kvm or tcg */
         char user[65];                  /* the service user vmgrd becomes when started as root */
+        NetworkMode network_mode;       /* as configured; Manager.network_mode is the one in force */
 } ManagerConfig;
 
 typedef struct Manager {
@@ -36,6 +46,7 @@ typedef struct Manager {
         int lock_fd;                    /* flock on runtime_dir/vmgrd.lock */
 
         ManagerConfig config;
+        NetworkMode network_mode;       /* in force: host or namespace, never auto */
 
         Group *groups;                  /* list, newest first */
         unsigned n_groups;
@@ -67,6 +78,13 @@ void manager_shutdown(Manager *m);
 void manager_maybe_finish_shutdown(Manager *m);
 
 Group *manager_find_group(Manager *m, const char *name);
+
+/* A new socket(family, type | SOCK_CLOEXEC, protocol) in the network
+ * namespace where the groups' networks live: vmgrd's own in host mode, the
+ * namespace holder's in namespace mode (one round trip to it, microseconds).
+ * Every socket that talks to guests or binds a group's addresses comes from
+ * here. Returns the fd or -errno. */
+int manager_guest_socket(Manager *m, int family, int type, int protocol);
 
 /* D-Bus faces (manager-dbus.c). */
 extern const sd_bus_vtable manager_vtable[];
