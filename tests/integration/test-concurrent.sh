@@ -61,7 +61,7 @@ for g in "${names[@]}"; do
         [ "$state" = running ] || not_running+="$g: '$state' "
 done
 check_empty "all $n groups are running" "$not_running"
-check_eq "$n bridges exist" "$n" "$(ip -o link show type bridge | grep -c ' vbr-')"
+check_eq "$n bridges exist" "$n" "$(vmgr_netns_exec ip -o link show type bridge | grep -c ' vbr-')"
 
 start=$(date +%s%N)
 check_empty "$n concurrent deletes all succeed" "$(run_all delete)"
@@ -88,7 +88,7 @@ out=$(vmgrctl_as_user group create "$second" 2>&1 >/dev/null) && rc=0 || rc=$?
 check_eq "vmgrctl create $second fails" 1 "$rc"
 check_match "... naming $first in one line" "^vmgrctl: [^"$'\n'"]*$first[^"$'\n'"]*$" "$out"
 check_eq "$second left nothing: only $first's bridge exists" "${e1[bridge]}" \
-        "$(ip -o link show type bridge | awk -F': ' '{ print $2 }')"
+        "$(vmgr_netns_exec ip -o link show type bridge | awk -F': ' '{ print $2 }')"
 check "delete $first" vmgrctl_as_user group delete "$first"
 check "$second can be created once $first is gone" vmgrctl_as_user -q group create "$second"
 check "delete $second" vmgrctl_as_user group delete "$second"
