@@ -646,7 +646,7 @@ vmgr_load_expected() {
 # addresses on lo. $1 says where, for the reader ("" for the test's own).
 vmgr_links_here() {
         local where=${1:-}
-        ip -o link show | grep -E 'alias vmgr:| (vbr|tap|ta4)-[0-9a-f]{10}[:@]' |
+        ip -o link show 2>/dev/null | grep -E 'alias vmgr:| (vbr|tap|ta4)-[0-9a-f]{10}[:@]' |
                 sed -E 's/^[0-9]+: ([^:]+):.*alias (vmgr:[^ \\]*).*/link \1 (alias \2)/; s/^[0-9]+: ([^:]+):.*/link \1/' |
                 sed "s/\$/$where/" || true
         ip -6 -o addr show dev lo | awk -v where="$where" '$4 ~ /^fd/ { print "lo address " $4 where }'
