@@ -10,24 +10,28 @@ source "$(dirname "$0")/lib.sh"
 vmgr_require_root
 vmgr_enter_netns "$@"
 
+# The test is only meaningful if the names can coexist: the /24 space has
+# just 65536 subnets, and the derivation depends on vmgrd's uid (which
+# differs between the modes' users and between machines), so take the first
+# 20 of c01, c02, ... whose networks do not collide with an earlier one's.
 n=20
 names=()
-for ((i = 1; i <= n; i++)); do
-        names+=("$(printf 'c%02d' "$i")")
-done
-
-# The test is only meaningful if these names can coexist: the /24 space has
-# just 65536 subnets, so check the derivation before relying on it.
 declare -A seen=()
-for g in "${names[@]}"; do
+for ((i = 1; ${#names[@]} < n && i <= 99; i++)); do
+        g=$(printf 'c%02d' "$i")
         vmgr_load_expected exp "$g"
+        clash=
         for k in bridge prefix6 subnet4; do
-                if [ -n "${seen[$k ${exp[$k]}]:-}" ]; then
-                        echo "# error: test names ${seen[$k ${exp[$k]}]} and $g share $k ${exp[$k]}; pick other names" >&2
-                        exit 1
-                fi
+                [ -n "${seen[$k ${exp[$k]}]:-}" ] && clash="${seen[$k ${exp[$k]}]} $k ${exp[$k]}"
+        done
+        if [ -n "$clash" ]; then
+                echo "# $g left out: it shares with $clash"
+                continue
+        fi
+        for k in bridge prefix6 subnet4; do
                 seen[$k ${exp[$k]}]=$g
         done
+        names+=("$g")
 done
 
 vmgr_start_bus

@@ -25,7 +25,8 @@ check_match "... and says how to create the user" "service user 'vmgr-no-such-us
 # a temp dir only root controls, as /var/lib or /run would be.
 ROOTDIR=$(mktemp -d /tmp/vmgr-root.XXXXXX)
 chmod 0755 "$ROOTDIR"
-trap 'rc=$?; rm -rf "$ROOTDIR"; (exit "$rc"); vmgr_cleanup' EXIT
+# set +e: under set -e, (exit "$rc") would end the trap before vmgr_cleanup.
+trap 'rc=$?; trap - ERR; set +e; rm -rf "$ROOTDIR"; (exit "$rc"); vmgr_cleanup' EXIT
 test_uid=$(id -u "$VMGR_USER")
 
 # A directory of a third user is refused, and left as it is.
