@@ -13,7 +13,8 @@
 #     and runs its command as the user in the holder's namespaces, with the
 #     command's exit status; the guests ping each other over IPv6 and IPv4;
 #     a guest downloads from the group's file server; the test's own
-#     namespace does not reach them;
+#     namespace does not reach them; another user gets in neither through
+#     vmgrd (OpenNamespaces, vmgrctl enter) nor around it (nsenter);
 #   - kill -9 of vmgrd leaves no process of the user, no link or address,
 #     nothing in (or holding) its network namespace, no runtime file but the
 #     lock; the next vmgrd starts clean and makes the same group again;
@@ -105,6 +106,25 @@ check_eq "... and its user namespace" "$(readlink "/proc/$holder/ns/user")" \
         "$(vmgrctl_as_user enter -- readlink /proc/self/ns/user 2>&1)"
 vmgrctl_as_user enter -- sh -c 'exit 7' && rc=0 || rc=$?
 check_eq "vmgrctl enter exits with the command's status" 7 "$rc"
+
+# Another local user cannot get in: not through vmgrd (which hands the
+# namespaces to its own user only), not around it (the kernel lets only
+# the user namespace's owner, or root, join it).
+out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager OpenNamespaces 2>&1) || true
+check_match "$VMGR_USER: OpenNamespaces hands out two fds" '^hh [0-9]+ [0-9]+$' "$out"
+for other in "$VMGR_USER2" vmgr-test; do
+        out=$(vmgr_as "$other" dbus-send --session --print-reply --dest=org.vmgr1 /org/vmgr1 \
+                org.vmgr1.Manager.OpenNamespaces 2>&1) || true
+        check_match "$other: OpenNamespaces is refused" '^Error org\.vmgr1\.Error\.PermissionDenied' "$out"
+        out=$(vmgr_as "$other" "$VMGRCTL" enter -- readlink /proc/self/ns/net 2>&1) && rc=0 || rc=$?
+        check "$other: vmgrctl enter fails (exit $rc)" test "$rc" -ne 0 -a "$out" != "$(readlink "/proc/$holder/ns/net")"
+        out=$(vmgr_as "$other" nsenter -t "$holder" -U -n --preserve-credentials -- readlink /proc/self/ns/net 2>&1) &&
+                rc=0 || rc=$?
+        check "$other: nsenter into the holder's namespaces fails (exit $rc)" \
+                test "$rc" -ne 0 -a "$out" != "$(readlink "/proc/$holder/ns/net")"
+done
+check_eq "$VMGR_USER itself may nsenter them" "$(readlink "/proc/$holder/ns/net")" \
+        "$(vmgr_as_user nsenter -t "$holder" -U -n --preserve-credentials -- readlink /proc/self/ns/net 2>&1)"
 
 # run_vm VM CMD...: "STATUS|OUTPUT" of CMD run in guest VM of group g.
 run_vm() {
