@@ -288,6 +288,18 @@ vmgr_mode_args() {
         fi
 }
 
+# Fail, saying so, unless the vmgrd that answers runs in the test's mode
+# (Manager.NetworkMode), when it was told one: a test must not pass in the
+# other mode unnoticed.
+vmgr_check_mode_in_force() {
+        [ ${#VMGR_MODE_ARGS[@]} -gt 0 ] || return 0
+        local mode
+        mode=$(busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1) || true
+        [ "$mode" = "s \"$VMGR_NET_MODE\"" ] && return 0
+        echo "# error: vmgrd was started with --network-mode $VMGR_NET_MODE, but its NetworkMode is: $mode" >&2
+        return 1
+}
+
 # Start vmgrd as the test user with the test's helper, state and runtime dirs
 # and network mode (extra arguments are passed on; VMGR_DEFAULT_MODE=1 in
 # the caller's environment leaves the mode to vmgrd), logging to
@@ -305,6 +317,7 @@ vmgr_start_vmgrd() {
         local i
         for ((i = 0; i < 750; i++)); do
                 if vmgr_vmgrd_answers; then
+                        vmgr_check_mode_in_force || return 1
                         [ "$VMGR_NET_MODE" = namespace ] || return 0
                         vmgr_holder_remember && return 0
                         echo "# error: vmgrd answers but has no child vmgrd-netns holding its namespaces; its log:" >&2

@@ -187,7 +187,11 @@ check_empty "nothing left after delete" "$(vmgr_leftovers)"
 if [ "$VMGR_NET_MODE" = host ]; then
         vmgr_stop_vmgrd
         vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fc00::/8'
-        vmgr_start_vmgrd
+        # No --network-mode: the helper has its capabilities and its policy
+        # admits the user, so vmgrd picks host mode by itself.
+        VMGR_DEFAULT_MODE=1 vmgr_start_vmgrd
+        check_eq "no --network-mode, setcap'd helper, a member of vmgr: NetworkMode is host" 's "host"' \
+                "$(busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1)"
         err=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss outside-pool "" 2>&1) || true
         check_eq "a group outside ipv6_pool: AddressConflict" org.vmgr1.Error.AddressConflict "$(vmgr_call_error CreateGroup outside-pool "")"
         check_match "... and the error names the pool" "fc00::/8" "$err"
