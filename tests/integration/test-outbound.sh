@@ -117,6 +117,19 @@ check_empty "host mode: the outbound set stays empty" \
         "$(nft list set inet vmgr outbound 2>/dev/null | grep elements || true)"
 vmgr_as_user "$call" "$VMGR_NETADM" group-delete obhost >/dev/null 2>&1 || true
 
+# vmgrd in host mode refuses an outbound group with a reason.
+vmgr_start_bus
+vmgr_start_vmgrd
+check_eq "host mode: CreateGroup with outbound is InvalidArgs" org.freedesktop.DBus.Error.InvalidArgs \
+        "$(vmgr_call_error CreateGroup obvmgrd '{"outbound": true}')"
+out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss obvmgrd '{"outbound": true}' 2>&1) || true
+check_match "host mode: vmgrd says outbound is for namespace mode only" "namespace mode only" "$out"
+check_eq "host mode: no group was made" "" "$(vmgr_group_path obvmgrd)"
+check "host mode: a group without outbound is made as before" vmgrctl_as_user -q group create obplain
+check "host mode: and deleted" vmgrctl_as_user group delete obplain
+vmgr_stop_vmgrd TERM
+check_eq "vmgrd exits 0 on SIGTERM" 0 "$VMGRD_STATUS"
+
 # --- 2. the helper and pasta in the user's own namespace -----------------------
 
 # The namespace holder, as vmgrd's namespace mode makes it: a user
