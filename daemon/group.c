@@ -656,7 +656,7 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         if (g->spec->outbound) {
                 r = outbound_enable(g, on_outbound_enabled);
                 if (r < 0)
-                        group_creation_failed(g, r, "cannot give the group outbound", false);
+                        group_creation_failed(g, r, "cannot start pasta for outbound (vmgrd's log says why)", false);
                 group_unref(g);
                 return;
         }
