@@ -19,7 +19,8 @@ struct Dnsmasq {
         Group *group;
         const DnsmasqCallbacks *cb;
         DnsmasqState state;
-        pid_t pid;
+        pid_t pid;                      /* as vmgrd's PID namespace sees it */
+        pid_t own_pid;                  /* as dnsmasq sees itself: what its pid file says */
         int pidfd;
         sd_event_source *exit_source, *watch_source, *timer_source;
         bool start_in_flight;           /* a helper call is pending */
@@ -68,7 +69,7 @@ static void set_state(Dnsmasq *d, DnsmasqState s) {
 static void process_forget(Dnsmasq *d) {
         d->exit_source = sd_event_source_disable_unref(d->exit_source);
         d->pidfd = safe_close(d->pidfd);
-        d->pid = 0;
+        d->pid = d->own_pid = 0;
 }
 
 int dnsmasq_new(Group *g, const DnsmasqCallbacks *cb, Dnsmasq **ret) {
@@ -282,7 +283,7 @@ static void timer_arm(Dnsmasq *d, uint64_t usec, sd_event_time_handler_t handler
 
 static void check_ready(Dnsmasq *d) {
         if ((d->state == DNSMASQ_STARTING || d->state == DNSMASQ_RESTARTING) && d->pid > 0 &&
-            pidfile_read(d) == d->pid)
+            pidfile_read(d) == d->own_pid)
                 became_ready(d);
 }
 
@@ -325,7 +326,12 @@ static void on_started(int error, const char *message, int pid, int pidfd, void 
                 return;
         }
 
-        d->pid = pid;
+        /* The helper reports the pid it sees, which in namespace mode is one
+         * of the namespace's own: ask the pidfd for ours. */
+        d->own_pid = pid;
+        d->pid = pidfd_get_pid(pidfd);
+        if (d->pid <= 0)
+                d->pid = pid;
         d->pidfd = pidfd;
         r = sd_event_add_io(dnsmasq_event(d), &d->exit_source, d->pidfd, EPOLLIN, on_process_exit, d);
         if (r >= 0)

@@ -10,6 +10,7 @@
 #include "group.h"
 #include "log.h"
 #include "manager.h"
+#include "netns.h"
 #include "vmgr-config.h"
 
 /* Find a group by a caller-supplied name, with the right error for a bad or unknown one. */
@@ -132,9 +133,37 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "s", VMGR_VERSION);
 }
 
+static int property_get_network_mode(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "s", network_mode_to_string(m->network_mode));
+}
+
+/* The user and network namespaces of namespace mode, for a harness to
+ * setns() into (docs/dbus-api.md). Only vmgrd's user (and root) get here:
+ * the access check refuses everyone else first, and they could not use the
+ * fds anyway (joining a user namespace needs CAP_SYS_ADMIN in it). */
+static int method_open_namespaces(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = bus_check_caller(msg, error);
+        if (r < 0)
+                return r;
+        if (!m->netns)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
+                                         "vmgrd runs in host mode: its guests are reachable from its own network "
+                                         "namespace, there is none to enter");
+        return sd_bus_reply_method_return(msg, "hh", netns_userns_fd(m->netns), netns_netns_fd(m->netns));
+}
+
 const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("NetworkMode", "s", property_get_network_mode, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("OpenNamespaces", SD_BUS_NO_ARGS, SD_BUS_RESULT("h", user_ns, "h", net_ns),
+                                method_open_namespaces, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateGroup", SD_BUS_ARGS("s", name, "s", spec_json), SD_BUS_RESULT("o", group),
                                 method_create_group, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DeleteGroup", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_delete_group,

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -21,7 +22,9 @@
 #include "kvconf.h"
 #include "log.h"
 #include "manager.h"
+#include "netns.h"
 #include "process-util.h"
+#include "spawn.h"
 #include "spec.h"
 #include "virt.h"
 #include "vm.h"
@@ -48,6 +51,14 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
                         return -EINVAL;
                 }
                 snprintf(c->user, sizeof(c->user), "%s", value);
+                return 0;
+        } else if (streq(key, "network_mode")) {
+                int mode = network_mode_from_string(value);
+                if (mode < 0) {
+                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "network_mode must be auto, host or namespace");
+                        return -EINVAL;
+                }
+                c->network_mode = mode;
                 return 0;
         } else if (streq(key, "accelerator")) {
                 int a = vmgr_accel_from_string(value);
@@ -122,6 +133,8 @@ Manager *manager_free(Manager *m) {
         netadm_client_free(m->netadm);
         virt_free(m->virt);
         worker_pool_free(m->workers);
+        sd_event_source_disable_unref(m->netns_exit_source);
+        netns_free(m->netns);
         sd_bus_flush_close_unref(m->bus);
         sd_event_source_disable_unref(m->sigchld_source);
         sd_event_source_disable_unref(m->sigterm_source);
@@ -150,10 +163,21 @@ const char *network_mode_to_string(NetworkMode mode) {
         }
 }
 
+int network_mode_from_string(const char *s) {
+        if (streq(s, "auto"))
+                return NETWORK_MODE_AUTO;
+        if (streq(s, "host"))
+                return NETWORK_MODE_HOST;
+        if (streq(s, "namespace"))
+                return NETWORK_MODE_NAMESPACE;
+        return -EINVAL;
+}
+
 int manager_guest_socket(Manager *m, int family, int type, int protocol) {
         int fd;
 
-        (void) m;
+        if (m->netns)
+                return netns_socket(m->netns, family, type, protocol);
         fd = socket(family, type | SOCK_CLOEXEC, protocol);
         return fd < 0 ? -errno : fd;
 }
@@ -326,6 +350,74 @@ static void manager_log_sink(int level, const char *group, const char *vm, const
                 group_log_append(g->log, vm, GROUP_LOG_VMGRD, line, MIN((size_t) n, sizeof(line) - 1));
 }
 
+/* Whether the helper would run in host mode for us: it says itself
+ * (`vmgr-netadm --check`: capabilities, policy file, our group). Returns 1,
+ * or 0 with the helper's reason in why. */
+static int helper_admits_host_mode(Manager *m, char *why, size_t size) {
+        char *argv[] = { m->netadm_path, (char *) "--check", NULL };
+        SpawnResult res;
+        int r;
+
+        r = spawn_run(argv, 10 * 1000000ULL, why, size, &res);
+        if (r < 0) {
+                snprintf(why, size, "cannot run %s: %s", m->netadm_path, strerror(-r));
+                return 0;
+        }
+        if (spawn_exited_with(&res, 0))
+                return 1;
+        spawn_first_line(why);
+        if (!why[0])
+                snprintf(why, size, "%s --check failed", m->netadm_path);
+        return 0;
+}
+
+static int on_netns_holder_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+
+        /* Every group's network, libvirtd and QEMU went with it: nothing to save. */
+        log_error("The namespace holder (pid %d) exited: every group's network is gone; exiting",
+                  (int) netns_holder_pid(m->netns));
+        m->netns_exit_source = sd_event_source_disable_unref(m->netns_exit_source);
+        return sd_event_exit(m->event, 1);
+}
+
+/* Settle the network mode, and in namespace mode make the namespaces.
+ * Returns 0 or -errno (logged). */
+static int manager_network_setup(Manager *m) {
+        char why[512] = "";
+        int r;
+
+        switch (m->config.network_mode) {
+        case NETWORK_MODE_HOST:
+        case NETWORK_MODE_NAMESPACE:
+                m->network_mode = m->config.network_mode;
+                log_info("Network mode: %s (as configured)", network_mode_to_string(m->network_mode));
+                break;
+        default:
+                if (helper_admits_host_mode(m, why, sizeof(why))) {
+                        m->network_mode = NETWORK_MODE_HOST;
+                        log_info("Network mode: host (the helper %s may work in this network namespace)",
+                                 m->netadm_path);
+                } else {
+                        m->network_mode = NETWORK_MODE_NAMESPACE;
+                        log_info("Network mode: namespace (host mode is not available: %s)", why);
+                }
+        }
+        if (m->network_mode != NETWORK_MODE_NAMESPACE)
+                return 0;
+
+        r = netns_new(geteuid(), getegid(), &m->netns);
+        if (r < 0)
+                return r;
+        r = sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
+                            on_netns_holder_exit, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch the namespace holder: %s", strerror(-r));
+        log_info("Groups live in namespaces of vmgrd's own, held by pid %d; `vmgrctl enter` reaches them",
+                 (int) netns_holder_pid(m->netns));
+        return 0;
+}
+
 int manager_startup(Manager *m) {
         _cleanup_free_ char *groups_state = NULL, *groups_run = NULL, *lock = NULL, *probe = NULL;
         const char *why;
@@ -373,7 +465,11 @@ int manager_startup(Manager *m) {
                 return log_error_errno(r, "Failed to set up signal handling: %s", strerror(-r));
         (void) sd_event_source_set_priority(m->sigchld_source, SD_EVENT_PRIORITY_NORMAL + 10);
 
-        r = netadm_client_new(m->event, m->netadm_path, &m->netadm);
+        r = manager_network_setup(m);
+        if (r < 0)
+                return r;
+
+        r = netadm_client_new(m->event, m->netadm_path, m->netns, &m->netadm);
         if (r < 0)
                 return log_oom();
         r = worker_pool_new(m->event, WORKER_THREADS, &m->workers);
@@ -475,6 +571,10 @@ static int on_finish_shutdown(sd_event_source *s, void *userdata) {
 
         netadm_client_close(m->netadm);
         m->virt = virt_free(m->virt);
+        /* Namespace mode: SIGKILL to the holder ends everything left in its
+         * namespaces (it ignores SIGTERM, as PID 1 of its namespace). */
+        m->netns_exit_source = sd_event_source_disable_unref(m->netns_exit_source);
+        m->netns = netns_free(m->netns);
         (void) signal_children(SIGTERM);
         if (wait_children(CHILDREN_GRACE_USEC) < 0) {
                 log_warning("Some processes did not exit on SIGTERM; killing them");

@@ -9,6 +9,7 @@
 #include "worker.h"
 
 typedef struct Virt Virt;
+typedef struct Netns Netns;
 
 typedef struct Group Group;
 
@@ -37,6 +38,8 @@ typedef struct Manager {
         NetadmClient *netadm;
         WorkerPool *workers;            /* blocking work: libvirt calls, disks, probes */
         Virt *virt;                     /* private libvirtd, started on first use */
+        Netns *netns;                   /* namespace mode: the namespaces and their holder */
+        sd_event_source *netns_exit_source;
 
         char *state_dir;                /* groups/<name>.json live under it */
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
@@ -62,7 +65,12 @@ int manager_config_load(ManagerConfig *config, const char *path);
 int manager_new(Manager **ret);
 Manager *manager_free(Manager *m);
 
-/* Directories, lock, signals, helper, leftovers of a previous instance.
+/* Parse a network mode's name ("auto", "host", "namespace"). Returns the
+ * mode or -EINVAL. */
+int network_mode_from_string(const char *s);
+
+/* Directories, lock, signals, network mode (and its namespaces), helper,
+ * leftovers of a previous instance.
  * Returns 0 or -errno (logged). */
 int manager_startup(Manager *m);
 

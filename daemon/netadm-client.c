@@ -13,6 +13,7 @@
 #include "log.h"
 #include "macro.h"
 #include "netadm-client.h"
+#include "netns.h"
 #include "process-util.h"
 
 /* Every operation takes milliseconds; one that takes this long means the helper is stuck. */
@@ -31,6 +32,7 @@ struct NetadmCall {
 struct NetadmClient {
         sd_event *event;
         char *path;
+        Netns *netns;                   /* namespace mode: the helper runs in there */
         int fd;
         pid_t pid;
         sd_event_source *io;
@@ -40,7 +42,7 @@ struct NetadmClient {
         unsigned n_pending;
 };
 
-int netadm_client_new(sd_event *event, const char *path, NetadmClient **ret) {
+int netadm_client_new(sd_event *event, const char *path, Netns *netns, NetadmClient **ret) {
         NetadmClient *c;
 
         c = calloc(1, sizeof(*c));
@@ -52,6 +54,7 @@ int netadm_client_new(sd_event *event, const char *path, NetadmClient **ret) {
                 return -ENOMEM;
         }
         c->event = sd_event_ref(event);
+        c->netns = netns;
         c->fd = -EBADF;
         c->next_serial = 1;
         *ret = c;
@@ -138,9 +141,9 @@ static int helper_start(NetadmClient *c) {
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return log_error_errno(errno, "Failed to create the vmgr-netadm socket: %s", strerror(errno));
 
-        pid = fork();
+        pid = netns_fork(c->netns);
         if (pid < 0) {
-                r = -errno;
+                r = pid;
                 close(sv[0]);
                 close(sv[1]);
                 return log_error_errno(r, "Failed to fork vmgr-netadm: %s", strerror(-r));
@@ -149,6 +152,11 @@ static int helper_start(NetadmClient *c) {
                 /* A session of its own: a Ctrl-C meant for vmgrd must not reach the
                  * helper, which vmgrd still needs to tear the groups down. */
                 (void) setsid();
+                /* In namespace mode the network capabilities of the user
+                 * namespace are all the helper gets (no file capabilities
+                 * count in there, and it needs none). */
+                if (c->netns && netns_child_keep_net_caps() < 0)
+                        _exit(127);
                 /* dup2 clears O_CLOEXEC on the new fd; if sv[1] already is 3, clear it by hand. */
                 if (sv[1] == VMGR_NETADM_FD) {
                         if (fcntl(VMGR_NETADM_FD, F_SETFD, 0) < 0)

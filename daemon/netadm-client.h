@@ -16,6 +16,7 @@
 #include "netadm-proto.h"
 
 typedef struct NetadmClient NetadmClient;
+typedef struct Netns Netns;
 
 /* Called exactly once per call. error is 0 or -errno (from the helper or the
  * transport); message says why; pidfd is >= 0 only for a successful
@@ -23,7 +24,7 @@ typedef struct NetadmClient NetadmClient;
 typedef void (*netadm_handler_t)(int error, const char *message, int pid, int pidfd, void *userdata);
 
 /* Returns 0 and a client that will run the helper at path, or -errno. */
-int netadm_client_new(sd_event *event, const char *path, NetadmClient **ret);
+int netadm_client_new(sd_event *event, const char *path, Netns *netns, NetadmClient **ret);
 void netadm_client_free(NetadmClient *c);
 
 /* Queue a call. Returns 0 if the handler will be called, -errno if it will not

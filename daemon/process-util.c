@@ -156,6 +156,25 @@ int wait_children(uint64_t timeout_usec) {
         }
 }
 
+pid_t pidfd_get_pid(int pidfd) {
+        char path[64], line[128];
+        FILE *f;
+        int pid = -ENOENT;
+
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "Pid: %d", &pid) == 1)
+                        break;
+        fclose(f);
+        /* -1: the process has exited; 0: it is not in our PID namespace. */
+        if (pid == -1)
+                return -ESRCH;
+        return pid > 0 ? pid : -ENOENT;
+}
+
 int pidfd_open_pid(pid_t pid) {
         int fd = (int) syscall(SYS_pidfd_open, pid, 0);
         return fd < 0 ? -errno : fd;

@@ -36,6 +36,11 @@ int wait_children(uint64_t timeout_usec);
 int pidfd_open_pid(pid_t pid);
 int pidfd_signal(int pidfd, int sig);
 
+/* The pid of the process behind pidfd, as our PID namespace sees it (a
+ * pid reported from inside another PID namespace means something else
+ * here). Returns the pid, or -errno (-ESRCH: it has exited). */
+pid_t pidfd_get_pid(int pidfd);
+
 /* Whether the process behind pidfd has exited (pidfd readable). */
 bool pidfd_exited(int pidfd);
 

@@ -18,6 +18,7 @@
 #include "manager.h"
 #include "process-util.h"
 #include "virt.h"
+#include "netns.h"
 
 #define LIBVIRTD_PATH "/usr/sbin/libvirtd"
 #define LIBVIRTD_SOCKET_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -551,9 +552,10 @@ static int libvirtd_spawn(Virt *v) {
                 return log_oom();
         (void) unlink(v->socket_path);
 
-        pid = fork();
+        /* In namespace mode libvirtd, and so QEMU, live in vmgrd's namespaces. */
+        pid = netns_fork(v->manager->netns);
         if (pid < 0)
-                return log_error_errno(errno, "Cannot fork libvirtd: %m");
+                return log_error_errno(-pid, "Cannot fork libvirtd: %s", strerror(-pid));
         if (pid == 0) {
                 int fd;
 

@@ -36,6 +36,9 @@ static void help(void) {
                "  --netadm PATH       privileged helper (default %s)\n"
                "  --config FILE       configuration file (key = value)\n"
                "  --user NAME         when started as root, the user to run as (default vmgr)\n"
+               "  --network-mode MODE where groups' networks live: host (through the helper),\n"
+               "                      namespace (namespaces of vmgrd's own, no privilege) or\n"
+               "                      auto (default: host if the helper admits us, else namespace)\n"
                "  -h --help           show this help\n"
                "     --version        show the version\n",
                VMGR_NETADM_PATH);
@@ -75,6 +78,7 @@ static int find_mkguest(char **ret) {
 }
 
 static const char *user_override;
+static int network_mode_override = -1;
 
 /* Started as root: hand everything (the directories, then ourselves, and so
  * every process we start: libvirtd, QEMU, dnsmasq, the helper) to the
@@ -128,7 +132,8 @@ static int drop_privileges(Manager *m) {
 }
 
 static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
-        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_CACHE_DIR, ARG_NETADM, ARG_CONFIG, ARG_USER, ARG_VERSION };
+        enum { ARG_STATE_DIR = 0x100, ARG_RUNTIME_DIR, ARG_CACHE_DIR, ARG_NETADM, ARG_CONFIG, ARG_USER, ARG_NETWORK_MODE,
+               ARG_VERSION };
         static const struct option options[] = {
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
@@ -136,6 +141,7 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                 { "netadm", required_argument, NULL, ARG_NETADM },
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "user", required_argument, NULL, ARG_USER },
+                { "network-mode", required_argument, NULL, ARG_NETWORK_MODE },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {},
@@ -168,6 +174,14 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                         break;
                 case ARG_USER:
                         user_override = optarg;
+                        continue;
+                case ARG_NETWORK_MODE:
+                        network_mode_override = network_mode_from_string(optarg);
+                        if (network_mode_override < 0) {
+                                fprintf(stderr, "vmgrd: --network-mode must be auto, host or namespace, got \"%s\"\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
                         continue;
                 default:
                         return -EINVAL;
@@ -240,6 +254,8 @@ int main(int argc, char *argv[]) {
                 goto fail;
         if (user_override)
                 snprintf(m->config.user, sizeof(m->config.user), "%s", user_override);
+        if (network_mode_override >= 0)
+                m->config.network_mode = network_mode_override;
         /* As root, only the directories need root. The bus connection is made
          * afterwards, as the service user: a connection keeps the identity it
          * was made with, and one authenticated as root would give whoever

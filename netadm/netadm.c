@@ -33,6 +33,7 @@
 #include "netadm-proto.h"
 #include "netlink.h"
 #include "policy.h"
+#include "userns.h"
 #include "vmgr-config.h"
 
 #define NETADM_SETCAP_HINT "setcap cap_net_admin,cap_net_raw,cap_net_bind_service+ep " VMGR_NETADM_PATH
@@ -350,17 +351,22 @@ static void signals_reset(void) {
 }
 
 static void help(void) {
-        printf("Usage: vmgr-netadm [--version | --help]\n\n"
+        printf("Usage: vmgr-netadm [--check | --version | --help]\n\n"
                "vmgr's privileged network helper. vmgrd starts it with a socket on fd %d;\n"
-               "it is not meant to be run by hand.\n",
+               "it is not meant to be run by hand.\n\n"
+               "  --check   say whether the helper would work for the calling user in this\n"
+               "            network namespace (host mode), and exit 0 if so, 1 if not\n",
                VMGR_NETADM_FD);
 }
+
+static bool arg_check;
 
 /* Handle the command line. Returns 1 to go on, 0 to exit successfully, -EINVAL on misuse. */
 static int parse_argv(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
+                { "check", no_argument, NULL, 'c' },
                 {},
         };
         int c;
@@ -373,6 +379,9 @@ static int parse_argv(int argc, char *argv[]) {
                 case 'V':
                         printf("vmgr-netadm %s\n", VMGR_VERSION);
                         return 0;
+                case 'c':
+                        arg_check = true;
+                        break;
                 default:
                         return -EINVAL;
                 }
@@ -387,6 +396,7 @@ int main(int argc, char *argv[]) {
         struct netadm m = { .uid = getuid() };
         char msg[VMGR_NETADM_MESSAGE_MAX] = "";
         pid_t parent = getppid();
+        bool namespace_mode;
         int r;
 
         /* First of all: nothing runs with an effective capability until
@@ -405,16 +415,35 @@ int main(int argc, char *argv[]) {
         if (r <= 0)
                 return r < 0 ? 1 : 0;
 
-        r = control_socket_check(VMGR_NETADM_FD);
+        /* Where are we? In the initial user namespace our capabilities act
+         * on the host's network, under the administrator's policy. In a user
+         * namespace of vmgrd's own (namespace mode) they act only on
+         * namespaces that user namespace owns, which the user may change
+         * anyway: no policy applies there, and none is needed. */
+        r = vmgr_userns_is_initial();
         if (r < 0) {
-                fprintf(stderr,
-                        "vmgr-netadm: fd %d is not a SOCK_SEQPACKET socket (%s).\n"
-                        "vmgr-netadm is started by vmgrd with a socket on fd %d and is not meant to be run by hand.\n",
-                        VMGR_NETADM_FD, strerror(-r), VMGR_NETADM_FD);
+                fprintf(stderr, "vmgr-netadm: cannot tell which user namespace this is: %s\n", strerror(-r));
                 return 1;
         }
-        /* Only stdio and the control socket are meant for us. */
-        (void) close_range(VMGR_NETADM_FD + 1, ~0U, 0);
+        namespace_mode = r == 0;
+        if (arg_check && namespace_mode) {
+                fprintf(stderr, "vmgr-netadm: not in the initial user namespace: host mode is not available here\n");
+                return 1;
+        }
+
+        if (!arg_check) {
+                r = control_socket_check(VMGR_NETADM_FD);
+                if (r < 0) {
+                        fprintf(stderr,
+                                "vmgr-netadm: fd %d is not a SOCK_SEQPACKET socket (%s).\n"
+                                "vmgr-netadm is started by vmgrd with a socket on fd %d and is not meant to be run by "
+                                "hand.\n",
+                                VMGR_NETADM_FD, strerror(-r), VMGR_NETADM_FD);
+                        return 1;
+                }
+                /* Only stdio and the control socket are meant for us. */
+                (void) close_range(VMGR_NETADM_FD + 1, ~0U, 0);
+        }
         /* Ignored and blocked signals survive exec: an ignored SIGCHLD would
          * make waitpid() of the dnsmasq intermediate fail, a blocked SIGTERM
          * would defeat the parent-death signal below. */
@@ -427,18 +456,23 @@ int main(int argc, char *argv[]) {
         }
 
         /* Do not outlive vmgrd; if it died before we asked, go now. */
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 || getppid() != parent)
+        if (!arg_check && (prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) < 0 || getppid() != parent))
                 return 1;
 
-        r = policy_load(VMGR_NETADM_CONFIG, &m.policy, msg);
-        if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: %s\n", msg);
-                return 1;
+        if (namespace_mode)
+                policy_namespace(&m.policy);
+        else {
+                r = policy_load(VMGR_NETADM_CONFIG, &m.policy, msg);
+                if (r >= 0)
+                        r = policy_check_caller(&m.policy, m.uid, getgid(), msg);
+                if (r < 0) {
+                        fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                        return 1;
+                }
         }
-        r = policy_check_caller(&m.policy, m.uid, getgid(), msg);
-        if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: %s\n", msg);
-                return 1;
+        if (arg_check) {
+                printf("vmgr-netadm: host mode is available for uid %u\n", (unsigned) m.uid);
+                return 0;
         }
         /* The socket must come from the caller, not be handed on by somebody else. */
         r = policy_check_peer(VMGR_NETADM_FD, m.uid, msg);

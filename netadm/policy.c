@@ -153,6 +153,17 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
         return -EINVAL;
 }
 
+void policy_namespace(struct netadm_policy *ret) {
+        *ret = (struct netadm_policy) {
+                .ipv4_pool = { htonl(0x0a000000u) },
+                .ipv4_pool_len = 8,
+                .ipv6_pool = { { { 0xfd } } },
+                .ipv6_pool_len = 8,
+                .max_groups_per_user = NETADM_LIMIT_DEFAULT,
+                .max_taps_per_group = NETADM_LIMIT_DEFAULT,
+        };
+}
+
 int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         struct netadm_policy p = {
                 .allowed_group = VMGR_NETADM_DEFAULT_GROUP,

@@ -43,6 +43,12 @@ struct netadm_policy {
  * naming the file, and the line when one is wrong. */
 int policy_load(const char *path, struct netadm_policy *ret, char *msg);
 
+/* The policy in a user namespace of vmgrd's own (namespace mode): no file
+ * (the administrator's policy governs the host's network, not the user's own
+ * namespaces), the pools every derived address lies in (10.0.0.0/8,
+ * fd00::/8), the default limits. */
+void policy_namespace(struct netadm_policy *ret);
+
 /* Check that the calling user may use the helper: real uid 0, or the real gid
  * or a supplementary group is the allowed group. Returns 0, or -EPERM (or
  * -errno on lookup failure) with a sentence in msg. */

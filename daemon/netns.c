@@ -1,0 +1,531 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fd-util.h"
+#include "log.h"
+#include "macro.h"
+#include "netns.h"
+#include "process-util.h"
+
+#define NETNS_MAGIC 0x766e7331u /* "vns1" */
+#define NETNS_HOLDER_NAME "vmgrd-netns"
+/* The holder answers within microseconds; a second means it is wedged. */
+#define NETNS_REPLY_TIMEOUT_MS 1000
+#define NETNS_START_TIMEOUT_MS 5000
+
+/* vmgrd -> holder: make a socket. */
+struct netns_request {
+        uint32_t magic;
+        int32_t family;
+        int32_t type;
+        int32_t protocol;
+};
+
+/* holder -> vmgrd: 0 and the fd, or -errno. Also the holder's first
+ * message, once its namespaces are set up (no fd). */
+struct netns_reply {
+        uint32_t magic;
+        int32_t error;
+        char stage[48];         /* what failed, for the start-up message */
+};
+
+struct Netns {
+        pid_t pid;
+        int pidfd;
+        int sock;
+        int userns_fd, netns_fd, pidns_fd, mntns_fd;
+};
+
+static int clone3_call(struct clone_args *args) {
+        return (int) syscall(SYS_clone3, args, sizeof(*args));
+}
+
+/* --- the holder ------------------------------------------------------ */
+
+/* In the holder: bring lo up (the groups' service addresses live on it). */
+static int holder_loopback_up(void) {
+        struct ifreq ifr = {};
+        int fd, r = 0;
+
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        strcpy(ifr.ifr_name, "lo");
+        if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+                r = -errno;
+        else {
+                ifr.ifr_flags |= IFF_UP;
+                if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+                        r = -errno;
+        }
+        (void) close(fd);
+        return r;
+}
+
+/* In the holder: a /proc of our PID namespace, and a /sys of our network
+ * namespace, in a mount namespace of our own (everything else is vmgrd's
+ * view, and follows it: the new mount namespace receives vmgrd's mounts).
+ * Programs inside find themselves under their own pid in /proc (libvirt
+ * reads /proc/PID of its QEMUs, the sanitizers /proc/PID/task).
+ * Returns 0 or -errno. */
+static int holder_mount_proc(void) {
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+                return -errno;
+        /* Best effort: nothing of vmgr's reads /sys/class/net, but people in
+         * `vmgrctl enter` may. */
+        (void) mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+        return 0;
+}
+
+/* In the holder: let the user's processes in here send ICMP echo through
+ * ping sockets (a new network namespace allows nobody), so that `vmgrctl
+ * enter -- ping` needs no capability. Returns 0 or -errno. */
+static int holder_allow_ping(gid_t gid) {
+        char buf[64];
+        int fd, len, r = 0;
+
+        len = snprintf(buf, sizeof(buf), "%u %u\n", (unsigned) gid, (unsigned) gid);
+        fd = open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, buf, (size_t) len) != len)
+                r = -errno ?: -EIO;
+        (void) close(fd);
+        return r;
+}
+
+static void holder_report(int sock, int error, const char *stage) {
+        struct netns_reply rep = { .magic = NETNS_MAGIC, .error = error };
+
+        strncpy(rep.stage, stage, sizeof(rep.stage) - 1);
+        (void) vmgr_datagram_send(sock, &rep, sizeof(rep), -EBADF);
+}
+
+/* Serve one socket request. Returns 0, or -errno when the connection is over. */
+static int holder_serve(int sock) {
+        struct netns_request req;
+        struct netns_reply rep = { .magic = NETNS_MAGIC };
+        int n, fd = -EBADF, base;
+
+        n = vmgr_datagram_receive(sock, &req, sizeof(req), MSG_DONTWAIT, NULL, NULL);
+        if (n == -EAGAIN || n == -EINTR)
+                return 0;
+        if (n <= 0)
+                return n < 0 ? n : -ECONNRESET;
+        base = req.type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if ((size_t) n != sizeof(req) || req.magic != NETNS_MAGIC)
+                return -EBADMSG;
+        if ((req.family != AF_INET && req.family != AF_INET6) || (base != SOCK_STREAM && base != SOCK_DGRAM))
+                rep.error = -EAFNOSUPPORT;
+        else {
+                fd = socket(req.family, req.type | SOCK_CLOEXEC, req.protocol);
+                if (fd < 0)
+                        rep.error = -errno;
+        }
+        n = vmgr_datagram_send(sock, &rep, sizeof(rep), fd);
+        if (fd >= 0)
+                (void) close(fd);
+        return n;
+}
+
+/* PID 1 of the new PID namespace, in the new user and network namespaces.
+ * Cloned from vmgrd, never exec'd: only async-signal-safe calls. */
+_noreturn_ static void holder_main(int sync_fd, int sock, gid_t gid) {
+        sigset_t mask;
+        char c;
+        int sfd, r;
+
+        /* Die with vmgrd. Had it died already, the read below sees EOF. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                _exit(1);
+        /* vmgrd writes our uid and gid maps, then a byte. */
+        if (read(sync_fd, &c, 1) != 1)
+                _exit(1);
+        (void) close(sync_fd);
+        (void) prctl(PR_SET_NAME, NETNS_HOLDER_NAME);
+
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void) signal(sig, SIG_DFL);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        (void) sigprocmask(SIG_SETMASK, &mask, NULL);
+        sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0) {
+                holder_report(sock, -errno, "signalfd");
+                _exit(1);
+        }
+
+        r = holder_mount_proc();
+        if (r < 0) {
+                holder_report(sock, r, "mounting /proc");
+                _exit(1);
+        }
+        r = holder_loopback_up();
+        if (r < 0) {
+                holder_report(sock, r, "bringing lo up");
+                _exit(1);
+        }
+        r = holder_allow_ping(gid);
+        if (r < 0) {
+                holder_report(sock, r, "setting net.ipv4.ping_group_range");
+                _exit(1);
+        }
+        holder_report(sock, 0, "");
+
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = sock, .events = POLLIN },
+                        { .fd = sfd, .events = POLLIN },
+                };
+
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        _exit(1);
+                }
+                if (p[1].revents) {
+                        struct signalfd_siginfo si;
+
+                        while (read(sfd, &si, sizeof(si)) > 0)
+                                ;
+                        /* Orphans of our PID namespace (dnsmasq, QEMU) end up ours. */
+                        while (waitpid(-1, NULL, WNOHANG) > 0)
+                                ;
+                }
+                if (p[0].revents && holder_serve(sock) < 0)
+                        _exit(0); /* vmgrd is gone or confused: everything goes */
+        }
+}
+
+/* --- in vmgrd ------------------------------------------------------- */
+
+static int write_proc_file(pid_t pid, const char *name, const char *text) {
+        char path[64];
+        ssize_t len = (ssize_t) strlen(text);
+        int fd, r = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, name);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, text, (size_t) len) != len)
+                r = -errno ?: -EIO;
+        (void) close(fd);
+        return r;
+}
+
+/* Read a one-number sysctl; -1 when absent or unreadable. */
+static long sysctl_number(const char *path) {
+        FILE *f = fopen(path, "re");
+        long v = -1;
+
+        if (!f)
+                return -1;
+        if (fscanf(f, "%ld", &v) != 1)
+                v = -1;
+        fclose(f);
+        return v;
+}
+
+/* Log why a user namespace could not be made, naming the setting. */
+static int log_userns_refused(int r, const char *what) {
+        long max = sysctl_number("/proc/sys/user/max_user_namespaces");
+        long apparmor = sysctl_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns");
+
+        if (max == 0)
+                return log_error_errno(-r,
+                                       "Namespace mode needs a user namespace, and %s failed (%s): user namespaces "
+                                       "are disabled here (user.max_user_namespaces = 0); raise it, or run in host "
+                                       "mode with the installed helper",
+                                       what, strerror(-r));
+        if (apparmor > 0)
+                return log_error_errno(-r,
+                                       "Namespace mode needs a user namespace, and %s failed (%s): AppArmor restricts "
+                                       "unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns "
+                                       "= %ld); allow them for vmgrd with an AppArmor profile, or run in host mode",
+                                       what, strerror(-r), apparmor);
+        return log_error_errno(-r,
+                               "Namespace mode needs a user namespace, and %s failed (%s): user namespaces are not "
+                               "allowed for this user here (check user.max_user_namespaces, "
+                               "kernel.apparmor_restrict_unprivileged_userns, a seccomp filter or the container "
+                               "vmgrd runs in), or run in host mode",
+                               what, strerror(-r));
+}
+
+static int open_ns(pid_t pid, const char *name) {
+        char path[64];
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int) pid, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int netns_new(uid_t uid, gid_t gid, Netns **ret) {
+        _cleanup_free_ Netns *n = NULL;
+        int sv[2], sync_pipe[2], pidfd = -EBADF;
+        struct netns_reply rep;
+        char map[64];
+        int r;
+
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return log_oom();
+        n->pidfd = n->sock = n->userns_fd = n->netns_fd = n->pidns_fd = n->mntns_fd = -EBADF;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return log_error_errno(errno, "Cannot create the namespace holder's socket: %m");
+        if (pipe2(sync_pipe, O_CLOEXEC) < 0) {
+                r = -errno;
+                close(sv[0]);
+                close(sv[1]);
+                return log_error_errno(-r, "Cannot create a pipe: %s", strerror(-r));
+        }
+
+        struct clone_args args = {
+                .flags = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWNS | CLONE_PIDFD,
+                .pidfd = (uint64_t) (uintptr_t) &pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        n->pid = clone3_call(&args);
+        if (n->pid == 0) {
+                close(sv[0]);
+                close(sync_pipe[1]);
+                holder_main(sync_pipe[0], sv[1], gid);
+        }
+        r = n->pid < 0 ? -errno : 0;
+        close(sv[1]);
+        close(sync_pipe[0]);
+        n->sock = sv[0];
+        if (r < 0) {
+                close(sync_pipe[1]);
+                close(n->sock);
+                return log_userns_refused(r, "creating it");
+        }
+        n->pidfd = pidfd;
+
+        /* Our uid and gid, mapped to themselves: nothing else exists in
+         * there (other owners show as the overflow id). setgroups must be
+         * denied before an unprivileged process may write a gid map. */
+        snprintf(map, sizeof(map), "%u %u 1\n", (unsigned) uid, (unsigned) uid);
+        r = write_proc_file(n->pid, "uid_map", map);
+        if (r >= 0)
+                r = write_proc_file(n->pid, "setgroups", "deny");
+        if (r >= 0) {
+                snprintf(map, sizeof(map), "%u %u 1\n", (unsigned) gid, (unsigned) gid);
+                r = write_proc_file(n->pid, "gid_map", map);
+        }
+        if (r < 0) {
+                close(sync_pipe[1]);
+                (void) netns_free(TAKE_PTR(n));
+                return log_userns_refused(r, "mapping our uid into it");
+        }
+        if (write(sync_pipe[1], "x", 1) != 1) {
+                r = -errno;
+                close(sync_pipe[1]);
+                (void) netns_free(TAKE_PTR(n));
+                return log_error_errno(-r, "Cannot start the namespace holder: %s", strerror(-r));
+        }
+        close(sync_pipe[1]);
+
+        struct pollfd p = { .fd = n->sock, .events = POLLIN };
+        r = poll(&p, 1, NETNS_START_TIMEOUT_MS);
+        if (r > 0)
+                r = vmgr_datagram_receive(n->sock, &rep, sizeof(rep), MSG_DONTWAIT, NULL, NULL);
+        else if (r == 0)
+                r = -ETIMEDOUT;
+        else
+                r = -errno;
+        if (r >= 0 && ((size_t) r != sizeof(rep) || rep.magic != NETNS_MAGIC))
+                r = -EBADMSG;
+        if (r >= 0 && rep.error < 0) {
+                rep.stage[sizeof(rep.stage) - 1] = 0;
+                r = rep.error;
+                (void) netns_free(TAKE_PTR(n));
+                return log_error_errno(-r, "The namespace holder failed %s: %s", rep.stage, strerror(-r));
+        }
+        if (r < 0) {
+                (void) netns_free(TAKE_PTR(n));
+                return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
+        }
+
+        n->userns_fd = open_ns(n->pid, "user");
+        n->netns_fd = open_ns(n->pid, "net");
+        n->pidns_fd = open_ns(n->pid, "pid");
+        n->mntns_fd = open_ns(n->pid, "mnt");
+        if (n->userns_fd < 0 || n->netns_fd < 0 || n->pidns_fd < 0 || n->mntns_fd < 0) {
+                r = n->userns_fd < 0 ? n->userns_fd
+                    : n->netns_fd < 0 ? n->netns_fd
+                    : n->pidns_fd < 0 ? n->pidns_fd
+                                      : n->mntns_fd;
+                (void) netns_free(TAKE_PTR(n));
+                return log_error_errno(-r, "Cannot open the namespaces of the holder: %s", strerror(-r));
+        }
+        log_debug("Namespace holder running as pid %d", (int) n->pid);
+        *ret = TAKE_PTR(n);
+        return 0;
+}
+
+Netns *netns_free(Netns *n) {
+        if (!n)
+                return NULL;
+        /* The holder is PID 1 of its namespace: SIGKILL takes everything in it. */
+        if (n->pidfd >= 0) {
+                (void) pidfd_signal(n->pidfd, SIGKILL);
+                struct pollfd p = { .fd = n->pidfd, .events = POLLIN };
+                (void) poll(&p, 1, 2000);
+                siginfo_t si;
+                (void) waitid(P_PIDFD, (id_t) n->pidfd, &si, WEXITED | WNOHANG);
+        }
+        safe_close(n->pidfd);
+        safe_close(n->sock);
+        safe_close(n->userns_fd);
+        safe_close(n->netns_fd);
+        safe_close(n->pidns_fd);
+        safe_close(n->mntns_fd);
+        free(n);
+        return NULL;
+}
+
+pid_t netns_holder_pid(const Netns *n) {
+        return n->pid;
+}
+
+int netns_holder_pidfd(const Netns *n) {
+        return n->pidfd;
+}
+
+int netns_userns_fd(const Netns *n) {
+        return n->userns_fd;
+}
+
+int netns_netns_fd(const Netns *n) {
+        return n->netns_fd;
+}
+
+int netns_socket(Netns *n, int family, int type, int protocol) {
+        struct netns_request req = {
+                .magic = NETNS_MAGIC,
+                .family = family,
+                .type = type,
+                .protocol = protocol,
+        };
+        struct netns_reply rep;
+        int r, fd = -EBADF;
+
+        r = vmgr_datagram_send(n->sock, &req, sizeof(req), -EBADF);
+        if (r < 0)
+                return r;
+        struct pollfd p = { .fd = n->sock, .events = POLLIN };
+        do
+                r = poll(&p, 1, NETNS_REPLY_TIMEOUT_MS);
+        while (r < 0 && errno == EINTR);
+        if (r == 0)
+                return -ETIMEDOUT;
+        if (r < 0)
+                return -errno;
+        r = vmgr_datagram_receive(n->sock, &rep, sizeof(rep), MSG_DONTWAIT, &fd, NULL);
+        if (r < 0)
+                return r;
+        if ((size_t) r != sizeof(rep) || rep.magic != NETNS_MAGIC || (rep.error >= 0) != (fd >= 0)) {
+                safe_close(fd);
+                return -EBADMSG;
+        }
+        return rep.error < 0 ? rep.error : fd;
+}
+
+pid_t netns_fork(Netns *n) {
+        int report[2];
+        int32_t result = -EIO;
+        pid_t pid;
+        int r;
+
+        if (!n) {
+                pid = fork();
+                return pid < 0 ? -errno : pid;
+        }
+
+        if (pipe2(report, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                close(report[0]);
+                close(report[1]);
+                return r;
+        }
+        if (pid == 0) {
+                /* The intermediate: single-threaded, so it may join a user
+                 * namespace. Joining the PID namespace affects only its
+                 * children, so it clones the real child, as a child of
+                 * vmgrd's (CLONE_PARENT), and leaves. */
+                struct clone_args args = { .flags = CLONE_PARENT };
+                int32_t v;
+
+                close(report[0]);
+                if (setns(n->userns_fd, CLONE_NEWUSER) < 0 || setns(n->netns_fd, CLONE_NEWNET) < 0 ||
+                    setns(n->pidns_fd, CLONE_NEWPID) < 0 || setns(n->mntns_fd, CLONE_NEWNS) < 0)
+                        v = -errno;
+                else {
+                        v = clone3_call(&args);
+                        if (v == 0) {
+                                close(report[1]);
+                                return 0;
+                        }
+                        if (v < 0)
+                                v = -errno;
+                }
+                (void) !write(report[1], &v, sizeof(v));
+                _exit(0);
+        }
+
+        close(report[1]);
+        do
+                r = (int) read(report[0], &result, sizeof(result));
+        while (r < 0 && errno == EINTR);
+        close(report[0]);
+        /* The intermediate is reaped by vmgrd's SIGCHLD handling. */
+        if (r != sizeof(result))
+                return -EIO;
+        return result;
+}
+
+int netns_child_keep_net_caps(void) {
+        static const int caps[] = { CAP_NET_ADMIN, CAP_NET_RAW, CAP_NET_BIND_SERVICE };
+        struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct d[2] = {};
+
+        for (size_t i = 0; i < ELEMENTSOF(caps); i++) {
+                d[caps[i] / 32].permitted |= 1u << (caps[i] % 32);
+                d[caps[i] / 32].inheritable |= 1u << (caps[i] % 32);
+        }
+        d[0].effective = d[0].permitted;
+        d[1].effective = d[1].permitted;
+        if (syscall(SYS_capset, &h, d) < 0)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(caps); i++)
+                if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long) caps[i], 0, 0) < 0)
+                        return -errno;
+        return 0;
+}
