@@ -16,6 +16,7 @@
 #include "log.h"
 #include "macro.h"
 #include "netadm-proto.h"
+#include "netns.h"
 #include "outbound.h"
 #include "process-util.h"
 #include "spec.h"
@@ -58,7 +59,7 @@ static int pasta_start(Outbound *o);
 /* The namespace holder's pid, whose /proc/PID/ns/{user,net} pasta joins.
  * Returns it, or -EOPNOTSUPP when vmgrd has no namespace of its own. */
 static pid_t outbound_holder_pid(Manager *m) {
-        return -EOPNOTSUPP;
+        return m->netns ? netns_holder_pid(m->netns) : -EOPNOTSUPP;
 }
 
 /* Whether the routing table in /proc/net/FILE of vmgrd's own network

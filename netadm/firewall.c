@@ -15,6 +15,7 @@
 #include "firewall.h"
 #include "macro.h"
 #include "message.h"
+#include "userns.h"
 
 #define FIREWALL_REASON_MAX 128
 #define FIREWALL_CHAIN_MAX 32           /* "u" + uid + "-" + bridge name */
@@ -265,24 +266,6 @@ int firewall_group_create(unsigned uid, const char *group, char *msg) {
                            f.bridge, reason);
 }
 
-/* Whether the helper runs in the initial user namespace (host mode), where
- * its capabilities are real ones over the host's network. The initial
- * namespace maps all uids to themselves in one line, "0 0 4294967295"; one
- * that an unprivileged user made maps a single uid. Returns 1, 0, or -errno
- * when it cannot tell. */
-static int firewall_in_initial_userns(void) {
-        _cleanup_fclose_ FILE *f = NULL;
-        unsigned long inside, outside, count;
-        char rest[2];
-
-        f = fopen("/proc/self/uid_map", "re");
-        if (!f)
-                return -errno;
-        if (fscanf(f, "%lu %lu %lu", &inside, &outside, &count) != 3)
-                return -EIO;
-        return inside == 0 && outside == 0 && count == 4294967295UL && fscanf(f, "%1s", rest) != 1;
-}
-
 int firewall_group_delete(unsigned uid, const char *group, char *msg) {
         char cmd[FIREWALL_COMMANDS_MAX], reason[FIREWALL_REASON_MAX];
         struct firewall_group f;
@@ -309,7 +292,7 @@ int firewall_group_delete(unsigned uid, const char *group, char *msg) {
         /* An outbound group's element goes in the same transaction, so that
          * a later group of the same name never inherits it. Outbound exists
          * in namespace mode only: host mode pays nothing for it. */
-        if (firewall_in_initial_userns() == 0) {
+        if (vmgr_userns_is_initial() == 0) {
                 char with[FIREWALL_COMMANDS_MAX + 128];
 
                 snprintf(with, sizeof(with), "delete element inet vmgr outbound { \"%s\" . \"%s\" }\n%s",
@@ -362,7 +345,7 @@ int firewall_outbound_enable(unsigned uid, const char *group, char *msg) {
 
         /* In host mode this would make the host a router with NAT for any
          * member of the helper's group: never. */
-        r = firewall_in_initial_userns();
+        r = vmgr_userns_is_initial();
         if (r != 0)
                 return netadm_fail(msg, -EPERM,
                                    r > 0 ? "outbound is available in namespace mode only; vmgr-netadm does not "
