@@ -37,6 +37,19 @@ gid=$(id -g "$VMGR_USER")
 call=$VMGR_BUILD_DIR/netadm/vmgr-netadm-call
 python=/usr/bin/python3
 
+# --- 0. no routable interface yet ----------------------------------------------
+
+# Before the test's namespace has a default route: vmgrd says why outbound
+# cannot work instead of pasta's "No external routable interface".
+vmgr_start_bus
+vmgr_start_vmgrd --network-mode namespace
+check_eq "no default route: CreateGroup with outbound is InvalidArgs" org.freedesktop.DBus.Error.InvalidArgs \
+        "$(vmgr_call_error CreateGroup obnoroute '{"outbound": true}')"
+out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss obnoroute '{"outbound": true}' 2>&1) || true
+check_match "no default route: vmgrd says so" "needs a default route in vmgrd's own network namespace" "$out"
+vmgr_stop_vmgrd TERM
+check_eq "vmgrd exits 0 on SIGTERM" 0 "$VMGRD_STATUS"
+
 # --- the host's network: a veth to the peer ----------------------------------
 
 peer=vmgrob-${VMGR_TMP##*.}
@@ -118,7 +131,6 @@ check_empty "host mode: the outbound set stays empty" \
 vmgr_as_user "$call" "$VMGR_NETADM" group-delete obhost >/dev/null 2>&1 || true
 
 # vmgrd in host mode refuses an outbound group with a reason.
-vmgr_start_bus
 vmgr_start_vmgrd
 check_eq "host mode: CreateGroup with outbound is InvalidArgs" org.freedesktop.DBus.Error.InvalidArgs \
         "$(vmgr_call_error CreateGroup obvmgrd '{"outbound": true}')"
@@ -219,8 +231,8 @@ guest_add() {
         ip -n "${ns[$name]}" addr add "${ip6[$name]}/64" dev eth0 nodad
         ip -n "${ns[$name]}" addr add "${ip4[$name]}/24" dev eth0
         ip -n "${ns[$name]}" link set eth0 up
-        ip -n "${ns[$name]}" route add default via "${e[gateway4]}"
-        ip -n "${ns[$name]}" -6 route add default via "${e[gateway6]}"
+        ip -n "${ns[$name]}" route replace default via "${e[gateway4]}"
+        ip -n "${ns[$name]}" -6 route replace default via "${e[gateway6]}"
         # The bridge's own addresses must be past DAD to route.
         for ((i = 0; i < 150; i++)); do
                 in_ns_root ip -6 -o addr show dev "${e[bridge]}" | grep -q tentative || break
@@ -268,5 +280,64 @@ check_fails "a new group A without outbound does not inherit it" fetch a http://
 in_ns "$call" "$VMGR_NETADM" group-delete A >/dev/null 2>&1 || true
 in_ns "$call" "$VMGR_NETADM" group-delete B >/dev/null 2>&1 || true
 kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+pkill -KILL -u "$VMGR_USER" -x pasta 2>/dev/null || true
+pkill -KILL -u "$VMGR_USER" -x passt.avx2 2>/dev/null || true
+
+# --- 3. vmgrd in namespace mode -------------------------------------------------
+
+vmgr_start_vmgrd --network-mode namespace
+holder=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns || true)
+check "vmgrd runs its namespace holder" test -n "$holder"
+check_eq "no pasta before an outbound group" "" "$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)"
+check "a group without outbound is made" vmgrctl_as_user -q group create D
+check_eq "still no pasta" "" "$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)"
+check "CreateGroup with outbound succeeds" \
+        busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss C '{"outbound": true}'
+pasta_pid=$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)
+check "vmgrd runs pasta as its child" test -n "$pasta_pid"
+check_match "pasta attached to the holder's namespaces" "--netns /proc/$holder/ns/net --userns /proc/$holder/ns/user" \
+        "$(tr '\0' ' ' <"/proc/$pasta_pid/cmdline" 2>/dev/null)"
+sed -n 's/.*\(pasta (pid [0-9]*) is ready after [0-9.]* ms\).*/# vmgrd: \1/p' "$VMGR_TMP/vmgrd.log"
+vmgr_load_expected exp_C C
+vmgr_load_expected exp_D D
+check_match "C's bridge is in the namespace's outbound set" "\"${exp_C[bridge]}\" . \"vmgr-pasta\"" \
+        "$(in_ns_root nft list set inet vmgr outbound)"
+guest_add c C 60
+guest_add d D 60
+check_eq "C's guest fetches from the host's loopback" "from 127.0.0.1" "$(fetch c http://192.0.2.1:8000/ 2>&1)"
+check_eq "C's guest fetches from the host's loopback over IPv6" "from ::1" "$(fetch c 'http://[2001:db8::1]:8001/' 2>&1)"
+check_eq "C's guest fetches from the peer" "from 192.0.2.2" "$(fetch c http://198.51.100.7:8002/ 2>&1)"
+check_fails "D's guest (no outbound) does not reach the peer" fetch d http://198.51.100.7:8002/
+check_fails "D's guest (no outbound) does not reach the host's loopback" fetch d http://192.0.2.1:8000/
+
+# pasta dies: vmgrd starts it again, and the guest gets out again.
+kill -KILL "$pasta_pid"
+for ((i = 0; i < 250; i++)); do
+        new_pid=$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)
+        [ -n "$new_pid" ] && [ "$new_pid" != "$pasta_pid" ] && break
+        sleep 0.02
+done
+check "vmgrd restarts pasta" test -n "$new_pid" -a "$new_pid" != "$pasta_pid"
+for ((i = 0; i < 100; i++)); do
+        out=$(fetch c http://198.51.100.7:8002/ 2>&1) && break
+        sleep 0.05
+done
+check_eq "C's guest gets out again through the new pasta" "from 192.0.2.2" "$out"
+check_match "C's log says pasta was gone" "pasta exited" "$(cat "$VMGR_TMP/state/vmgr/groups/C/group.log" 2>&1)"
+
+check "delete group C" vmgrctl_as_user group delete C
+check_empty "C's outbound element went with it" \
+        "$(in_ns_root nft list set inet vmgr outbound | grep elements || true)"
+
+# vmgrd killed: pasta goes with it (PR_SET_PDEATHSIG).
+pasta_pid=$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)
+vmgr_stop_vmgrd KILL
+for ((i = 0; i < 250; i++)); do
+        kill -0 "$pasta_pid" 2>/dev/null || break
+        [ "$(ps -o stat= -p "$pasta_pid")" = Z ] && break
+        sleep 0.02
+done
+check_fails "pasta dies with a killed vmgrd" kill -0 "$pasta_pid"
 
 vmgr_finish
