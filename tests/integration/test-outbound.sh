@@ -299,6 +299,9 @@ check "vmgrd runs pasta as its child" test -n "$pasta_pid"
 check_match "pasta attached to the holder's namespaces" "--netns /proc/$holder/ns/net --userns /proc/$holder/ns/user" \
         "$(tr '\0' ' ' <"/proc/$pasta_pid/cmdline" 2>/dev/null)"
 sed -n 's/.*\(pasta (pid [0-9]*) is ready after [0-9.]* ms\).*/# vmgrd: \1/p' "$VMGR_TMP/vmgrd.log"
+for g in D C; do
+        echo "# $g's Timings: $(busctl_as_user get-property org.vmgr1 "$(vmgr_group_path "$g")" org.vmgr1.Group Timings 2>&1)"
+done
 vmgr_load_expected exp_C C
 vmgr_load_expected exp_D D
 check_match "C's bridge is in the namespace's outbound set" "\"${exp_C[bridge]}\" . \"vmgr-pasta\"" \
