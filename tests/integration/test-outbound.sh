@@ -333,8 +333,18 @@ check "delete group C" vmgrctl_as_user group delete C
 check_empty "C's outbound element went with it" \
         "$(in_ns_root nft list set inet vmgr outbound | grep elements || true)"
 
-# vmgrd killed: pasta goes with it (PR_SET_PDEATHSIG).
+# vmgrd stopped with pasta running: an orderly exit, nothing left.
 pasta_pid=$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)
+vmgr_stop_vmgrd TERM
+check_eq "vmgrd with pasta exits 0 on SIGTERM" 0 "$VMGRD_STATUS"
+check_fails "pasta is gone after vmgrd's orderly exit" kill -0 "$pasta_pid"
+
+# vmgrd killed: pasta goes with it (PR_SET_PDEATHSIG).
+vmgr_start_vmgrd --network-mode namespace
+check "an outbound group in a new vmgrd" \
+        busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss E '{"outbound": true}'
+pasta_pid=$(pgrep -P "$VMGRD_PID" -f "^pasta " || true)
+check "the new vmgrd runs pasta" test -n "$pasta_pid"
 vmgr_stop_vmgrd KILL
 for ((i = 0; i < 250; i++)); do
         kill -0 "$pasta_pid" 2>/dev/null || break
