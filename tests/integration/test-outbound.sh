@@ -11,16 +11,22 @@
 # a guest reaches runs in the test's namespace (on loopback) or in the peer:
 # nothing leaves the namespaces this test made.
 #
+# 0. vmgrd in namespace mode before the test's namespace has a default
+#    route: CreateGroup with outbound is InvalidArgs, saying why.
 # 1. Host mode: the setcap'd helper refuses OUTBOUND_ENABLE, so a member of
-#    group vmgr never gets forwarding or NAT on the host through it.
+#    group vmgr never gets forwarding or NAT on the host through it; vmgrd
+#    refuses an outbound group with InvalidArgs.
 # 2. The helper and pasta in a user and network namespace of the test
-#    user's own, made as vmgrd's namespace mode makes it: an outbound
-#    group's guest (a veth) fetches from the host's loopback through pasta's
-#    gateway address, and from the peer; a group without outbound reaches
-#    neither, nor does a guest posing with another group's address; deleting
-#    the group takes its outbound away.
-# 3. vmgrd in namespace mode, when it has one: CreateGroup with outbound,
-#    its guest reaches the host, and refusals with clear reasons.
+#    user's own, made by hand as namespace mode makes it: an outbound
+#    group's guest (a veth) fetches from the host's loopback through
+#    pasta's gateway address, and from the peer; a group without outbound
+#    reaches neither, nor does a guest posing with another group's address;
+#    deleting the group takes its outbound away.
+# 3. vmgrd in namespace mode: pasta started for the first outbound group,
+#    its guest reaches the host, pasta restarted when it dies, gone when
+#    vmgrd exits or is killed.
+#
+# vmgrd runs in both modes here, as the test chooses: a test of one mode.
 
 source "$(dirname "$0")/lib.sh"
 vmgr_require_root
