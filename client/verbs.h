@@ -79,6 +79,7 @@ int verb_console(char **args, size_t n_args, const struct ctl_options *o);
 int verb_addr(char **args, size_t n_args, const struct ctl_options *o);
 /* verb-agent.c; exec returns the process's exit status (> 0) to exit with. */
 int verb_exec(char **args, size_t n_args, const struct ctl_options *o);
+int verb_enter(char **args, size_t n_args, const struct ctl_options *o);
 int verb_cp(char **args, size_t n_args, const struct ctl_options *o);
 int verb_wait(char **args, size_t n_args, const struct ctl_options *o);
 /* verb-logs.c: a group's log stream, evidence bundle and timings. */

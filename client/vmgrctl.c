@@ -88,6 +88,7 @@ static const struct verb verbs[] = {
         { "wait", NULL, 1, 2, VERB_OPT_TIMEOUT, "GROUP [VM] [--timeout SEC]", verb_wait },
         { "serve", NULL, 2, 2, VERB_OPT_NAME, "GROUP FILE [--name NAME]", verb_serve },
         { "unserve", NULL, 2, 2, 0, "GROUP NAME", verb_unserve },
+        { "enter", NULL, 0, SIZE_MAX, 0, "[-- CMD...]", verb_enter },
         { "served", NULL, 1, 1, 0, "GROUP", verb_served },
 };
 
@@ -140,6 +141,12 @@ static void help(void) {
                "                                   (default: its base name); print its URL\n"
                "  unserve GROUP NAME               Stop serving NAME\n"
                "  served GROUP                     List the files a group serves\n"
+               "\n"
+               "Reaching the guests:\n"
+               "  enter [-- CMD...]                Run CMD (default: your shell) where the\n"
+               "                                   guests are reachable: inside vmgrd's user\n"
+               "                                   and network namespaces in namespace mode,\n"
+               "                                   here in host mode; its exit status is ours\n"
                "\n"
                "Address commands (offline, no vmgrd needed; they derive from the\n"
                "owner's uid, by default ours):\n"

@@ -206,6 +206,20 @@ expect_reply "a user outside group vmgr is refused at start-up" 2 "uid $(id -u v
 derive outsider-g
 check "the refused user's group was not created" bash -c "! ip link show dev $br >/dev/null 2>&1"
 
+# Outside the initial user namespace the helper reads no policy (namespace
+# mode: its capabilities are the user namespace's own). An outsider who runs
+# the setcap'd helper from a user namespace of its own, against the host's
+# network namespace, must gain nothing from that: the capabilities it holds
+# there do not reach a network namespace the initial user namespace owns.
+set +e
+out=$(as vmgr-outsider unshare --user --map-current-user -- "$call" "$helper" group-create outsider-userns 2>&1)
+rc=$?
+set -e
+expect_reply "an outsider in a user namespace of its own skips the policy, but the kernel refuses it the host's network" \
+        1 "Operation not permitted"
+derive outsider-userns "$(id -u vmgr-outsider)"
+check "the outsider's group was not created from its user namespace" bash -c "! ip link show dev $br >/dev/null 2>&1"
+
 # Copies of the helper with the wrong privileges.
 cp "$helper" "$tmp/helper-nocaps"
 drive vmgr-test "$tmp/helper-nocaps" group-create g-nocaps
