@@ -15,6 +15,7 @@
 #include "group.h"
 #include "grouplog.h"
 #include "log.h"
+#include "outbound.h"
 #include "vm.h"
 
 static const char *const state_names[_GROUP_STATE_MAX] = {
@@ -142,6 +143,12 @@ int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spe
                 return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
                                           "the spec has %zu VMs; the limit is %u (max_vms_per_group)", spec->n_vms,
                                           m->config.max_vms_per_group);
+
+        if (spec->outbound) {
+                r = outbound_check(m, error);
+                if (r < 0)
+                        return r;
+        }
 
         /* Our uid, as the helper will see it (in root mode we run as the
          * service user by now): its names are the ones the helper makes. */
@@ -630,6 +637,9 @@ int group_remove_vm(Group *g, VM *vm, sd_bus_message *call) {
         return r;
 }
 
+static void group_start_services(Group *g);
+static void on_outbound_enabled(Group *g, int error, const char *message);
+
 static void on_network_created(int error, const char *message, int pid, int pidfd, void *userdata) {
         Group *g = userdata;
         int r;
@@ -643,16 +653,39 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         group_stage_mark(g, GROUP_STAGE_NETWORK_CREATED);
         log_group(LOG_DEBUG, g->name, "Network created (bridge %s)", g->addrs.bridge);
 
+        if (g->spec->outbound) {
+                r = outbound_enable(g, on_outbound_enabled);
+                if (r < 0)
+                        group_creation_failed(g, r, "cannot start pasta for outbound (vmgrd's log says why)", false);
+                group_unref(g);
+                return;
+        }
+        group_start_services(g);
+        group_unref(g);
+}
+
+/* Outbound is in place (or failed): on with the group's services. */
+static void on_outbound_enabled(Group *g, int error, const char *message) {
+        if (g->state != GROUP_CREATING)
+                return;
+        if (error < 0)
+                group_creation_failed(g, error, message, false);
+        else
+                group_start_services(g);
+}
+
+/* The network is there: the file server, then dnsmasq. */
+static void group_start_services(Group *g) {
+        int r;
+
         r = fileserver_start(g, &g->fileserver);
         if (r < 0) {
                 group_creation_failed(g, r, "cannot start the file server", false);
-                group_unref(g);
                 return;
         }
         r = dnsmasq_start(g->dnsmasq);
         if (r < 0)
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
-        group_unref(g);
 }
 
 int group_start(Group *g, sd_bus_message *call) {

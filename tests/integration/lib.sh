@@ -288,37 +288,44 @@ vmgr_mode_args() {
         fi
 }
 
-# Fail, saying so, unless the vmgrd that answers runs in the test's mode
-# (Manager.NetworkMode), when it was told one: a test must not pass in the
-# other mode unnoticed.
-vmgr_check_mode_in_force() {
-        [ ${#VMGR_MODE_ARGS[@]} -gt 0 ] || return 0
-        local mode
-        mode=$(busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1) || true
-        [ "$mode" = "s \"$VMGR_NET_MODE\"" ] && return 0
-        echo "# error: vmgrd was started with --network-mode $VMGR_NET_MODE, but its NetworkMode is: $mode" >&2
-        return 1
-}
-
 # Start vmgrd as the test user with the test's helper, state and runtime dirs
-# and network mode (extra arguments are passed on; VMGR_DEFAULT_MODE=1 in
-# the caller's environment leaves the mode to vmgrd), logging to
-# $VMGR_TMP/vmgrd.log; return once org.vmgr1 answers (and, in namespace
-# mode, its namespace holder runs), or fail with the log's tail after 15 s.
+# and network mode (extra arguments are passed on: a --network-mode among
+# them is the mode instead; VMGR_DEFAULT_MODE=1 in the caller's environment
+# leaves the mode to vmgrd), logging to $VMGR_TMP/vmgrd.log; return once
+# org.vmgr1 answers, in the mode it was given (a test must not pass in the
+# other mode unnoticed) and, in namespace mode, with its namespace holder
+# running; or fail with the log's tail after 15 s.
 vmgr_start_vmgrd() {
         echo "=== vmgrd $* started $(date +%T.%N)" >>"$VMGR_TMP/vmgrd.log"
+        local expected= a prev=
         vmgr_mode_args
-        [ "${VMGR_DEFAULT_MODE:-0}" = 1 ] && VMGR_MODE_ARGS=()
+        [ ${#VMGR_MODE_ARGS[@]} -gt 0 ] && expected=$VMGR_NET_MODE
+        if [ "${VMGR_DEFAULT_MODE:-0}" = 1 ]; then
+                VMGR_MODE_ARGS=()
+                expected=
+        fi
+        for a in "$@"; do
+                case $prev:$a in
+                --network-mode:*) VMGR_MODE_ARGS=() expected=$a ;;
+                *:--network-mode=*) VMGR_MODE_ARGS=() expected=${a#*=} ;;
+                esac
+                prev=$a
+        done
         vmgr_as_argv "$VMGR_USER"
         "${VMGR_AS_ARGV[@]}" "$VMGRD" --netadm "$VMGR_NETADM" "${VMGR_MODE_ARGS[@]}" \
                 --state-dir "$VMGR_TMP/state/vmgr" --runtime-dir "$VMGR_TMP/run/vmgr" \
                 "$@" </dev/null >>"$VMGR_TMP/vmgrd.log" 2>&1 &
         VMGRD_PID=$!
-        local i
+        local i mode
         for ((i = 0; i < 750; i++)); do
                 if vmgr_vmgrd_answers; then
-                        vmgr_check_mode_in_force || return 1
-                        [ "$VMGR_NET_MODE" = namespace ] || return 0
+                        mode=$(busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1) ||
+                                mode=
+                        if [ -n "$expected" ] && [ "$mode" != "s \"$expected\"" ]; then
+                                echo "# error: vmgrd was started with --network-mode $expected, but its NetworkMode is: $mode" >&2
+                                return 1
+                        fi
+                        [ "$mode" = 's "namespace"' ] || return 0
                         vmgr_holder_remember && return 0
                         echo "# error: vmgrd answers but has no child vmgrd-netns holding its namespaces; its log:" >&2
                         tail -n 30 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /' >&2
@@ -401,28 +408,31 @@ vmgr_netns_exec() {
         "${VMGR_NETNS_ARGV[@]}" "$@"
 }
 
-# Set VMGR_NETNS_ARGV to the prefix vmgr_netns_exec puts before a command.
+# Set VMGR_NETNS_ARGV to the prefix vmgr_netns_exec puts before a command:
+# nsenter into the holder's network namespace if vmgrd has a holder (a test
+# may start vmgrd in the other mode), nothing if not (an error in a
+# namespace-mode test).
 vmgr_netns_argv() {
         VMGR_NETNS_ARGV=()
-        [ "$VMGR_NET_MODE" = namespace ] || return 0
         local holder
-        if ! holder=$(vmgr_holder_pid); then
-                echo "# error: no namespace holder (vmgrd-netns) of vmgrd ${VMGRD_PID:-(not running)}" >&2
-                return 1
+        if holder=$(vmgr_holder_pid); then
+                VMGR_NETNS_ARGV=(nsenter -t "$holder" -n --)
+                return 0
         fi
-        VMGR_NETNS_ARGV=(nsenter -t "$holder" -n --)
+        [ "$VMGR_NET_MODE" = namespace ] || return 0
+        echo "# error: no namespace holder (vmgrd-netns) of vmgrd ${VMGRD_PID:-(not running)}" >&2
+        return 1
 }
 
 # Print the pid, in the test's PID namespace, of the process that vmgrd's
 # namespace knows as pid $1 (what a pid file there holds): $1 itself in
-# host mode; nothing if there is no such process.
+# host mode (no holder); nothing if there is no such process.
 vmgr_pid_outside() {
-        if [ "$VMGR_NET_MODE" != namespace ]; then
+        local holder ns p nspid
+        if ! holder=$(vmgr_holder_pid); then
                 echo "$1"
                 return 0
         fi
-        local holder ns p nspid
-        holder=$(vmgr_holder_pid) || return 0
         ns=$(readlink "/proc/$holder/ns/pid") || return 0
         for p in $holder $(pgrep -u "$VMGR_USER"); do
                 [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" = "$ns" ] || continue
@@ -676,7 +686,7 @@ vmgr_links_here() {
 vmgr_leftovers() {
         vmgr_links_here
         local holder=
-        if [ "$VMGR_NET_MODE" = namespace ] && [ -n "$VMGRD_PID" ] && holder=$(vmgr_holder_pid); then
+        if holder=$(vmgr_holder_pid); then
                 nsenter -t "$holder" -n -- bash -c "$(declare -f vmgr_links_here); vmgr_links_here ' (in vmgrd-netns)'"
         fi
         local pid comm ppid stat
