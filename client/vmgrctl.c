@@ -89,6 +89,9 @@ static const struct verb verbs[] = {
         { "serve", NULL, 2, 2, VERB_OPT_NAME, "GROUP FILE [--name NAME]", verb_serve },
         { "unserve", NULL, 2, 2, 0, "GROUP NAME", verb_unserve },
         { "served", NULL, 1, 1, 0, "GROUP", verb_served },
+        { "forward", NULL, 3, 4, 0, "GROUP VM [tcp|udp:]GUEST_PORT [[ADDR:]HOST_PORT]", verb_forward },
+        { "unforward", NULL, 2, 2, 0, "GROUP [tcp|udp:][ADDR:]HOST_PORT", verb_unforward },
+        { "forwards", NULL, 1, 1, 0, "GROUP", verb_forwards },
 };
 
 static void help(void) {
@@ -141,6 +144,16 @@ static void help(void) {
                "  unserve GROUP NAME               Stop serving NAME\n"
                "  served GROUP                     List the files a group serves\n"
                "\n"
+               "Port forward commands (vmgrd relays from its own network namespace):\n"
+               "  forward GROUP VM [tcp|udp:]GUEST_PORT [[ADDR:]HOST_PORT]\n"
+               "                                   Forward HOST_PORT on ADDR (default\n"
+               "                                   127.0.0.1; IPv6 in brackets; port 0 or\n"
+               "                                   none: a free one) to the VM's GUEST_PORT;\n"
+               "                                   print ADDR:PORT\n"
+               "  unforward GROUP [tcp|udp:][ADDR:]HOST_PORT\n"
+               "                                   Stop a forward\n"
+               "  forwards GROUP                   List a group's forwards\n"
+               "\n"
                "Address commands (offline, no vmgrd needed; they derive from the\n"
                "owner's uid, by default ours):\n"
                "  addr GROUP                       Show a group's bridge and addresses\n"
@@ -150,7 +163,7 @@ static void help(void) {
                "  -h --help                        Show this help\n"
                "     --version                     Show the version\n"
                "     --json                        Print JSON (list, show, create, add, addr,\n"
-               "                                   serve, served)\n"
+               "                                   serve, served, forward, forwards)\n"
                "  -q --quiet                       No table header; create and add print\n"
                "                                   nothing\n"
                "     --spec FILE                   Spec, JSON (group create, vm add)\n"

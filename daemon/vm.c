@@ -15,6 +15,7 @@
 #include "bus-error.h"
 #include "disk.h"
 #include "domain-xml.h"
+#include "forward.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -196,6 +197,7 @@ static void vm_unlink(VM *vm) {
                 return;
         /* Its last console lines go to the group's log, which may not outlive it. */
         vm->console = console_follower_free(vm->console);
+        forward_remove_vm(g, vm->name);
         m = g->manager;
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
