@@ -769,9 +769,13 @@ static int forward_listen(Forward *f) {
         return TAKE_FD(fd);
 }
 
+static void forward_freep(Forward **f) {
+        forward_free(*f);
+}
+
 int forward_add(Group *g, const char *vm, int protocol, uint16_t guest_port, const char *address, uint16_t port,
                 Forward **ret) {
-        _cleanup_free_ Forward *f = NULL;
+        _cleanup_(forward_freep) Forward *f = NULL;
         int r;
 
         if (!vmgr_forward_protocol_to_string(protocol) || guest_port == 0)
@@ -796,20 +800,18 @@ int forward_add(Group *g, const char *vm, int protocol, uint16_t guest_port, con
         f->vm = strdup(vm);
         if (!f->vm)
                 return -ENOMEM;
-        f->fd = forward_listen(f);
-        if (f->fd < 0)
-                return f->fd;
+        r = forward_listen(f);
+        if (r < 0)
+                return r;
+        f->fd = r;
+        forward_fds_in_use++; /* forward_free() gives it back from here on */
         r = sd_event_add_io(g->manager->event, &f->io, f->fd, EPOLLIN,
                             protocol == IPPROTO_TCP ? on_tcp_listener : on_udp_listener, f);
-        if (r < 0) {
-                safe_close(f->fd);
-                free(f->vm);
+        if (r < 0)
                 return r;
-        }
         (void) sd_event_source_set_priority(f->io, FORWARD_PRIORITY);
-        forward_fds_in_use++;
 
-        /* Oldest last in the list; Forwards lists oldest first. */
+        /* Newest first in the list; Forwards lists oldest first. */
         f->group = g;
         f->next = g->forwards;
         if (g->forwards)
