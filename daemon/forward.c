@@ -839,6 +839,18 @@ void forward_remove_vm(Group *g, const char *vm) {
                 (void) group_emit_changed(g, "Forwards", NULL);
 }
 
+void forward_vm_stopped(Group *g, const char *vm) {
+        for (Forward *f = g->forwards; f; f = f->next) {
+                if (!streq(f->vm, vm))
+                        continue;
+                while (f->conns)
+                        conn_free(f->conns, true);
+                while (f->mappings)
+                        mapping_free(f->mappings);
+                forward_expire_arm(f);
+        }
+}
+
 const char *forward_address(const Forward *f) {
         return f->address.text;
 }

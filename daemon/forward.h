@@ -55,6 +55,11 @@ Forward *forward_free(Forward *f);
  * (vm NULL: the group goes away). Emits PropertiesChanged if any was. */
 void forward_remove_vm(Group *g, const char *vm);
 
+/* VM vm of g stopped: reset every connection its forwards relay and close
+ * their UDP sockets, rather than leave them to TCP's timeouts. The
+ * forwards stay, refusing until the VM runs again. */
+void forward_vm_stopped(Group *g, const char *vm);
+
 /* The listening end of f: the canonical address text and the port. */
 const char *forward_address(const Forward *f);
 uint16_t forward_port(const Forward *f);

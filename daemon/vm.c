@@ -106,6 +106,8 @@ void vm_set_state(VM *vm, VMState state) {
                 vm->ipv4 = strdup("");
                 (void) vm_emit_changed(vm, "IPv4", NULL);
         }
+        if ((state == VM_STOPPED || state == VM_CRASHED || state == VM_DEFINED) && vm->group)
+                forward_vm_stopped(vm->group, vm->name);
         log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM is %s",
                      vm_state_to_string(state));
         vm->state = state;

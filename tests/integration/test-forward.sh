@@ -10,7 +10,8 @@
 #   - UDP datagrams both ways (a tiny static echo server copied into the guest);
 #   - Forwards and vmgrctl forwards list them; RemoveForward closes the listener;
 #   - a forward survives the guest's reboot;
-#   - while the VM does not run, a connection is reset at once;
+#   - when the VM stops, its relayed connections are reset; while it does
+#     not run, a new connection is reset at once;
 #   - errors: bad protocol, port and address (InvalidArgs), unknown VM
 #     (NoSuchVM), a port in use (AddressConflict), unknown forward, another user;
 #   - attack: 400 connections at once: vmgrd keeps answering the bus
@@ -76,6 +77,7 @@ chmod 0755 "$VMGR_TMP/udp-echo"
 #   fwd.py tcp ADDR PORT IN OUT      send IN, then EOF; what comes back goes to OUT
 #   fwd.py udp ADDR PORT N           N datagrams, each must come back; prints how many did
 #   fwd.py probe ADDR PORT           "open" if the connection stays up 1 s, else "reset"/"closed"/"refused"
+#   fwd.py hold ADDR PORT SEC        one echo, then "open" if the connection stays up SEC s, else "reset"/"closed"
 #   fwd.py flood ADDR PORT N SEC     N connections at once, held SEC s; prints "relayed R reset X"
 cat >"$VMGR_TMP/fwd.py" <<'EOF'
 import os, select, socket, sys, threading, time
@@ -137,6 +139,15 @@ def probe(addr, port):
         return
     print(state(s, 1))
 
+def hold(addr, port, wait):
+    s = connect(addr, port)
+    s.sendall(b"x")
+    if s.recv(1) != b"x":
+        print("no echo")
+        return
+    print("echoed", flush=True)
+    print(state(s, wait))
+
 def flood(addr, port, n, hold):
     socks = []
     for i in range(n):
@@ -157,6 +168,8 @@ elif cmd == "udp":
     udp(addr, port, int(sys.argv[4]))
 elif cmd == "probe":
     probe(addr, port)
+elif cmd == "hold":
+    hold(addr, port, float(sys.argv[4]))
 elif cmd == "flood":
     flood(addr, port, int(sys.argv[4]), float(sys.argv[5]))
 EOF
@@ -316,7 +329,13 @@ check_eq "the UDP forward works after the reboot" 5 "$(fwd udp 127.0.0.1 "$uport
 out=$(ctl forward g b 7000 2>&1) && rc=0 || rc=$?
 check_match "forward to VM b" '^0 127\.0\.0\.1:[0-9]+$' "$rc $out"
 bport=${out##*:}
+check "echo servers start in guest b" start_servers b
+fwd hold 127.0.0.1 "$bport" 60 >"$VMGR_TMP/hold" 2>&1 &
+hold_pid=$!
+vmgr_wait_until 30 grep -q echoed "$VMGR_TMP/hold"
 check "VM b: Kill" ctl vm kill g b
+wait "$hold_pid"
+check_eq "a connection through the forward is reset when VM b stops" "echoed reset" "$(tr '\n' ' ' <"$VMGR_TMP/hold" | sed 's/ $//')"
 check_eq "while VM b does not run, a connection is reset" reset "$(fwd probe 127.0.0.1 "$bport")"
 check "RemoveVM b" ctl vm remove g b
 check_fails "VM b's forward no longer listens" fwd_listening tcp "$bport"
