@@ -140,12 +140,13 @@ EOF
         fi
 
         # A user-space relay for reference, if installed: socat, a process
-        # per connection copying through its buffers, towards the same sink.
+        # per connection copying through a buffer as large as our pipes
+        # (-b 65536; its default is 8 KiB), towards the same sink.
         FW_SOCAT_PIDS=()
         if command -v socat >/dev/null; then
-                socat TCP4-LISTEN:17003,bind=127.0.0.1,reuseaddr,fork "TCP6:[$FW_ADDR_B]:7003" >>"$BENCH_LOG" 2>&1 &
+                socat -b 65536 TCP4-LISTEN:17003,bind=127.0.0.1,reuseaddr,fork "TCP6:[$FW_ADDR_B]:7003" >>"$BENCH_LOG" 2>&1 &
                 FW_SOCAT_PIDS+=($!)
-                socat TCP4-LISTEN:17000,bind=127.0.0.1,reuseaddr,fork,nodelay "TCP6:[$FW_ADDR_B]:7000,nodelay" \
+                socat -b 65536 TCP4-LISTEN:17000,bind=127.0.0.1,reuseaddr,fork,nodelay "TCP6:[$FW_ADDR_B]:7000,nodelay" \
                         >>"$BENCH_LOG" 2>&1 &
                 FW_SOCAT_PIDS+=($!)
                 sleep 0.5
