@@ -209,9 +209,13 @@ static int guest_socket_open(Forward *f, VM *vm, int type) {
         };
         _cleanup_close_ int fd = -EBADF;
 
-        fd = manager_guest_socket(f->group->manager, AF_INET6, type | SOCK_NONBLOCK, 0);
+        fd = manager_guest_socket(f->group->manager, AF_INET6, type, 0);
         if (fd < 0)
                 return fd;
+        /* Here, not as a socket() flag: the holder of the guests' namespace
+         * need not pass flags on. */
+        if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+                return -errno;
         if (type == SOCK_STREAM)
                 (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
         /* The management address, as for all host-to-guest traffic: guests

@@ -137,6 +137,10 @@ def probe(addr, port):
     except ConnectionRefusedError:
         print("refused")
         return
+    except ConnectionResetError:
+        # Accepted and reset so fast that connect() already saw it.
+        print("reset")
+        return
     print(state(s, 1))
 
 def hold(addr, port, wait):
