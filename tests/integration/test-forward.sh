@@ -41,37 +41,9 @@ ctl() {
         vmgrctl_as_user "$@"
 }
 
-# The guest's echo server for UDP: busybox has no UDP tool. Static, so it
-# runs in the busybox initramfs; copied in with vmgrctl cp.
-cat >"$VMGR_TMP/udp-echo.c" <<'EOF'
-/* udp-echo PORT: echo every datagram; udp-echo PORT hold: a TCP listener
- * that never accepts (the kernel completes handshakes into its backlog). */
-#include <netinet/in.h>
-#include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-        struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[1])) };
-        char buf[65536];
-        int fd = socket(AF_INET6, argc > 2 ? SOCK_STREAM : SOCK_DGRAM, 0);
-        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                return 1;
-        if (argc > 2) {
-                listen(fd, 4096);
-                for (;;)
-                        pause();
-        }
-        for (;;) {
-                struct sockaddr_in6 from;
-                socklen_t len = sizeof(from);
-                ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *) &from, &len);
-                if (n >= 0)
-                        sendto(fd, buf, n, 0, (struct sockaddr *) &from, len);
-        }
-}
-EOF
-cc -static -O2 -o "$VMGR_TMP/udp-echo" "$VMGR_TMP/udp-echo.c"
-chmod 0755 "$VMGR_TMP/udp-echo"
+# The guest's echo server for UDP (tests/udp-echo.c): busybox has no UDP
+# tool. Static, so it runs in the busybox initramfs; copied in with vmgrctl cp.
+install -m 0755 "$VMGR_BUILD_DIR/tests/vmgr-udp-echo" "$VMGR_TMP/udp-echo"
 
 # The host's client.
 #   fwd.py tcp ADDR PORT IN OUT      send IN, then EOF; what comes back goes to OUT
