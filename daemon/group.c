@@ -11,6 +11,7 @@
 #include "collect.h"
 #include "dnsmasq.h"
 #include "fileserver.h"
+#include "forward.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -76,6 +77,8 @@ static Group *group_free(Group *g) {
         dnsmasq_free(g->dnsmasq);
         group_log_free(g->log);
         fileserver_stop(g->fileserver);
+        while (g->forwards)
+                forward_free(g->forwards);
         sd_bus_message_unref(g->create_call);
         for (size_t i = 0; i < g->n_delete_calls; i++)
                 sd_bus_message_unref(g->delete_calls[i]);
@@ -405,6 +408,7 @@ static void group_teardown_now(Group *g) {
         VM *next;
 
         g->fileserver = fileserver_stop(g->fileserver);
+        forward_remove_vm(g, NULL);
         g->vms_pending = 1; /* held while we walk the list */
         for (VM *vm = g->vms; vm; vm = next) {
                 next = vm->next;
