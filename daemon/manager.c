@@ -31,6 +31,10 @@
 #include "vmgr-error.h"
 
 #define SHUTDOWN_TIMEOUT_USEC (60ULL * 1000000ULL)
+#define VMGR_LOCK_NAME "vmgrd.lock"
+/* Up to 3 s for the lock, in 20 ms steps. */
+#define LOCK_WAIT_STEP_USEC 20000
+#define LOCK_WAIT_TRIES 150
 #define CHILDREN_GRACE_USEC (2ULL * 1000000ULL)
 
 static int config_assign(const char *key, const char *value, void *userdata, char *error) {
@@ -406,7 +410,7 @@ static int manager_network_setup(Manager *m) {
         if (m->network_mode != NETWORK_MODE_NAMESPACE)
                 return 0;
 
-        r = netns_new(geteuid(), getegid(), &m->netns);
+        r = netns_new(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
         if (r < 0)
                 return r;
         r = sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
@@ -425,7 +429,7 @@ int manager_startup(Manager *m) {
 
         if (asprintf(&groups_state, "%s/groups", m->state_dir) < 0 ||
             asprintf(&groups_run, "%s/groups", m->runtime_dir) < 0 ||
-            asprintf(&lock, "%s/vmgrd.lock", m->runtime_dir) < 0 ||
+            asprintf(&lock, "%s/" VMGR_LOCK_NAME, m->runtime_dir) < 0 ||
             asprintf(&probe, "%s/groups/%s", m->runtime_dir, "x") < 0)
                 return log_oom();
 
@@ -449,7 +453,13 @@ int manager_startup(Manager *m) {
         m->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (m->lock_fd < 0)
                 return log_error_errno(errno, "Cannot open %s: %m", lock);
-        if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        /* A namespace-mode vmgrd that was killed leaves its namespace holder
+         * cleaning up for a moment, holding the lock: wait for that. */
+        for (unsigned i = 0; flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0; i++) {
+                if (errno == EWOULDBLOCK && i < LOCK_WAIT_TRIES) {
+                        (void) usleep(LOCK_WAIT_STEP_USEC);
+                        continue;
+                }
                 if (errno == EWOULDBLOCK)
                         return log_error_errno(EBUSY, "Another vmgrd already uses %s", m->runtime_dir);
                 return log_error_errno(errno, "Cannot lock %s: %m", lock);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -32,6 +34,8 @@
 /* The holder answers within microseconds; a second means it is wedged. */
 #define NETNS_REPLY_TIMEOUT_MS 1000
 #define NETNS_START_TIMEOUT_MS 5000
+/* The holder's end: up to 1 s for SIGTERM, 5 s for SIGKILL, then files. */
+#define NETNS_END_TIMEOUT_MS 8000
 
 /* vmgrd -> holder: make a socket. */
 struct netns_request {
@@ -148,40 +152,174 @@ static int holder_serve(int sock) {
         return n;
 }
 
-/* PID 1 of the new PID namespace, in the new user and network namespaces.
- * Cloned from vmgrd, never exec'd: only async-signal-safe calls. */
-_noreturn_ static void holder_main(int sync_fd, int sock, gid_t gid) {
+/* Whether a process other than us is alive in our PID namespace (our
+ * /proc is that namespace's). Zombies do not count: they hold no file. */
+static bool holder_others_alive(void) {
+        char buf[4096], stat[512], name[32];
+        bool alive = false;
+        int dfd;
+        long n;
+
+        dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return false;
+        while (!alive && (n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0)
+                for (long off = 0; off < n && !alive;) {
+                        struct dirent64 *de = (struct dirent64 *) (buf + off);
+                        const char *close_paren;
+                        ssize_t len;
+                        int fd;
+
+                        off += de->d_reclen;
+                        if (de->d_name[0] < '1' || de->d_name[0] > '9' || strcmp(de->d_name, "1") == 0)
+                                continue;
+                        if (snprintf(name, sizeof(name), "%s/stat", de->d_name) >= (int) sizeof(name))
+                                continue;
+                        fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
+                        if (fd < 0)
+                                continue;
+                        len = read(fd, stat, sizeof(stat) - 1);
+                        (void) close(fd);
+                        if (len <= 0)
+                                continue;
+                        stat[len] = 0;
+                        close_paren = strrchr(stat, ')');
+                        /* "PID (COMM) S ...": S is the state. */
+                        if (close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' && close_paren[2] != 'X')
+                                alive = true;
+                }
+        (void) close(dfd);
+        return alive;
+}
+
+/* Signal every other process of our PID namespace and wait up to
+ * timeout_ms for them to be gone, reaping those that are ours. */
+static void holder_stop_all(int sig, int timeout_ms) {
+        const struct timespec tick = { .tv_nsec = 5 * 1000 * 1000 };
+
+        (void) kill(-1, sig);
+        for (int waited = 0; waited < timeout_ms; waited += 5) {
+                while (waitpid(-1, NULL, WNOHANG) > 0)
+                        ;
+                if (!holder_others_alive())
+                        return;
+                (void) nanosleep(&tick, NULL);
+        }
+}
+
+/* Remove everything below the directory dfd, keeping the entry named keep
+ * at the top (vmgrd's lock). Symlinks are removed, never followed. Only
+ * syscalls: we are a clone of a threaded process. */
+static void holder_remove_tree(int dfd, const char *keep, unsigned depth) {
+        char buf[4096];
+        bool removed;
+        long n;
+
+        do {
+                removed = false;
+                if (lseek(dfd, 0, SEEK_SET) < 0)
+                        return;
+                while ((n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0)
+                        for (long off = 0; off < n;) {
+                                struct dirent64 *de = (struct dirent64 *) (buf + off);
+                                int sub;
+
+                                off += de->d_reclen;
+                                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+                                    (keep && strcmp(de->d_name, keep) == 0))
+                                        continue;
+                                if (de->d_type == DT_DIR && depth < 32) {
+                                        sub = openat(dfd, de->d_name,
+                                                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                                        if (sub >= 0) {
+                                                holder_remove_tree(sub, NULL, depth + 1);
+                                                (void) close(sub);
+                                        }
+                                        if (unlinkat(dfd, de->d_name, AT_REMOVEDIR) == 0)
+                                                removed = true;
+                                } else if (unlinkat(dfd, de->d_name, 0) == 0)
+                                        removed = true;
+                        }
+        } while (removed);
+}
+
+/* vmgrd is gone (our socket's EOF) or asked us to end (SIGTERM, also our
+ * parent-death signal): stop everything in our namespaces, SIGTERM first so
+ * that libvirtd removes its own files, then SIGKILL; remove what they left
+ * in vmgrd's runtime directory (sockets, pid files, libvirt's run files),
+ * keeping the lock; exit. We hold vmgrd's lock until then, so a new vmgrd
+ * cannot start while we clean. The network namespace goes with us. */
+_noreturn_ static void holder_end(int runtime_fd, const char *lock_name) {
+        holder_stop_all(SIGTERM, 1000);
+        holder_stop_all(SIGKILL, 5000);
+        if (runtime_fd >= 0)
+                holder_remove_tree(runtime_fd, lock_name, 0);
+        _exit(0);
+}
+
+static void holder_on_signal(int sig) {
+        (void) sig;
+}
+
+/* PID 1 of the new PID namespace, in the new user, network and mount
+ * namespaces. Cloned from vmgrd, never exec'd: only async-signal-safe calls.
+ * Keeps of vmgrd's fds only stdio, its socket, the lock (lock_fd, an open
+ * file description with vmgrd's flock on it) and the runtime directory. */
+_noreturn_ static void holder_main(int sync_fd, int sock, int lock_fd, int runtime_fd, const char *lock_name,
+                                   gid_t gid) {
+        struct sigaction sa = { .sa_handler = holder_on_signal };
         sigset_t mask;
         char c;
         int sfd, r;
 
-        /* Die with vmgrd. Had it died already, the read below sees EOF. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        /* SIGTERM when vmgrd dies: handled below (PID 1 of a namespace
+         * ignores a signal it has no handler for). Had vmgrd died already,
+         * the read below sees EOF. */
+        for (int sig = 1; sig < _NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        (void) signal(sig, SIG_DFL);
+        (void) sigaction(SIGTERM, &sa, NULL);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        (void) sigprocmask(SIG_SETMASK, &mask, NULL);
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
                 _exit(1);
+        /* vmgrd started as root and dropped to its user is not dumpable,
+         * nor are we then: our /proc/PID files would stay root's and vmgrd
+         * could not write our uid map. We hold nothing secret. */
+        if (prctl(PR_SET_DUMPABLE, 1) < 0)
+                _exit(1);
+        holder_report(sock, 0, "");
         /* vmgrd writes our uid and gid maps, then a byte. */
         if (read(sync_fd, &c, 1) != 1)
                 _exit(1);
         (void) close(sync_fd);
         (void) prctl(PR_SET_NAME, NETNS_HOLDER_NAME);
-        /* Nothing of vmgrd's but stdio and our socket: not its lock on the
-         * runtime directory, its event loop, its bus. */
-        if (sock > 3 && syscall(SYS_close_range, 3u, (unsigned) sock - 1, 0u) < 0)
-                _exit(1);
-        if (syscall(SYS_close_range, (unsigned) sock + 1, ~0U, 0u) < 0)
-                _exit(1);
+        /* Nothing else of vmgrd's: not its event loop, its bus. */
+        int keep[3] = { sock, lock_fd, runtime_fd };
+        unsigned from = 3;
+        for (int i = 0; i < 3; i++)
+                for (int j = i + 1; j < 3; j++)
+                        if (keep[j] < keep[i]) {
+                                int t = keep[i];
+                                keep[i] = keep[j];
+                                keep[j] = t;
+                        }
+        for (int i = 0; i < 3; i++) {
+                if (keep[i] < (int) from)
+                        continue;
+                if ((unsigned) keep[i] > from)
+                        (void) syscall(SYS_close_range, from, (unsigned) keep[i] - 1, 0u);
+                from = (unsigned) keep[i] + 1;
+        }
+        (void) syscall(SYS_close_range, from, ~0U, 0u);
 
-        for (int sig = 1; sig < _NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        (void) signal(sig, SIG_DFL);
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        (void) sigprocmask(SIG_SETMASK, &mask, NULL);
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sfd < 0) {
                 holder_report(sock, -errno, "signalfd");
                 _exit(1);
         }
-
         r = holder_mount_proc();
         if (r < 0) {
                 holder_report(sock, r, "mounting /proc");
@@ -208,19 +346,22 @@ _noreturn_ static void holder_main(int sync_fd, int sock, gid_t gid) {
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        _exit(1);
+                        holder_end(runtime_fd, lock_name);
                 }
                 if (p[1].revents) {
                         struct signalfd_siginfo si;
+                        bool term = false;
 
                         while (read(sfd, &si, sizeof(si)) > 0)
-                                ;
+                                term = term || si.ssi_signo == SIGTERM;
                         /* Orphans of our PID namespace (dnsmasq, QEMU) end up ours. */
                         while (waitpid(-1, NULL, WNOHANG) > 0)
                                 ;
+                        if (term)
+                                holder_end(runtime_fd, lock_name);
                 }
                 if (p[0].revents && holder_serve(sock) < 0)
-                        _exit(0); /* vmgrd is gone or confused: everything goes */
+                        holder_end(runtime_fd, lock_name); /* vmgrd is gone, or closed us */
         }
 }
 
@@ -288,10 +429,38 @@ static int open_ns(pid_t pid, const char *name) {
         return fd < 0 ? -errno : fd;
 }
 
-int netns_new(uid_t uid, gid_t gid, Netns **ret) {
-        _cleanup_free_ Netns *n = NULL;
-        int sv[2], sync_pipe[2], pidfd = -EBADF;
+/* Wait up to timeout_ms for the holder's next report. Returns 0, the
+ * holder's -errno (stage set), or -errno of our own. */
+static int holder_wait_report(Netns *n, int timeout_ms, char stage[48]) {
         struct netns_reply rep;
+        struct pollfd p = { .fd = n->sock, .events = POLLIN };
+        int r;
+
+        stage[0] = 0;
+        do
+                r = poll(&p, 1, timeout_ms);
+        while (r < 0 && errno == EINTR);
+        if (r == 0)
+                return -ETIMEDOUT;
+        if (r < 0)
+                return -errno;
+        r = vmgr_datagram_receive(n->sock, &rep, sizeof(rep), MSG_DONTWAIT, NULL, NULL);
+        if (r == 0)
+                return -ECONNRESET;
+        if (r < 0)
+                return r;
+        if ((size_t) r != sizeof(rep) || rep.magic != NETNS_MAGIC)
+                return -EBADMSG;
+        memcpy(stage, rep.stage, sizeof(rep.stage));
+        stage[sizeof(rep.stage) - 1] = 0;
+        return rep.error < 0 ? rep.error : 0;
+}
+
+int netns_new(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, const char *lock_name, Netns **ret) {
+        _cleanup_free_ Netns *n = NULL;
+        _cleanup_close_ int runtime_fd = -EBADF;
+        int sv[2], sync_pipe[2], pidfd = -EBADF;
+        char stage[48];
         char map[64];
         int r;
 
@@ -300,6 +469,11 @@ int netns_new(uid_t uid, gid_t gid, Netns **ret) {
                 return log_oom();
         n->pidfd = n->sock = n->userns_fd = n->netns_fd = n->pidns_fd = n->mntns_fd = -EBADF;
 
+        if (runtime_dir) {
+                runtime_fd = open(runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (runtime_fd < 0)
+                        return log_error_errno(errno, "Cannot open %s: %m", runtime_dir);
+        }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return log_error_errno(errno, "Cannot create the namespace holder's socket: %m");
         if (pipe2(sync_pipe, O_CLOEXEC) < 0) {
@@ -318,7 +492,7 @@ int netns_new(uid_t uid, gid_t gid, Netns **ret) {
         if (n->pid == 0) {
                 close(sv[0]);
                 close(sync_pipe[1]);
-                holder_main(sync_pipe[0], sv[1], gid);
+                holder_main(sync_pipe[0], sv[1], lock_fd, runtime_fd, lock_name, gid);
         }
         r = n->pid < 0 ? -errno : 0;
         close(sv[1]);
@@ -330,6 +504,14 @@ int netns_new(uid_t uid, gid_t gid, Netns **ret) {
                 return log_userns_refused(r, "creating it");
         }
         n->pidfd = pidfd;
+
+        /* Once it is dumpable (see holder_main()), its maps are ours to write. */
+        r = holder_wait_report(n, NETNS_START_TIMEOUT_MS, stage);
+        if (r < 0) {
+                close(sync_pipe[1]);
+                (void) netns_free(TAKE_PTR(n));
+                return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
+        }
 
         /* Our uid and gid, mapped to themselves: nothing else exists in
          * there (other owners show as the overflow id). setgroups must be
@@ -355,24 +537,11 @@ int netns_new(uid_t uid, gid_t gid, Netns **ret) {
         }
         close(sync_pipe[1]);
 
-        struct pollfd p = { .fd = n->sock, .events = POLLIN };
-        r = poll(&p, 1, NETNS_START_TIMEOUT_MS);
-        if (r > 0)
-                r = vmgr_datagram_receive(n->sock, &rep, sizeof(rep), MSG_DONTWAIT, NULL, NULL);
-        else if (r == 0)
-                r = -ETIMEDOUT;
-        else
-                r = -errno;
-        if (r >= 0 && ((size_t) r != sizeof(rep) || rep.magic != NETNS_MAGIC))
-                r = -EBADMSG;
-        if (r >= 0 && rep.error < 0) {
-                rep.stage[sizeof(rep.stage) - 1] = 0;
-                r = rep.error;
-                (void) netns_free(TAKE_PTR(n));
-                return log_error_errno(-r, "The namespace holder failed %s: %s", rep.stage, strerror(-r));
-        }
+        r = holder_wait_report(n, NETNS_START_TIMEOUT_MS, stage);
         if (r < 0) {
                 (void) netns_free(TAKE_PTR(n));
+                if (stage[0])
+                        return log_error_errno(-r, "The namespace holder failed %s: %s", stage, strerror(-r));
                 return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
         }
 
@@ -396,16 +565,32 @@ int netns_new(uid_t uid, gid_t gid, Netns **ret) {
 Netns *netns_free(Netns *n) {
         if (!n)
                 return NULL;
-        /* The holder is PID 1 of its namespace: SIGKILL takes everything in it. */
+        /* The holder takes our socket's EOF as the end: it stops everything
+         * in its namespaces (SIGTERM, then SIGKILL) and removes what they
+         * left in the runtime directory. Give it the time that takes, then
+         * make sure. */
+        n->sock = safe_close(n->sock);
         if (n->pidfd >= 0) {
-                (void) pidfd_signal(n->pidfd, SIGKILL);
-                struct pollfd p = { .fd = n->pidfd, .events = POLLIN };
-                (void) poll(&p, 1, 2000);
+                uint64_t deadline = now_monotonic_usec() + NETNS_END_TIMEOUT_MS * 1000ULL;
                 siginfo_t si;
-                (void) waitid(P_PIDFD, (id_t) n->pidfd, &si, WEXITED | WNOHANG);
+
+                /* As PID 1 of its namespace the holder is gone only once
+                 * every pid there is free: our children in there (the
+                 * helper, libvirtd) must be reaped meanwhile. */
+                for (;;) {
+                        struct pollfd p = { .fd = n->pidfd, .events = POLLIN };
+
+                        (void) reap_children();
+                        if (poll(&p, 1, 10) > 0)
+                                break;
+                        if (now_monotonic_usec() > deadline) {
+                                (void) pidfd_signal(n->pidfd, SIGKILL);
+                                deadline = UINT64_MAX;
+                        }
+                }
+                (void) waitid(P_PIDFD, (id_t) n->pidfd, &si, WEXITED);
         }
         safe_close(n->pidfd);
-        safe_close(n->sock);
         safe_close(n->userns_fd);
         safe_close(n->netns_fd);
         safe_close(n->pidns_fd);

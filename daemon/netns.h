@@ -26,15 +26,19 @@
 
 typedef struct Netns Netns;
 
-/* Make the namespaces and their holder for uid/gid (vmgrd's own). Call
- * before vmgrd starts threads of its own is not required, but it must have
- * its signal mask set (the holder inherits it and resets it).
- * Returns 0, or -errno with a sentence in log (e.g. user namespaces not
- * allowed: names the setting that forbids them). */
-int netns_new(uid_t uid, gid_t gid, Netns **ret);
+/* Make the namespaces and their holder for uid/gid (vmgrd's own).
+ * lock_fd (may be -1) is vmgrd's flock'ed lock: the holder keeps it until
+ * it has ended, so that no new vmgrd starts while it cleans up.
+ * runtime_dir (may be NULL) is vmgrd's runtime directory: when vmgrd dies
+ * (or frees n) the holder stops everything in its namespaces and then
+ * removes everything in there but lock_name. Returns 0, or -errno after
+ * logging a sentence (e.g. user namespaces not allowed: it names the
+ * setting that forbids them). */
+int netns_new(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, const char *lock_name, Netns **ret);
 
-/* Kill the holder (and so everything in its PID namespace), close the
- * namespaces. NULL is fine. */
+/* End the holder: everything in its namespaces is stopped (SIGTERM, then
+ * SIGKILL), the runtime directory emptied but for the lock, the
+ * namespaces gone. Waits for that (seconds at most). NULL is fine. */
 Netns *netns_free(Netns *n);
 
 /* The holder's pid (in vmgrd's PID namespace) and its pidfd, readable

@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -25,6 +26,7 @@
 
 #include "macro.h"
 #include "netns.h"
+#include "process-util.h"
 #include "test.h"
 #include "userns.h"
 
@@ -148,13 +150,14 @@ static void test_fork(Netns *n) {
         reap_all();
 }
 
-/* Everything in the namespaces dies with the holder: a process there is killed. */
+/* Everything in the namespaces ends with the holder: a process there is
+ * stopped (and reaped: netns_free() reaps our children while it waits). */
 static void test_everything_dies(void) {
         Netns *n = NULL;
         pid_t pid;
-        int status;
+        int pidfd;
 
-        CHECK(netns_new(getuid(), getgid(), &n) == 0);
+        CHECK(netns_new(getuid(), getgid(), -1, NULL, NULL, &n) == 0);
         pid = netns_fork(n);
         CHECK(pid >= 0);
         if (pid == 0) {
@@ -162,10 +165,68 @@ static void test_everything_dies(void) {
                 _exit(127);
         }
         reap_all();
-        CHECK(kill(pid, 0) == 0);
+        pidfd = pidfd_open_pid(pid);
+        CHECK(pidfd >= 0);
+        CHECK(!pidfd_exited(pidfd));
         n = netns_free(n);
-        CHECK(waitpid(pid, &status, 0) == pid);
-        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        CHECK(pidfd_exited(pidfd));
+        close(pidfd);
+}
+
+/* When the holder ends, the runtime directory is emptied but for the lock,
+ * and the lock stays held until then. */
+static void test_runtime_cleanup(void) {
+        char dir[] = "/tmp/test-netns.XXXXXX", outside[] = "/tmp/test-netns-outside.XXXXXX", path[256];
+        Netns *n = NULL;
+        int lock_fd, fd;
+        pid_t pid;
+
+        CHECK(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/lock", dir);
+        lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        CHECK(lock_fd >= 0);
+        CHECK(flock(lock_fd, LOCK_EX | LOCK_NB) == 0);
+        snprintf(path, sizeof(path), "%s/a", dir);
+        CHECK(mkdir(path, 0700) == 0);
+        snprintf(path, sizeof(path), "%s/a/sock", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        close(fd);
+        /* A symlink out of the tree is removed, never followed. */
+        CHECK(mkdtemp(outside));
+        snprintf(path, sizeof(path), "%s/keep", outside);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        close(fd);
+        snprintf(path, sizeof(path), "%s/a/out", dir);
+        CHECK(symlink(outside, path) == 0);
+
+        CHECK(netns_new(getuid(), getgid(), lock_fd, dir, "lock", &n) == 0);
+        /* A process inside writes a file of its own, as libvirtd or QEMU do. */
+        pid = netns_fork(n);
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                snprintf(path, sizeof(path), "%s/a/inside", dir);
+                _exit(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600) < 0);
+        }
+        reap_all();
+        close(lock_fd); /* as if vmgrd were gone: only the holder holds the lock now */
+        snprintf(path, sizeof(path), "%s/lock", dir);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        CHECK(fd >= 0);
+        CHECK(flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK);
+        n = netns_free(n);
+        CHECK(flock(fd, LOCK_EX | LOCK_NB) == 0);
+        close(fd);
+        snprintf(path, sizeof(path), "%s/a", dir);
+        CHECK(access(path, F_OK) < 0 && errno == ENOENT);
+        snprintf(path, sizeof(path), "%s/keep", outside);
+        CHECK(access(path, F_OK) == 0);
+        CHECK(unlink(path) == 0);
+        CHECK(rmdir(outside) == 0);
+        snprintf(path, sizeof(path), "%s/lock", dir);
+        CHECK(unlink(path) == 0);
+        CHECK(rmdir(dir) == 0);
 }
 
 int main(void) {
@@ -173,7 +234,7 @@ int main(void) {
         int r;
 
         /* Where user namespaces are not allowed, namespace mode is not either. */
-        r = netns_new(getuid(), getgid(), &n);
+        r = netns_new(getuid(), getgid(), -1, NULL, NULL, &n);
         if (r == -EPERM || r == -ENOSPC || r == -EACCES) {
                 printf("user namespaces are not allowed here; skipped\n");
                 return 77;
@@ -185,5 +246,6 @@ int main(void) {
         test_fork(n);
         n = netns_free(n);
         test_everything_dies();
+        test_runtime_cleanup();
         TEST_DONE();
 }
