@@ -69,7 +69,10 @@ else
         has "row: libvirt, or why it is missing" '(libvirt was not measured|The isolated network \(b\) failed): .'
 fi
 has "targets table" '^\| ≥ 30× faster than \(b\)'
-has "RSS with 16 groups" '^\| holding 16 groups \(created at once\) \| [0-9]+ \|$'
+has "RSS with 16 groups" '^\| holding 16 groups \(created at once\) \| [0-9]+ \| [0-9]+ \+ [0-9]+ \|$'
+has "row: vmgr cycle, namespace mode" "^\| \*\*vmgr, namespace mode\*\*: CreateGroup \+ DeleteGroup $row"
+has "row: vmgrd start, namespace mode" "^\| vmgrd start → ready on the bus, namespace mode $row"
+has "row: vmgr to ready, namespace mode" "^\| \*\*vmgr, namespace mode\*\*: CreateGroup with one VM → Group.WaitReady returns $row"
 has "concurrent creation timing" "^\| CreateGroup, 16 calls at once, each \| $num \| $num \| $num \| 16 \|$"
 
 # VM start to ready: both contenders, the stages, the target.
