@@ -169,6 +169,15 @@ $(bench_row "vmgr namespace − host mode, per round" vr.ns_gap)
 $(bench_row "vmgr: DeleteGroup afterwards (VM, TAP, network)" vmgr.delete)
 $(bench_row "vmgr, namespace mode: DeleteGroup afterwards" ns.delete)
 
+Namespace mode changes where the VM's TAP, bridge, dnsmasq, libvirtd and
+QEMU live, not what they do: the guest boots the same kernel under the
+same accelerator with the same devices, its TAP sits on a bridge in
+vmgrd's own network namespace instead of the benchmark's, and vmgrd talks
+to its agent over the same Unix socket (a file, which the network
+namespace does not affect). Compare the "namespace − host mode" row with
+the spread of either mode's rows: a VM's start is dominated by the guest's
+own boot under TCG.
+
 ### Against the target
 
 | target | measured | |
