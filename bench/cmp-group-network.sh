@@ -403,7 +403,9 @@ and its capabilities come from that user namespace rather than from file
 capabilities, which costs the kernel nothing per request; deleting the
 bridge waits for the same RCU grace periods. A difference of a few
 milliseconds between the two modes' medians is within the rounds' spread
-on a shared machine (compare the p90 and max columns). What namespace mode
+on a shared machine (compare the p90 and max columns, and the two rows up
+to the \`Network mode:\` line: nothing differs between the modes before
+it, so their difference is noise alone). What namespace mode
 adds is paid once, at vmgrd's start (the holder row: one \`clone3()\` into
 four new namespaces, the uid and gid maps, and the holder mounting
 \`/proc\` and \`/sys\`, bringing \`lo\` up and writing one sysctl), and at
@@ -419,8 +421,9 @@ dies, the kernel removes the whole network with the holder.
 ### vmgrd's memory
 
 A fresh vmgrd in each mode, after the rounds above. In namespace mode,
-"+ N" is the holder's RSS (it is a fork of vmgrd that never execs, so most
-of its pages are shared with vmgrd's).
+"+ N" is the holder's RSS; it is a fork of vmgrd that never execs, so
+most of those pages are shared with vmgrd's and the sum overstates what
+namespace mode adds.
 
 | vmgrd RSS | host mode KiB | namespace mode KiB |
 |---|---:|---:|
