@@ -319,7 +319,8 @@ bench_vmgrd2_start() {
         return 1
 }
 
-# bench_vmgrd2_stop: stop the second vmgrd like bench_vmgrd_stop.
+# bench_vmgrd2_stop: stop the second vmgrd like bench_vmgrd_stop, then its
+# bus (a later comparison's leak check counts the test user's processes).
 bench_vmgrd2_stop() {
         local first=$VMGRD_PID
         [ -n "$BENCH_VMGRD2_PID" ] || return 0
@@ -327,6 +328,11 @@ bench_vmgrd2_stop() {
         BENCH_VMGRD2_PID=
         vmgr_stop_vmgrd TERM
         VMGRD_PID=$first
+        if [ -n "$BENCH_BUS2_PID" ]; then
+                kill "$BENCH_BUS2_PID" 2>/dev/null || true
+                wait "$BENCH_BUS2_PID" 2>/dev/null || true
+                BENCH_BUS2_PID=
+        fi
         if [ "$VMGRD_STATUS" != 0 ]; then
                 echo "tools/bench: the second vmgrd exited with status $VMGRD_STATUS on SIGTERM; its log:" >&2
                 tail -n 20 "$VMGR_TMP/vmgrd2.log" | sed 's/^/  /' >&2
