@@ -90,3 +90,7 @@ int verb_group_timings(char **args, size_t n_args, const struct ctl_options *o);
 int verb_serve(char **args, size_t n_args, const struct ctl_options *o);
 int verb_unserve(char **args, size_t n_args, const struct ctl_options *o);
 int verb_served(char **args, size_t n_args, const struct ctl_options *o);
+/* verb-forward.c: a group's port forwards. */
+int verb_forward(char **args, size_t n_args, const struct ctl_options *o);
+int verb_unforward(char **args, size_t n_args, const struct ctl_options *o);
+int verb_forwards(char **args, size_t n_args, const struct ctl_options *o);

@@ -90,6 +90,9 @@ static const struct verb verbs[] = {
         { "unserve", NULL, 2, 2, 0, "GROUP NAME", verb_unserve },
         { "enter", NULL, 0, SIZE_MAX, 0, "[-- CMD...]", verb_enter },
         { "served", NULL, 1, 1, 0, "GROUP", verb_served },
+        { "forward", NULL, 3, 4, 0, "GROUP VM [tcp|udp:]GUEST_PORT [[ADDR:]HOST_PORT]", verb_forward },
+        { "unforward", NULL, 2, 2, 0, "GROUP [tcp|udp:][ADDR:]HOST_PORT", verb_unforward },
+        { "forwards", NULL, 1, 1, 0, "GROUP", verb_forwards },
 };
 
 static void help(void) {
@@ -148,6 +151,16 @@ static void help(void) {
                "                                   and network namespaces in namespace mode,\n"
                "                                   here in host mode; its exit status is ours\n"
                "\n"
+               "Port forward commands (vmgrd relays from its own network namespace):\n"
+               "  forward GROUP VM [tcp|udp:]GUEST_PORT [[ADDR:]HOST_PORT]\n"
+               "                                   Forward HOST_PORT on ADDR (default\n"
+               "                                   127.0.0.1; IPv6 in brackets; port 0 or\n"
+               "                                   none: a free one) to the VM's GUEST_PORT;\n"
+               "                                   print ADDR:PORT\n"
+               "  unforward GROUP [tcp|udp:][ADDR:]HOST_PORT\n"
+               "                                   Stop a forward\n"
+               "  forwards GROUP                   List a group's forwards\n"
+               "\n"
                "Address commands (offline, no vmgrd needed; they derive from the\n"
                "owner's uid, by default ours):\n"
                "  addr GROUP                       Show a group's bridge and addresses\n"
@@ -157,7 +170,7 @@ static void help(void) {
                "  -h --help                        Show this help\n"
                "     --version                     Show the version\n"
                "     --json                        Print JSON (list, show, create, add, addr,\n"
-               "                                   serve, served)\n"
+               "                                   serve, served, forward, forwards)\n"
                "  -q --quiet                       No table header; create and add print\n"
                "                                   nothing\n"
                "     --spec FILE                   Spec, JSON (group create, vm add)\n"

@@ -12,6 +12,7 @@
 #include "collect.h"
 #include "dnsmasq.h"
 #include "fileserver.h"
+#include "forward.h"
 #include "group.h"
 #include "vm-agent-dbus.h"
 #include "vm.h"
@@ -211,6 +212,7 @@ const sd_bus_vtable group_vtable[] = {
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ServedFiles", "a(sst)", group_property_get_served_files, 0,
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Forwards", "a(ssqsq)", group_property_get_forwards, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Timings", "a{st}", group_property_get_timings, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_delete,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
@@ -230,6 +232,12 @@ const sd_bus_vtable group_vtable[] = {
                                 group_method_serve_file, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnserveFile", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, group_method_unserve_file,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ForwardPort",
+                                SD_BUS_ARGS("s", vm, "s", protocol, "q", guest_port, "s", host_address, "q", host_port),
+                                SD_BUS_RESULT("s", address, "q", port), group_method_forward_port,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveForward", SD_BUS_ARGS("s", protocol, "s", host_address, "q", host_port),
+                                SD_BUS_NO_RESULT, group_method_remove_forward, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -11,10 +11,12 @@
 #include "collect.h"
 #include "dnsmasq.h"
 #include "fileserver.h"
+#include "forward.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
 #include "log.h"
+#include "outbound.h"
 #include "vm.h"
 
 static const char *const state_names[_GROUP_STATE_MAX] = {
@@ -75,6 +77,8 @@ static Group *group_free(Group *g) {
         dnsmasq_free(g->dnsmasq);
         group_log_free(g->log);
         fileserver_stop(g->fileserver);
+        while (g->forwards)
+                forward_free(g->forwards);
         sd_bus_message_unref(g->create_call);
         for (size_t i = 0; i < g->n_delete_calls; i++)
                 sd_bus_message_unref(g->delete_calls[i]);
@@ -142,6 +146,12 @@ int group_new(Manager *m, const char *name, const char *spec_json, VmgrSpec *spe
                 return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
                                           "the spec has %zu VMs; the limit is %u (max_vms_per_group)", spec->n_vms,
                                           m->config.max_vms_per_group);
+
+        if (spec->outbound) {
+                r = outbound_check(m, error);
+                if (r < 0)
+                        return r;
+        }
 
         /* Our uid, as the helper will see it (in root mode we run as the
          * service user by now): its names are the ones the helper makes. */
@@ -398,6 +408,7 @@ static void group_teardown_now(Group *g) {
         VM *next;
 
         g->fileserver = fileserver_stop(g->fileserver);
+        forward_remove_vm(g, NULL);
         g->vms_pending = 1; /* held while we walk the list */
         for (VM *vm = g->vms; vm; vm = next) {
                 next = vm->next;
@@ -630,6 +641,9 @@ int group_remove_vm(Group *g, VM *vm, sd_bus_message *call) {
         return r;
 }
 
+static void group_start_services(Group *g);
+static void on_outbound_enabled(Group *g, int error, const char *message);
+
 static void on_network_created(int error, const char *message, int pid, int pidfd, void *userdata) {
         Group *g = userdata;
         int r;
@@ -643,16 +657,39 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         group_stage_mark(g, GROUP_STAGE_NETWORK_CREATED);
         log_group(LOG_DEBUG, g->name, "Network created (bridge %s)", g->addrs.bridge);
 
+        if (g->spec->outbound) {
+                r = outbound_enable(g, on_outbound_enabled);
+                if (r < 0)
+                        group_creation_failed(g, r, "cannot start pasta for outbound (vmgrd's log says why)", false);
+                group_unref(g);
+                return;
+        }
+        group_start_services(g);
+        group_unref(g);
+}
+
+/* Outbound is in place (or failed): on with the group's services. */
+static void on_outbound_enabled(Group *g, int error, const char *message) {
+        if (g->state != GROUP_CREATING)
+                return;
+        if (error < 0)
+                group_creation_failed(g, error, message, false);
+        else
+                group_start_services(g);
+}
+
+/* The network is there: the file server, then dnsmasq. */
+static void group_start_services(Group *g) {
+        int r;
+
         r = fileserver_start(g, &g->fileserver);
         if (r < 0) {
                 group_creation_failed(g, r, "cannot start the file server", false);
-                group_unref(g);
                 return;
         }
         r = dnsmasq_start(g->dnsmasq);
         if (r < 0)
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
-        group_unref(g);
 }
 
 int group_start(Group *g, sd_bus_message *call) {

@@ -11,6 +11,7 @@
 typedef struct Dnsmasq Dnsmasq;
 typedef struct GroupLog GroupLog;
 typedef struct FileServer FileServer;
+typedef struct Forward Forward;
 typedef struct VM VM;
 typedef struct ReadyWaiter ReadyWaiter;
 
@@ -52,6 +53,8 @@ struct Group {
         Dnsmasq *dnsmasq;
         GroupLog *log;                  /* every line of the group's VMs and of vmgrd about it (grouplog.h) */
         FileServer *fileserver;         /* HTTP on the files address while the network is up */
+        Forward *forwards;              /* port forwards to its VMs (forward.h), newest first */
+        unsigned n_forwards;
         VM *vms;                        /* list, newest first */
         unsigned n_vms;
         unsigned vms_pending;           /* VM operations the group waits for */

@@ -163,6 +163,12 @@ _noreturn_ static void holder_main(int sync_fd, int sock, gid_t gid) {
                 _exit(1);
         (void) close(sync_fd);
         (void) prctl(PR_SET_NAME, NETNS_HOLDER_NAME);
+        /* Nothing of vmgrd's but stdio and our socket: not its lock on the
+         * runtime directory, its event loop, its bus. */
+        if (sock > 3 && syscall(SYS_close_range, 3u, (unsigned) sock - 1, 0u) < 0)
+                _exit(1);
+        if (syscall(SYS_close_range, (unsigned) sock + 1, ~0U, 0u) < 0)
+                _exit(1);
 
         for (int sig = 1; sig < _NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)

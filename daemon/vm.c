@@ -15,6 +15,7 @@
 #include "bus-error.h"
 #include "disk.h"
 #include "domain-xml.h"
+#include "forward.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -105,6 +106,8 @@ void vm_set_state(VM *vm, VMState state) {
                 vm->ipv4 = strdup("");
                 (void) vm_emit_changed(vm, "IPv4", NULL);
         }
+        if ((state == VM_STOPPED || state == VM_CRASHED || state == VM_DEFINED) && vm->group)
+                forward_vm_stopped(vm->group, vm->name);
         log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM is %s",
                      vm_state_to_string(state));
         vm->state = state;
@@ -196,6 +199,7 @@ static void vm_unlink(VM *vm) {
                 return;
         /* Its last console lines go to the group's log, which may not outlive it. */
         vm->console = console_follower_free(vm->console);
+        forward_remove_vm(g, vm->name);
         m = g->manager;
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);

@@ -16,6 +16,7 @@ static const char *const op_names[_VMGR_NETADM_OP_MAX] = {
         [VMGR_NETADM_TAP_CREATE] = "tap-create",
         [VMGR_NETADM_TAP_DELETE] = "tap-delete",
         [VMGR_NETADM_DNSMASQ_START] = "dnsmasq-start",
+        [VMGR_NETADM_OUTBOUND_ENABLE] = "outbound-enable",
 };
 
 const char *vmgr_netadm_op_to_string(unsigned op) {

@@ -27,6 +27,10 @@
 #define VMGR_NETADM_DIR_MAX 256
 #define VMGR_NETADM_MESSAGE_MAX 256
 #define VMGR_NETADM_FD 3                /* the socket's fd number in the helper */
+/* pasta's interface in vmgrd's network namespace (namespace mode): fixed,
+ * so the helper never takes an interface name from its caller, and outside
+ * the vbr-/tap-/ta4- names the firewall treats as guests'. */
+#define VMGR_OUTBOUND_IFNAME "vmgr-pasta"
 
 enum vmgr_netadm_op {
         /* Bridge (accept_ra=0, gateway addresses), lo /128s, the /64 route with the
@@ -46,6 +50,12 @@ enum vmgr_netadm_op {
         /* Starts the group's dnsmasq with an argv the helper builds itself;
          * -EBUSY while another dnsmasq serves the bridge. */
         VMGR_NETADM_DNSMASQ_START = 5,
+        /* Namespace mode only: lets the caller's group's bridge forward to and
+         * masquerade out of pasta's interface (VMGR_OUTBOUND_IFNAME), and turns
+         * on forwarding in this network namespace. -EPERM in the initial user
+         * namespace (host mode): the host's routing is not the caller's to
+         * change. The bridge must be the caller's. GROUP_DELETE undoes it. */
+        VMGR_NETADM_OUTBOUND_ENABLE = 6,
         _VMGR_NETADM_OP_MAX,
 };
 

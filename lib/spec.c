@@ -362,6 +362,10 @@ int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
                         r = parse_path(v, "collect_on_delete", &spec->collect_on_delete, error);
                         if (r < 0)
                                 return r;
+                } else if (streq(key, "outbound")) {
+                        if (!json_object_is_type(v, json_type_boolean))
+                                return spec_error(error, "outbound", "must be true or false");
+                        spec->outbound = json_object_get_boolean(v);
                 } else
                         return spec_error(error, key, "unknown key");
         }

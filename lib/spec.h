@@ -61,6 +61,7 @@ typedef struct VmgrSpec {
         size_t n_vms;
         VmgrAccel accelerator;
         char *collect_on_delete;        /* directory for a bundle written before deletion, or NULL */
+        bool outbound;                  /* guests reach the host's network (namespace mode only) */
 } VmgrSpec;
 
 /* Parse a group spec. An empty string means a network-only group.

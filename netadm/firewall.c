@@ -2,17 +2,20 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/netlink.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "addressing.h"
 #include "firewall.h"
 #include "macro.h"
 #include "message.h"
+#include "userns.h"
 
 #define FIREWALL_REASON_MAX 128
 #define FIREWALL_CHAIN_MAX 32           /* "u" + uid + "-" + bridge name */
@@ -42,11 +45,22 @@
  *
  * A TAP is a bridge port from the start, but if one ever is not, its
  * guest's packets would come in on the TAP itself: those are dropped too.
+ *
+ * Outbound (namespace mode only): the outbound set holds ("vbr-x",
+ * VMGR_OUTBOUND_IFNAME) for each group whose guests may reach the host's
+ * network through pasta. Such a bridge may forward to pasta's interface,
+ * from sources that route back through it only (a guest posing as another
+ * group's guest would have the answers sent there), and receive the
+ * answers. Empty, as it always is in host mode, the set lets nothing
+ * through. The masquerade that goes with it is outbound's own nat chain
+ * (firewall_outbound), so that the host's namespace never gets a nat hook
+ * it does not use.
  */
 static const char firewall_shared[] =
         "add table inet vmgr\n"
         "add map inet vmgr groups { type ifname : verdict; }\n"
         "add set inet vmgr bridged { type ifname . ifname; }\n"
+        "add set inet vmgr outbound { type ifname . ifname; }\n"
         "add chain inet vmgr input { type filter hook input priority filter; policy accept; }\n"
         "add chain inet vmgr forward { type filter hook forward priority filter; policy accept; }\n"
         "add chain inet vmgr from_guest\n"
@@ -57,6 +71,9 @@ static const char firewall_shared[] =
         "add rule inet vmgr input iifname \"tap-*\" drop\n"
         "add rule inet vmgr input iifname \"ta4-*\" drop\n"
         "add rule inet vmgr forward iifname . oifname @bridged accept\n"
+        "add rule inet vmgr forward iifname . oifname @outbound fib saddr . iif oif missing drop\n"
+        "add rule inet vmgr forward iifname . oifname @outbound accept\n"
+        "add rule inet vmgr forward oifname . iifname @outbound ct state established,related accept\n"
         "add rule inet vmgr forward iifname \"vbr-*\" drop\n"
         "add rule inet vmgr forward oifname \"vbr-*\" drop\n"
         "add rule inet vmgr forward iifname \"tap-*\" drop\n"
@@ -272,6 +289,17 @@ int firewall_group_delete(unsigned uid, const char *group, char *msg) {
                  "delete element inet vmgr bridged { \"%s\" . \"%s\" }\n"
                  "delete chain inet vmgr %s\n",
                  f.bridge, f.bridge, f.bridge, f.chain);
+        /* An outbound group's element goes in the same transaction, so that
+         * a later group of the same name never inherits it. Outbound exists
+         * in namespace mode only: host mode pays nothing for it. */
+        if (vmgr_userns_is_initial() == 0) {
+                char with[FIREWALL_COMMANDS_MAX + 128];
+
+                snprintf(with, sizeof(with), "delete element inet vmgr outbound { \"%s\" . \"%s\" }\n%s",
+                         f.bridge, VMGR_OUTBOUND_IFNAME, cmd);
+                if (firewall_run(with, NULL) >= 0)
+                        return 0;
+        }
         r = firewall_run(cmd, reason);
         if (r >= 0)
                 return 0;
@@ -283,4 +311,84 @@ int firewall_group_delete(unsigned uid, const char *group, char *msg) {
         return netadm_fail(msg, r == -EOPNOTSUPP ? r : -EIO,
                            "cannot delete the firewall rules of bridge %s (nft chain inet vmgr %s): %s", f.bridge,
                            f.chain, reason);
+}
+
+/* The nat chain of outbound groups: whatever a bridge in the outbound set
+ * sends out of pasta's interface leaves with the namespace's address there,
+ * which pasta then uses for the user's own sockets. */
+static const char firewall_outbound[] =
+        "add chain inet vmgr postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+        "flush chain inet vmgr postrouting\n"
+        "add rule inet vmgr postrouting iifname . oifname @outbound masquerade\n";
+
+/* Write "1" to a sysctl file of this network namespace. Returns 0 or -errno. */
+static int firewall_sysctl_enable(const char *path) {
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, "1", 1) != 1)
+                return -errno;
+        return 0;
+}
+
+int firewall_outbound_enable(unsigned uid, const char *group, char *msg) {
+        char own[FIREWALL_COMMANDS_MAX], cmd[sizeof(firewall_shared) + FIREWALL_COMMANDS_MAX];
+        char reason[FIREWALL_REASON_MAX];
+        struct firewall_group f;
+        int n, r;
+
+        r = firewall_group_derive(uid, group, &f);
+        if (r < 0)
+                return r;
+
+        /* In host mode this would make the host a router with NAT for any
+         * member of the helper's group: never. */
+        r = vmgr_userns_is_initial();
+        if (r != 0)
+                return netadm_fail(msg, -EPERM,
+                                   r > 0 ? "outbound is available in namespace mode only; vmgr-netadm does not "
+                                           "forward or masquerade in the host's own network"
+                                         : "cannot tell whether vmgr-netadm runs in vmgrd's own namespace (reading "
+                                           "/proc/self/uid_map failed); outbound refused");
+        r = firewall_check_available(msg);
+        if (r < 0)
+                return r;
+        /* The group's own chain, named with the caller's uid, must be there:
+         * only a group this caller made gets outbound. */
+        r = firewall_chain_exists(&f);
+        if (r < 0)
+                return netadm_fail(msg, r == -ENOENT ? -ENOENT : -EIO,
+                                   "group '%s' has no firewall rules of this user (nft chain inet vmgr %s); create "
+                                   "the group first",
+                                   group, f.chain);
+
+        n = snprintf(own, sizeof(own), "%sadd element inet vmgr outbound { \"%s\" . \"%s\" }\n", firewall_outbound,
+                     f.bridge, VMGR_OUTBOUND_IFNAME);
+        if (n < 0 || (size_t) n >= sizeof(own))
+                return netadm_fail(msg, -ENOBUFS, "the outbound rules of bridge %s do not fit the buffer", f.bridge);
+
+        /* A table made before the outbound set existed lacks it: then the
+         * shared part comes along (and brings the forward rules that use it). */
+        r = firewall_run(own, reason);
+        if (r == -ENOENT) {
+                snprintf(cmd, sizeof(cmd), "%s%s", firewall_shared, own);
+                r = firewall_run(cmd, reason);
+        }
+        if (r < 0)
+                return netadm_fail(msg, r == -EOPNOTSUPP ? r : -EIO,
+                                   "cannot install the outbound rules of bridge %s (%s)", f.bridge, reason);
+
+        /* Only now that the rules are in place: forwarding is per network
+         * namespace, and the forward chain drops whatever is not allowed. */
+        r = firewall_sysctl_enable("/proc/sys/net/ipv4/ip_forward");
+        if (r < 0)
+                return netadm_fail(msg, r, "cannot turn on IPv4 forwarding in vmgrd's network namespace: %s",
+                                   strerror(-r));
+        r = firewall_sysctl_enable("/proc/sys/net/ipv6/conf/all/forwarding");
+        if (r < 0 && r != -ENOENT)
+                return netadm_fail(msg, r, "cannot turn on IPv6 forwarding in vmgrd's network namespace: %s",
+                                   strerror(-r));
+        return 0;
 }

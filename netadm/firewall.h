@@ -33,3 +33,11 @@ int firewall_group_create(unsigned uid, const char *group, char *msg);
  * exists. Returns 0 also when there is nothing of the caller's to delete;
  * never touches another uid's rules. */
 int firewall_group_delete(unsigned uid, const char *group, char *msg);
+
+/* Namespace mode only: let the caller's group forward to pasta's interface
+ * (VMGR_OUTBOUND_IFNAME) and masquerade there, then turn on IPv4 and IPv6
+ * forwarding in this network namespace. Returns 0, -EPERM in the initial
+ * user namespace (host mode), -ENOENT when the group has no rules of the
+ * caller's, or -EOPNOTSUPP/-EIO when nf_tables refuses. firewall_group_delete()
+ * takes it away with the group's other rules. */
+int firewall_outbound_enable(unsigned uid, const char *group, char *msg);

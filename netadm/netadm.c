@@ -272,6 +272,13 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 *ret_fd = fd;
                 return 0;
         }
+
+        case VMGR_NETADM_OUTBOUND_ENABLE:
+                /* Only the caller's own bridge; the firewall refuses in host mode. */
+                r = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
+                if (r < 0)
+                        return r;
+                return firewall_outbound_enable(m->uid, req->group, msg);
         }
         return netadm_fail(msg, -EOPNOTSUPP, "unknown operation %u", (unsigned) req->op);
 }

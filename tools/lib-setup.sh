@@ -37,7 +37,9 @@ vmgr_setup_user() {
         fi
 }
 
-# Group vmgr (may use the helper), two members and one outsider for the tests.
+# Group vmgr (may use the helper), two members and one outsider for the tests,
+# and the two users namespace mode's tests run vmgrd as: set up like the
+# members, but in no group vmgr, so the helper's policy admits neither.
 vmgr_setup_users() {
         if ! getent group vmgr >/dev/null; then
                 groupadd vmgr
@@ -46,6 +48,8 @@ vmgr_setup_users() {
         vmgr_setup_user vmgr-test member
         vmgr_setup_user vmgr-test2 member
         vmgr_setup_user vmgr-outsider outsider
+        vmgr_setup_user vmgr-ns outsider
+        vmgr_setup_user vmgr-ns2 outsider
 }
 
 # The unprivileged users run binaries from BUILD/destdir, so every directory

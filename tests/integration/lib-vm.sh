@@ -127,11 +127,11 @@ vmgr_group_leftovers() {
         # A libvirtd that does not answer must not pass for one without domains.
         domains=$(vmgr_virsh list --all --name 2>&1) || echo "virsh list failed: $domains"
         vmgr_load_expected _vmgr_lo_exp "$group"
-        ip -o link show dev "${_vmgr_lo_exp[bridge]}" >/dev/null 2>&1 && echo "bridge ${_vmgr_lo_exp[bridge]}"
+        vmgr_netns_exec ip -o link show dev "${_vmgr_lo_exp[bridge]}" >/dev/null 2>&1 && echo "bridge ${_vmgr_lo_exp[bridge]}"
         for vm in "${@:2}"; do
                 vmgr_load_expected _vmgr_lo_exp "$group" "$vm"
                 for name in "${_vmgr_lo_exp[tap]}" "${_vmgr_lo_exp[tap4]}"; do
-                        ip -o link show dev "$name" >/dev/null 2>&1 && echo "link $name (VM $vm)"
+                        vmgr_netns_exec ip -o link show dev "$name" >/dev/null 2>&1 && echo "link $name (VM $vm)"
                 done
                 for pid in $(vmgr_qemu_pids "$group" "$vm"); do
                         echo "qemu $pid (VM $vm)"

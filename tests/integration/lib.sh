@@ -13,6 +13,17 @@
 # Everything the test starts (bus, vmgrd, its helper and dnsmasq, probe
 # namespaces) lives inside namespaces the test made, and dies with them.
 # Output follows TAP's "ok - NAME" / "not ok - NAME" lines.
+#
+# VMGR_NET_MODE (host or namespace, default host) is the network mode vmgrd
+# runs in; meson runs most tests once in each (NAME and NAME@namespace).
+#   host:      the test user is vmgr-test, a member of group vmgr, and the
+#              helper is the setcap'd one: groups live in the test's network
+#              namespace.
+#   namespace: the test user is vmgr-ns, in no group vmgr, and the helper a
+#              copy without file capabilities: vmgrd makes its own user,
+#              network and PID namespaces (held by its child vmgrd-netns)
+#              and every group lives there. vmgr_netns_exec runs a command
+#              there, in both modes.
 
 set -euo pipefail
 # The test user reads files root writes here (bus config, probe scripts).
@@ -24,16 +35,37 @@ VMGR_DESTDIR=$VMGR_BUILD_DIR/destdir
 VMGRD=$VMGR_DESTDIR/usr/bin/vmgrd
 VMGRCTL=$VMGR_DESTDIR/usr/bin/vmgrctl
 VMGR_NETADM=$VMGR_DESTDIR/usr/libexec/vmgr-netadm
-VMGR_USER=${VMGR_USER:-vmgr-test}
+VMGR_NET_MODE=${VMGR_NET_MODE:-host}
+# VMGR_USER runs vmgrd; VMGR_USER2 is a second user of the same kind, for
+# the tests that run two vmgrds side by side.
+case $VMGR_NET_MODE in
+host)
+        VMGR_USER=${VMGR_USER:-vmgr-test}
+        VMGR_USER2=${VMGR_USER2:-vmgr-test2}
+        ;;
+namespace)
+        VMGR_USER=${VMGR_USER:-vmgr-ns}
+        VMGR_USER2=${VMGR_USER2:-vmgr-ns2}
+        ;;
+*)
+        echo "# error: VMGR_NET_MODE is '$VMGR_NET_MODE'; it must be host or namespace" >&2
+        exit 1
+        ;;
+esac
 
 VMGR_TMP=
 VMGRD_PID=
 VMGRD_STATUS=
 VMGR_BUS_PID=
+# The test bus's address; empty: unix:path=$VMGR_TMP/bus (vmgr_bus_address).
+VMGR_BUS_ADDRESS=
 VMGR_LOG_SHOWN=
 VMGR_PASSED=0
 VMGR_FAILED=0
 VMGR_PEER_NS=()
+# Network namespaces ("net:[INODE]") of every holder seen, by user: once its
+# vmgrd has stopped, no process may still be in one or hold it open.
+declare -A VMGR_HOLDER_NETNS=()
 
 # Exit 77 (meson's "skipped") unless running as root.
 vmgr_require_root() {
@@ -64,6 +96,9 @@ vmgr_enter_netns() {
         chown "$VMGR_USER:" "$VMGR_TMP" "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
         trap vmgr_cleanup EXIT
         vmgr_policy_private
+        if [ "$VMGR_NET_MODE" = namespace ]; then
+                vmgr_namespace_mode_setup
+        fi
         # A signal from meson's timeout ends the test through the EXIT trap.
         trap 'exit 143' TERM INT
         # Under set -e, say where a setup step failed.
@@ -98,6 +133,33 @@ vmgr_cleanup() {
         exit "$rc"
 }
 
+# Namespace mode's conditions, made and checked before anything runs: the
+# users are in no group vmgr (the helper's policy admits neither) and the
+# helper is a copy without file capabilities (cp drops the xattr), so
+# nothing the test shows can come from a privilege the mode must not need.
+vmgr_namespace_mode_setup() {
+        local u
+        for u in "$VMGR_USER" "$VMGR_USER2"; do
+                if ! id -u "$u" >/dev/null 2>&1; then
+                        echo "# error: user $u does not exist (tools/check creates it: vmgr_setup_users)" >&2
+                        exit 1
+                fi
+                if id -nG "$u" | tr ' ' '\n' | grep -qx vmgr; then
+                        echo "# error: namespace mode runs as users outside group vmgr, but $u is a member" >&2
+                        exit 1
+                fi
+        done
+        cp "$VMGR_NETADM" "$VMGR_TMP/vmgr-netadm"
+        chmod 0755 "$VMGR_TMP/vmgr-netadm"
+        VMGR_NETADM=$VMGR_TMP/vmgr-netadm
+        local caps
+        caps=$(getcap "$VMGR_NETADM")
+        if [ -n "$caps" ]; then
+                echo "# error: the helper's copy kept capabilities: $caps" >&2
+                exit 1
+        fi
+}
+
 # The helper's policy file, /etc/vmgr/netadm.conf, is compiled in and the
 # helper refuses to run without it. Give the test its own: shadow /etc with
 # an overlay in the test's mount namespace (whether or not the host has
@@ -130,7 +192,7 @@ vmgr_as_argv() {
         VMGR_AS_ARGV=(
                 setpriv --reuid "$user" --regid "$(id -g "$user")" --init-groups --reset-env
                 env
-                DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus"
+                DBUS_SESSION_BUS_ADDRESS="$(vmgr_bus_address)"
                 XDG_RUNTIME_DIR="$VMGR_TMP/run"
                 XDG_STATE_HOME="$VMGR_TMP/state"
                 HOME="$VMGR_TMP/home"
@@ -160,6 +222,12 @@ busctl_as_user() {
         vmgr_as_user busctl --user "$@"
 }
 
+# The address of the test's bus: $VMGR_BUS_ADDRESS if a test set one (an
+# abstract socket, say), else the socket file $VMGR_TMP/bus.
+vmgr_bus_address() {
+        echo "${VMGR_BUS_ADDRESS:-unix:path=$VMGR_TMP/bus}"
+}
+
 # The bus's default policy: every send, receive, name and eavesdropping.
 VMGR_BUS_POLICY_OPEN='  <policy context="default">
     <allow user="*"/>
@@ -169,7 +237,7 @@ VMGR_BUS_POLICY_OPEN='  <policy context="default">
   </policy>'
 
 # vmgr_start_bus [POLICY]: start a private dbus-daemon as the test user,
-# listening on $VMGR_TMP/bus, and export DBUS_SESSION_BUS_ADDRESS. Any local
+# listening on vmgr_bus_address, and export DBUS_SESSION_BUS_ADDRESS. Any local
 # user may connect (the tests need other users to reach vmgrd to check its
 # own access control); POLICY, the <policy> elements of the bus's config,
 # defaults to $VMGR_BUS_POLICY_OPEN.
@@ -180,7 +248,7 @@ vmgr_start_bus() {
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:path=$VMGR_TMP/bus</listen>
+  <listen>$(vmgr_bus_address)</listen>
   <auth>EXTERNAL</auth>
 $policy
 </busconfig>
@@ -201,8 +269,9 @@ EOF
                 cat "$VMGR_TMP/bus.log" >&2
                 return 1
         fi
-        chmod 0666 "$VMGR_TMP/bus"
-        export DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus"
+        [ -S "$VMGR_TMP/bus" ] && chmod 0666 "$VMGR_TMP/bus"
+        DBUS_SESSION_BUS_ADDRESS=$(vmgr_bus_address)
+        export DBUS_SESSION_BUS_ADDRESS
 }
 
 # True if org.vmgr1 answers a Peer.Ping on the test bus.
@@ -210,19 +279,58 @@ vmgr_vmgrd_answers() {
         busctl_as_user call org.vmgr1 /org/vmgr1 org.freedesktop.DBus.Peer Ping >/dev/null 2>&1
 }
 
+# The --network-mode arguments for the test's mode: none in host mode from a
+# vmgrd that predates the option (host is all it knows).
+vmgr_mode_args() {
+        VMGR_MODE_ARGS=()
+        if [ "$VMGR_NET_MODE" = namespace ] || "$VMGRD" --help 2>&1 | grep -q -e '--network-mode'; then
+                VMGR_MODE_ARGS=(--network-mode "$VMGR_NET_MODE")
+        fi
+}
+
 # Start vmgrd as the test user with the test's helper, state and runtime dirs
-# (extra arguments are passed on), logging to $VMGR_TMP/vmgrd.log; return once
-# org.vmgr1 answers, or fail with the log's tail after 15 s.
+# and network mode (extra arguments are passed on: a --network-mode among
+# them is the mode instead; VMGR_DEFAULT_MODE=1 in the caller's environment
+# leaves the mode to vmgrd), logging to $VMGR_TMP/vmgrd.log; return once
+# org.vmgr1 answers, in the mode it was given (a test must not pass in the
+# other mode unnoticed) and, in namespace mode, with its namespace holder
+# running; or fail with the log's tail after 15 s.
 vmgr_start_vmgrd() {
         echo "=== vmgrd $* started $(date +%T.%N)" >>"$VMGR_TMP/vmgrd.log"
+        local expected= a prev=
+        vmgr_mode_args
+        [ ${#VMGR_MODE_ARGS[@]} -gt 0 ] && expected=$VMGR_NET_MODE
+        if [ "${VMGR_DEFAULT_MODE:-0}" = 1 ]; then
+                VMGR_MODE_ARGS=()
+                expected=
+        fi
+        for a in "$@"; do
+                case $prev:$a in
+                --network-mode:*) VMGR_MODE_ARGS=() expected=$a ;;
+                *:--network-mode=*) VMGR_MODE_ARGS=() expected=${a#*=} ;;
+                esac
+                prev=$a
+        done
         vmgr_as_argv "$VMGR_USER"
-        "${VMGR_AS_ARGV[@]}" "$VMGRD" --netadm "$VMGR_NETADM" \
+        "${VMGR_AS_ARGV[@]}" "$VMGRD" --netadm "$VMGR_NETADM" "${VMGR_MODE_ARGS[@]}" \
                 --state-dir "$VMGR_TMP/state/vmgr" --runtime-dir "$VMGR_TMP/run/vmgr" \
                 "$@" </dev/null >>"$VMGR_TMP/vmgrd.log" 2>&1 &
         VMGRD_PID=$!
-        local i
+        local i mode
         for ((i = 0; i < 750; i++)); do
-                vmgr_vmgrd_answers && return 0
+                if vmgr_vmgrd_answers; then
+                        mode=$(busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1) ||
+                                mode=
+                        if [ -n "$expected" ] && [ "$mode" != "s \"$expected\"" ]; then
+                                echo "# error: vmgrd was started with --network-mode $expected, but its NetworkMode is: $mode" >&2
+                                return 1
+                        fi
+                        [ "$mode" = 's "namespace"' ] || return 0
+                        vmgr_holder_remember && return 0
+                        echo "# error: vmgrd answers but has no child vmgrd-netns holding its namespaces; its log:" >&2
+                        tail -n 30 "$VMGR_TMP/vmgrd.log" | sed 's/^/#   /' >&2
+                        return 1
+                fi
                 if ! kill -0 "$VMGRD_PID" 2>/dev/null; then
                         local rc=0
                         wait "$VMGRD_PID" || rc=$?
@@ -258,6 +366,80 @@ vmgr_stop_vmgrd() {
                 wait "$pid" || rc=$?
         } 2>/dev/null
         VMGRD_STATUS=$rc
+}
+
+# --- the namespace where the groups live ----------------------------------
+
+# Print the pid of the running vmgrd's namespace holder (its child with comm
+# vmgrd-netns); fail if there is none.
+vmgr_holder_pid() {
+        [ -n "$VMGRD_PID" ] || return 1
+        local pid
+        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) || return 1
+        [ -n "$pid" ] || return 1
+        echo "$pid"
+}
+
+# Wait up to 5 s for the running vmgrd's holder and remember its network
+# namespace for vmgr_leftovers (in VMGR_HOLDER_NETNS[$VMGR_USER]).
+vmgr_holder_remember() {
+        local i pid ns
+        for ((i = 0; i < 250; i++)); do
+                if pid=$(vmgr_holder_pid) && ns=$(readlink "/proc/$pid/ns/net"); then
+                        case " ${VMGR_HOLDER_NETNS[$VMGR_USER]:-} " in
+                        *" $ns "*) ;;
+                        *) VMGR_HOLDER_NETNS[$VMGR_USER]+=" $ns" ;;
+                        esac
+                        return 0
+                fi
+                sleep 0.02
+        done
+        return 1
+}
+
+# vmgr_netns_exec CMD...: run CMD (as root) in the network namespace where
+# the running vmgrd's groups live: the test's own in host mode, the holder's
+# in namespace mode (root of the initial user namespace may enter it). Only
+# the network namespace changes: files, users and /run/netns stay the
+# test's. nsenter execs CMD, so "vmgr_netns_exec CMD &" is not needed: use
+# "${VMGR_NETNS_ARGV[@]}" CMD & (see vmgr_netns_argv) for CMD's own pid.
+vmgr_netns_exec() {
+        vmgr_netns_argv || return 1
+        "${VMGR_NETNS_ARGV[@]}" "$@"
+}
+
+# Set VMGR_NETNS_ARGV to the prefix vmgr_netns_exec puts before a command:
+# nsenter into the holder's network namespace if vmgrd has a holder (a test
+# may start vmgrd in the other mode), nothing if not (an error in a
+# namespace-mode test).
+vmgr_netns_argv() {
+        VMGR_NETNS_ARGV=()
+        local holder
+        if holder=$(vmgr_holder_pid); then
+                VMGR_NETNS_ARGV=(nsenter -t "$holder" -n --)
+                return 0
+        fi
+        [ "$VMGR_NET_MODE" = namespace ] || return 0
+        echo "# error: no namespace holder (vmgrd-netns) of vmgrd ${VMGRD_PID:-(not running)}" >&2
+        return 1
+}
+
+# Print the pid, in the test's PID namespace, of the process that vmgrd's
+# namespace knows as pid $1 (what a pid file there holds): $1 itself in
+# host mode (no holder); nothing if there is no such process.
+vmgr_pid_outside() {
+        local holder ns p nspid
+        if ! holder=$(vmgr_holder_pid); then
+                echo "$1"
+                return 0
+        fi
+        ns=$(readlink "/proc/$holder/ns/pid") || return 0
+        for p in $holder $(pgrep -u "$VMGR_USER"); do
+                [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" = "$ns" ] || continue
+                nspid=$(sed -n 's/^NSpid:.*[[:space:]]\([0-9]*\)$/\1/p' "/proc/$p/status" 2>/dev/null)
+                [ "$nspid" = "$1" ] && echo "$p" && return 0
+        done
+        return 0
 }
 
 # Object path of group $1, from GetGroup (empty if there is none).
@@ -482,23 +664,57 @@ vmgr_load_expected() {
 
 # --- what is left ----------------------------------------------------------
 
-# Print everything vmgr-ish left in this namespace, one per line: links
-# marked with a "vmgr:" alias or named like vmgr's, fd00::/8 addresses on lo,
-# processes of the test user other than the running vmgrd, its helper and
-# the bus, files in vmgrd's state dir and anything in its runtime dir's
-# per-group part (the daemon's own lock file may stay). Empty when clean.
+# Print vmgr's links and lo addresses in the current network namespace, one
+# per line: links marked with a "vmgr:" alias or named like vmgr's, fd00::/8
+# addresses on lo. $1 says where, for the reader ("" for the test's own).
+vmgr_links_here() {
+        local where=${1:-}
+        ip -o link show 2>/dev/null | grep -E 'alias vmgr:| (vbr|tap|ta4)-[0-9a-f]{10}[:@]' |
+                sed -E 's/^[0-9]+: ([^:]+):.*alias (vmgr:[^ \\]*).*/link \1 (alias \2)/; s/^[0-9]+: ([^:]+):.*/link \1/' |
+                sed "s/\$/$where/" || true
+        ip -6 -o addr show dev lo | awk -v where="$where" '$4 ~ /^fd/ { print "lo address " $4 where }'
+}
+
+# Print everything vmgr-ish left, one per line: links and lo addresses (see
+# vmgr_links_here) in the test's namespace and, in namespace mode while
+# vmgrd runs, in its holder's; processes of the test user other than the
+# running vmgrd, its helper, its holder and the bus; in namespace mode, any
+# process in (or holding an fd of) a network namespace of a holder of this
+# user that is not the running one's; files in vmgrd's state dir and
+# anything in its runtime dir's per-group part (the daemon's own lock file
+# may stay). Empty when clean.
 vmgr_leftovers() {
-        ip -o link show | grep -E 'alias vmgr:| (vbr|tap|ta4)-[0-9a-f]{10}[:@]' |
-                sed -E 's/^[0-9]+: ([^:]+):.*alias (vmgr:[^ \\]*).*/link \1 (alias \2)/; s/^[0-9]+: ([^:]+):.*/link \1/' || true
-        ip -6 -o addr show dev lo | awk '$4 ~ /^fd/ { print "lo address " $4 }'
+        vmgr_links_here
+        local holder=
+        if holder=$(vmgr_holder_pid); then
+                nsenter -t "$holder" -n -- bash -c "$(declare -f vmgr_links_here); vmgr_links_here ' (in vmgrd-netns)'"
+        fi
         local pid comm ppid stat
         while read -r pid ppid stat comm; do
                 [ "$pid" = "$VMGRD_PID" ] && continue
                 [ "$pid" = "$VMGR_BUS_PID" ] && continue
                 [ -n "$VMGRD_PID" ] && [ "$ppid" = "$VMGRD_PID" ] && [ "$comm" = vmgr-netadm ] && continue
+                if [ -n "$holder" ]; then
+                        [ "$pid" = "$holder" ] && continue
+                        [ "$ppid" = "$holder" ] && [ "$comm" = vmgr-netadm ] && continue
+                fi
                 [[ $stat == Z* ]] && continue
                 echo "process $pid $comm"
         done < <(ps -u "$VMGR_USER" -o pid=,ppid=,stat=,comm= || true)
+        if [ -n "${VMGR_HOLDER_NETNS[$VMGR_USER]:-}" ]; then
+                local live= ns p pattern
+                [ -n "$holder" ] && live=$(readlink "/proc/$holder/ns/net" 2>/dev/null)
+                for ns in ${VMGR_HOLDER_NETNS[$VMGR_USER]}; do
+                        [ "$ns" = "$live" ] && continue
+                        # find's pattern: the brackets of "net:[INODE]" escaped.
+                        pattern='net:\['"${ns//[^0-9]/}"'\]'
+                        while read -r p; do
+                                p=${p#/proc/}
+                                echo "process ${p%%/*} $(cat "/proc/${p%%/*}/comm" 2>/dev/null) has the old namespace $ns (/proc/$p)"
+                        done < <(find /proc/[0-9]*/ns/net /proc/[0-9]*/fd -maxdepth 1 -lname "$pattern" 2>/dev/null || true)
+                        grep -F " $ns " /proc/self/mountinfo | sed "s|^|mount of the old namespace $ns: |" || true
+                done
+        fi
         find "$VMGR_TMP/state/vmgr" ! -type d -printf 'file %p\n' 2>/dev/null || true
         find "$VMGR_TMP/run/vmgr/groups" -mindepth 1 -printf 'file %p\n' 2>/dev/null || true
 }
@@ -506,7 +722,7 @@ vmgr_leftovers() {
 # --- probing dnsmasq from outside -------------------------------------------
 
 # vmgr_peer_create BRIDGE: make a namespace with a veth whose other end is a
-# port of BRIDGE (in the test's namespace), for probing the group's dnsmasq
+# port of BRIDGE (where the groups live: vmgr_netns_exec), for probing the group's dnsmasq
 # like a VM would. Sets VMGR_PEER (namespace name) and VMGR_PEER_IF.
 # DAD is off on the probe side: rdisc6 cannot bind a tentative address.
 # Returns once the bridge, which gets carrier from this first port, has a
@@ -521,14 +737,14 @@ vmgr_peer_create() {
         VMGR_PEER_IF=vp$n
         ip netns add "$VMGR_PEER"
         VMGR_PEER_NS+=("$VMGR_PEER")
-        ip link add "vh$n" type veth peer name "$VMGR_PEER_IF" netns "$VMGR_PEER"
-        ip link set "vh$n" master "$bridge" up
+        vmgr_netns_exec ip link add "vh$n" type veth peer name "$VMGR_PEER_IF" netns "$VMGR_PEER"
+        vmgr_netns_exec ip link set "vh$n" master "$bridge" up
         ip netns exec "$VMGR_PEER" sysctl -q -w "net.ipv6.conf.$VMGR_PEER_IF.accept_dad=0"
         ip -n "$VMGR_PEER" link set lo up
         ip -n "$VMGR_PEER" link set "$VMGR_PEER_IF" up
         local i
         for ((i = 0; i < 150; i++)); do
-                ip -6 -o addr show dev "$bridge" scope link | grep -v -q -e tentative -e '^$' && break
+                vmgr_netns_exec ip -6 -o addr show dev "$bridge" scope link | grep -v -q -e tentative -e '^$' && break
                 sleep 0.02
         done
 }

@@ -212,12 +212,13 @@ check_match "a reaches b over IPv4 ($b4)" '^0\|' "$(run_vm "$a" "" ping -c 1 -W 
 check_match "a cannot reach c of group h" '^1\|' "$(run_vm "$a" "" ping -c 1 -W 2 "$c6")"
 
 m6=$(vmgr_group_prop "$gpath" Management6)
-# A listener in a: the host connects, the guest's netstat shows the peer.
+# A listener in a: the host (where the groups live) connects, the guest's
+# netstat shows the peer.
 a6=$(vmgr_vm_prop "$a" IPv6)
 run_vm "$a" "" sh -c 'nc -l -p 7777 >/dev/null & sleep 4; netstat -tn' >"$VMGR_TMP/netstat" &
 listener=$!
 sleep 1.5
-python3 -c 'import socket,sys,time; s=socket.create_connection((sys.argv[1], 7777), 5); time.sleep(4)' "$a6" \
+vmgr_netns_exec python3 -c 'import socket,sys,time; s=socket.create_connection((sys.argv[1], 7777), 5); time.sleep(4)' "$a6" \
         2>/dev/null || true
 wait "$listener" || true
 check_match "traffic from the host arrives from the management address $m6" "$m6:[0-9]+ " \

@@ -10,24 +10,28 @@ source "$(dirname "$0")/lib.sh"
 vmgr_require_root
 vmgr_enter_netns "$@"
 
+# The test is only meaningful if the names can coexist: the /24 space has
+# just 65536 subnets, and the derivation depends on vmgrd's uid (which
+# differs between the modes' users and between machines), so take the first
+# 20 of c01, c02, ... whose networks do not collide with an earlier one's.
 n=20
 names=()
-for ((i = 1; i <= n; i++)); do
-        names+=("$(printf 'c%02d' "$i")")
-done
-
-# The test is only meaningful if these names can coexist: the /24 space has
-# just 65536 subnets, so check the derivation before relying on it.
 declare -A seen=()
-for g in "${names[@]}"; do
+for ((i = 1; ${#names[@]} < n && i <= 99; i++)); do
+        g=$(printf 'c%02d' "$i")
         vmgr_load_expected exp "$g"
+        clash=
         for k in bridge prefix6 subnet4; do
-                if [ -n "${seen[$k ${exp[$k]}]:-}" ]; then
-                        echo "# error: test names ${seen[$k ${exp[$k]}]} and $g share $k ${exp[$k]}; pick other names" >&2
-                        exit 1
-                fi
+                [ -n "${seen[$k ${exp[$k]}]:-}" ] && clash="${seen[$k ${exp[$k]}]} $k ${exp[$k]}"
+        done
+        if [ -n "$clash" ]; then
+                echo "# $g left out: it shares with $clash"
+                continue
+        fi
+        for k in bridge prefix6 subnet4; do
                 seen[$k ${exp[$k]}]=$g
         done
+        names+=("$g")
 done
 
 vmgr_start_bus
@@ -61,7 +65,7 @@ for g in "${names[@]}"; do
         [ "$state" = running ] || not_running+="$g: '$state' "
 done
 check_empty "all $n groups are running" "$not_running"
-check_eq "$n bridges exist" "$n" "$(ip -o link show type bridge | grep -c ' vbr-')"
+check_eq "$n bridges exist" "$n" "$(vmgr_netns_exec ip -o link show type bridge | grep -c ' vbr-')"
 
 start=$(date +%s%N)
 check_empty "$n concurrent deletes all succeed" "$(run_all delete)"
@@ -88,7 +92,7 @@ out=$(vmgrctl_as_user group create "$second" 2>&1 >/dev/null) && rc=0 || rc=$?
 check_eq "vmgrctl create $second fails" 1 "$rc"
 check_match "... naming $first in one line" "^vmgrctl: [^"$'\n'"]*$first[^"$'\n'"]*$" "$out"
 check_eq "$second left nothing: only $first's bridge exists" "${e1[bridge]}" \
-        "$(ip -o link show type bridge | awk -F': ' '{ print $2 }')"
+        "$(vmgr_netns_exec ip -o link show type bridge | awk -F': ' '{ print $2 }')"
 check "delete $first" vmgrctl_as_user group delete "$first"
 check "$second can be created once $first is gone" vmgrctl_as_user -q group create "$second"
 check "delete $second" vmgrctl_as_user group delete "$second"

@@ -206,7 +206,7 @@ check_match "nor unserve them" "may not use the vmgrd of uid" "$out"
 
 # --- HTTP from a guest without a VM ----------------------------------------------------
 
-out=$(python3 "$VMGR_TMP/http.py" "$files6" 8080 GET /image.bin)
+out=$(vmgr_netns_exec python3 "$VMGR_TMP/http.py" "$files6" 8080 GET /image.bin)
 check_match "the host gets no answer: not a guest of the group" '^error (closed|reset)$' "$out"
 
 t0=$(vmgr_now_ms)
@@ -338,10 +338,10 @@ open_fds() {
 }
 check_eq "vmgrd holds one fd per served file (4)" 4 "$(open_fds)"
 check "DeleteGroup g" busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s g
-check_empty "nothing listens on port 8080" "$(ss -Hltn 'sport = :8080')"
+check_empty "nothing listens on port 8080" "$(vmgr_netns_exec ss -Hltn 'sport = :8080')"
 check_eq "vmgrd holds no fd of a served file" 0 "$(open_fds)"
 # The files address left lo with the group: the connection fails either way.
-out=$(python3 "$VMGR_TMP/http.py" "$files6" 8080 GET /hello)
+out=$(vmgr_netns_exec python3 "$VMGR_TMP/http.py" "$files6" 8080 GET /hello)
 check_match "the file server is gone (connection fails)" '^error (ConnectionRefusedError|OSError)' "$out"
 check_empty "nothing of g left" "$(vmgr_group_leftovers g a)"
 check_empty "nothing left behind (but vmgrd's libvirtd, which runs until vmgrd exits)" \
@@ -351,13 +351,13 @@ check_empty "nothing left behind (but vmgrd's libvirtd, which runs until vmgrd e
 check "CreateGroup g again (network only)" vmgrctl_as_user group create g -q
 # The peer's port left with the old bridge: attach it to the new one, and
 # forget the old bridge's MAC for the gateway.
-ip link set "$peer_port" master "${exp[bridge]}"
+vmgr_netns_exec ip link set "$peer_port" master "${exp[bridge]}"
 ip -n "$peer" neigh flush dev "$VMGR_PEER_IF"
 check_eq "its file server answers" 404 "$(field status "$(http GET /hello)")"
 out=$(vmgrctl_as_user serve g "$files/image.bin" --name big 2>&1)
 check_eq "serve on the new group" "http://[$files6]:8080/big" "$out"
 # SIGTERM with files served: vmgr_finish checks vmgrd exits 0, without sanitizer reports.
-ss -Hltn 'sport = :8080' | grep -q . && rc=0 || rc=1
+vmgr_netns_exec ss -Hltn 'sport = :8080' | grep -q . && rc=0 || rc=1
 check_eq "it listens on port 8080" 0 "$rc"
 
 printf '# %s\n' "${timings[@]}"

@@ -11,7 +11,9 @@
 #     that binds the bridge's own address (which is in the /64) as its
 #     source; vmgrd counts them (its log line when fa's server stops);
 #   - a guest of a second group fb routed to fa's files address gets no
-#     answer at all: the host's firewall drops it;
+#     answer at all: the host's firewall drops it (in namespace mode,
+#     "the host" is vmgrd's network namespace, which root enters to run
+#     the other users' and root's attempts: nobody else reaches it);
 #   - the server listens on the files address only, not on IPv4;
 #   - 130 half-sent requests from one guest address that send one more
 #     byte every 2 s: 16 (the per-source limit) stay open, the rest are
@@ -229,8 +231,8 @@ guest_create() {
         _ns=vmgrpeer-${VMGR_TMP##*.}-$n
         ip netns add "$_ns"
         VMGR_PEER_NS+=("$_ns")
-        ip link add "vh$n" type veth peer name "vp$n" netns "$_ns"
-        ip link set "vh$n" master "$bridge" up
+        vmgr_netns_exec ip link add "vh$n" type veth peer name "vp$n" netns "$_ns"
+        vmgr_netns_exec ip link set "vh$n" master "$bridge" up
         ip netns exec "$_ns" sysctl -q -w "net.ipv6.conf.vp$n.accept_dad=0" "net.ipv6.conf.vp$n.accept_ra=0"
         ip -n "$_ns" link set lo up
         ip -n "$_ns" link set "vp$n" up
@@ -289,8 +291,15 @@ size=$(stat -c %s "$files/secret.bin")
 url=$(vmgrctl_as_user serve fa "$files/secret.bin" 2>&1) || true
 check_eq "fa serves secret.bin" "http://[$files6]:8080/secret.bin" "$url"
 
+# get ARGS...: get.py as root where the groups live (in namespace mode, root
+# entering vmgrd's network namespace: nobody else on the host reaches it).
 get() {
-        python3 "$VMGR_TMP/get.py" "$files6" 8080 "$@"
+        vmgr_netns_exec python3 "$VMGR_TMP/get.py" "$files6" 8080 "$@"
+}
+# get_as USER ARGS...: the same as USER.
+get_as() {
+        vmgr_as_argv "$1"
+        vmgr_netns_exec "${VMGR_AS_ARGV[@]}" python3 "$VMGR_TMP/get.py" "$files6" 8080 "${@:2}"
 }
 
 guest_create ga1 "${ea[bridge]}" "${ea[gateway6]}" "$files6" "${pa}a1" \
@@ -317,11 +326,11 @@ check_eq "... and another guest of fa, by SHA-256" "status 200 $sha" "$(verdict 
 # already) without a byte of HTTP. A timeout would mean something else
 # dropped it; a status line means the server answered.
 refused='^error (closed|reset)$'
-out=$(vmgr_as vmgr-test2 python3 "$VMGR_TMP/get.py" "$files6" 8080 /secret.bin)
+out=$(get_as vmgr-test2 /secret.bin)
 check_match "another local user is refused without an answer" "$refused" "$(verdict "$out")"
 out=$(get /secret.bin)
 check_match "root on the host is refused too" "$refused" "$(verdict "$out")"
-out=$(vmgr_as vmgr-test2 python3 "$VMGR_TMP/get.py" "$files6" 8080 /secret.bin --source "${ea[gateway6]}")
+out=$(get_as vmgr-test2 /secret.bin --source "${ea[gateway6]}")
 check_match "a local user with the bridge's address (in fa's /64) as source is refused" "$refused" "$(verdict "$out")"
 # The host's firewall (netadm/firewall.c) drops it before it reaches the server.
 out=$(in_ns "$gb1" python3 "$VMGR_TMP/get.py" "$files6" 8080 /secret.bin --source "${pb}b1" --timeout 3)
@@ -329,7 +338,7 @@ check_match "a guest of fb, routed to fa's files address, gets no answer" '^erro
 out=$(in_ns "$gb1" python3 "$VMGR_TMP/get.py" "${eb[files6]}" 8080 /nope --source "${pb}b1")
 check_eq "... while its own group's server answers it" "status 404" "$(verdict "$out")"
 
-listeners=$(ss -Hltn 'sport = :8080' | awk '{ print $4 }' | sort | tr '\n' ' ')
+listeners=$(vmgr_netns_exec ss -Hltn 'sport = :8080' | awk '{ print $4 }' | sort | tr '\n' ' ')
 check_eq "port 8080: only the two files addresses, no IPv4" \
         "$(printf '%s\n' "[${ea[files6]}]:8080" "[${eb[files6]}]:8080" | sort | tr '\n' ' ')" "$listeners"
 

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # A group's whole life through the real clients: create, show and delete with
-# vmgrctl and busctl; every link, address, route and property on the host
+# vmgrctl and busctl; every link, address, route and property where the
+# groups live (the test's namespace, or vmgrd's own in namespace mode)
 # against the derivation recomputed in bash; the group's dnsmasq answering a
 # router solicitation and a DHCPv4 request from a veth port of the bridge;
 # the error names and the client's sentences and exit statuses; dnsmasq
@@ -58,27 +59,31 @@ for p in Bridge:bridge Prefix6:prefix6 Gateway6:gateway6 Management6:management6
         check_eq "addr (offline): ${p%%:*}" "${exp[${p#*:}]}" "$(field "${p%%:*}" "$addr")"
 done
 
-check "bridge $br exists and is a bridge" bash -c "ip -d -o link show dev '$br' | grep -q ' bridge '"
+if [ "$VMGR_NET_MODE" = namespace ]; then
+        check_empty "namespace mode: no link of the group in the test's own namespace" \
+                "$(ip -o link show | grep -E " (vbr|tap|ta4)-" || true)"
+fi
+check "bridge $br exists and is a bridge" vmgr_netns_exec bash -c "ip -d -o link show dev '$br' | grep -q ' bridge '"
 check_match "bridge is marked as vmgr's" "alias vmgr:$(id -u "$VMGR_USER"):$group( |\\\\|$)" \
-        "$(ip -o link show dev "$br" 2>&1)"
-addrs6=$(ip -6 -o addr show dev "$br" scope global 2>&1 | awk '{ print $4 }')
+        "$(vmgr_netns_exec ip -o link show dev "$br" 2>&1)"
+addrs6=$(vmgr_netns_exec ip -6 -o addr show dev "$br" scope global 2>&1 | awk '{ print $4 }')
 check_eq "gateway6/64 is the bridge's only global IPv6 address" "${exp[gateway6]}/64" "$addrs6"
-addrs4=$(ip -4 -o addr show dev "$br" 2>&1 | awk '{ print $4 }')
+addrs4=$(vmgr_netns_exec ip -4 -o addr show dev "$br" 2>&1 | awk '{ print $4 }')
 check_eq "gateway4/24 is the bridge's only IPv4 address" "${exp[gateway4]}/24" "$addrs4"
 for a in management6 logs6 files6; do
-        check "$a/128 on lo" bash -c "ip -6 -o addr show dev lo | grep -q ' ${exp[$a]}/128 '"
+        check "$a/128 on lo" vmgr_netns_exec bash -c "ip -6 -o addr show dev lo | grep -q ' ${exp[$a]}/128 '"
 done
 check_match "route to the /64 via the bridge, from management6" \
         "^${exp[prefix6]} proto kernel src ${exp[management6]} metric 256( |$)" \
-        "$(ip -6 route show exact "${exp[prefix6]}" dev "$br" 2>&1)"
-check_eq "accept_ra=0 on the bridge" 0 "$(sysctl -n "net.ipv6.conf.$br.accept_ra" 2>&1)"
+        "$(vmgr_netns_exec ip -6 route show exact "${exp[prefix6]}" dev "$br" 2>&1)"
+check_eq "accept_ra=0 on the bridge" 0 "$(vmgr_netns_exec sysctl -n "net.ipv6.conf.$br.accept_ra" 2>&1)"
 
 # --- dnsmasq answers like it would to a VM --------------------------------
 
 vmgr_peer_create "$br"
 ra=$(vmgr_peer_ra 2>&1) || true
 check_match "router advertisement carries the group prefix" "Prefix +: ${exp[prefix6]}" "$ra"
-lladdr=$(ip -6 -o addr show dev "$br" scope link | awk '{ sub("/.*", "", $4); print $4 }')
+lladdr=$(vmgr_netns_exec ip -6 -o addr show dev "$br" scope link | awk '{ sub("/.*", "", $4); print $4 }')
 check_match "router advertisement comes from the bridge's link-local address" "from ${lladdr:-fe80::}$" "$ra"
 lease=$(vmgr_peer_dhcp4) || true
 net4=${exp[subnet4]%.0/24}
@@ -87,14 +92,22 @@ check_match "DHCPv4 lease inside ${exp[subnet4]}" "^${net4//./\\.}\\.([2-9]|[1-9
 # --- dnsmasq is supervised: kill -9, it comes back ------------------------
 
 rundir=$(vmgr_group_prop "$path" RuntimeDirectory)
-old_pid=$(cat "$rundir/dnsmasq.pid" 2>/dev/null) || old_pid=
+# The pid file holds the pid where dnsmasq runs: in namespace mode, in
+# vmgrd's PID namespace; ps here needs the pid in the test's.
+dnsmasq_pid() {
+        local p
+        p=$(cat "$rundir/dnsmasq.pid" 2>/dev/null) || return 0
+        [ -n "$p" ] && vmgr_pid_outside "$p"
+        return 0
+}
+old_pid=$(dnsmasq_pid)
 old_restarts=$(vmgr_group_prop "$path" DnsmasqRestarts)
 check_match "dnsmasq.pid names a running dnsmasq" '^dnsmasq$' "$(ps -o comm= -p "${old_pid:-0}" || true)"
 if [ -n "$old_pid" ]; then
         kill -KILL "$old_pid"
         new_pid=
         for ((i = 0; i < 500; i++)); do
-                new_pid=$(cat "$rundir/dnsmasq.pid" 2>/dev/null) || new_pid=
+                new_pid=$(dnsmasq_pid)
                 if [ -n "$new_pid" ] && [ "$new_pid" != "$old_pid" ] &&
                         [ "$(ps -o comm= -p "$new_pid" || true)" = dnsmasq ] &&
                         [ "$(vmgr_group_prop "$path" DnsmasqRestarts)" = $((old_restarts + 1)) ]; then
@@ -134,7 +147,7 @@ for bad in "${bad_names[@]}"; do
         check_eq "name '$bad': vmgrctl exits 2" 2 "$rc"
         check_match "name '$bad': vmgrctl says why in one line" "^vmgrctl: [^"$'\n'"]*name[^"$'\n'"]*$" "$out"
 done
-check_empty "invalid names left nothing behind" "$(ip -o link show | grep -v -e ' lo:' -e " $br:" -e " ${exp2[bridge]}:" || true)"
+check_empty "invalid names left nothing behind" "$(vmgr_netns_exec ip -o link show | grep -v -e ' lo:' -e " $br:" -e " ${exp2[bridge]}:" || true)"
 
 check_eq "GetGroup of a missing group: NoSuchGroup" org.vmgr1.Error.NoSuchGroup "$(vmgr_call_error GetGroup nope)"
 check_eq "DeleteGroup of a missing group: NoSuchGroup" org.vmgr1.Error.NoSuchGroup "$(vmgr_call_error DeleteGroup nope)"
@@ -170,13 +183,22 @@ check_empty "nothing left after delete" "$(vmgr_leftovers)"
 
 # The helper reads its policy when vmgrd starts it: restart vmgrd with an IPv6
 # pool that holds no group at all (every derived /64 lies in fd00::/8).
-vmgr_stop_vmgrd
-vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fc00::/8'
-vmgr_start_vmgrd
-err=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss outside-pool "" 2>&1) || true
-check_eq "a group outside ipv6_pool: AddressConflict" org.vmgr1.Error.AddressConflict "$(vmgr_call_error CreateGroup outside-pool "")"
-check_match "... and the error names the pool" "fc00::/8" "$err"
-check_empty "nothing left after the refusal" "$(vmgr_leftovers)"
-vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fd00::/8'
+# The pools keep groups clear of the host's networks: a host-mode matter.
+if [ "$VMGR_NET_MODE" = host ]; then
+        vmgr_stop_vmgrd
+        vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fc00::/8'
+        # No --network-mode: the helper has its capabilities and its policy
+        # admits the user, so vmgrd picks host mode by itself.
+        VMGR_DEFAULT_MODE=1 vmgr_start_vmgrd
+        check_eq "no --network-mode, setcap'd helper, a member of vmgr: NetworkMode is host" 's "host"' \
+                "$(busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1)"
+        err=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss outside-pool "" 2>&1) || true
+        check_eq "a group outside ipv6_pool: AddressConflict" org.vmgr1.Error.AddressConflict "$(vmgr_call_error CreateGroup outside-pool "")"
+        check_match "... and the error names the pool" "fc00::/8" "$err"
+        check_empty "nothing left after the refusal" "$(vmgr_leftovers)"
+        vmgr_policy_set 'ipv4_pool = 10.0.0.0/8' 'ipv6_pool = fd00::/8'
+else
+        echo "# skip: the helper's pools (host mode only: they keep groups clear of the host's networks)"
+fi
 
 vmgr_finish

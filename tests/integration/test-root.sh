@@ -25,11 +25,12 @@ check_match "... and says how to create the user" "service user 'vmgr-no-such-us
 # a temp dir only root controls, as /var/lib or /run would be.
 ROOTDIR=$(mktemp -d /tmp/vmgr-root.XXXXXX)
 chmod 0755 "$ROOTDIR"
-trap 'rc=$?; rm -rf "$ROOTDIR"; (exit "$rc"); vmgr_cleanup' EXIT
+# set +e: under set -e, (exit "$rc") would end the trap before vmgr_cleanup.
+trap 'rc=$?; trap - ERR; set +e; rm -rf "$ROOTDIR"; (exit "$rc"); vmgr_cleanup' EXIT
 test_uid=$(id -u "$VMGR_USER")
 
 # A directory of a third user is refused, and left as it is.
-OTHER_USER=${VMGR_OTHER_USER:-vmgr-test2}
+OTHER_USER=${VMGR_OTHER_USER:-$VMGR_USER2}
 mkdir -m 0700 "$ROOTDIR/others"
 chown "$OTHER_USER:" "$ROOTDIR/others"
 out=$("$VMGRD" --user "$VMGR_USER" --netadm "$VMGR_NETADM" --state-dir "$ROOTDIR/others" \
@@ -39,15 +40,21 @@ check_match "... and says what to do" "belongs to a user other than '$VMGR_USER'
 check_eq "... and leaves it alone" "$OTHER_USER 700" "$(stat -c '%U %a' "$ROOTDIR/others")"
 
 # Start vmgrd as root with state, runtime and cache dirs $1 $2 $3 (the rest
-# is passed on); return once it answers on the bus, or fail if it exits.
+# is passed on) in the test's network mode; return once it answers on the
+# bus (and its namespace holder runs, in namespace mode), or fail if it exits.
 start_root_vmgrd() {
         local state=$1 run=$2 cache=$3 i
         shift 3
-        "$VMGRD" --user "$VMGR_USER" --netadm "$VMGR_NETADM" --state-dir "$state" --runtime-dir "$run" \
-                --cache-dir "$cache" "$@" </dev/null >>"$VMGR_TMP/vmgrd.log" 2>&1 &
+        vmgr_mode_args
+        "$VMGRD" --user "$VMGR_USER" --netadm "$VMGR_NETADM" "${VMGR_MODE_ARGS[@]}" --state-dir "$state" \
+                --runtime-dir "$run" --cache-dir "$cache" "$@" </dev/null >>"$VMGR_TMP/vmgrd.log" 2>&1 &
         VMGRD_PID=$!
         for ((i = 0; i < 750; i++)); do
-                busctl --user call org.vmgr1 /org/vmgr1 org.freedesktop.DBus.Peer Ping >/dev/null 2>&1 && return 0
+                if busctl --user call org.vmgr1 /org/vmgr1 org.freedesktop.DBus.Peer Ping >/dev/null 2>&1; then
+                        [ "$VMGR_NET_MODE" = namespace ] || return 0
+                        vmgr_holder_remember && return 0
+                        break
+                fi
                 kill -0 "$VMGRD_PID" 2>/dev/null || break
                 sleep 0.02
         done
@@ -73,7 +80,7 @@ vmgr_load_expected R r a
 check_eq "the bridge derives from $VMGR_USER's uid" "s \"${R[bridge]}\"" \
         "$(busctl --user get-property org.vmgr1 /org/vmgr1/group/r org.vmgr1.Group Bridge 2>&1)"
 check_match "the VM's TAP ${R[tap]} is $VMGR_USER's" "alias vmgr:$(id -u "$VMGR_USER"):r" \
-        "$(ip -o link show dev "${R[tap]}" 2>&1)"
+        "$(vmgr_netns_exec ip -o link show dev "${R[tap]}" 2>&1)"
 
 # Every descendant of vmgrd: none may run as root.
 descendants() {
@@ -90,7 +97,7 @@ check_empty "none of vmgrd's processes runs as root" "$(echo "$procs" | awk '$1 
 
 check "root deletes the group" busctl --user --timeout=120 call org.vmgr1 /org/vmgr1 \
         org.vmgr1.Manager DeleteGroup s r
-check_empty "nothing is left" "$(ip -o link show | grep -E ' (vbr|tap|ta4)-' || true)"
+check_empty "nothing is left" "$(vmgr_netns_exec ip -o link show | grep -E ' (vbr|tap|ta4)-' || true)"
 vmgr_stop_vmgrd TERM
 check_eq "vmgrd exits 0 on SIGTERM" 0 "$VMGRD_STATUS"
 

@@ -80,7 +80,7 @@ for v in a:"$ca" b:"$cb"; do
         fi
 done
 vmgr_load_expected EB L b
-check "the added VM b answers ping" ping -6 -n -q -c 1 -w 10 "${EB[ipv6]}"
+check "the added VM b answers ping" vmgr_netns_exec ping -6 -n -q -c 1 -w 10 "${EB[ipv6]}"
 
 cp_=$(vmgr_vm_prop "$pp" ConsoleLog)
 vmgr_wait_until 90 vmgr_vm_in_state "$pp" stopped || true

@@ -25,7 +25,10 @@ vmgr_start_vmgrd
 # the first VM, it stays): vmgr_leftovers plus any libvirt domain.
 leftovers() {
         local libvirtd
-        libvirtd=$(pgrep -u "$VMGR_USER" -P "$VMGRD_PID" -x libvirtd || true)
+        local holder=
+        # In namespace mode libvirtd may be a child of the namespace holder.
+        [ "$VMGR_NET_MODE" = namespace ] && holder=$(vmgr_holder_pid)
+        libvirtd=$(pgrep -u "$VMGR_USER" -P "$VMGRD_PID${holder:+,$holder}" -x libvirtd || true)
         vmgr_leftovers | grep -v -x -e "process ${libvirtd:-none} libvirtd" || true
         if [ -n "$libvirtd" ]; then
                 vmgr_virsh list --all --name 2>&1 | sed '/^$/d; s/^/libvirt domain /'

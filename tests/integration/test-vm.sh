@@ -79,11 +79,11 @@ for vm in a b; do
                 check_eq "VM a (no ipv4): MAC4, Tap4 and IPv4 are empty" "||" \
                         "$(vmgr_vm_prop "$p" MAC4)|$(vmgr_vm_prop "$p" Tap4)|$(vmgr_vm_prop "$p" IPv4)"
                 taps=("${E[tap]}")
-                check_empty "VM a (no ipv4): no second TAP" "$(ip -o link show dev "${E[tap4]}" 2>/dev/null || true)"
+                check_empty "VM a (no ipv4): no second TAP" "$(vmgr_netns_exec ip -o link show dev "${E[tap4]}" 2>/dev/null || true)"
         fi
         for tap in "${taps[@]}"; do
                 check_match "VM $vm: TAP $tap is a port of bridge ${EG[bridge]}" " master ${EG[bridge]} " \
-                        "$(ip -o link show dev "$tap" 2>&1)"
+                        "$(vmgr_netns_exec ip -o link show dev "$tap" 2>&1)"
         done
         check_match "VM $vm: libvirt has the MAC(s) on those TAPs" \
                 "${taps[0]} +ethernet +[^ ]+ +virtio +${E[mac]}" "$(vmgr_virsh domiflist "g:$vm" 2>&1)"
@@ -113,14 +113,14 @@ done
 out=$(vmgrctl_as_user console g a 2>&1) || true
 check_match "vmgrctl console g a prints the console log" "vmgr-guest: ready" "$out"
 
-# --- ping from the host side, from the management address --------------------
+# --- ping from where the groups live, from the management address --------------------
 
 for vm in a b; do
         vmgr_load_expected E g "$vm"
-        check "VM $vm answers ping on ${E[ipv6]}" ping -6 -n -q -c 1 -w 10 "${E[ipv6]}"
+        check "VM $vm answers ping on ${E[ipv6]}" vmgr_netns_exec ping -6 -n -q -c 1 -w 10 "${E[ipv6]}"
         check_match "VM $vm: echo requests leave from the group's management address" \
                 "^${E[ipv6]} from :: dev ${EG[bridge]} proto kernel src ${EG[management6]} " \
-                "$(ip -6 route get "${E[ipv6]}" 2>&1)"
+                "$(vmgr_netns_exec ip -6 route get "${E[ipv6]}" 2>&1)"
 done
 
 # --- b's IPv4 address ---------------------------------------------------------
@@ -140,7 +140,7 @@ check_match "VM b: dnsmasq's leases file has it with b's MAC4 ${E[mac4]}" \
         "$(cat "$(vmgr_group_prop "$gpath" RuntimeDirectory)/dnsmasq.leases" 2>&1)"
 check_eq "VM b: the console's enp2s0 address is the IPv4 property" "${ipv4:-none}/24" \
         "$(vmgr_console_value "$(vmgr_vm_prop "$pb" ConsoleLog)" 'enp2s0 ipv4')"
-check "VM b answers ping on ${ipv4:-its IPv4 address}" ping -4 -n -q -c 1 -w 10 "${ipv4:-0.0.0.0}"
+check "VM b answers ping on ${ipv4:-its IPv4 address}" vmgr_netns_exec ping -4 -n -q -c 1 -w 10 "${ipv4:-0.0.0.0}"
 
 # --- Kill and Start keep the console and the disk (group h, VM c) -------------
 

@@ -17,6 +17,14 @@ static void test_init_and_validate(void) {
         CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
         CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_DNSMASQ_START, 1, "demo", NULL, 0, "/run/user/1000/vmgr/groups/demo") == 0);
         CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_OUTBOUND_ENABLE, 2, "demo", NULL, 0, NULL) == 0);
+        CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
+        CHECK_STREQ(vmgr_netadm_op_to_string(VMGR_NETADM_OUTBOUND_ENABLE), "outbound-enable");
+        /* It names a group and nothing else: a VM, NIC or directory given
+         * by mistake is dropped, and one sent anyway is refused below. */
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_OUTBOUND_ENABLE, 2, "demo", "a", VMGR_NIC_IPV4, "/tmp") == 0);
+        CHECK(!req.vm[0] && req.nic == 0 && !req.dir[0]);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_OUTBOUND_ENABLE, 2, "bad name", NULL, 0, NULL) == -EINVAL);
 
         /* Arguments that do not fit the shape are refused before anything is sent. */
         CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_CREATE, 1, "bad name", NULL, 0, NULL) == -EINVAL);
@@ -74,6 +82,18 @@ static void test_malformed(void) {
         bad.op = VMGR_NETADM_GROUP_CREATE; /* carries a VM name it must not have */
         CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
         CHECK(strstr(why, "VM name"));
+        bad = good;
+        bad.op = VMGR_NETADM_OUTBOUND_ENABLE; /* the same for outbound */
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        CHECK(strstr(why, "VM name"));
+        CHECK(vmgr_netadm_request_init(&bad, VMGR_NETADM_OUTBOUND_ENABLE, 3, "demo", NULL, 0, NULL) == 0);
+        bad.nic = VMGR_NIC_PRIMARY + 1;
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        CHECK(strstr(why, "NIC"));
+        CHECK(vmgr_netadm_request_init(&bad, VMGR_NETADM_OUTBOUND_ENABLE, 3, "demo", NULL, 0, NULL) == 0);
+        strcpy(bad.dir, "/tmp");
+        CHECK(vmgr_netadm_request_validate(&bad, sizeof(bad), &why) == -EBADMSG);
+        CHECK(strstr(why, "directory"));
 
         /* Every single-byte corruption of the padding is refused. */
         for (size_t i = strlen(good.group) + 1; i < sizeof(good.group); i++) {

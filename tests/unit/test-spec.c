@@ -29,7 +29,25 @@ static void test_empty(void) {
         vmgr_spec_free(spec);
         CHECK(vmgr_spec_parse("{}", &spec, error) == 0);
         CHECK(spec->accelerator == VMGR_ACCEL_AUTO);
+        CHECK(!spec->outbound);
         vmgr_spec_free(spec);
+}
+
+static void test_outbound(void) {
+        VmgrSpec *spec = NULL;
+        char error[VMGR_SPEC_ERROR_MAX] = "";
+
+        CHECK(vmgr_spec_parse("{\"outbound\": true}", &spec, error) == 0);
+        CHECK(spec->outbound && spec->n_vms == 0);
+        vmgr_spec_free(spec);
+        CHECK(vmgr_spec_parse("{\"outbound\": false, \"vms\": [{\"name\": \"a\"}]}", &spec, error) == 0);
+        CHECK(!spec->outbound && spec->n_vms == 1);
+        vmgr_spec_free(spec);
+        expect_error("{\"outbound\": 1}", "outbound: must be true or false");
+        expect_error("{\"outbound\": \"yes\"}", "outbound: must be true or false");
+        expect_error("{\"outbound\": null}", "outbound: must be true or false");
+        /* It belongs to the group, not to a VM. */
+        expect_error("{\"vms\": [{\"name\": \"a\", \"outbound\": true}]}", "vms[0].outbound: unknown key");
 }
 
 static void test_full(void) {
@@ -125,6 +143,7 @@ static void test_vm_spec(void) {
 int main(void) {
         test_empty();
         test_full();
+        test_outbound();
         test_errors();
         test_vm_spec();
         TEST_DONE();
