@@ -80,8 +80,8 @@ has "section vm-ready" '^## VM start to ready$'
 has "row: vmgr to ready" "^\| \*\*vmgr\*\*: CreateGroup with one VM → Group.WaitReady returns $row"
 has "row: raw QEMU to ready" "^\| \*\*raw QEMU\*\*: \`qemu-system-x86_64\` started → agent reports the address $row"
 has "row: agent's first message" "^\| &nbsp;&nbsp;the agent's first message \(its HELLO\) $row"
-has "row: libvirt alone" "^\| &nbsp;&nbsp;of which libvirt alone: .* \| $num \| – \|$"
-has "stages: ready" "^\| ready \| $num \| $num \|$"
+has "row: libvirt alone" "^\| &nbsp;&nbsp;of which libvirt alone: .* \| $num \| – \| – \|$"
+has "stages: ready" "^\| ready \| $num \| $num \| $num \|$"
 has "target: within 1.15×" '^\| vmgr within 1\.15× of raw QEMU \(medians\) \| [0-9.]+× \| '
 has "header: the accelerator" '^\| accelerator \| (tcg|kvm) '
 
