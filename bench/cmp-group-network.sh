@@ -118,8 +118,10 @@ gn_libvirt_cycle() {
 bench_group_network_setup() {
         local bridge prefix6 gateway6 management6 logs6 files6 subnet4 gateway4 dhcp4_first dhcp4_last tap_0 tap4_0
 
+        # Each round starts vmgrd afresh in each network mode; this one
+        # (the default mode, host here) only checks that it runs at all.
         bench_vmgrd_start
-        GN_RSS_START=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
+        bench_vmgrd_stop
 
         eval "$("$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" addrs "$GN_GROUP" vm0)"
         export BENCH_BRIDGE=$bridge BENCH_PREFIX6=$prefix6 BENCH_GATEWAY6=$gateway6
@@ -135,12 +137,39 @@ bench_group_network_setup() {
         gn_libvirt_start
 }
 
-# One round: every contender once, in a fixed order.
+# gn_vmgr_mode_round MODE PREFIX: vmgr in one network mode: a fresh vmgrd
+# (its start timed, start.MODE.*), then two create + delete cycles on one bus
+# connection, timed by the client around each call: the first, right after
+# the start (the helper starts with it), as PREFIX.first.*, the second as
+# PREFIX.*; then vmgrd stops.
+gn_vmgr_mode_round() {
+        local mode=$1 prefix=$2 out
+        bench_vmgrd_start_timed "start.$mode" --network-mode "$mode"
+        out=$(vmgr_as_user "$BENCH_CLIENT" --runs 2 cycle "$GN_GROUP" 2>>"$BENCH_LOG") || {
+                echo "tools/bench: vmgr-bench cycle failed in $mode mode; the log's end:" >&2
+                tail -n 20 "$BENCH_LOG" | sed 's/^/  /' >&2
+                bench_keep_evidence
+                return 1
+        }
+        head -n 2 <<<"$out" | bench_record_lines "$prefix.first"
+        tail -n 2 <<<"$out" | bench_record_lines "$prefix"
+        bench_vmgrd_stop
+}
+
+# One round: every contender once; vmgr's two network modes in alternating
+# order (a load that drifts during a round then favours neither), then the
+# others in a fixed order.
 bench_group_network_round() {
         local out reason
 
-        # vmgr over D-Bus, timed by the client around each call.
-        vmgr_as_user "$BENCH_CLIENT" cycle "$GN_GROUP" | bench_record_lines vmgr
+        GN_ROUND=$((${GN_ROUND:-0} + 1))
+        if ((GN_ROUND % 2)); then
+                gn_vmgr_mode_round host vmgr
+                gn_vmgr_mode_round namespace ns
+        else
+                gn_vmgr_mode_round namespace ns
+                gn_vmgr_mode_round host vmgr
+        fi
 
         # One helper request per TAP, timed by the helper's test driver.
         out=$(vmgr_as_user "$VMGR_BUILD_DIR/netadm/vmgr-netadm-call" --bench 1 "$VMGR_NETADM" "$GN_TAP_GROUP")
@@ -178,19 +207,41 @@ bench_group_network_round() {
         fi
 }
 
+# vmgrd's RSS in KiB, and in namespace mode its holder's after a "+".
+gn_rss() {
+        local holder
+        holder=$(bench_holder_pid "$VMGRD_PID")
+        echo "$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')${holder:+ + $(ps -o rss= -p "$holder" | tr -d ' ')}"
+}
+
+# gn_memory MODE PREFIX: a fresh vmgrd in MODE: its RSS at start, after one
+# create + delete, holding $GN_RSS_GROUPS groups created at once (timed as
+# PREFIX.create.*) and after deleting them (PREFIX.delete.*), into GN_RSS.
+gn_memory() {
+        local mode=$1 prefix=$2
+        bench_vmgrd_start --network-mode "$mode"
+        GN_RSS[$mode.start]=$(gn_rss)
+        vmgr_as_user "$BENCH_CLIENT" cycle "$GN_GROUP" >>"$BENCH_LOG"
+        GN_RSS[$mode.idle]=$(gn_rss)
+        vmgr_as_user "$BENCH_CLIENT" batch create --count "$GN_RSS_GROUPS" rss | bench_record_lines "$prefix.create"
+        GN_RSS[$mode.held]=$(gn_rss)
+        vmgr_as_user "$BENCH_CLIENT" batch delete --count "$GN_RSS_GROUPS" rss | bench_record_lines "$prefix.delete"
+        GN_RSS[$mode.after]=$(gn_rss)
+        bench_vmgrd_stop
+}
+
 bench_group_network_finish() {
         local k
         gn_libvirt_stop
 
-        # Memory: idle after all rounds, holding 16 groups, after deleting them.
-        GN_RSS_IDLE=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
-        vmgr_as_user "$BENCH_CLIENT" batch create --count "$GN_RSS_GROUPS" rss | bench_record_lines batch.create
-        GN_RSS_HELD=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
-        vmgr_as_user "$BENCH_CLIENT" batch delete --count "$GN_RSS_GROUPS" rss | bench_record_lines batch.delete
-        GN_RSS_AFTER=$(ps -o rss= -p "$VMGRD_PID" | tr -d ' ')
-        bench_vmgrd_stop
+        declare -gA GN_RSS=()
+        gn_memory host batch
+        gn_memory namespace nsbatch
 
         bench_sum vmgr.cycle vmgr.create vmgr.delete
+        bench_sum ns.cycle ns.create ns.delete
+        bench_minus gn.ns_gap ns.cycle vmgr.cycle
+        bench_minus start.gap start.namespace.ready start.host.ready
         # Two TAPs made and deleted one request each: an upper bound, since
         # vmgr deletes a group's TAPs in the same batch as its bridge.
         bench_sum vmgr.taps.cycle vmgr.cycle tap.create tap.create4 tap.delete tap.delete
@@ -245,15 +296,23 @@ delay, \`accept_ra=0\`), its IPv6 /64 gateway and IPv4 /24 gateway, three
 as source, and a dnsmasq sending router advertisements and serving DHCPv4,
 counted as ready when its pid file exists (as vmgrd counts it). Every
 contender builds the same group, \`$GN_GROUP\` (bridge \`$BENCH_BRIDGE\` for uid $(id -u "$VMGR_USER")),
-inside network namespaces the benchmark made: vmgr, the scripts and the
-floor in one, libvirt in one of its own. One round runs each contender
-once, in the order of the table; the first round is a warm-up and is not
-counted.
+inside network namespaces the benchmark made: vmgr in host mode, the
+scripts and the floor in one, libvirt in one of its own, vmgr in namespace
+mode in the user and network namespaces its vmgrd makes for itself. One
+round runs each contender once: first vmgr in both network modes, each
+with a vmgrd started afresh for it (host mode first in odd rounds,
+namespace mode first in even ones, so a load that drifts favours neither),
+then the others in the order of the table; the first round is a warm-up
+and is not counted.
 
 $(bench_row_header)
 $(bench_row "**vmgr**: CreateGroup + DeleteGroup, network only" vmgr.cycle)
 $(bench_row "&nbsp;&nbsp;CreateGroup" vmgr.create)
 $(bench_row "&nbsp;&nbsp;DeleteGroup" vmgr.delete)
+$(bench_row "**vmgr, namespace mode**: CreateGroup + DeleteGroup" ns.cycle)
+$(bench_row "&nbsp;&nbsp;CreateGroup" ns.create)
+$(bench_row "&nbsp;&nbsp;DeleteGroup" ns.delete)
+$(bench_row "&nbsp;&nbsp;namespace − host mode, create + delete, per round" gn.ns_gap)
 $(bench_row "vmgr: one TAP, create (helper request)" tap.create)
 $(bench_row "vmgr: one TAP, delete (helper request)" tap.delete)
 $(bench_row "vmgr: network + 2 TAPs (sum, upper bound)" vmgr.taps.cycle)
@@ -302,20 +361,86 @@ ratios against (a) and (b) are bounded the same way, since every contender
 pays the floor at least once per bridge. Medians of the whole cycle minus
 the floor's median, i.e. each contender's own cost: $above.
 
+### Namespace mode: start-up and steady state
+
+In namespace mode vmgrd makes, once at start, a user, network, PID and
+mount namespace held by its child \`vmgrd-netns\` (\`daemon/netns.c\`), and
+from then on forks its helper (and libvirtd) into them; the helper works
+there with the capabilities the user namespace gives it, not file
+capabilities. The start-up rows come from vmgrd's own log lines, stamped
+by the benchmark as they arrive on vmgrd's stderr: from forking vmgrd
+(as the test user, through \`setpriv\`) to \`Network mode: …\` (the mode
+settled, nothing made yet), to \`Groups live in namespaces of vmgrd's own,
+held by pid N\` (namespaces made, the holder set up: \`lo\` up, its \`/proc\`
+and \`/sys\` mounted, ping allowed, its first answer received), and to
+\`vmgrd … ready on the session bus\`, printed right after the bus name is
+claimed, when vmgrd answers. Both modes are given with \`--network-mode\`,
+so no \`vmgr-netadm --check\` runs. The helper starts with the first
+request, so the first CreateGroup after a start pays for it.
+
+$(bench_row_header)
+$(bench_row "vmgrd start → ready on the bus, host mode" start.host.ready)
+$(bench_row "vmgrd start → ready on the bus, namespace mode" start.namespace.ready)
+$(bench_row "&nbsp;&nbsp;namespace − host mode, per round" start.gap)
+$(bench_row "&nbsp;&nbsp;namespace mode: making the namespaces and the holder" start.namespace.holder)
+$(bench_row "vmgrd start → \`Network mode:\` line, host mode" start.host.mode)
+$(bench_row "vmgrd start → \`Network mode:\` line, namespace mode" start.namespace.mode)
+$(bench_row "first CreateGroup after start (helper started), host mode" vmgr.first.create)
+$(bench_row "first CreateGroup after start (helper started), namespace mode" ns.first.create)
+$(bench_row "CreateGroup after that (helper running), host mode" vmgr.create)
+$(bench_row "CreateGroup after that (helper running), namespace mode" ns.create)
+
+Medians: namespace mode's start costs $(bench_diff start.namespace.ready start.host.ready) ms more than host
+mode's, of which $(bench_fmt "$(bench_median start.namespace.holder)") ms are the namespaces and the holder;
+CreateGroup + DeleteGroup differ by $(bench_diff ns.cycle vmgr.cycle) ms (namespace − host),
+CreateGroup by $(bench_diff ns.create vmgr.create) ms, DeleteGroup by $(bench_diff ns.delete vmgr.delete) ms, the first
+CreateGroup after a start by $(bench_diff ns.first.create vmgr.first.create) ms.
+
+What that means: per request, namespace mode does the same work as host
+mode. The helper is the same binary sending the same netlink requests;
+only the network namespace it works in belongs to vmgrd's user namespace,
+and its capabilities come from that user namespace rather than from file
+capabilities, which costs the kernel nothing per request; deleting the
+bridge waits for the same RCU grace periods. A difference of a few
+milliseconds between the two modes' medians is within the rounds' spread
+on a shared machine (compare the p90 and max columns, and the two rows up
+to the \`Network mode:\` line: nothing differs between the modes before
+it, so their difference is noise alone). What namespace mode
+adds is paid once, at vmgrd's start (the holder row: one \`clone3()\` into
+four new namespaces, the uid and gid maps, and the holder mounting
+\`/proc\` and \`/sys\`, bringing \`lo\` up and writing one sysctl), and at
+each start of the helper (one more fork, of an intermediate that joins the
+namespaces, in the first CreateGroup after a start). Both are small beside
+starting vmgrd at all, most of which comes before its \`Network mode:\`
+line in either mode (exec through \`setpriv\`, the dynamic loader, the
+directories and the lock). What namespace mode saves is not time but
+privilege and clean-up: no file capabilities, no membership in group
+vmgr, no policy from the administrator, and when vmgrd dies, however it
+dies, the kernel removes the whole network with the holder.
+
 ### vmgrd's memory
 
-| vmgrd RSS | KiB |
-|---|---:|
-| at start, before any group | $GN_RSS_START |
-| after the rounds above, no group | $GN_RSS_IDLE |
-| holding $GN_RSS_GROUPS groups (created at once) | $GN_RSS_HELD |
-| after deleting them | $GN_RSS_AFTER |
+A fresh vmgrd in each mode, after the rounds above. In namespace mode,
+"+ N" is the holder's RSS; it is a fork of vmgrd that never execs, so
+most of those pages are shared with vmgrd's and the sum overstates what
+namespace mode adds.
+
+| vmgrd RSS | host mode KiB | namespace mode KiB |
+|---|---:|---:|
+| at start, before any group | ${GN_RSS[host.start]} | ${GN_RSS[namespace.start]} |
+| after one create + delete, no group | ${GN_RSS[host.idle]} | ${GN_RSS[namespace.idle]} |
+| holding $GN_RSS_GROUPS groups (created at once) | ${GN_RSS[host.held]} | ${GN_RSS[namespace.held]} |
+| after deleting them | ${GN_RSS[host.after]} | ${GN_RSS[namespace.after]} |
 
 $(bench_row_header)
 $(bench_row "CreateGroup, $GN_RSS_GROUPS calls at once, each" batch.create.call)
 $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.create.total)
 $(bench_row "DeleteGroup, $GN_RSS_GROUPS calls at once, each" batch.delete.call)
 $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.delete.total)
+$(bench_row "namespace mode: CreateGroup, $GN_RSS_GROUPS calls at once, each" nsbatch.create.call)
+$(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" nsbatch.create.total)
+$(bench_row "namespace mode: DeleteGroup, $GN_RSS_GROUPS calls at once, each" nsbatch.delete.call)
+$(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" nsbatch.delete.total)
 
 ### How each is measured
 
@@ -324,7 +449,12 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" batch.delete.total)
   \`bench/vmgr-bench cycle\` keeps one bus connection and times each
   \`CreateGroup(name, "")\` and \`DeleteGroup(name)\` from sending the call to
   receiving the reply (\`CLOCK_MONOTONIC\`): no process start-up is counted.
-  CreateGroup returns once dnsmasq has written its pid file.
+  CreateGroup returns once dnsmasq has written its pid file. Each round
+  starts vmgrd afresh with \`--network-mode host\` and runs two cycles;
+  the second is the one in the table.
+- **vmgr, namespace mode**: the same, with \`--network-mode namespace\`: the
+  same helper binary, forked by vmgrd into its namespaces (its file
+  capabilities do not count there), dnsmasq inside too.
 - **TAPs**: vmgr makes TAPs per VM, so a network-only group has none. The
   TAP rows are single helper requests (\`tap-create\`, \`tap-delete\`) timed by
   \`vmgr-netadm-call --bench 1\` around the request on the helper's socket,

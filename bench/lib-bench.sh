@@ -211,3 +211,137 @@ bench_proc_cpu_ms() {
         # the command name (which may hold spaces).
         sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk -v t="$tck" '{ printf "%.0f\n", ($12 + $13) * 1000 / t }'
 }
+
+# bench_stamp_lines FILE: copy stdin to stdout, and every line also to FILE
+# after the microseconds since the epoch at which it arrived (builtins only:
+# nothing is forked between a line's arrival and its stamp).
+bench_stamp_lines() {
+        local line t
+        while IFS= read -r line; do
+                t=$EPOCHREALTIME
+                printf '%s %s\n' "${t//[!0-9]/}" "$line" >>"$1"
+                printf '%s\n' "$line"
+        done
+}
+
+# bench_stamp_of FILE TEXT: the stamp of FILE's first line holding TEXT
+# (empty if none).
+bench_stamp_of() {
+        awk -v s="$2" 'index($0, s) { print $1; exit }' "$1"
+}
+
+# bench_vmgrd_start_timed KEY [ARG...]: bench_vmgrd_start, timing vmgrd's
+# start from its own log lines as they arrive: KEY.ready from forking it to
+# "ready on the session bus" (printed once its bus name is claimed, the
+# moment it answers), KEY.mode to its "Network mode:" line (the mode is
+# settled and nothing is made yet) and, in namespace mode, KEY.holder from
+# that line to "Groups live in namespaces" (the namespaces made, the holder
+# set up and answering). Fails, with the log's tail, if vmgrd does not
+# become ready within 15 s.
+bench_vmgrd_start_timed() {
+        local key=$1 stamps=$VMGR_TMP/vmgrd-start.stamps t0 t_mode t_holder t_ready i fd
+        shift
+        [ -n "$VMGR_BUS_PID" ] || vmgr_start_bus
+        echo "=== vmgrd $* started $(date +%T.%N) (timed)" >>"$VMGR_TMP/vmgrd.log"
+        : >"$stamps"
+        # The stamping reader is this shell's child, not vmgrd's: vmgrd
+        # reaps and kills every descendant of its own.
+        exec {fd}> >(bench_stamp_lines "$stamps" >>"$VMGR_TMP/vmgrd.log")
+        vmgr_as_argv "$VMGR_USER"
+        t0=$(bench_now_us)
+        "${VMGR_AS_ARGV[@]}" "$VMGRD" --netadm "$VMGR_NETADM" \
+                --state-dir "$VMGR_TMP/state/vmgr" --runtime-dir "$VMGR_TMP/run/vmgr" \
+                "$@" </dev/null >>"$VMGR_TMP/vmgrd.log" 2>&"$fd" &
+        VMGRD_PID=$!
+        exec {fd}>&-
+        for ((i = 0; i < 1500; i++)); do
+                t_ready=$(bench_stamp_of "$stamps" "ready on the session bus")
+                [ -n "$t_ready" ] && break
+                kill -0 "$VMGRD_PID" 2>/dev/null || break
+                sleep 0.01
+        done
+        if [ -z "$t_ready" ] || ! vmgr_vmgrd_answers; then
+                echo "tools/bench: vmgrd $* did not become ready; its log:" >&2
+                tail -n 20 "$VMGR_TMP/vmgrd.log" | sed 's/^/  /' >&2
+                return 1
+        fi
+        t_mode=$(bench_stamp_of "$stamps" "Network mode:")
+        t_holder=$(bench_stamp_of "$stamps" "Groups live in namespaces")
+        bench_record_us "$key.ready" $((t_ready - t0))
+        bench_record_us "$key.mode" $((t_mode - t0))
+        if [ -n "$t_holder" ]; then
+                bench_record_us "$key.holder" $((t_holder - t_mode))
+        fi
+}
+
+# A second vmgrd, beside the first: its own bus ($VMGR_TMP/bus2), state and
+# runtime directories, as the same user. Set by bench_vmgrd2_start.
+BENCH_BUS2_PID=
+BENCH_VMGRD2_PID=
+
+# bench_as_user2 CMD...: run CMD as the test user, on the second vmgrd's bus.
+bench_as_user2() {
+        vmgr_as_user env DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus2" "$@"
+}
+
+# bench_vmgrd2_start [ARG...]: start the second bus (once, with the first
+# bus's configuration) and a second vmgrd on it with these arguments;
+# return once it answers, or fail with its log's tail after 15 s.
+bench_vmgrd2_start() {
+        local log=$VMGR_TMP/vmgrd2.log i
+        [ -n "$VMGR_BUS_PID" ] || vmgr_start_bus
+        if [ -z "$BENCH_BUS2_PID" ]; then
+                sed "s|<listen>unix:path=$VMGR_TMP/bus</listen>|<listen>unix:path=$VMGR_TMP/bus2</listen>|" \
+                        "$VMGR_TMP/bus.conf" >"$VMGR_TMP/bus2.conf"
+                vmgr_as_argv "$VMGR_USER"
+                "${VMGR_AS_ARGV[@]}" dbus-daemon --config-file="$VMGR_TMP/bus2.conf" --nofork --nopidfile \
+                        --nosyslog --print-address=3 3>"$VMGR_TMP/bus2.address" 2>>"$log" &
+                BENCH_BUS2_PID=$!
+                for ((i = 0; i < 500; i++)); do
+                        [ -s "$VMGR_TMP/bus2.address" ] && break
+                        sleep 0.01
+                done
+        fi
+        echo "=== vmgrd $* started $(date +%T.%N)" >>"$log"
+        vmgr_as_argv "$VMGR_USER"
+        "${VMGR_AS_ARGV[@]}" DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus2" "$VMGRD" \
+                --netadm "$VMGR_NETADM" --state-dir "$VMGR_TMP/state/vmgr2" --runtime-dir "$VMGR_TMP/run/vmgr2" \
+                "$@" </dev/null >>"$log" 2>&1 &
+        BENCH_VMGRD2_PID=$!
+        for ((i = 0; i < 750; i++)); do
+                bench_as_user2 busctl --user call org.vmgr1 /org/vmgr1 org.freedesktop.DBus.Peer Ping \
+                        >/dev/null 2>&1 && return 0
+                kill -0 "$BENCH_VMGRD2_PID" 2>/dev/null || break
+                sleep 0.02
+        done
+        echo "tools/bench: the second vmgrd ($*) did not answer; its log:" >&2
+        tail -n 20 "$log" | sed 's/^/  /' >&2
+        return 1
+}
+
+# bench_vmgrd2_stop: stop the second vmgrd like bench_vmgrd_stop, then its
+# bus (a later comparison's leak check counts the test user's processes).
+bench_vmgrd2_stop() {
+        local first=$VMGRD_PID
+        [ -n "$BENCH_VMGRD2_PID" ] || return 0
+        VMGRD_PID=$BENCH_VMGRD2_PID
+        BENCH_VMGRD2_PID=
+        vmgr_stop_vmgrd TERM
+        VMGRD_PID=$first
+        if [ -n "$BENCH_BUS2_PID" ]; then
+                kill "$BENCH_BUS2_PID" 2>/dev/null || true
+                wait "$BENCH_BUS2_PID" 2>/dev/null || true
+                BENCH_BUS2_PID=
+        fi
+        if [ "$VMGRD_STATUS" != 0 ]; then
+                echo "tools/bench: the second vmgrd exited with status $VMGRD_STATUS on SIGTERM; its log:" >&2
+                tail -n 20 "$VMGR_TMP/vmgrd2.log" | sed 's/^/  /' >&2
+                return 1
+        fi
+}
+
+# bench_holder_pid PID: the namespace holder (comm vmgrd-netns) of vmgrd PID,
+# empty in host mode.
+bench_holder_pid() {
+        ps -o pid=,comm= --ppid "$1" | awk '$2 == "vmgrd-netns" { print $1; exit }'
+}

@@ -69,7 +69,10 @@ else
         has "row: libvirt, or why it is missing" '(libvirt was not measured|The isolated network \(b\) failed): .'
 fi
 has "targets table" '^\| ≥ 30× faster than \(b\)'
-has "RSS with 16 groups" '^\| holding 16 groups \(created at once\) \| [0-9]+ \|$'
+has "RSS with 16 groups" '^\| holding 16 groups \(created at once\) \| [0-9]+ \| [0-9]+ \+ [0-9]+ \|$'
+has "row: vmgr cycle, namespace mode" "^\| \*\*vmgr, namespace mode\*\*: CreateGroup \+ DeleteGroup $row"
+has "row: vmgrd start, namespace mode" "^\| vmgrd start → ready on the bus, namespace mode $row"
+has "row: vmgr to ready, namespace mode" "^\| \*\*vmgr, namespace mode\*\*: CreateGroup with one VM → Group.WaitReady returns $row"
 has "concurrent creation timing" "^\| CreateGroup, 16 calls at once, each \| $num \| $num \| $num \| 16 \|$"
 
 # VM start to ready: both contenders, the stages, the target.
@@ -77,8 +80,8 @@ has "section vm-ready" '^## VM start to ready$'
 has "row: vmgr to ready" "^\| \*\*vmgr\*\*: CreateGroup with one VM → Group.WaitReady returns $row"
 has "row: raw QEMU to ready" "^\| \*\*raw QEMU\*\*: \`qemu-system-x86_64\` started → agent reports the address $row"
 has "row: agent's first message" "^\| &nbsp;&nbsp;the agent's first message \(its HELLO\) $row"
-has "row: libvirt alone" "^\| &nbsp;&nbsp;of which libvirt alone: .* \| $num \| – \|$"
-has "stages: ready" "^\| ready \| $num \| $num \|$"
+has "row: libvirt alone" "^\| &nbsp;&nbsp;of which libvirt alone: .* \| $num \| – \| – \|$"
+has "stages: ready" "^\| ready \| $num \| $num \| $num \|$"
 has "target: within 1.15×" '^\| vmgr within 1\.15× of raw QEMU \(medians\) \| [0-9.]+× \| '
 has "header: the accelerator" '^\| accelerator \| (tcg|kvm) '
 
