@@ -11,13 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "json-util.h"
 #include "macro.h"
 
-static inline void json_object_putp(struct json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
-#define _cleanup_json_ _cleanup_(json_object_putp)
 
 /* Prints "vmgrctl: <message>" on stderr. Returns r, so errors log and return in
  * one step; %m refers to -r. */

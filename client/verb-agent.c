@@ -17,28 +17,12 @@
 
 #include "bus-util.h"
 #include "macro.h"
+#include "fd-util.h"
 #include "output.h"
 #include "verbs.h"
 #include "vmgr-error.h"
 
 #define EXEC_WAIT_TIMEOUT_USEC UINT64_MAX
-
-/* Write all of buf to a blocking fd. Returns 0 or -errno. */
-static int write_all(int fd, const void *buf, size_t n) {
-        const char *p = buf;
-
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
 
 /* Copy our stdin to the process's and its stdout/stderr to ours until both
  * outputs end. Our stdin is dropped (not waited for) once they have. */
@@ -99,7 +83,7 @@ static int exec_pump(int in_fd, int out_fd, int err_fd) {
                                 *fd = safe_close(*fd);
                                 continue;
                         }
-                        r = write_all(i == 2 ? STDOUT_FILENO : STDERR_FILENO, buf, (size_t) k);
+                        r = vmgr_write_all(i == 2 ? STDOUT_FILENO : STDERR_FILENO, buf, (size_t) k);
                         if (r < 0)
                                 *fd = safe_close(*fd); /* our reader went away: stop copying */
                 }
@@ -263,7 +247,7 @@ int verb_cp(char **args, size_t n_args, const struct ctl_options *o) {
                         return log_error_errno(-EIO, "reading from the guest failed: %m");
                 if (k == 0)
                         break;
-                r = write_all(out, buf, (size_t) k);
+                r = vmgr_write_all(out, buf, (size_t) k);
                 if (r < 0)
                         return log_error_errno(-EIO, "cannot write %s: %s", args[1], strerror(-r));
         }

@@ -20,6 +20,7 @@
 
 #include "accel.h"
 #include "fs-util.h"
+#include "json-util.h"
 #include "macro.h"
 #include "spawn.h"
 
@@ -188,16 +189,11 @@ static bool json_string_is(json_object *o, const char *field, const char *value)
                streq(json_object_get_string(v), value);
 }
 
-static void json_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
-
 /* The cached answer for key. Returns 1 (KVM works), 0 (it does not, why
  * set) or -ENOENT (no answer for this key). */
 static int cache_lookup(const char *path, const ProbeKey *key, char *why) {
         _cleanup_free_ char *text = NULL;
-        _cleanup_(json_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         json_object *v, *kvm, *reason;
 
         if (read_file(path, 64 * 1024, &text) < 0)
@@ -222,7 +218,7 @@ static int cache_lookup(const char *path, const ProbeKey *key, char *why) {
 
 /* Remember the answer. Failure only costs a probe next time. */
 static void cache_store(const char *path, const ProbeKey *key, bool kvm, const char *why) {
-        _cleanup_(json_putp) json_object *o = json_object_new_object();
+        _cleanup_json_ json_object *o = json_object_new_object();
         const char *text;
 
         if (!o)

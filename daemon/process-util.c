@@ -128,12 +128,6 @@ int signal_children(int sig) {
         return for_each_child(kill_one, &sig);
 }
 
-uint64_t now_monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 int wait_children(uint64_t timeout_usec) {
         uint64_t deadline = now_monotonic_usec() + timeout_usec;

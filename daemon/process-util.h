@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "time-util.h"
+
 /* In a forked child before exec: default signal handlers, empty signal mask,
  * every fd >= first_to_close closed. Never fails (best effort). */
 void child_prepare_exec(int first_to_close);
@@ -43,6 +45,3 @@ pid_t pidfd_get_pid(int pidfd);
 
 /* Whether the process behind pidfd has exited (pidfd readable). */
 bool pidfd_exited(int pidfd);
-
-/* CLOCK_MONOTONIC in microseconds. */
-uint64_t now_monotonic_usec(void);

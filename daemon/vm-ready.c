@@ -22,6 +22,7 @@
 #include "logline.h"
 #include "log.h"
 #include "process.h"
+#include "time-util.h"
 #include "vm.h"
 
 /* A probe that did not pass runs again after this long. */
@@ -50,12 +51,6 @@ const char *vm_stage_to_string(VMStage stage) {
         return (unsigned) stage < _VM_STAGE_MAX ? stage_names[stage] : NULL;
 }
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 static sd_event *vm_event(VM *vm) {
         return vm->group && vm->group->manager ? vm->group->manager->event : NULL;
@@ -223,7 +218,7 @@ int group_wait_ready(Group *g, sd_bus_message *call, uint64_t timeout_usec) {
 static void stage_mark(VM *vm, VMStage stage) {
         if (vm->timings[stage] != VM_STAGE_NOT_YET)
                 return;
-        vm->timings[stage] = now_usec() - vm->start_usec;
+        vm->timings[stage] = now_monotonic_usec() - vm->start_usec;
         log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "%s after %.3f s",
                      stage_names[stage], (double) vm->timings[stage] / 1e6);
         (void) vm_emit_changed(vm, "Timings", NULL);
@@ -384,14 +379,14 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                 if (vm->agent)
                         agent_session_stop(vm->agent);
                 probe_cancel(vm);
-                vm->start_usec = now_usec();
+                vm->start_usec = now_monotonic_usec();
                 stages_clear(vm, VM_STAGE_QEMU_STARTED);
                 break;
         case VM_RUNNING:
                 if (old == VM_READY)
                         break;
                 if (vm->start_usec == 0)
-                        vm->start_usec = now_usec(); /* started by itself (after a crash, or by libvirt) */
+                        vm->start_usec = now_monotonic_usec(); /* started by itself (after a crash, or by libvirt) */
                 stage_mark(vm, VM_STAGE_QEMU_STARTED);
                 if (!vm->agent && vm_event(vm) &&
                     agent_session_new(vm_event(vm), vm->agent_socket, on_agent_changed, vm, &vm->agent) < 0)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "fd-util.h"
 #include "macro.h"
@@ -30,6 +31,23 @@ union fd_control {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
 };
+
+int vmgr_write_all(int fd, const void *buf, size_t n) {
+        const char *p = buf;
+
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
 
 int vmgr_datagram_send(int sock, const void *buf, size_t len, int fd) {
         union fd_control control = {};

@@ -23,6 +23,12 @@ int vmgr_fd_move_above_stdio(int fd);
  * case clears it by hand. Returns 0 or -errno. */
 int vmgr_fd_dup_for_exec(int fd, int target);
 
+/* Write all n bytes of buf to fd (write() as often as it takes, retrying
+ * on EINTR); a blocking fd, or one whose EAGAIN the caller handles. A pipe
+ * or socket whose reader has gone gives -EPIPE (and SIGPIPE, unless the
+ * caller ignores it). Returns 0 or -errno. */
+int vmgr_write_all(int fd, const void *buf, size_t n);
+
 /* Send len bytes from buf as one datagram, with fd attached as SCM_RIGHTS
  * when fd >= 0. Never raises SIGPIPE (a closed peer is -EPIPE). Returns 0,
  * -EIO when the datagram went out short, or -errno. */

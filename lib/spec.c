@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-util.h"
 #include "macro.h"
 #include "spec.h"
 
@@ -25,11 +26,6 @@ int vmgr_accel_from_string(const char *s) {
                 if (streq(s, accel_names[i]))
                         return (int) i;
         return -EINVAL;
-}
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
 }
 
 /* Write "PATH: message" into error and return -EINVAL. */
@@ -280,7 +276,7 @@ VmgrSpec *vmgr_spec_free(VmgrSpec *spec) {
 
 /* Parse text as one JSON object; on a syntax error say where. */
 static int json_parse_object(const char *json, json_object **ret, char *error) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         struct json_tokener *tok;
         size_t len = strlen(json);
         enum json_tokener_error jerr;
@@ -312,7 +308,7 @@ static int json_parse_object(const char *json, json_object **ret, char *error) {
 }
 
 int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         _cleanup_(vmgr_spec_freep) VmgrSpec *spec = NULL;
         int r;
 
@@ -375,7 +371,7 @@ int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
 }
 
 int vmgr_vm_spec_parse(const char *json, const char *name, VmgrVMSpec *ret, char *error) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_json_ json_object *o = NULL;
         json_object *n;
         VmgrVMSpec vm;
         int r;
