@@ -33,7 +33,7 @@ int fileserver_start(Group *g, FileServer **ret);
  * done. Returns NULL. */
 FileServer *fileserver_stop(FileServer *s);
 
-/* Bus face (fileserver-dbus.c): Group.ServeFile, Group.UnserveFile and the
+/* Bus face (at the end of fileserver.c): Group.ServeFile, Group.UnserveFile and the
  * ServedFiles property; userdata is the Group. */
 int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *error);
 int group_method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *error);
