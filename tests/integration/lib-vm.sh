@@ -40,20 +40,31 @@ vmgr_wait_until() {
         done
 }
 
-# Object path of VM $2 of group $1, from Group.GetVM (empty if there is none).
+# Object path of VM $2 of group $1, from Group.GetVM: empty if vmgrd says
+# there is no such group or VM; any other failure is a failed read
+# (vmgr_read_failed in lib.sh), status 1.
 vmgr_vm_path() {
         local group out
-        group=$(vmgr_group_path "$1")
+        group=$(vmgr_group_path "$1") || return 1
         [ -n "$group" ] || return 0
-        out=$(busctl_as_user call org.vmgr1 "$group" org.vmgr1.Group GetVM s "$2" 2>/dev/null) || return 0
+        if ! out=$(busctl_as_user call org.vmgr1 "$group" org.vmgr1.Group GetVM s "$2" 2>&1); then
+                [[ $out == *"has no VM '$2'"* ]] && return 0
+                vmgr_read_failed "GetVM $1/$2 failed: $out"
+                return 1
+        fi
         out=${out#o \"}
         echo "${out%\"}"
 }
 
-# Value of property $2 of the VM at path $1 as text (empty if unreadable).
+# Value of property $2 of the VM at path $1 as text. If it cannot be read:
+# nothing on stdout, a failed read (vmgr_read_failed in lib.sh), status 1,
+# so that a check that it is empty (LastError, say) fails.
 vmgr_vm_prop() {
         local out
-        out=$(busctl_as_user get-property org.vmgr1 "$1" org.vmgr1.VM "$2" 2>/dev/null) || return 0
+        if ! out=$(busctl_as_user get-property org.vmgr1 "$1" org.vmgr1.VM "$2" 2>&1); then
+                vmgr_read_failed "cannot read property $2 of VM '$1': $out"
+                return 1
+        fi
         out=${out#* }
         out=${out#\"}
         echo "${out%\"}"

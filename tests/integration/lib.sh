@@ -60,6 +60,8 @@ VMGR_BUS_PID=
 # The test bus's address; empty: unix:path=$VMGR_TMP/bus (vmgr_bus_address).
 VMGR_BUS_ADDRESS=
 VMGR_LOG_SHOWN=
+# Where vmgr_read_failed keeps failed reads until the next check.
+VMGR_READ_FAILURES=
 VMGR_PASSED=0
 VMGR_FAILED=0
 VMGR_PEER_NS=()
@@ -92,6 +94,9 @@ vmgr_enter_netns() {
 
         VMGR_TMP=$(mktemp -d /tmp/vmgr-test.XXXXXX)
         chmod 0755 "$VMGR_TMP"
+        # Not under $VMGR_TMP's name at the time of the read: tests switch
+        # VMGR_TMP to run commands as a second user.
+        VMGR_READ_FAILURES=$VMGR_TMP/read-failures
         mkdir -m 0700 "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
         chown "$VMGR_USER:" "$VMGR_TMP" "$VMGR_TMP/run" "$VMGR_TMP/state" "$VMGR_TMP/home"
         trap vmgr_cleanup EXIT
@@ -442,19 +447,46 @@ vmgr_pid_outside() {
         return 0
 }
 
-# Object path of group $1, from GetGroup (empty if there is none).
+# vmgr_read_failed WHAT: a read of vmgrd's state that a check relies on
+# failed: say so on stderr, keep it for the next check (vmgr_ok fails that
+# check, so that "expected empty" cannot pass on a read that broke), return
+# 1. The record is a file: the read usually runs in a command substitution.
+vmgr_read_failed() {
+        echo "# error: $1" >&2
+        [ -n "${VMGR_READ_FAILURES:-}" ] && echo "$1" >>"$VMGR_READ_FAILURES"
+        return 1
+}
+
+# Print the failed reads kept since the last check, and forget them.
+vmgr_take_read_failures() {
+        [ -n "${VMGR_READ_FAILURES:-}" ] && [ -e "$VMGR_READ_FAILURES" ] || return 0
+        cat "$VMGR_READ_FAILURES"
+        rm -f "$VMGR_READ_FAILURES"
+}
+
+# Object path of group $1, from GetGroup: empty if vmgrd says there is no
+# such group; any other failure (no vmgrd, no bus) is a failed read
+# (vmgr_read_failed), so that "the group is gone" cannot pass on it.
 vmgr_group_path() {
         local out
-        out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager GetGroup s "$1" 2>/dev/null) || return 0
+        if ! out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager GetGroup s "$1" 2>&1); then
+                [[ $out == *"no group '$1'"* ]] && return 0
+                vmgr_read_failed "GetGroup $1 failed: $out"
+                return 1
+        fi
         out=${out#o \"}
         echo "${out%\"}"
 }
 
 # Value of property $2 of the group at path $1 as text: a string without its
-# quotes, a number as is (empty if it cannot be read).
+# quotes, a number as is. If it cannot be read: nothing on stdout, a failed
+# read (vmgr_read_failed), status 1.
 vmgr_group_prop() {
         local out
-        out=$(busctl_as_user get-property org.vmgr1 "$1" org.vmgr1.Group "$2" 2>/dev/null) || return 0
+        if ! out=$(busctl_as_user get-property org.vmgr1 "$1" org.vmgr1.Group "$2" 2>&1); then
+                vmgr_read_failed "cannot read property $2 of group '$1': $out"
+                return 1
+        fi
         out=${out#* }
         out=${out#\"}
         echo "${out%\"}"
@@ -476,15 +508,27 @@ vmgr_call_error() {
 
 # --- assertions -----------------------------------------------------------
 
+# vmgr_ok NAME: record a pass, unless a read failed since the last check
+# (vmgr_read_failed): the check may have compared what the broken read
+# printed (nothing), so it fails.
 vmgr_ok() {
+        local failures
+        failures=$(vmgr_take_read_failures)
+        if [ -n "$failures" ]; then
+                vmgr_not_ok "$1" "a read this check relies on failed:" "$failures"
+                return 0
+        fi
         VMGR_PASSED=$((VMGR_PASSED + 1))
         echo "ok - $1"
 }
 
-# vmgr_not_ok NAME [DETAIL...]: record a failure, printing details indented.
+# vmgr_not_ok NAME [DETAIL...]: record a failure, printing details indented,
+# and the reads that failed since the last check.
 vmgr_not_ok() {
-        local name=$1
+        local name=$1 failures
         shift
+        failures=$(vmgr_take_read_failures)
+        [ -n "$failures" ] && set -- "$@" "failed reads:" "$failures"
         VMGR_FAILED=$((VMGR_FAILED + 1))
         echo "not ok - $name"
         [ $# -gt 0 ] && printf '%s\n' "$@" | sed 's/^/#   /'
@@ -550,6 +594,7 @@ vmgr_sanitizer_reports() {
 # End the test: stop a running vmgrd with SIGTERM (it must exit 0), check its
 # log for sanitizer reports, print the tally; exit 1 if anything failed.
 vmgr_finish() {
+        local failures
         if [ -n "$VMGRD_PID" ]; then
                 vmgr_stop_vmgrd TERM
                 check_eq "vmgrd exits 0 on SIGTERM" 0 "$VMGRD_STATUS"
@@ -557,6 +602,8 @@ vmgr_finish() {
         if [ -e "$VMGR_TMP/vmgrd.log" ]; then
                 check_empty "no sanitizer reports from vmgrd" "$(vmgr_sanitizer_reports)"
         fi
+        failures=$(vmgr_take_read_failures)
+        [ -z "$failures" ] || vmgr_not_ok "no read failed after the last check" "$failures"
         echo "# $VMGR_PASSED passed, $VMGR_FAILED failed"
         if [ "$VMGR_FAILED" -gt 0 ]; then
                 vmgr_show_log
