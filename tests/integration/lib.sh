@@ -259,6 +259,9 @@ $policy
 </busconfig>
 EOF
         vmgr_as_argv "$VMGR_USER"
+        # Empty before the start: a previous bus's address in there would
+        # make the wait below end before this bus listens.
+        : >"$VMGR_TMP/bus.address"
         "${VMGR_AS_ARGV[@]}" dbus-daemon --config-file="$VMGR_TMP/bus.conf" --nofork --nopidfile \
                 --nosyslog --print-address=3 3>"$VMGR_TMP/bus.address" 2>"$VMGR_TMP/bus.log" &
         VMGR_BUS_PID=$!
