@@ -16,7 +16,7 @@
  * The guest's log goes to the host as LOG messages, from /dev/kmsg or,
  * where systemd-journald runs, from `journalctl --follow` on a pipe; both
  * are read only while a session exists and the output queue has room, one
- * bounded batch at a time (see "log forwarding" below).
+ * bounded batch at a time (log-forward.c).
  */
 
 #include <dirent.h>
@@ -40,9 +40,7 @@
 #include <unistd.h>
 
 #include "agent-proto.h"
-#include "journal-export.h"
-#include "kmsg.h"
-#include "log-text.h"
+#include "log-forward.h"
 #include "macro.h"
 #include "netinfo.h"
 #include "vmgr-config.h"
@@ -57,23 +55,6 @@
 #define BAD_FRAMES_LOGGED 10
 #define INFO_DEBOUNCE_NSEC (50 * 1000 * 1000)
 #define PORT_RETRY_SEC 1
-
-/* Log forwarding. LOG has no credit window: the agent reads the next
- * records only while a session exists, the output queue is below
- * OUTQ_PRODUCE_MAX and the previous batch has left the queue; a batch is
- * at most LOG_BATCH_MAX frames, so logs interleave with DATA instead of
- * starving it. */
-#define LOG_BATCH_MAX 32
-#define KMSG_READS_MAX 256 /* records read per batch, counting those skipped as sent already */
-#define LOG_STATE_DIR "/run/vmgr-agent" /* tmpfs: gone at reboot, as the sequence numbers are */
-#define KMSG_STATE_PATH LOG_STATE_DIR "/kmsg-seq"
-#define JOURNAL_CURSOR_PATH LOG_STATE_DIR "/journal.cursor"
-#define JOURNAL_BUF_SIZE (64u * 1024u)
-#define JOURNAL_BACKOFF_MIN_MSEC 1000
-#define JOURNAL_BACKOFF_MAX_MSEC 60000
-#define AGENT_LOG_RING 64       /* the agent's own lines waiting for a session */
-#define LOGS_HELLO_WAIT_MSEC 2000 /* a host that connects says HELLO within this */
-#define AGENT_LOG_TEXT_MAX 1024
 
 static const char *const port_sysfs = "/sys/class/virtio-ports";
 
@@ -146,41 +127,6 @@ struct outq {
         uint64_t written; /* bytes ever written from it to the port */
 };
 
-enum logs_mode {
-        LOGS_NONE,    /* nothing to forward but the agent's own lines */
-        LOGS_KMSG,    /* /dev/kmsg */
-        LOGS_JOURNAL, /* journalctl, where systemd-journald runs */
-};
-
-/* One of the agent's own log lines, kept for the host. */
-struct agent_log {
-        uint8_t priority;
-        uint64_t realtime_usec;
-        char text[AGENT_LOG_TEXT_MAX + 1];
-};
-
-/* The LOG frames in the output queue: what they forward, so that the
- * positions advance only once the frames have left the queue, and go back
- * if the queue is dropped with its session. */
-struct log_batch {
-        bool pending;
-        uint64_t end; /* out once outq.written reaches this */
-        bool has_kmsg;
-        uint64_t kmsg_seq; /* the last record in it */
-        bool has_journal; /* it has entries from journalctl */
-        bool has_cursor;
-        char cursor[JOURNAL_CURSOR_MAX + 1]; /* the last entry in it with a cursor */
-        uint64_t agent_next;                 /* the agent's lines before this one are in it */
-};
-
-/* How far each source was sent. */
-struct log_position {
-        bool kmsg_have_sent;
-        uint64_t kmsg_sent;
-        char journal_sent[JOURNAL_CURSOR_MAX + 1];
-        uint64_t agent_log_sent;
-};
-
 static struct {
         int epoll_fd;
         int port_fd;
@@ -212,41 +158,6 @@ static struct {
 
         uint8_t scratch[VMGR_AGENT_DATA_MAX];
         bool quit;
-
-        /* log forwarding */
-        enum logs_mode logs_mode;
-        char boot_id[64];
-        struct log_batch batch;
-        bool port_hup;                    /* the port says no host is connected */
-        uint64_t port_connected_msec;     /* when it last said one is */
-        bool logs_hup;                    /* the host hung up since the last HELLO */
-        struct log_position hup_position; /* what was sent then */
-        bool rewind_kmsg, rewind_journal; /* read again from the position sent */
-
-        int kmsg_fd;
-        bool kmsg_readable;
-        int kmsg_state_fd;
-        bool kmsg_have_sent;
-        uint64_t kmsg_sent;     /* the last record out of the queue, by us or an earlier agent of this boot */
-        uint64_t kmsg_expected; /* the next sequence number, if none were lost */
-        char kmsg_buf[KMSG_RECORD_MAX + 1];
-
-        pid_t journal_pid;
-        int journal_fd;
-        bool journal_readable;
-        int journal_state_fd;
-        char journal_sent[JOURNAL_CURSOR_MAX + 1]; /* the last entry out of the queue; "" if none */
-        uint8_t *journal_buf;
-        size_t journal_start, journal_len;
-        struct journal_parser journal_parser;
-        uint64_t journal_started_msec, journal_restart_msec;
-        unsigned journal_backoff_msec;
-
-        bool agent_log_to_host; /* false where stderr is the journal: it comes from there */
-        struct agent_log agent_logs[AGENT_LOG_RING];
-        uint64_t agent_log_head; /* lines logged */
-        uint64_t agent_log_next; /* the next line to queue */
-        uint64_t agent_log_sent; /* lines out of the queue */
 } A = {
         .epoll_fd = -EBADF,
         .port_fd = -EBADF,
@@ -254,10 +165,6 @@ static struct {
         .netlink_fd = -EBADF,
         .timer_fd = -EBADF,
         .null_fd = -EBADF,
-        .kmsg_fd = -EBADF,
-        .kmsg_state_fd = -EBADF,
-        .journal_fd = -EBADF,
-        .journal_state_fd = -EBADF,
 };
 
 static struct watch watch_port = { WATCH_PORT }, watch_signal = { WATCH_SIGNAL }, watch_netlink = { WATCH_NETLINK },
@@ -272,76 +179,6 @@ static void *mfree(void *p) {
 static void closedirp(DIR **d) {
         if (*d)
                 closedir(*d);
-}
-
-/* --- logging -------------------------------------------------------------- */
-
-static uint64_t timespec_usec(const struct timespec *ts) {
-        return (uint64_t) ts->tv_sec * 1000000u + (uint64_t) ts->tv_nsec / 1000u;
-}
-
-static uint64_t now_usec(clockid_t clock) {
-        struct timespec ts;
-
-        clock_gettime(clock, &ts);
-        return timespec_usec(&ts);
-}
-
-/* Keep a line for the host (source agent). The ring keeps the last
- * AGENT_LOG_RING lines; older ones not sent by then are counted as lost. */
-static void agent_log_push(uint8_t priority, const char *text) {
-        struct agent_log *l = &A.agent_logs[A.agent_log_head % AGENT_LOG_RING];
-
-        l->priority = priority;
-        l->realtime_usec = now_usec(CLOCK_REALTIME);
-        snprintf(l->text, sizeof(l->text), "%s", text);
-        A.agent_log_head++;
-}
-
-/* Log to stderr with our prefix, and to the host unless !to_host. */
-_printf_(3, 0) static void log_fullv(uint8_t priority, bool to_host, const char *fmt, va_list ap) {
-        char text[AGENT_LOG_TEXT_MAX + 1];
-
-        vsnprintf(text, sizeof(text), fmt, ap);
-        fprintf(stderr, "vmgr-agent: %s\n", text);
-        if (to_host && A.agent_log_to_host)
-                agent_log_push(priority, text);
-}
-
-_printf_(1, 2) static void log_info(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        log_fullv(6, true, fmt, ap);
-        va_end(ap);
-}
-
-_printf_(1, 2) static void log_warning(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        log_fullv(4, true, fmt, ap);
-        va_end(ap);
-}
-
-/* To the console only: debugging output that would flood the host. */
-_printf_(1, 2) static void log_console(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        log_fullv(7, false, fmt, ap);
-        va_end(ap);
-}
-
-/* Log with %m meaning -r, and return r. */
-_printf_(2, 3) static int log_error_errno(int r, const char *fmt, ...) {
-        va_list ap;
-
-        errno = r < 0 ? -r : r;
-        va_start(ap, fmt);
-        log_fullv(3, true, fmt, ap);
-        va_end(ap);
-        return r;
 }
 
 /* --- output --------------------------------------------------------------- */
@@ -446,573 +283,16 @@ static void queue_hello(uint64_t nonce, uint16_t version) {
         (void) queue_msg(&m);
 }
 
-/* --- log forwarding ------------------------------------------------------- */
-
-/*
- * Sources: /dev/kmsg (LOGS_KMSG) or journalctl's export output
- * (LOGS_JOURNAL), and the agent's own lines. Each is read in order and
- * only as far as one batch (LOG_BATCH_MAX frames) at a time: the next
- * batch is read once the previous one has left the output queue, while a
- * session exists and the queue is below OUTQ_PRODUCE_MAX. Until then the
- * records wait where they are, in the kernel's ring or the journal.
- *
- * What has left the queue is "sent": its position (the kmsg sequence
- * number, the journal cursor) is written to a file under /run after every
- * batch, so that an agent restarted within the same boot continues after
- * it. A session that ends with a batch still queued drops it with the
- * queue; the sources are rewound to the last sent position and the next
- * session gets those records.
- */
-
-static uint64_t now_msec(void) {
-        return now_usec(CLOCK_MONOTONIC) / 1000u;
+/* The output queue's end, for log forwarding: what was ever written from it
+ * plus what it holds. */
+static uint64_t queue_end(void) {
+        return A.outq.written + A.outq.len;
 }
 
-static void queue_log(uint8_t source, uint8_t priority, uint64_t realtime_usec, const char *text) {
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_LOG, .log = { source, priority, realtime_usec, text } };
-        (void) queue_msg(&m);
-}
-
-_printf_(2, 3) static void queue_log_agent(uint8_t priority, const char *fmt, ...) {
-        char text[AGENT_LOG_TEXT_MAX + 1];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(text, sizeof(text), fmt, ap);
-        va_end(ap);
-        queue_log(VMGR_AGENT_LOG_AGENT, priority, now_usec(CLOCK_REALTIME), text);
-}
-
-/* Open (creating) a state file under LOG_STATE_DIR and read its first line
- * into buf. Returns the fd or -errno. */
-static int state_open(const char *path, char *buf, size_t size) {
-        int fd;
-        ssize_t n;
-
-        if (mkdir(LOG_STATE_DIR, 0700) < 0 && errno != EEXIST)
-                return negative_errno();
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0)
-                return negative_errno();
-        n = pread(fd, buf, size - 1, 0);
-        buf[n > 0 ? n : 0] = 0;
-        buf[strcspn(buf, "\n")] = 0;
-        return fd;
-}
-
-/* Rewrite a state file in place: its lines have a fixed width, so one
- * pwrite() replaces the old one whole. No fsync: it lives in a tmpfs. */
-static void state_write(int fd, const char *path, const char *buf, size_t n) {
-        static bool failed;
-
-        if (fd < 0)
-                return;
-        if (pwrite(fd, buf, n, 0) == (ssize_t) n)
-                return;
-        if (!failed)
-                log_error_errno(negative_errno(), "cannot write %s: %m", path);
-        failed = true;
-}
-
-static void kmsg_save(void) {
-        char line[KMSG_STATE_SIZE + 1];
-
-        if (!A.kmsg_have_sent) {
-                if (A.kmsg_state_fd >= 0)
-                        (void) ftruncate(A.kmsg_state_fd, 0);
-        } else if (kmsg_state_format(line, A.boot_id, A.kmsg_sent) == KMSG_STATE_SIZE)
-                state_write(A.kmsg_state_fd, KMSG_STATE_PATH, line, KMSG_STATE_SIZE);
-}
-
-static void journal_save(void) {
-        /* The cursor, padded with spaces to a fixed width. */
-        char line[JOURNAL_CURSOR_MAX + 2];
-
-        snprintf(line, sizeof(line), "%-*s\n", JOURNAL_CURSOR_MAX, A.journal_sent);
-        state_write(A.journal_state_fd, JOURNAL_CURSOR_PATH, line, JOURNAL_CURSOR_MAX + 1);
-}
-
-static void kmsg_close(void) {
-        if (A.kmsg_fd >= 0)
-                (void) epoll_ctl(A.epoll_fd, EPOLL_CTL_DEL, A.kmsg_fd, NULL);
-        A.kmsg_fd = safe_close(A.kmsg_fd);
-        A.kmsg_readable = false;
-}
-
-/* Queue up to max (+1) LOG frames from /dev/kmsg. Returns how many. */
-static unsigned kmsg_produce(unsigned max) {
-        /* local_clock(), the records' clock, counts from boot as
-         * CLOCK_MONOTONIC does: their realtime is by today's offset. */
-        int64_t offset = (int64_t) now_usec(CLOCK_REALTIME) - (int64_t) now_usec(CLOCK_MONOTONIC);
-        static unsigned bad_records;
-        unsigned frames = 0;
-
-        for (unsigned reads = 0; frames < max && reads < KMSG_READS_MAX && A.kmsg_readable; reads++) {
-                struct kmsg_record rec;
-                struct log_text text;
-                int64_t realtime;
-                ssize_t n = read(A.kmsg_fd, A.kmsg_buf, KMSG_RECORD_MAX);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                A.kmsg_readable = false;
-                                break;
-                        }
-                        /* Overwritten before we read them; the kernel moved us to
-                         * the oldest record, whose number says how many. */
-                        if (errno == EPIPE)
-                                continue;
-                        log_error_errno(negative_errno(), "cannot read /dev/kmsg, the kernel log is not forwarded any more: %m");
-                        kmsg_close();
-                        break;
-                }
-                if (kmsg_parse(A.kmsg_buf, (size_t) n, &rec) < 0) {
-                        if (bad_records++ < BAD_FRAMES_LOGGED)
-                                log_warning("skipping a malformed /dev/kmsg record");
-                        continue;
-                }
-                if (A.kmsg_have_sent && rec.seq <= A.kmsg_sent) {
-                        /* Sent already, by us before a rewind or by an earlier agent. */
-                        A.kmsg_expected = rec.seq + 1;
-                        continue;
-                }
-                if (rec.seq > A.kmsg_expected) {
-                        queue_log_agent(4, "%" PRIu64 " kernel log records were lost (overwritten before they were read)",
-                                        rec.seq - A.kmsg_expected);
-                        frames++;
-                }
-                A.kmsg_expected = rec.seq + 1;
-
-                log_text_init(&text);
-                log_text_append(&text, rec.text, rec.text_len);
-                realtime = (int64_t) rec.usec + offset;
-                queue_log(VMGR_AGENT_LOG_KERNEL, rec.priority, realtime > 0 ? (uint64_t) realtime : 0, text.buf);
-                frames++;
-                A.batch.has_kmsg = true;
-                A.batch.kmsg_seq = rec.seq;
-        }
-        return frames;
-}
-
-static void journal_close_pipe(void) {
-        if (A.journal_fd >= 0)
-                (void) epoll_ctl(A.epoll_fd, EPOLL_CTL_DEL, A.journal_fd, NULL);
-        A.journal_fd = safe_close(A.journal_fd);
-        A.journal_readable = false;
-        A.journal_start = A.journal_len = 0;
-        journal_parser_init(&A.journal_parser);
-}
-
-/* Stop journalctl (reap_children() reaps it) and forget its output. */
-static void journal_stop(void) {
-        if (A.journal_pid > 0)
-                (void) kill(A.journal_pid, SIGTERM);
-        A.journal_pid = 0;
-        journal_close_pipe();
-}
-
-/* journalctl ended: start it again after the back-off, which doubles
- * while it keeps failing and starts over after a long run. */
-static void journal_schedule_restart(void) {
-        uint64_t now = now_msec();
-
-        if (now - A.journal_started_msec >= JOURNAL_BACKOFF_MAX_MSEC)
-                A.journal_backoff_msec = JOURNAL_BACKOFF_MIN_MSEC;
-        A.journal_restart_msec = now + A.journal_backoff_msec;
-        A.journal_backoff_msec = A.journal_backoff_msec * 2 < JOURNAL_BACKOFF_MAX_MSEC ? A.journal_backoff_msec * 2
-                                                                                       : JOURNAL_BACKOFF_MAX_MSEC;
-}
-
-/* Run journalctl with its stdout on a pipe, from the entry after the last
- * one sent (or the boot's first). Returns 0 or -errno. */
-static int journal_start(void) {
-        char after[sizeof("--after-cursor=") + JOURNAL_CURSOR_MAX];
-        /* --quiet: no "-- Journal begins ..." or "-- Boot ... --" lines;
-         * --output-fields: only what a LOG needs (the __ fields always come).
-         * Not --cursor-file: with --follow journalctl writes it only when it
-         * exits by itself, and only we know what has left for the host. */
-        const char *argv[] = {
-                "journalctl",
-                "--boot",
-                "--follow",
-                "--no-tail",
-                "--quiet",
-                "--no-pager",
-                "--output=export",
-                "--output-fields=MESSAGE,PRIORITY,SYSLOG_IDENTIFIER,_COMM,_PID,SYSLOG_PID,_TRANSPORT,"
-                "_SOURCE_REALTIME_TIMESTAMP,_SOURCE_MONOTONIC_TIMESTAMP",
-                NULL, /* --after-cursor= */
-                NULL,
-        };
-        struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = &watch_journal };
-        int pipefd[2], r;
-        pid_t parent = getpid(), pid;
-
-        A.journal_started_msec = now_msec();
-        if (A.journal_sent[0]) {
-                snprintf(after, sizeof(after), "--after-cursor=%s", A.journal_sent);
-                argv[ELEMENTSOF(argv) - 2] = after;
-        }
-        if (!A.journal_buf) {
-                A.journal_buf = malloc(JOURNAL_BUF_SIZE);
-                if (!A.journal_buf)
-                        return -ENOMEM;
-        }
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return negative_errno();
-        pid = fork();
-        if (pid < 0) {
-                r = negative_errno();
-                close(pipefd[0]);
-                close(pipefd[1]);
-                return r;
-        }
-        if (pid == 0) {
-                sigset_t none;
-
-                /* Not to outlive the agent, even one killed by SIGKILL. */
-                if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
-                        _exit(1);
-                if (dup2(pipefd[1], STDOUT_FILENO) < 0 || dup2(A.null_fd, STDIN_FILENO) < 0)
-                        _exit(1);
-                signal(SIGPIPE, SIG_DFL);
-                sigemptyset(&none);
-                sigprocmask(SIG_SETMASK, &none, NULL);
-                execvp(argv[0], (char *const *) argv);
-                fprintf(stderr, "vmgr-agent: cannot run journalctl: %m\n");
-                _exit(127);
-        }
-        close(pipefd[1]);
-        if (fcntl(pipefd[0], F_SETFL, O_NONBLOCK) < 0 || epoll_ctl(A.epoll_fd, EPOLL_CTL_ADD, pipefd[0], &ev) < 0) {
-                r = negative_errno();
-                close(pipefd[0]);
-                (void) kill(pid, SIGTERM);
-                return r;
-        }
-        A.journal_pid = pid;
-        A.journal_fd = pipefd[0];
-        A.journal_readable = true;
-        A.journal_start = A.journal_len = 0;
-        journal_parser_init(&A.journal_parser);
-        log_info("forwarding the journal: journalctl running as pid %d%s", (int) pid,
-                 A.journal_sent[0] ? ", after the last entry sent" : "");
-        return 0;
-}
-
-/* journalctl was reaped. */
-static void journal_exited(int status) {
-        A.journal_pid = 0;
-        if (WIFEXITED(status))
-                log_warning("journalctl exited with status %d", WEXITSTATUS(status));
-        else
-                log_warning("journalctl was killed by signal %d", WTERMSIG(status));
-        journal_schedule_restart();
-}
-
-/* Queue up to max LOG frames from journalctl's output. Returns how many. */
-static unsigned journal_produce(unsigned max) {
-        unsigned frames = 0;
-
-        if (A.journal_fd < 0 && A.journal_pid == 0 && now_msec() >= A.journal_restart_msec) {
-                int r = journal_start();
-                if (r < 0) {
-                        log_error_errno(r, "cannot start journalctl: %m");
-                        journal_schedule_restart();
-                }
-        }
-        while (frames < max) {
-                const struct journal_entry *e;
-                const struct journal_value *cursor;
-                struct journal_log l;
-                size_t used;
-
-                if (A.journal_len == 0) {
-                        ssize_t n;
-
-                        if (A.journal_fd < 0 || !A.journal_readable)
-                                break;
-                        n = read(A.journal_fd, A.journal_buf, JOURNAL_BUF_SIZE);
-                        if (n < 0 && errno == EINTR)
-                                continue;
-                        if (n < 0 && errno == EAGAIN) {
-                                A.journal_readable = false;
-                                break;
-                        }
-                        if (n <= 0) {
-                                /* journalctl is gone, or going: reaped, it is restarted. */
-                                pid_t pid = A.journal_pid;
-                                if (n < 0)
-                                        log_error_errno(negative_errno(), "reading from journalctl: %m");
-                                journal_close_pipe();
-                                if (pid > 0)
-                                        (void) kill(pid, SIGTERM);
-                                break;
-                        }
-                        A.journal_start = 0;
-                        A.journal_len = (size_t) n;
-                }
-                used = journal_parser_feed(&A.journal_parser, A.journal_buf + A.journal_start, A.journal_len, &e);
-                A.journal_start += used;
-                A.journal_len -= used;
-                if (!e)
-                        continue;
-                cursor = &e->fields[JOURNAL_FIELD_CURSOR];
-                if (cursor->present && !cursor->cut && cursor->len > 0) {
-                        memcpy(A.batch.cursor, cursor->buf, cursor->len + 1);
-                        A.batch.has_cursor = true;
-                }
-                if (journal_entry_to_log(e, &l) < 0)
-                        continue;
-                queue_log(l.source, l.priority, l.realtime_usec, l.text.buf);
-                frames++;
-                A.batch.has_journal = true;
-        }
-        return frames;
-}
-
-/* Queue up to max (+1) of the agent's own lines. Returns how many. */
-static unsigned agent_logs_produce(unsigned max) {
-        unsigned frames = 0;
-
-        if (A.agent_log_head - A.agent_log_next > AGENT_LOG_RING) {
-                queue_log_agent(4, "%" PRIu64 " of the agent's log lines were lost (more than %d waited for a host)",
-                                A.agent_log_head - AGENT_LOG_RING - A.agent_log_next, AGENT_LOG_RING);
-                A.agent_log_next = A.agent_log_head - AGENT_LOG_RING;
-                frames++;
-        }
-        while (frames < max && A.agent_log_next < A.agent_log_head) {
-                const struct agent_log *l = &A.agent_logs[A.agent_log_next++ % AGENT_LOG_RING];
-                struct log_text t;
-
-                log_text_init(&t);
-                log_text_append_str(&t, l->text);
-                queue_log(VMGR_AGENT_LOG_AGENT, l->priority, l->realtime_usec, t.buf);
-                frames++;
-        }
-        return frames;
-}
-
-/* Whether the host hung up and no HELLO came since: logs wait. A host that
- * connects says HELLO at once; if none came LOGS_HELLO_WAIT_MSEC after the
- * port said a host is there, the hang-up was reported late (the kernel
- * reports data and connections on separate queues) and the host is the
- * session's own. */
-static bool logs_held(void) {
-        if (!A.logs_hup)
-                return false;
-        if (A.port_hup || now_msec() - A.port_connected_msec < LOGS_HELLO_WAIT_MSEC)
-                return true;
-        A.logs_hup = false;
-        return false;
-}
-
-/* Whether logs_produce() would queue something now. */
-static bool logs_pending(void) {
-        if (!A.session || A.batch.pending || A.outq.len >= OUTQ_PRODUCE_MAX || A.port_fd < 0 || logs_held())
-                return false;
-        return A.agent_log_next < A.agent_log_head || A.kmsg_readable || A.journal_len > 0 || A.journal_readable;
-}
-
-/* Milliseconds until logs are due without an fd saying so: the wait for a
- * HELLO ends, or journalctl is to be started again; or -1. Only when
- * logs_produce() can act then: otherwise the loop would spin. */
-static int logs_timeout_msec(void) {
-        uint64_t now = now_msec(), due;
-
-        if (!A.session || A.batch.pending || A.outq.len >= OUTQ_PRODUCE_MAX)
-                return -1;
-        if (A.logs_hup) {
-                if (A.port_hup)
-                        return -1; /* until a host connects: a port event */
-                due = A.port_connected_msec + LOGS_HELLO_WAIT_MSEC;
-        } else if (A.logs_mode == LOGS_JOURNAL && A.journal_fd < 0 && A.journal_pid == 0)
-                due = A.journal_restart_msec;
-        else
-                return -1;
-        if (due <= now)
-                return 0;
-        return due - now > INT32_MAX ? INT32_MAX : (int) (due - now);
-}
-
-/* Queue the next batch of LOG frames, if it is time for one. */
-static void logs_produce(void) {
-        unsigned frames;
-
-        if (!A.session || A.batch.pending || A.outq.len >= OUTQ_PRODUCE_MAX || logs_held())
-                return;
-        frames = agent_logs_produce(LOG_BATCH_MAX);
-        if (A.logs_mode == LOGS_KMSG && frames < LOG_BATCH_MAX && A.kmsg_fd >= 0)
-                frames += kmsg_produce(LOG_BATCH_MAX - frames);
-        else if (A.logs_mode == LOGS_JOURNAL && frames < LOG_BATCH_MAX)
-                frames += journal_produce(LOG_BATCH_MAX - frames);
-        if (frames == 0) {
-                A.batch = (struct log_batch) {};
-                return;
-        }
-        A.batch.agent_next = A.agent_log_next;
-        A.batch.end = A.outq.written + A.outq.len;
-        A.batch.pending = true;
-}
-
-/* After the port took bytes: the batch is sent once all of it left the queue. */
-static void logs_check_sent(void) {
-        if (!A.batch.pending || A.outq.written < A.batch.end)
-                return;
-        if (A.batch.has_kmsg) {
-                A.kmsg_have_sent = true;
-                A.kmsg_sent = A.batch.kmsg_seq;
-                kmsg_save();
-        }
-        if (A.batch.has_cursor) {
-                memcpy(A.journal_sent, A.batch.cursor, sizeof(A.journal_sent));
-                journal_save();
-        }
-        A.agent_log_sent = A.batch.agent_next;
-        A.batch = (struct log_batch) {};
-}
-
-/* The port says the host hung up (the session goes on until the next
- * HELLO). Remember what was sent by then and read no more logs until the
- * next HELLO: once the next host connects, the batch waiting in the queue
- * is written to it before its HELLO is read, and a host ignores what comes
- * before the answer to its HELLO. */
-static void logs_host_hung_up(void) {
-        if (!A.session || A.logs_hup)
-                return;
-        A.logs_hup = true;
-        A.hup_position.kmsg_have_sent = A.kmsg_have_sent;
-        A.hup_position.kmsg_sent = A.kmsg_sent;
-        memcpy(A.hup_position.journal_sent, A.journal_sent, sizeof(A.journal_sent));
-        A.hup_position.agent_log_sent = A.agent_log_sent;
-}
-
-/* A HELLO, before its session_end(): if the host hung up since the last
- * one, the batch written after that went to this host before its HELLO.
- * Go back to what was sent when the old one hung up. */
-static void logs_new_host(void) {
-        const struct log_position *h = &A.hup_position;
-
-        if (!A.logs_hup)
-                return;
-        A.logs_hup = false;
-        if (A.kmsg_have_sent != h->kmsg_have_sent || A.kmsg_sent != h->kmsg_sent) {
-                A.kmsg_have_sent = h->kmsg_have_sent;
-                A.kmsg_sent = h->kmsg_sent;
-                A.rewind_kmsg = true;
-                kmsg_save();
-        }
-        if (!streq(A.journal_sent, h->journal_sent)) {
-                memcpy(A.journal_sent, h->journal_sent, sizeof(A.journal_sent));
-                A.rewind_journal = true;
-                journal_save();
-        }
-        A.agent_log_sent = h->agent_log_sent;
-        A.agent_log_next = A.agent_log_sent;
-}
-
-/* The output queue is about to be dropped with its session: what the
- * pending batch forwarded goes again, from the last position sent. */
-static void logs_rewind(void) {
-        if (A.batch.pending) {
-                A.agent_log_next = A.agent_log_sent;
-                A.rewind_kmsg |= A.batch.has_kmsg;
-                A.rewind_journal |= A.batch.has_journal;
-        }
-        if (A.rewind_kmsg && A.kmsg_fd >= 0) {
-                /* Back to the oldest record; those sent are skipped again. */
-                if (lseek(A.kmsg_fd, 0, SEEK_SET) < 0)
-                        log_error_errno(negative_errno(), "cannot rewind /dev/kmsg: %m");
-                A.kmsg_expected = A.kmsg_have_sent ? A.kmsg_sent + 1 : 0;
-                A.kmsg_readable = true;
-        }
-        if (A.rewind_journal) {
-                /* From the last cursor sent, at once. */
-                journal_stop();
-                A.journal_restart_msec = 0;
-        }
-        A.rewind_kmsg = A.rewind_journal = false;
-        A.batch = (struct log_batch) {};
-}
-
-/* Whether stderr is a stream to journald (systemd sets $JOURNAL_STREAM to
- * its device:inode): then our lines reach the host through the journal. */
-static bool stderr_is_journal(void) {
-        const char *e = getenv("JOURNAL_STREAM");
-        unsigned long long dev, ino;
-        struct stat st;
-
-        return e && sscanf(e, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-               (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
-}
-
-/* Choose the source, open it and load what an earlier agent of this boot sent. */
-static void logs_setup(void) {
-        char line[JOURNAL_CURSOR_MAX + 2];
-        int fd, r;
-
-        fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-                ssize_t n = read(fd, A.boot_id, sizeof(A.boot_id) - 1);
-                A.boot_id[n > 0 ? n : 0] = 0;
-                A.boot_id[strcspn(A.boot_id, "\n")] = 0;
-                close(fd);
-        }
-        A.journal_backoff_msec = JOURNAL_BACKOFF_MIN_MSEC;
-        journal_parser_init(&A.journal_parser);
-
-        /* journald reads /dev/kmsg itself: its journal has the kernel's lines too. */
-        if (access("/run/systemd/journal/socket", F_OK) == 0 || access("/run/systemd/system", F_OK) == 0) {
-                A.logs_mode = LOGS_JOURNAL;
-                fd = state_open(JOURNAL_CURSOR_PATH, line, sizeof(line));
-                if (fd < 0) {
-                        log_error_errno(fd, "cannot open %s, a restarted agent sends the journal again: %m",
-                                        JOURNAL_CURSOR_PATH);
-                        return;
-                }
-                A.journal_state_fd = fd;
-                line[strcspn(line, " ")] = 0;
-                if (strlen(line) < sizeof(A.journal_sent))
-                        strcpy(A.journal_sent, line);
-                (void) ftruncate(fd, 0);
-                journal_save();
-                log_info("forwarding the journal%s", A.journal_sent[0] ? ", after the entries an earlier agent sent" : "");
-                return;
-        }
-
-        A.logs_mode = LOGS_KMSG;
-        A.kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (A.kmsg_fd < 0) {
-                log_error_errno(negative_errno(), "cannot open /dev/kmsg, the kernel log is not forwarded: %m");
-                return;
-        }
-        {
-                struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.ptr = &watch_kmsg };
-                if (epoll_ctl(A.epoll_fd, EPOLL_CTL_ADD, A.kmsg_fd, &ev) < 0) {
-                        log_error_errno(negative_errno(), "epoll_ctl on /dev/kmsg, the kernel log is not forwarded: %m");
-                        kmsg_close();
-                        return;
-                }
-        }
-        A.kmsg_readable = true;
-        fd = state_open(KMSG_STATE_PATH, line, sizeof(line));
-        if (fd < 0) {
-                log_error_errno(fd, "cannot open %s, a restarted agent sends the kernel log again: %m", KMSG_STATE_PATH);
-                return;
-        }
-        A.kmsg_state_fd = fd;
-        r = kmsg_state_parse(line, A.boot_id, &A.kmsg_sent);
-        if (r > 0) {
-                A.kmsg_have_sent = true;
-                A.kmsg_expected = A.kmsg_sent + 1;
-                log_info("forwarding the kernel log after record %" PRIu64 ", which an earlier agent sent", A.kmsg_sent);
-        } else {
-                if (r < 0 && line[0])
-                        log_warning("ignoring %s: malformed", KMSG_STATE_PATH);
-                (void) ftruncate(fd, 0);
-                log_info("forwarding the kernel log");
-        }
+/* Whether log forwarding may queue a batch: a session exists and the output
+ * queue is below the limit for new output. */
+static bool logs_can_queue(void) {
+        return A.session && A.outq.len < OUTQ_PRODUCE_MAX;
 }
 
 /* --- streams -------------------------------------------------------------- */
@@ -1445,10 +725,8 @@ static void reap_children(void) {
 
                 if (pid <= 0)
                         return;
-                if (pid == A.journal_pid) {
-                        journal_exited(status);
+                if (log_forward_child_exited(pid, status))
                         continue;
-                }
                 p = proc_find_pid(pid);
                 if (!p)
                         continue; /* a power command, or left from an older session */
@@ -1505,8 +783,7 @@ static void session_end(const char *why) {
                 file_free(A.files[0]);
         while (A.n_streams > 0)
                 stream_free(A.streams[0]);
-        logs_rewind();
-        A.logs_hup = false; /* the next session starts with a HELLO and an empty queue */
+        log_forward_session_end();
         outq_clear(&A.outq);
         A.session = false;
         A.bad_frames = 0;
@@ -1543,7 +820,7 @@ static void send_info(bool force) {
 }
 
 static void handle_hello(const struct vmgr_agent_msg *m) {
-        logs_new_host();
+        log_forward_hello();
         if (m->hello.version_min > VMGR_AGENT_VERSION_MAX || m->hello.version_max < VMGR_AGENT_VERSION_MIN) {
                 session_end("host speaks another protocol version");
                 queue_error(0, EPROTONOSUPPORT, "protocol versions %u..%u are not supported; this agent speaks %d..%d",
@@ -1821,7 +1098,7 @@ static void port_flush(void) {
         }
         if (A.outq.len == 0)
                 A.outq.start = 0;
-        logs_check_sent();
+        log_forward_written(A.outq.written);
         producers_resume_if_room();
 }
 
@@ -1971,7 +1248,7 @@ static void pump(void) {
 
 static bool pump_pending(void) {
         /* Logs to read, a readable file with credit, or requests left in the port. */
-        if (logs_pending())
+        if (log_forward_pending(logs_can_queue() && A.port_fd >= 0))
                 return true;
         if (A.outq.len < OUTQ_PRODUCE_MAX)
                 for (size_t i = 0; i < A.n_streams; i++)
@@ -2000,14 +1277,7 @@ static void log_state(void) {
                  A.port_writable ? " writable" : "", A.session ? "yes" : "no", A.outq.len,
                  A.producers_paused ? ", producers paused" : "", A.input_pending ? ", input pending" : "",
                  A.n_procs, A.n_streams, A.n_files);
-        log_console("state: logs from %s%s%s%s, batch %s, kmsg sent %s%" PRIu64 ", journalctl pid %d fd %d%s buffered %zu, "
-                    "agent lines %" PRIu64 " logged %" PRIu64 " queued %" PRIu64 " sent",
-                    A.logs_mode == LOGS_KMSG ? "/dev/kmsg" : A.logs_mode == LOGS_JOURNAL ? "the journal" : "nowhere",
-                    A.kmsg_readable ? ", kmsg readable" : "",
-                    A.logs_hup ? ", the host hung up since the last HELLO" : "", A.agent_log_to_host ? "" : ", own lines through the journal",
-                    A.batch.pending ? "queued" : "none", A.kmsg_have_sent ? "" : "none ", A.kmsg_sent,
-                    (int) A.journal_pid, A.journal_fd, A.journal_readable ? " readable" : "", A.journal_len,
-                    A.agent_log_head, A.agent_log_next, A.agent_log_sent);
+        log_forward_log_state();
         for (size_t i = 0; i < A.n_streams; i++) {
                 struct stream *s = A.streams[i];
                 log_console("state: stream %u kind %d fd %d%s credit %u buffered %zu%s%s", s->id, s->kind, s->fd,
@@ -2057,22 +1327,11 @@ static void on_info_timer(void) {
         send_info(false);
 }
 
-static void on_logs_readable(struct watch *w) {
-        if (w->kind == WATCH_KMSG && A.kmsg_fd >= 0)
-                A.kmsg_readable = true;
-        else if (w->kind == WATCH_JOURNAL && A.journal_fd >= 0)
-                A.journal_readable = true;
-}
-
 static void on_port(uint32_t events) {
         /* Woken on every change: the mask says whether a host is connected now. */
         bool hup = events & EPOLLHUP;
 
-        if (hup && !A.port_hup)
-                logs_host_hung_up();
-        if (!hup && A.port_hup)
-                A.port_connected_msec = now_msec();
-        A.port_hup = hup;
+        log_forward_port_event(hup, A.session);
         if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                 A.port_readable = true;
         if (events & EPOLLOUT)
@@ -2181,13 +1440,13 @@ int main(int argc, char *argv[]) {
         /* The console is a line-buffered terminal or a file; say things when they happen. */
         setvbuf(stderr, NULL, _IOLBF, 0);
 
-        A.agent_log_to_host = !stderr_is_journal();
+        log_forward_init(&(const struct log_forward_ops) { .queue_msg = queue_msg, .queue_end = queue_end });
 
         if (setup() < 0)
                 return 1;
         log_info("starting (version %s, protocol %d..%d)", VMGR_VERSION, VMGR_AGENT_VERSION_MIN,
                  VMGR_AGENT_VERSION_MAX);
-        logs_setup();
+        log_forward_setup(A.epoll_fd, A.null_fd, &watch_kmsg, &watch_journal);
 
         while (!A.quit) {
                 struct epoll_event events[64];
@@ -2202,24 +1461,26 @@ int main(int argc, char *argv[]) {
                                 timeout = PORT_RETRY_SEC * 1000;
                         } else {
                                 struct pollfd p = { .fd = A.port_fd, .events = POLLOUT };
+                                bool hup;
+
                                 /* A host connected before we (re)started learns that
                                  * we did; one that is not there will say HELLO. */
                                 vmgr_agent_decoder_reset(A.decoder);
-                                A.port_hup = poll(&p, 1, 0) < 0 || (p.revents & POLLHUP);
-                                A.port_connected_msec = now_msec();
-                                if (!A.port_hup)
+                                hup = poll(&p, 1, 0) < 0 || (p.revents & POLLHUP);
+                                log_forward_port_opened(hup);
+                                if (!hup)
                                         queue_hello(0, 0);
                         }
                 }
 
                 if (A.port_fd >= 0) {
-                        logs_produce();
+                        log_forward_produce(logs_can_queue());
                         pump();
                 }
                 if (pump_pending())
                         timeout = 0;
                 else {
-                        int t = logs_timeout_msec();
+                        int t = log_forward_timeout_msec(logs_can_queue());
                         if (t >= 0 && (timeout < 0 || t < timeout))
                                 timeout = t;
                 }
@@ -2249,8 +1510,10 @@ int main(int argc, char *argv[]) {
                                 on_stream_event((struct stream *) w, events[i].events);
                                 break;
                         case WATCH_KMSG:
+                                log_forward_readable(LOG_FORWARD_KMSG);
+                                break;
                         case WATCH_JOURNAL:
-                                on_logs_readable(w);
+                                log_forward_readable(LOG_FORWARD_JOURNAL);
                                 break;
                         }
                 }
@@ -2258,7 +1521,7 @@ int main(int argc, char *argv[]) {
         }
 
         session_end("agent exiting");
-        journal_stop();
+        log_forward_stop();
         graveyard_empty();
         return 0;
 }

@@ -1,16 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "guest-image.h"
 #include "macro.h"
-#include "process-util.h"
+#include "spawn.h"
 
 #include "vmgr-config.h"
 
@@ -42,72 +40,30 @@ static int find_agent(char buf[PATH_MAX]) {
 }
 static char cached_kernel[PATH_MAX], cached_initrd[PATH_MAX];
 
-/* Run mkguest and read "KERNEL INITRD" from its stdout; its stderr becomes the error. */
+/* Run mkguest and read "KERNEL INITRD" from its stdout; its stderr becomes the error.
+ * Returns 0, or -errno with the error in error (512 bytes). */
 static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel, char *initrd, char *error) {
         char out_dir[PATH_MAX], output[2 * PATH_MAX + 2] = "", errbuf[400] = "", agent[PATH_MAX],
                 extra[PATH_MAX + 32] = "";
-        int out[2], err[2], status;
-        size_t n_out = 0, n_err = 0;
-        pid_t pid;
+        char *argv[] = { (char *) mkguest, "--print-path", "--output-dir", out_dir, NULL, NULL, NULL };
+        SpawnResult res;
+        int r;
 
         snprintf(out_dir, sizeof(out_dir), "%s/guest", cache_dir);
         /* Without an agent the guest still boots; it just never becomes "ready". */
-        if (find_agent(agent) >= 0)
+        if (find_agent(agent) >= 0) {
                 snprintf(extra, sizeof(extra), "%s:/usr/bin/vmgr-agent", agent);
-        if (pipe2(out, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(err, O_CLOEXEC) < 0) {
-                close(out[0]);
-                close(out[1]);
-                return -errno;
+                argv[4] = "--extra";
+                argv[5] = extra;
         }
-        pid = fork_waited();
-        if (pid < 0) {
-                int r = -errno;
-                close(out[0]);
-                close(out[1]);
-                close(err[0]);
-                close(err[1]);
+        r = spawn_run_stdout(argv, 0, output, sizeof(output), errbuf, sizeof(errbuf), &res);
+        if (r < 0) {
+                snprintf(error, 512, "building the default guest failed: cannot execute %s: %s", mkguest,
+                         strerror(-r));
                 return r;
         }
-        if (pid == 0) {
-                int null;
-
-                (void) setsid(); /* keep terminal signals away, as for every child of vmgrd */
-                null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
-                    dup2(err[1], STDERR_FILENO) < 0)
-                        _exit(127);
-                child_prepare_exec(3);
-                if (*extra)
-                        execl(mkguest, "vmgr-mkguest", "--print-path", "--output-dir", out_dir, "--extra", extra,
-                              (char *) NULL);
-                else
-                        execl(mkguest, "vmgr-mkguest", "--print-path", "--output-dir", out_dir, (char *) NULL);
-                fprintf(stderr, "cannot execute %s: %m\n", mkguest);
-                _exit(127);
-        }
-        close(out[1]);
-        close(err[1]);
-        /* The outputs are small; read stdout, then stderr (mkguest writes little to either). */
-        for (ssize_t k; (k = read(out[0], output + n_out, sizeof(output) - 1 - n_out)) > 0;)
-                n_out += (size_t) k;
-        for (ssize_t k; (k = read(err[0], errbuf + n_err, sizeof(errbuf) - 1 - n_err)) > 0;)
-                n_err += (size_t) k;
-        close(out[0]);
-        close(err[0]);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR) {
-                        int r = -errno;
-                        waited_done(pid);
-                        return r;
-                }
-        waited_done(pid);
-
-        output[n_out] = 0;
-        errbuf[n_err] = 0;
-        errbuf[strcspn(errbuf, "\n")] = 0;
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        spawn_first_line(errbuf);
+        if (!spawn_exited_with(&res, 0)) {
                 snprintf(error, 512, "building the default guest failed: %s", *errbuf ? errbuf : "vmgr-mkguest failed");
                 return -EIO;
         }

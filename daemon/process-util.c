@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,48 +30,9 @@ void child_prepare_exec(int first_to_close) {
                         (void) close(fd);
 }
 
-/* Children that a thread waits for itself; the reaper must not take their status. */
-static pthread_mutex_t waited_lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t waited[64];
-
-static bool is_waited(pid_t pid) {
-        for (size_t i = 0; i < ELEMENTSOF(waited); i++)
-                if (waited[i] == pid)
-                        return true;
-        return false;
-}
-
-pid_t fork_waited(void) {
-        pid_t pid;
-
-        pthread_mutex_lock(&waited_lock);
-        pid = fork();
-        if (pid > 0) {
-                size_t i;
-                for (i = 0; i < ELEMENTSOF(waited) && waited[i] != 0; i++)
-                        ;
-                if (i < ELEMENTSOF(waited))
-                        waited[i] = pid;
-                /* With no free slot the reaper may take the status; the waiter then sees ECHILD. */
-        }
-        if (pid != 0)
-                pthread_mutex_unlock(&waited_lock);
-        return pid;
-}
-
-void waited_done(pid_t pid) {
-        pthread_mutex_lock(&waited_lock);
-        for (size_t i = 0; i < ELEMENTSOF(waited); i++)
-                if (waited[i] == pid)
-                        waited[i] = 0;
-        pthread_mutex_unlock(&waited_lock);
-}
-
 static int reap_one(pid_t pid, void *userdata) {
         siginfo_t si = {};
 
-        if (is_waited(pid))
-                return -EBUSY;
         if (waitid(P_PID, (id_t) pid, &si, WEXITED | WNOHANG) < 0 || si.si_pid == 0)
                 return -EAGAIN;
         return 0;
@@ -81,14 +41,9 @@ static int reap_one(pid_t pid, void *userdata) {
 static int for_each_child(int (*fn)(pid_t pid, void *userdata), void *userdata);
 
 int reap_children(void) {
-        int n;
-
-        /* Walk our children (every thread's) rather than waitid(P_ALL), which
-         * would also take the status of a child a thread is waiting for. */
-        pthread_mutex_lock(&waited_lock);
-        n = for_each_child(reap_one, NULL);
-        pthread_mutex_unlock(&waited_lock);
-        return n;
+        /* Walk our children (every thread's), each with waitid(P_PID) and no
+         * __WALL: spawn_run()'s supervisors stay invisible to it (spawn.h). */
+        return for_each_child(reap_one, NULL);
 }
 
 /* Read our children from /proc/self/task/<tid>/children of every thread. */

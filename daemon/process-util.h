@@ -16,15 +16,9 @@
  * every fd >= first_to_close closed. Never fails (best effort). */
 void child_prepare_exec(int first_to_close);
 
-/* Reap every child that has exited, without blocking, except those a thread
- * waits for itself (see fork_waited). Returns how many. */
+/* Reap every child that has exited, without blocking (not those spawn_run()
+ * waits for itself: see spawn.h). Returns how many. */
 int reap_children(void);
-
-/* fork() for a child whose caller will waitpid() it (a pool thread running
- * qemu-img, say): the SIGCHLD reaper leaves it alone until waited_done().
- * Returns what fork() returns (in the child: 0; do not call waited_done). */
-pid_t fork_waited(void);
-void waited_done(pid_t pid);
 
 /* Send sig to every child of ours (after re-parenting, that is every
  * remaining descendant). Returns the number signalled. */

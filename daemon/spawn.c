@@ -62,7 +62,8 @@ static int pipe_above_stdio(int p[2]) {
 /* In the program's process, between clone3() and execve(): only
  * async-signal-safe calls. Reports a failure by writing errno to report_fd
  * (O_CLOEXEC, so a successful exec closes it and the reader sees EOF). */
-static _noreturn_ void child_exec(char *const argv[], pid_t parent, int null_fd, int stderr_fd, int report_fd) {
+static _noreturn_ void child_exec(char *const argv[], pid_t parent, int null_fd, int stdout_fd, int stderr_fd,
+                                  int report_fd) {
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t none;
         int e;
@@ -76,7 +77,9 @@ static _noreturn_ void child_exec(char *const argv[], pid_t parent, int null_fd,
         sigemptyset(&none);
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
                 goto fail;
-        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(null_fd, STDOUT_FILENO) < 0 ||
+        /* Keeps terminal signals (a foreground vmgrd's ^C) away, as for every child of vmgrd. */
+        (void) setsid();
+        if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(stdout_fd, STDOUT_FILENO) < 0 ||
             dup2(stderr_fd, STDERR_FILENO) < 0)
                 goto fail;
         /* Every vmgr fd is O_CLOEXEC already; this covers any a library
@@ -98,8 +101,8 @@ typedef struct SupervisorReport {
  * signal to SIGCHLD). It starts the program as its own ordinary child, waits
  * for it, writes how it ended to status_fd and exits. Only async-signal-safe
  * calls: the process it was cloned from has other threads. */
-static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, int stderr_fd, int report_fd,
-                                 int status_fd) {
+static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, int stdout_fd, int stderr_fd,
+                                 int report_fd, int status_fd) {
         struct sigaction dfl = { .sa_handler = SIG_DFL };
         struct clone_args args = { .exit_signal = SIGCHLD };
         SupervisorReport report = {};
@@ -115,7 +118,7 @@ static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, 
         self = getpid();
         pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
         if (pid == 0)
-                child_exec(argv, self, null_fd, stderr_fd, report_fd);
+                child_exec(argv, self, null_fd, stdout_fd, stderr_fd, report_fd);
         if (pid < 0) {
                 e = errno;
                 (void) !write(report_fd, &e, sizeof(e));
@@ -123,6 +126,7 @@ static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, 
         }
         /* The reader's EOFs must depend on the program alone. */
         (void) close(report_fd);
+        (void) close(stdout_fd);
         (void) close(stderr_fd);
 
         while (waitid(P_PID, (id_t) pid, &si, WEXITED) < 0)
@@ -157,26 +161,34 @@ static int drain(int fd, char *buf, size_t size, size_t *len) {
 /* Grace period for the program's stderr to close after the timeout kill. */
 #define KILL_GRACE_USEC (1000ULL * 1000ULL)
 
-int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_size, SpawnResult *ret) {
+/* spawn_run() and spawn_run_stdout(); out NULL: stdout goes to /dev/null. */
+static int spawn_impl(char *const argv[], uint64_t timeout_usec, char *out, size_t out_size, char *err,
+                      size_t err_size, SpawnResult *ret) {
         _cleanup_close_ int null_fd = -EBADF, pidfd = -EBADF;
-        _cleanup_free_ char *buf = NULL;
-        int err_pipe[2] = { -EBADF, -EBADF }, report[2] = { -EBADF, -EBADF }, status[2] = { -EBADF, -EBADF };
+        _cleanup_free_ char *buf = NULL, *obuf = NULL;
+        int err_pipe[2] = { -EBADF, -EBADF }, out_pipe[2] = { -EBADF, -EBADF }, report[2] = { -EBADF, -EBADF },
+            status[2] = { -EBADF, -EBADF };
         struct clone_args args = {};
         SupervisorReport result = {};
         uint64_t start, deadline;
-        bool timed_out = false, err_eof = false, have_result = false;
+        bool timed_out = false, err_eof = false, out_eof = !out, have_result = false;
         siginfo_t si = {};
-        size_t err_len = 0;
+        size_t err_len = 0, out_len = 0;
         pid_t parent = getpid(), pid;
         int r, e = 0;
         ssize_t n;
 
-        if (!argv || !argv[0] || argv[0][0] != '/' || (err_size > 0 && !err))
+        if (!argv || !argv[0] || argv[0][0] != '/' || (err_size > 0 && !err) || (out && out_size == 0))
                 return -EINVAL;
-        /* Collected here, copied to err only on success. */
+        /* Collected here, copied to err (and out) only on success. */
         buf = malloc(err_size + 1);
         if (!buf)
                 return -ENOMEM;
+        if (out) {
+                obuf = malloc(out_size + 1);
+                if (!obuf)
+                        return -ENOMEM;
+        }
 
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd < 0)
@@ -185,7 +197,7 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
         if (null_fd < 0)
                 return null_fd;
         if ((r = pipe_above_stdio(err_pipe)) < 0 || (r = pipe_above_stdio(report)) < 0 ||
-            (r = pipe_above_stdio(status)) < 0)
+            (r = pipe_above_stdio(status)) < 0 || (out && (r = pipe_above_stdio(out_pipe)) < 0))
                 goto finish;
 
         args.flags = CLONE_PIDFD;
@@ -198,9 +210,10 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
                 goto finish;
         }
         if (pid == 0)
-                supervise(argv, parent, null_fd, err_pipe[1], report[1], status[1]);
+                supervise(argv, parent, null_fd, out ? out_pipe[1] : null_fd, err_pipe[1], report[1], status[1]);
 
         err_pipe[1] = safe_close(err_pipe[1]);
+        out_pipe[1] = safe_close(out_pipe[1]);
         report[1] = safe_close(report[1]);
         status[1] = safe_close(status[1]);
 
@@ -213,16 +226,17 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
                 goto reap;
         }
 
-        if (fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0) {
+        if (fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0 || (out && fcntl(out_pipe[0], F_SETFL, O_NONBLOCK) < 0)) {
                 r = -errno;
                 goto kill;
         }
 
         deadline = timeout_usec > 0 ? start + timeout_usec : UINT64_MAX;
         for (;;) {
-                struct pollfd p[2] = {
+                struct pollfd p[3] = {
                         { .fd = timed_out ? -1 : status[0], .events = POLLIN },
                         { .fd = err_eof ? -1 : err_pipe[0], .events = POLLIN },
+                        { .fd = out_eof ? -1 : out_pipe[0], .events = POLLIN },
                 };
                 int timeout_ms = -1;
 
@@ -240,7 +254,7 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
                         /* Rounded up, not to wake just short of the deadline. */
                         timeout_ms = (int) ((deadline - now + 999) / 1000);
                 }
-                if (timed_out && err_eof)
+                if (timed_out && err_eof && out_eof)
                         break;
                 if (poll(p, ELEMENTSOF(p), timeout_ms) < 0) {
                         if (errno == EINTR)
@@ -250,6 +264,8 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
                 }
                 if (p[1].revents)
                         err_eof = drain(err_pipe[0], buf, err_size, &err_len);
+                if (p[2].revents)
+                        out_eof = drain(out_pipe[0], obuf, out_size, &out_len);
                 if (p[0].revents) {
                         do
                                 n = read(status[0], &result, sizeof(result));
@@ -262,6 +278,8 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
          * hold the pipe open: take what is there, do not wait for EOF). */
         if (!err_eof)
                 (void) drain(err_pipe[0], buf, err_size, &err_len);
+        if (!out_eof)
+                (void) drain(out_pipe[0], obuf, out_size, &out_len);
 
         if (!timed_out && !have_result) {
                 /* The supervisor died without a word: only if killed from outside. */
@@ -277,6 +295,10 @@ int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_s
         if (err_size > 0) {
                 buf[err_len] = 0;
                 memcpy(err, buf, err_len + 1);
+        }
+        if (out) {
+                obuf[out_len] = 0;
+                memcpy(out, obuf, out_len + 1);
         }
         *ret = (SpawnResult) {
                 .code = timed_out ? CLD_KILLED : result.code,
@@ -295,11 +317,22 @@ reap:
 finish:
         safe_close(err_pipe[0]);
         safe_close(err_pipe[1]);
+        safe_close(out_pipe[0]);
+        safe_close(out_pipe[1]);
         safe_close(report[0]);
         safe_close(report[1]);
         safe_close(status[0]);
         safe_close(status[1]);
         return r;
+}
+
+int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_size, SpawnResult *ret) {
+        return spawn_impl(argv, timeout_usec, NULL, 0, err, err_size, ret);
+}
+
+int spawn_run_stdout(char *const argv[], uint64_t timeout_usec, char *out, size_t out_size, char *err,
+                     size_t err_size, SpawnResult *ret) {
+        return spawn_impl(argv, timeout_usec, out, out_size, err, err_size, ret);
 }
 
 char *spawn_first_line(char *s) {

@@ -39,6 +39,12 @@ typedef struct SpawnResult {
  * -EACCES: not executable). */
 int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_size, SpawnResult *ret);
 
+/* spawn_run(), with the program's stdout captured into out too (out_size
+ * bytes incl. the NUL, at least 1; more is read and dropped), the same way
+ * as stderr. For a program that prints its result (vmgr-mkguest). */
+int spawn_run_stdout(char *const argv[], uint64_t timeout_usec, char *out, size_t out_size, char *err,
+                     size_t err_size, SpawnResult *ret);
+
 /* Whether res says "exited with status". */
 static inline bool spawn_exited_with(const SpawnResult *res, int status) {
         return res->code == CLD_EXITED && res->status == status;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * daemon/spawn.c: exit status, signals, the timeout, stderr capture, no
+ * daemon/spawn.c: exit status, signals, the timeout, stderr (and stdout) capture, no
  * inherited fds, and that a concurrent waitid(P_ALL) reaper (what vmgrd's
  * SIGCHLD handler does) cannot take the child's status.
  */
@@ -36,6 +36,42 @@ static void test_status(void) {
 
         /* No output buffer at all. */
         CHECK(spawn_run((char *const[]) { "/bin/sh", "-c", "echo x >&2", NULL }, 0, NULL, 0, &res) == 0);
+        CHECK(spawn_exited_with(&res, 0));
+}
+
+/* spawn_run_stdout(): stdout and stderr each into their own buffer, stdout
+ * cut to its size like stderr; and spawn_run() still sends stdout to /dev/null
+ * (nothing of it lands in err). */
+static void test_stdout(void) {
+        char out[16] = "untouched", err[64] = "untouched";
+        SpawnResult res;
+
+        CHECK(spawn_run_stdout((char *const[]) { "/bin/sh", "-c", "echo k i; echo oops >&2; exit 3", NULL }, 0, out,
+                               sizeof(out), err, sizeof(err), &res) == 0);
+        CHECK(spawn_exited_with(&res, 3));
+        CHECK_STREQ(out, "k i\n");
+        CHECK_STREQ(err, "oops\n");
+
+        CHECK(spawn_run_stdout((char *const[]) { "/bin/sh", "-c", "head -c 100000 /dev/zero | tr '\\0' y", NULL }, 0,
+                               out, sizeof(out), NULL, 0, &res) == 0);
+        CHECK(spawn_exited_with(&res, 0));
+        CHECK_STREQ(out, "yyyyyyyyyyyyyyy");
+
+        CHECK(spawn_run_stdout((char *const[]) { "/bin/true", NULL }, 0, out, sizeof(out), err, sizeof(err), &res) ==
+              0);
+        CHECK_STREQ(out, "");
+
+        /* Invalid: no room even for the NUL. */
+        CHECK(spawn_run_stdout((char *const[]) { "/bin/true", NULL }, 0, out, 0, err, sizeof(err), &res) == -EINVAL);
+        /* Exec errors leave out untouched. */
+        strcpy(out, "untouched");
+        CHECK(spawn_run_stdout((char *const[]) { "/nonexistent/program", NULL }, 0, out, sizeof(out), err, sizeof(err),
+                               &res) == -ENOENT);
+        CHECK_STREQ(out, "untouched");
+
+        /* The program runs in a session of its own (terminal signals stay away). */
+        CHECK(spawn_run_stdout((char *const[]) { "/bin/sh", "-c", "set -- $(cat /proc/$$/stat); test \"$6\" = $$", NULL }, 0, out,
+                               sizeof(out), err, sizeof(err), &res) == 0);
         CHECK(spawn_exited_with(&res, 0));
 }
 
@@ -192,6 +228,7 @@ static void test_first_line(void) {
 
 int main(void) {
         test_status();
+        test_stdout();
         test_exec_errors();
         test_timeout();
         test_truncation();
