@@ -17,17 +17,12 @@
 
 #include "macro.h"
 #include "spawn.h"
+#include "time-util.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
 
 /* A new O_CLOEXEC fd for fd that is above stdio (which the child's dup2()
  * calls overwrite), closing fd; fd itself if it is above already.
@@ -203,7 +198,7 @@ static int spawn_impl(char *const argv[], uint64_t timeout_usec, char *out, size
         args.flags = CLONE_PIDFD;
         args.pidfd = (uint64_t) (uintptr_t) &pidfd;
         args.exit_signal = 0; /* no SIGCHLD, not seen by waitid() without __WALL */
-        start = now_usec();
+        start = now_monotonic_usec();
         pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
         if (pid < 0) {
                 r = -errno;
@@ -241,7 +236,7 @@ static int spawn_impl(char *const argv[], uint64_t timeout_usec, char *out, size
                 int timeout_ms = -1;
 
                 if (deadline != UINT64_MAX) {
-                        uint64_t now = now_usec();
+                        uint64_t now = now_monotonic_usec();
                         if (now >= deadline) {
                                 if (timed_out)
                                         break; /* the grace period is over too */
@@ -304,7 +299,7 @@ static int spawn_impl(char *const argv[], uint64_t timeout_usec, char *out, size
                 .code = timed_out ? CLD_KILLED : result.code,
                 .status = timed_out ? SIGKILL : result.status,
                 .timed_out = timed_out,
-                .usec = now_usec() - start,
+                .usec = now_monotonic_usec() - start,
         };
         r = 0;
         goto finish;
