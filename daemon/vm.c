@@ -754,7 +754,9 @@ static void virt_job_done(int result, void *userdata) {
         VM *vm = j->vm;
 
         if (result < 0)
-                vm_op_fail(vm, result == -ENOENT ? -EINVAL : -EIO, "%s", j->error);
+                /* ENOENT: no such domain, the VM is not running: a matter of state, not of the
+                 * call's arguments (EINVAL would be InvalidArgs). */
+                vm_op_fail(vm, result == -ENOENT ? -ESRCH : -EIO, "%s", j->error);
         else {
                 vm->op_step++;
                 vm_op_step(vm);
@@ -928,7 +930,7 @@ static void vm_op_step(VM *vm) {
                 case VM_OP_REBOOT:
                         if (step == 0) {
                                 if (!vm_is_active(vm)) {
-                                        vm_op_fail(vm, -EINVAL, "VM '%s' is not running", vm->name);
+                                        vm_op_fail(vm, -ESRCH, "VM '%s' is not running", vm->name);
                                         return;
                                 }
                                 vm_ready_reboot_requested(vm);

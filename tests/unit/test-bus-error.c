@@ -40,6 +40,7 @@ int main(void) {
         CHECK_STREQ(vmgr_error_name(-ENOENT), VMGR_ERROR_FAILED);
         CHECK_STREQ(vmgr_error_name(-EEXIST), VMGR_ERROR_FAILED);
         CHECK_STREQ(vmgr_error_name(-EIO), VMGR_ERROR_FAILED);
+        CHECK_STREQ(vmgr_error_name(-ESRCH), VMGR_ERROR_FAILED); /* a VM that is not running */
 
         check_set(-VMGR_ERR_NO_SUCH_GROUP, VMGR_ERROR_NO_SUCH_GROUP, "NoSuchGroup");
         check_set(-VMGR_BUS_ERR_FILE_NOT_FOUND, SD_BUS_ERROR_FILE_NOT_FOUND, "FileNotFound");
