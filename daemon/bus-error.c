@@ -27,6 +27,12 @@ const char *vmgr_error_name(int r) {
                 return names[code - _VMGR_ERR_BASE];
 
         switch (code) {
+        case VMGR_BUS_ERR_FILE_EXISTS:
+                return SD_BUS_ERROR_FILE_EXISTS;
+        case VMGR_BUS_ERR_FILE_NOT_FOUND:
+                return SD_BUS_ERROR_FILE_NOT_FOUND;
+        case EINVAL:
+                return SD_BUS_ERROR_INVALID_ARGS;
         case EPERM:
         case EACCES:
                 return VMGR_ERROR_PERMISSION_DENIED;
@@ -46,8 +52,11 @@ static void format_message(char *buf, size_t size, int r, const char *fmt, va_li
 
         if (fmt)
                 vsnprintf(buf, size, fmt, ap);
-        else if (code > _VMGR_ERR_BASE)
-                snprintf(buf, size, "%s", vmgr_error_name(r) + strlen(VMGR_ERROR_PREFIX));
+        else if (code > _VMGR_ERR_BASE) {
+                /* The name's last part: "NoSuchVM", "FileExists". */
+                const char *name = vmgr_error_name(r), *dot = strrchr(name, '.');
+                snprintf(buf, size, "%s", dot ? dot + 1 : name);
+        }
         else
                 snprintf(buf, size, "%s", strerror(code));
 }

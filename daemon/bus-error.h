@@ -7,6 +7,17 @@
 #include "vmgr-error.h"
 
 /*
+ * Conditions the D-Bus standard names, beyond those errno values map to
+ * (EINVAL: InvalidArgs). Daemon-local codes above vmgr's own, passed
+ * negated like them, so that callers never spell an error name.
+ */
+enum {
+        VMGR_BUS_ERR_FILE_EXISTS = _VMGR_ERR_MAX, /* org.freedesktop.DBus.Error.FileExists */
+        VMGR_BUS_ERR_FILE_NOT_FOUND,              /* org.freedesktop.DBus.Error.FileNotFound */
+        _VMGR_BUS_ERR_MAX,
+};
+
+/*
  * The one place that turns a failure code (-errno or -VMGR_ERR_*) into a
  * D-Bus error name. The message is a sentence for the user; when fmt is
  * NULL a generic one is made from the code. Returns the (negative) code,

@@ -892,9 +892,9 @@ int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *err
                                           "group '%s' is %s; it serves files while its network is up", g->name,
                                           group_state_to_string(g->state));
         if (name_is_taken(s, name))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_FILE_EXISTS,
-                                         "group '%s' already serves a file named '%s'; unserve it first", g->name,
-                                         name);
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_FILE_EXISTS,
+                                          "group '%s' already serves a file named '%s'; unserve it first", g->name,
+                                          name);
         if (s->n_files + s->n_jobs >= FILESERVER_MAX_FILES)
                 return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
                                           "group '%s' already serves %u files, the limit", g->name,
@@ -902,15 +902,15 @@ int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (fstat(fd, &st) < 0)
                 return vmgr_bus_error_set(error, -errno, "cannot serve '%s': fstat: %m", name);
         if (!S_ISREG(st.st_mode))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "cannot serve '%s': the fd is %s; only regular files can be served", name,
-                                         file_type_name(st.st_mode));
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "cannot serve '%s': the fd is %s; only regular files can be served", name,
+                                          file_type_name(st.st_mode));
         flags = fcntl(fd, F_GETFL);
         if (flags < 0)
                 return vmgr_bus_error_set(error, -errno, "cannot serve '%s': %m", name);
         if ((flags & O_PATH) || (flags & O_ACCMODE) == O_WRONLY)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "cannot serve '%s': the fd is not open for reading", name);
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "cannot serve '%s': the fd is not open for reading", name);
 
         j = calloc(1, sizeof(*j));
         if (!j)
@@ -964,8 +964,9 @@ int group_method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *e
                         return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
                                                   "'%s' is still being hashed; unserve it once ServeFile returned",
                                                   name);
-                return sd_bus_error_setf(error, SD_BUS_ERROR_FILE_NOT_FOUND, "group '%s' serves no file named '%s'",
-                                         g->name, name);
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_FILE_NOT_FOUND,
+                                          "group '%s' serves no file named '%s'",
+                                          g->name, name);
         }
 
         if (f->prev)

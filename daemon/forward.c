@@ -882,14 +882,14 @@ int group_method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *e
 
         protocol = vmgr_forward_protocol_from_string(protocol_name);
         if (protocol < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "invalid protocol \"%s\": it must be \"tcp\" or \"udp\"", protocol_name);
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "invalid protocol \"%s\": it must be \"tcp\" or \"udp\"", protocol_name);
         if (guest_port == 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "the guest port must be 1-65535");
+                return vmgr_bus_error_set(error, -EINVAL, "the guest port must be 1-65535");
         if (vmgr_forward_address_parse(address, &a) < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "invalid host address \"%s\": it must be a numeric IPv4 or IPv6 address",
-                                         address);
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "invalid host address \"%s\": it must be a numeric IPv4 or IPv6 address",
+                                          address);
         if (vmgr_name_check(vm_name, &why) < 0)
                 return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid VM name \"%s\": %s", vm_name, why);
         if (!group_find_vm(g, vm_name))
@@ -904,9 +904,9 @@ int group_method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *e
                                           "%s [%s]:%u is already in use; choose another port, or 0 for a free one",
                                           protocol_name, a.text, port);
         if (r == -EADDRNOTAVAIL)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "%s is not an address of this host; use 127.0.0.1, ::1 or another local address",
-                                         a.text);
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "%s is not an address of this host; use 127.0.0.1, ::1 or another local address",
+                                          a.text);
         if (r == -EACCES)
                 return vmgr_bus_error_set(error, -EACCES,
                                           "port %u needs privileges vmgrd does not have; use a port from 1024 up", port);
@@ -936,16 +936,17 @@ int group_method_remove_forward(sd_bus_message *m, void *userdata, sd_bus_error 
                 return r;
         protocol = vmgr_forward_protocol_from_string(protocol_name);
         if (protocol < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "invalid protocol \"%s\": it must be \"tcp\" or \"udp\"", protocol_name);
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "invalid protocol \"%s\": it must be \"tcp\" or \"udp\"", protocol_name);
         if (vmgr_forward_address_parse(address, &a) < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "invalid host address \"%s\": it must be a numeric IPv4 or IPv6 address",
-                                         address);
+                return vmgr_bus_error_set(error, -EINVAL,
+                                          "invalid host address \"%s\": it must be a numeric IPv4 or IPv6 address",
+                                          address);
         f = forward_find(g, protocol, a.text, port);
         if (!f)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_FILE_NOT_FOUND, "group '%s' has no %s forward on [%s]:%u",
-                                         g->name, protocol_name, a.text, port);
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_FILE_NOT_FOUND,
+                                          "group '%s' has no %s forward on [%s]:%u",
+                                          g->name, protocol_name, a.text, port);
         forward_free(f);
         (void) group_emit_changed(g, "Forwards", NULL);
         return sd_bus_reply_method_return(m, NULL);

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "outbound.h"
 #include "vm.h"
+#include "worker.h"
 
 static const char *const state_names[_GROUP_STATE_MAX] = {
         [GROUP_CREATING] = "creating",
@@ -213,10 +214,108 @@ void group_set_state(Group *g, GroupState state) {
                 group_ready_cancel(g);
 }
 
-int group_save(Group *g) {
+/*
+ * The group's files are written and removed on the worker pool, so that
+ * fsync() and a recursive removal never stall the event loop. Jobs of one
+ * group run one at a time in the order queued: a later state never lands
+ * before an earlier one, and the removal comes after every write (which
+ * would otherwise bring the state file back). Each job holds a reference
+ * to the group; the paths it reads never change while the group lives.
+ */
+struct GroupFilesJob {
+        Group *group;
+        GroupFilesJob *next;
+        char *text;                     /* the state to write; NULL: remove the group's files */
+        int errors[3];                  /* removal: runtime dir, state subdir, state file */
+        void (*done)(Group *g, int r);  /* on the loop once the job ran; may be NULL */
+};
+
+static void group_files_job_free(GroupFilesJob *j) {
+        free(j->text);
+        free(j);
+}
+
+/* Pool thread (or the loop when the pool cannot take it). Returns 0 or -errno. */
+static int group_files_work(void *userdata) {
+        GroupFilesJob *j = userdata;
+        Group *g = j->group;
+
+        if (j->text)
+                return write_file_atomic(g->state_file, j->text, strlen(j->text), 0600);
+
+        j->errors[0] = rm_rf(g->runtime_dir);
+        j->errors[1] = rm_rf(g->state_subdir);
+        j->errors[2] = unlink(g->state_file) < 0 && errno != ENOENT ? -errno : 0;
+        return 0;
+}
+
+static void group_files_next(Group *g);
+
+static void group_files_done(int result, void *userdata) {
+        GroupFilesJob *j = userdata;
+        Group *g = j->group;
+
+        /* Cancelled by a pool shutting down: the files still matter to the next start. */
+        if (result == -ECANCELED)
+                result = group_files_work(j);
+
+        g->files_jobs = j->next;
+        if (j->text) {
+                if (result < 0)
+                        log_group_errno(LOG_ERR, result, g->name, "Failed to write %s: %s", g->state_file,
+                                        strerror(-result));
+        } else {
+                const char *paths[3] = { g->runtime_dir, g->state_subdir, g->state_file };
+                for (size_t i = 0; i < 3; i++)
+                        if (j->errors[i] < 0)
+                                log_group_errno(LOG_WARNING, j->errors[i], g->name, "Failed to remove %s: %s",
+                                                paths[i], strerror(-j->errors[i]));
+        }
+        if (j->done)
+                j->done(g, result);
+        group_files_job_free(j);
+        group_files_next(g);
+        group_unref(g);
+}
+
+/* Hand the first queued job to the pool; without a pool, run it here. */
+static void group_files_next(Group *g) {
+        GroupFilesJob *j = g->files_jobs;
+
+        if (!j)
+                return;
+        if (g->manager && worker_submit(g->manager->workers, group_files_work, group_files_done, j) >= 0)
+                return;
+        group_files_done(group_files_work(j), j);
+}
+
+/* Queue a job (text moved in; NULL: remove the files); done runs once it
+ * ran. Returns 0 or -ENOMEM. */
+static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)) {
+        GroupFilesJob *j, **p;
+
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                free(text);
+                return -ENOMEM;
+        }
+        j->group = group_ref(g);
+        j->text = text;
+        j->done = done;
+        for (p = &g->files_jobs; *p; p = &(*p)->next)
+                ;
+        *p = j;
+        if (g->files_jobs == j)
+                group_files_next(g);
+        return 0;
+}
+
+/* Queue a write of the group's state as it is now; done (may be NULL) runs
+ * once it is on disk or failed. Returns 0 or -ENOMEM. */
+static int group_save_then(Group *g, void (*done)(Group *g, int r)) {
         json_object *o;
         const char *text;
-        int r;
+        char *copy;
 
         o = json_object_new_object();
         if (!o)
@@ -227,11 +326,19 @@ int group_save(Group *g) {
         json_object_object_add(o, "state", json_object_new_string(group_state_to_string(g->state)));
         json_object_object_add(o, "created_usec", json_object_new_int64((int64_t) g->created_usec));
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-        r = text ? write_file_atomic(g->state_file, text, strlen(text), 0600) : -ENOMEM;
+        copy = text ? strdup(text) : NULL;
         json_object_put(o);
+        if (!copy)
+                return -ENOMEM;
+        return group_files_queue(g, copy, done);
+}
+
+void group_save(Group *g) {
+        int r;
+
+        r = group_save_then(g, NULL);
         if (r < 0)
                 log_group_errno(LOG_ERR, r, g->name, "Failed to write %s: %s", g->state_file, strerror(-r));
-        return r;
 }
 
 /* Take the group out of the manager: its object and state vanish. Drops the
@@ -282,24 +389,25 @@ static void group_reply_create_failure(Group *g) {
         g->create_call = sd_bus_message_unref(g->create_call);
 }
 
-/* What is left to undo after the network is gone: files, then the object. */
-static void group_finish_removal(Group *g) {
-        int r;
-
-        r = rm_rf(g->runtime_dir);
-        if (r < 0)
-                log_group_errno(LOG_WARNING, r, g->name, "Failed to remove %s: %s", g->runtime_dir, strerror(-r));
-        r = rm_rf(g->state_subdir);
-        if (r < 0)
-                log_group_errno(LOG_WARNING, r, g->name, "Failed to remove %s: %s", g->state_subdir, strerror(-r));
-        if (unlink(g->state_file) < 0 && errno != ENOENT)
-                log_group_errno(LOG_WARNING, errno, g->name, "Failed to remove %s: %m", g->state_file);
-
+/* The files are gone: answer the callers and drop the object. */
+static void group_files_removed(Group *g, int r) {
+        (void) r; /* logged per path */
         group_ref(g);
         group_reply_create_failure(g);
         reply_delete_calls(g, 0, NULL);
         group_remove(g);
         group_unref(g);
+}
+
+/* What is left to undo after the network is gone: files (on the pool),
+ * then the object. Callers learn it is gone only once both are. */
+static void group_finish_removal(Group *g) {
+        if (group_files_queue(g, NULL, group_files_removed) < 0) {
+                /* Out of memory: remove them here rather than leave them behind. */
+                GroupFilesJob j = { .group = g };
+                (void) group_files_work(&j);
+                group_files_removed(g, 0);
+        }
 }
 
 static void on_network_deleted(int error, const char *message, int pid, int pidfd, void *userdata) {
@@ -316,7 +424,7 @@ static void on_network_deleted(int error, const char *message, int pid, int pidf
                 } else {
                         group_set_state(g, GROUP_FAILED);
                         reply_delete_calls(g, -VMGR_ERR_HELPER_FAILED, message);
-                        (void) group_save(g);
+                        group_save(g);
                 }
                 group_unref(g);
                 return;
@@ -479,7 +587,7 @@ static void group_creation_failed(Group *g, int r, const char *message, bool fro
 static void group_creation_succeeded(Group *g) {
         group_stage_mark(g, GROUP_STAGE_RUNNING);
         group_set_state(g, GROUP_RUNNING);
-        (void) group_save(g);
+        group_save(g);
 
         if (g->create_call) {
                 (void) sd_bus_reply_method_return(g->create_call, "o", g->object_path);
@@ -692,14 +800,13 @@ static void group_start_services(Group *g) {
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
 }
 
-int group_start(Group *g, sd_bus_message *call) {
+/* The first state file is on disk (or not): make the directories, then the network. */
+static void group_start_saved(Group *g, int r) {
         Manager *m = g->manager;
-        int r;
+        _cleanup_free_ char *log_path = NULL;
 
-        g->create_call = sd_bus_message_ref(call);
-
-        /* The state file comes first: if we die from here on, the next start knows what to clean up. */
-        r = group_save(g);
+        if (!m)
+                return; /* vmgrd is going away; the next start cleans up from the state file */
         if (r < 0)
                 goto fail;
         r = mkdir_p(g->runtime_dir, 0700);
@@ -708,29 +815,42 @@ int group_start(Group *g, sd_bus_message *call) {
         r = mkdir_p(g->state_subdir, 0700);
         if (r < 0)
                 goto fail;
-        {
-                _cleanup_free_ char *log_path = NULL;
-                if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                r = group_log_new(m->event, log_path, &g->log);
-                if (r < 0)
-                        goto fail;
+        if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0) {
+                r = -ENOMEM;
+                goto fail;
         }
+        r = group_log_new(m->event, log_path, &g->log);
+        if (r < 0)
+                goto fail;
 
         r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_CREATE, g->name, NULL, 0, NULL, on_network_created, g);
         if (r < 0)
                 goto fail;
         group_ref(g);
-        return 0;
+        return;
 
 fail:
-        g->create_call = sd_bus_message_unref(g->create_call);
+        /* Nothing is on the network yet: remove the files, then answer (group_files_removed()). */
         g->log = group_log_free(g->log);
-        (void) rm_rf(g->state_subdir);
-        (void) rm_rf(g->runtime_dir);
-        (void) unlink(g->state_file);
-        group_remove(g);
-        return r;
+        g->create_error = r;
+        free(g->create_message);
+        if (asprintf(&g->create_message, "cannot create group '%s': %s", g->name, strerror(-r)) < 0)
+                g->create_message = NULL;
+        group_finish_removal(g);
+}
+
+int group_start(Group *g, sd_bus_message *call) {
+        int r;
+
+        g->create_call = sd_bus_message_ref(call);
+
+        /* The state file comes first: if we die from here on, the next start
+         * knows what to clean up. The rest continues once it is on disk. */
+        r = group_save_then(g, group_start_saved);
+        if (r < 0) {
+                g->create_call = sd_bus_message_unref(g->create_call);
+                group_remove(g);
+                return r;
+        }
+        return 0;
 }

@@ -14,6 +14,7 @@ typedef struct FileServer FileServer;
 typedef struct Forward Forward;
 typedef struct VM VM;
 typedef struct ReadyWaiter ReadyWaiter;
+typedef struct GroupFilesJob GroupFilesJob;
 
 typedef enum GroupState {
         GROUP_CREATING,
@@ -61,6 +62,7 @@ struct Group {
         int vms_error;                  /* the first failure among them */
         char vms_message[512];
         bool network_created;           /* the helper made the network */
+        GroupFilesJob *files_jobs;      /* state writes and file removal, in order; the first is on the pool */
 
         sd_bus_message *create_call;    /* pending CreateGroup, replied when running or undone */
         int create_error;               /* why creation failed, replied once undone */
@@ -110,8 +112,9 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call);
 /* Remove one VM; reply to call when it is gone. */
 int group_remove_vm(Group *g, VM *vm, sd_bus_message *call);
 
-/* Write the group's state file atomically. Returns 0 or -errno. */
-int group_save(Group *g);
+/* Write the group's state file atomically on the worker pool, after any
+ * earlier write of it; a failure is logged. */
+void group_save(Group *g);
 
 /* Bus face (group-dbus.c). */
 extern const sd_bus_vtable group_vtable[];

@@ -596,6 +596,74 @@ static void prepare(VM *vm) {
         }
 }
 
+/* ---- removing the VM's files (pool thread) ------------------------------ */
+
+/* The op holds a reference to the VM until remove_done() finishes it. */
+typedef struct RemoveJob {
+        VM *vm;
+        char *dir;
+        char *agent_socket;
+} RemoveJob;
+
+static void remove_job_free(RemoveJob *j) {
+        free(j->dir);
+        free(j->agent_socket);
+        free(j);
+}
+
+/* Returns 0 or -errno from removing the VM's directory. */
+static int remove_work(void *userdata) {
+        RemoveJob *j = userdata;
+        int r;
+
+        r = rm_rf(j->dir);
+        if (j->agent_socket)
+                (void) unlink(j->agent_socket);
+        return r;
+}
+
+static void remove_done(int result, void *userdata) {
+        RemoveJob *j = userdata;
+        VM *vm = j->vm;
+
+        /* Cancelled by a pool shutting down: the files still go. */
+        if (result == -ECANCELED)
+                result = remove_work(j);
+        if (result < 0)
+                log_internal(LOG_WARNING, result, vm->group ? vm->group->name : NULL, vm->name,
+                             "Failed to remove %s: %s", j->dir, strerror(-result));
+        remove_job_free(j);
+        vm_op_finish(vm, 0, NULL);
+}
+
+/* Last step of removing a VM: its directory goes on the pool, then the op
+ * finishes, so the caller hears "done" only once the files are gone. */
+static void remove_files(VM *vm) {
+        Manager *m = vm_manager(vm);
+        RemoveJob *j;
+
+        j = calloc(1, sizeof(*j));
+        if (j) {
+                j->vm = vm;
+                j->dir = strdup(vm->dir);
+                j->agent_socket = vm->agent_socket ? strdup(vm->agent_socket) : NULL;
+        }
+        if (!j || !j->dir || (vm->agent_socket && !j->agent_socket)) {
+                if (j)
+                        remove_job_free(j);
+                /* Out of memory: remove them here rather than leave them behind. */
+                RemoveJob local = { .vm = vm, .dir = vm->dir, .agent_socket = vm->agent_socket };
+                int r = remove_work(&local);
+                if (r < 0)
+                        log_internal(LOG_WARNING, r, vm->group ? vm->group->name : NULL, vm->name,
+                                     "Failed to remove %s: %s", vm->dir, strerror(-r));
+                vm_op_finish(vm, 0, NULL);
+                return;
+        }
+        if (!m || worker_submit(m->workers, remove_work, remove_done, j) < 0)
+                remove_done(remove_work(j), j);
+}
+
 /* ---- libvirt steps (pool thread) ---------------------------------------- */
 
 typedef enum VirtAction {
@@ -686,7 +754,9 @@ static void virt_job_done(int result, void *userdata) {
         VM *vm = j->vm;
 
         if (result < 0)
-                vm_op_fail(vm, result == -ENOENT ? -EINVAL : -EIO, "%s", j->error);
+                /* ENOENT: no such domain, the VM is not running: a matter of state, not of the
+                 * call's arguments (EINVAL would be InvalidArgs). */
+                vm_op_fail(vm, result == -ENOENT ? -ESRCH : -EIO, "%s", j->error);
         else {
                 vm->op_step++;
                 vm_op_step(vm);
@@ -860,7 +930,7 @@ static void vm_op_step(VM *vm) {
                 case VM_OP_REBOOT:
                         if (step == 0) {
                                 if (!vm_is_active(vm)) {
-                                        vm_op_fail(vm, -EINVAL, "VM '%s' is not running", vm->name);
+                                        vm_op_fail(vm, -ESRCH, "VM '%s' is not running", vm->name);
                                         return;
                                 }
                                 vm_ready_reboot_requested(vm);
@@ -895,14 +965,7 @@ static void vm_op_step(VM *vm) {
                                 }
                                 break;
                         }
-                        {
-                                int r = rm_rf(vm->dir);
-                                if (r < 0)
-                                        log_internal(LOG_WARNING, r, vm->group->name, vm->name,
-                                                     "Failed to remove %s: %s", vm->dir, strerror(-r));
-                                (void) unlink(vm->agent_socket);
-                        }
-                        vm_op_finish(vm, 0, NULL);
+                        remove_files(vm);
                         return;
 
                 default:
