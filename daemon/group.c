@@ -17,6 +17,7 @@
 #include "grouplog.h"
 #include "log.h"
 #include "outbound.h"
+#include "time-util.h"
 #include "vm.h"
 #include "worker.h"
 
@@ -42,12 +43,6 @@ const char *group_stage_to_string(GroupStage stage) {
         return (unsigned) stage < _GROUP_STAGE_MAX ? stage_names[stage] : NULL;
 }
 
-static uint64_t now_monotonic_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000ULL;
-}
 
 void group_stage_mark(Group *g, GroupStage stage) {
         g->timings[stage] = now_monotonic_usec() - g->start_usec;
