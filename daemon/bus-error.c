@@ -31,6 +31,8 @@ const char *vmgr_error_name(int r) {
                 return SD_BUS_ERROR_FILE_EXISTS;
         case VMGR_BUS_ERR_FILE_NOT_FOUND:
                 return SD_BUS_ERROR_FILE_NOT_FOUND;
+        case VMGR_BUS_ERR_NOT_SUPPORTED:
+                return SD_BUS_ERROR_NOT_SUPPORTED;
         case EINVAL:
                 return SD_BUS_ERROR_INVALID_ARGS;
         case EPERM:

@@ -14,6 +14,7 @@
 enum {
         VMGR_BUS_ERR_FILE_EXISTS = _VMGR_ERR_MAX, /* org.freedesktop.DBus.Error.FileExists */
         VMGR_BUS_ERR_FILE_NOT_FOUND,              /* org.freedesktop.DBus.Error.FileNotFound */
+        VMGR_BUS_ERR_NOT_SUPPORTED,               /* org.freedesktop.DBus.Error.NotSupported */
         _VMGR_BUS_ERR_MAX,
 };
 

@@ -152,7 +152,7 @@ static int method_open_namespaces(sd_bus_message *msg, void *userdata, sd_bus_er
         if (r < 0)
                 return r;
         if (!m->netns)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_NOT_SUPPORTED,
                                          "vmgrd runs in host mode: its guests are reachable from its own network "
                                          "namespace, there is none to enter");
         return sd_bus_reply_method_return(msg, "hh", netns_userns_fd(m->netns), netns_netns_fd(m->netns));

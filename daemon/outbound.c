@@ -96,17 +96,17 @@ static bool has_default_route(const char *file, bool ipv6) {
 
 int outbound_check(Manager *m, sd_bus_error *error) {
         if (m->network_mode != NETWORK_MODE_NAMESPACE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                return vmgr_bus_error_set(error, -EINVAL,
                                          "outbound is available in namespace mode only (vmgrd --network-mode "
                                          "namespace); this vmgrd runs in host mode, where the host itself would "
                                          "have to route and masquerade for the guests");
         if (access(OUTBOUND_PASTA_PATH, X_OK) < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                return vmgr_bus_error_set(error, -EINVAL,
                                          "outbound needs pasta (%s, Debian package passt), which is not installed",
                                          OUTBOUND_PASTA_PATH);
         /* pasta itself says only "No external routable interface". */
         if (!has_default_route("/proc/net/route", false) && !has_default_route("/proc/net/ipv6_route", true))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                return vmgr_bus_error_set(error, -EINVAL,
                                          "outbound needs a default route in vmgrd's own network namespace, and it "
                                          "has none: pasta would have no interface to reach the host's network "
                                          "through; give it one, or create the group without outbound");

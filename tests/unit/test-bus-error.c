@@ -35,6 +35,7 @@ int main(void) {
         CHECK_STREQ(vmgr_error_name(-EBUSY), VMGR_ERROR_BUSY);
         CHECK_STREQ(vmgr_error_name(-VMGR_BUS_ERR_FILE_EXISTS), SD_BUS_ERROR_FILE_EXISTS);
         CHECK_STREQ(vmgr_error_name(-VMGR_BUS_ERR_FILE_NOT_FOUND), SD_BUS_ERROR_FILE_NOT_FOUND);
+        CHECK_STREQ(vmgr_error_name(-VMGR_BUS_ERR_NOT_SUPPORTED), SD_BUS_ERROR_NOT_SUPPORTED);
         /* errno values without a name of their own stay generic: the
          * message carries the reason. */
         CHECK_STREQ(vmgr_error_name(-ENOENT), VMGR_ERROR_FAILED);
