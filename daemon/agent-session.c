@@ -441,12 +441,7 @@ static void job_unlink(AgentJob *j) {
 
         if (!s)
                 return;
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                s->jobs = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
+        LIST_REMOVE(s->jobs, j);
         j->next = j->prev = NULL;
         j->session = NULL;
 }

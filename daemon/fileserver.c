@@ -232,14 +232,7 @@ static void fileserver_arm_deadline(FileServer *s) {
 }
 
 static void awaiting_remove(FileServer *s, Connection *c) {
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                s->awaiting = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        else
-                s->awaiting_tail = c->prev;
+        LIST_REMOVE_WITH_TAIL(s->awaiting, s->awaiting_tail, c);
         c->next = c->prev = NULL;
         c->deadline = 0;
 }
@@ -694,14 +687,7 @@ static void hash_job_free(HashJob *j) {
 }
 
 static void jobs_remove(FileServer *s, HashJob *j) {
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                s->jobs = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        else
-                s->jobs_tail = j->prev;
+        LIST_REMOVE_WITH_TAIL(s->jobs, s->jobs_tail, j);
         j->next = j->prev = NULL;
         s->n_jobs--;
 }
@@ -969,14 +955,7 @@ int group_method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *e
                                           g->name, name);
         }
 
-        if (f->prev)
-                f->prev->next = f->next;
-        else
-                s->files = f->next;
-        if (f->next)
-                f->next->prev = f->prev;
-        else
-                s->files_tail = f->prev;
+        LIST_REMOVE_WITH_TAIL(s->files, s->files_tail, f);
         s->n_files--;
         log_group(LOG_INFO, g->name, "No longer serving %s", f->name);
         served_file_free(f);

@@ -243,12 +243,7 @@ static ForwardConn *conn_free(ForwardConn *c, bool reset) {
         if (!c)
                 return NULL;
         f = c->forward;
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                f->conns = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
+        LIST_REMOVE(f->conns, c);
         f->n_conns--;
         forward_fds_in_use -= FORWARD_FDS_PER_CONNECTION;
 
@@ -535,12 +530,7 @@ static ForwardMapping *mapping_free(ForwardMapping *m) {
         if (!m)
                 return NULL;
         f = m->forward;
-        if (m->prev)
-                m->prev->next = m->next;
-        else
-                f->mappings = m->next;
-        if (m->next)
-                m->next->prev = m->prev;
+        LIST_REMOVE(f->mappings, m);
         f->n_mappings--;
         forward_fds_in_use--;
         sd_event_source_disable_unref(m->io);
@@ -709,12 +699,7 @@ Forward *forward_free(Forward *f) {
                 mapping_free(f->mappings);
         g = f->group;
         if (g) {
-                if (f->prev)
-                        f->prev->next = f->next;
-                else
-                        g->forwards = f->next;
-                if (f->next)
-                        f->next->prev = f->prev;
+                LIST_REMOVE(g->forwards, f);
                 g->n_forwards--;
                 if (f->refused > 0)
                         log_group(LOG_INFO, g->name, "Forward %s [%s]:%u closed; it refused %llu connections or datagrams",

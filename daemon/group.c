@@ -346,12 +346,7 @@ static void group_remove(Group *g) {
         /* Announce it while the object can still be found. */
         if (m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, g->object_path);
-        if (g->prev)
-                g->prev->next = g->next;
-        else
-                m->groups = g->next;
-        if (g->next)
-                g->next->prev = g->prev;
+        LIST_REMOVE(m->groups, g);
         g->next = g->prev = NULL;
         m->n_groups--;
         g->manager = NULL;

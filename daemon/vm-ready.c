@@ -59,12 +59,7 @@ static sd_event *vm_event(VM *vm) {
 /* ---- waiters ------------------------------------------------------------ */
 
 static void waiter_free(ReadyWaiter *w) {
-        if (w->prev)
-                w->prev->next = w->next;
-        else
-                *w->list = w->next;
-        if (w->next)
-                w->next->prev = w->prev;
+        LIST_REMOVE(*w->list, w);
         sd_event_source_disable_unref(w->timer);
         sd_bus_message_unref(w->call);
         vm_unref(w->vm);

@@ -203,12 +203,7 @@ static void vm_unlink(VM *vm) {
         m = g->manager;
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
-        if (vm->prev)
-                vm->prev->next = vm->next;
-        else
-                g->vms = vm->next;
-        if (vm->next)
-                vm->next->prev = vm->prev;
+        LIST_REMOVE(g->vms, vm);
         vm->next = vm->prev = NULL;
         g->n_vms--;
         vm->group = NULL;

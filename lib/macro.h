@@ -20,6 +20,29 @@
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
+/* Unlink item from a doubly linked list threaded through its prev and next
+ * fields, whose first element is head (an lvalue). item's own prev and next
+ * are left as they were. */
+#define LIST_REMOVE(head, item)                                  \
+        do {                                                     \
+                typeof(item) _li = (item);                       \
+                if (_li->prev)                                   \
+                        _li->prev->next = _li->next;             \
+                else                                             \
+                        (head) = _li->next;                      \
+                if (_li->next)                                   \
+                        _li->next->prev = _li->prev;             \
+        } while (0)
+
+/* The same for a list that also keeps its last element in tail. */
+#define LIST_REMOVE_WITH_TAIL(head, tail, item)                  \
+        do {                                                     \
+                typeof(item) _lt = (item);                       \
+                if (!_lt->next)                                  \
+                        (tail) = _lt->prev;                      \
+                LIST_REMOVE(head, _lt);                          \
+        } while (0)
+
 #ifndef MIN /* <sys/param.h> has one */
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #endif
