@@ -8,10 +8,14 @@
  * The holder is a child of vmgrd, cloned (not exec'd) into a new user
  * namespace (vmgrd's uid and gid mapped to themselves, nothing else), a new
  * network namespace owned by it, a new PID namespace, of which it is PID 1,
- * and a new mount namespace (only to show that PID namespace in /proc). It dies with vmgrd (PR_SET_PDEATHSIG), and the kernel then kills
- * every process of its PID namespace; the network namespace, with every
- * link, address, route and rule in it, goes with its last process. So
- * nothing of a namespace-mode vmgrd outlives it, by construction.
+ * and a new mount namespace (only to show that PID namespace in /proc).
+ * When vmgrd dies (its socket's EOF; PR_SET_PDEATHSIG as a backstop) the
+ * holder stops every process of its PID namespace, empties vmgrd's runtime
+ * directory but for the lock (which it holds until then) and exits; the
+ * kernel kills whatever might remain in the PID namespace, and the network
+ * namespace, with every link, address, route and rule in it, goes with its
+ * last process. So nothing of a namespace-mode vmgrd outlives it, by
+ * construction.
  *
  * The holder does three things: it reaps the orphans of its PID namespace
  * (dnsmasq and QEMU daemonize), it makes sockets in its network namespace
