@@ -215,27 +215,3 @@ int bus_append_timings(sd_bus_message *reply, const uint64_t *timings, unsigned 
                 }
         return sd_bus_message_close_container(reply);
 }
-
-char **strv_free(char **l) {
-        if (l)
-                for (char **p = l; *p; p++)
-                        free(*p);
-        free(l);
-        return NULL;
-}
-
-int strv_push_dup(char ***l, size_t *n, const char *s) {
-        char **grown, *copy;
-
-        copy = strdup(s);
-        grown = copy ? reallocarray(*l, *n + 2, sizeof(char *)) : NULL;
-        if (!grown) {
-                free(copy);
-                *l = strv_free(*l);
-                return -ENOMEM;
-        }
-        grown[(*n)++] = copy;
-        grown[*n] = NULL;
-        *l = grown;
-        return 0;
-}
