@@ -22,6 +22,15 @@
 #define VMGR_ERROR_TIMEOUT "org.vmgr1.Error.Timeout"
 #define VMGR_ERROR_FAILED "org.vmgr1.Error.Failed"
 
+/*
+ * Error messages for a caller. Every function that fills a caller's buffer
+ * with a sentence takes (char *error, size_t error_size); callers size the
+ * buffer VMGR_ERROR_MAX unless a wire format fixes it (the helper's reply
+ * message: VMGR_NETADM_MESSAGE_MAX). A longer sentence is cut, not
+ * overflowed.
+ */
+#define VMGR_ERROR_MAX 512
+
 #define VMGR_BUS_NAME "org.vmgr1"
 #define VMGR_MANAGER_PATH "/org/vmgr1"
 #define VMGR_GROUP_PATH_PREFIX "/org/vmgr1/group"
@@ -48,3 +57,22 @@ enum vmgr_error_code {
         VMGR_ERR_TIMEOUT,
         _VMGR_ERR_MAX,
 };
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* The words for error: strerror()'s for an errno value, a short phrase for
+ * one of vmgr's own codes above; either sign. Thread-safe: the text is
+ * written to buf (size bytes) or is a constant. Returns the text. */
+const char *vmgr_strerror(int error, char *buf, size_t size);
+
+/* vsnprintf() into buf, where every %m in fmt stands for
+ * vmgr_strerror(error) (glibc's own %m knows only errno and would print
+ * "Unknown error 65542" for vmgr's codes). Returns what vsnprintf returns. */
+__attribute__((format(printf, 4, 0))) int vmgr_vsnprintf_error(char *buf, size_t size, int error, const char *fmt,
+                                                               va_list ap);
+
+/* Write the sentence fmt (%m: error's words) into a caller's error buffer,
+ * so that failing with a reason is one statement. Returns -abs(error). */
+__attribute__((format(printf, 4, 5))) int vmgr_error_printf(char *buf, size_t size, int error, const char *fmt,
+                                                            ...);
