@@ -59,8 +59,7 @@ static int bus_connect_warm(sd_bus **ret) {
 
         r = sd_bus_open_user(&bus);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: cannot connect to the bus in DBUS_SESSION_BUS_ADDRESS: %s\n",
-                        strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: cannot connect to the bus in DBUS_SESSION_BUS_ADDRESS: %m");
                 return r;
         }
         /* For the batch's asynchronous calls too. */
@@ -184,7 +183,7 @@ static int pending_send(Flight *f, Pending *p, sd_bus_message *m, uint64_t timeo
         /* A floating slot: the bus owns it and frees it with itself. */
         r = sd_bus_call_async(f->bus, NULL, m, pending_reply, p, timeout_usec);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: sending call %u: %s\n", p->index, strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: sending call %u: %m", p->index);
                 return r;
         }
         f->outstanding++;
@@ -199,14 +198,14 @@ static int flight_wait(Flight *f) {
         while (f->outstanding > 0) {
                 r = sd_bus_process(f->bus, NULL);
                 if (r < 0) {
-                        fprintf(stderr, "vmgr-bench: processing the bus: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-bench: processing the bus: %m");
                         return r;
                 }
                 if (r > 0)
                         continue;
                 r = sd_bus_wait(f->bus, UINT64_MAX);
                 if (r < 0) {
-                        fprintf(stderr, "vmgr-bench: waiting on the bus: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-bench: waiting on the bus: %m");
                         return r;
                 }
         }
@@ -606,7 +605,7 @@ static int raw_boot(const char *socket, const char *console, const struct in6_ad
         }
         bench_agent_done(&a);
         if (r < 0)
-                fprintf(stderr, "vmgr-bench: raw QEMU's agent at %s: %s\n", socket, strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: raw QEMU's agent at %s: %m", socket);
 
         if (r >= 0 && pid_file) {
                 _cleanup_fclose_ FILE *f = fopen(pid_file, "we");
@@ -651,7 +650,7 @@ static int agent_run(const char *socket, char **argv, unsigned count, unsigned i
         if (r >= 0)
                 r = bench_agent_start_session(&a, 30000);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: agent at %s: %s\n", socket, strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: agent at %s: %m", socket);
                 bench_agent_done(&a);
                 return r;
         }
@@ -660,7 +659,7 @@ static int agent_run(const char *socket, char **argv, unsigned count, unsigned i
         total = bench_now_ms() - t0;
         bench_agent_done(&a);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: running %s through the agent: %s\n", argv[0], strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: running %s through the agent: %m", argv[0]);
                 return r;
         }
         for (unsigned i = 0; i < count; i++)
@@ -887,7 +886,7 @@ int main(int argc, char *argv[]) {
         } else if (streq(verb, "dnsmasq-argv") && npos == 3) {
                 r = dnsmasq_argv_print(uid, pos[1], pos[2]);
                 if (r < 0)
-                        fprintf(stderr, "vmgr-bench: cannot build the dnsmasq argv: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-bench: cannot build the dnsmasq argv: %m");
         } else {
                 fprintf(stderr, "vmgr-bench: invalid arguments; see --help\n");
                 return 2;

@@ -80,3 +80,14 @@ int vmgr_error_printf(char *buf, size_t size, int error, const char *fmt, ...) {
         va_end(ap);
         return error < 0 ? error : -error;
 }
+
+int vmgr_print_error(int error, const char *fmt, ...) {
+        char buf[2 * VMGR_ERROR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vmgr_vsnprintf_error(buf, sizeof(buf), error, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "%s\n", buf);
+        return error < 0 ? error : -error;
+}

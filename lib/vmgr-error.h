@@ -76,3 +76,8 @@ __attribute__((format(printf, 4, 0))) int vmgr_vsnprintf_error(char *buf, size_t
  * so that failing with a reason is one statement. Returns -abs(error). */
 __attribute__((format(printf, 4, 5))) int vmgr_error_printf(char *buf, size_t size, int error, const char *fmt,
                                                             ...);
+
+/* Print fmt and a newline to stderr, %m being error's words: the logging of
+ * vmgr's programs that have no other (the helper, vmgr-introspect, the test
+ * and benchmark drivers). Returns -abs(error). */
+__attribute__((format(printf, 2, 3))) int vmgr_print_error(int error, const char *fmt, ...);

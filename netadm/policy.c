@@ -185,12 +185,11 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
                                            "refusing to run without the policy file %s; install it from vmgr's "
                                            "data/netadm.conf and set ipv4_pool and ipv6_pool",
                                            path);
-                return netadm_fail(msg, r, "refusing to run: cannot open the policy file %s: %s", path,
-                                   strerror(-r));
+                return netadm_fail(msg, r, "refusing to run: cannot open the policy file %s: %m", path);
         }
         if (fstat(fd, &st) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "cannot stat %s: %s", path, strerror(-r));
+                return netadm_fail(msg, r, "cannot stat %s: %m", path);
         }
         /* Whoever can write the policy can grant themselves the helper. */
         if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
@@ -200,7 +199,7 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         f = fdopen(fd, "re");
         if (!f) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "cannot read %s: %s", path, strerror(-r));
+                return netadm_fail(msg, r, "cannot read %s: %m", path);
         }
         TAKE_FD(fd);
 
@@ -244,7 +243,7 @@ int policy_check_caller(const struct netadm_policy *p, uid_t uid, gid_t gid, cha
         n = getgroups(ELEMENTSOF(groups), groups);
         if (n < 0) {
                 int r = negative_errno();
-                return netadm_fail(msg, r, "cannot read supplementary groups: %s", strerror(-r));
+                return netadm_fail(msg, r, "cannot read supplementary groups: %m");
         }
         for (int i = 0; i < n; i++)
                 if (groups[i] == gr->gr_gid)
@@ -260,7 +259,7 @@ int policy_check_peer(int fd, uid_t uid, char *msg) {
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
                 int r = negative_errno();
-                return netadm_fail(msg, r, "cannot read the peer credentials of fd %d: %s", fd, strerror(-r));
+                return netadm_fail(msg, r, "cannot read the peer credentials of fd %d: %m", fd);
         }
         if (cred.uid != uid)
                 return netadm_fail(msg, -EPERM, "the peer on fd %d runs as uid %u, not as the caller's uid %u", fd,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmgr-error.h"
 #include "test.h"
@@ -52,8 +53,30 @@ static void test_printf(void) {
         CHECK_STREQ(small, "abc No such");
 }
 
+static void test_print(void) {
+        char buf[256] = "";
+        FILE *f = tmpfile();
+        int saved = dup(STDERR_FILENO);
+        size_t n;
+
+        CHECK(f && saved >= 0);
+        fflush(stderr);
+        CHECK(dup2(fileno(f), STDERR_FILENO) == STDERR_FILENO);
+        CHECK(vmgr_print_error(-VMGR_ERR_BUSY, "prog: %s: %m", "x") == -VMGR_ERR_BUSY);
+        CHECK(vmgr_print_error(ENOENT, "prog: %m") == -ENOENT);
+        fflush(stderr);
+        CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+        close(saved);
+        rewind(f);
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = 0;
+        CHECK_STREQ(buf, "prog: x: Busy\nprog: No such file or directory\n");
+        fclose(f);
+}
+
 int main(void) {
         test_strerror();
         test_printf();
+        test_print();
         TEST_DONE();
 }
