@@ -82,13 +82,14 @@ static bool group_name_is_valid(const char *s) {
 /* Check the prefix length of pool KEY = VALUE: it must hold one group's
  * network (/max) and must not cover every address. Returns 0, or -EINVAL
  * with error set. */
-static int pool_len_check(const char *key, const char *value, unsigned len, unsigned max, char *error) {
+static int pool_len_check(const char *key, const char *value, unsigned len, unsigned max, char *error,
+                          size_t error_size) {
         if (len > max) {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s %s is smaller than one group's /%u", key, value, max);
+                snprintf(error, error_size, "%s %s is smaller than one group's /%u", key, value, max);
                 return -EINVAL;
         }
         if (len == 0) {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                snprintf(error, error_size,
                          "%s %s covers every address; name a pool the host never reaches otherwise", key, value);
                 return -EINVAL;
         }
@@ -97,12 +98,12 @@ static int pool_len_check(const char *key, const char *value, unsigned len, unsi
 
 /* Apply one "key = value" assignment of the policy file (a vmgr_kvconf_handler_t).
  * Returns 0 or -EINVAL with error set. */
-static int policy_assign(const char *key, const char *value, void *userdata, char *error) {
+static int policy_assign(const char *key, const char *value, void *userdata, char *error, size_t error_size) {
         struct netadm_policy *p = userdata;
 
         if (streq(key, "allowed_group")) {
                 if (!group_name_is_valid(value)) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "allowed_group \"%.64s\" is not a group name", value);
+                        snprintf(error, error_size, "allowed_group \"%.64s\" is not a group name", value);
                         return -EINVAL;
                 }
                 strcpy(p->allowed_group, value);
@@ -113,11 +114,11 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                 unsigned len;
 
                 if (parse_ipv4_prefix(value, &a, &len) < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                        snprintf(error, error_size,
                                  "ipv4_pool \"%.64s\" is not an IPv4 prefix like 10.0.0.0/8", value);
                         return -EINVAL;
                 }
-                if (pool_len_check(key, value, len, 24, error) < 0)
+                if (pool_len_check(key, value, len, 24, error, error_size) < 0)
                         return -EINVAL;
                 p->ipv4_pool = a;
                 p->ipv4_pool_len = len;
@@ -128,11 +129,11 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                 unsigned len;
 
                 if (parse_ipv6_prefix(value, &a, &len) < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                        snprintf(error, error_size,
                                  "ipv6_pool \"%.64s\" is not an IPv6 prefix like fd00::/8", value);
                         return -EINVAL;
                 }
-                if (pool_len_check(key, value, len, 64, error) < 0)
+                if (pool_len_check(key, value, len, 64, error, error_size) < 0)
                         return -EINVAL;
                 p->ipv6_pool = a;
                 p->ipv6_pool_len = len;
@@ -142,14 +143,14 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                 unsigned *limit = streq(key, "max_groups_per_user") ? &p->max_groups_per_user : &p->max_taps_per_group;
 
                 if (vmgr_parse_uint(value, 1, NETADM_LIMIT_MAX, limit) < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s \"%.32s\" is not a number from 1 to %u", key,
+                        snprintf(error, error_size, "%s \"%.32s\" is not a number from 1 to %u", key,
                                  value, NETADM_LIMIT_MAX);
                         return -EINVAL;
                 }
                 return 0;
         }
 
-        snprintf(error, VMGR_KVCONF_ERROR_MAX, "unknown key \"%.64s\"", key);
+        snprintf(error, error_size, "unknown key \"%.64s\"", key);
         return -EINVAL;
 }
 
@@ -172,7 +173,7 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         };
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char error[VMGR_KVCONF_ERROR_MAX];
+        char error[VMGR_ERROR_MAX];
         struct stat st;
         int r;
 
@@ -203,7 +204,7 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         }
         TAKE_FD(fd);
 
-        r = vmgr_kvconf_parse(f, policy_assign, &p, error);
+        r = vmgr_kvconf_parse(f, policy_assign, &p, error, sizeof(error));
         if (r < 0) {
                 /* "line N: reason" becomes "PATH:N: reason", as compilers name a line. */
                 unsigned line;
