@@ -467,7 +467,7 @@ static int prepare_work(void *userdata) {
         if (r < 0)
                 return r;
 
-        r = accel_resolve(j->cache_dir, j->accel, &accel, reason);
+        r = accel_resolve(j->cache_dir, j->accel, &accel, reason, sizeof(reason));
         if (r < 0) {
                 snprintf(j->error, sizeof(j->error), "accelerator: %s", reason);
                 return r;
