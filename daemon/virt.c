@@ -19,6 +19,7 @@
 #include "process-util.h"
 #include "virt.h"
 #include "netns.h"
+#include "vmgr-error.h"
 
 #define LIBVIRTD_PATH "/usr/sbin/libvirtd"
 #define LIBVIRTD_SOCKET_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -334,7 +335,7 @@ typedef struct ConnectJob {
         Virt *virt;
         virConnectPtr conn;
         int lifecycle_callback, reboot_callback;
-        char error[256];
+        char error[VMGR_ERROR_MAX];
 } ConnectJob;
 
 /* On a pool thread: open the connection and subscribe to events. */
