@@ -156,7 +156,7 @@ static int request_handle(const struct vmgr_netadm_request *req, struct vmgr_net
         }
 
         if (req->op == VMGR_NETADM_DNSMASQ_START) {
-                pid_t pid;
+                pid_t pid = 0;
 
                 r = fake_dnsmasq_start(req->dir, &pid, ret_fd);
                 if (r < 0) {
