@@ -120,7 +120,7 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
 
         r = sender_uid(m, &uid);
         if (r < 0)
-                return vmgr_bus_error_set(error, -EPERM, "cannot identify the caller: %s", strerror(-r));
+                return vmgr_bus_error_set(error, -EPERM, "cannot identify the caller: %m");
         if (uid != geteuid() && uid != 0)
                 return vmgr_bus_error_set(error, -EPERM, "uid %u may not use the vmgrd of uid %u", (unsigned) uid,
                                           (unsigned) geteuid());
