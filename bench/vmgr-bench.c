@@ -20,6 +20,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +50,23 @@
 #define BOOT_TIMEOUT_MS (300.0 * 1000)
 #define INFLIGHT_MAX 100
 
+/* Say "vmgr-bench: WHAT: WHY" for a failed bus call, WHAT given
+ * printf-style: why is the reply's message, or r's words when the call
+ * failed without one. Returns r. */
+_printf_(3, 4) static int bus_call_failed(const sd_bus_error *error, int r, const char *format, ...) {
+        char what[512];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(what, sizeof(what), format, ap);
+        va_end(ap);
+        if (error->message)
+                fprintf(stderr, "vmgr-bench: %s: %s\n", what, error->message);
+        else
+                vmgr_print_error(r, "vmgr-bench: %s: %m", what);
+        return r;
+}
+
 /* Connect to the bus in DBUS_SESSION_BUS_ADDRESS and make one round trip to
  * vmgrd, so the timed calls find the connection and the daemon warm.
  * Returns 0 with the bus, or -errno after saying why. */
@@ -69,8 +87,7 @@ static int bus_connect_warm(sd_bus **ret) {
         r = sd_bus_call_method(bus, VMGR_BUS_NAME, VMGR_MANAGER_PATH, "org.freedesktop.DBus.Peer", "Ping", &error,
                                NULL, NULL);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: vmgrd does not answer: %s\n", error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "vmgrd does not answer");
         }
         *ret = TAKE_PTR(bus);
         return 0;
@@ -98,9 +115,7 @@ static int manager_call_timed(sd_bus *bus, const char *method, const char *name,
         r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
         t1 = bench_now_ms();
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: %s('%s'): %s: %s\n", method, name, error.name ?: "error",
-                        error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "%s('%s'): %s", method, name, error.name ?: "error");
         }
         *ret_ms = t1 - t0;
         return 0;
@@ -354,8 +369,7 @@ static int vm_print_timings(sd_bus *bus, const char *vm_path) {
 
         r = sd_bus_get_property(bus, VMGR_BUS_NAME, vm_path, VMGR_VM_INTERFACE, "Timings", &error, &reply, "a{st}");
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: Timings of %s: %s\n", vm_path, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "Timings of %s", vm_path);
         }
         r = sd_bus_message_enter_container(reply, 'a', "{st}");
         if (r < 0)
@@ -400,8 +414,7 @@ static int vm_cycle(const char *group, const char *vm, const char *spec) {
         r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
         created = bench_now_ms() - t0;
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: CreateGroup('%s'): %s\n", group, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "CreateGroup('%s')", group);
         }
         r = sd_bus_message_read(reply, "o", &group_path);
         if (r < 0)
@@ -416,8 +429,7 @@ static int vm_cycle(const char *group, const char *vm, const char *spec) {
         r = sd_bus_call(bus, m, READY_CALL_TIMEOUT_USEC, &error, NULL);
         ready = bench_now_ms() - t0;
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: WaitReady('%s'): %s\n", group, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "WaitReady('%s')", group);
         }
 
         r = sd_bus_call_method(bus, VMGR_BUS_NAME, group_path, VMGR_GROUP_INTERFACE, "GetVM", &error, &vm_reply,
@@ -425,8 +437,7 @@ static int vm_cycle(const char *group, const char *vm, const char *spec) {
         if (r >= 0)
                 r = sd_bus_message_read(vm_reply, "o", &vm_path);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: GetVM('%s'): %s\n", vm, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "GetVM('%s')", vm);
         }
         r = vm_print_timings(bus, vm_path);
         if (r < 0)
@@ -519,8 +530,7 @@ static int vm_run(const char *group, const char *vm, char **argv, unsigned count
                         r = -ENOMEM;
         }
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: VM '%s' of group '%s': %s\n", vm, group, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "VM '%s' of group '%s'", vm, group);
         }
 
         calls = calloc(count, sizeof(*calls));

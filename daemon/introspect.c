@@ -133,8 +133,11 @@ int main(int argc, char *argv[]) {
         if (r >= 0)
                 r = extract_interface(xml, interfaces[i].interface, &element);
         if (r < 0) {
-                fprintf(stderr, "vmgr-introspect: cannot introspect %s: %s\n", interfaces[i].interface,
-                        error.message ?: strerror(-r));
+                if (error.message)
+                        fprintf(stderr, "vmgr-introspect: cannot introspect %s: %s\n", interfaces[i].interface,
+                                error.message);
+                else
+                        vmgr_print_error(r, "vmgr-introspect: cannot introspect %s: %m", interfaces[i].interface);
                 return 1;
         }
 
