@@ -226,7 +226,7 @@ static VMFacts vm_facts(VM *vm) {
                 .tap_created = vm->tap_created,
                 .tap4_wanted = vm->spec.ipv4,
                 .tap4_created = vm->tap4_created,
-                .xml_prepared = vm->xml,
+                .xml_prepared = vm->xml != NULL,
                 .has_deadline = vm->op_timeout_usec > 0,
                 .remove_requested = vm->remove_requested,
         };
@@ -304,7 +304,7 @@ _printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
 }
 
 /* The step's work is done: the machine goes on. */
-static void vm_op_done(VM *vm) {
+static void vm_op_step_done(VM *vm) {
         (void) vm_machine_run(vm, VM_INPUT_DONE, VM_OP_NONE, NULL);
 }
 
@@ -369,7 +369,7 @@ static void on_helper_reply(int error, const char *message, int pid, int pidfd, 
                 vm_op_fail(vm, error == -EPERM ? -EPERM : -VMGR_ERR_HELPER_FAILED, "%s", message);
                 return;
         }
-        vm_op_done(vm);
+        vm_op_step_done(vm);
 }
 
 static void helper_tap(VM *vm, enum vmgr_netadm_op op, enum vmgr_nic nic) {
@@ -591,7 +591,7 @@ static void prepare_done(int result, void *userdata) {
                 vm_op_fail(vm, result, "cannot prepare VM '%s': %s", vm->name, j->error);
         else {
                 vm->xml = TAKE_PTR(j->xml);
-                vm_op_done(vm);
+                vm_op_step_done(vm);
         }
         prepare_job_free(j);
 }
@@ -661,7 +661,7 @@ static void remove_done(int result, void *userdata) {
                 log_internal(LOG_WARNING, result, vm->group ? vm->group->name : NULL, vm->name,
                              "Failed to remove %s: %s", j->dir, strerror(-result));
         remove_job_free(j);
-        vm_op_done(vm);
+        vm_op_step_done(vm);
 }
 
 /* Last step of removing a VM: its directory goes on the pool, then the op
@@ -685,7 +685,7 @@ static void remove_files(VM *vm) {
                 if (r < 0)
                         log_internal(LOG_WARNING, r, vm->group ? vm->group->name : NULL, vm->name,
                                      "Failed to remove %s: %s", vm->dir, strerror(-r));
-                vm_op_done(vm);
+                vm_op_step_done(vm);
                 return;
         }
         if (!m || worker_submit(m->workers, remove_work, remove_done, j) < 0)
@@ -779,7 +779,7 @@ static void virt_job_done(int result, void *userdata) {
                  * call's arguments (EINVAL would be InvalidArgs). */
                 vm_op_fail(vm, result == -ENOENT ? -ESRCH : -EIO, "%s", j->error);
         else
-                vm_op_done(vm);
+                vm_op_step_done(vm);
         virt_job_free(j);
 }
 
