@@ -119,8 +119,13 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
         int r;
 
         r = sender_uid(m, &uid);
-        if (r < 0)
-                return vmgr_bus_error_set(error, -EPERM, "cannot identify the caller: %m");
+        if (r < 0) {
+                char words[128];
+
+                /* The reply says EPERM; the words say why (%m would be EPERM's). */
+                return vmgr_bus_error_set(error, -EPERM, "cannot identify the caller: %s",
+                                          vmgr_strerror(r, words, sizeof(words)));
+        }
         if (uid != geteuid() && uid != 0)
                 return vmgr_bus_error_set(error, -EPERM, "uid %u may not use the vmgrd of uid %u", (unsigned) uid,
                                           (unsigned) geteuid());
