@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdarg.h>
+#include <stddef.h>
+
 /*
  * vmgr's D-Bus error names (docs/dbus-api.md). The daemon maps -errno and
  * these conditions to names in one place (daemon/bus-error.c); the client
@@ -57,9 +60,6 @@ enum vmgr_error_code {
         VMGR_ERR_TIMEOUT,
         _VMGR_ERR_MAX,
 };
-
-#include <stdarg.h>
-#include <stddef.h>
 
 /* The words for error: strerror()'s for an errno value, a short phrase for
  * one of vmgr's own codes above; either sign. Thread-safe: the text is
