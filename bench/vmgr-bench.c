@@ -20,6 +20,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +50,23 @@
 #define BOOT_TIMEOUT_MS (300.0 * 1000)
 #define INFLIGHT_MAX 100
 
+/* Say "vmgr-bench: WHAT: WHY" for a failed bus call, WHAT given
+ * printf-style: why is the reply's message, or r's words when the call
+ * failed without one. Returns r. */
+_printf_(3, 4) static int bus_call_failed(const sd_bus_error *error, int r, const char *format, ...) {
+        char what[512];
+        va_list ap;
+
+        va_start(ap, format);
+        (void) vsnprintf(what, sizeof(what), format, ap);
+        va_end(ap);
+        if (error->message)
+                fprintf(stderr, "vmgr-bench: %s: %s\n", what, error->message);
+        else
+                vmgr_print_error(r, "vmgr-bench: %s: %m", what);
+        return r;
+}
+
 /* Connect to the bus in DBUS_SESSION_BUS_ADDRESS and make one round trip to
  * vmgrd, so the timed calls find the connection and the daemon warm.
  * Returns 0 with the bus, or -errno after saying why. */
@@ -59,8 +77,7 @@ static int bus_connect_warm(sd_bus **ret) {
 
         r = sd_bus_open_user(&bus);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: cannot connect to the bus in DBUS_SESSION_BUS_ADDRESS: %s\n",
-                        strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: cannot connect to the bus in DBUS_SESSION_BUS_ADDRESS: %m");
                 return r;
         }
         /* For the batch's asynchronous calls too. */
@@ -70,8 +87,7 @@ static int bus_connect_warm(sd_bus **ret) {
         r = sd_bus_call_method(bus, VMGR_BUS_NAME, VMGR_MANAGER_PATH, "org.freedesktop.DBus.Peer", "Ping", &error,
                                NULL, NULL);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: vmgrd does not answer: %s\n", error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "vmgrd does not answer");
         }
         *ret = TAKE_PTR(bus);
         return 0;
@@ -99,9 +115,7 @@ static int manager_call_timed(sd_bus *bus, const char *method, const char *name,
         r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
         t1 = bench_now_ms();
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: %s('%s'): %s: %s\n", method, name, error.name ?: "error",
-                        error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "%s('%s'): %s", method, name, error.name ?: "error");
         }
         *ret_ms = t1 - t0;
         return 0;
@@ -184,7 +198,7 @@ static int pending_send(Flight *f, Pending *p, sd_bus_message *m, uint64_t timeo
         /* A floating slot: the bus owns it and frees it with itself. */
         r = sd_bus_call_async(f->bus, NULL, m, pending_reply, p, timeout_usec);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: sending call %u: %s\n", p->index, strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: sending call %u: %m", p->index);
                 return r;
         }
         f->outstanding++;
@@ -199,14 +213,14 @@ static int flight_wait(Flight *f) {
         while (f->outstanding > 0) {
                 r = sd_bus_process(f->bus, NULL);
                 if (r < 0) {
-                        fprintf(stderr, "vmgr-bench: processing the bus: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-bench: processing the bus: %m");
                         return r;
                 }
                 if (r > 0)
                         continue;
                 r = sd_bus_wait(f->bus, UINT64_MAX);
                 if (r < 0) {
-                        fprintf(stderr, "vmgr-bench: waiting on the bus: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-bench: waiting on the bus: %m");
                         return r;
                 }
         }
@@ -355,8 +369,7 @@ static int vm_print_timings(sd_bus *bus, const char *vm_path) {
 
         r = sd_bus_get_property(bus, VMGR_BUS_NAME, vm_path, VMGR_VM_INTERFACE, "Timings", &error, &reply, "a{st}");
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: Timings of %s: %s\n", vm_path, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "Timings of %s", vm_path);
         }
         r = sd_bus_message_enter_container(reply, 'a', "{st}");
         if (r < 0)
@@ -401,8 +414,7 @@ static int vm_cycle(const char *group, const char *vm, const char *spec) {
         r = sd_bus_call(bus, m, CALL_TIMEOUT_USEC, &error, &reply);
         created = bench_now_ms() - t0;
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: CreateGroup('%s'): %s\n", group, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "CreateGroup('%s')", group);
         }
         r = sd_bus_message_read(reply, "o", &group_path);
         if (r < 0)
@@ -417,8 +429,7 @@ static int vm_cycle(const char *group, const char *vm, const char *spec) {
         r = sd_bus_call(bus, m, READY_CALL_TIMEOUT_USEC, &error, NULL);
         ready = bench_now_ms() - t0;
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: WaitReady('%s'): %s\n", group, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "WaitReady('%s')", group);
         }
 
         r = sd_bus_call_method(bus, VMGR_BUS_NAME, group_path, VMGR_GROUP_INTERFACE, "GetVM", &error, &vm_reply,
@@ -426,8 +437,7 @@ static int vm_cycle(const char *group, const char *vm, const char *spec) {
         if (r >= 0)
                 r = sd_bus_message_read(vm_reply, "o", &vm_path);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: GetVM('%s'): %s\n", vm, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "GetVM('%s')", vm);
         }
         r = vm_print_timings(bus, vm_path);
         if (r < 0)
@@ -520,8 +530,7 @@ static int vm_run(const char *group, const char *vm, char **argv, unsigned count
                         r = -ENOMEM;
         }
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: VM '%s' of group '%s': %s\n", vm, group, error.message ?: strerror(-r));
-                return r;
+                return bus_call_failed(&error, r, "VM '%s' of group '%s'", vm, group);
         }
 
         calls = calloc(count, sizeof(*calls));
@@ -606,7 +615,7 @@ static int raw_boot(const char *socket, const char *console, const struct in6_ad
         }
         bench_agent_done(&a);
         if (r < 0)
-                fprintf(stderr, "vmgr-bench: raw QEMU's agent at %s: %s\n", socket, strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: raw QEMU's agent at %s: %m", socket);
 
         if (r >= 0 && pid_file) {
                 _cleanup_fclose_ FILE *f = fopen(pid_file, "we");
@@ -651,7 +660,7 @@ static int agent_run(const char *socket, char **argv, unsigned count, unsigned i
         if (r >= 0)
                 r = bench_agent_start_session(&a, 30000);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: agent at %s: %s\n", socket, strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: agent at %s: %m", socket);
                 bench_agent_done(&a);
                 return r;
         }
@@ -660,7 +669,7 @@ static int agent_run(const char *socket, char **argv, unsigned count, unsigned i
         total = bench_now_ms() - t0;
         bench_agent_done(&a);
         if (r < 0) {
-                fprintf(stderr, "vmgr-bench: running %s through the agent: %s\n", argv[0], strerror(-r));
+                vmgr_print_error(r, "vmgr-bench: running %s through the agent: %m", argv[0]);
                 return r;
         }
         for (unsigned i = 0; i < count; i++)
@@ -887,7 +896,7 @@ int main(int argc, char *argv[]) {
         } else if (streq(verb, "dnsmasq-argv") && npos == 3) {
                 r = dnsmasq_argv_print(uid, pos[1], pos[2]);
                 if (r < 0)
-                        fprintf(stderr, "vmgr-bench: cannot build the dnsmasq argv: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-bench: cannot build the dnsmasq argv: %m");
         } else {
                 fprintf(stderr, "vmgr-bench: invalid arguments; see --help\n");
                 return 2;

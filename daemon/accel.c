@@ -90,10 +90,6 @@ static const uint8_t probe_boot_sector[512] = {
         [510] = 0x55, [511] = 0xaa,
 };
 
-static const char *errno_str(int e, char *buf, size_t size) {
-        return strerror_r(abs(e), buf, size);
-}
-
 /* Format a reason into a bounded buffer; a long one is cut, which is fine
  * for a sentence meant for a log or an error message. */
 _printf_(3, 4) static void reason_printf(char *buf, size_t size, const char *fmt, ...) {
@@ -115,17 +111,16 @@ typedef struct ProbeKey {
 
 /* Is /dev/kvm there and ours to use? Returns 1 and its device number in
  * key, or 0 with why set. */
-static int dev_kvm_check(ProbeKey *key, char *why) {
+static int dev_kvm_check(ProbeKey *key, char *why, size_t why_size) {
         struct stat st;
-        char e[64];
         int fd, version;
 
         if (stat("/dev/kvm", &st) < 0) {
                 if (errno == ENOENT)
-                        snprintf(why, ACCEL_REASON_MAX,
+                        snprintf(why, why_size,
                                  "no /dev/kvm (no KVM module loaded, or no hardware virtualisation)");
                 else
-                        snprintf(why, ACCEL_REASON_MAX, "/dev/kvm: %s", errno_str(errno, e, sizeof(e)));
+                        (void) vmgr_error_printf(why, why_size, errno, "/dev/kvm: %m");
                 return 0;
         }
         fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -136,20 +131,20 @@ static int dev_kvm_check(ProbeKey *key, char *why) {
 
                         (void) getgrgid_r(st.st_gid, &grp, buf, sizeof(buf), &g);
                         if (g)
-                                snprintf(why, ACCEL_REASON_MAX,
+                                snprintf(why, why_size,
                                          "no permission to open /dev/kvm (mode %04o, group %s: add the user to it)",
                                          st.st_mode & 07777, g->gr_name);
                         else
-                                snprintf(why, ACCEL_REASON_MAX, "no permission to open /dev/kvm (mode %04o)",
+                                snprintf(why, why_size, "no permission to open /dev/kvm (mode %04o)",
                                          st.st_mode & 07777);
                 } else
-                        snprintf(why, ACCEL_REASON_MAX, "cannot open /dev/kvm: %s", errno_str(errno, e, sizeof(e)));
+                        (void) vmgr_error_printf(why, why_size, errno, "cannot open /dev/kvm: %m");
                 return 0;
         }
         version = ioctl(fd, KVM_GET_API_VERSION, 0);
         close(fd);
         if (version != KVM_API_VERSION) {
-                snprintf(why, ACCEL_REASON_MAX, "/dev/kvm does not answer as KVM (API version %d)", version);
+                snprintf(why, why_size, "/dev/kvm does not answer as KVM (API version %d)", version);
                 return 0;
         }
         snprintf(key->dev_kvm, sizeof(key->dev_kvm), "%u:%u", major(st.st_rdev), minor(st.st_rdev));
@@ -157,22 +152,21 @@ static int dev_kvm_check(ProbeKey *key, char *why) {
 }
 
 /* Fill the kernel and QEMU parts of key. Returns 1, or 0 with why set. */
-static int key_fill(ProbeKey *key, const char *qemu, char *why) {
+static int key_fill(ProbeKey *key, const char *qemu, char *why, size_t why_size) {
         struct utsname u;
         struct stat st;
-        char e[64];
 
         if (uname(&u) < 0) {
-                snprintf(why, ACCEL_REASON_MAX, "uname: %s", errno_str(errno, e, sizeof(e)));
+                (void) vmgr_error_printf(why, why_size, errno, "uname: %m");
                 return 0;
         }
         snprintf(key->kernel, sizeof(key->kernel), "%s %s", u.release, u.version);
         if (stat(qemu, &st) < 0) {
-                snprintf(why, ACCEL_REASON_MAX, "%s: %s", qemu, errno_str(errno, e, sizeof(e)));
+                (void) vmgr_error_printf(why, why_size, errno, "%s: %m", qemu);
                 return 0;
         }
         if (!S_ISREG(st.st_mode)) {
-                snprintf(why, ACCEL_REASON_MAX, "%s: not a regular file", qemu);
+                snprintf(why, why_size, "%s: not a regular file", qemu);
                 return 0;
         }
         snprintf(key->qemu, sizeof(key->qemu), "%s", qemu);
@@ -191,7 +185,7 @@ static bool json_string_is(json_object *o, const char *field, const char *value)
 
 /* The cached answer for key. Returns 1 (KVM works), 0 (it does not, why
  * set) or -ENOENT (no answer for this key). */
-static int cache_lookup(const char *path, const ProbeKey *key, char *why) {
+static int cache_lookup(const char *path, const ProbeKey *key, char *why, size_t why_size) {
         _cleanup_free_ char *text = NULL;
         _cleanup_json_ json_object *o = NULL;
         json_object *v, *kvm, *reason;
@@ -210,9 +204,9 @@ static int cache_lookup(const char *path, const ProbeKey *key, char *why) {
         if (json_object_get_boolean(kvm))
                 return 1;
         if (json_object_object_get_ex(o, "reason", &reason) && json_object_is_type(reason, json_type_string))
-                snprintf(why, ACCEL_REASON_MAX, "%s", json_object_get_string(reason));
+                snprintf(why, why_size, "%s", json_object_get_string(reason));
         else
-                snprintf(why, ACCEL_REASON_MAX, "KVM did not work (cached)");
+                snprintf(why, why_size, "KVM did not work (cached)");
         return 0;
 }
 
@@ -307,10 +301,10 @@ static void describe_failure(const SpawnResult *res, char *err, const char *what
 /* Prove KVM with the probe guest, with a TCG run to vouch for a negative
  * answer. Returns 1 (KVM works), 0 (it does not, why set; *trusted says
  * whether the TCG run vouched for it), or -errno. */
-static int kvm_probe(const char *cache_dir, const char *qemu, char *why, bool *trusted) {
+static int kvm_probe(const char *cache_dir, const char *qemu, char *why, size_t why_size, bool *trusted) {
         _cleanup_free_ char *image = NULL, *drive = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char err[2048], e[64], failure[ACCEL_REASON_MAX];
+        char err[2048], failure[VMGR_ERROR_MAX];
         SpawnResult res;
         int r;
 
@@ -333,7 +327,7 @@ static int kvm_probe(const char *cache_dir, const char *qemu, char *why, bool *t
 
         r = probe_run(qemu, drive, true, ACCEL_PROBE_TIMEOUT_USEC, err, sizeof(err), &res);
         if (r < 0) {
-                snprintf(why, ACCEL_REASON_MAX, "cannot run %s: %s", qemu, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(why, why_size, r, "cannot run %s: %m", qemu);
                 *trusted = false;
                 r = 0;
                 goto finish;
@@ -347,18 +341,18 @@ static int kvm_probe(const char *cache_dir, const char *qemu, char *why, bool *t
         /* Only a probe that works under TCG makes its KVM failure mean something. */
         r = probe_run(qemu, drive, false, TCG_CHECK_TIMEOUT_USEC, err, sizeof(err), &res);
         if (r < 0 || !spawn_exited_with(&res, PROBE_EXIT_STATUS)) {
-                char tcg[ACCEL_REASON_MAX];
+                char tcg[VMGR_ERROR_MAX];
 
                 if (r < 0)
-                        snprintf(tcg, sizeof(tcg), "cannot run %s: %s", qemu, errno_str(r, e, sizeof(e)));
+                        (void) vmgr_error_printf(tcg, sizeof(tcg), r, "cannot run %s: %m", qemu);
                 else
                         describe_failure(&res, err, "under TCG", tcg, sizeof(tcg));
-                reason_printf(why, ACCEL_REASON_MAX, "the KVM test is inconclusive (%s), and %s", failure, tcg);
+                reason_printf(why, why_size, "the KVM test is inconclusive (%s), and %s", failure, tcg);
                 *trusted = false;
                 r = 0;
                 goto finish;
         }
-        reason_printf(why, ACCEL_REASON_MAX, "%s (under TCG it takes %llu ms)", failure,
+        reason_printf(why, why_size, "%s (under TCG it takes %llu ms)", failure,
                  (unsigned long long) (res.usec / 1000));
         *trusted = true;
         r = 0;
@@ -368,48 +362,47 @@ finish:
 }
 
 /* Does KVM work? Returns 1, 0 (why set), or -errno (why set). */
-static int kvm_usable(const char *cache_dir, const char *qemu, char *why) {
+static int kvm_usable(const char *cache_dir, const char *qemu, char *why, size_t why_size) {
         _cleanup_free_ char *cache = NULL, *lock = NULL;
         _cleanup_close_ int lock_fd = -EBADF;
         ProbeKey key = {};
         bool trusted = false;
-        char e[64];
         int r;
 
-        if (!dev_kvm_check(&key, why) || !key_fill(&key, qemu, why))
+        if (!dev_kvm_check(&key, why, why_size) || !key_fill(&key, qemu, why, why_size))
                 return 0;
         if (asprintf(&cache, "%s/accel.json", cache_dir) < 0 || asprintf(&lock, "%s/accel.lock", cache_dir) < 0)
                 return -ENOMEM;
 
-        r = cache_lookup(cache, &key, why);
+        r = cache_lookup(cache, &key, why, why_size);
         if (r >= 0)
                 return r;
 
         r = mkdir_p(cache_dir, 0700);
         if (r < 0) {
-                snprintf(why, ACCEL_REASON_MAX, "cannot create %s: %s", cache_dir, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(why, why_size, r, "cannot create %s: %m", cache_dir);
                 return r;
         }
         lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (lock_fd < 0) {
                 r = -errno;
-                snprintf(why, ACCEL_REASON_MAX, "cannot open %s: %s", lock, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(why, why_size, r, "cannot open %s: %m", lock);
                 return r;
         }
         while (flock(lock_fd, LOCK_EX) < 0)
                 if (errno != EINTR) {
                         r = -errno;
-                        snprintf(why, ACCEL_REASON_MAX, "cannot lock %s: %s", lock, errno_str(r, e, sizeof(e)));
+                        (void) vmgr_error_printf(why, why_size, r, "cannot lock %s: %m", lock);
                         return r;
                 }
         /* Someone may have probed while we waited. */
-        r = cache_lookup(cache, &key, why);
+        r = cache_lookup(cache, &key, why, why_size);
         if (r >= 0)
                 return r;
 
-        r = kvm_probe(cache_dir, qemu, why, &trusted);
+        r = kvm_probe(cache_dir, qemu, why, why_size, &trusted);
         if (r < 0) {
-                snprintf(why, ACCEL_REASON_MAX, "cannot run the KVM test: %s", errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(why, why_size, r, "cannot run the KVM test: %m");
                 return r;
         }
         if (r == 1 || trusted)
@@ -418,8 +411,8 @@ static int kvm_usable(const char *cache_dir, const char *qemu, char *why) {
 }
 
 int accel_resolve_qemu(const char *cache_dir, const char *qemu, VmgrAccel requested, VmgrAccel *ret,
-                       char *reason) {
-        char why[ACCEL_REASON_MAX] = "";
+                       char *reason, size_t reason_size) {
+        char why[VMGR_ERROR_MAX] = "";
         int r;
 
         if (requested == VMGR_ACCEL_TCG) {
@@ -428,13 +421,13 @@ int accel_resolve_qemu(const char *cache_dir, const char *qemu, VmgrAccel reques
         }
         if (!cache_dir || cache_dir[0] != '/' || !qemu || qemu[0] != '/' ||
             (requested != VMGR_ACCEL_KVM && requested != VMGR_ACCEL_AUTO)) {
-                snprintf(reason, ACCEL_REASON_MAX, "invalid arguments");
+                snprintf(reason, reason_size, "invalid arguments");
                 return -EINVAL;
         }
 
-        r = kvm_usable(cache_dir, qemu, why);
+        r = kvm_usable(cache_dir, qemu, why, sizeof(why));
         if (r < 0) {
-                snprintf(reason, ACCEL_REASON_MAX, "%s", why);
+                snprintf(reason, reason_size, "%s", why);
                 return r;
         }
         if (r > 0) {
@@ -442,14 +435,14 @@ int accel_resolve_qemu(const char *cache_dir, const char *qemu, VmgrAccel reques
                 return 0;
         }
         if (requested == VMGR_ACCEL_KVM) {
-                reason_printf(reason, ACCEL_REASON_MAX, "KVM does not work here: %s", why);
+                reason_printf(reason, reason_size, "KVM does not work here: %s", why);
                 return -EOPNOTSUPP;
         }
-        snprintf(reason, ACCEL_REASON_MAX, "%s", why);
+        snprintf(reason, reason_size, "%s", why);
         *ret = VMGR_ACCEL_TCG;
         return 0;
 }
 
-int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, char *reason) {
-        return accel_resolve_qemu(cache_dir, ACCEL_QEMU_PATH, requested, ret, reason);
+int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, char *reason, size_t reason_size) {
+        return accel_resolve_qemu(cache_dir, ACCEL_QEMU_PATH, requested, ret, reason, reason_size);
 }

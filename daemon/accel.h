@@ -27,9 +27,11 @@
  * Thread-safe.
  */
 
-#include "spec.h"
+#include <stddef.h>
 
-#define ACCEL_REASON_MAX 256
+#include "spec.h"
+#include "vmgr-error.h"
+
 #define ACCEL_QEMU_PATH "/usr/bin/qemu-system-x86_64"
 #define ACCEL_PROBE_TIMEOUT_USEC (3ULL * 1000000ULL)
 
@@ -37,11 +39,11 @@
  * probe succeeds; AUTO is KVM if the probe succeeds, else TCG.
  * Returns 0 and *ret; or -EOPNOTSUPP when KVM was requested and does not
  * work, -EINVAL for a bad argument, or another -errno if the probe could
- * not be run. reason (ACCEL_REASON_MAX bytes) says why KVM is not used:
+ * not be run. reason (reason_size bytes) says why KVM is not used:
  * on failure, and also on success when AUTO resolved to TCG (for the log);
  * it is left alone otherwise. */
-int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, char *reason);
+int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, char *reason, size_t reason_size);
 
 /* The same with another QEMU binary (absolute path) than ACCEL_QEMU_PATH. */
 int accel_resolve_qemu(const char *cache_dir, const char *qemu, VmgrAccel requested, VmgrAccel *ret,
-                       char *reason);
+                       char *reason, size_t reason_size);

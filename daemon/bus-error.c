@@ -53,14 +53,14 @@ static void format_message(char *buf, size_t size, int r, const char *fmt, va_li
         int code = r < 0 ? -r : r;
 
         if (fmt)
-                vsnprintf(buf, size, fmt, ap);
+                (void) vmgr_vsnprintf_error(buf, size, r, fmt, ap); /* %m: r's words */
         else if (code > _VMGR_ERR_BASE) {
                 /* The name's last part: "NoSuchVM", "FileExists". */
                 const char *name = vmgr_error_name(r), *dot = strrchr(name, '.');
                 snprintf(buf, size, "%s", dot ? dot + 1 : name);
         }
         else
-                snprintf(buf, size, "%s", strerror(code));
+                (void) vmgr_error_printf(buf, size, code, "%m");
 }
 
 int vmgr_bus_error_set(sd_bus_error *error, int r, const char *fmt, ...) {

@@ -20,8 +20,8 @@ enum {
 
 /*
  * The one place that turns a failure code (-errno or -VMGR_ERR_*) into a
- * D-Bus error name. The message is a sentence for the user; when fmt is
- * NULL a generic one is made from the code. Returns the (negative) code,
+ * D-Bus error name. The message is a sentence for the user (%m in fmt: the
+ * words for r); when fmt is NULL a generic one is made from the code. Returns the (negative) code,
  * as sd-bus method handlers expect, after setting *error.
  */
 _printf_(3, 4) int vmgr_bus_error_set(sd_bus_error *error, int r, const char *fmt, ...);

@@ -119,8 +119,13 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
         int r;
 
         r = sender_uid(m, &uid);
-        if (r < 0)
-                return vmgr_bus_error_set(error, -EPERM, "cannot identify the caller: %s", strerror(-r));
+        if (r < 0) {
+                char words[128];
+
+                /* The reply says EPERM; the words say why (%m would be EPERM's). */
+                return vmgr_bus_error_set(error, -EPERM, "cannot identify the caller: %s",
+                                          vmgr_strerror(r, words, sizeof(words)));
+        }
         if (uid != geteuid() && uid != 0)
                 return vmgr_bus_error_set(error, -EPERM, "uid %u may not use the vmgrd of uid %u", (unsigned) uid,
                                           (unsigned) geteuid());
@@ -214,28 +219,4 @@ int bus_append_timings(sd_bus_message *reply, const uint64_t *timings, unsigned 
                                 return r;
                 }
         return sd_bus_message_close_container(reply);
-}
-
-char **strv_free(char **l) {
-        if (l)
-                for (char **p = l; *p; p++)
-                        free(*p);
-        free(l);
-        return NULL;
-}
-
-int strv_push_dup(char ***l, size_t *n, const char *s) {
-        char **grown, *copy;
-
-        copy = strdup(s);
-        grown = copy ? reallocarray(*l, *n + 2, sizeof(char *)) : NULL;
-        if (!grown) {
-                free(copy);
-                *l = strv_free(*l);
-                return -ENOMEM;
-        }
-        grown[(*n)++] = copy;
-        grown[*n] = NULL;
-        *l = grown;
-        return 0;
 }

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <systemd/sd-bus.h>
 
+#include "strv.h" /* node enumerators hand sd-bus a strv */
+
 /* Emit PropertiesChanged for the NULL-terminated list of property names
  * that starts with first. Returns what sd-bus returns. */
 int bus_emit_changed_va(sd_bus *bus, const char *path, const char *interface, const char *first, va_list ap);
@@ -23,12 +25,3 @@ int bus_install_access_check(sd_bus *bus);
 /* Append stage timings as a{st}: name(i) and timings[i] for each of the n
  * stages that completed (timings[i] != UINT64_MAX). Returns 0 or -errno. */
 int bus_append_timings(sd_bus_message *reply, const uint64_t *timings, unsigned n, const char *(*name)(unsigned));
-
-/* A growing NULL-terminated string list for node enumerators, which hand
- * sd-bus a malloc'd strv. strv_push_dup() copies s in; on failure the list
- * is freed and -ENOMEM returned (then *l is NULL). */
-int strv_push_dup(char ***l, size_t *n, const char *s);
-char **strv_free(char **l);
-static inline void strv_freep(char ***l) {
-        strv_free(*l);
-}

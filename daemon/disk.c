@@ -44,11 +44,6 @@ const char *disk_format_to_string(VmgrDiskFormat f) {
         }
 }
 
-static const char *errno_str(int e, char *buf, size_t size) {
-        /* GNU strerror_r: thread-safe, returns the message (maybe a static one). */
-        return strerror_r(abs(e), buf, size);
-}
-
 static void hex(const uint8_t *data, size_t len, char *out) {
         for (size_t i = 0; i < len; i++)
                 snprintf(out + 2 * i, 3, "%02x", data[i]);
@@ -65,7 +60,8 @@ static bool is_digest_hex(const char *s) {
 
 /* The format the image's bytes are to be read as. Returns 0 and *ret, or
  * -EINVAL with error set. */
-static int format_resolve(int fd, const char *image, VmgrDiskFormat requested, VmgrDiskFormat *ret, char *error) {
+static int format_resolve(int fd, const char *image, VmgrDiskFormat requested, VmgrDiskFormat *ret, char *error,
+                          size_t error_size) {
         uint8_t h[QCOW2_HEADER_MIN] = {};
         ssize_t n;
         bool qcow2;
@@ -74,9 +70,7 @@ static int format_resolve(int fd, const char *image, VmgrDiskFormat requested, V
                 n = pread(fd, h, sizeof(h), 0);
         while (n < 0 && errno == EINTR);
         if (n < 0) {
-                char e[64];
-                snprintf(error, DISK_ERROR_MAX, "%s: cannot read: %s", image, errno_str(errno, e, sizeof(e)));
-                return -errno;
+                return vmgr_error_printf(error, error_size, errno, "%s: cannot read: %m", image);
         }
         qcow2 = n >= 4 && memcmp(h, QCOW2_MAGIC, 4) == 0;
 
@@ -87,7 +81,7 @@ static int format_resolve(int fd, const char *image, VmgrDiskFormat requested, V
         }
         if (!qcow2) {
                 if (requested == VMGR_DISK_FORMAT_QCOW2) {
-                        snprintf(error, DISK_ERROR_MAX, "%s: not a qcow2 image (no qcow2 magic)", image);
+                        snprintf(error, error_size, "%s: not a qcow2 image (no qcow2 magic)", image);
                         return -EINVAL;
                 }
                 *ret = VMGR_DISK_FORMAT_RAW;
@@ -100,7 +94,7 @@ static int format_resolve(int fd, const char *image, VmgrDiskFormat requested, V
         memcpy(&version, h + QCOW2_OFF_VERSION, sizeof(version));
         version = be32toh(version);
         if (n < (ssize_t) sizeof(h) || (version != 2 && version != 3)) {
-                snprintf(error, DISK_ERROR_MAX, "%s: unsupported qcow2 image (version %u)", image, version);
+                snprintf(error, error_size, "%s: unsupported qcow2 image (version %u)", image, version);
                 return -EINVAL;
         }
         memcpy(&backing, h + QCOW2_OFF_BACKING_FILE_OFFSET, sizeof(backing));
@@ -108,13 +102,13 @@ static int format_resolve(int fd, const char *image, VmgrDiskFormat requested, V
                 memcpy(&incompat, h + QCOW2_OFF_INCOMPATIBLE_FEATURES, sizeof(incompat));
         /* A copy in the cache would lose or misdirect such a reference. */
         if (be64toh(backing) != 0) {
-                snprintf(error, DISK_ERROR_MAX,
+                snprintf(error, error_size,
                          "%s: qcow2 image has a backing file; make a standalone copy with "
                          "\"qemu-img convert -O qcow2\"", image);
                 return -EINVAL;
         }
         if (be64toh(incompat) & QCOW2_INCOMPAT_DATA_FILE) {
-                snprintf(error, DISK_ERROR_MAX, "%s: qcow2 image has an external data file", image);
+                snprintf(error, error_size, "%s: qcow2 image has an external data file", image);
                 return -EINVAL;
         }
         *ret = VMGR_DISK_FORMAT_QCOW2;
@@ -251,10 +245,10 @@ static int copy_and_hash(int src, int dst, off_t size, char digest[DIGEST_HEX_LE
 /* Copy the image into the cache (the lock is held). Returns 0 and *ret
  * (the base path), or -errno with error set. */
 static int base_fill(int src, const struct stat *st, const char *image, const char *disks, const char *key,
-                     VmgrDiskFormat format, char **ret, char *error) {
+                     VmgrDiskFormat format, char **ret, char *error, size_t error_size) {
         _cleanup_free_ char *tmp = NULL, *base = NULL, *entry = NULL;
         _cleanup_close_ int dst = -EBADF;
-        char digest[DIGEST_HEX_LEN + 1], line[DIGEST_HEX_LEN + 2], e[64];
+        char digest[DIGEST_HEX_LEN + 1], line[DIGEST_HEX_LEN + 2];
         struct stat after;
         int r;
 
@@ -263,7 +257,7 @@ static int base_fill(int src, const struct stat *st, const char *image, const ch
         dst = mkostemp(tmp, O_CLOEXEC);
         if (dst < 0) {
                 r = -errno;
-                snprintf(error, DISK_ERROR_MAX, "cannot create a file in %s: %s", disks, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "cannot create a file in %s: %m", disks);
                 return r;
         }
 
@@ -271,18 +265,17 @@ static int base_fill(int src, const struct stat *st, const char *image, const ch
         if (r >= 0 && (fstat(src, &after) < 0 || !same_version(st, &after)))
                 r = -EAGAIN;
         if (r == -EAGAIN) {
-                snprintf(error, DISK_ERROR_MAX, "%s: the image changed while it was being copied", image);
+                snprintf(error, error_size, "%s: the image changed while it was being copied", image);
                 goto fail;
         }
         if (r < 0) {
-                snprintf(error, DISK_ERROR_MAX, "cannot copy %s into %s: %s", image, disks,
-                         errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "cannot copy %s into %s: %m", image, disks);
                 goto fail;
         }
         /* Read-only: every overlay on it relies on it never changing. */
         if (fchmod(dst, 0444) < 0) {
                 r = -errno;
-                snprintf(error, DISK_ERROR_MAX, "cannot make %s read-only: %s", tmp, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "cannot make %s read-only: %m", tmp);
                 goto fail;
         }
 
@@ -295,8 +288,7 @@ static int base_fill(int src, const struct stat *st, const char *image, const ch
         if (renameat2(AT_FDCWD, tmp, AT_FDCWD, base, RENAME_NOREPLACE) < 0) {
                 if (errno != EEXIST) {
                         r = -errno;
-                        snprintf(error, DISK_ERROR_MAX, "cannot rename %s to %s: %s", tmp, base,
-                                 errno_str(r, e, sizeof(e)));
+                        (void) vmgr_error_printf(error, error_size, r, "cannot rename %s to %s: %m", tmp, base);
                         goto fail;
                 }
                 (void) unlink(tmp);
@@ -315,10 +307,9 @@ fail:
         return r;
 }
 
-static int lock_cache(const char *disks, int *ret_fd, char *error) {
+static int lock_cache(const char *disks, int *ret_fd, char *error, size_t error_size) {
         _cleanup_free_ char *path = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char e[64];
         int r;
 
         if (asprintf(&path, "%s/.lock", disks) < 0)
@@ -326,13 +317,13 @@ static int lock_cache(const char *disks, int *ret_fd, char *error) {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
                 r = -errno;
-                snprintf(error, DISK_ERROR_MAX, "cannot open %s: %s", path, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "cannot open %s: %m", path);
                 return r;
         }
         while (flock(fd, LOCK_EX) < 0)
                 if (errno != EINTR) {
                         r = -errno;
-                        snprintf(error, DISK_ERROR_MAX, "cannot lock %s: %s", path, errno_str(r, e, sizeof(e)));
+                        (void) vmgr_error_printf(error, error_size, r, "cannot lock %s: %m", path);
                         return r;
                 }
         *ret_fd = TAKE_FD(fd);
@@ -340,20 +331,20 @@ static int lock_cache(const char *disks, int *ret_fd, char *error) {
 }
 
 int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat format, char **ret_base,
-                  VmgrDiskFormat *ret_format, char *error) {
+                  VmgrDiskFormat *ret_format, char *error, size_t error_size) {
         _cleanup_free_ char *disks = NULL, *index = NULL, *base = NULL;
         _cleanup_close_ int fd = -EBADF, lock_fd = -EBADF;
-        char key[DIGEST_HEX_LEN + 1], e[64];
+        char key[DIGEST_HEX_LEN + 1];
         VmgrDiskFormat resolved;
         struct stat st;
         int r;
 
         if (!cache_dir || cache_dir[0] != '/') {
-                snprintf(error, DISK_ERROR_MAX, "the cache directory must be an absolute path");
+                snprintf(error, error_size, "the cache directory must be an absolute path");
                 return -EINVAL;
         }
         if (!image || image[0] != '/') {
-                snprintf(error, DISK_ERROR_MAX, "%s: the image path must be absolute", image ?: "(null)");
+                snprintf(error, error_size, "%s: the image path must be absolute", image ?: "(null)");
                 return -EINVAL;
         }
 
@@ -361,25 +352,25 @@ int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat forma
         if (fd < 0) {
                 r = -errno;
                 if (r == -ENOENT)
-                        snprintf(error, DISK_ERROR_MAX, "%s: no such image", image);
+                        snprintf(error, error_size, "%s: no such image", image);
                 else
-                        snprintf(error, DISK_ERROR_MAX, "%s: cannot open: %s", image, errno_str(r, e, sizeof(e)));
+                        (void) vmgr_error_printf(error, error_size, r, "%s: cannot open: %m", image);
                 return r;
         }
         if (fstat(fd, &st) < 0) {
                 r = -errno;
-                snprintf(error, DISK_ERROR_MAX, "%s: %s", image, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "%s: %m", image);
                 return r;
         }
         if (!S_ISREG(st.st_mode)) {
-                snprintf(error, DISK_ERROR_MAX, "%s: not a regular file", image);
+                snprintf(error, error_size, "%s: not a regular file", image);
                 return -EINVAL;
         }
         if (st.st_size == 0) {
-                snprintf(error, DISK_ERROR_MAX, "%s: the image is empty", image);
+                snprintf(error, error_size, "%s: the image is empty", image);
                 return -EINVAL;
         }
-        r = format_resolve(fd, image, format, &resolved, error);
+        r = format_resolve(fd, image, format, &resolved, error, error_size);
         if (r < 0)
                 return r;
 
@@ -394,10 +385,10 @@ int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat forma
         if (r == 0) {
                 r = mkdir_p(index, 0700);
                 if (r < 0) {
-                        snprintf(error, DISK_ERROR_MAX, "cannot create %s: %s", index, errno_str(r, e, sizeof(e)));
+                        (void) vmgr_error_printf(error, error_size, r, "cannot create %s: %m", index);
                         return r;
                 }
-                r = lock_cache(disks, &lock_fd, error);
+                r = lock_cache(disks, &lock_fd, error, error_size);
                 if (r < 0)
                         return r;
                 /* Another filler may have finished while we waited. */
@@ -406,7 +397,7 @@ int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat forma
                         return r;
                 if (r == 0) {
                         remove_stale_temporaries(disks);
-                        r = base_fill(fd, &st, image, disks, key, resolved, &base, error);
+                        r = base_fill(fd, &st, image, disks, key, resolved, &base, error, error_size);
                         if (r < 0)
                                 return r;
                 }
@@ -420,9 +411,9 @@ int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat forma
 /* Run "qemu-img create -q -f qcow2 ARGS... TEMP [SIZE]" and rename TEMP to
  * path unless path exists by then. Returns 0, or -errno with error set. */
 static int qemu_img_create(const char *path, const char *const *args, size_t n_args, const char *size,
-                           char *error) {
+                           char *error, size_t error_size) {
         _cleanup_free_ char *tmp = NULL;
-        char err[DISK_ERROR_MAX], e[64];
+        char err[VMGR_ERROR_MAX];
         const char *argv[16];
         SpawnResult res;
         size_t n = 0;
@@ -432,12 +423,12 @@ static int qemu_img_create(const char *path, const char *const *args, size_t n_a
         if (lstat(path, &st) >= 0) {
                 if (S_ISREG(st.st_mode))
                         return 0; /* kept: it holds the VM's disk */
-                snprintf(error, DISK_ERROR_MAX, "%s exists and is not a regular file", path);
+                snprintf(error, error_size, "%s exists and is not a regular file", path);
                 return -EEXIST;
         }
         if (errno != ENOENT) {
                 r = -errno;
-                snprintf(error, DISK_ERROR_MAX, "%s: %s", path, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "%s: %m", path);
                 return r;
         }
 
@@ -447,7 +438,7 @@ static int qemu_img_create(const char *path, const char *const *args, size_t n_a
         fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
-                snprintf(error, DISK_ERROR_MAX, "cannot create %s: %s", tmp, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "cannot create %s: %m", tmp);
                 return r;
         }
         close(fd);
@@ -466,26 +457,26 @@ static int qemu_img_create(const char *path, const char *const *args, size_t n_a
 
         r = spawn_run((char *const *) argv, QEMU_IMG_TIMEOUT_USEC, err, sizeof(err), &res);
         if (r < 0) {
-                snprintf(error, DISK_ERROR_MAX, "cannot run %s: %s%s", DISK_QEMU_IMG_PATH, errno_str(r, e, sizeof(e)),
-                         r == -ENOENT ? " (install qemu-utils)" : "");
+                (void) vmgr_error_printf(error, error_size, r, "cannot run %s: %m%s", DISK_QEMU_IMG_PATH,
+                                         r == -ENOENT ? " (install qemu-utils)" : "");
                 goto fail;
         }
         if (!spawn_exited_with(&res, 0)) {
                 spawn_first_line(err);
                 if (res.timed_out)
-                        snprintf(error, DISK_ERROR_MAX, "qemu-img create %s: no answer in %llu s", path,
+                        snprintf(error, error_size, "qemu-img create %s: no answer in %llu s", path,
                                  QEMU_IMG_TIMEOUT_USEC / 1000000ULL);
                 else if (*err) {
                         /* qemu-img names the temporary file; the caller knows the real one. */
                         char *at = strstr(err, tmp);
                         if (at)
-                                snprintf(error, DISK_ERROR_MAX, "%.*s%s%s", (int) (at - err), err, path,
+                                snprintf(error, error_size, "%.*s%s%s", (int) (at - err), err, path,
                                          at + strlen(tmp));
                         else
-                                snprintf(error, DISK_ERROR_MAX, "%s", err);
+                                snprintf(error, error_size, "%s", err);
                 }
                 else
-                        snprintf(error, DISK_ERROR_MAX, "qemu-img create %s failed (%s %d)", path,
+                        snprintf(error, error_size, "qemu-img create %s failed (%s %d)", path,
                                  res.code == CLD_EXITED ? "exit status" : "signal", res.status);
                 r = -EIO;
                 goto fail;
@@ -498,7 +489,7 @@ static int qemu_img_create(const char *path, const char *const *args, size_t n_a
                         (void) unlink(tmp);
                         return 0;
                 }
-                snprintf(error, DISK_ERROR_MAX, "cannot rename %s to %s: %s", tmp, path, errno_str(r, e, sizeof(e)));
+                (void) vmgr_error_printf(error, error_size, r, "cannot rename %s to %s: %m", tmp, path);
                 goto fail;
         }
         return 0;
@@ -507,24 +498,25 @@ fail:
         return r;
 }
 
-int disk_overlay_create(const char *base, VmgrDiskFormat base_format, const char *overlay, char *error) {
+int disk_overlay_create(const char *base, VmgrDiskFormat base_format, const char *overlay, char *error,
+                        size_t error_size) {
         const char *args[] = { "-F", disk_format_to_string(base_format), "-b", base };
 
         if (!base || base[0] != '/' || !overlay || overlay[0] != '/' ||
             (base_format != VMGR_DISK_FORMAT_RAW && base_format != VMGR_DISK_FORMAT_QCOW2)) {
-                snprintf(error, DISK_ERROR_MAX, "overlay: invalid arguments");
+                snprintf(error, error_size, "overlay: invalid arguments");
                 return -EINVAL;
         }
-        return qemu_img_create(overlay, args, ELEMENTSOF(args), NULL, error);
+        return qemu_img_create(overlay, args, ELEMENTSOF(args), NULL, error, error_size);
 }
 
-int disk_blank_create(const char *path, unsigned size_mib, char *error) {
+int disk_blank_create(const char *path, unsigned size_mib, char *error, size_t error_size) {
         char size[32];
 
         if (!path || path[0] != '/' || size_mib < 1) {
-                snprintf(error, DISK_ERROR_MAX, "blank disk: invalid arguments");
+                snprintf(error, error_size, "blank disk: invalid arguments");
                 return -EINVAL;
         }
         snprintf(size, sizeof(size), "%uM", size_mib);
-        return qemu_img_create(path, NULL, 0, size, error);
+        return qemu_img_create(path, NULL, 0, size, error, error_size);
 }

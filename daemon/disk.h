@@ -31,12 +31,15 @@
  *
  * All functions block (file copies, qemu-img): call them from a worker
  * thread. They are thread-safe (no static state). On failure they write a
- * sentence into error (DISK_ERROR_MAX bytes) saying what went wrong.
+ * sentence into error (error_size bytes, VMGR_ERROR_MAX is enough) saying
+ * what went wrong.
  */
 
-#include "spec.h"
+#include <stddef.h>
 
-#define DISK_ERROR_MAX 256
+#include "spec.h"
+#include "vmgr-error.h"
+
 #define DISK_QEMU_IMG_PATH "/usr/bin/qemu-img"
 
 /* "raw", "qcow2", or "auto". */
@@ -51,7 +54,7 @@ const char *disk_format_to_string(VmgrDiskFormat f);
  * says, has a backing file), -EAGAIN (the image changed while it was being
  * copied), or another -errno from the file system. */
 int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat format, char **ret_base,
-                  VmgrDiskFormat *ret_format, char *error);
+                  VmgrDiskFormat *ret_format, char *error, size_t error_size);
 
 /* Create overlay, a qcow2 image backed by base (format base_format, RAW or
  * QCOW2), with qemu-img. An existing overlay is kept as it is: it holds the
@@ -59,8 +62,9 @@ int disk_base_get(const char *cache_dir, const char *image, VmgrDiskFormat forma
  * under a temporary name, then renamed without replacing). Returns 0 (made
  * or kept), -EINVAL for a bad argument, -EIO if qemu-img failed (its first
  * line of stderr in error), or another -errno. */
-int disk_overlay_create(const char *base, VmgrDiskFormat base_format, const char *overlay, char *error);
+int disk_overlay_create(const char *base, VmgrDiskFormat base_format, const char *overlay, char *error,
+                        size_t error_size);
 
 /* Create an empty qcow2 image of size_mib MiB (>= 1) at path; an existing
  * one is kept. Same contract as disk_overlay_create(). */
-int disk_blank_create(const char *path, unsigned size_mib, char *error);
+int disk_blank_create(const char *path, unsigned size_mib, char *error, size_t error_size);

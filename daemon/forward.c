@@ -899,8 +899,7 @@ int group_method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *e
                 return vmgr_bus_error_set(error, r, "group '%s' already has %u forwards, the limit", g->name,
                                           g->n_forwards);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot forward %s [%s]:%u: %s", protocol_name, a.text, port,
-                                          strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot forward %s [%s]:%u: %m", protocol_name, a.text, port);
         (void) group_emit_changed(g, "Forwards", NULL);
         return sd_bus_reply_method_return(m, "sq", forward_address(f), forward_port(f));
 }

@@ -2,10 +2,11 @@
 #pragma once
 
 #include <limits.h>
+#include <stddef.h>
 
 /* The default guest's kernel and initramfs, built (or found in its cache) by
  * vmgr-mkguest under cache_dir/guest. The answer is remembered for the
  * daemon's lifetime. Blocking and thread-safe: call it from a pool thread.
- * Returns 0 or -errno with error (512 bytes) saying why. */
+ * Returns 0 or -errno with error (error_size bytes) saying why. */
 int guest_image_get(const char *mkguest, const char *cache_dir, char kernel[PATH_MAX], char initrd[PATH_MAX],
-                    char *error);
+                    char *error, size_t error_size);

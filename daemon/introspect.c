@@ -117,12 +117,12 @@ int main(int argc, char *argv[]) {
         if (r >= 0)
                 r = sd_bus_start(client);
         if (r < 0) {
-                fprintf(stderr, "vmgr-introspect: cannot set up the bus pair: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-introspect: cannot set up the bus pair: %m");
                 return 1;
         }
         r = -pthread_create(&thread, NULL, serve, server);
         if (r < 0) {
-                fprintf(stderr, "vmgr-introspect: cannot start a thread: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-introspect: cannot start a thread: %m");
                 return 1;
         }
 
@@ -133,8 +133,11 @@ int main(int argc, char *argv[]) {
         if (r >= 0)
                 r = extract_interface(xml, interfaces[i].interface, &element);
         if (r < 0) {
-                fprintf(stderr, "vmgr-introspect: cannot introspect %s: %s\n", interfaces[i].interface,
-                        error.message ?: strerror(-r));
+                if (error.message)
+                        fprintf(stderr, "vmgr-introspect: cannot introspect %s: %s\n", interfaces[i].interface,
+                                error.message);
+                else
+                        vmgr_print_error(r, "vmgr-introspect: cannot introspect %s: %m", interfaces[i].interface);
                 return 1;
         }
 

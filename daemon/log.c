@@ -10,6 +10,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "vmgr-error.h"
 
 static int max_level = LOG_INFO;
 static int use_journal = 0;
@@ -60,8 +61,10 @@ int log_internal(int level, int error, const char *group, const char *vm, const 
                 return -error;
         }
 
+        /* %m is the error passed in (vmgr's own codes included), or errno
+         * as the caller left it when there is none. */
         va_start(ap, fmt);
-        vsnprintf(buf, sizeof(buf), fmt, ap);
+        (void) vmgr_vsnprintf_error(buf, sizeof(buf), error ?: saved, fmt, ap);
         va_end(ap);
 
         if (use_journal) {

@@ -19,7 +19,9 @@ typedef void (*log_group_sink_t)(int level, const char *group, const char *vm, c
 void log_set_group_sink(log_group_sink_t sink, void *userdata);
 void log_set_max_level(int level);
 
-/* Log a message; returns -abs(error) so "return log_error_errno(r, ...)" works. */
+/* Log a message; returns -abs(error) so "return log_error_errno(r, ...)" works.
+ * In fmt, %m is the words for error (a -errno, errno or -VMGR_ERR_* code;
+ * see vmgr_strerror()), or for errno when error is 0. */
 _printf_(5, 6) int log_internal(int level, int error, const char *group, const char *vm, const char *fmt, ...);
 
 #define log_full_level(level, ...) log_internal((level), 0, NULL, NULL, __VA_ARGS__)

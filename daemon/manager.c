@@ -37,7 +37,7 @@
 #define LOCK_WAIT_TRIES 150
 #define CHILDREN_GRACE_USEC (2ULL * 1000000ULL)
 
-static int config_assign(const char *key, const char *value, void *userdata, char *error) {
+static int config_assign(const char *key, const char *value, void *userdata, char *error, size_t error_size) {
         ManagerConfig *c = userdata;
         unsigned *target, min, max;
 
@@ -51,7 +51,7 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
                 target = &c->dnsmasq_ready_timeout_sec, min = 1, max = 600;
         else if (streq(key, "user")) {
                 if (!*value || strlen(value) > 64) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "user must be a user name");
+                        snprintf(error, error_size, "user must be a user name");
                         return -EINVAL;
                 }
                 snprintf(c->user, sizeof(c->user), "%s", value);
@@ -59,7 +59,7 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
         } else if (streq(key, "network_mode")) {
                 int mode = network_mode_from_string(value);
                 if (mode < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "network_mode must be auto, host or namespace");
+                        snprintf(error, error_size, "network_mode must be auto, host or namespace");
                         return -EINVAL;
                 }
                 c->network_mode = mode;
@@ -67,17 +67,17 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
         } else if (streq(key, "accelerator")) {
                 int a = vmgr_accel_from_string(value);
                 if (a < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "accelerator must be auto, kvm or tcg");
+                        snprintf(error, error_size, "accelerator must be auto, kvm or tcg");
                         return -EINVAL;
                 }
                 c->accelerator = a;
                 return 0;
         } else {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX, "unknown key \"%s\"", key);
+                snprintf(error, error_size, "unknown key \"%s\"", key);
                 return -EINVAL;
         }
         if (vmgr_parse_uint(value, min, max, target) < 0) {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s must be an integer between %u and %u", key, min, max);
+                snprintf(error, error_size, "%s must be an integer between %u and %u", key, min, max);
                 return -EINVAL;
         }
         return 0;
@@ -91,7 +91,7 @@ int manager_config_load(ManagerConfig *config, const char *path) {
                 .agent_keepalive_sec = 10,
                 .user = "vmgr",
         };
-        char error[VMGR_KVCONF_ERROR_MAX];
+        char error[VMGR_ERROR_MAX];
         _cleanup_fclose_ FILE *f = NULL;
         int r;
 
@@ -99,7 +99,7 @@ int manager_config_load(ManagerConfig *config, const char *path) {
                 f = fopen(path, "re");
                 if (!f)
                         return log_error_errno(errno, "Cannot open config file %s: %m", path);
-                r = vmgr_kvconf_parse(f, config_assign, &c, error);
+                r = vmgr_kvconf_parse(f, config_assign, &c, error, sizeof(error));
                 if (r < 0)
                         return log_error_errno(r, "Config file %s, %s", path, error);
         }

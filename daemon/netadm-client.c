@@ -139,14 +139,14 @@ static int helper_start(NetadmClient *c) {
                 return 0;
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return log_error_errno(errno, "Failed to create the vmgr-netadm socket: %s", strerror(errno));
+                return log_error_errno(errno, "Failed to create the vmgr-netadm socket: %m");
 
         pid = netns_fork(c->netns);
         if (pid < 0) {
                 r = pid;
                 close(sv[0]);
                 close(sv[1]);
-                return log_error_errno(r, "Failed to fork vmgr-netadm: %s", strerror(-r));
+                return log_error_errno(r, "Failed to fork vmgr-netadm: %m");
         }
         if (pid == 0) {
                 /* A session of its own: a Ctrl-C meant for vmgrd must not reach the
@@ -165,7 +165,7 @@ static int helper_start(NetadmClient *c) {
                         _exit(127);
                 child_prepare_exec(VMGR_NETADM_FD + 1);
                 execl(c->path, "vmgr-netadm", (char *) NULL);
-                fprintf(stderr, "vmgrd: failed to execute %s: %s\n", c->path, strerror(errno));
+                fprintf(stderr, "vmgrd: failed to execute %s: %m\n", c->path);
                 _exit(127);
         }
 
@@ -175,7 +175,7 @@ static int helper_start(NetadmClient *c) {
         r = sd_event_add_io(c->event, &c->io, c->fd, EPOLLIN, on_io, c);
         if (r < 0) {
                 c->fd = safe_close(c->fd);
-                return log_error_errno(r, "Failed to watch the vmgr-netadm socket: %s", strerror(-r));
+                return log_error_errno(r, "Failed to watch the vmgr-netadm socket: %m");
         }
         (void) sd_event_source_set_description(c->io, "netadm");
         log_debug("Started %s as pid %d", c->path, (int) pid);
@@ -232,7 +232,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 if (r == 0)
                         log_error("vmgr-netadm exited; failing %u pending call(s)", c->n_pending);
                 else if (r < 0)
-                        log_error_errno(r, "Failed to read from vmgr-netadm: %s", strerror(-r));
+                        log_error_errno(r, "Failed to read from vmgr-netadm: %m");
                 else
                         log_error("vmgr-netadm sent an unexpected reply (serial %u)", reply.serial);
                 safe_close(pidfd);

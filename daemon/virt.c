@@ -19,6 +19,7 @@
 #include "process-util.h"
 #include "virt.h"
 #include "netns.h"
+#include "vmgr-error.h"
 
 #define LIBVIRTD_PATH "/usr/sbin/libvirtd"
 #define LIBVIRTD_SOCKET_TIMEOUT_USEC (30ULL * 1000000ULL)
@@ -334,7 +335,7 @@ typedef struct ConnectJob {
         Virt *virt;
         virConnectPtr conn;
         int lifecycle_callback, reboot_callback;
-        char error[256];
+        char error[VMGR_ERROR_MAX];
 } ConnectJob;
 
 /* On a pool thread: open the connection and subscribe to events. */
@@ -547,7 +548,7 @@ static int libvirtd_spawn(Virt *v) {
 
         r = libvirtd_configure(v);
         if (r < 0)
-                return log_error_errno(r, "Cannot prepare libvirtd's directories under %s: %s", v->base, strerror(-r));
+                return log_error_errno(r, "Cannot prepare libvirtd's directories under %s: %m", v->base);
         if (asprintf(&log_path, "%s/libvirtd.log", v->base) < 0)
                 return log_oom();
         (void) unlink(v->socket_path);
@@ -555,7 +556,7 @@ static int libvirtd_spawn(Virt *v) {
         /* In namespace mode libvirtd, and so QEMU, live in vmgrd's namespaces. */
         pid = netns_fork(v->manager->netns);
         if (pid < 0)
-                return log_error_errno(-pid, "Cannot fork libvirtd: %s", strerror(-pid));
+                return log_error_errno(-pid, "Cannot fork libvirtd: %m");
         if (pid == 0) {
                 int fd;
 
@@ -587,13 +588,13 @@ static int libvirtd_spawn(Virt *v) {
         v->spawned_usec = now_monotonic_usec();
         v->pidfd = pidfd_open_pid(pid);
         if (v->pidfd < 0)
-                return log_error_errno(v->pidfd, "Cannot watch libvirtd: %s", strerror(-v->pidfd));
+                return log_error_errno(v->pidfd, "Cannot watch libvirtd: %m");
         r = sd_event_add_io(v->manager->event, &v->exit_source, v->pidfd, EPOLLIN, on_libvirtd_exit, v);
         if (r >= 0)
                 r = sd_event_add_time_relative(v->manager->event, &v->timer_source, CLOCK_MONOTONIC, 5000, 0,
                                                on_socket_poll, v);
         if (r < 0)
-                return log_error_errno(r, "Cannot watch libvirtd: %s", strerror(-r));
+                return log_error_errno(r, "Cannot watch libvirtd: %m");
         log_debug("Started libvirtd (pid %d)", (int) pid);
         return 0;
 }

@@ -392,7 +392,7 @@ typedef struct PrepareJob {
         char *mkguest;
         VmgrAccel accel;
         char *xml;
-        char error[512];
+        char error[VMGR_ERROR_MAX];
 } PrepareJob;
 
 /* A hostname the guest init accepts: [A-Za-z0-9.-]. */
@@ -403,17 +403,18 @@ static void vm_hostname(const char *name, char *buf, size_t size) {
                         *p = '-';
 }
 
-static int prepare_disk(const char *cache_dir, const VmgrDiskSpec *d, const char *overlay, char *error) {
+static int prepare_disk(const char *cache_dir, const VmgrDiskSpec *d, const char *overlay, char *error,
+                        size_t error_size) {
         _cleanup_free_ char *base = NULL;
         VmgrDiskFormat format;
         int r;
 
         if (!d->path)
-                return disk_blank_create(overlay, d->size_mib, error);
-        r = disk_base_get(cache_dir, d->path, d->format, &base, &format, error);
+                return disk_blank_create(overlay, d->size_mib, error, error_size);
+        r = disk_base_get(cache_dir, d->path, d->format, &base, &format, error, error_size);
         if (r < 0)
                 return r;
-        return disk_overlay_create(base, format, overlay, error);
+        return disk_overlay_create(base, format, overlay, error, error_size);
 }
 
 /* A disk image the spec names could not be used: an image that is missing,
@@ -500,7 +501,7 @@ static int prepare_work(void *userdata) {
         if (r < 0)
                 return r;
 
-        r = accel_resolve(j->cache_dir, j->accel, &accel, reason);
+        r = accel_resolve(j->cache_dir, j->accel, &accel, reason, sizeof(reason));
         if (r < 0) {
                 snprintf(j->error, sizeof(j->error), "accelerator: %s", reason);
                 return r;
@@ -510,7 +511,7 @@ static int prepare_work(void *userdata) {
         if (s->disk.path) {
                 if (asprintf(&boot_disk, "%s/disk.qcow2", vm->dir) < 0)
                         return -ENOMEM;
-                r = prepare_disk(j->cache_dir, &s->disk, boot_disk, j->error);
+                r = prepare_disk(j->cache_dir, &s->disk, boot_disk, j->error, sizeof(j->error));
                 if (r < 0)
                         return spec_file_error(vm, "disk", r, j->error, sizeof(j->error));
         } else if (s->kernel) {
@@ -519,7 +520,7 @@ static int prepare_work(void *userdata) {
                         snprintf(initrd, sizeof(initrd), "%s", s->initrd);
                 snprintf(cmdline, sizeof(cmdline), "%s", s->cmdline ?: "console=ttyS0");
         } else {
-                r = guest_image_get(j->mkguest, j->cache_dir, kernel, initrd, j->error);
+                r = guest_image_get(j->mkguest, j->cache_dir, kernel, initrd, j->error, sizeof(j->error));
                 if (r < 0)
                         return r;
                 /* no_timer_check: under TCG on a loaded host the kernel's check of the
@@ -533,7 +534,7 @@ static int prepare_work(void *userdata) {
                         goto finish;
                 }
                 extra_formats[i] = "qcow2";
-                r = prepare_disk(j->cache_dir, &s->extra_disks[i], extra_paths[i], j->error);
+                r = prepare_disk(j->cache_dir, &s->extra_disks[i], extra_paths[i], j->error, sizeof(j->error));
                 if (r < 0) {
                         char key[48];
                         snprintf(key, sizeof(key), "extra_disks[%zu]", i);

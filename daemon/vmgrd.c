@@ -116,8 +116,7 @@ static int drop_privileges(Manager *m) {
                                                "(chown -R while vmgrd is stopped) or choose another directory",
                                                dirs[i], m->config.user, m->config.user);
                 else if (r < 0)
-                        return log_error_errno(r, "Cannot hand %s to user '%s': %s", dirs[i], m->config.user,
-                                               strerror(-r));
+                        return log_error_errno(r, "Cannot hand %s to user '%s': %m", dirs[i], m->config.user);
         }
 
         if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
@@ -275,7 +274,7 @@ int main(int argc, char *argv[]) {
 
         r = sd_event_loop(m->event);
         if (r < 0) {
-                log_error_errno(r, "Event loop failed: %s", strerror(-r));
+                log_error_errno(r, "Event loop failed: %m");
                 goto fail;
         }
         r = r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -7,6 +7,7 @@
 
 #include "kvconf.h"
 #include "macro.h"
+#include "vmgr-error.h"
 
 static char *strip(char *s) {
         char *e;
@@ -19,24 +20,24 @@ static char *strip(char *s) {
         return s;
 }
 
-int vmgr_kvconf_parse(FILE *f, vmgr_kvconf_handler_t handler, void *userdata, char *error) {
+int vmgr_kvconf_parse(FILE *f, vmgr_kvconf_handler_t handler, void *userdata, char *error, size_t error_size) {
         _cleanup_free_ char *line = NULL;
         size_t allocated = 0;
         unsigned lineno = 0;
         ssize_t n;
 
         while ((n = getline(&line, &allocated, f)) >= 0) {
-                char reason[VMGR_KVCONF_ERROR_MAX] = "";
+                char reason[VMGR_ERROR_MAX] = "";
                 char *s, *eq, *key, *value;
                 int r;
 
                 lineno++;
                 if (n > 4096) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "line %u: line is too long", lineno);
+                        snprintf(error, error_size, "line %u: line is too long", lineno);
                         return -EINVAL;
                 }
                 if (strlen(line) != (size_t) n) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "line %u: contains a NUL byte", lineno);
+                        snprintf(error, error_size, "line %u: contains a NUL byte", lineno);
                         return -EINVAL;
                 }
                 s = strip(line);
@@ -44,25 +45,27 @@ int vmgr_kvconf_parse(FILE *f, vmgr_kvconf_handler_t handler, void *userdata, ch
                         continue;
                 eq = strchr(s, '=');
                 if (!eq) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "line %u: expected \"key = value\"", lineno);
+                        snprintf(error, error_size, "line %u: expected \"key = value\"", lineno);
                         return -EINVAL;
                 }
                 *eq = 0;
                 key = strip(s);
                 value = strip(eq + 1);
                 if (*key == 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "line %u: empty key", lineno);
+                        snprintf(error, error_size, "line %u: empty key", lineno);
                         return -EINVAL;
                 }
-                r = handler(key, value, userdata, reason);
+                r = handler(key, value, userdata, reason, sizeof(reason));
                 if (r < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "line %u: %.200s", lineno,
-                                 *reason ? reason : strerror(-r));
+                        if (*reason)
+                                snprintf(error, error_size, "line %u: %s", lineno, reason);
+                        else
+                                (void) vmgr_error_printf(error, error_size, r, "line %u: %m", lineno);
                         return r;
                 }
         }
         if (ferror(f)) {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX, "read error");
+                snprintf(error, error_size, "read error");
                 return -EIO;
         }
         return 0;

@@ -10,6 +10,7 @@
 #include "json-util.h"
 #include "macro.h"
 #include "spec.h"
+#include "strv.h"
 
 static const char *const accel_names[] = {
         [VMGR_ACCEL_AUTO] = "auto",
@@ -256,10 +257,7 @@ void vmgr_vm_spec_done(VmgrVMSpec *vm) {
         free(vm->disk.path);
         for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
                 free(vm->extra_disks[i].path);
-        if (vm->ready_probe)
-                for (char **a = vm->ready_probe; *a; a++)
-                        free(*a);
-        free(vm->ready_probe);
+        strv_free(vm->ready_probe);
         *vm = (VmgrVMSpec) {};
 }
 

@@ -12,12 +12,14 @@
 #include <stddef.h>
 
 #include "addressing.h"
+#include "vmgr-error.h"
 
 #define VMGR_SPEC_MAX_BYTES (256 * 1024)
 #define VMGR_SPEC_MAX_VMS 64
 #define VMGR_SPEC_MAX_EXTRA_DISKS 8
 #define VMGR_SPEC_MAX_PROBE_ARGS 64
-#define VMGR_SPEC_ERROR_MAX 512
+/* What vmgr_spec_parse() writes: one error sentence (lib/vmgr-error.h). */
+#define VMGR_SPEC_ERROR_MAX VMGR_ERROR_MAX
 
 typedef enum VmgrAccel {
         VMGR_ACCEL_AUTO,

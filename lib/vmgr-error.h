@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdarg.h>
+#include <stddef.h>
+
 /*
  * vmgr's D-Bus error names (docs/dbus-api.md). The daemon maps -errno and
  * these conditions to names in one place (daemon/bus-error.c); the client
@@ -21,6 +24,15 @@
 #define VMGR_ERROR_BUSY "org.vmgr1.Error.Busy"
 #define VMGR_ERROR_TIMEOUT "org.vmgr1.Error.Timeout"
 #define VMGR_ERROR_FAILED "org.vmgr1.Error.Failed"
+
+/*
+ * Error messages for a caller. Every function that fills a caller's buffer
+ * with a sentence takes (char *error, size_t error_size); callers size the
+ * buffer VMGR_ERROR_MAX unless a wire format fixes it (the helper's reply
+ * message: VMGR_NETADM_MESSAGE_MAX). A longer sentence is cut, not
+ * overflowed.
+ */
+#define VMGR_ERROR_MAX 512
 
 #define VMGR_BUS_NAME "org.vmgr1"
 #define VMGR_MANAGER_PATH "/org/vmgr1"
@@ -48,3 +60,24 @@ enum vmgr_error_code {
         VMGR_ERR_TIMEOUT,
         _VMGR_ERR_MAX,
 };
+
+/* The words for error: strerror()'s for an errno value, a short phrase for
+ * one of vmgr's own codes above; either sign. Thread-safe: the text is
+ * written to buf (size bytes) or is a constant. Returns the text. */
+const char *vmgr_strerror(int error, char *buf, size_t size);
+
+/* vsnprintf() into buf, where every %m in fmt stands for
+ * vmgr_strerror(error) (glibc's own %m knows only errno and would print
+ * "Unknown error 65542" for vmgr's codes). Returns what vsnprintf returns. */
+__attribute__((format(printf, 4, 0))) int vmgr_vsnprintf_error(char *buf, size_t size, int error, const char *fmt,
+                                                               va_list ap);
+
+/* Write the sentence fmt (%m: error's words) into a caller's error buffer,
+ * so that failing with a reason is one statement. Returns -abs(error). */
+__attribute__((format(printf, 4, 5))) int vmgr_error_printf(char *buf, size_t size, int error, const char *fmt,
+                                                            ...);
+
+/* Print fmt and a newline to stderr, %m being error's words: the logging of
+ * vmgr's programs that have no other (the helper, vmgr-introspect, the test
+ * and benchmark drivers). Returns -abs(error). */
+__attribute__((format(printf, 2, 3))) int vmgr_print_error(int error, const char *fmt, ...);

@@ -90,7 +90,7 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
 
         r = caps_make_ambient();
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: cannot pass capabilities to dnsmasq: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm: cannot pass capabilities to dnsmasq: %m");
                 _exit(127);
         }
 
@@ -178,11 +178,11 @@ static int runtime_dir_open(const char *dir, uid_t uid, char *msg) {
                 /* O_DIRECTORY wins over O_NOFOLLOW: a symlink may show as ENOTDIR. */
                 if (r == -ELOOP || (r == -ENOTDIR && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)))
                         return netadm_fail(msg, -ELOOP, "runtime directory %s is a symbolic link", dir);
-                return netadm_fail(msg, r, "runtime directory %s: %s", dir, strerror(-r));
+                return netadm_fail(msg, r, "runtime directory %s: %m", dir);
         }
         if (fstat(fd, &st) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "runtime directory %s: %s", dir, strerror(-r));
+                return netadm_fail(msg, r, "runtime directory %s: %m", dir);
         }
         if (st.st_uid != uid)
                 return netadm_fail(msg, -EPERM, "runtime directory %s belongs to uid %u, not to the caller's uid %u",
@@ -210,11 +210,11 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
 
         r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
         if (r < 0)
-                return netadm_fail(msg, r, "building the dnsmasq command line: %s", strerror(-r));
+                return netadm_fail(msg, r, "building the dnsmasq command line: %m");
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "socketpair: %s", strerror(-r));
+                return netadm_fail(msg, r, "socketpair: %m");
         }
         report_fd = sv[0];
         child_fd = sv[1];
@@ -222,7 +222,7 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
         intermediate = fork();
         if (intermediate < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "fork: %s", strerror(-r));
+                return netadm_fail(msg, r, "fork: %m");
         }
         if (intermediate == 0) {
                 report_fd = safe_close(report_fd);
@@ -239,7 +239,7 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
                         break;
                 }
         if (r < 0)
-                return netadm_fail(msg, r, "starting %s: %s", VMGR_DNSMASQ_PATH, strerror(-r));
+                return netadm_fail(msg, r, "starting %s: %m", VMGR_DNSMASQ_PATH);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 pidfd = safe_close(pidfd);
                 return netadm_fail(msg, -EPROTO, "starting %s: the intermediate process failed", VMGR_DNSMASQ_PATH);
@@ -428,7 +428,7 @@ int dnsmasq_check_none_serves(const char *ifname, char *msg) {
 
         r = dnsmasq_scan(ifname, dnsmasq_busy_found, &b);
         if (r < 0 && r != -EBUSY)
-                return netadm_fail(msg, r, "looking for a dnsmasq serving %s: %s", ifname, strerror(-r));
+                return netadm_fail(msg, r, "looking for a dnsmasq serving %s: %m", ifname);
         return r;
 }
 
@@ -463,6 +463,6 @@ int dnsmasq_stop_serving(const char *ifname, uid_t uid, char *msg) {
         if (r == -ETIMEDOUT)
                 return r;
         if (r < 0)
-                return netadm_fail(msg, r, "stopping the dnsmasq serving %s: %s", ifname, strerror(-r));
+                return netadm_fail(msg, r, "stopping the dnsmasq serving %s: %m", ifname);
         return (int) s.stopped;
 }

@@ -7,19 +7,9 @@
  * or what the helper prints before it exits at start-up.
  */
 
-#include <stdarg.h>
-#include <stdio.h>
-
-#include "macro.h"
 #include "netadm-proto.h"
+#include "vmgr-error.h"
 
 /* Write the sentence into msg and return error (a -errno), so that failing
- * with a reason is one statement. */
-_printf_(3, 4) static inline int netadm_fail(char *msg, int error, const char *format, ...) {
-        va_list ap;
-
-        va_start(ap, format);
-        (void) vsnprintf(msg, VMGR_NETADM_MESSAGE_MAX, format, ap);
-        va_end(ap);
-        return error;
-}
+ * with a reason is one statement; %m in format is error's words. */
+#define netadm_fail(msg, error, ...) vmgr_error_printf((msg), VMGR_NETADM_MESSAGE_MAX, (error), __VA_ARGS__)

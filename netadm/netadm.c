@@ -154,7 +154,7 @@ static int privileges_raise(char *msg) {
 
         r = netadm_caps_set(false);
         if (r < 0)
-                return netadm_fail(msg, r, "cannot raise capabilities: %s", strerror(-r));
+                return netadm_fail(msg, r, "cannot raise capabilities: %m");
 
         /* Nothing we exec (dnsmasq) can gain privileges. */
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -301,7 +301,7 @@ static int request_loop(struct netadm *m, int sock) {
                  * refused says that one came. */
                 n = vmgr_datagram_receive(sock, &req, sizeof(req), 0, NULL, &refused);
                 if (n < 0) {
-                        fprintf(stderr, "vmgr-netadm: reading a request: %s\n", strerror(-n));
+                        vmgr_print_error(n, "vmgr-netadm: reading a request: %m");
                         return n;
                 }
                 if (n == 0)
@@ -325,7 +325,7 @@ static int request_loop(struct netadm *m, int sock) {
                 if (r < 0) {
                         rep.error = r;
                         if (!rep.message[0])
-                                snprintf(rep.message, sizeof(rep.message), "%s", strerror(-r));
+                                (void) netadm_fail(rep.message, r, "%m");
                         fprintf(stderr, "vmgr-netadm: %s '%s'%s%s failed: %s\n", vmgr_netadm_op_to_string(req.op),
                                 req.group, req.vm[0] ? " VM " : "", req.vm, rep.message);
                 } else
@@ -333,7 +333,7 @@ static int request_loop(struct netadm *m, int sock) {
 
                 r = vmgr_datagram_send(sock, &rep, sizeof(rep), fd);
                 if (r < 0) {
-                        fprintf(stderr, "vmgr-netadm: sending a reply: %s\n", strerror(-r));
+                        vmgr_print_error(r, "vmgr-netadm: sending a reply: %m");
                         return r;
                 }
         }
@@ -403,7 +403,7 @@ int main(int argc, char *argv[]) {
          * the policy and the caller have been checked below. */
         r = privileges_lower();
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: cannot clear the effective capabilities: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm: cannot clear the effective capabilities: %m");
                 return 1;
         }
         /* Our memory will hold capabilities: keep the caller from attaching a
@@ -422,7 +422,7 @@ int main(int argc, char *argv[]) {
          * anyway: no policy applies there, and none is needed. */
         r = vmgr_userns_is_initial();
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: cannot tell which user namespace this is: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm: cannot tell which user namespace this is: %m");
                 return 1;
         }
         namespace_mode = r == 0;
@@ -434,11 +434,11 @@ int main(int argc, char *argv[]) {
         if (!arg_check) {
                 r = control_socket_check(VMGR_NETADM_FD);
                 if (r < 0) {
-                        fprintf(stderr,
-                                "vmgr-netadm: fd %d is not a SOCK_SEQPACKET socket (%s).\n"
-                                "vmgr-netadm is started by vmgrd with a socket on fd %d and is not meant to be run by "
-                                "hand.\n",
-                                VMGR_NETADM_FD, strerror(-r), VMGR_NETADM_FD);
+                        vmgr_print_error(r,
+                                         "vmgr-netadm: fd %d is not a SOCK_SEQPACKET socket (%m).\n"
+                                         "vmgr-netadm is started by vmgrd with a socket on fd %d and is not meant to be "
+                                         "run by hand.",
+                                         VMGR_NETADM_FD, VMGR_NETADM_FD);
                         return 1;
                 }
                 /* Only stdio and the control socket are meant for us. */
@@ -451,7 +451,10 @@ int main(int argc, char *argv[]) {
 
         r = privileges_check(m.uid, msg);
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: %s\n", msg[0] ? msg : strerror(-r));
+                if (msg[0])
+                        fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                else
+                        vmgr_print_error(r, "vmgr-netadm: %m");
                 return 1;
         }
 
@@ -484,13 +487,16 @@ int main(int argc, char *argv[]) {
         /* The caller may use us: only now does a capability become effective. */
         r = privileges_raise(msg);
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: %s\n", msg[0] ? msg : strerror(-r));
+                if (msg[0])
+                        fprintf(stderr, "vmgr-netadm: %s\n", msg);
+                else
+                        vmgr_print_error(r, "vmgr-netadm: %m");
                 return 1;
         }
 
         r = netlink_open(&m.nl);
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm: cannot open rtnetlink: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm: cannot open rtnetlink: %m");
                 return 1;
         }
 

@@ -303,10 +303,8 @@ _printf_(4, 5) static int nl_fail(struct netlink *nl, int r, char *msg, const ch
         (void) vsnprintf(what, sizeof(what), format, ap);
         va_end(ap);
         if (nl->extack[0])
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%.80s: %.60s (%.100s)", what, strerror(-r), nl->extack);
-        else
-                snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "%s: %s", what, strerror(-r));
-        return r;
+                return netadm_fail(msg, r, "%.80s: %m (%.100s)", what, nl->extack);
+        return netadm_fail(msg, r, "%s: %m", what);
 }
 
 /* Copy a NUL-terminated string attribute into buf, truncating. */
@@ -749,7 +747,7 @@ static int sysctl_ipv6_conf_write(const char *ifname, const char *key, const cha
         if (fd < 0 || write(fd, value, n) != (ssize_t) n)
                 r = negative_errno();
         if (r < 0)
-                return netadm_fail(msg, r, "setting %s=%s on %s: %s", key, value, ifname, strerror(-r));
+                return netadm_fail(msg, r, "setting %s=%s on %s: %m", key, value, ifname);
         return 0;
 }
 
@@ -1241,13 +1239,13 @@ static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
         fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "opening /dev/net/tun: %s", strerror(-r));
+                return netadm_fail(msg, r, "opening /dev/net/tun: %m");
         }
         snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
         ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
         if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "creating TAP %s: %s", name, strerror(-r));
+                return netadm_fail(msg, r, "creating TAP %s: %m", name);
         }
         /* TUNSETIFF also attaches to an existing TAP: if one appeared since we
          * looked, it is not ours to take over. */
@@ -1255,7 +1253,7 @@ static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
                 return netadm_fail(msg, -EEXIST, "TAP %s appeared while it was being created", name);
         if (ioctl(fd, TUNSETOWNER, (unsigned long) uid) < 0 || ioctl(fd, TUNSETPERSIST, 1UL) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "setting up TAP %s: %s", name, strerror(-r));
+                return netadm_fail(msg, r, "setting up TAP %s: %m", name);
         }
         return 0;
 }

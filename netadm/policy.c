@@ -82,13 +82,14 @@ static bool group_name_is_valid(const char *s) {
 /* Check the prefix length of pool KEY = VALUE: it must hold one group's
  * network (/max) and must not cover every address. Returns 0, or -EINVAL
  * with error set. */
-static int pool_len_check(const char *key, const char *value, unsigned len, unsigned max, char *error) {
+static int pool_len_check(const char *key, const char *value, unsigned len, unsigned max, char *error,
+                          size_t error_size) {
         if (len > max) {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s %s is smaller than one group's /%u", key, value, max);
+                snprintf(error, error_size, "%s %s is smaller than one group's /%u", key, value, max);
                 return -EINVAL;
         }
         if (len == 0) {
-                snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                snprintf(error, error_size,
                          "%s %s covers every address; name a pool the host never reaches otherwise", key, value);
                 return -EINVAL;
         }
@@ -97,12 +98,12 @@ static int pool_len_check(const char *key, const char *value, unsigned len, unsi
 
 /* Apply one "key = value" assignment of the policy file (a vmgr_kvconf_handler_t).
  * Returns 0 or -EINVAL with error set. */
-static int policy_assign(const char *key, const char *value, void *userdata, char *error) {
+static int policy_assign(const char *key, const char *value, void *userdata, char *error, size_t error_size) {
         struct netadm_policy *p = userdata;
 
         if (streq(key, "allowed_group")) {
                 if (!group_name_is_valid(value)) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "allowed_group \"%.64s\" is not a group name", value);
+                        snprintf(error, error_size, "allowed_group \"%.64s\" is not a group name", value);
                         return -EINVAL;
                 }
                 strcpy(p->allowed_group, value);
@@ -113,11 +114,11 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                 unsigned len;
 
                 if (parse_ipv4_prefix(value, &a, &len) < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                        snprintf(error, error_size,
                                  "ipv4_pool \"%.64s\" is not an IPv4 prefix like 10.0.0.0/8", value);
                         return -EINVAL;
                 }
-                if (pool_len_check(key, value, len, 24, error) < 0)
+                if (pool_len_check(key, value, len, 24, error, error_size) < 0)
                         return -EINVAL;
                 p->ipv4_pool = a;
                 p->ipv4_pool_len = len;
@@ -128,11 +129,11 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                 unsigned len;
 
                 if (parse_ipv6_prefix(value, &a, &len) < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX,
+                        snprintf(error, error_size,
                                  "ipv6_pool \"%.64s\" is not an IPv6 prefix like fd00::/8", value);
                         return -EINVAL;
                 }
-                if (pool_len_check(key, value, len, 64, error) < 0)
+                if (pool_len_check(key, value, len, 64, error, error_size) < 0)
                         return -EINVAL;
                 p->ipv6_pool = a;
                 p->ipv6_pool_len = len;
@@ -142,14 +143,14 @@ static int policy_assign(const char *key, const char *value, void *userdata, cha
                 unsigned *limit = streq(key, "max_groups_per_user") ? &p->max_groups_per_user : &p->max_taps_per_group;
 
                 if (vmgr_parse_uint(value, 1, NETADM_LIMIT_MAX, limit) < 0) {
-                        snprintf(error, VMGR_KVCONF_ERROR_MAX, "%s \"%.32s\" is not a number from 1 to %u", key,
+                        snprintf(error, error_size, "%s \"%.32s\" is not a number from 1 to %u", key,
                                  value, NETADM_LIMIT_MAX);
                         return -EINVAL;
                 }
                 return 0;
         }
 
-        snprintf(error, VMGR_KVCONF_ERROR_MAX, "unknown key \"%.64s\"", key);
+        snprintf(error, error_size, "unknown key \"%.64s\"", key);
         return -EINVAL;
 }
 
@@ -172,7 +173,7 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         };
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char error[VMGR_KVCONF_ERROR_MAX];
+        char error[VMGR_ERROR_MAX];
         struct stat st;
         int r;
 
@@ -185,12 +186,11 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
                                            "refusing to run without the policy file %s; install it from vmgr's "
                                            "data/netadm.conf and set ipv4_pool and ipv6_pool",
                                            path);
-                return netadm_fail(msg, r, "refusing to run: cannot open the policy file %s: %s", path,
-                                   strerror(-r));
+                return netadm_fail(msg, r, "refusing to run: cannot open the policy file %s: %m", path);
         }
         if (fstat(fd, &st) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "cannot stat %s: %s", path, strerror(-r));
+                return netadm_fail(msg, r, "cannot stat %s: %m", path);
         }
         /* Whoever can write the policy can grant themselves the helper. */
         if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
@@ -200,11 +200,11 @@ int policy_load(const char *path, struct netadm_policy *ret, char *msg) {
         f = fdopen(fd, "re");
         if (!f) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "cannot read %s: %s", path, strerror(-r));
+                return netadm_fail(msg, r, "cannot read %s: %m", path);
         }
         TAKE_FD(fd);
 
-        r = vmgr_kvconf_parse(f, policy_assign, &p, error);
+        r = vmgr_kvconf_parse(f, policy_assign, &p, error, sizeof(error));
         if (r < 0) {
                 /* "line N: reason" becomes "PATH:N: reason", as compilers name a line. */
                 unsigned line;
@@ -244,7 +244,7 @@ int policy_check_caller(const struct netadm_policy *p, uid_t uid, gid_t gid, cha
         n = getgroups(ELEMENTSOF(groups), groups);
         if (n < 0) {
                 int r = negative_errno();
-                return netadm_fail(msg, r, "cannot read supplementary groups: %s", strerror(-r));
+                return netadm_fail(msg, r, "cannot read supplementary groups: %m");
         }
         for (int i = 0; i < n; i++)
                 if (groups[i] == gr->gr_gid)
@@ -260,7 +260,7 @@ int policy_check_peer(int fd, uid_t uid, char *msg) {
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
                 int r = negative_errno();
-                return netadm_fail(msg, r, "cannot read the peer credentials of fd %d: %s", fd, strerror(-r));
+                return netadm_fail(msg, r, "cannot read the peer credentials of fd %d: %m", fd);
         }
         if (cred.uid != uid)
                 return netadm_fail(msg, -EPERM, "the peer on fd %d runs as uid %u, not as the caller's uid %u", fd,

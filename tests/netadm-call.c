@@ -31,6 +31,7 @@
 #include "kvconf.h"
 #include "macro.h"
 #include "netadm-proto.h"
+#include "vmgr-error.h"
 
 #define EXIT_ERROR_REPLY 1
 #define EXIT_USAGE 2
@@ -87,7 +88,7 @@ static int helper_spawn(const char *path, pid_t *ret_pid, int *ret_fd) {
 
 fail:
         r = negative_errno();
-        fprintf(stderr, "vmgr-netadm-call: cannot start %s: %s\n", path, strerror(-r));
+        vmgr_print_error(r, "vmgr-netadm-call: cannot start %s: %m", path);
         return r;
 }
 
@@ -226,7 +227,7 @@ static int dnsmasq_follow(const struct call_args *a, const struct vmgr_netadm_re
 
         r = pidfd_verify(pidfd, rep->pid);
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm-call: the pidfd does not refer to pid %d: %s\n", rep->pid, strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm-call: the pidfd does not refer to pid %d: %m", rep->pid);
                 return EXIT_USAGE;
         }
         ppid = parent_of(rep->pid);
@@ -241,7 +242,7 @@ static int dnsmasq_follow(const struct call_args *a, const struct vmgr_netadm_re
                 return 0;
         r = pidfd_wait(pidfd);
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm-call: waiting for dnsmasq: %s\n", strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm-call: waiting for dnsmasq: %m");
                 return EXIT_USAGE;
         }
         printf("dnsmasq exited with status %d\n", r);
@@ -339,8 +340,10 @@ static int call_once(const struct call_args *a, const void *buf, size_t len, int
                 status = helper_finish(helper, &sock);
                 if (r == -ECONNRESET || r == -EPIPE)
                         fprintf(stderr, "vmgr-netadm-call: the helper closed the connection without replying");
-                else
-                        fprintf(stderr, "vmgr-netadm-call: no valid reply: %s", strerror(-r));
+                else {
+                        errno = -r; /* for %m: the line goes on below */
+                        fprintf(stderr, "vmgr-netadm-call: no valid reply: %m");
+                }
                 if (status >= 0 && WIFEXITED(status))
                         fprintf(stderr, " (it exited with status %d)\n", WEXITSTATUS(status));
                 else
@@ -390,7 +393,7 @@ static double bench_request(int sock, unsigned op, const char *group, const char
         r = request_exchange(sock, &req, sizeof(req), -EBADF, &rep, &fd);
         t = now_ms() - t0;
         if (r < 0) {
-                fprintf(stderr, "vmgr-netadm-call: %s: %s\n", vmgr_netadm_op_to_string(op), strerror(-r));
+                vmgr_print_error(r, "vmgr-netadm-call: %s: %m", vmgr_netadm_op_to_string(op));
                 return -1;
         }
         if (rep.error < 0) {
@@ -745,8 +748,7 @@ int main(int argc, char *argv[]) {
         if (a.raw) {
                 len = hexfile_read(a.raw, buf, sizeof(buf));
                 if (len < 0) {
-                        fprintf(stderr, "vmgr-netadm-call: cannot read hex bytes from %s: %s\n", a.raw,
-                                strerror(-len));
+                        vmgr_print_error(len, "vmgr-netadm-call: cannot read hex bytes from %s: %m", a.raw);
                         return EXIT_USAGE;
                 }
                 /* The helper echoes the serial when the bytes reach that far. */

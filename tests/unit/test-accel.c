@@ -65,11 +65,11 @@ static int cached_answer(const char *cache) {
 }
 
 static void test_tcg_instant(void) {
-        char reason[ACCEL_REASON_MAX] = "untouched", *cache = path_in("tcg");
+        char reason[VMGR_ERROR_MAX] = "untouched", *cache = path_in("tcg");
         VmgrAccel a = VMGR_ACCEL_AUTO;
         uint64_t t0 = now_ms();
 
-        CHECK(accel_resolve(cache, VMGR_ACCEL_TCG, &a, reason) == 0);
+        CHECK(accel_resolve(cache, VMGR_ACCEL_TCG, &a, reason, sizeof(reason)) == 0);
         CHECK(a == VMGR_ACCEL_TCG);
         CHECK(now_ms() - t0 < 50);
         CHECK_STREQ(reason, "untouched");
@@ -80,7 +80,7 @@ static void test_tcg_instant(void) {
 
 /* This machine, with the real QEMU. */
 static void test_real(void) {
-        char reason[ACCEL_REASON_MAX] = "", reason2[ACCEL_REASON_MAX] = "", kvm_reason[ACCEL_REASON_MAX] = "";
+        char reason[VMGR_ERROR_MAX] = "", reason2[VMGR_ERROR_MAX] = "", kvm_reason[VMGR_ERROR_MAX] = "";
         char *cache = path_in("real");
         VmgrAccel a, b, k = VMGR_ACCEL_AUTO;
         uint64_t t0, first, second;
@@ -93,7 +93,7 @@ static void test_real(void) {
         }
 
         t0 = now_ms();
-        CHECK(accel_resolve(cache, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve(cache, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         first = now_ms() - t0;
         /* Never hangs: the 3 s probe, a TCG check, a second of grace at most. */
         CHECK(first < 10000);
@@ -102,13 +102,13 @@ static void test_real(void) {
                 CHECK(*reason);
 
         t0 = now_ms();
-        CHECK(accel_resolve(cache, VMGR_ACCEL_AUTO, &b, reason2) == 0);
+        CHECK(accel_resolve(cache, VMGR_ACCEL_AUTO, &b, reason2, sizeof(reason2)) == 0);
         second = now_ms() - t0;
         CHECK(b == a);
         CHECK_STREQ(reason2, reason);
         CHECK(second < 100);
 
-        r = accel_resolve(cache, VMGR_ACCEL_KVM, &k, kvm_reason);
+        r = accel_resolve(cache, VMGR_ACCEL_KVM, &k, kvm_reason, sizeof(kvm_reason));
         if (a == VMGR_ACCEL_KVM) {
                 CHECK(r == 0 && k == VMGR_ACCEL_KVM);
         } else {
@@ -160,11 +160,11 @@ static unsigned fake_calls(const char *fake, const char *accel) {
 
 static void test_fake_hang(void) {
         char *fake = fake_qemu("qemu-hang", "exec sleep 60", "exit 85"), *cache = path_in("hang");
-        char reason[ACCEL_REASON_MAX] = "";
+        char reason[VMGR_ERROR_MAX] = "";
         VmgrAccel a;
         uint64_t t0 = now_ms(), ms;
 
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         ms = now_ms() - t0;
         CHECK(a == VMGR_ACCEL_TCG);
         CHECK(ms >= 2900 && ms < 6000);
@@ -175,9 +175,9 @@ static void test_fake_hang(void) {
         printf("# hanging KVM: tcg after %llu ms: %s\n", (unsigned long long) ms, reason);
 
         /* Cached: no second probe, the same reason. */
-        char again[ACCEL_REASON_MAX] = "";
+        char again[VMGR_ERROR_MAX] = "";
         t0 = now_ms();
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, again) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, again, sizeof(again)) == 0);
         CHECK(now_ms() - t0 < 100);
         CHECK(a == VMGR_ACCEL_TCG);
         CHECK_STREQ(again, reason);
@@ -185,7 +185,7 @@ static void test_fake_hang(void) {
 
         /* Another QEMU binary (new mtime and size): probed again. */
         free(fake_qemu("qemu-hang", "exec sleep 60", "exit 85 # updated"));
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         CHECK(fake_calls(fake, "kvm") == 2);
 
         free(cache);
@@ -198,10 +198,10 @@ static void test_fake_abort(void) {
                                "echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2; kill -ABRT $$",
                                "exit 85"),
              *cache = path_in("abort");
-        char reason[ACCEL_REASON_MAX] = "";
+        char reason[VMGR_ERROR_MAX] = "";
         VmgrAccel a = VMGR_ACCEL_AUTO;
 
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_KVM, &a, reason) == -EOPNOTSUPP);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_KVM, &a, reason, sizeof(reason)) == -EOPNOTSUPP);
         CHECK(a == VMGR_ACCEL_AUTO);
         CHECK(strstr(reason, "KVM does not work here"));
         CHECK(strstr(reason, "signal 6"));
@@ -213,13 +213,13 @@ static void test_fake_abort(void) {
 
 static void test_fake_works(void) {
         char *fake = fake_qemu("qemu-works", "exit 85", "exit 85"), *cache = path_in("works");
-        char reason[ACCEL_REASON_MAX] = "untouched";
+        char reason[VMGR_ERROR_MAX] = "untouched";
         VmgrAccel a;
 
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         CHECK(a == VMGR_ACCEL_KVM);
         CHECK_STREQ(reason, "untouched");
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_KVM, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_KVM, &a, reason, sizeof(reason)) == 0);
         CHECK(a == VMGR_ACCEL_KVM);
         CHECK(cached_answer(cache) == 1);
         /* A positive answer needs no TCG check. */
@@ -240,15 +240,15 @@ static void test_fake_works(void) {
 static void test_fake_broken(void) {
         char *fake = fake_qemu("qemu-broken", "echo 'qemu: error: broken' >&2; exit 1", "exit 1"),
              *cache = path_in("broken");
-        char reason[ACCEL_REASON_MAX] = "";
+        char reason[VMGR_ERROR_MAX] = "";
         VmgrAccel a;
 
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         CHECK(a == VMGR_ACCEL_TCG);
         CHECK(strstr(reason, "inconclusive"));
         CHECK(strstr(reason, "qemu: error: broken"));
         CHECK(cached_answer(cache) == -1);
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         CHECK(fake_calls(fake, "kvm") == 2);
         free(cache);
         free(fake);
@@ -257,10 +257,10 @@ static void test_fake_broken(void) {
 /* Comma in the cache path: the -drive option must escape it. */
 static void test_fake_comma(void) {
         char *fake = fake_qemu("qemu-comma", "exit 85", "exit 85"), *cache = path_in("a,b");
-        char reason[ACCEL_REASON_MAX], *calls = NULL, *calls_path = NULL;
+        char reason[VMGR_ERROR_MAX], *calls = NULL, *calls_path = NULL;
         VmgrAccel a;
 
-        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason) == 0);
+        CHECK(accel_resolve_qemu(cache, fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == 0);
         CHECK(asprintf(&calls_path, "%s.calls", fake) > 0);
         CHECK(read_file(calls_path, 65536, &calls) >= 0);
         CHECK(strstr(calls, "/a,,b/accel-probe-"));
@@ -273,10 +273,11 @@ static void test_fake_comma(void) {
 static char *shared_fake, *shared_cache;
 
 static void *thread_resolve(void *arg) {
-        char reason[ACCEL_REASON_MAX];
+        char reason[VMGR_ERROR_MAX];
         VmgrAccel a;
 
-        if (accel_resolve_qemu(shared_cache, shared_fake, VMGR_ACCEL_AUTO, &a, reason) < 0 || a != VMGR_ACCEL_KVM)
+        if (accel_resolve_qemu(shared_cache, shared_fake, VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) < 0 ||
+            a != VMGR_ACCEL_KVM)
                 return (void *) 1;
         return NULL;
 }
@@ -300,12 +301,19 @@ static void test_fake_concurrent(void) {
 }
 
 static void test_invalid(void) {
-        char reason[ACCEL_REASON_MAX];
+        char reason[VMGR_ERROR_MAX];
         VmgrAccel a;
 
-        CHECK(accel_resolve("relative", VMGR_ACCEL_AUTO, &a, reason) == -EINVAL);
-        CHECK(accel_resolve_qemu(dir, "qemu", VMGR_ACCEL_AUTO, &a, reason) == -EINVAL);
-        CHECK(accel_resolve(dir, (VmgrAccel) 42, &a, reason) == -EINVAL);
+        CHECK(accel_resolve("relative", VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == -EINVAL);
+        CHECK(accel_resolve_qemu(dir, "qemu", VMGR_ACCEL_AUTO, &a, reason, sizeof(reason)) == -EINVAL);
+        CHECK(accel_resolve(dir, (VmgrAccel) 42, &a, reason, sizeof(reason)) == -EINVAL);
+
+        /* The caller's size holds. */
+        char small[8];
+        memset(small, 'x', sizeof(small));
+        CHECK(accel_resolve("relative", VMGR_ACCEL_AUTO, &a, small, 5) == -EINVAL);
+        CHECK_STREQ(small, "inva");
+        CHECK(small[5] == 'x');
 }
 
 int main(void) {

@@ -52,5 +52,15 @@ int main(void) {
         CHECK_STREQ(error.message, "the guest port must be 1-65535");
         sd_bus_error_free(&error);
 
+        /* %m is r, whatever errno says; vmgr's codes have words too. */
+        errno = EBADF;
+        CHECK(vmgr_bus_error_set(&error, -ENOENT, "cannot serve '%s': %m", "f") == -ENOENT);
+        CHECK_STREQ(error.message, "cannot serve 'f': No such file or directory");
+        sd_bus_error_free(&error);
+        CHECK(vmgr_bus_error_set(&error, -VMGR_ERR_TIMEOUT, "no answer: %m") == -VMGR_ERR_TIMEOUT);
+        CHECK_STREQ(error.name, VMGR_ERROR_TIMEOUT);
+        CHECK_STREQ(error.message, "no answer: Timed out");
+        sd_bus_error_free(&error);
+
         TEST_DONE();
 }

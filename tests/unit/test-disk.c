@@ -139,7 +139,7 @@ static void qcow2_header(const char *path, uint64_t *size, char *backing, size_t
 
 static void test_base_raw(void) {
         char *image = path_in("image.raw"), *cache = path_in("cache1"), *base = NULL, *base2 = NULL;
-        char err[DISK_ERROR_MAX] = "", hex[65], *expected = NULL;
+        char err[VMGR_ERROR_MAX] = "", hex[65], *expected = NULL;
         VmgrDiskFormat format = VMGR_DISK_FORMAT_AUTO;
         struct stat st, st_image;
         uint64_t t0, slow, fast;
@@ -148,7 +148,7 @@ static void test_base_raw(void) {
         sha256_file_hex(image, hex);
 
         t0 = now_usec();
-        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == 0);
+        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == 0);
         slow = now_usec() - t0;
         CHECK(format == VMGR_DISK_FORMAT_RAW);
         CHECK(asprintf(&expected, "%s/disks/%s.raw", cache, hex) > 0);
@@ -162,7 +162,7 @@ static void test_base_raw(void) {
 
         /* Cached: the index answers without hashing. */
         t0 = now_usec();
-        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_RAW, &base2, &format, err) == 0);
+        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_RAW, &base2, &format, err, sizeof(err)) == 0);
         fast = now_usec() - t0;
         CHECK_STREQ(base2, base);
         CHECK(format == VMGR_DISK_FORMAT_RAW);
@@ -172,7 +172,7 @@ static void test_base_raw(void) {
 
         /* A changed image gets a new base; the old one stays for its overlays. */
         make_raw(image, 64 * 1024 * 1024 + 512, 2);
-        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base2, &format, err) == 0);
+        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base2, &format, err, sizeof(err)) == 0);
         CHECK(strcmp(base2, base) != 0);
         CHECK(same_content(image, base2));
         CHECK(access(base, F_OK) == 0);
@@ -181,7 +181,7 @@ static void test_base_raw(void) {
         /* The same bytes under another file name share the base. */
         char *copy = path_in("copy.raw");
         make_raw(copy, 64 * 1024 * 1024 + 512, 1);
-        CHECK(disk_base_get(cache, copy, VMGR_DISK_FORMAT_AUTO, &base2, &format, err) == 0);
+        CHECK(disk_base_get(cache, copy, VMGR_DISK_FORMAT_AUTO, &base2, &format, err, sizeof(err)) == 0);
         CHECK_STREQ(base2, base);
         free(base2);
 
@@ -204,13 +204,13 @@ static void test_base_raw(void) {
 static void test_base_qcow2(void) {
         char *image = path_in("image.qcow2"), *cache = path_in("cache2"), *base = NULL, *raw = path_in("small.raw");
         char *backed = path_in("backed.qcow2");
-        char err[DISK_ERROR_MAX] = "", hex[65], *expected = NULL;
+        char err[VMGR_ERROR_MAX] = "", hex[65], *expected = NULL;
         VmgrDiskFormat format;
 
         qemu_img((char *const[]) { "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", image, "16M", NULL });
         sha256_file_hex(image, hex);
 
-        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == 0);
+        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == 0);
         CHECK(format == VMGR_DISK_FORMAT_QCOW2);
         CHECK(asprintf(&expected, "%s/disks/%s.qcow2", cache, hex) > 0);
         CHECK_STREQ(base, expected);
@@ -219,7 +219,7 @@ static void test_base_qcow2(void) {
         free(expected);
 
         /* Explicitly raw: the same bytes, read as raw. */
-        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_RAW, &base, &format, err) == 0);
+        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_RAW, &base, &format, err, sizeof(err)) == 0);
         CHECK(format == VMGR_DISK_FORMAT_RAW);
         CHECK(asprintf(&expected, "%s/disks/%s.raw", cache, hex) > 0);
         CHECK_STREQ(base, expected);
@@ -229,14 +229,14 @@ static void test_base_qcow2(void) {
         /* Said qcow2, is not. */
         make_raw(raw, 1024 * 1024, 3);
         format = 99;
-        CHECK(disk_base_get(cache, raw, VMGR_DISK_FORMAT_QCOW2, &base, &format, err) == -EINVAL);
+        CHECK(disk_base_get(cache, raw, VMGR_DISK_FORMAT_QCOW2, &base, &format, err, sizeof(err)) == -EINVAL);
         CHECK(format == 99);
         CHECK(strstr(err, "not a qcow2 image"));
 
         /* A qcow2 image with a backing file cannot be cached. */
         qemu_img((char *const[]) { "/usr/bin/qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image,
                                    backed, NULL });
-        CHECK(disk_base_get(cache, backed, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == -EINVAL);
+        CHECK(disk_base_get(cache, backed, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == -EINVAL);
         CHECK(strstr(err, "backing file"));
 
         free(backed);
@@ -247,25 +247,37 @@ static void test_base_qcow2(void) {
 
 static void test_base_errors(void) {
         char *cache = path_in("cache3"), *missing = path_in("missing.img"), *empty = path_in("empty.img");
-        char err[DISK_ERROR_MAX] = "", *base = (char *) "untouched";
+        char err[VMGR_ERROR_MAX] = "", *base = (char *) "untouched";
         VmgrDiskFormat format = 99;
         int fd;
 
-        CHECK(disk_base_get(cache, missing, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == -ENOENT);
+        CHECK(disk_base_get(cache, missing, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == -ENOENT);
         CHECK(strstr(err, missing) && strstr(err, "no such image"));
-        CHECK(disk_base_get(cache, dir, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == -EINVAL);
+        CHECK(disk_base_get(cache, dir, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == -EINVAL);
         CHECK(strstr(err, "not a regular file"));
         fd = open(empty, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
         CHECK(fd >= 0);
         close(fd);
-        CHECK(disk_base_get(cache, empty, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == -EINVAL);
+        CHECK(disk_base_get(cache, empty, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == -EINVAL);
         CHECK(strstr(err, "empty"));
-        CHECK(disk_base_get(cache, "relative.img", VMGR_DISK_FORMAT_AUTO, &base, &format, err) == -EINVAL);
-        CHECK(disk_base_get("relative", empty, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == -EINVAL);
+        CHECK(disk_base_get(cache, "relative.img", VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) ==
+              -EINVAL);
+        CHECK(disk_base_get("relative", empty, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == -EINVAL);
         CHECK_STREQ(base, "untouched");
         CHECK(format == 99);
         /* Failed calls leave no cache behind. */
         CHECK(access(cache, F_OK) < 0);
+
+        /* The error's words (%m), and never more than error_size bytes. */
+        char *in_file = path_in("empty.img/cache"), *image_small = path_in("image.raw"), small[16];
+        memset(small, 'x', sizeof(small));
+        CHECK(disk_base_get(in_file, image_small, VMGR_DISK_FORMAT_AUTO, &base, &format, small, 12) == -ENOTDIR);
+        CHECK(strlen(small) == 11 && small[12] == 'x');
+        CHECK(disk_base_get(in_file, image_small, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) ==
+              -ENOTDIR);
+        CHECK(strstr(err, "cannot create ") && strstr(err, ": Not a directory"));
+        free(image_small);
+        free(in_file);
 
         free(empty);
         free(missing);
@@ -274,10 +286,10 @@ static void test_base_errors(void) {
 
 /* Four processes, each with two threads, fill the same base at once. */
 static void *thread_get(void *arg) {
-        char *const *paths = arg, err[DISK_ERROR_MAX], *base = NULL;
+        char *const *paths = arg, err[VMGR_ERROR_MAX], *base = NULL;
         VmgrDiskFormat format;
 
-        if (disk_base_get(paths[0], paths[1], VMGR_DISK_FORMAT_AUTO, &base, &format, err) < 0) {
+        if (disk_base_get(paths[0], paths[1], VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) < 0) {
                 fprintf(stderr, "disk_base_get: %s\n", err);
                 return NULL;
         }
@@ -336,16 +348,16 @@ static void test_base_concurrent(void) {
 static void test_overlay(void) {
         char *image = path_in("ov.raw"), *cache = path_in("cache5"), *overlay = path_in("vm-disk.qcow2");
         char *missing_base = path_in("no-such-base.raw"), *bad = path_in("bad-overlay.qcow2");
-        char err[DISK_ERROR_MAX] = "", backing[4096], *base = NULL;
+        char err[VMGR_ERROR_MAX] = "", backing[4096], *base = NULL;
         VmgrDiskFormat format;
         struct stat st1, st2;
         uint64_t size;
         size_t n_tmp;
 
         make_raw(image, 32 * 1024 * 1024, 5);
-        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base, &format, err) == 0);
+        CHECK(disk_base_get(cache, image, VMGR_DISK_FORMAT_AUTO, &base, &format, err, sizeof(err)) == 0);
 
-        CHECK(disk_overlay_create(base, format, overlay, err) == 0);
+        CHECK(disk_overlay_create(base, format, overlay, err, sizeof(err)) == 0);
         qcow2_header(overlay, &size, backing, sizeof(backing));
         CHECK(size == 32 * 1024 * 1024);
         CHECK_STREQ(backing, base);
@@ -353,23 +365,23 @@ static void test_overlay(void) {
 
         /* Kept as it is: it holds the VM's disk. */
         CHECK(stat(overlay, &st1) == 0);
-        CHECK(disk_overlay_create(base, format, overlay, err) == 0);
+        CHECK(disk_overlay_create(base, format, overlay, err, sizeof(err)) == 0);
         CHECK(stat(overlay, &st2) == 0);
         CHECK(st1.st_ino == st2.st_ino && st1.st_mtim.tv_nsec == st2.st_mtim.tv_nsec &&
               st1.st_mtim.tv_sec == st2.st_mtim.tv_sec);
 
         /* qemu-img's complaint comes back, and nothing is left behind. */
-        CHECK(disk_overlay_create(missing_base, VMGR_DISK_FORMAT_RAW, bad, err) == -EIO);
+        CHECK(disk_overlay_create(missing_base, VMGR_DISK_FORMAT_RAW, bad, err, sizeof(err)) == -EIO);
         CHECK(strstr(err, "no-such-base.raw"));
         CHECK(strstr(err, bad) && !strstr(err, ".tmp-"));
         printf("# overlay on a missing base: %s\n", err);
         CHECK(access(bad, F_OK) < 0);
         CHECK(count_entries(dir, "bad-overlay", &n_tmp) > 0 && n_tmp == 0);
 
-        CHECK(disk_overlay_create("relative", VMGR_DISK_FORMAT_RAW, bad, err) == -EINVAL);
-        CHECK(disk_overlay_create(base, VMGR_DISK_FORMAT_AUTO, bad, err) == -EINVAL);
+        CHECK(disk_overlay_create("relative", VMGR_DISK_FORMAT_RAW, bad, err, sizeof(err)) == -EINVAL);
+        CHECK(disk_overlay_create(base, VMGR_DISK_FORMAT_AUTO, bad, err, sizeof(err)) == -EINVAL);
         /* Something that is not a file is in the way. */
-        CHECK(disk_overlay_create(base, format, dir, err) == -EEXIST);
+        CHECK(disk_overlay_create(base, format, dir, err, sizeof(err)) == -EEXIST);
 
         free(bad);
         free(missing_base);
@@ -381,23 +393,23 @@ static void test_overlay(void) {
 
 static void test_blank(void) {
         char *path = path_in("blank.qcow2");
-        char err[DISK_ERROR_MAX] = "", backing[64];
+        char err[VMGR_ERROR_MAX] = "", backing[64];
         struct stat st1, st2;
         uint64_t size;
 
-        CHECK(disk_blank_create(path, 100, err) == 0);
+        CHECK(disk_blank_create(path, 100, err, sizeof(err)) == 0);
         qcow2_header(path, &size, backing, sizeof(backing));
         CHECK(size == 100ULL * 1024 * 1024);
         CHECK_STREQ(backing, "");
         CHECK(stat(path, &st1) == 0);
-        CHECK(disk_blank_create(path, 200, err) == 0);
+        CHECK(disk_blank_create(path, 200, err, sizeof(err)) == 0);
         CHECK(stat(path, &st2) == 0);
         CHECK(st1.st_ino == st2.st_ino);
         qcow2_header(path, &size, backing, sizeof(backing));
         CHECK(size == 100ULL * 1024 * 1024);
 
-        CHECK(disk_blank_create(path, 0, err) == -EINVAL);
-        CHECK(disk_blank_create("blank.qcow2", 1, err) == -EINVAL);
+        CHECK(disk_blank_create(path, 0, err, sizeof(err)) == -EINVAL);
+        CHECK(disk_blank_create("blank.qcow2", 1, err, sizeof(err)) == -EINVAL);
         free(path);
 }
 
