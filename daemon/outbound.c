@@ -264,7 +264,7 @@ static int on_pasta_exit(sd_event_source *s, int fd, uint32_t revents, void *use
         r = sd_event_add_time_relative(o->manager->event, &o->timer_source, CLOCK_MONOTONIC, 1000000ULL, 0,
                                        on_restart, o);
         if (r < 0)
-                log_error_errno(r, "Cannot arm pasta's restart timer: %s", strerror(-r));
+                log_error_errno(r, "Cannot arm pasta's restart timer: %m");
         return 0;
 }
 
@@ -339,7 +339,7 @@ static int pasta_spawn(Outbound *o, pid_t holder) {
                 r = o->pidfd;
                 (void) kill(pid, SIGKILL);
                 pasta_forget(o);
-                return log_error_errno(r, "Cannot watch pasta: %s", strerror(-r));
+                return log_error_errno(r, "Cannot watch pasta: %m");
         }
         r = sd_event_add_io(o->manager->event, &o->exit_source, o->pidfd, EPOLLIN, on_pasta_exit, o);
         if (r >= 0)
@@ -350,7 +350,7 @@ static int pasta_spawn(Outbound *o, pid_t holder) {
         if (r < 0) {
                 (void) pidfd_signal(o->pidfd, SIGKILL);
                 pasta_forget(o);
-                return log_error_errno(r, "Cannot watch pasta: %s", strerror(-r));
+                return log_error_errno(r, "Cannot watch pasta: %m");
         }
         log_debug("Started pasta (pid %d) for the namespace of pid %d", (int) pid, (int) holder);
         return 0;
@@ -368,8 +368,7 @@ static int pasta_start(Outbound *o) {
                 r = sd_event_add_inotify(o->manager->event, &o->pidfile_source, o->manager->runtime_dir,
                                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ONLYDIR, on_pidfile, o);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot watch %s for pasta's pid file: %s", o->manager->runtime_dir,
-                                               strerror(-r));
+                        return log_error_errno(r, "Cannot watch %s for pasta's pid file: %m", o->manager->runtime_dir);
         }
         return pasta_spawn(o, holder);
 }

@@ -289,7 +289,7 @@ static void probe_start(VM *vm) {
         r = agent_job_start_exec(vm->probe_job, vm->spec.ready_probe, NULL, NULL);
         if (r < 0) {
                 log_internal(LOG_WARNING, r, vm->group ? vm->group->name : NULL, vm->name,
-                             "Cannot run the ready probe: %s", strerror(-r));
+                             "Cannot run the ready probe: %m");
                 vm->probe_job = agent_job_free(vm->probe_job);
         }
 }

@@ -297,7 +297,7 @@ _printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(vm->op_message, sizeof(vm->op_message), fmt, ap);
+        (void) vmgr_vsnprintf_error(vm->op_message, sizeof(vm->op_message), error, fmt, ap);
         va_end(ap);
         vm->op_error = error;
         (void) vm_machine_run(vm, VM_INPUT_FAILED, VM_OP_NONE, NULL);
@@ -481,19 +481,15 @@ static int prepare_work(void *userdata) {
         int r;
 
         r = mkdir_p(vm->dir, 0700);
-        if (r < 0) {
-                snprintf(j->error, sizeof(j->error), "cannot create %s: %s", vm->dir, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return vmgr_error_printf(j->error, sizeof(j->error), r, "cannot create %s: %m", vm->dir);
         vms_dir = strdup(vm->agent_socket);
         if (!vms_dir)
                 return -ENOMEM;
         *strrchr(vms_dir, '/') = 0;
         r = mkdir_p(vms_dir, 0700);
-        if (r < 0) {
-                snprintf(j->error, sizeof(j->error), "cannot create %s: %s", vms_dir, strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return vmgr_error_printf(j->error, sizeof(j->error), r, "cannot create %s: %m", vms_dir);
 
         /* Files the spec names are checked here, as the user, so a typo is an
          * InvalidSpec with its JSON path rather than QEMU's complaint later. */
@@ -566,7 +562,7 @@ static int prepare_work(void *userdata) {
         };
         r = vmgr_domain_xml(&c, &j->xml);
         if (r < 0)
-                snprintf(j->error, sizeof(j->error), "cannot build the domain XML: %s", strerror(-r));
+                vmgr_error_printf(j->error, sizeof(j->error), r, "cannot build the domain XML: %m");
 
 finish:
         for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
@@ -621,7 +617,7 @@ static void prepare(VM *vm) {
         r = worker_submit(m->workers, prepare_work, prepare_done, j);
         if (r < 0) {
                 prepare_job_free(j);
-                vm_op_fail(vm, r, "cannot prepare VM '%s': %s", vm->name, strerror(-r));
+                vm_op_fail(vm, r, "cannot prepare VM '%s': %m", vm->name);
         }
 }
 
@@ -660,7 +656,7 @@ static void remove_done(int result, void *userdata) {
                 result = remove_work(j);
         if (result < 0)
                 log_internal(LOG_WARNING, result, vm->group ? vm->group->name : NULL, vm->name,
-                             "Failed to remove %s: %s", j->dir, strerror(-result));
+                             "Failed to remove %s: %m", j->dir);
         remove_job_free(j);
         vm_op_step_done(vm);
 }
@@ -685,7 +681,7 @@ static void remove_files(VM *vm) {
                 int r = remove_work(&local);
                 if (r < 0)
                         log_internal(LOG_WARNING, r, vm->group ? vm->group->name : NULL, vm->name,
-                                     "Failed to remove %s: %s", vm->dir, strerror(-r));
+                                     "Failed to remove %s: %m", vm->dir);
                 vm_op_step_done(vm);
                 return;
         }
@@ -806,7 +802,7 @@ static void virt_step(VM *vm, VirtAction action) {
         r = virt_call(m->virt, virt_job_work, virt_job_done, j);
         if (r < 0) {
                 virt_job_free(j);
-                vm_op_fail(vm, r, "cannot reach libvirtd: %s", strerror(-r));
+                vm_op_fail(vm, r, "cannot reach libvirtd: %m");
         }
 }
 
