@@ -23,11 +23,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fd-util.h"
 #include "log.h"
 #include "macro.h"
 #include "netns.h"
-#include "process-util.h"
 
 #define NETNS_MAGIC 0x766e7331u /* "vns1" */
 #define NETNS_HOLDER_NAME "vmgrd-netns"
