@@ -68,12 +68,19 @@ int bus_call_method(sd_bus *bus, const char *path, const char *interface, const 
         return sd_bus_call(bus, m, timeout_usec, error, ret_reply);
 }
 
-/* Default sentences for vmgr's own errors, used when vmgrd sent no message. */
+/* The errors vmgrd sends with a sentence written for people, and the errno
+ * (verbs.h) each exits with: vmgr's own, and the standard names vmgrd uses for
+ * arguments it refuses (a usage error, exit 2) and for a name it does not know
+ * (a served file, a forward: not found, exit 3). The sentence here is the
+ * default, used when vmgrd sent no message. */
 static const struct {
         const char *name;
         const char *sentence;
         int errno_value;
-} vmgr_errors[] = {
+} vmgrd_errors[] = {
+        { SD_BUS_ERROR_INVALID_ARGS, "invalid arguments", -ERRNO_USAGE },
+        { SD_BUS_ERROR_FILE_NOT_FOUND, "not found", -ERRNO_NOT_FOUND },
+        { SD_BUS_ERROR_FILE_EXISTS, "it exists already", -EEXIST },
         { VMGR_ERROR_INVALID_NAME, "invalid name", -ERRNO_USAGE },
         { VMGR_ERROR_INVALID_SPEC, "invalid spec", -EBADMSG },
         { VMGR_ERROR_GROUP_EXISTS, "the group already exists", -EEXIST },
@@ -121,11 +128,11 @@ int bus_log_error(sd_bus *bus, const sd_bus_error *error, int r) {
                 return -EACCES;
         }
 
-        /* vmgrd's own errors carry a sentence written for people already. */
-        for (size_t i = 0; i < ELEMENTSOF(vmgr_errors); i++)
-                if (sd_bus_error_has_name(error, vmgr_errors[i].name)) {
-                        log_error_errno(r, "%s", strempty(error->message) ? vmgr_errors[i].sentence : error->message);
-                        return vmgr_errors[i].errno_value;
+        /* These carry a sentence written for people already. */
+        for (size_t i = 0; i < ELEMENTSOF(vmgrd_errors); i++)
+                if (sd_bus_error_has_name(error, vmgrd_errors[i].name)) {
+                        log_error_errno(r, "%s", strempty(error->message) ? vmgrd_errors[i].sentence : error->message);
+                        return vmgrd_errors[i].errno_value;
                 }
 
         if (strempty(error->message))

@@ -28,8 +28,11 @@ int bus_call_method(sd_bus *bus, const char *path, const char *interface, const 
 
 /* Logs why a call failed as one sentence and returns the errno that selects
  * the exit status (verbs.h): -EHOSTDOWN when the bus or vmgrd cannot be
- * reached, -ENXIO for a missing group or VM, -EINVAL for an invalid name,
- * else a generic errno. r is what the call returned. */
+ * reached; -ENXIO for a missing group or VM and for FileNotFound (no such
+ * served file, forward); -EINVAL for an invalid name and for InvalidArgs
+ * (arguments vmgrd refused); else a generic errno. r is what the call
+ * returned. Every verb maps errors through here, so one error name means one
+ * exit status whichever verb got it. */
 int bus_log_error(sd_bus *bus, const sd_bus_error *error, int r);
 
 /* Logs that a reply from vmgrd did not have the expected shape. Returns a

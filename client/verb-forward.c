@@ -51,16 +51,6 @@ static int forward_json(const char *vm, const char *protocol, unsigned guest_por
         return 0;
 }
 
-/* What a failed ForwardPort or RemoveForward means, as one sentence and a
- * verbs.h errno. */
-static int log_forward_error(sd_bus *bus, const sd_bus_error *error, int r) {
-        if (sd_bus_error_has_name(error, SD_BUS_ERROR_INVALID_ARGS))
-                return log_error_errno(-ERRNO_USAGE, "%s", error->message);
-        if (sd_bus_error_has_name(error, SD_BUS_ERROR_FILE_NOT_FOUND))
-                return log_error_errno(-ERRNO_NOT_FOUND, "%s", error->message);
-        return bus_log_error(bus, error, r);
-}
-
 int verb_forward(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -87,7 +77,7 @@ int verb_forward(char **args, size_t n_args, const struct ctl_options *o) {
         if (r < 0) {
                 if (!sd_bus_error_is_set(&error))
                         return bus_log_unsendable(args[0], args[1]);
-                return log_forward_error(bus, &error, r);
+                return bus_log_error(bus, &error, r);
         }
         r = sd_bus_message_read(reply, "sq", &bound, &bound_port);
         if (r < 0)
@@ -128,7 +118,7 @@ int verb_unforward(char **args, size_t n_args, const struct ctl_options *o) {
         r = bus_call_method(bus, path, VMGR_GROUP_INTERFACE, "RemoveForward", 0, &error, NULL, "ssq",
                             vmgr_forward_protocol_to_string(protocol), address, port);
         if (r < 0)
-                return log_forward_error(bus, &error, r);
+                return bus_log_error(bus, &error, r);
         return 0;
 }
 

@@ -103,19 +103,6 @@ static int served_fetch(sd_bus *bus, const char *path, struct json_object **ret)
         return 0;
 }
 
-/* What a failed ServeFile or UnserveFile means, as one sentence and a
- * verbs.h errno: an unknown name is "not found" (exit 3), a file that is not
- * a regular one a usage error (exit 2). */
-static int log_files_error(sd_bus *bus, const sd_bus_error *error, int r) {
-        if (sd_bus_error_has_name(error, SD_BUS_ERROR_FILE_NOT_FOUND))
-                return log_error_errno(-ERRNO_NOT_FOUND, "%s", error->message);
-        if (sd_bus_error_has_name(error, SD_BUS_ERROR_INVALID_ARGS))
-                return log_error_errno(-ERRNO_USAGE, "%s", error->message);
-        if (sd_bus_error_has_name(error, SD_BUS_ERROR_FILE_EXISTS))
-                return log_error_errno(-EEXIST, "%s", error->message);
-        return bus_log_error(bus, error, r);
-}
-
 int verb_serve(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -149,7 +136,7 @@ int verb_serve(char **args, size_t n_args, const struct ctl_options *o) {
                         return log_error_errno(-ERRNO_USAGE, "invalid file name \"%s\": not UTF-8", name);
                 if (!o->name && sd_bus_error_has_name(&error, VMGR_ERROR_INVALID_NAME))
                         return log_error_errno(-ERRNO_USAGE, "%s; choose another with --name", error.message);
-                return log_files_error(bus, &error, r);
+                return bus_log_error(bus, &error, r);
         }
         r = sd_bus_message_read(reply, "s", &url);
         if (r < 0)
@@ -194,7 +181,7 @@ int verb_unserve(char **args, size_t n_args, const struct ctl_options *o) {
         if (r < 0) {
                 if (!sd_bus_error_is_set(&error))
                         return log_error_errno(-ERRNO_USAGE, "invalid file name \"%s\": not UTF-8", args[1]);
-                return log_files_error(bus, &error, r);
+                return bus_log_error(bus, &error, r);
         }
         return 0;
 }

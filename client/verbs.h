@@ -6,10 +6,15 @@
  * family. A verb prints its own error sentence and returns -errno; three
  * values choose a distinct exit status so scripts can tell the cases apart:
  *
- *   -EINVAL     usage error or invalid name          exit 2
- *   -ENXIO      no such group or VM                  exit 3
- *   -EHOSTDOWN  vmgrd not reachable (no bus/daemon)   exit 4
- *   other       any other failure                    exit 1
+ *   -EINVAL     usage error, invalid name, an argument     exit 2
+ *               vmgrd refused (InvalidArgs)
+ *   -ENXIO      no such group or VM, or another name       exit 3
+ *               vmgrd does not know (FileNotFound)
+ *   -EHOSTDOWN  vmgrd not reachable (no bus, no daemon)    exit 4
+ *   other       any other failure                          exit 1
+ *
+ * bus_log_error() (bus-util.h) maps vmgrd's error names to these, one
+ * mapping for every verb.
  *
  * Code that passes on an errno from a library must not let one of these
  * three through by accident; errno_generic() folds them into -EIO.

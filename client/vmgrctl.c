@@ -196,8 +196,9 @@ static void help(void) {
                "end, C1 controls as M-^[ and so on. Redirected, the log is copied raw.\n"
                "\n"
                "vmgrctl talks to vmgrd on the bus in DBUS_SESSION_BUS_ADDRESS.\n"
-               "Exit status: 0 success, 1 failure, 2 usage error or invalid name,\n"
-               "3 no such group or VM, 4 vmgrd cannot be reached.\n");
+               "Exit status: 0 success, 1 failure, 2 usage error, invalid name or an\n"
+               "argument vmgrd refused, 3 no such group, VM, served file or forward,\n"
+               "4 vmgrd cannot be reached.\n");
 }
 
 /* Parses a non-negative decimal number no larger than max. Returns 0, or -EINVAL. */

@@ -10,7 +10,7 @@
 
 #include "dnsmasq.h"
 #include "log.h"
-#include "process-util.h"
+#include "child.h"
 
 #define DNSMASQ_STOP_TIMEOUT_USEC (3ULL * 1000000ULL)
 #define DNSMASQ_RESTART_DELAY_USEC (100ULL * 1000ULL)

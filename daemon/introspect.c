@@ -23,9 +23,9 @@
 #include <unistd.h>
 
 #include "group.h"
+#include "guest-exec.h"
 #include "macro.h"
 #include "manager.h"
-#include "process.h"
 #include "vm.h"
 #include "vmgr-error.h"
 

@@ -23,7 +23,7 @@
 #include "log.h"
 #include "manager.h"
 #include "netns.h"
-#include "process-util.h"
+#include "child.h"
 #include "spawn.h"
 #include "spec.h"
 #include "virt.h"

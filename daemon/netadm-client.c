@@ -10,11 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "log.h"
 #include "macro.h"
 #include "netadm-client.h"
 #include "netns.h"
-#include "process-util.h"
 
 /* Every operation takes milliseconds; one that takes this long means the helper is stuck. */
 #define NETADM_CALL_TIMEOUT_USEC (30ULL * 1000000ULL)

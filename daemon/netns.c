@@ -23,11 +23,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fd-util.h"
 #include "log.h"
 #include "macro.h"
 #include "netns.h"
-#include "process-util.h"
 
 #define NETNS_MAGIC 0x766e7331u /* "vns1" */
 #define NETNS_HOLDER_NAME "vmgrd-netns"
@@ -456,24 +456,16 @@ static int holder_wait_report(Netns *n, int timeout_ms, char stage[48]) {
         return rep.error < 0 ? rep.error : 0;
 }
 
-int netns_new(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, const char *lock_name, Netns **ret) {
-        _cleanup_free_ Netns *n = NULL;
-        _cleanup_close_ int runtime_fd = -EBADF;
+/* Clone the holder into new user, network, PID and mount namespaces, where
+ * it runs holder_main(). Returns 0 with n->pid, n->pidfd and n->sock set
+ * and *ret_sync_fd the pipe end whose byte lets the holder go on once its
+ * maps are written, or -errno after logging. */
+static int holder_clone(Netns *n, gid_t gid, int lock_fd, int runtime_fd, const char *lock_name,
+                        int *ret_sync_fd) {
         int sv[2], sync_pipe[2], pidfd = -EBADF;
-        char stage[48];
-        char map[64];
+        pid_t pid;
         int r;
 
-        n = calloc(1, sizeof(*n));
-        if (!n)
-                return log_oom();
-        n->pidfd = n->sock = n->userns_fd = n->netns_fd = n->pidns_fd = n->mntns_fd = -EBADF;
-
-        if (runtime_dir) {
-                runtime_fd = open(runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (runtime_fd < 0)
-                        return log_error_errno(errno, "Cannot open %s: %m", runtime_dir);
-        }
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return log_error_errno(errno, "Cannot create the namespace holder's socket: %m");
         if (pipe2(sync_pipe, O_CLOEXEC) < 0) {
@@ -488,62 +480,92 @@ int netns_new(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, const 
                 .pidfd = (uint64_t) (uintptr_t) &pidfd,
                 .exit_signal = SIGCHLD,
         };
-        n->pid = clone3_call(&args);
-        if (n->pid == 0) {
+        pid = clone3_call(&args);
+        if (pid == 0) {
                 close(sv[0]);
                 close(sync_pipe[1]);
                 holder_main(sync_pipe[0], sv[1], lock_fd, runtime_fd, lock_name, gid);
         }
-        r = n->pid < 0 ? -errno : 0;
+        r = pid < 0 ? -errno : 0;
         close(sv[1]);
         close(sync_pipe[0]);
-        n->sock = sv[0];
         if (r < 0) {
                 close(sync_pipe[1]);
-                close(n->sock);
+                close(sv[0]);
                 return log_userns_refused(r, "creating it");
         }
+        n->pid = pid;
         n->pidfd = pidfd;
+        n->sock = sv[0];
+        *ret_sync_fd = sync_pipe[1];
+        return 0;
+}
 
-        /* Once it is dumpable (see holder_main()), its maps are ours to write. */
+/* Map our uid and gid into the holder's user namespace, each to itself:
+ * nothing else exists in there (other owners show as the overflow id).
+ * setgroups must be denied before an unprivileged process may write a gid
+ * map. Returns 0 or -errno. */
+static int holder_write_maps(pid_t pid, uid_t uid, gid_t gid) {
+        char map[64];
+        int r;
+
+        snprintf(map, sizeof(map), "%u %u 1\n", (unsigned) uid, (unsigned) uid);
+        r = write_proc_file(pid, "uid_map", map);
+        if (r < 0)
+                return r;
+        r = write_proc_file(pid, "setgroups", "deny");
+        if (r < 0)
+                return r;
+        snprintf(map, sizeof(map), "%u %u 1\n", (unsigned) gid, (unsigned) gid);
+        return write_proc_file(pid, "gid_map", map);
+}
+
+/* Let the cloned holder go on: wait until it is dumpable (see holder_main()),
+ * which makes its maps ours to write, write them, then send the byte it
+ * waits for on sync_fd. Closes sync_fd in every case, so that a holder
+ * left waiting reads EOF and exits. Returns 0 or -errno after logging. */
+static int holder_release(Netns *n, uid_t uid, gid_t gid, int sync_fd) {
+        char stage[48];
+        int r;
+
         r = holder_wait_report(n, NETNS_START_TIMEOUT_MS, stage);
         if (r < 0) {
-                close(sync_pipe[1]);
-                (void) netns_free(TAKE_PTR(n));
+                close(sync_fd);
                 return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
         }
-
-        /* Our uid and gid, mapped to themselves: nothing else exists in
-         * there (other owners show as the overflow id). setgroups must be
-         * denied before an unprivileged process may write a gid map. */
-        snprintf(map, sizeof(map), "%u %u 1\n", (unsigned) uid, (unsigned) uid);
-        r = write_proc_file(n->pid, "uid_map", map);
-        if (r >= 0)
-                r = write_proc_file(n->pid, "setgroups", "deny");
-        if (r >= 0) {
-                snprintf(map, sizeof(map), "%u %u 1\n", (unsigned) gid, (unsigned) gid);
-                r = write_proc_file(n->pid, "gid_map", map);
-        }
+        r = holder_write_maps(n->pid, uid, gid);
         if (r < 0) {
-                close(sync_pipe[1]);
-                (void) netns_free(TAKE_PTR(n));
+                close(sync_fd);
                 return log_userns_refused(r, "mapping our uid into it");
         }
-        if (write(sync_pipe[1], "x", 1) != 1) {
+        if (write(sync_fd, "x", 1) != 1) {
                 r = -errno;
-                close(sync_pipe[1]);
-                (void) netns_free(TAKE_PTR(n));
+                close(sync_fd);
                 return log_error_errno(-r, "Cannot start the namespace holder: %s", strerror(-r));
         }
-        close(sync_pipe[1]);
+        close(sync_fd);
+        return 0;
+}
+
+/* Wait for the holder to report that its namespaces are set up (/proc, lo,
+ * ping). Returns 0 or -errno after logging, naming the stage that failed. */
+static int holder_wait_ready(Netns *n) {
+        char stage[48];
+        int r;
 
         r = holder_wait_report(n, NETNS_START_TIMEOUT_MS, stage);
         if (r < 0) {
-                (void) netns_free(TAKE_PTR(n));
                 if (stage[0])
                         return log_error_errno(-r, "The namespace holder failed %s: %s", stage, strerror(-r));
                 return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
         }
+        return 0;
+}
+
+/* Open the holder's four namespaces, which vmgrd and its children enter.
+ * Returns 0 or -errno after logging. */
+static int holder_open_namespaces(Netns *n) {
+        int r;
 
         n->userns_fd = open_ns(n->pid, "user");
         n->netns_fd = open_ns(n->pid, "net");
@@ -554,9 +576,42 @@ int netns_new(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, const 
                     : n->netns_fd < 0 ? n->netns_fd
                     : n->pidns_fd < 0 ? n->pidns_fd
                                       : n->mntns_fd;
-                (void) netns_free(TAKE_PTR(n));
                 return log_error_errno(-r, "Cannot open the namespaces of the holder: %s", strerror(-r));
         }
+        return 0;
+}
+
+int netns_new(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, const char *lock_name, Netns **ret) {
+        _cleanup_free_ Netns *n = NULL;
+        _cleanup_close_ int runtime_fd = -EBADF;
+        int sync_fd = -EBADF, r;
+
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return log_oom();
+        n->pidfd = n->sock = n->userns_fd = n->netns_fd = n->pidns_fd = n->mntns_fd = -EBADF;
+
+        if (runtime_dir) {
+                runtime_fd = open(runtime_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (runtime_fd < 0)
+                        return log_error_errno(errno, "Cannot open %s: %m", runtime_dir);
+        }
+
+        r = holder_clone(n, gid, lock_fd, runtime_fd, lock_name, &sync_fd);
+        if (r < 0)
+                return r;
+        /* From here on a failure ends the holder: netns_free() closes its
+         * socket and waits for it to exit. */
+        r = holder_release(n, uid, gid, sync_fd);
+        if (r >= 0)
+                r = holder_wait_ready(n);
+        if (r >= 0)
+                r = holder_open_namespaces(n);
+        if (r < 0) {
+                (void) netns_free(TAKE_PTR(n));
+                return r;
+        }
+
         log_debug("Namespace holder running as pid %d", (int) n->pid);
         *ret = TAKE_PTR(n);
         return 0;

@@ -12,13 +12,13 @@
 #include <unistd.h>
 
 #include "bus-error.h"
+#include "child.h"
 #include "fd-util.h"
 #include "log.h"
 #include "macro.h"
 #include "netadm-proto.h"
 #include "netns.h"
 #include "outbound.h"
-#include "process-util.h"
 #include "spec.h"
 
 #ifndef P_PIDFD

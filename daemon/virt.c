@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "fs-util.h"
 #include "log.h"
 #include "manager.h"
-#include "process-util.h"
 #include "virt.h"
 #include "netns.h"
 #include "vmgr-error.h"

@@ -11,7 +11,7 @@
 #include "bus-error.h"
 #include "bus-util.h"
 #include "group.h"
-#include "process.h"
+#include "guest-exec.h"
 #include "vm-agent-dbus.h"
 #include "vm.h"
 

@@ -19,9 +19,9 @@
 #include "bus-error.h"
 #include "group.h"
 #include "grouplog.h"
+#include "guest-exec.h"
 #include "logline.h"
 #include "log.h"
-#include "process.h"
 #include "time-util.h"
 #include "vm.h"
 

@@ -119,7 +119,7 @@ struct VM {
         ReadyWaiter *ready_waiters;
         AgentJob *shutdown_job;         /* clean power-off through the agent */
         char stale_boot_id[40];         /* after Reboot: the boot that is going away */
-        unsigned n_processes;           /* Exec processes (process.c) */
+        unsigned n_processes;           /* Exec processes (guest-exec.c) */
         unsigned process_counter;       /* the last process id given out */
 };
 

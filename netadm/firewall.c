@@ -206,16 +206,48 @@ static int firewall_chain_exists(const struct firewall_group *f) {
         return firewall_run(cmd, NULL);
 }
 
+/* What firewall_group_create() and firewall_outbound_enable() start with:
+ * the group's derived names and addresses, and a kernel with nf_tables.
+ * Returns 0 and *ret, -EINVAL for a name that derives nothing, or
+ * -EOPNOTSUPP with msg set. */
+static int firewall_prepare(unsigned uid, const char *group, struct firewall_group *ret, char *msg) {
+        int r;
+
+        r = firewall_group_derive(uid, group, ret);
+        if (r < 0)
+                return r;
+        return firewall_check_available(msg);
+}
+
+/* Run a group's own commands as one transaction, and once more with the
+ * shared part before them if the table, a map, a set or a chain they use is
+ * missing (-ENOENT: then the first transaction changed nothing). The shared
+ * part is usually there already, and rewriting it every time would double
+ * the time this takes. Returns 0 or -errno with reason (FIREWALL_REASON_MAX
+ * bytes, may be NULL) set, as firewall_run() does. */
+static int firewall_run_with_shared(const char *own, char *reason) {
+        char cmd[sizeof(firewall_shared) + FIREWALL_COMMANDS_MAX];
+        int n, r;
+
+        r = firewall_run(own, reason);
+        if (r != -ENOENT)
+                return r;
+        n = snprintf(cmd, sizeof(cmd), "%s%s", firewall_shared, own);
+        if (n < 0 || (size_t) n >= sizeof(cmd)) {
+                if (reason)
+                        snprintf(reason, FIREWALL_REASON_MAX, "the commands do not fit the buffer");
+                return -ENOBUFS;
+        }
+        return firewall_run(cmd, reason);
+}
+
 int firewall_group_create(unsigned uid, const char *group, char *msg) {
-        char own[FIREWALL_COMMANDS_MAX], cmd[sizeof(firewall_shared) + FIREWALL_COMMANDS_MAX];
+        char own[FIREWALL_COMMANDS_MAX], cmd[FIREWALL_COMMANDS_MAX];
         char reason[FIREWALL_REASON_MAX];
         struct firewall_group f;
         int n, r;
 
-        r = firewall_group_derive(uid, group, &f);
-        if (r < 0)
-                return r;
-        r = firewall_check_available(msg);
+        r = firewall_prepare(uid, group, &f, msg);
         if (r < 0)
                 return r;
 
@@ -237,14 +269,7 @@ int firewall_group_create(unsigned uid, const char *group, char *msg) {
         if (n < 0 || (size_t) n >= sizeof(own))
                 return netadm_fail(msg, -ENOBUFS, "the firewall rules of bridge %s do not fit the buffer", f.bridge);
 
-        /* The shared part is usually there already, and rewriting it would
-         * double the time this takes. Without the table, the map or the set
-         * the transaction fails as a whole and changed nothing. */
-        r = firewall_run(own, reason);
-        if (r == -ENOENT) {
-                snprintf(cmd, sizeof(cmd), "%s%s", firewall_shared, own);
-                r = firewall_run(cmd, reason);
-        }
+        r = firewall_run_with_shared(own, reason);
         if (r >= 0)
                 return 0;
 
@@ -334,17 +359,13 @@ static int firewall_sysctl_enable(const char *path) {
 }
 
 int firewall_outbound_enable(unsigned uid, const char *group, char *msg) {
-        char own[FIREWALL_COMMANDS_MAX], cmd[sizeof(firewall_shared) + FIREWALL_COMMANDS_MAX];
+        char own[FIREWALL_COMMANDS_MAX];
         char reason[FIREWALL_REASON_MAX];
         struct firewall_group f;
         int n, r;
 
-        r = firewall_group_derive(uid, group, &f);
-        if (r < 0)
-                return r;
-
         /* In host mode this would make the host a router with NAT for any
-         * member of the helper's group: never. */
+         * member of the helper's group: never. Asked before anything else. */
         r = vmgr_userns_is_initial();
         if (r != 0)
                 return netadm_fail(msg, -EPERM,
@@ -352,7 +373,7 @@ int firewall_outbound_enable(unsigned uid, const char *group, char *msg) {
                                            "forward or masquerade in the host's own network"
                                          : "cannot tell whether vmgr-netadm runs in vmgrd's own namespace (reading "
                                            "/proc/self/uid_map failed); outbound refused");
-        r = firewall_check_available(msg);
+        r = firewall_prepare(uid, group, &f, msg);
         if (r < 0)
                 return r;
         /* The group's own chain, named with the caller's uid, must be there:
@@ -371,11 +392,7 @@ int firewall_outbound_enable(unsigned uid, const char *group, char *msg) {
 
         /* A table made before the outbound set existed lacks it: then the
          * shared part comes along (and brings the forward rules that use it). */
-        r = firewall_run(own, reason);
-        if (r == -ENOENT) {
-                snprintf(cmd, sizeof(cmd), "%s%s", firewall_shared, own);
-                r = firewall_run(cmd, reason);
-        }
+        r = firewall_run_with_shared(own, reason);
         if (r < 0)
                 return netadm_fail(msg, r == -EOPNOTSUPP ? r : -EIO,
                                    "cannot install the outbound rules of bridge %s (%s)", f.bridge, reason);

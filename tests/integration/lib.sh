@@ -376,6 +376,53 @@ vmgr_stop_vmgrd() {
         VMGRD_STATUS=$rc
 }
 
+# --- a second user, B, with a vmgrd of its own -------------------------------
+# For the tests that run two vmgrds side by side: B is VMGR_USER2, with its
+# own bus, runtime and state directories under $VMGR_TMP/b; in namespace
+# mode its vmgrd makes namespaces of its own.
+
+VMGR_B_TMP=
+VMGR_B_VMGRD_PID=
+VMGR_B_BUS_PID=
+VMGR_B_STATUS=
+
+# as_b CMD...: run a lib.sh function (or any command) for user B: lib.sh's
+# globals point at B's user, directories, bus and vmgrd meanwhile, and what
+# the command sets in them (a started vmgrd's pid, a stopped one's status)
+# is kept for B in VMGR_B_*.
+as_b() {
+        local VMGR_TMP=$VMGR_B_TMP VMGR_USER=$VMGR_USER2 VMGRD_PID=$VMGR_B_VMGRD_PID VMGR_BUS_PID=$VMGR_B_BUS_PID
+        local VMGRD_STATUS='' DBUS_SESSION_BUS_ADDRESS=${DBUS_SESSION_BUS_ADDRESS:-} rc=0
+        "$@" || rc=$?
+        VMGR_B_VMGRD_PID=$VMGRD_PID
+        VMGR_B_BUS_PID=$VMGR_BUS_PID
+        VMGR_B_STATUS=$VMGRD_STATUS
+        return "$rc"
+}
+
+# Make B's directories, then start B's bus and vmgrd (vmgr_start_bus,
+# vmgr_start_vmgrd as B).
+vmgr_start_user_b() {
+        VMGR_B_TMP=$VMGR_TMP/b
+        mkdir -m 0755 "$VMGR_B_TMP"
+        mkdir -m 0700 "$VMGR_B_TMP/run" "$VMGR_B_TMP/state" "$VMGR_B_TMP/home"
+        chown "$VMGR_USER2:" "$VMGR_B_TMP" "$VMGR_B_TMP/run" "$VMGR_B_TMP/state" "$VMGR_B_TMP/home"
+        as_b vmgr_start_bus
+        as_b vmgr_start_vmgrd
+}
+
+# Stop B's vmgrd with SIGTERM: it must exit 0, with no sanitizer report in
+# its log. After a failed check, show the tail of that log.
+vmgr_stop_user_b() {
+        as_b vmgr_stop_vmgrd TERM
+        check_eq "B's vmgrd exits 0 on SIGTERM" 0 "$VMGR_B_STATUS"
+        check_empty "no sanitizer reports from B's vmgrd" "$(as_b vmgr_sanitizer_reports)"
+        if [ "$VMGR_FAILED" -gt 0 ]; then
+                echo "# B's vmgrd log (last 40 lines):"
+                tail -n 40 "$VMGR_B_TMP/vmgrd.log" 2>/dev/null | sed 's/^/#   /'
+        fi
+}
+
 # --- the namespace where the groups live ----------------------------------
 
 # Print the pid of the running vmgrd's namespace holder (its child with comm

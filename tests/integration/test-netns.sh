@@ -195,26 +195,7 @@ check "a new holder holds it" test "$(vmgr_holder_pid)" != "$holder"
 
 # --- two users outside group vmgr, the same group names, side by side ---------------------
 
-B_TMP=$VMGR_TMP/b
-mkdir -m 0755 "$B_TMP"
-mkdir -m 0700 "$B_TMP/run" "$B_TMP/state" "$B_TMP/home"
-chown "$VMGR_USER2:" "$B_TMP" "$B_TMP/run" "$B_TMP/state" "$B_TMP/home"
-B_VMGRD_PID=
-B_BUS_PID=
-B_STATUS=
-# as_b CMD...: run CMD with lib.sh's globals pointing at user B (its
-# directories, bus and vmgrd); keep what CMD sets in them for B.
-as_b() {
-        local VMGR_TMP=$B_TMP VMGR_USER=$VMGR_USER2 VMGRD_PID=$B_VMGRD_PID VMGR_BUS_PID=$B_BUS_PID
-        local VMGRD_STATUS='' DBUS_SESSION_BUS_ADDRESS=${DBUS_SESSION_BUS_ADDRESS:-} rc=0
-        "$@" || rc=$?
-        B_VMGRD_PID=$VMGRD_PID
-        B_BUS_PID=$VMGR_BUS_PID
-        B_STATUS=$VMGRD_STATUS
-        return "$rc"
-}
-as_b vmgr_start_bus
-as_b vmgr_start_vmgrd
+vmgr_start_user_b
 check_eq "B ($VMGR_USER2, outside vmgr too) runs in namespace mode" 's "namespace"' \
         "$(as_b busctl_as_user get-property org.vmgr1 /org/vmgr1 org.vmgr1.Manager NetworkMode 2>&1)"
 as_b vmgr_load_expected EB g
@@ -231,10 +212,8 @@ check "A deletes its g" vmgrctl_as_user group delete g
 check_eq "B's g is still running" running "$(as_b vmgr_group_prop "$(as_b vmgr_group_path g)" State)"
 check "B's bridge is still there" as_b vmgr_netns_exec ip -o link show dev "${EB[bridge]}"
 check "B deletes its g" as_b vmgrctl_as_user group delete g
-as_b vmgr_stop_vmgrd TERM
-check_eq "B's vmgrd exits 0 on SIGTERM" 0 "$B_STATUS"
+vmgr_stop_user_b
 check_empty "nothing of B is left" "$(as_b vmgr_leftovers)"
-check_empty "no sanitizer reports from B's vmgrd" "$(as_b vmgr_sanitizer_reports)"
 
 vmgr_stop_vmgrd TERM
 check_eq "vmgrd exits 0 on SIGTERM" 0 "$VMGRD_STATUS"

@@ -152,6 +152,9 @@ check_eq "host mode: CreateGroup with outbound is InvalidArgs" org.freedesktop.D
         "$(vmgr_call_error CreateGroup obvmgrd '{"outbound": true}')"
 out=$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss obvmgrd '{"outbound": true}' 2>&1) || true
 check_match "host mode: vmgrd says outbound is for namespace mode only" "namespace mode only" "$out"
+printf '{"outbound": true}' >"$VMGR_TMP/outbound.json"
+out=$(vmgrctl_as_user group create obvmgrd --spec "$VMGR_TMP/outbound.json" 2>&1) && rc=0 || rc=$?
+check_match "host mode: vmgrctl says so and exits 2 (InvalidArgs)" "^2 vmgrctl: outbound is available in namespace mode only" "$rc $out"
 check_eq "host mode: no group was made" "" "$(vmgr_group_path obvmgrd)"
 check "host mode: a group without outbound is made as before" vmgrctl_as_user -q group create obplain
 check "host mode: and deleted" vmgrctl_as_user group delete obplain

@@ -19,30 +19,8 @@ USER_B=$VMGR_USER2
 UID_A=$(id -u "$VMGR_USER")
 UID_B=$(id -u "$USER_B")
 
-# User B's directories, beside A's in the test's temp dir.
-B_TMP=$VMGR_TMP/b
-mkdir -m 0755 "$B_TMP"
-mkdir -m 0700 "$B_TMP/run" "$B_TMP/state" "$B_TMP/home"
-chown "$USER_B:" "$B_TMP" "$B_TMP/run" "$B_TMP/state" "$B_TMP/home"
-B_VMGRD_PID=
-B_BUS_PID=
-B_STATUS=
-
-# as_b CMD...: run a lib.sh function (or any command) for user B: lib.sh's
-# globals point at B's user, directories, bus and vmgrd meanwhile, and what
-# the command sets in them (a started vmgrd's pid) is kept for B.
-as_b() {
-        local VMGR_TMP=$B_TMP VMGR_USER=$USER_B VMGRD_PID=$B_VMGRD_PID VMGR_BUS_PID=$B_BUS_PID
-        local VMGRD_STATUS='' DBUS_SESSION_BUS_ADDRESS=${DBUS_SESSION_BUS_ADDRESS:-} rc=0
-        "$@" || rc=$?
-        B_VMGRD_PID=$VMGRD_PID
-        B_BUS_PID=$VMGR_BUS_PID
-        B_STATUS=$VMGRD_STATUS
-        return "$rc"
-}
-
-as_b vmgr_start_bus
-as_b vmgr_start_vmgrd
+# User B's vmgrd first (lib.sh: vmgr_start_user_b, as_b), then A's.
+vmgr_start_user_b
 vmgr_start_bus
 vmgr_start_vmgrd
 
@@ -121,7 +99,7 @@ check "A's bridge is gone" vmgr_netns_exec bash -c "! ip link show dev ${A[bridg
 check_empty "A left nothing (B's group aside)" "$(leftovers_but B)"
 check_group_whole "B after A's delete" "$USER_B" B as_b
 # B's dnsmasq still serves B's bridge: a port of it gets B's prefix.
-VMGRD_PID=$B_VMGRD_PID vmgr_peer_create "${B[bridge]}"
+VMGRD_PID=$VMGR_B_VMGRD_PID vmgr_peer_create "${B[bridge]}"
 ra=$(vmgr_peer_ra 2>&1) || true
 check_match "B's dnsmasq advertises B's prefix after A's delete" "Prefix +: ${B[prefix6]}" "$ra"
 vmgr_peer_delete
@@ -136,11 +114,5 @@ check_empty "nothing left of A" "$(vmgr_leftovers)"
 
 # --- B's vmgrd ends cleanly; lib.sh checks A's --------------------------------
 
-as_b vmgr_stop_vmgrd TERM
-check_eq "B's vmgrd exits 0 on SIGTERM" 0 "$B_STATUS"
-check_empty "no sanitizer reports from B's vmgrd" "$(as_b vmgr_sanitizer_reports)"
-if [ "$VMGR_FAILED" -gt 0 ]; then
-        echo "# B's vmgrd log (last 40 lines):"
-        tail -n 40 "$B_TMP/vmgrd.log" 2>/dev/null | sed 's/^/#   /'
-fi
+vmgr_stop_user_b
 vmgr_finish

@@ -24,9 +24,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "macro.h"
 #include "netns.h"
-#include "process-util.h"
 #include "test.h"
 #include "userns.h"
 

@@ -46,7 +46,7 @@ struct Process {
 int process_start(VM *vm, sd_bus_message *call, char **argv, char **env, const char *cwd, int fds[3],
                   Process **ret);
 
-/* Bus face (process-dbus.c). */
+/* Bus face (guest-exec-dbus.c). */
 extern const sd_bus_vtable process_vtable[];
 /* Answer every pending Wait; remove the object if one was answered. */
 void process_reply_waiters(Process *p);

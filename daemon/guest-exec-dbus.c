@@ -6,8 +6,8 @@
 #include "agent-session.h"
 #include "bus-error.h"
 #include "bus-util.h"
+#include "guest-exec.h"
 #include "log.h"
-#include "process.h"
 
 static int on_remove(sd_event_source *s, void *userdata) {
         process_remove(userdata);

@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "macro.h"
-#include "process-util.h"
 
 void child_prepare_exec(int first_to_close) {
         sigset_t all;

@@ -10,8 +10,8 @@
 
 #include "agent-session.h"
 #include "group.h"
+#include "guest-exec.h"
 #include "log.h"
-#include "process.h"
 #include "vm.h"
 #include "vmgr-error.h"
 
