@@ -402,22 +402,22 @@ static int log_userns_refused(int r, const char *what) {
 
         if (max == 0)
                 return log_error_errno(-r,
-                                       "Namespace mode needs a user namespace, and %s failed (%s): user namespaces "
+                                       "Namespace mode needs a user namespace, and %s failed (%m): user namespaces "
                                        "are disabled here (user.max_user_namespaces = 0); raise it, or run in host "
                                        "mode with the installed helper",
-                                       what, strerror(-r));
+                                       what);
         if (apparmor > 0)
                 return log_error_errno(-r,
-                                       "Namespace mode needs a user namespace, and %s failed (%s): AppArmor restricts "
+                                       "Namespace mode needs a user namespace, and %s failed (%m): AppArmor restricts "
                                        "unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns "
                                        "= %ld); allow them for vmgrd with an AppArmor profile, or run in host mode",
-                                       what, strerror(-r), apparmor);
+                                       what, apparmor);
         return log_error_errno(-r,
-                               "Namespace mode needs a user namespace, and %s failed (%s): user namespaces are not "
+                               "Namespace mode needs a user namespace, and %s failed (%m): user namespaces are not "
                                "allowed for this user here (check user.max_user_namespaces, "
                                "kernel.apparmor_restrict_unprivileged_userns, a seccomp filter or the container "
                                "vmgrd runs in), or run in host mode",
-                               what, strerror(-r));
+                               what);
 }
 
 static int open_ns(pid_t pid, const char *name) {
@@ -472,7 +472,7 @@ static int holder_clone(Netns *n, gid_t gid, int lock_fd, int runtime_fd, const 
                 r = -errno;
                 close(sv[0]);
                 close(sv[1]);
-                return log_error_errno(-r, "Cannot create a pipe: %s", strerror(-r));
+                return log_error_errno(-r, "Cannot create a pipe: %m");
         }
 
         struct clone_args args = {
@@ -531,7 +531,7 @@ static int holder_release(Netns *n, uid_t uid, gid_t gid, int sync_fd) {
         r = holder_wait_report(n, NETNS_START_TIMEOUT_MS, stage);
         if (r < 0) {
                 close(sync_fd);
-                return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
+                return log_error_errno(-r, "The namespace holder did not start: %m");
         }
         r = holder_write_maps(n->pid, uid, gid);
         if (r < 0) {
@@ -541,7 +541,7 @@ static int holder_release(Netns *n, uid_t uid, gid_t gid, int sync_fd) {
         if (write(sync_fd, "x", 1) != 1) {
                 r = -errno;
                 close(sync_fd);
-                return log_error_errno(-r, "Cannot start the namespace holder: %s", strerror(-r));
+                return log_error_errno(-r, "Cannot start the namespace holder: %m");
         }
         close(sync_fd);
         return 0;
@@ -556,8 +556,8 @@ static int holder_wait_ready(Netns *n) {
         r = holder_wait_report(n, NETNS_START_TIMEOUT_MS, stage);
         if (r < 0) {
                 if (stage[0])
-                        return log_error_errno(-r, "The namespace holder failed %s: %s", stage, strerror(-r));
-                return log_error_errno(-r, "The namespace holder did not start: %s", strerror(-r));
+                        return log_error_errno(-r, "The namespace holder failed %s: %m", stage);
+                return log_error_errno(-r, "The namespace holder did not start: %m");
         }
         return 0;
 }
@@ -576,7 +576,7 @@ static int holder_open_namespaces(Netns *n) {
                     : n->netns_fd < 0 ? n->netns_fd
                     : n->pidns_fd < 0 ? n->pidns_fd
                                       : n->mntns_fd;
-                return log_error_errno(-r, "Cannot open the namespaces of the holder: %s", strerror(-r));
+                return log_error_errno(-r, "Cannot open the namespaces of the holder: %m");
         }
         return 0;
 }

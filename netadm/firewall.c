@@ -125,7 +125,7 @@ static int firewall_check_available(char *msg) {
                 return netadm_fail(msg, -EOPNOTSUPP,
                                    "nf_tables is not available (no netfilter netlink socket: %s); vmgr-netadm does "
                                    "not run a group without its firewall rules",
-                                   strerror(errno));
+                                   strerror(errno)); /* errno, not the code it answers with */
         return 0;
 }
 
@@ -401,11 +401,9 @@ int firewall_outbound_enable(unsigned uid, const char *group, char *msg) {
          * namespace, and the forward chain drops whatever is not allowed. */
         r = firewall_sysctl_enable("/proc/sys/net/ipv4/ip_forward");
         if (r < 0)
-                return netadm_fail(msg, r, "cannot turn on IPv4 forwarding in vmgrd's network namespace: %s",
-                                   strerror(-r));
+                return netadm_fail(msg, r, "cannot turn on IPv4 forwarding in vmgrd's network namespace: %m");
         r = firewall_sysctl_enable("/proc/sys/net/ipv6/conf/all/forwarding");
         if (r < 0 && r != -ENOENT)
-                return netadm_fail(msg, r, "cannot turn on IPv6 forwarding in vmgrd's network namespace: %s",
-                                   strerror(-r));
+                return netadm_fail(msg, r, "cannot turn on IPv6 forwarding in vmgrd's network namespace: %m");
         return 0;
 }
