@@ -1,10 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -13,10 +11,10 @@
 #include "bench-agent.h"
 #include "macro.h"
 
-/* What our HELLO grants the agent per stream, as vmgrd does. */
-#define BENCH_AGENT_WINDOW (256U * 1024U)
 /* The agent runs at most this many processes at once. */
 #define BENCH_AGENT_INFLIGHT_MAX 128
+/* What vmgrd's Run collects per output (VM_RUN_OUTPUT_MAX). */
+#define BENCH_RUN_OUTPUT_MAX (16U * 1024U * 1024U)
 
 double bench_now_ms(void) {
         struct timespec ts;
@@ -32,7 +30,7 @@ int bench_agent_connect(BenchAgent *a, const char *path, double timeout_ms, bool
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
-        *a = (BenchAgent) { .fd = -EBADF, .next_id = 1 };
+        *a = (BenchAgent) { .fd = -EBADF, .path = path, .t_first = -1, .t_hello = -1 };
 
         for (;;) {
                 _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -40,9 +38,6 @@ int bench_agent_connect(BenchAgent *a, const char *path, double timeout_ms, bool
                 if (fd < 0)
                         return -errno;
                 if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
-                        int r = vmgr_agent_decoder_new(&a->decoder);
-                        if (r < 0)
-                                return r;
                         a->fd = TAKE_FD(fd);
                         return 0;
                 }
@@ -59,171 +54,112 @@ int bench_agent_connect(BenchAgent *a, const char *path, double timeout_ms, bool
 
 void bench_agent_done(BenchAgent *a) {
         a->fd = safe_close(a->fd);
-        a->decoder = vmgr_agent_decoder_free(a->decoder);
+        a->session = agent_session_free(a->session);
+        a->event = sd_event_unref(a->event);
 }
 
-static int write_all(int fd, const void *buf, size_t size) {
-        const uint8_t *p = buf;
+static void on_message(AgentSession *s, const struct vmgr_agent_msg *m, void *userdata) {
+        BenchAgent *a = userdata;
 
-        while (size > 0) {
-                ssize_t n = send(fd, p, size, MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += n;
-                size -= (size_t) n;
-        }
-        return 0;
+        if (a->t_first < 0)
+                a->t_first = bench_now_ms();
+        /* The session ignores an ERROR before it is up; we would wait for nothing. */
+        if (!agent_session_is_connected(s) && m->type == VMGR_AGENT_ERROR && m->id == 0)
+                a->refused = -(int) m->error.error;
 }
 
-int bench_agent_send(BenchAgent *a, const struct vmgr_agent_msg *m) {
-        static uint8_t wire[VMGR_AGENT_WIRE_MAX];
-        int n = vmgr_agent_msg_encode(m, wire, sizeof(wire));
+static void on_changed(AgentSession *s, void *userdata) {
+        BenchAgent *a = userdata;
 
-        if (n < 0)
-                return n;
-        return write_all(a->fd, wire, (size_t) n);
+        if (a->t_hello < 0 && agent_session_is_connected(s))
+                a->t_hello = bench_now_ms();
 }
 
-int bench_agent_send_hello(BenchAgent *a) {
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_HELLO };
-        uint8_t zero = 0;
+int bench_agent_begin(BenchAgent *a) {
         int r;
 
-        if (getrandom(&a->nonce, sizeof(a->nonce), 0) != sizeof(a->nonce))
-                a->nonce = (uint64_t) (bench_now_ms() * 1e6) * 2654435761ULL;
-        a->nonce |= 1; /* 0 is the agent's announcement */
-        a->connected = false;
-        m.hello = (struct vmgr_agent_hello) { VMGR_AGENT_VERSION_MIN, VMGR_AGENT_VERSION_MAX, BENCH_AGENT_WINDOW,
-                                              a->nonce, "vmgr-bench" };
-        r = write_all(a->fd, &zero, 1);
+        r = sd_event_new(&a->event);
         if (r < 0)
                 return r;
-        return bench_agent_send(a, &m);
+        r = agent_session_new(a->event, a->path, on_changed, a, &a->session);
+        if (r < 0)
+                return r;
+        agent_session_set_hello(a->session, VMGR_AGENT_VERSION_MIN, VMGR_AGENT_VERSION_MAX, AGENT_SESSION_WINDOW,
+                                "vmgr-bench");
+        agent_session_set_message_handler(a->session, on_message);
+        return agent_session_attach(a->session, TAKE_FD(a->fd));
 }
 
-int bench_agent_receive(BenchAgent *a, double timeout_ms, const struct vmgr_agent_msg **ret) {
+int bench_agent_wait(BenchAgent *a, double timeout_ms, bool (*until)(BenchAgent *a, void *userdata),
+                     void *userdata) {
         double deadline = bench_now_ms() + timeout_ms;
 
         for (;;) {
-                const struct vmgr_agent_msg *m;
-                const char *reason;
-                int r = vmgr_agent_decoder_next(a->decoder, &m, &reason);
-
-                if (r > 0) {
-                        if (m->type == VMGR_AGENT_HELLO) {
-                                if (m->hello.nonce == 0) {
-                                        /* The agent (re)started: greet it again, as vmgrd does. */
-                                        r = bench_agent_send_hello(a);
-                                        if (r < 0)
-                                                return r;
-                                } else if (!a->connected && m->hello.nonce == a->nonce) {
-                                        a->connected = true;
-                                        a->agent_window = m->hello.initial_window;
-                                }
-                        }
-                        *ret = m;
-                        return 1;
-                }
-                if (r < 0)
-                        continue; /* a dropped frame: left over from an earlier connection */
-
                 double left = deadline - bench_now_ms();
+                int r;
+
+                if (until(a, userdata))
+                        return 0;
+                if (a->refused < 0)
+                        return a->refused;
+                if (!agent_session_has_connection(a->session))
+                        return -ECONNRESET;
                 if (left <= 0)
                         return -ETIMEDOUT;
-                struct pollfd p = { .fd = a->fd, .events = POLLIN };
-                r = poll(&p, 1, (int) left + 1);
-                if (r < 0 && errno != EINTR)
-                        return -errno;
-                if (r <= 0)
-                        continue;
-
-                size_t size;
-                void *space = vmgr_agent_decoder_space(a->decoder, &size);
-                ssize_t n = read(a->fd, space, size);
-                if (n < 0 && errno != EINTR && errno != EAGAIN)
-                        return -errno;
-                if (n == 0)
-                        return -ECONNRESET;
-                if (n > 0)
-                        vmgr_agent_decoder_advance(a->decoder, (size_t) n);
+                r = sd_event_run(a->event, (uint64_t) (left * 1000) + 1);
+                if (r < 0)
+                        return r;
         }
+}
+
+static bool is_connected(BenchAgent *a, void *userdata) {
+        return agent_session_is_connected(a->session);
 }
 
 int bench_agent_start_session(BenchAgent *a, double timeout_ms) {
-        double deadline = bench_now_ms() + timeout_ms;
-        int r;
+        int r = bench_agent_begin(a);
 
-        r = bench_agent_send_hello(a);
         if (r < 0)
                 return r;
-        while (!a->connected) {
-                const struct vmgr_agent_msg *m;
-
-                r = bench_agent_receive(a, deadline - bench_now_ms(), &m);
-                if (r < 0)
-                        return r;
-                if (m->type == VMGR_AGENT_ERROR && m->id == 0)
-                        return -m->error.error;
-        }
-        return 0;
+        return bench_agent_wait(a, timeout_ms, is_connected, NULL);
 }
 
 typedef struct RunSlot {
-        bool used;
+        AgentJob *job;          /* NULL: free */
         unsigned index;
-        uint32_t pid, in, out, err;
-        bool exited, out_eof, err_eof;
-        int status;
         double started;
+        bool done;
 } RunSlot;
 
-static RunSlot *slot_find(RunSlot *slots, unsigned n, uint32_t id, bool process) {
-        for (unsigned i = 0; i < n; i++) {
-                if (!slots[i].used)
-                        continue;
-                if (process ? slots[i].pid == id : (slots[i].out == id || slots[i].err == id))
-                        return &slots[i];
-        }
-        return NULL;
+static void on_run_done(AgentJob *j, void *userdata) {
+        ((RunSlot *) userdata)->done = true;
 }
 
 static int slot_start(BenchAgent *a, RunSlot *s, unsigned index, char *const *argv) {
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_EXEC };
         int r;
 
-        *s = (RunSlot) { .used = true, .index = index, .started = bench_now_ms() };
-        s->pid = a->next_id++;
-        s->in = a->next_id++;
-        s->out = a->next_id++;
-        s->err = a->next_id++;
-        m.id = s->pid;
-        m.exec.stdin_stream = s->in;
-        m.exec.stdout_stream = s->out;
-        m.exec.stderr_stream = s->err;
-        m.exec.cwd = "";
-        for (; argv[m.exec.argc]; m.exec.argc++) {
-                if (m.exec.argc >= VMGR_AGENT_ARGS_MAX)
-                        return -E2BIG;
-                m.exec.argv[m.exec.argc] = argv[m.exec.argc];
-        }
-        r = bench_agent_send(a, &m);
+        *s = (RunSlot) { .index = index, .started = bench_now_ms() };
+        r = agent_job_new(a->session, AGENT_JOB_EXEC, on_run_done, s, &s->job);
         if (r < 0)
                 return r;
-        /* Run's stdin is empty: end-of-file right after the EXEC. */
-        return bench_agent_send(a, &(struct vmgr_agent_msg) { .type = VMGR_AGENT_EOF, .id = s->in });
+        r = agent_job_set_input_mem(s->job, "", 0);
+        if (r >= 0)
+                r = agent_job_set_output_mem(s->job, AGENT_STREAM_OUT, BENCH_RUN_OUTPUT_MAX);
+        if (r >= 0)
+                r = agent_job_set_output_mem(s->job, AGENT_STREAM_ERR, BENCH_RUN_OUTPUT_MAX);
+        if (r >= 0)
+                r = agent_job_start_exec(s->job, argv, NULL, NULL);
+        return r;
 }
 
 int bench_agent_run_many(BenchAgent *a, char *const *argv, unsigned count, unsigned inflight, double timeout_ms,
                          void (*each)(unsigned i, double ms, void *userdata), void *userdata) {
         _cleanup_free_ RunSlot *slots = NULL;
-        unsigned started = 0, done = 0, running = 0;
+        unsigned started = 0, done = 0;
         bool all_zero = true;
-        int r;
+        int r = 0;
 
-        if (!a->connected)
+        if (!agent_session_is_connected(a->session))
                 return -ENOTCONN;
         if (inflight < 1 || inflight > BENCH_AGENT_INFLIGHT_MAX)
                 return -EINVAL;
@@ -231,67 +167,40 @@ int bench_agent_run_many(BenchAgent *a, char *const *argv, unsigned count, unsig
         if (!slots)
                 return -ENOMEM;
 
-        while (done < count) {
-                const struct vmgr_agent_msg *m;
-                RunSlot *s;
-
-                for (unsigned i = 0; i < inflight && running < inflight && started < count; i++) {
-                        if (slots[i].used)
-                                continue;
-                        r = slot_start(a, &slots[i], started++, argv);
-                        if (r < 0)
-                                return r;
-                        running++;
-                }
-
-                r = bench_agent_receive(a, timeout_ms, &m);
+        while (r >= 0 && done < count) {
+                for (unsigned i = 0; i < inflight && started < count && r >= 0; i++)
+                        if (!slots[i].job)
+                                r = slot_start(a, &slots[i], started++, argv);
                 if (r < 0)
-                        return r;
-                switch (m->type) {
-                case VMGR_AGENT_EXIT:
-                        s = slot_find(slots, inflight, m->id, true);
-                        if (!s)
-                                continue;
-                        s->exited = true;
-                        s->status = m->exit.signal ? 128 + m->exit.signal : m->exit.status;
                         break;
-                case VMGR_AGENT_EOF:
-                        s = slot_find(slots, inflight, m->id, false);
-                        if (!s)
+
+                r = sd_event_run(a->event, (uint64_t) (timeout_ms * 1000));
+                if (r == 0)
+                        r = -ETIMEDOUT;
+                for (unsigned i = 0; i < inflight; i++) {
+                        RunSlot *s = &slots[i];
+                        const AgentJobResult *res;
+
+                        if (!s->job || !s->done)
                                 continue;
-                        if (m->id == s->out)
-                                s->out_eof = true;
-                        else
-                                s->err_eof = true;
-                        break;
-                case VMGR_AGENT_DATA:
-                        /* Output is dropped and its credit given back at once. */
-                        r = bench_agent_send(a, &(struct vmgr_agent_msg) { .type = VMGR_AGENT_WINDOW, .id = m->id,
-                                                                           .window = (uint32_t) m->data.size });
-                        if (r < 0)
-                                return r;
-                        continue;
-                case VMGR_AGENT_ERROR:
-                        /* About the session, or one of ours could not be started. */
-                        if (m->id == 0 || slot_find(slots, inflight, m->id, true))
-                                return -m->error.error;
-                        continue;
-                case VMGR_AGENT_HELLO:
-                        if (!a->connected)
-                                return -ECONNRESET; /* the agent restarted: our processes are gone */
-                        continue;
-                default:
-                        continue;
+                        res = agent_job_result(s->job);
+                        if (res->error < 0) {
+                                /* The session is gone, or the agent could not start it. */
+                                if (r >= 0)
+                                        r = res->error;
+                        } else {
+                                if (res->signal || res->status != 0)
+                                        all_zero = false;
+                                if (each)
+                                        each(s->index, bench_now_ms() - s->started, userdata);
+                        }
+                        s->job = agent_job_free(s->job);
+                        done++;
                 }
-                if (!(s->exited && s->out_eof && s->err_eof))
-                        continue;
-                if (s->status != 0)
-                        all_zero = false;
-                if (each)
-                        each(s->index, bench_now_ms() - s->started, userdata);
-                s->used = false;
-                running--;
-                done++;
         }
+        for (unsigned i = 0; i < inflight; i++)
+                agent_job_free(slots[i].job);
+        if (r < 0)
+                return r;
         return all_zero ? 0 : -EIO;
 }

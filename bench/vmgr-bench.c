@@ -571,6 +571,13 @@ static bool info_has_ipv6(const struct vmgr_agent_info *info, const struct in6_a
         return false;
 }
 
+/* Is the session up with an INFO that shows userdata's IPv6 address? */
+static bool agent_ready(BenchAgent *a, void *userdata) {
+        const struct vmgr_agent_info *info = agent_session_info(a->session);
+
+        return info && info_has_ipv6(info, userdata);
+}
+
 /* Start qemu_argv and time it to its agent's messages on socket: "socket"
  * (QEMU accepts a connection), "first" (the agent's first frame), "hello"
  * (the session is up, by vmgrd's rule) and "ready" (the first INFO that
@@ -580,7 +587,6 @@ static bool info_has_ipv6(const struct vmgr_agent_info *info, const struct in6_a
  * keeps running. Returns 0 or -errno. */
 static int raw_boot(const char *socket, const char *console, const struct in6_addr *ipv6, const char *pid_file,
                     char **qemu_argv) {
-        const struct vmgr_agent_msg *m;
         BenchAgent a = { .fd = -EBADF };
         double t0, t_socket, t_first = -1, t_hello = -1, t_ready = -1, t_kill, uptime;
         int r, status;
@@ -601,17 +607,13 @@ static int raw_boot(const char *socket, const char *console, const struct in6_ad
         r = bench_agent_connect(&a, socket, BOOT_TIMEOUT_MS, qemu_alive, NULL);
         t_socket = bench_now_ms() - t0;
         if (r >= 0)
-                r = bench_agent_send_hello(&a);
-        while (r >= 0 && t_ready < 0) {
-                r = bench_agent_receive(&a, BOOT_TIMEOUT_MS - (bench_now_ms() - t0), &m);
-                if (r < 0)
-                        break;
-                if (t_first < 0)
-                        t_first = bench_now_ms() - t0;
-                if (a.connected && t_hello < 0)
-                        t_hello = bench_now_ms() - t0;
-                if (a.connected && m->type == VMGR_AGENT_INFO && info_has_ipv6(&m->info, ipv6))
-                        t_ready = bench_now_ms() - t0;
+                r = bench_agent_begin(&a);
+        if (r >= 0)
+                r = bench_agent_wait(&a, BOOT_TIMEOUT_MS - (bench_now_ms() - t0), agent_ready, (void *) ipv6);
+        if (r >= 0) {
+                t_ready = bench_now_ms() - t0;
+                t_first = a.t_first - t0;
+                t_hello = a.t_hello - t0;
         }
         bench_agent_done(&a);
         if (r < 0)

@@ -78,7 +78,13 @@ struct AgentSession {
         char *socket_path;
         agent_session_changed_t changed;
         agent_session_log_t log;
+        agent_session_message_t on_message;
         void *userdata;
+
+        /* What our HELLO offers (agent_session_set_hello()). */
+        uint16_t version_min, version_max;
+        uint32_t window;                /* also each output stream's receive window */
+        const char *hello_name;
 
         bool wanted;                    /* start() called, stop() not since */
         int fd;
@@ -340,7 +346,7 @@ static void on_data(AgentSession *s, const struct vmgr_agent_msg *m) {
         }
         /* The pending buffer never holds more than the window we granted. */
         if (!st->pending) {
-                st->pending = malloc(AGENT_SESSION_WINDOW);
+                st->pending = malloc(s->window);
                 if (!st->pending) {
                         st->broken = true;
                         grant(j, st, m->data.size);
@@ -575,7 +581,7 @@ static void job_open_streams(AgentJob *j) {
                 if (i == AGENT_STREAM_IN)
                         vmgr_agent_send_window_init(&st->send, s->agent_window);
                 else
-                        vmgr_agent_recv_window_init(&st->recv, AGENT_SESSION_WINDOW);
+                        vmgr_agent_recv_window_init(&st->recv, s->window);
         }
 }
 
@@ -634,6 +640,15 @@ int agent_job_start_file(AgentJob *j, const char *path, uint32_t mode) {
 
 int agent_job_start_shutdown(AgentJob *j) {
         struct vmgr_agent_msg m = { .type = VMGR_AGENT_SHUTDOWN };
+
+        if (!j->session)
+                return -ENOTCONN;
+        j->id = j->session->next_id++;
+        return job_start(j, &m);
+}
+
+int agent_job_start_reboot(AgentJob *j) {
+        struct vmgr_agent_msg m = { .type = VMGR_AGENT_REBOOT };
 
         if (!j->session)
                 return -ENOTCONN;
@@ -712,8 +727,7 @@ static int send_hello(AgentSession *s) {
                 s->nonce = ((uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec) * 2654435761ULL;
         }
         s->nonce |= 1; /* 0 is the agent's announcement */
-        m.hello = (struct vmgr_agent_hello) { VMGR_AGENT_VERSION_MIN, VMGR_AGENT_VERSION_MAX, AGENT_SESSION_WINDOW,
-                                              s->nonce, "vmgrd" };
+        m.hello = (struct vmgr_agent_hello) { s->version_min, s->version_max, s->window, s->nonce, s->hello_name };
         r = outq_append(s, &zero, 1);
         if (r < 0)
                 return r;
@@ -850,6 +864,26 @@ void agent_session_set_violation_handler(AgentSession *s, agent_session_violatio
         s->on_violation = handler;
 }
 
+void agent_session_set_message_handler(AgentSession *s, agent_session_message_t handler) {
+        s->on_message = handler;
+}
+
+void agent_session_set_hello(AgentSession *s, uint16_t version_min, uint16_t version_max, uint32_t window,
+                             const char *name) {
+        s->version_min = version_min;
+        s->version_max = version_max;
+        s->window = window;
+        s->hello_name = name;
+}
+
+int agent_session_ping(AgentSession *s, uint32_t id, uint64_t payload) {
+        struct vmgr_agent_msg m = { .type = VMGR_AGENT_PING, .id = id, .ping.payload = payload };
+
+        if (!s->connected)
+                return -ENOTCONN;
+        return session_send(s, &m);
+}
+
 void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec) {
         s->keepalive_usec = interval_usec;
 }
@@ -976,17 +1010,38 @@ static int on_socket_io(sd_event_source *source, int fd, uint32_t revents, void 
                         vmgr_agent_decoder_advance(s->decoder, (size_t) n);
                         while (s->fd >= 0 && !s->violation[0] &&
                                (r = vmgr_agent_decoder_next(s->decoder, &m, &reason)) != 0)
-                                if (r > 0)
+                                if (r > 0) {
+                                        if (s->on_message)
+                                                s->on_message(s, m, s->userdata);
                                         handle(s, m);
+                                }
                 }
         }
+        return 0;
+}
+
+/* A new connection on fd (connected, non-blocking): watch it and greet the
+ * agent. Returns 0 (also when the greeting failed: the connection is then
+ * reset) or -errno when fd cannot be watched (fd closed). */
+static int session_use_fd(AgentSession *s, int fd) {
+        int r;
+
+        r = sd_event_add_io(s->event, &s->io, fd, EPOLLIN, on_socket_io, s);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        s->fd = fd;
+        s->retry_usec = 0;
+        vmgr_agent_decoder_reset(s->decoder);
+        if (send_hello(s) < 0)
+                session_reset(s, -ECONNRESET, "cannot greet the guest agent");
         return 0;
 }
 
 static void session_connect(AgentSession *s) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -EBADF;
-        int r;
 
         if (strlen(s->socket_path) >= sizeof(sa.sun_path))
                 return; /* checked when the VM was made */
@@ -996,16 +1051,8 @@ static void session_connect(AgentSession *s) {
                 schedule_connect(s); /* QEMU has not made it yet, or is gone */
                 return;
         }
-        r = sd_event_add_io(s->event, &s->io, fd, EPOLLIN, on_socket_io, s);
-        if (r < 0) {
+        if (session_use_fd(s, TAKE_FD(fd)) < 0)
                 schedule_connect(s);
-                return;
-        }
-        s->fd = TAKE_FD(fd);
-        s->retry_usec = 0;
-        vmgr_agent_decoder_reset(s->decoder);
-        if (send_hello(s) < 0)
-                session_reset(s, -ECONNRESET, "cannot greet the guest agent");
 }
 
 static int on_retry(sd_event_source *source, uint64_t usec, void *userdata) {
@@ -1038,6 +1085,10 @@ int agent_session_new(sd_event *event, const char *socket_path, agent_session_ch
                 return -ENOMEM;
         s->fd = -EBADF;
         s->next_id = 1;
+        s->version_min = VMGR_AGENT_VERSION_MIN;
+        s->version_max = VMGR_AGENT_VERSION_MAX;
+        s->window = AGENT_SESSION_WINDOW;
+        s->hello_name = "vmgrd";
         s->event = sd_event_ref(event);
         vmgr_token_bucket_init(&s->sessions, 1, (uint64_t) SESSIONS_BURST * SESSIONS_EVERY_SEC, now_usec(s));
         s->changed = changed;
@@ -1057,6 +1108,24 @@ void agent_session_start(AgentSession *s) {
         s->wanted = true;
         s->retry_usec = 0;
         session_connect(s);
+}
+
+int agent_session_attach(AgentSession *s, int fd) {
+        int flags, r;
+
+        if (s->wanted || s->fd >= 0) {
+                safe_close(fd);
+                return -EBUSY;
+        }
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+        /* Not wanted: when this connection ends, session_reset() does not
+         * reconnect (there is no path to connect to again). */
+        return session_use_fd(s, fd);
 }
 
 void agent_session_stop(AgentSession *s) {
@@ -1085,6 +1154,10 @@ AgentSession *agent_session_free(AgentSession *s) {
 
 bool agent_session_is_connected(const AgentSession *s) {
         return s && s->connected;
+}
+
+bool agent_session_has_connection(const AgentSession *s) {
+        return s && s->fd >= 0;
 }
 
 const struct vmgr_agent_info *agent_session_info(const AgentSession *s) {

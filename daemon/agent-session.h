@@ -25,6 +25,11 @@
  * while the agent has granted credit, and output is credited back only once
  * it has been written to its fd, so a slow reader slows the writer in the
  * guest and vmgrd holds at most one window per stream.
+ *
+ * The agent's host-side test client (tests/agent-client.c) and the
+ * benchmark's (bench/bench-agent.c) use this same code on sockets they
+ * connect themselves (agent_session_attach()), so that their tests and
+ * figures are those of what vmgrd ships.
  */
 
 #include <stdbool.h>
@@ -60,6 +65,11 @@ typedef void (*agent_session_changed_t)(AgentSession *s, void *userdata);
 
 /* Called for each LOG the agent sends (a guest log line). */
 typedef void (*agent_session_log_t)(AgentSession *s, const struct vmgr_agent_log *log, void *userdata);
+
+/* Called with each message the agent sends, before the session acts on it
+ * (m is valid during the call only; the handler must not stop or free the
+ * session). */
+typedef void (*agent_session_message_t)(AgentSession *s, const struct vmgr_agent_msg *m, void *userdata);
 
 /* Called when vmgrd drops the session because the guest broke a rule or
  * passed a bound (why: one sentence); the connection is made again later,
@@ -98,10 +108,39 @@ void agent_session_set_log_handler(AgentSession *s, agent_session_log_t handler)
 /* Hear of sessions dropped for the guest's misbehaviour (with the userdata given to new). */
 void agent_session_set_violation_handler(AgentSession *s, agent_session_violation_t handler);
 
+/* See every message from the agent (with the userdata given to new): for a
+ * client that reports on the protocol itself, e.g. an agent's refusal of
+ * our HELLO (ERROR with id 0 before the session is up, which the session
+ * otherwise ignores) or PONGs. vmgrd sets none. */
+void agent_session_set_message_handler(AgentSession *s, agent_session_message_t handler);
+
+/* What our HELLOs offer: protocol versions, our receive window per stream
+ * (also what each output stream of our jobs is granted), and our name
+ * (static, not copied). Defaults: VMGR_AGENT_VERSION_MIN..MAX,
+ * AGENT_SESSION_WINDOW, "vmgrd". Set before the connection starts. */
+void agent_session_set_hello(AgentSession *s, uint16_t version_min, uint16_t version_max, uint32_t window,
+                             const char *name);
+
 /* Begin connecting (QEMU runs); retries until connected. Idempotent. */
 void agent_session_start(AgentSession *s);
 /* Hang up and stop retrying (QEMU is gone); jobs fail with -ENOTCONN. */
 void agent_session_stop(AgentSession *s);
+
+/* Begin a session on fd, a stream socket to the agent that the caller
+ * connected itself (a client of the agent other than vmgrd), instead of
+ * start(): fd is taken over (made non-blocking; closed with the
+ * connection, also on failure) and the HELLO goes out at once. Nothing is
+ * retried: when this connection ends, the session ends for good (see
+ * agent_session_has_connection()). Returns 0, -EBUSY while started or
+ * connected already, or -errno. */
+int agent_session_attach(AgentSession *s, int fd);
+
+/* Is a connection open (its session established or not)? */
+bool agent_session_has_connection(const AgentSession *s);
+
+/* Send a PING now; its PONG (same id and payload) reaches the message
+ * handler. Returns 0, -ENOTCONN without a session, or -errno. */
+int agent_session_ping(AgentSession *s, uint32_t id, uint64_t payload);
 
 /* Is a session established (HELLO answered)? */
 bool agent_session_is_connected(const AgentSession *s);
@@ -130,6 +169,8 @@ int agent_job_set_output_mem(AgentJob *j, AgentStreamSlot slot, size_t cap);
 int agent_job_start_exec(AgentJob *j, char *const *argv, char *const *env, const char *cwd);
 int agent_job_start_file(AgentJob *j, const char *path, uint32_t mode);
 int agent_job_start_shutdown(AgentJob *j);
+/* REBOOT instead of SHUTDOWN, on a job of kind AGENT_JOB_SHUTDOWN. */
+int agent_job_start_reboot(AgentJob *j);
 
 /* Signal an EXEC's process group. Returns 0, or -ESRCH once it has exited. */
 int agent_job_kill(AgentJob *j, int signal);

@@ -2,8 +2,10 @@
 
 /*
  * vmgr-agent-client: a host-side driver for tests/integration/test-agent.sh.
- * It connects to the unix socket QEMU made for the agent's port and speaks
- * the protocol through lib/agent-proto, one command per run:
+ * It connects to the unix socket QEMU made for the agent's port and drives
+ * the agent through vmgrd's own session code (daemon/agent-session.c: the
+ * handshake, jobs and their streams, flow control), so that the test tests
+ * what vmgrd ships. One command per run:
  *
  *   hello                       handshake, print INFO
  *   wait-addr IFNAME TEXT [-- ARGV...]
@@ -48,6 +50,11 @@
  *
  * Every command checks the LOG messages it receives on the way: a text with
  * a control character (a newline, say) ends the run with an error.
+ *
+ * What stays raw: garbage and --disconnect-after write half a frame on the
+ * session's socket, --stall-after stops the whole loop, and all three then
+ * hang up and exit at once. Hooks in the session to corrupt its own stream
+ * would be code that vmgrd ships only for this client.
  */
 
 #include <arpa/inet.h>
@@ -55,26 +62,26 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <nettle/sha2.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <sys/random.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "agent-proto.h"
+#include "agent-session.h"
 #include "macro.h"
 
 #define JOBS_MAX 256
 
 static const char *opt_socket;
 static double opt_timeout = 60;
-static uint32_t opt_window = 256 * 1024;
+static uint32_t opt_window = AGENT_SESSION_WINDOW;
 static unsigned opt_version_min = VMGR_AGENT_VERSION_MIN, opt_version_max = VMGR_AGENT_VERSION_MAX;
 static bool opt_stats;
 
@@ -96,89 +103,136 @@ static double now(void) {
 
 static double deadline;
 
-/* --- connection ----------------------------------------------------------- */
+/* --- the session ---------------------------------------------------------- */
 
-static struct {
-        int fd;
-        struct vmgr_agent_decoder *dec;
-        uint8_t *out;
-        size_t out_len, out_cap;
-        bool established;
-        uint64_t nonce;
-        uint32_t agent_window;
-        bool eof;
-} C = { .fd = -EBADF };
+static sd_event *event;
+static AgentSession *session;
+/* The connection's socket. The session owns it; only the hang-up modes
+ * write on it (and close it) themselves, and then exit. */
+static int conn_fd = -EBADF;
+static unsigned info_count;
+static uint32_t ping_id;
+static bool pong_seen;
 
-static void send_bytes(const void *p, size_t n) {
-        if (C.out_len + n > C.out_cap) {
-                C.out_cap = (C.out_len + n) * 2;
-                C.out = realloc(C.out, C.out_cap);
-                if (!C.out)
-                        die("out of memory");
+/* logs: what to print and when to stop */
+static bool logs_print;
+static const char *logs_until;
+static bool logs_until_seen;
+static unsigned logs_seen;
+static double logs_last;
+
+/* One turn of the loop, waiting up to timeout_ms for something to happen.
+ * Ends the run past the deadline or once the connection is gone (the
+ * session does not reconnect an attached socket). */
+static void step(int timeout_ms) {
+        int r;
+
+        if (now() > deadline)
+                die("timed out");
+        r = sd_event_run(event, (uint64_t) timeout_ms * 1000U);
+        if (r < 0)
+                die("event loop: %s", strerror(-r));
+        if (!agent_session_has_connection(session))
+                die("the agent's socket closed");
+}
+
+static const char *log_source_to_string(uint8_t source) {
+        switch (source) {
+        case VMGR_AGENT_LOG_KERNEL:
+                return "kernel";
+        case VMGR_AGENT_LOG_JOURNAL:
+                return "journal";
+        case VMGR_AGENT_LOG_AGENT:
+                return "agent";
         }
-        memcpy(C.out + C.out_len, p, n);
-        C.out_len += n;
+        return "?";
 }
 
-static void send_msg(const struct vmgr_agent_msg *m) {
-        static uint8_t buf[VMGR_AGENT_WIRE_MAX];
-        int n = vmgr_agent_msg_encode(m, buf, sizeof(buf));
-        if (n < 0)
-                die("cannot encode %s: %s", vmgr_agent_type_to_string(m->type), strerror(-n));
-        send_bytes(buf, (size_t) n);
+static void on_log(AgentSession *s, const struct vmgr_agent_log *l, void *userdata) {
+        for (const char *p = l->text; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        die("LOG text with control character 0x%02x: %s", (unsigned char) *p, l->text);
+        if (!logs_print)
+                return;
+        printf("%s %u %" PRIu64 " %s\n", log_source_to_string(l->source), l->priority, l->realtime_usec, l->text);
+        fflush(stdout);
+        logs_seen++;
+        logs_last = now();
+        if (logs_until && strstr(l->text, logs_until))
+                logs_until_seen = true;
 }
 
-static void send_hello(void) {
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_HELLO };
-        uint8_t zero = 0;
-
-        if (getrandom(&C.nonce, sizeof(C.nonce), 0) != sizeof(C.nonce))
-                die("getrandom: %m");
-        C.nonce |= 1; /* never 0, the agent's announcement */
-        m.hello = (struct vmgr_agent_hello) { (uint16_t) opt_version_min, (uint16_t) opt_version_max, opt_window,
-                                              C.nonce, "vmgr-agent-client" };
-        send_bytes(&zero, 1);
-        send_msg(&m);
+/* What the session takes in its stride but this client reports: a refused
+ * or odd handshake, the session's end, failed requests, PONGs. */
+static void on_message(AgentSession *s, const struct vmgr_agent_msg *m, void *userdata) {
+        if (!agent_session_is_connected(s)) {
+                if (m->type == VMGR_AGENT_ERROR && m->id == 0 && m->error.error == EPROTONOSUPPORT)
+                        die("agent refused the session: %s", m->error.message);
+                if (m->type == VMGR_AGENT_HELLO && m->hello.nonce != 0 &&
+                    m->hello.version_min != m->hello.version_max)
+                        die("agent did not choose a version");
+                return;
+        }
+        switch (m->type) {
+        case VMGR_AGENT_HELLO:
+                die("agent restarted (HELLO with nonce %" PRIu64 ")", m->hello.nonce);
+        case VMGR_AGENT_INFO:
+                info_count++;
+                return;
+        case VMGR_AGENT_ERROR:
+                if (m->id == 0)
+                        die("agent ended the session: %s", m->error.message);
+                fprintf(stderr, "vmgr-agent-client: request %u failed: %s\n", m->id, m->error.message);
+                return;
+        case VMGR_AGENT_PONG:
+                if (m->id == ping_id && m->ping.payload == 42)
+                        pong_seen = true;
+                return;
+        default:
+                return;
+        }
 }
 
-/* Connect, retrying while the socket is not there yet (QEMU starting). */
-static void conn_open(void) {
+static void on_violation(AgentSession *s, const char *why, void *userdata) {
+        die("%s", why);
+}
+
+/* Connect (retrying while QEMU has not made the socket yet), hand the
+ * socket to a session and wait for it and the first INFO. */
+static void handshake(void) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd, r;
 
         if (strlen(opt_socket) >= sizeof(sa.sun_path))
                 die("socket path too long");
         strcpy(sa.sun_path, opt_socket);
         for (;;) {
-                C.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                if (C.fd < 0)
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd < 0)
                         die("socket: %m");
-                if (connect(C.fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
+                if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
                         break;
                 if ((errno != ENOENT && errno != ECONNREFUSED) || now() > deadline)
                         die("cannot connect to %s: %m", opt_socket);
-                close(C.fd);
+                close(fd);
                 usleep(50000);
         }
-        if (vmgr_agent_decoder_new(&C.dec) < 0)
-                die("out of memory");
-        send_hello();
-}
-
-static void conn_flush(void) {
-        size_t off = 0;
-        while (off < C.out_len) {
-                ssize_t n = write(C.fd, C.out + off, C.out_len - off);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN)
-                                break;
-                        die("write: %m");
-                }
-                off += (size_t) n;
-        }
-        memmove(C.out, C.out + off, C.out_len - off);
-        C.out_len -= off;
+        r = sd_event_new(&event);
+        if (r >= 0)
+                r = agent_session_new(event, opt_socket, NULL, NULL, &session);
+        if (r < 0)
+                die("cannot make a session: %s", strerror(-r));
+        agent_session_set_hello(session, (uint16_t) opt_version_min, (uint16_t) opt_version_max, opt_window,
+                                "vmgr-agent-client");
+        agent_session_set_log_handler(session, on_log);
+        agent_session_set_message_handler(session, on_message);
+        agent_session_set_violation_handler(session, on_violation);
+        conn_fd = fd;
+        r = agent_session_attach(session, fd);
+        if (r < 0)
+                die("cannot start a session: %s", strerror(-r));
+        while (!agent_session_is_connected(session) || !agent_session_info(session))
+                step(1000);
 }
 
 /* --- INFO ----------------------------------------------------------------- */
@@ -216,170 +270,95 @@ static void print_info(FILE *f, const struct vmgr_agent_info *in) {
         fflush(f);
 }
 
-/* --- jobs: one EXEC, FILE_PUT or FILE_GET each ---------------------------- */
+/* --- jobs: one EXEC, FILE_PUT, FILE_GET or SHUTDOWN/REBOOT each ------------ */
+
+/* A process's stdout or stderr: the session writes it into a pipe, as it
+ * writes vmgrctl's; we read that, count and hash it, and pass it on. */
+struct output {
+        int fd;                 /* the pipe's read end; -EBADF once at its end */
+        sd_event_source *io;
+        int dest;               /* where it goes, or -1 (dropped) */
+        uint64_t bytes;
+        struct sha256_ctx hash;
+};
 
 struct job {
-        uint32_t id;
-        enum { JOB_EXEC, JOB_PUT, JOB_GET } kind;
-        uint32_t in_stream, out_stream, err_stream;
-        struct vmgr_agent_send_window in_w;
-        struct vmgr_agent_recv_window out_w, err_w;
-        int in_fd;          /* our source for stdin / FILE_PUT, or -1 */
-        bool in_done;       /* EOF sent */
-        int out_fd;         /* where stdout / FILE_GET goes, or -1 (hash only) */
-        bool out_eof, err_eof, exited, done;
-        int status, sig;
-        int error;
-        uint64_t out_bytes, in_bytes;
-        struct sha256_ctx out_hash, in_hash;
-        double started, finished;
-        /* --rate: bytes received but not yet "consumed" */
-        double rate;
-        double rate_t0;
-        uint64_t rate_consumed;
+        AgentJob *aj;
+        bool done;              /* the session finished it; result is valid */
+        bool finished;          /* and its outputs are at their end */
+        AgentJobResult result;
+        struct output out, err;
+        double started, finished_at;
+        /* --rate: stdout is read no faster than this many bytes per second */
+        double rate, rate_t0;
+        sd_event_source *rate_timer;
         uint64_t disconnect_after, stall_after;
-        double kill_at;
+        sd_event_source *kill_timer;
         int kill_sig;
+        int in_keep;            /* garbage: stdin's write end, held open and never written */
 };
 
 static struct job *jobs[JOBS_MAX];
 static size_t n_jobs;
-static uint32_t next_id = 1;
-static struct vmgr_agent_info last_info;
-static bool have_info;
-static char info_strings[65536];
-static unsigned info_count;
 
-/* logs: what to print and when to stop */
-static bool logs_print;
-static const char *logs_until;
-static bool logs_until_seen;
-static unsigned logs_seen;
-static double logs_last;
+static void job_check_finished(struct job *j) {
+        if (j->finished || !j->done || j->out.fd >= 0 || j->err.fd >= 0)
+                return;
+        j->finished = true;
+        j->finished_at = now();
+}
 
-static struct job *job_new(int kind) {
+static void on_job_done(AgentJob *aj, void *userdata) {
+        struct job *j = userdata;
+
+        j->done = true;
+        j->result = *agent_job_result(aj);
+        job_check_finished(j);
+}
+
+static struct job *job_new(AgentJobKind kind) {
         struct job *j = calloc(1, sizeof(*j));
+        int r;
+
         if (!j || n_jobs >= JOBS_MAX)
                 die("too many jobs");
-        j->kind = kind;
-        j->id = next_id++;
-        j->in_fd = j->out_fd = -1;
+        j->out = j->err = (struct output) { .fd = -EBADF, .dest = -1 };
+        sha256_init(&j->out.hash);
+        j->in_keep = -EBADF;
+        r = agent_job_new(session, kind, on_job_done, j, &j->aj);
+        if (r < 0)
+                die("cannot make a job: %s", strerror(-r));
         j->started = now();
-        sha256_init(&j->out_hash);
-        sha256_init(&j->in_hash);
-        vmgr_agent_send_window_init(&j->in_w, C.agent_window);
-        vmgr_agent_recv_window_init(&j->out_w, opt_window);
-        vmgr_agent_recv_window_init(&j->err_w, opt_window);
         jobs[n_jobs++] = j;
         return j;
 }
 
-static bool job_finished(const struct job *j) {
-        if (j->error)
-                return true;
-        if (j->kind == JOB_EXEC)
-                return j->exited && (!j->out_stream || j->out_eof) && (!j->err_stream || j->err_eof);
-        return j->done;
-}
+/* Forget the last job made. */
+static void job_free_last(void) {
+        struct job *j = jobs[--n_jobs];
 
-static struct job *job_by_stream(uint32_t stream, int *which) {
-        for (size_t i = 0; i < n_jobs; i++) {
-                struct job *j = jobs[i];
-                if (stream == j->out_stream)
-                        return *which = 1, j;
-                if (stream == j->err_stream)
-                        return *which = 2, j;
-                if (stream == j->in_stream)
-                        return *which = 0, j;
+        agent_job_free(j->aj);
+        for (struct output *o = &j->out; o <= &j->err; o++) {
+                sd_event_source_disable_unref(o->io);
+                safe_close(o->fd);
         }
-        return NULL;
+        sd_event_source_disable_unref(j->rate_timer);
+        sd_event_source_disable_unref(j->kill_timer);
+        safe_close(j->in_keep);
+        free(j);
 }
 
-static struct job *job_by_id(uint32_t id) {
+static bool all_finished(void) {
         for (size_t i = 0; i < n_jobs; i++)
-                if (jobs[i]->id == id)
-                        return jobs[i];
-        return NULL;
+                if (!jobs[i]->finished)
+                        return false;
+        return true;
 }
 
-static void start_exec(struct job *j, char **argv, bool with_stdin, bool with_output) {
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_EXEC, .id = j->id };
-        size_t argc = 0;
-
-        while (argv[argc])
-                argc++;
-        if (argc > VMGR_AGENT_ARGS_MAX)
-                die("too many arguments");
-        /* Stream ids: job id * 4 + 1..3, never reused within a session. */
-        if (with_stdin)
-                j->in_stream = j->id * 4 + 1;
-        if (with_output) {
-                j->out_stream = j->id * 4 + 2;
-                j->err_stream = j->id * 4 + 3;
-        }
-        m.exec.stdin_stream = j->in_stream;
-        m.exec.stdout_stream = j->out_stream;
-        m.exec.stderr_stream = j->err_stream;
-        m.exec.cwd = "";
-        m.exec.argc = argc;
-        for (size_t i = 0; i < argc; i++)
-                m.exec.argv[i] = argv[i];
-        send_msg(&m);
-}
-
-/* Send DATA from j's input fd while there is credit; EOF at its end. */
-static void job_feed(struct job *j) {
-        static uint8_t buf[VMGR_AGENT_DATA_MAX];
-
-        while (j->in_fd >= 0 && !j->in_done && C.out_len < 4 * VMGR_AGENT_WIRE_MAX) {
-                size_t want = vmgr_agent_send_window_take(&j->in_w, sizeof(buf));
-                struct vmgr_agent_msg m = { .type = VMGR_AGENT_DATA, .id = j->in_stream };
-                ssize_t n;
-
-                if (want == 0)
-                        return;
-                n = read(j->in_fd, buf, want);
-                if (n < 0) {
-                        j->in_w.credit += (uint32_t) want;
-                        if (errno == EAGAIN || errno == EINTR)
-                                return;
-                        die("reading input: %m");
-                }
-                j->in_w.credit += (uint32_t) (want - (size_t) n);
-                if (n == 0) {
-                        struct vmgr_agent_msg eof = { .type = VMGR_AGENT_EOF, .id = j->in_stream };
-                        send_msg(&eof);
-                        j->in_done = true;
-                        return;
-                }
-                sha256_update(&j->in_hash, (size_t) n, buf);
-                j->in_bytes += (uint64_t) n;
-                m.data = (struct vmgr_agent_data) { buf, (size_t) n };
-                send_msg(&m);
-        }
-}
-
-static void grant(uint32_t stream, uint32_t inc) {
-        struct vmgr_agent_msg w = { .type = VMGR_AGENT_WINDOW, .id = stream, .window = inc };
-        if (inc > 0)
-                send_msg(&w);
-}
-
-/* --rate: consume what the rate allows so far, granting it back. */
-static void job_rate_consume(struct job *j) {
-        uint64_t allowed;
-        size_t n;
-
-        if (j->rate <= 0)
-                return;
-        allowed = (uint64_t) ((now() - j->rate_t0) * j->rate);
-        if (allowed <= j->rate_consumed)
-                return;
-        n = j->out_w.buffered;
-        if (n > allowed - j->rate_consumed)
-                n = (size_t) (allowed - j->rate_consumed);
-        j->rate_consumed += n;
-        grant(j->out_stream, vmgr_agent_recv_window_consume(&j->out_w, n));
+static int job_exit_code(const struct job *j) {
+        if (j->result.error < 0)
+                return 127;
+        return j->result.signal ? 128 + j->result.signal : j->result.status;
 }
 
 static void write_all(int fd, const void *p, size_t n) {
@@ -395,248 +374,149 @@ static void write_all(int fd, const void *p, size_t n) {
         }
 }
 
-static void on_data(const struct vmgr_agent_msg *m) {
-        int which;
-        struct job *j = job_by_stream(m->id, &which);
-        struct vmgr_agent_recv_window *w;
-
-        if (!j || which == 0)
-                die("DATA on unknown stream %u", m->id);
-        w = which == 1 ? &j->out_w : &j->err_w;
-        if (vmgr_agent_recv_window_receive(w, m->data.size) < 0)
-                die("agent sent beyond its credit on stream %u", m->id);
-        if (which == 2) {
-                write_all(STDERR_FILENO, m->data.data, m->data.size);
-                grant(m->id, vmgr_agent_recv_window_consume(w, m->data.size));
-                return;
-        }
-        j->out_bytes += m->data.size;
-        sha256_update(&j->out_hash, m->data.size, m->data.data);
-        if (j->out_fd >= 0)
-                write_all(j->out_fd, m->data.data, m->data.size);
-        if (j->rate > 0)
-                job_rate_consume(j);
-        else
-                grant(m->id, vmgr_agent_recv_window_consume(w, m->data.size));
-        if (j->stall_after && j->out_bytes >= j->stall_after) {
-                /* Stop reading with a large window granted: QEMU's writes to
-                 * the socket back up. Then hang up. */
+/* --disconnect-after, --stall-after: leave the session in a way vmgrd never
+ * does, then exit at once. */
+static void maybe_hang_up(struct job *j) {
+        if (j->stall_after && j->out.bytes >= j->stall_after) {
+                /* Stop reading with a window granted: QEMU's writes to the
+                 * socket back up. Then hang up. */
                 sleep(2);
-                close(C.fd);
-                printf("stalled and disconnected after %" PRIu64 " bytes\n", j->out_bytes);
+                close(conn_fd);
+                printf("stalled and disconnected after %" PRIu64 " bytes\n", j->out.bytes);
                 exit(0);
         }
-        if (j->disconnect_after && j->out_bytes >= j->disconnect_after) {
+        if (j->disconnect_after && j->out.bytes >= j->disconnect_after) {
                 /* Hang up mid-stream, with half a frame on the wire. */
                 static const uint8_t half[] = { 0x05, 'v', 'm', 'A' };
-                conn_flush();
-                (void) write(C.fd, half, sizeof(half));
-                close(C.fd);
-                printf("disconnected after %" PRIu64 " bytes\n", j->out_bytes);
+                (void) write(conn_fd, half, sizeof(half));
+                close(conn_fd);
+                printf("disconnected after %" PRIu64 " bytes\n", j->out.bytes);
                 exit(0);
         }
 }
 
-static const char *log_source_to_string(uint8_t source) {
-        switch (source) {
-        case VMGR_AGENT_LOG_KERNEL:
-                return "kernel";
-        case VMGR_AGENT_LOG_JOURNAL:
-                return "journal";
-        case VMGR_AGENT_LOG_AGENT:
-                return "agent";
-        }
-        return "?";
+static int on_rate_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        struct job *j = userdata;
+
+        if (j->out.io)
+                (void) sd_event_source_set_enabled(j->out.io, SD_EVENT_ON);
+        return 0;
 }
 
-static void on_log(const struct vmgr_agent_log *l) {
-        for (const char *p = l->text; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        die("LOG text with control character 0x%02x: %s", (unsigned char) *p, l->text);
-        if (!logs_print)
-                return;
-        printf("%s %u %" PRIu64 " %s\n", log_source_to_string(l->source), l->priority, l->realtime_usec, l->text);
-        fflush(stdout);
-        logs_seen++;
-        logs_last = now();
-        if (logs_until && strstr(l->text, logs_until))
-                logs_until_seen = true;
-}
-
-static void handle(const struct vmgr_agent_msg *m) {
-        struct job *j;
-        int which;
-
-        if (!C.established) {
-                if (m->type == VMGR_AGENT_ERROR && m->id == 0 && m->error.error == EPROTONOSUPPORT)
-                        die("agent refused the session: %s", m->error.message);
-                if (m->type != VMGR_AGENT_HELLO)
-                        return; /* left over from an earlier session */
-                if (m->hello.nonce == 0) {
-                        /* The agent (re)started after our HELLO went out: again. */
-                        send_hello();
-                        return;
-                }
-                if (m->hello.nonce != C.nonce)
-                        return;
-                if (m->hello.version_min != m->hello.version_max)
-                        die("agent did not choose a version");
-                C.established = true;
-                C.agent_window = m->hello.initial_window;
-                return;
-        }
-
-        switch (m->type) {
-        case VMGR_AGENT_HELLO:
-                die("agent restarted (HELLO with nonce %" PRIu64 ")", m->hello.nonce);
-        case VMGR_AGENT_INFO: {
-                /* Keep a copy: strings point into the decoder's frame. */
-                size_t off = 0;
-                last_info = m->info;
-#define KEEP(p)                                                                  \
-        do {                                                                     \
-                size_t _n = strlen(p) + 1;                                       \
-                if (off + _n > sizeof(info_strings))                             \
-                        die("INFO too large");                                   \
-                memcpy(info_strings + off, (p), _n);                             \
-                (p) = info_strings + off;                                        \
-                off += _n;                                                       \
-        } while (0)
-                KEEP(last_info.hostname);
-                KEEP(last_info.kernel);
-                KEEP(last_info.boot_id);
-                for (size_t i = 0; i < last_info.n_links; i++)
-                        KEEP(last_info.links[i].name);
-#undef KEEP
-                have_info = true;
-                info_count++;
-                return;
-        }
-        case VMGR_AGENT_DATA:
-                return on_data(m);
-        case VMGR_AGENT_WINDOW:
-                j = job_by_stream(m->id, &which);
-                if (j && which == 0 && vmgr_agent_send_window_grant(&j->in_w, m->window) < 0)
-                        die("WINDOW overflow on stream %u", m->id);
-                return;
-        case VMGR_AGENT_EOF:
-                j = job_by_stream(m->id, &which);
-                if (!j)
-                        die("EOF on unknown stream %u", m->id);
-                if (which == 1)
-                        j->out_eof = true;
-                else if (which == 2)
-                        j->err_eof = true;
-                if (job_finished(j))
-                        j->finished = now();
-                return;
-        case VMGR_AGENT_EXIT:
-                j = job_by_id(m->id);
-                if (!j)
-                        die("EXIT for unknown process %u", m->id);
-                j->exited = true;
-                j->status = m->exit.status;
-                j->sig = m->exit.signal;
-                if (job_finished(j))
-                        j->finished = now();
-                return;
-        case VMGR_AGENT_DONE:
-                j = job_by_id(m->id);
-                if (!j)
-                        die("DONE for unknown request %u", m->id);
-                j->done = true;
-                j->finished = now();
-                return;
-        case VMGR_AGENT_ERROR:
-                if (m->id == 0)
-                        die("agent ended the session: %s", m->error.message);
-                j = job_by_id(m->id);
-                fprintf(stderr, "vmgr-agent-client: request %u failed: %s\n", m->id, m->error.message);
-                if (j) {
-                        j->error = m->error.error;
-                        j->finished = now();
-                }
-                return;
-        case VMGR_AGENT_LOG:
-                return on_log(&m->log);
-        case VMGR_AGENT_PONG:
-        default:
-                return;
-        }
-}
-
-/* One round of I/O: wait up to timeout_ms for the socket, read and handle
- * what came, feed inputs, flush. */
-static void conn_step(int timeout_ms) {
-        struct pollfd p = { .fd = C.fd, .events = POLLIN };
+/* --rate: how much of stdout may be read now (0: wait a little first). */
+static size_t rate_allows(struct job *j, size_t want) {
+        uint64_t allowed = (uint64_t) ((now() - j->rate_t0) * j->rate);
         int r;
 
-        for (size_t i = 0; i < n_jobs; i++) {
-                if (C.established)
-                        job_feed(jobs[i]);
-                job_rate_consume(jobs[i]);
-                if (jobs[i]->kill_at > 0 && now() >= jobs[i]->kill_at) {
-                        struct vmgr_agent_msg k = { .type = VMGR_AGENT_KILL, .id = jobs[i]->id,
-                                                    .kill = { (uint32_t) jobs[i]->kill_sig, 0 } };
-                        send_msg(&k);
-                        jobs[i]->kill_at = 0;
-                }
-                if (jobs[i]->rate > 0 || jobs[i]->kill_at > 0)
-                        timeout_ms = timeout_ms < 0 || timeout_ms > 10 ? 10 : timeout_ms;
+        if (allowed > j->out.bytes)
+                return MIN(want, (size_t) (allowed - j->out.bytes));
+        (void) sd_event_source_set_enabled(j->out.io, SD_EVENT_OFF);
+        if (!j->rate_timer)
+                r = sd_event_add_time_relative(event, &j->rate_timer, CLOCK_MONOTONIC, 10000, 0, on_rate_timer, j);
+        else {
+                r = sd_event_source_set_time_relative(j->rate_timer, 10000);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(j->rate_timer, SD_EVENT_ONESHOT);
         }
-        conn_flush();
-        if (C.out_len > 0)
-                p.events |= POLLOUT;
-        if (now() > deadline)
-                die("timed out");
-        r = poll(&p, 1, timeout_ms);
-        if (r < 0 && errno != EINTR)
-                die("poll: %m");
-        if (r <= 0)
-                return;
-        if (p.revents & POLLOUT)
-                conn_flush();
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-                for (;;) {
-                        size_t room;
-                        void *s = vmgr_agent_decoder_space(C.dec, &room);
-                        ssize_t n = read(C.fd, s, room);
-                        const struct vmgr_agent_msg *m;
-                        const char *why;
-
-                        if (n < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                if (errno == EAGAIN)
-                                        break;
-                                die("read: %m");
-                        }
-                        if (n == 0)
-                                die("the agent's socket closed");
-                        vmgr_agent_decoder_advance(C.dec, (size_t) n);
-                        while ((r = vmgr_agent_decoder_next(C.dec, &m, &why)) != 0) {
-                                if (r < 0) {
-                                        if (C.established)
-                                                die("bad frame from the agent: %s", why);
-                                        continue;
-                                }
-                                handle(m);
-                        }
-                }
-        }
+        if (r < 0)
+                die("cannot arm a timer: %s", strerror(-r));
+        return 0;
 }
 
-static void handshake(void) {
-        conn_open();
-        while (!C.established || !have_info)
-                conn_step(1000);
+static int on_output(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        static uint8_t buf[65536];
+        struct job *j = userdata;
+        struct output *o = source == j->out.io ? &j->out : &j->err;
+        size_t want = sizeof(buf);
+        ssize_t n;
+
+        if (o == &j->out && j->rate > 0) {
+                want = rate_allows(j, want);
+                if (want == 0)
+                        return 0;
+        }
+        n = read(o->fd, buf, want);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                die("read: %m");
+        }
+        if (n == 0) {
+                o->io = sd_event_source_disable_unref(o->io);
+                o->fd = safe_close(o->fd);
+                job_check_finished(j);
+                return 0;
+        }
+        o->bytes += (uint64_t) n;
+        if (o == &j->out)
+                sha256_update(&o->hash, (size_t) n, buf);
+        if (o->dest >= 0)
+                write_all(o->dest, buf, (size_t) n);
+        if (o == &j->out)
+                maybe_hang_up(j);
+        return 0;
 }
 
-static bool all_finished(void) {
-        for (size_t i = 0; i < n_jobs; i++)
-                if (!job_finished(jobs[i]))
-                        return false;
-        return true;
+/* Let the session write slot into a pipe that we copy to dest (-1: drop). */
+static void output_open(struct job *j, AgentStreamSlot slot, int dest) {
+        struct output *o = slot == AGENT_STREAM_OUT ? &j->out : &j->err;
+        int p[2], r;
+
+        if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+                die("pipe: %m");
+        o->fd = p[0];
+        o->dest = dest;
+        r = agent_job_set_fd(j->aj, slot, p[1]);
+        if (r >= 0)
+                r = sd_event_add_io(event, &o->io, o->fd, EPOLLIN, on_output, j);
+        if (r < 0)
+                die("cannot set up an output: %s", strerror(-r));
+}
+
+/* Our stdin, for the session to read. A pipe or a terminal is opened anew:
+ * the session makes its fd non-blocking, which must not change the file
+ * description our caller shares. */
+static int stdin_fd(void) {
+        struct stat st;
+        int fd;
+
+        if (fstat(STDIN_FILENO, &st) < 0)
+                die("stdin: %m");
+        if (!S_ISREG(st.st_mode)) {
+                fd = open("/proc/self/fd/0", O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+                if (fd >= 0)
+                        return fd;
+        }
+        fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                die("stdin: %m");
+        return fd;
+}
+
+static void start_exec(struct job *j, char **argv) {
+        int r = agent_job_start_exec(j->aj, argv, NULL, NULL);
+
+        if (r == -E2BIG)
+                die("too many arguments");
+        if (r < 0)
+                die("cannot start %s: %s", argv[0], strerror(-r));
+}
+
+/* A job running argv with stdout to out_dest and stderr to ours. */
+static struct job *exec_new(char **argv, int out_dest) {
+        struct job *j = job_new(AGENT_JOB_EXEC);
+
+        output_open(j, AGENT_STREAM_OUT, out_dest);
+        output_open(j, AGENT_STREAM_ERR, STDERR_FILENO);
+        start_exec(j, argv);
+        return j;
+}
+
+static int on_kill_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        struct job *j = userdata;
+
+        (void) agent_job_kill(j->aj, j->kill_sig);
+        return 0;
 }
 
 static void hash_hex(struct sha256_ctx *ctx, char out[65]) {
@@ -646,16 +526,32 @@ static void hash_hex(struct sha256_ctx *ctx, char out[65]) {
                 sprintf(out + 2 * i, "%02x", d[i]);
 }
 
-static int job_exit_code(const struct job *j) {
-        if (j->error)
-                return 127;
-        return j->sig ? 128 + j->sig : j->status;
+/* Print "BYTES SHA256" of a local file (what a transfer sent or got). */
+static void print_file_hash(const char *path) {
+        static uint8_t buf[65536];
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct sha256_ctx ctx;
+        uint64_t bytes = 0;
+        char hex[65];
+        ssize_t n;
+
+        if (fd < 0)
+                die("cannot open %s: %m", path);
+        sha256_init(&ctx);
+        while ((n = read(fd, buf, sizeof(buf))) > 0) {
+                sha256_update(&ctx, (size_t) n, buf);
+                bytes += (uint64_t) n;
+        }
+        if (n < 0)
+                die("cannot read %s: %m", path);
+        hash_hex(&ctx, hex);
+        printf("%" PRIu64 " %s\n", bytes, hex);
 }
 
 /* --- commands ------------------------------------------------------------- */
 
 static int cmd_hello(void) {
-        print_info(stdout, &last_info);
+        print_info(stdout, agent_session_info(session));
         return 0;
 }
 
@@ -665,27 +561,28 @@ static int cmd_wait_addr(const char *ifname, const char *prefix, char **argv) {
 
         if (argv) {
                 /* Change something first (ip addr add ...), in this session. */
-                struct job *j = job_new(JOB_EXEC);
-                start_exec(j, argv, false, true);
-                while (!job_finished(j))
-                        conn_step(1000);
+                struct job *j = exec_new(argv, -1);
+                while (!j->finished)
+                        step(1000);
                 if (job_exit_code(j) != 0)
                         die("%s failed", argv[0]);
                 seen = info_count;
         }
         for (;;) {
-                for (size_t i = 0; i < last_info.n_addrs; i++) {
-                        const struct vmgr_agent_addr *a = &last_info.addrs[i];
+                const struct vmgr_agent_info *info = agent_session_info(session);
+
+                for (size_t i = 0; i < info->n_addrs; i++) {
+                        const struct vmgr_agent_addr *a = &info->addrs[i];
                         char t[80];
                         addr_text(a, t, sizeof(t));
-                        if (streq(link_name(&last_info, a->ifindex), ifname) && strncmp(t, prefix, strlen(prefix)) == 0 &&
+                        if (streq(link_name(info, a->ifindex), ifname) && strncmp(t, prefix, strlen(prefix)) == 0 &&
                             !(a->flags & 0x40)) {
                                 printf("%s %s (%u INFO updates, %.0f ms)\n", ifname, t, info_count - seen,
                                        (now() - t0) * 1000);
                                 return 0;
                         }
                 }
-                conn_step(1000);
+                step(1000);
         }
 }
 
@@ -694,7 +591,7 @@ static int cmd_exec(int argc, char **argv) {
         struct job *j;
         double rate = 0;
         uint64_t disconnect_after = 0, stall_after = 0;
-        int kill_ms = 0, kill_sig = 0, i;
+        int kill_ms = 0, kill_sig = 0, i, r;
 
         for (i = 0; i < argc && !streq(argv[i], "--"); i++) {
                 if (streq(argv[i], "-i"))
@@ -716,32 +613,37 @@ static int cmd_exec(int argc, char **argv) {
         if (i + 1 >= argc)
                 die("exec needs -- ARGV");
 
-        j = job_new(JOB_EXEC);
+        j = job_new(AGENT_JOB_EXEC);
         if (with_stdin) {
-                j->in_fd = STDIN_FILENO;
-                vmgr_agent_send_window_init(&j->in_w, C.agent_window);
+                r = agent_job_set_fd(j->aj, AGENT_STREAM_IN, stdin_fd());
+                if (r < 0)
+                        die("cannot read stdin: %s", strerror(-r));
         }
-        j->out_fd = hash ? -1 : STDOUT_FILENO;
+        output_open(j, AGENT_STREAM_OUT, hash ? -1 : STDOUT_FILENO);
+        output_open(j, AGENT_STREAM_ERR, STDERR_FILENO);
         j->rate = rate;
         j->rate_t0 = now();
         j->disconnect_after = disconnect_after;
         j->stall_after = stall_after;
         if (kill_ms > 0) {
-                j->kill_at = now() + kill_ms / 1000.0;
                 j->kill_sig = kill_sig;
+                r = sd_event_add_time_relative(event, &j->kill_timer, CLOCK_MONOTONIC, (uint64_t) kill_ms * 1000U, 0,
+                                               on_kill_timer, j);
+                if (r < 0)
+                        die("cannot arm a timer: %s", strerror(-r));
         }
-        start_exec(j, argv + i + 1, with_stdin, true);
-        while (!all_finished())
-                conn_step(1000);
-        if (j->error)
+        start_exec(j, argv + i + 1);
+        while (!j->finished)
+                step(1000);
+        if (j->result.error < 0)
                 return 127;
         if (hash) {
                 char hex[65];
-                hash_hex(&j->out_hash, hex);
-                printf("%" PRIu64 " %s\n", j->out_bytes, hex);
+                hash_hex(&j->out.hash, hex);
+                printf("%" PRIu64 " %s\n", j->out.bytes, hex);
         }
-        if (j->sig)
-                fprintf(stderr, "vmgr-agent-client: killed by signal %d\n", j->sig);
+        if (j->result.signal)
+                fprintf(stderr, "vmgr-agent-client: killed by signal %d\n", j->result.signal);
         return job_exit_code(j);
 }
 
@@ -750,9 +652,9 @@ static int cmd_parallel(unsigned n, char **argv) {
         double t0 = now();
 
         for (unsigned i = 0; i < n; i++)
-                start_exec(job_new(JOB_EXEC), argv, false, true);
+                exec_new(argv, -1);
         while (!all_finished())
-                conn_step(1000);
+                step(1000);
         for (size_t i = 0; i < n_jobs; i++)
                 ok += job_exit_code(jobs[i]) == 0;
         printf("%u of %u exited 0 in %.0f ms\n", ok, n, (now() - t0) * 1000);
@@ -771,16 +673,16 @@ static int cmd_bench(unsigned n) {
 
         if (!lat || n == 0)
                 die("bench N");
-        /* Sequential: round-trip latency, EXEC to EXIT. */
+        /* Sequential: round-trip latency, EXEC to EXIT (no streams). */
         for (unsigned i = 0; i < n; i++) {
-                struct job *j = job_new(JOB_EXEC);
-                start_exec(j, argv, false, false);
-                while (!job_finished(j))
-                        conn_step(1000);
+                struct job *j = job_new(AGENT_JOB_EXEC);
+                start_exec(j, argv);
+                while (!j->finished)
+                        step(1000);
                 if (job_exit_code(j) != 0)
                         die("true failed");
-                lat[i] = (j->finished - j->started) * 1000;
-                free(jobs[--n_jobs]);
+                lat[i] = (j->finished_at - j->started) * 1000;
+                job_free_last();
         }
         qsort(lat, n, sizeof(double), cmp_double);
         printf("exec true latency: median %.1f ms, p99 %.1f ms, min %.1f ms, max %.1f ms (%u runs)\n", lat[n / 2],
@@ -790,16 +692,19 @@ static int cmd_bench(unsigned n) {
         t0 = now();
         while (done < n) {
                 while (started < n && n_jobs < 20) {
-                        start_exec(job_new(JOB_EXEC), argv, false, false);
+                        start_exec(job_new(AGENT_JOB_EXEC), argv);
                         started++;
                 }
-                conn_step(1000);
+                step(1000);
                 for (size_t i = 0; i < n_jobs; i++)
-                        if (job_finished(jobs[i])) {
-                                if (job_exit_code(jobs[i]) != 0)
+                        if (jobs[i]->finished) {
+                                struct job *j = jobs[i];
+                                if (job_exit_code(j) != 0)
                                         die("true failed");
-                                free(jobs[i]);
-                                jobs[i--] = jobs[--n_jobs];
+                                /* Swap it last, then forget it. */
+                                jobs[i--] = jobs[n_jobs - 1];
+                                jobs[n_jobs - 1] = j;
+                                job_free_last();
                                 done++;
                         }
         }
@@ -809,43 +714,42 @@ static int cmd_bench(unsigned n) {
 }
 
 static int cmd_put(const char *local, const char *remote, const char *mode) {
-        struct job *j = job_new(JOB_PUT);
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_FILE_PUT, .id = j->id };
-        char hex[65];
+        struct job *j = job_new(AGENT_JOB_PUT);
+        int fd, r;
 
-        j->in_fd = open(local, O_RDONLY | O_CLOEXEC);
-        if (j->in_fd < 0)
+        fd = open(local, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
                 die("cannot open %s: %m", local);
-        j->in_stream = j->id * 4 + 1;
-        m.file = (struct vmgr_agent_file) { j->in_stream, (uint32_t) strtoul(mode, NULL, 8), 0, remote };
-        send_msg(&m);
-        while (!all_finished())
-                conn_step(1000);
-        if (j->error)
+        r = agent_job_set_fd(j->aj, AGENT_STREAM_IN, fd);
+        if (r >= 0)
+                r = agent_job_start_file(j->aj, remote, (uint32_t) strtoul(mode, NULL, 8));
+        if (r < 0)
+                die("cannot send %s: %s", local, strerror(-r));
+        while (!j->finished)
+                step(1000);
+        if (j->result.error < 0)
                 return 1;
-        hash_hex(&j->in_hash, hex);
-        printf("%" PRIu64 " %s\n", j->in_bytes, hex);
+        print_file_hash(local);
         return 0;
 }
 
 static int cmd_get(const char *remote, const char *local) {
-        struct job *j = job_new(JOB_GET);
-        struct vmgr_agent_msg m = { .type = VMGR_AGENT_FILE_GET, .id = j->id };
-        char hex[65];
+        struct job *j = job_new(AGENT_JOB_GET);
+        int fd, r;
 
-        j->out_fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (j->out_fd < 0)
+        fd = open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0)
                 die("cannot create %s: %m", local);
-        j->out_stream = j->id * 4 + 2;
-        m.file = (struct vmgr_agent_file) { j->out_stream, 0, 0, remote };
-        send_msg(&m);
-        while (!all_finished() || !j->out_eof) {
-                if (j->error)
-                        return 1;
-                conn_step(1000);
-        }
-        hash_hex(&j->out_hash, hex);
-        printf("%" PRIu64 " %s\n", j->out_bytes, hex);
+        r = agent_job_set_fd(j->aj, AGENT_STREAM_OUT, fd);
+        if (r >= 0)
+                r = agent_job_start_file(j->aj, remote, 0);
+        if (r < 0)
+                die("cannot get %s: %s", remote, strerror(-r));
+        while (!j->finished)
+                step(1000);
+        if (j->result.error < 0)
+                return 1;
+        print_file_hash(local);
         return 0;
 }
 
@@ -854,13 +758,24 @@ static int cmd_get(const char *remote, const char *local) {
 static int cmd_garbage(void) {
         char *argv[] = { "sleep", "1000", NULL };
         static const uint8_t half[] = { 0x07, 'v', 'm', 'A', 'G', 0x03 };
+        struct job *j = job_new(AGENT_JOB_EXEC);
+        int p[2], r;
 
-        start_exec(job_new(JOB_EXEC), argv, true, true);
-        conn_flush();
-        send_bytes(half, sizeof(half));
-        conn_flush();
+        /* A stdin that stays open and empty. */
+        if (pipe2(p, O_CLOEXEC) < 0)
+                die("pipe: %m");
+        j->in_keep = p[1];
+        r = agent_job_set_fd(j->aj, AGENT_STREAM_IN, p[0]);
+        if (r < 0)
+                die("cannot set up stdin: %s", strerror(-r));
+        output_open(j, AGENT_STREAM_OUT, -1);
+        output_open(j, AGENT_STREAM_ERR, STDERR_FILENO);
+        start_exec(j, argv);
+        /* The session wrote the EXEC at once; the half frame goes after it,
+         * and we leave without the session (which would kill the process). */
+        (void) write(conn_fd, half, sizeof(half));
         usleep(200000);
-        close(C.fd);
+        close(conn_fd);
         printf("left a half frame and a running sleep behind\n");
         return 0;
 }
@@ -869,35 +784,17 @@ static int cmd_ping(unsigned n) {
         double *rtt = calloc(n ? n : 1, sizeof(double));
 
         for (unsigned i = 0; i < n; i++) {
-                struct job *j = job_new(JOB_EXEC); /* just an id and a clock */
-                struct vmgr_agent_msg m = { .type = VMGR_AGENT_PING, .id = j->id, .ping = { 42 } };
-                send_msg(&m);
-                /* A PONG marks the job done through handle(): reuse DONE's path. */
-                while (!j->done) {
-                        struct pollfd p = { .fd = C.fd, .events = POLLIN };
-                        const struct vmgr_agent_msg *r;
-                        const char *why;
-                        size_t room;
-                        void *s;
-                        ssize_t k;
+                double t0 = now();
+                int r;
 
-                        conn_flush();
-                        if (poll(&p, 1, 1000) <= 0) {
-                                if (now() > deadline)
-                                        die("timed out");
-                                continue;
-                        }
-                        s = vmgr_agent_decoder_space(C.dec, &room);
-                        k = read(C.fd, s, room);
-                        if (k <= 0)
-                                die("read failed");
-                        vmgr_agent_decoder_advance(C.dec, (size_t) k);
-                        while (vmgr_agent_decoder_next(C.dec, &r, &why) > 0)
-                                if (r->type == VMGR_AGENT_PONG && r->id == j->id && r->ping.payload == 42)
-                                        j->done = true;
-                }
-                rtt[i] = (now() - j->started) * 1000;
-                free(jobs[--n_jobs]);
+                ping_id = i + 1;
+                pong_seen = false;
+                r = agent_session_ping(session, ping_id, 42);
+                if (r < 0)
+                        die("cannot send PING: %s", strerror(-r));
+                while (!pong_seen)
+                        step(1000);
+                rtt[i] = (now() - t0) * 1000;
         }
         qsort(rtt, n, sizeof(double), cmp_double);
         if (n)
@@ -947,15 +844,12 @@ static int cmd_logs(int argc, char **argv) {
                 _cleanup_fclose_ FILE *f = fopen(logs_opts.info, "we");
                 if (!f)
                         die("cannot create %s: %m", logs_opts.info);
-                print_info(f, &last_info);
+                print_info(f, agent_session_info(session));
         }
-        if (i + 1 < argc) {
-                j = job_new(JOB_EXEC);
-                j->out_fd = STDERR_FILENO;
-                start_exec(j, argv + i + 1, false, true);
-        }
+        if (i + 1 < argc)
+                j = exec_new(argv + i + 1, STDERR_FILENO);
         for (;;) {
-                bool job_done = !j || job_finished(j);
+                bool job_done = !j || j->finished;
 
                 if (j && job_done && job_exit_code(j) != 0)
                         die("%s failed", argv[i + 1]);
@@ -965,18 +859,19 @@ static int cmd_logs(int argc, char **argv) {
                         return 0;
                 if (job_done && idle > 0 && now() - logs_last >= idle)
                         return 0;
-                conn_step(50);
+                step(50);
         }
 }
 
 static int cmd_power(bool reboot) {
-        struct job *j = job_new(JOB_PUT);
-        struct vmgr_agent_msg m = { .type = reboot ? VMGR_AGENT_REBOOT : VMGR_AGENT_SHUTDOWN, .id = j->id };
+        struct job *j = job_new(AGENT_JOB_SHUTDOWN);
+        int r = reboot ? agent_job_start_reboot(j->aj) : agent_job_start_shutdown(j->aj);
 
-        send_msg(&m);
-        while (!all_finished())
-                conn_step(1000);
-        return j->error ? 1 : 0;
+        if (r < 0)
+                die("cannot send %s: %s", reboot ? "REBOOT" : "SHUTDOWN", strerror(-r));
+        while (!j->finished)
+                step(1000);
+        return j->result.error < 0 ? 1 : 0;
 }
 
 static void print_stats(void) {
