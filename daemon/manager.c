@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "bus-util.h"
+#include "dnsmasq.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -225,55 +225,6 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
         return 0;
 }
 
-/* Is pid a dnsmasq that writes pidfile, i.e. one of ours left behind? */
-static bool is_our_dnsmasq(pid_t pid, const char *pidfile) {
-        char path[64], want[4200];
-        _cleanup_free_ char *cmdline = NULL;
-        size_t len = 0;
-        _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        cmdline = malloc(65536);
-        if (!cmdline)
-                return false;
-        while ((n = read(fd, cmdline + len, 65535 - len)) > 0)
-                len += (size_t) n;
-        cmdline[len] = 0;
-        snprintf(want, sizeof(want), "--pid-file=%s", pidfile);
-        for (size_t i = 0; i < len; i += strlen(cmdline + i) + 1)
-                if (streq(cmdline + i, want))
-                        return true;
-        return false;
-}
-
-/* Kill a dnsmasq a previous instance left running, and wait for it to go. */
-static void kill_stale_dnsmasq(const char *group, const char *dir) {
-        char pidfile[4096];
-        _cleanup_fclose_ FILE *f = NULL;
-        _cleanup_close_ int pidfd = -EBADF;
-        int pid;
-
-        snprintf(pidfile, sizeof(pidfile), "%s/dnsmasq.pid", dir);
-        f = fopen(pidfile, "re");
-        if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
-                return;
-        pidfd = pidfd_open_pid(pid);
-        if (pidfd < 0)
-                return;
-        /* Check identity after taking the pidfd, so the pid cannot be reused in between. */
-        if (!is_our_dnsmasq(pid, pidfile))
-                return;
-        log_group(LOG_INFO, group, "Killing dnsmasq (pid %d) left by a previous vmgrd", pid);
-        if (pidfd_signal(pidfd, SIGKILL) < 0)
-                return;
-        struct pollfd p = { .fd = pidfd, .events = POLLIN };
-        (void) poll(&p, 1, 2000);
-}
-
 /* Undo a group a previous instance of vmgrd left behind (crash, kill -9). */
 static int cleanup_stale_group(Manager *m, const char *name) {
         _cleanup_free_ char *dir = NULL, *state_file = NULL, *state_subdir = NULL;
@@ -286,7 +237,7 @@ static int cleanup_stale_group(Manager *m, const char *name) {
                 return -ENOMEM;
 
         log_group(LOG_NOTICE, name, "Cleaning up group left by a previous vmgrd");
-        kill_stale_dnsmasq(name, dir);
+        dnsmasq_kill_stale(name, dir);
 
         r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
         if (r < 0)

@@ -14,6 +14,7 @@
 #include "agent-session.h"
 #include "bus-error.h"
 #include "disk.h"
+#include "dnsmasq.h"
 #include "domain-xml.h"
 #include "forward.h"
 #include "fs-util.h"
@@ -1006,23 +1007,13 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
         }
 }
 
-/* The lease of our IPv4 MAC in dnsmasq's leases file ("expiry mac ip host id"). */
+/* The lease of our IPv4 MAC, as dnsmasq's leases file has it. */
 void vm_update_ipv4(VM *vm) {
-        char path[PATH_MAX], mac[VMGR_MAC_STRLEN], line[512], found[INET_ADDRSTRLEN] = "";
-        _cleanup_fclose_ FILE *f = NULL;
+        char found[INET_ADDRSTRLEN];
 
         if (!vm->group || !vm->spec.ipv4)
                 return;
-        vmgr_mac_format(vm->addrs.mac4, mac);
-        snprintf(path, sizeof(path), "%s/dnsmasq.leases", vm->group->runtime_dir);
-        f = fopen(path, "re");
-        if (f)
-                while (fgets(line, sizeof(line), f)) {
-                        char lmac[64], ip[64];
-                        if (sscanf(line, "%*s %63s %63s", lmac, ip) == 2 && strcasecmp(lmac, mac) == 0 &&
-                            strlen(ip) < sizeof(found))
-                                strcpy(found, ip);
-                }
+        (void) dnsmasq_lease_ipv4(vm->group->runtime_dir, vm->addrs.mac4, found);
         if (streq(found, vm->ipv4))
                 return;
         char *copy = strdup(found);
