@@ -89,13 +89,6 @@ VM *vm_unref(VM *vm) {
         return vm_free(vm);
 }
 
-VM *group_find_vm(Group *g, const char *name) {
-        for (VM *vm = g->vms; vm; vm = vm->next)
-                if (streq(vm->name, name))
-                        return vm;
-        return NULL;
-}
-
 void vm_set_state(VM *vm, VMState state) {
         VMState old = vm->state;
 
@@ -180,13 +173,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
         vm->spec = *spec;
         *spec = (VmgrVMSpec) {};
 
-        vm->group = g;
-        vm->next = g->vms;
-        if (g->vms)
-                g->vms->prev = vm;
-        g->vms = vm;
-        g->n_vms++;
-
+        group_attach_vm(g, vm);
         *ret = TAKE_PTR(vm); /* the group's list holds this reference */
         return 0;
 }
@@ -204,11 +191,7 @@ static void vm_unlink(VM *vm) {
         m = g->manager;
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
-        LIST_REMOVE(g->vms, vm);
-        vm->next = vm->prev = NULL;
-        g->n_vms--;
-        vm->group = NULL;
-        (void) group_emit_changed(g, "VMs", NULL);
+        group_detach_vm(g, vm);
         vm_unref(vm);
 }
 
