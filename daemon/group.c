@@ -516,8 +516,11 @@ static void group_collected(Group *g, int error, const char *message, void *user
 static void group_teardown(Group *g) {
         group_set_state(g, GROUP_DELETING);
         if (g->spec && g->spec->collect_on_delete && !g->collected) {
+                char error[256]; /* the log line below says enough */
+
                 g->collected = true;
-                if (group_collect(g, g->spec->collect_on_delete, group_collected, group_ref(g)) >= 0)
+                if (group_collect(g, g->spec->collect_on_delete, group_collected, group_ref(g), error,
+                                  sizeof(error)) >= 0)
                         return;
                 group_unref(g);
                 log_group(LOG_WARNING, g->name, "Cannot collect into %s before deletion", g->spec->collect_on_delete);

@@ -141,7 +141,3 @@ int group_object_find(sd_bus *bus, const char *path, const char *interface, void
 int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 int group_emit_changed(Group *g, const char *property, ...);
 int group_path_for(const char *name, char **ret);
-/* Logs and timings (group-logs-dbus.c). */
-int group_method_follow_logs(sd_bus_message *m, void *userdata, sd_bus_error *error);
-int group_property_get_timings(sd_bus *bus, const char *path, const char *interface, const char *property,
-                               sd_bus_message *reply, void *userdata, sd_bus_error *error);
