@@ -106,6 +106,63 @@ static void name_reset(struct journal_parser *p) {
         p->state = STATE_NAME;
 }
 
+/* One byte of a field name (or of the empty line that ends an entry).
+ * Returns true when it completed an entry. */
+static bool name_byte(struct journal_parser *p, char c) {
+        if (c == '\n') {
+                if (p->name_len == 0) {
+                        /* The empty line: the entry is complete. */
+                        if (!p->in_entry)
+                                return false;
+                        p->in_entry = false;
+                        return true;
+                }
+                if (p->name_bad) {
+                        /* Not a field ("-- Boot ... --"?): a line to skip. */
+                        p->errors++;
+                        name_reset(p);
+                        return false;
+                }
+                field_start(p);
+                p->size_have = 0;
+                p->state = STATE_SIZE;
+        } else if (c == '=') {
+                if (p->name_len == 0 || p->name_bad) {
+                        p->errors++;
+                        p->state = STATE_SKIP_LINE;
+                        return false;
+                }
+                field_start(p);
+                p->state = STATE_TEXT;
+        } else if (p->name_len < JOURNAL_NAME_MAX && name_char_ok(c, p->name_len)) {
+                p->name[p->name_len++] = c;
+                p->name[p->name_len] = 0;
+        } else
+                p->name_bad = true;
+        return false;
+}
+
+/* One byte of a binary field's little-endian 64-bit size; after the eighth,
+ * on to its value (or to skipping the line if the size cannot be right). */
+static void size_byte(struct journal_parser *p, char c) {
+        p->size_bytes[p->size_have++] = (uint8_t) c;
+        if (p->size_have < 8)
+                return;
+        p->left = 0;
+        for (int b = 7; b >= 0; b--)
+                p->left = p->left << 8 | p->size_bytes[b];
+        if (p->left > JOURNAL_BINARY_MAX) {
+                /* Out of step: whatever this is, it is not a field. */
+                p->errors++;
+                if (p->value)
+                        p->value->present = false;
+                p->value = NULL;
+                p->state = STATE_SKIP_LINE;
+                return;
+        }
+        p->state = p->left > 0 ? STATE_BINARY : STATE_BINARY_NL;
+}
+
 size_t journal_parser_feed(struct journal_parser *p, const void *buf, size_t n,
                            const struct journal_entry **ret_entry) {
         const char *s = buf;
@@ -120,37 +177,10 @@ size_t journal_parser_feed(struct journal_parser *p, const void *buf, size_t n,
                 switch (p->state) {
                 case STATE_NAME:
                         i++;
-                        if (c == '\n') {
-                                if (p->name_len == 0) {
-                                        /* The empty line: the entry is complete. */
-                                        if (!p->in_entry)
-                                                break;
-                                        p->in_entry = false;
-                                        *ret_entry = &p->entry;
-                                        return i;
-                                }
-                                if (p->name_bad) {
-                                        /* Not a field ("-- Boot ... --"?): a line to skip. */
-                                        p->errors++;
-                                        name_reset(p);
-                                        break;
-                                }
-                                field_start(p);
-                                p->size_have = 0;
-                                p->state = STATE_SIZE;
-                        } else if (c == '=') {
-                                if (p->name_len == 0 || p->name_bad) {
-                                        p->errors++;
-                                        p->state = STATE_SKIP_LINE;
-                                        break;
-                                }
-                                field_start(p);
-                                p->state = STATE_TEXT;
-                        } else if (p->name_len < JOURNAL_NAME_MAX && name_char_ok(c, p->name_len)) {
-                                p->name[p->name_len++] = c;
-                                p->name[p->name_len] = 0;
-                        } else
-                                p->name_bad = true;
+                        if (name_byte(p, c)) {
+                                *ret_entry = &p->entry;
+                                return i;
+                        }
                         break;
 
                 case STATE_TEXT:
@@ -165,23 +195,8 @@ size_t journal_parser_feed(struct journal_parser *p, const void *buf, size_t n,
                         break;
 
                 case STATE_SIZE:
-                        p->size_bytes[p->size_have++] = (uint8_t) c;
                         i++;
-                        if (p->size_have < 8)
-                                break;
-                        p->left = 0;
-                        for (int b = 7; b >= 0; b--)
-                                p->left = p->left << 8 | p->size_bytes[b];
-                        if (p->left > JOURNAL_BINARY_MAX) {
-                                /* Out of step: whatever this is, it is not a field. */
-                                p->errors++;
-                                if (p->value)
-                                        p->value->present = false;
-                                p->value = NULL;
-                                p->state = STATE_SKIP_LINE;
-                                break;
-                        }
-                        p->state = p->left > 0 ? STATE_BINARY : STATE_BINARY_NL;
+                        size_byte(p, c);
                         break;
 
                 case STATE_BINARY:

@@ -601,32 +601,12 @@ static bool env_overridden(const char *e, const struct vmgr_agent_exec *x) {
         return false;
 }
 
-static void handle_exec(const struct vmgr_agent_msg *m) {
-        const struct vmgr_agent_exec *x = &m->exec;
-        int pipes[3][2] = { { -EBADF, -EBADF }, { -EBADF, -EBADF }, { -EBADF, -EBADF } };
-        const uint32_t ids[3] = { x->stdin_stream, x->stdout_stream, x->stderr_stream };
-        _cleanup_free_ char **envp = NULL;
-        struct stream *st[3] = {};
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, all;
-        struct proc *p = NULL;
-        size_t n_env = 0, n_streams = 0;
-        pid_t pid;
-        int r;
-
-        if (proc_find(m->id))
-                return queue_error(m->id, EEXIST, "process id %u is in use", m->id);
-        if (A.n_procs >= PROCS_MAX)
-                return queue_error(m->id, EAGAIN, "too many processes (%d)", PROCS_MAX);
-        for (size_t i = 0; i < 3; i++)
-                if (ids[i]) {
-                        if (stream_find(ids[i]))
-                                return queue_error(m->id, EBUSY, "stream %u is in use", ids[i]);
-                        n_streams++;
-                }
-        if (A.n_streams + n_streams > STREAMS_MAX)
-                return queue_error(m->id, EMFILE, "too many streams");
+/* The environment of an EXEC: the agent's own without the names the
+ * request sets (or nothing of it, with ENV_REPLACE), then the request's.
+ * The strings are borrowed; free only the array. NULL when out of memory. */
+static char **exec_environment(const struct vmgr_agent_exec *x) {
+        char **envp;
+        size_t n_env = 0;
 
         if (x->flags & VMGR_AGENT_EXEC_ENV_REPLACE)
                 envp = calloc(x->envc + 1, sizeof(char *));
@@ -640,19 +620,21 @@ static void handle_exec(const struct vmgr_agent_msg *m) {
                                 envp[n_env++] = environ[i];
         }
         if (!envp)
-                return queue_error(m->id, ENOMEM, "out of memory");
+                return NULL;
         for (size_t i = 0; i < x->envc; i++)
                 envp[n_env++] = (char *) x->env[i];
+        return envp;
+}
 
-        p = calloc(1, sizeof(*p));
-        if (!p)
-                return queue_error(m->id, ENOMEM, "out of memory");
-
-        for (size_t i = 0; i < 3; i++)
-                if (ids[i] && pipe2(pipes[i], O_CLOEXEC) < 0) {
-                        r = errno;
-                        goto fail;
-                }
+/* Start an EXEC's program with the child's ends of pipes (or /dev/null
+ * where ids[i] is 0) as its stdio, in x->cwd, with default signal
+ * dispositions and an empty mask. Returns 0 or a positive errno. */
+static int exec_spawn(const struct vmgr_agent_exec *x, const uint32_t ids[3], int pipes[3][2], char **envp,
+                      pid_t *ret_pid) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, all;
+        int r;
 
         posix_spawn_file_actions_init(&fa);
         for (int i = 0; i < 3; i++) {
@@ -669,9 +651,51 @@ static void handle_exec(const struct vmgr_agent_msg *m) {
         posix_spawnattr_setsigdefault(&attr, &all);
         /* Its own session and process group: KILL can reach its children. */
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-        r = posix_spawnp(&pid, x->argv[0], &fa, &attr, (char *const *) x->argv, envp);
+        r = posix_spawnp(ret_pid, x->argv[0], &fa, &attr, (char *const *) x->argv, envp);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
+        return r;
+}
+
+static void handle_exec(const struct vmgr_agent_msg *m) {
+        const struct vmgr_agent_exec *x = &m->exec;
+        int pipes[3][2] = { { -EBADF, -EBADF }, { -EBADF, -EBADF }, { -EBADF, -EBADF } };
+        const uint32_t ids[3] = { x->stdin_stream, x->stdout_stream, x->stderr_stream };
+        _cleanup_free_ char **envp = NULL;
+        struct stream *st[3] = {};
+        struct proc *p = NULL;
+        size_t n_streams = 0;
+        pid_t pid;
+        int r;
+
+        if (proc_find(m->id))
+                return queue_error(m->id, EEXIST, "process id %u is in use", m->id);
+        if (A.n_procs >= PROCS_MAX)
+                return queue_error(m->id, EAGAIN, "too many processes (%d)", PROCS_MAX);
+        for (size_t i = 0; i < 3; i++)
+                if (ids[i]) {
+                        if (stream_find(ids[i]))
+                                return queue_error(m->id, EBUSY, "stream %u is in use", ids[i]);
+                        n_streams++;
+                }
+        if (A.n_streams + n_streams > STREAMS_MAX)
+                return queue_error(m->id, EMFILE, "too many streams");
+
+        envp = exec_environment(x);
+        if (!envp)
+                return queue_error(m->id, ENOMEM, "out of memory");
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return queue_error(m->id, ENOMEM, "out of memory");
+
+        for (size_t i = 0; i < 3; i++)
+                if (ids[i] && pipe2(pipes[i], O_CLOEXEC) < 0) {
+                        r = errno;
+                        goto fail;
+                }
+
+        r = exec_spawn(x, ids, pipes, envp, &pid);
         if (r != 0)
                 goto fail;
 
@@ -1408,15 +1432,16 @@ static void help(void) {
                VMGR_AGENT_PORT_NAME, port_sysfs);
 }
 
-int main(int argc, char *argv[]) {
+/* Parse the command line. Returns 1 to go on, 0 to exit with 0 (help,
+ * version), -EINVAL to exit with 2 (said on stderr). */
+static int parse_argv(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "port", required_argument, NULL, 'p' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
         };
-        bool waiting_logged = false;
-        int c, r;
+        int c;
 
         while ((c = getopt_long(argc, argv, "p:hV", options, NULL)) >= 0)
                 switch (c) {
@@ -1431,12 +1456,78 @@ int main(int argc, char *argv[]) {
                                VMGR_AGENT_VERSION_MAX);
                         return 0;
                 default:
-                        return 2;
+                        return -EINVAL;
                 }
         if (optind < argc) {
                 fprintf(stderr, "vmgr-agent: unexpected argument '%s'\n", argv[optind]);
-                return 2;
+                return -EINVAL;
         }
+        return 1;
+}
+
+/* With the port closed, try to open it again. Returns how long to sleep
+ * before the next try in ms, or -1 when it is open (or was already). */
+static int port_reopen(bool *waiting_logged) {
+        struct pollfd p = { .events = POLLOUT };
+        bool hup;
+        int r;
+
+        if (A.port_fd >= 0)
+                return -1;
+        r = port_open();
+        if (r < 0) {
+                if (!*waiting_logged)
+                        log_error_errno(r, "waiting for the port %s: %m", VMGR_AGENT_PORT_NAME);
+                *waiting_logged = true;
+                return PORT_RETRY_SEC * 1000;
+        }
+        /* A host connected before we (re)started learns that we did; one that
+         * is not there will say HELLO. */
+        vmgr_agent_decoder_reset(A.decoder);
+        p.fd = A.port_fd;
+        hup = poll(&p, 1, 0) < 0 || (p.revents & POLLHUP);
+        log_forward_port_opened(hup);
+        if (!hup)
+                queue_hello(0, 0);
+        return -1;
+}
+
+/* Hand one epoll event to the watch it belongs to. */
+static void dispatch(const struct epoll_event *e) {
+        struct watch *w = e->data.ptr;
+
+        switch (w->kind) {
+        case WATCH_PORT:
+                on_port(e->events);
+                break;
+        case WATCH_SIGNAL:
+                on_signal();
+                break;
+        case WATCH_NETLINK:
+                on_netlink();
+                break;
+        case WATCH_INFO_TIMER:
+                on_info_timer();
+                break;
+        case WATCH_STREAM:
+                on_stream_event((struct stream *) w, e->events);
+                break;
+        case WATCH_KMSG:
+                log_forward_readable(LOG_FORWARD_KMSG);
+                break;
+        case WATCH_JOURNAL:
+                log_forward_readable(LOG_FORWARD_JOURNAL);
+                break;
+        }
+}
+
+int main(int argc, char *argv[]) {
+        bool waiting_logged = false;
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
         /* The console is a line-buffered terminal or a file; say things when they happen. */
         setvbuf(stderr, NULL, _IOLBF, 0);
 
@@ -1450,29 +1541,9 @@ int main(int argc, char *argv[]) {
 
         while (!A.quit) {
                 struct epoll_event events[64];
-                int timeout = -1, n;
+                int timeout, n;
 
-                if (A.port_fd < 0) {
-                        r = port_open();
-                        if (r < 0) {
-                                if (!waiting_logged)
-                                        log_error_errno(r, "waiting for the port %s: %m", VMGR_AGENT_PORT_NAME);
-                                waiting_logged = true;
-                                timeout = PORT_RETRY_SEC * 1000;
-                        } else {
-                                struct pollfd p = { .fd = A.port_fd, .events = POLLOUT };
-                                bool hup;
-
-                                /* A host connected before we (re)started learns that
-                                 * we did; one that is not there will say HELLO. */
-                                vmgr_agent_decoder_reset(A.decoder);
-                                hup = poll(&p, 1, 0) < 0 || (p.revents & POLLHUP);
-                                log_forward_port_opened(hup);
-                                if (!hup)
-                                        queue_hello(0, 0);
-                        }
-                }
-
+                timeout = port_reopen(&waiting_logged);
                 if (A.port_fd >= 0) {
                         log_forward_produce(logs_can_queue());
                         pump();
@@ -1491,32 +1562,8 @@ int main(int argc, char *argv[]) {
                                 continue;
                         return log_error_errno(-errno, "epoll_wait: %m"), 1;
                 }
-                for (int i = 0; i < n; i++) {
-                        struct watch *w = events[i].data.ptr;
-                        switch (w->kind) {
-                        case WATCH_PORT:
-                                on_port(events[i].events);
-                                break;
-                        case WATCH_SIGNAL:
-                                on_signal();
-                                break;
-                        case WATCH_NETLINK:
-                                on_netlink();
-                                break;
-                        case WATCH_INFO_TIMER:
-                                on_info_timer();
-                                break;
-                        case WATCH_STREAM:
-                                on_stream_event((struct stream *) w, events[i].events);
-                                break;
-                        case WATCH_KMSG:
-                                log_forward_readable(LOG_FORWARD_KMSG);
-                                break;
-                        case WATCH_JOURNAL:
-                                log_forward_readable(LOG_FORWARD_JOURNAL);
-                                break;
-                        }
-                }
+                for (int i = 0; i < n; i++)
+                        dispatch(&events[i]);
                 graveyard_empty();
         }
 

@@ -589,8 +589,12 @@ static int listen_on(Manager *m, const struct in6_addr *addr, uint16_t port) {
         fd = manager_guest_socket(m, AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return fd;
+        /* IPV6_FREEBIND: the helper puts the address on lo before we get
+         * here; not checking that again lets the daemon tests run with a
+         * helper that changes no network (tests/daemon/fake-netadm.c). */
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one)) < 0)
                 return -errno;
         if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 64) < 0)
                 return -errno;

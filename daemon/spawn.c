@@ -156,169 +156,220 @@ static int drain(int fd, char *buf, size_t size, size_t *len) {
 /* Grace period for the program's stderr to close after the timeout kill. */
 #define KILL_GRACE_USEC (1000ULL * 1000ULL)
 
-/* spawn_run() and spawn_run_stdout(); out NULL: stdout goes to /dev/null. */
-static int spawn_impl(char *const argv[], uint64_t timeout_usec, char *out, size_t out_size, char *err,
-                      size_t err_size, SpawnResult *ret) {
-        _cleanup_close_ int null_fd = -EBADF, pidfd = -EBADF;
-        _cleanup_free_ char *buf = NULL, *obuf = NULL;
-        int err_pipe[2] = { -EBADF, -EBADF }, out_pipe[2] = { -EBADF, -EBADF }, report[2] = { -EBADF, -EBADF },
-            status[2] = { -EBADF, -EBADF };
-        struct clone_args args = {};
-        SupervisorReport result = {};
-        uint64_t start, deadline;
-        bool timed_out = false, err_eof = false, out_eof = !out, have_result = false;
-        siginfo_t si = {};
-        size_t err_len = 0, out_len = 0;
-        pid_t parent = getpid(), pid;
-        int r, e = 0;
-        ssize_t n;
+/* One run of a program: the pipes between vmgrd and the supervisor, and
+ * what has been read from them so far. */
+typedef struct SpawnRun {
+        int null_fd, pidfd;
+        int err_pipe[2], out_pipe[2];
+        int report[2]; /* the supervisor's or program's errno if the exec failed, else EOF */
+        int status[2]; /* the supervisor's SupervisorReport */
+        char *err_buf, *out_buf; /* NULL out_buf: stdout goes to /dev/null */
+        size_t err_size, out_size, err_len, out_len;
+        bool err_eof, out_eof, timed_out, have_result;
+        SupervisorReport result;
+} SpawnRun;
 
-        if (!argv || !argv[0] || argv[0][0] != '/' || (err_size > 0 && !err) || (out && out_size == 0))
-                return -EINVAL;
-        /* Collected here, copied to err (and out) only on success. */
-        buf = malloc(err_size + 1);
-        if (!buf)
+/* Close what is open and free the buffers. */
+static void spawn_run_done(SpawnRun *s) {
+        safe_close(s->null_fd);
+        safe_close(s->pidfd);
+        for (size_t i = 0; i < 2; i++) {
+                safe_close(s->err_pipe[i]);
+                safe_close(s->out_pipe[i]);
+                safe_close(s->report[i]);
+                safe_close(s->status[i]);
+        }
+        free(s->err_buf);
+        free(s->out_buf);
+}
+
+/* Allocate the buffers (one byte more for the NUL) and open /dev/null and the
+ * pipes, every fd above stdio. Returns 0 or -errno. */
+static int spawn_run_open(SpawnRun *s, size_t err_size, bool want_out, size_t out_size) {
+        int r;
+
+        s->err_size = err_size;
+        s->err_buf = malloc(err_size + 1);
+        if (!s->err_buf)
                 return -ENOMEM;
-        if (out) {
-                obuf = malloc(out_size + 1);
-                if (!obuf)
+        if (want_out) {
+                s->out_size = out_size;
+                s->out_buf = malloc(out_size + 1);
+                if (!s->out_buf)
                         return -ENOMEM;
         }
+        s->out_eof = !want_out;
 
-        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null_fd < 0)
+        s->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (s->null_fd < 0)
                 return -errno;
-        null_fd = fd_above_stdio(TAKE_FD(null_fd));
-        if (null_fd < 0)
-                return null_fd;
-        if ((r = pipe_above_stdio(err_pipe)) < 0 || (r = pipe_above_stdio(report)) < 0 ||
-            (r = pipe_above_stdio(status)) < 0 || (out && (r = pipe_above_stdio(out_pipe)) < 0))
-                goto finish;
+        s->null_fd = fd_above_stdio(s->null_fd);
+        if (s->null_fd < 0)
+                return s->null_fd;
+        if ((r = pipe_above_stdio(s->err_pipe)) < 0 || (r = pipe_above_stdio(s->report)) < 0 ||
+            (r = pipe_above_stdio(s->status)) < 0 || (want_out && (r = pipe_above_stdio(s->out_pipe)) < 0))
+                return r;
+        return 0;
+}
 
-        args.flags = CLONE_PIDFD;
-        args.pidfd = (uint64_t) (uintptr_t) &pidfd;
-        args.exit_signal = 0; /* no SIGCHLD, not seen by waitid() without __WALL */
-        start = now_monotonic_usec();
+/* Clone the supervisor, which starts the program, and close our copies of
+ * the write ends. Returns 0 once the program was exec'd, -errno if it could
+ * not be (the supervisor is then reaped). */
+static int spawn_run_start(SpawnRun *s, char *const argv[]) {
+        struct clone_args args = {
+                .flags = CLONE_PIDFD,
+                .pidfd = (uint64_t) (uintptr_t) &s->pidfd,
+                .exit_signal = 0, /* no SIGCHLD, not seen by waitid() without __WALL */
+        };
+        pid_t parent = getpid(), pid;
+        ssize_t n;
+        int e = 0;
+
         pid = (pid_t) syscall(SYS_clone3, &args, sizeof(args));
-        if (pid < 0) {
-                r = -errno;
-                goto finish;
-        }
+        if (pid < 0)
+                return -errno;
         if (pid == 0)
-                supervise(argv, parent, null_fd, out ? out_pipe[1] : null_fd, err_pipe[1], report[1], status[1]);
+                supervise(argv, parent, s->null_fd, s->out_buf ? s->out_pipe[1] : s->null_fd, s->err_pipe[1],
+                          s->report[1], s->status[1]);
 
-        err_pipe[1] = safe_close(err_pipe[1]);
-        out_pipe[1] = safe_close(out_pipe[1]);
-        report[1] = safe_close(report[1]);
-        status[1] = safe_close(status[1]);
+        s->err_pipe[1] = safe_close(s->err_pipe[1]);
+        s->out_pipe[1] = safe_close(s->out_pipe[1]);
+        s->report[1] = safe_close(s->report[1]);
+        s->status[1] = safe_close(s->status[1]);
 
         /* EOF: the program was exec'd. An errno: it was not. */
         do
-                n = read(report[0], &e, sizeof(e));
+                n = read(s->report[0], &e, sizeof(e));
         while (n < 0 && errno == EINTR);
-        if (n == (ssize_t) sizeof(e)) {
-                r = e > 0 ? -e : -EIO;
-                goto reap;
-        }
+        if (n == (ssize_t) sizeof(e))
+                return e > 0 ? -e : -EIO;
+        return 0;
+}
 
-        if (fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) < 0 || (out && fcntl(out_pipe[0], F_SETFL, O_NONBLOCK) < 0)) {
-                r = -errno;
-                goto kill;
-        }
+/* Read the program's output until the supervisor reports its end, killing
+ * it at deadline (UINT64_MAX: none) and giving its pipes KILL_GRACE_USEC to
+ * close after that. Returns 0 or -errno (the program is then still there). */
+static int spawn_run_collect(SpawnRun *s, uint64_t deadline) {
+        if (fcntl(s->err_pipe[0], F_SETFL, O_NONBLOCK) < 0 ||
+            (s->out_buf && fcntl(s->out_pipe[0], F_SETFL, O_NONBLOCK) < 0))
+                return -errno;
 
-        deadline = timeout_usec > 0 ? start + timeout_usec : UINT64_MAX;
         for (;;) {
                 struct pollfd p[3] = {
-                        { .fd = timed_out ? -1 : status[0], .events = POLLIN },
-                        { .fd = err_eof ? -1 : err_pipe[0], .events = POLLIN },
-                        { .fd = out_eof ? -1 : out_pipe[0], .events = POLLIN },
+                        { .fd = s->timed_out ? -1 : s->status[0], .events = POLLIN },
+                        { .fd = s->err_eof ? -1 : s->err_pipe[0], .events = POLLIN },
+                        { .fd = s->out_eof ? -1 : s->out_pipe[0], .events = POLLIN },
                 };
                 int timeout_ms = -1;
 
                 if (deadline != UINT64_MAX) {
                         uint64_t now = now_monotonic_usec();
                         if (now >= deadline) {
-                                if (timed_out)
+                                if (s->timed_out)
                                         break; /* the grace period is over too */
                                 /* Killing the supervisor kills the program (its parent-death signal). */
-                                (void) pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-                                timed_out = true;
+                                (void) pidfd_send_signal(s->pidfd, SIGKILL, NULL, 0);
+                                s->timed_out = true;
                                 deadline = now + KILL_GRACE_USEC;
                                 continue;
                         }
                         /* Rounded up, not to wake just short of the deadline. */
                         timeout_ms = (int) ((deadline - now + 999) / 1000);
                 }
-                if (timed_out && err_eof && out_eof)
+                if (s->timed_out && s->err_eof && s->out_eof)
                         break;
                 if (poll(p, ELEMENTSOF(p), timeout_ms) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        r = -errno;
-                        goto kill;
+                        return -errno;
                 }
                 if (p[1].revents)
-                        err_eof = drain(err_pipe[0], buf, err_size, &err_len);
+                        s->err_eof = drain(s->err_pipe[0], s->err_buf, s->err_size, &s->err_len);
                 if (p[2].revents)
-                        out_eof = drain(out_pipe[0], obuf, out_size, &out_len);
+                        s->out_eof = drain(s->out_pipe[0], s->out_buf, s->out_size, &s->out_len);
                 if (p[0].revents) {
+                        ssize_t n;
+
                         do
-                                n = read(status[0], &result, sizeof(result));
+                                n = read(s->status[0], &s->result, sizeof(s->result));
                         while (n < 0 && errno == EINTR);
-                        have_result = n == (ssize_t) sizeof(result);
+                        s->have_result = n == (ssize_t) sizeof(s->result);
                         break;
                 }
         }
         /* What it wrote just before exiting (a child of its own may still
          * hold the pipe open: take what is there, do not wait for EOF). */
-        if (!err_eof)
-                (void) drain(err_pipe[0], buf, err_size, &err_len);
-        if (!out_eof)
-                (void) drain(out_pipe[0], obuf, out_size, &out_len);
+        if (!s->err_eof)
+                (void) drain(s->err_pipe[0], s->err_buf, s->err_size, &s->err_len);
+        if (!s->out_eof)
+                (void) drain(s->out_pipe[0], s->out_buf, s->out_size, &s->out_len);
 
-        if (!timed_out && !have_result) {
-                /* The supervisor died without a word: only if killed from outside. */
-                r = -ECHILD;
-                goto kill;
+        /* The supervisor died without a word: only if killed from outside. */
+        if (!s->timed_out && !s->have_result)
+                return -ECHILD;
+        return 0;
+}
+
+/* Wait for the supervisor to end, retrying on EINTR. Returns 0 or -errno. */
+static int spawn_run_reap(SpawnRun *s) {
+        siginfo_t si = {};
+
+        while (waitid(P_PIDFD, (id_t) s->pidfd, &si, WEXITED | __WALL) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return 0;
+}
+
+/* spawn_run() and spawn_run_stdout(); out NULL: stdout goes to /dev/null. */
+static int spawn_impl(char *const argv[], uint64_t timeout_usec, char *out, size_t out_size, char *err,
+                      size_t err_size, SpawnResult *ret) {
+        _cleanup_(spawn_run_done) SpawnRun s = {
+                .null_fd = -EBADF, .pidfd = -EBADF,
+                .err_pipe = { -EBADF, -EBADF }, .out_pipe = { -EBADF, -EBADF },
+                .report = { -EBADF, -EBADF }, .status = { -EBADF, -EBADF },
+        };
+        uint64_t start;
+        int r;
+
+        if (!argv || !argv[0] || argv[0][0] != '/' || (err_size > 0 && !err) || (out && out_size == 0))
+                return -EINVAL;
+        /* Collected in s, copied to err (and out) only on success. */
+        r = spawn_run_open(&s, err_size, out, out_size);
+        if (r < 0)
+                return r;
+
+        start = now_monotonic_usec();
+        r = spawn_run_start(&s, argv);
+        if (r < 0) {
+                if (s.pidfd >= 0)
+                        (void) spawn_run_reap(&s);
+                return r;
         }
-        while (waitid(P_PIDFD, (id_t) pidfd, &si, WEXITED | __WALL) < 0)
-                if (errno != EINTR) {
-                        r = -errno;
-                        goto finish;
-                }
+        r = spawn_run_collect(&s, timeout_usec > 0 ? start + timeout_usec : UINT64_MAX);
+        if (r < 0) {
+                (void) pidfd_send_signal(s.pidfd, SIGKILL, NULL, 0);
+                (void) spawn_run_reap(&s);
+                return r;
+        }
+        r = spawn_run_reap(&s);
+        if (r < 0)
+                return r;
 
         if (err_size > 0) {
-                buf[err_len] = 0;
-                memcpy(err, buf, err_len + 1);
+                s.err_buf[s.err_len] = 0;
+                memcpy(err, s.err_buf, s.err_len + 1);
         }
         if (out) {
-                obuf[out_len] = 0;
-                memcpy(out, obuf, out_len + 1);
+                s.out_buf[s.out_len] = 0;
+                memcpy(out, s.out_buf, s.out_len + 1);
         }
         *ret = (SpawnResult) {
-                .code = timed_out ? CLD_KILLED : result.code,
-                .status = timed_out ? SIGKILL : result.status,
-                .timed_out = timed_out,
+                .code = s.timed_out ? CLD_KILLED : s.result.code,
+                .status = s.timed_out ? SIGKILL : s.result.status,
+                .timed_out = s.timed_out,
                 .usec = now_monotonic_usec() - start,
         };
-        r = 0;
-        goto finish;
-
-kill:
-        (void) pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
-reap:
-        while (waitid(P_PIDFD, (id_t) pidfd, &si, WEXITED | __WALL) < 0 && errno == EINTR)
-                ;
-finish:
-        safe_close(err_pipe[0]);
-        safe_close(err_pipe[1]);
-        safe_close(out_pipe[0]);
-        safe_close(out_pipe[1]);
-        safe_close(report[0]);
-        safe_close(report[1]);
-        safe_close(status[0]);
-        safe_close(status[1]);
-        return r;
+        return 0;
 }
 
 int spawn_run(char *const argv[], uint64_t timeout_usec, char *err, size_t err_size, SpawnResult *ret) {

@@ -569,6 +569,88 @@ static const char *rd_str(struct reader *r) {
         return (const char *) b;
 }
 
+/* The INFO body: host facts, then the links and the addresses, each list
+ * led by its count. Sets r->why on the first fault. */
+static void parse_info(struct reader *r, struct vmgr_agent_msg *m) {
+        size_t n;
+
+        m->info.version = rd_u16(r);
+        m->info.hostname = rd_str(r);
+        m->info.kernel = rd_str(r);
+        m->info.boot_id = rd_str(r);
+        n = rd_u16(r);
+        if (n > VMGR_AGENT_LINKS_MAX) {
+                r->why = "INFO has too many links";
+                return;
+        }
+        m->info.n_links = n;
+        for (size_t i = 0; i < n && !r->why; i++) {
+                struct vmgr_agent_link *l = &m->info.links[i];
+                const uint8_t *b;
+                l->index = rd_u32(r);
+                l->flags = rd_u32(r);
+                l->mtu = rd_u32(r);
+                l->hwaddr_len = rd_u8(r);
+                if (l->hwaddr_len > VMGR_AGENT_HWADDR_MAX) {
+                        r->why = "INFO link hardware address too long";
+                        return;
+                }
+                memset(l->hwaddr, 0, sizeof(l->hwaddr));
+                if (rd_take(r, l->hwaddr_len, &b))
+                        memcpy(l->hwaddr, b, l->hwaddr_len);
+                l->name = rd_str(r);
+        }
+        n = rd_u16(r);
+        if (n > VMGR_AGENT_ADDRS_MAX) {
+                r->why = "INFO has too many addresses";
+                return;
+        }
+        m->info.n_addrs = n;
+        for (size_t i = 0; i < n && !r->why; i++) {
+                struct vmgr_agent_addr *a = &m->info.addrs[i];
+                const uint8_t *b;
+                a->ifindex = rd_u32(r);
+                a->family = rd_u8(r);
+                a->prefixlen = rd_u8(r);
+                a->scope = rd_u8(r);
+                if (rd_u8(r) != 0 && !r->why)
+                        r->why = "INFO address reserved byte is not 0";
+                a->flags = rd_u32(r);
+                if (rd_take(r, 16, &b))
+                        memcpy(a->address, b, 16);
+        }
+}
+
+/* The EXEC body: streams, flags, cwd, then argv and env, each led by its
+ * count and NULL-terminated here. Sets r->why on the first fault. */
+static void parse_exec(struct reader *r, struct vmgr_agent_msg *m) {
+        size_t n;
+
+        m->exec.stdin_stream = rd_u32(r);
+        m->exec.stdout_stream = rd_u32(r);
+        m->exec.stderr_stream = rd_u32(r);
+        m->exec.flags = rd_u32(r);
+        m->exec.cwd = rd_str(r);
+        n = rd_u16(r);
+        if (n > VMGR_AGENT_ARGS_MAX) {
+                r->why = "EXEC has too many arguments";
+                return;
+        }
+        m->exec.argc = n;
+        for (size_t i = 0; i < n; i++)
+                m->exec.argv[i] = rd_str(r);
+        m->exec.argv[n] = NULL;
+        n = rd_u16(r);
+        if (n > VMGR_AGENT_ENV_MAX) {
+                r->why = "EXEC environment too large";
+                return;
+        }
+        m->exec.envc = n;
+        for (size_t i = 0; i < n; i++)
+                m->exec.env[i] = rd_str(r);
+        m->exec.env[n] = NULL;
+}
+
 static void parse_body(struct reader *r, struct vmgr_agent_msg *m) {
         size_t n;
 
@@ -581,76 +663,10 @@ static void parse_body(struct reader *r, struct vmgr_agent_msg *m) {
                 m->hello.software = rd_str(r);
                 break;
         case VMGR_AGENT_INFO:
-                m->info.version = rd_u16(r);
-                m->info.hostname = rd_str(r);
-                m->info.kernel = rd_str(r);
-                m->info.boot_id = rd_str(r);
-                n = rd_u16(r);
-                if (n > VMGR_AGENT_LINKS_MAX) {
-                        r->why = "INFO has too many links";
-                        return;
-                }
-                m->info.n_links = n;
-                for (size_t i = 0; i < n && !r->why; i++) {
-                        struct vmgr_agent_link *l = &m->info.links[i];
-                        const uint8_t *b;
-                        l->index = rd_u32(r);
-                        l->flags = rd_u32(r);
-                        l->mtu = rd_u32(r);
-                        l->hwaddr_len = rd_u8(r);
-                        if (l->hwaddr_len > VMGR_AGENT_HWADDR_MAX) {
-                                r->why = "INFO link hardware address too long";
-                                return;
-                        }
-                        memset(l->hwaddr, 0, sizeof(l->hwaddr));
-                        if (rd_take(r, l->hwaddr_len, &b))
-                                memcpy(l->hwaddr, b, l->hwaddr_len);
-                        l->name = rd_str(r);
-                }
-                n = rd_u16(r);
-                if (n > VMGR_AGENT_ADDRS_MAX) {
-                        r->why = "INFO has too many addresses";
-                        return;
-                }
-                m->info.n_addrs = n;
-                for (size_t i = 0; i < n && !r->why; i++) {
-                        struct vmgr_agent_addr *a = &m->info.addrs[i];
-                        const uint8_t *b;
-                        a->ifindex = rd_u32(r);
-                        a->family = rd_u8(r);
-                        a->prefixlen = rd_u8(r);
-                        a->scope = rd_u8(r);
-                        if (rd_u8(r) != 0 && !r->why)
-                                r->why = "INFO address reserved byte is not 0";
-                        a->flags = rd_u32(r);
-                        if (rd_take(r, 16, &b))
-                                memcpy(a->address, b, 16);
-                }
+                parse_info(r, m);
                 break;
         case VMGR_AGENT_EXEC:
-                m->exec.stdin_stream = rd_u32(r);
-                m->exec.stdout_stream = rd_u32(r);
-                m->exec.stderr_stream = rd_u32(r);
-                m->exec.flags = rd_u32(r);
-                m->exec.cwd = rd_str(r);
-                n = rd_u16(r);
-                if (n > VMGR_AGENT_ARGS_MAX) {
-                        r->why = "EXEC has too many arguments";
-                        return;
-                }
-                m->exec.argc = n;
-                for (size_t i = 0; i < n; i++)
-                        m->exec.argv[i] = rd_str(r);
-                m->exec.argv[n] = NULL;
-                n = rd_u16(r);
-                if (n > VMGR_AGENT_ENV_MAX) {
-                        r->why = "EXEC environment too large";
-                        return;
-                }
-                m->exec.envc = n;
-                for (size_t i = 0; i < n; i++)
-                        m->exec.env[i] = rd_str(r);
-                m->exec.env[n] = NULL;
+                parse_exec(r, m);
                 break;
         case VMGR_AGENT_DATA:
                 m->data.size = r->left;
