@@ -22,6 +22,7 @@
 #include "grouplog.h"
 #include "guest-image.h"
 #include "log.h"
+#include "vm-machine.h"
 #include "vm.h"
 
 #define VM_KILL_TIMEOUT_USEC (10ULL * 1000000ULL)
@@ -34,16 +35,6 @@ static const char *const state_names[_VM_STATE_MAX] = {
         [VM_STOPPING] = "stopping",
         [VM_STOPPED] = "stopped",
         [VM_CRASHED] = "crashed",
-};
-
-static const char *const op_names[_VM_OP_MAX] = {
-        [VM_OP_NONE] = "none",
-        [VM_OP_START] = "start",
-        [VM_OP_KILL] = "kill",
-        [VM_OP_SHUTDOWN] = "shutdown",
-        [VM_OP_REBOOT] = "reboot",
-        [VM_OP_RESTART] = "restart",
-        [VM_OP_REMOVE] = "remove",
 };
 
 const char *vm_state_to_string(VMState s) {
@@ -197,15 +188,60 @@ static void vm_unlink(VM *vm) {
 
 /* ---- operation plumbing ---------------------------------------------- */
 
-static void vm_op_step(VM *vm);
+/* vm-machine.c decides; the functions here and below carry its actions out.
+ * Each completion (helper, pool, libvirt, agent, timer, domain event) is fed
+ * back to it as an input. */
 
-/* End the operation in flight: reply, tell the waiter, drop its reference. */
-static void vm_op_finish(VM *vm, int error, const char *message) {
+/* What an action needs besides the VM: the why of a domain event, the waiter
+ * of a removal. */
+typedef struct VMActionContext {
+        const char *why;
+        vm_op_done_t done;
+        void *userdata;
+        int r;                  /* BEGIN_REMOVE: what vm_operation() returned */
+} VMActionContext;
+
+static int vm_machine_run(VM *vm, VMInput input, VMOp arg, VMActionContext *ctx);
+
+static VMFacts vm_facts(VM *vm) {
+        return (VMFacts) {
+                .state = vm->state,
+                .ever_started = vm->ever_started,
+                .tap_created = vm->tap_created,
+                .tap4_wanted = vm->spec.ipv4,
+                .tap4_created = vm->tap4_created,
+                .xml_prepared = vm->xml != NULL,
+                .has_deadline = vm->op_timeout_usec > 0,
+                .remove_requested = vm->remove_requested,
+        };
+}
+
+/* End the operation in flight as the machine's FINISH action a says: reply,
+ * tell the waiter, drop its reference. */
+static void vm_op_finish(VM *vm, const VMAction *a) {
         sd_bus_message *call = TAKE_PTR(vm->op_call);
         vm_op_done_t done = vm->op_done;
         void *userdata = vm->op_userdata;
         VMOp op = vm->op;
         Group *op_group = TAKE_PTR(vm->op_group);
+        char message[512] = "";
+        int error = a->error;
+
+        switch (a->reason) {
+        case VM_FINISH_OK:
+                error = 0;
+                break;
+        case VM_FINISH_STEP_FAILED:
+                error = vm->op_error;
+                snprintf(message, sizeof(message), "%s", vm->op_message);
+                break;
+        case VM_FINISH_NOT_RUNNING:
+                snprintf(message, sizeof(message), "VM '%s' is not running", vm->name);
+                break;
+        case VM_FINISH_CUT_SHORT:
+                snprintf(message, sizeof(message), "the clean shutdown was cut short by %s", vm_op_to_string(a->by));
+                break;
+        }
 
         vm->op = VM_OP_NONE;
         vm->op_done = NULL;
@@ -214,11 +250,10 @@ static void vm_op_finish(VM *vm, int error, const char *message) {
 
         if (error < 0) {
                 log_internal(LOG_ERR, error, vm->group ? vm->group->name : NULL, vm->name, "%s failed: %s",
-                             op_names[op], message);
+                             vm_op_to_string(op), message);
                 vm_set_error(vm, message);
-                /* A start that failed left no domain running. */
-                if ((op == VM_OP_START || op == VM_OP_RESTART) && vm->state == VM_STARTING)
-                        vm_set_state(vm, vm->ever_started ? VM_STOPPED : VM_DEFINED);
+                if (a->failed_state != _VM_STATE_MAX)
+                        vm_set_state(vm, a->failed_state);
         }
         if (call) {
                 if (error < 0)
@@ -227,14 +262,12 @@ static void vm_op_finish(VM *vm, int error, const char *message) {
                         (void) sd_bus_reply_method_return(call, NULL);
                 sd_bus_message_unref(call);
         }
-        /* A removed VM leaves its group before anyone hears of it. */
-        if (op == VM_OP_REMOVE && error >= 0)
+        if (a->unlink)
                 vm_unlink(vm);
         if (done)
-                done(vm, error, message, userdata);
+                done(vm, error, error < 0 ? message : NULL, userdata);
 
-        /* A removal asked for while this operation ran goes next. */
-        if (vm->remove_requested && op != VM_OP_REMOVE && vm->group) {
+        if (a->then_remove && vm->remove_requested && vm->group) {
                 vm->remove_requested = false;
                 (void) vm_operation(vm, VM_OP_REMOVE, 0, NULL, vm->remove_done, vm->remove_userdata);
         }
@@ -242,37 +275,44 @@ static void vm_op_finish(VM *vm, int error, const char *message) {
         vm_unref(vm); /* the operation's reference */
 }
 
-/* Fail the operation with a formatted message. */
+/* The step's work failed, or could not be started: the machine fails the
+ * operation with this message. */
 _printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
-        char message[512];
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(message, sizeof(message), fmt, ap);
+        vsnprintf(vm->op_message, sizeof(vm->op_message), fmt, ap);
         va_end(ap);
-        vm_op_finish(vm, error, message);
+        vm->op_error = error;
+        (void) vm_machine_run(vm, VM_INPUT_FAILED, VM_OP_NONE, NULL);
 }
 
-/* A clean shutdown that is still waiting for the guest gives way to a hard
- * stop: the guest may never act on the power button (one pressed early in
- * boot is lost), and Kill, removal and vmgrd's own exit must still work. */
-static void vm_preempt_shutdown(VM *vm, VMOp by) {
-        vm->shutdown_job = agent_job_free(vm->shutdown_job);
-        if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1)
-                vm_op_fail(vm, -ECANCELED, "the clean shutdown was cut short by %s", op_names[by]);
+/* The step's work is done: the machine goes on. */
+static void vm_op_step_done(VM *vm) {
+        (void) vm_machine_run(vm, VM_INPUT_DONE, VM_OP_NONE, NULL);
 }
+
+static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *ctx);
 
 int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, vm_op_done_t done,
                  void *userdata) {
+        VMMachineResult res;
+        VMFacts facts;
+        int r;
+
         if (!vm->group)
                 return -VMGR_ERR_NO_SUCH_VM;
-        if (op == VM_OP_KILL || op == VM_OP_REMOVE)
-                vm_preempt_shutdown(vm, op);
-        if (vm->op != VM_OP_NONE)
-                return -VMGR_ERR_BUSY;
+        if (vm_machine_preempts(op))
+                (void) vm_machine_run(vm, VM_INPUT_PREEMPT, op, NULL);
 
-        vm->op = op;
-        vm->op_step = 0;
+        facts = vm_facts(vm);
+        facts.has_deadline = timeout_usec > 0;
+        r = vm_machine_feed(vm->op, vm->op_step, &facts, VM_INPUT_BEGIN, op, &res);
+        if (r < 0)
+                return r;
+
+        vm->op = res.op;
+        vm->op_step = res.step;
         vm->op_error = 0;
         vm->op_message[0] = 0;
         vm->op_call = sd_bus_message_ref(call);
@@ -282,23 +322,18 @@ int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, v
         vm->op_group = group_ref(vm->group); /* the group outlives our steps */
         vm_ref(vm);
 
-        vm_op_step(vm);
+        vm_actions_run(vm, &res, NULL);
         return 0;
 }
 
 int vm_remove(VM *vm, vm_op_done_t done, void *userdata) {
+        VMActionContext ctx = { .done = done, .userdata = userdata };
+        int r;
+
         if (!vm->group)
                 return -VMGR_ERR_NO_SUCH_VM;
-        if (vm->op == VM_OP_REMOVE || vm->remove_requested)
-                return -VMGR_ERR_BUSY;
-        vm_preempt_shutdown(vm, VM_OP_REMOVE);
-        if (vm->op != VM_OP_NONE) {
-                vm->remove_requested = true;
-                vm->remove_done = done;
-                vm->remove_userdata = userdata;
-                return 0;
-        }
-        return vm_operation(vm, VM_OP_REMOVE, 0, NULL, done, userdata);
+        r = vm_machine_run(vm, VM_INPUT_REMOVE, VM_OP_REMOVE, &ctx);
+        return r < 0 ? r : ctx.r;
 }
 
 /* ---- steps done by the helper ------------------------------------------ */
@@ -318,8 +353,7 @@ static void on_helper_reply(int error, const char *message, int pid, int pidfd, 
                 vm_op_fail(vm, error == -EPERM ? -EPERM : -VMGR_ERR_HELPER_FAILED, "%s", message);
                 return;
         }
-        vm->op_step++;
-        vm_op_step(vm);
+        vm_op_step_done(vm);
 }
 
 static void helper_tap(VM *vm, enum vmgr_netadm_op op, enum vmgr_nic nic) {
@@ -541,8 +575,7 @@ static void prepare_done(int result, void *userdata) {
                 vm_op_fail(vm, result, "cannot prepare VM '%s': %s", vm->name, j->error);
         else {
                 vm->xml = TAKE_PTR(j->xml);
-                vm->op_step++;
-                vm_op_step(vm);
+                vm_op_step_done(vm);
         }
         prepare_job_free(j);
 }
@@ -612,7 +645,7 @@ static void remove_done(int result, void *userdata) {
                 log_internal(LOG_WARNING, result, vm->group ? vm->group->name : NULL, vm->name,
                              "Failed to remove %s: %s", j->dir, strerror(-result));
         remove_job_free(j);
-        vm_op_finish(vm, 0, NULL);
+        vm_op_step_done(vm);
 }
 
 /* Last step of removing a VM: its directory goes on the pool, then the op
@@ -636,7 +669,7 @@ static void remove_files(VM *vm) {
                 if (r < 0)
                         log_internal(LOG_WARNING, r, vm->group ? vm->group->name : NULL, vm->name,
                                      "Failed to remove %s: %s", vm->dir, strerror(-r));
-                vm_op_finish(vm, 0, NULL);
+                vm_op_step_done(vm);
                 return;
         }
         if (!m || worker_submit(m->workers, remove_work, remove_done, j) < 0)
@@ -644,13 +677,6 @@ static void remove_files(VM *vm) {
 }
 
 /* ---- libvirt steps (pool thread) ---------------------------------------- */
-
-typedef enum VirtAction {
-        VIRT_CREATE,
-        VIRT_DESTROY,
-        VIRT_SHUTDOWN,
-        VIRT_REBOOT,
-} VirtAction;
 
 typedef struct VirtJob {
         VM *vm;
@@ -736,10 +762,8 @@ static void virt_job_done(int result, void *userdata) {
                 /* ENOENT: no such domain, the VM is not running: a matter of state, not of the
                  * call's arguments (EINVAL would be InvalidArgs). */
                 vm_op_fail(vm, result == -ENOENT ? -ESRCH : -EIO, "%s", j->error);
-        else {
-                vm->op_step++;
-                vm_op_step(vm);
-        }
+        else
+                vm_op_step_done(vm);
         virt_job_free(j);
 }
 
@@ -769,12 +793,7 @@ static void virt_step(VM *vm, VirtAction action) {
         }
 }
 
-/* ---- the step machine ---------------------------------------------------- */
-
-static bool vm_is_active(VM *vm) {
-        return vm->state == VM_STARTING || vm->state == VM_RUNNING || vm->state == VM_READY ||
-               vm->state == VM_STOPPING;
-}
+/* ---- carrying out the machine's actions ---------------------------------- */
 
 static int on_shutdown_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
         VM *vm = userdata;
@@ -782,8 +801,7 @@ static int on_shutdown_deadline(sd_event_source *s, uint64_t usec, void *userdat
         vm->op_timer = sd_event_source_disable_unref(vm->op_timer);
         log_internal(LOG_WARNING, 0, vm->group ? vm->group->name : NULL, vm->name,
                      "Clean shutdown did not finish in time; stopping the VM hard");
-        vm->op_step = 10; /* the hard stop */
-        vm_op_step(vm);
+        (void) vm_machine_run(vm, VM_INPUT_DEADLINE, VM_OP_NONE, NULL);
         return 0;
 }
 
@@ -792,18 +810,12 @@ static void on_agent_shutdown_done(AgentJob *j, void *userdata) {
         int error = agent_job_result(j)->error;
 
         vm->shutdown_job = agent_job_free(vm->shutdown_job);
-        if (vm->op != VM_OP_SHUTDOWN || vm->op_step != 0)
-                return;
-        if (error < 0) {
-                virt_step(vm, VIRT_SHUTDOWN); /* the agent could not: the power button */
-                return;
-        }
-        vm->op_step++;
-        vm_op_step(vm);
+        (void) vm_machine_run(vm, error < 0 ? VM_INPUT_AGENT_SHUTDOWN_FAILED : VM_INPUT_AGENT_SHUTDOWN_OK,
+                              VM_OP_NONE, NULL);
 }
 
-/* A clean power-off: through the guest agent when it is connected (it works
- * even early in boot, when a power button press is lost), else ACPI. */
+/* Ask the guest agent to power off; without a connected agent, or if it
+ * cannot be asked, the machine falls back to ACPI. */
 static void shutdown_request(VM *vm) {
         if (agent_session_is_connected(vm->agent) &&
             agent_job_new(vm->agent, AGENT_JOB_SHUTDOWN, on_agent_shutdown_done, vm, &vm->shutdown_job) >= 0) {
@@ -811,177 +823,113 @@ static void shutdown_request(VM *vm) {
                         return;
                 vm->shutdown_job = agent_job_free(vm->shutdown_job);
         }
-        virt_step(vm, VIRT_SHUTDOWN);
+        (void) vm_machine_run(vm, VM_INPUT_AGENT_SHUTDOWN_FAILED, VM_OP_NONE, NULL);
 }
 
-/* Steps shared by Start and Restart to bring the domain up. Returns true when it issued a step. */
-static bool start_steps(VM *vm, int step) {
-        switch (step) {
-        case 0:
-                vm_set_state(vm, VM_STARTING);
-                if (!vm->tap_created) {
-                        helper_tap(vm, VMGR_NETADM_TAP_CREATE, VMGR_NIC_PRIMARY);
-                        return true;
-                }
-                return false;
-        case 1:
-                if (vm->spec.ipv4 && !vm->tap4_created) {
-                        helper_tap(vm, VMGR_NETADM_TAP_CREATE, VMGR_NIC_IPV4);
-                        return true;
-                }
-                return false;
-        case 2:
-                if (!vm->xml) {
+/* Take the actions of one machine step, in order. Actions that hand work
+ * off come last in a list, and their completions come back through
+ * vm_machine_run(). */
+static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *ctx) {
+        _cleanup_(vm_unrefp) VM *hold = vm_ref(vm); /* FINISH drops the operation's reference */
+        const char *why = ctx && ctx->why ? ctx->why : "";
+        bool finished = false;
+
+        for (unsigned i = 0; i < res->n_actions; i++) {
+                const VMAction *a = &res->actions[i];
+
+                /* What follows a FINISH applies only while no other operation began. */
+                if (finished && vm->op != VM_OP_NONE)
+                        break;
+                switch (a->kind) {
+                case VM_ACTION_SET_STATE:
+                        vm_set_state(vm, a->state);
+                        break;
+                case VM_ACTION_MARK_STARTED:
+                        vm->ever_started = true;
+                        break;
+                case VM_ACTION_TAP_CREATE:
+                        helper_tap(vm, VMGR_NETADM_TAP_CREATE, a->nic);
+                        break;
+                case VM_ACTION_TAP_DELETE:
+                        helper_tap(vm, VMGR_NETADM_TAP_DELETE, a->nic);
+                        break;
+                case VM_ACTION_PREPARE:
                         prepare(vm);
-                        return true;
+                        break;
+                case VM_ACTION_VIRT:
+                        virt_step(vm, a->virt);
+                        break;
+                case VM_ACTION_AGENT_SHUTDOWN:
+                        shutdown_request(vm);
+                        break;
+                case VM_ACTION_DROP_AGENT_SHUTDOWN:
+                        vm->shutdown_job = agent_job_free(vm->shutdown_job);
+                        break;
+                case VM_ACTION_ARM_DEADLINE:
+                        (void) sd_event_add_time_relative(vm_manager(vm)->event, &vm->op_timer, CLOCK_MONOTONIC,
+                                                          vm->op_timeout_usec, 0, on_shutdown_deadline, vm);
+                        break;
+                case VM_ACTION_REBOOT_REQUESTED:
+                        vm_ready_reboot_requested(vm);
+                        break;
+                case VM_ACTION_NOTE_STOPPED:
+                        log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM %s", why);
+                        break;
+                case VM_ACTION_NOTE_CRASHED:
+                        log_internal(LOG_ERR, 0, vm->group ? vm->group->name : NULL, vm->name, "VM crashed: %s",
+                                     why);
+                        vm_set_error(vm, why);
+                        break;
+                case VM_ACTION_REMOVE_FILES:
+                        remove_files(vm);
+                        break;
+                case VM_ACTION_QUEUE_REMOVE:
+                        vm->remove_requested = true;
+                        vm->remove_done = ctx->done;
+                        vm->remove_userdata = ctx->userdata;
+                        ctx->r = 0;
+                        break;
+                case VM_ACTION_BEGIN_REMOVE:
+                        ctx->r = vm_operation(vm, VM_OP_REMOVE, 0, NULL, ctx->done, ctx->userdata);
+                        break;
+                case VM_ACTION_FINISH:
+                        vm_op_finish(vm, a);
+                        finished = true;
+                        break;
+                case _VM_ACTION_KIND_MAX:
+                        break;
                 }
-                return false;
-        case 3:
-                virt_step(vm, VIRT_CREATE);
-                return true;
-        case 4:
-                vm->ever_started = true;
-                if (vm->state == VM_STARTING)
-                        vm_set_state(vm, VM_RUNNING);
-                vm_op_finish(vm, 0, NULL);
-                return true;
         }
-        return false;
 }
 
-static void vm_op_step(VM *vm) {
-        for (;; vm->op_step++) {
-                int step = vm->op_step;
+/* Feed input (arg: the op of a PREEMPT) to the machine and take its actions.
+ * Returns 0, or -VMGR_ERR_BUSY when the machine refused the input. */
+static int vm_machine_run(VM *vm, VMInput input, VMOp arg, VMActionContext *ctx) {
+        VMFacts facts = vm_facts(vm);
+        VMMachineResult res;
+        int r;
 
-                switch (vm->op) {
-                case VM_OP_START:
-                        if (step == 0 && vm_is_active(vm)) {
-                                vm_op_finish(vm, 0, NULL); /* already running */
-                                return;
-                        }
-                        if (start_steps(vm, step))
-                                return;
-                        break;
-
-                case VM_OP_RESTART:
-                        if (step == 0) {
-                                virt_step(vm, VIRT_DESTROY);
-                                return;
-                        }
-                        if (start_steps(vm, step - 1))
-                                return;
-                        break;
-
-                case VM_OP_KILL:
-                        if (step == 0) {
-                                vm_set_state(vm, VM_STOPPING);
-                                virt_step(vm, VIRT_DESTROY);
-                                return;
-                        }
-                        vm_set_state(vm, VM_STOPPED);
-                        vm_op_finish(vm, 0, NULL);
-                        return;
-
-                case VM_OP_SHUTDOWN:
-                        if (step == 0) {
-                                if (!vm_is_active(vm)) {
-                                        vm_op_finish(vm, 0, NULL);
-                                        return;
-                                }
-                                vm_set_state(vm, VM_STOPPING);
-                                if (vm->op_timeout_usec > 0)
-                                        (void) sd_event_add_time_relative(vm_manager(vm)->event, &vm->op_timer,
-                                                                          CLOCK_MONOTONIC, vm->op_timeout_usec, 0,
-                                                                          on_shutdown_deadline, vm);
-                                shutdown_request(vm);
-                                return;
-                        }
-                        if (step == 1)
-                                return; /* the guest is shutting down; the STOPPED event ends this */
-                        if (step == 10) {
-                                virt_step(vm, VIRT_DESTROY);
-                                return;
-                        }
-                        vm_set_state(vm, VM_STOPPED);
-                        vm_op_finish(vm, 0, NULL);
-                        return;
-
-                case VM_OP_REBOOT:
-                        if (step == 0) {
-                                if (!vm_is_active(vm)) {
-                                        vm_op_fail(vm, -ESRCH, "VM '%s' is not running", vm->name);
-                                        return;
-                                }
-                                vm_ready_reboot_requested(vm);
-                                virt_step(vm, VIRT_REBOOT);
-                                return;
-                        }
-                        vm_op_finish(vm, 0, NULL);
-                        return;
-
-                case VM_OP_REMOVE:
-                        if (step == 0) {
-                                if (vm_is_active(vm) || vm->state == VM_CRASHED) {
-                                        vm_set_state(vm, VM_STOPPING);
-                                        virt_step(vm, VIRT_DESTROY);
-                                        return;
-                                }
-                                break;
-                        }
-                        if (step == 1) {
-                                if (vm->state != VM_DEFINED)
-                                        vm_set_state(vm, VM_STOPPED);
-                                if (vm->tap_created) {
-                                        helper_tap(vm, VMGR_NETADM_TAP_DELETE, VMGR_NIC_PRIMARY);
-                                        return;
-                                }
-                                break;
-                        }
-                        if (step == 2) {
-                                if (vm->tap4_created) {
-                                        helper_tap(vm, VMGR_NETADM_TAP_DELETE, VMGR_NIC_IPV4);
-                                        return;
-                                }
-                                break;
-                        }
-                        remove_files(vm);
-                        return;
-
-                default:
-                        vm_op_finish(vm, 0, NULL);
-                        return;
-                }
-        }
+        r = vm_machine_feed(vm->op, vm->op_step, &facts, input, arg, &res);
+        if (r < 0)
+                return r;
+        vm->op_step = res.step;
+        vm_actions_run(vm, &res, ctx);
+        return 0;
 }
 
 void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
         _cleanup_(vm_unrefp) VM *hold = vm_ref(vm);
+        VMActionContext ctx = { .why = why };
 
         switch (event) {
         case VIRT_DOMAIN_STARTED:
-                if (vm->state == VM_STARTING || vm->state == VM_STOPPED || vm->state == VM_CRASHED ||
-                    vm->state == VM_DEFINED)
-                        vm_set_state(vm, VM_RUNNING);
+                (void) vm_machine_run(vm, VM_INPUT_DOMAIN_STARTED, VM_OP_NONE, &ctx);
                 break;
         case VIRT_DOMAIN_STOPPED:
-                if (vm->op == VM_OP_SHUTDOWN && (vm->op_step == 1 || (vm->op_step == 0 && vm->shutdown_job))) {
-                        vm->shutdown_job = agent_job_free(vm->shutdown_job);
-                        vm->op_step = 11;
-                        vm_op_step(vm);
-                } else if (vm->op == VM_OP_NONE && vm_is_active(vm)) {
-                        log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM %s", why);
-                        vm_set_state(vm, VM_STOPPED);
-                }
+                (void) vm_machine_run(vm, VM_INPUT_DOMAIN_STOPPED, VM_OP_NONE, &ctx);
                 break;
         case VIRT_DOMAIN_CRASHED:
-                log_internal(LOG_ERR, 0, vm->group ? vm->group->name : NULL, vm->name, "VM crashed: %s", why);
-                vm_set_error(vm, why);
-                if (vm->op == VM_OP_SHUTDOWN && vm->op_step == 1) {
-                        vm->op_step = 11;
-                        vm_op_step(vm);
-                }
-                if (vm->op == VM_OP_NONE || vm->op == VM_OP_SHUTDOWN)
-                        vm_set_state(vm, VM_CRASHED);
+                (void) vm_machine_run(vm, VM_INPUT_DOMAIN_CRASHED, VM_OP_NONE, &ctx);
                 break;
         case VIRT_DOMAIN_REBOOTED:
                 /* libvirt reports one reboot more than once; it is news, not a state. */

@@ -8,7 +8,9 @@
  *
  * Operations run one at a time per VM; each is a chain of asynchronous steps
  * (helper calls, pool jobs, libvirt calls) and replies to its caller at the
- * end. An operation in flight holds a reference on the VM.
+ * end. Which step follows which is decided in vm-machine.c (its transition
+ * table lists them all); vm.c carries the steps out. An operation in flight
+ * holds a reference on the VM.
  */
 
 #include <stdbool.h>
@@ -95,8 +97,8 @@ struct VM {
         /* The operation in flight. */
         VMOp op;
         Group *op_group;                /* reference held while it runs */
-        int op_step;
-        int op_error;
+        int op_step;                    /* a StartStep, ShutdownStep, ... of op (vm-machine.h) */
+        int op_error;                   /* why the step failed, for the machine's FINISH */
         char op_message[512];
         sd_bus_message *op_call;        /* caller to reply to, may be NULL */
         vm_op_done_t op_done;           /* internal waiter, may be NULL */

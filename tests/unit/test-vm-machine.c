@@ -1,0 +1,587 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * The VM operations' state machine (daemon/vm-machine.c), driven without a
+ * daemon, libvirt or the helper: a fake VM takes the machine's actions the
+ * way vm.c does (states, TAP flags, the XML, the queued removal) and the test
+ * feeds made-up completions, checking the exact actions of every step.
+ */
+
+#include <errno.h>
+#include <stdarg.h>
+
+#include "macro.h"
+#include "test.h"
+#include "vm-machine.h"
+#include "vmgr-error.h"
+
+typedef struct FakeVM {
+        VMOp op;
+        int step;
+        VMFacts f;
+        VMActionKind pending;   /* the work in flight, to apply when it is DONE */
+        enum vmgr_nic pending_nic;
+        int r;                  /* what the last feed returned */
+        char actions[512];      /* ... and the actions it asked for */
+} FakeVM;
+
+static bool taken[256];         /* rows of the transition table some scenario took */
+
+static const char *nic_name(enum vmgr_nic nic) {
+        return nic == VMGR_NIC_PRIMARY ? "primary" : "ipv4";
+}
+
+static const char *virt_name(VirtAction v) {
+        static const char *const names[] = { "create", "destroy", "shutdown", "reboot" };
+        return names[v];
+}
+
+static void note_taken(VMOp op, int from, VMInput input, int to) {
+        for (unsigned i = 0; i < vm_machine_n_transitions(); i++) {
+                unsigned ops;
+                int f, t;
+                VMInput in;
+
+                vm_machine_transition(i, &ops, &f, &in, &t);
+                if ((ops & (1U << op)) && f == from && in == input && t == to)
+                        taken[i] = true;
+        }
+}
+
+/* Append a word (or, after "/", a detail) to the actions. */
+_printf_(2, 3) static void append(FakeVM *v, const char *fmt, ...) {
+        size_t n = strlen(v->actions);
+        va_list ap;
+
+        if (n && *fmt != '/' && n + 1 < sizeof(v->actions)) {
+                v->actions[n++] = ' ';
+                v->actions[n] = 0;
+        }
+        va_start(ap, fmt);
+        vsnprintf(v->actions + n, sizeof(v->actions) - n, fmt, ap);
+        va_end(ap);
+}
+
+/* Feed an input and take the actions as vm.c does; returns them as words. */
+static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
+        VMMachineResult res;
+        VMOp op = v->op;
+        int from = v->step;
+        bool finished = false;
+
+        /* The completion's effect on the VM, as vm.c applies it before feeding DONE. */
+        if (input == VM_INPUT_DONE) {
+                if (v->pending == VM_ACTION_TAP_CREATE || v->pending == VM_ACTION_TAP_DELETE) {
+                        bool created = v->pending == VM_ACTION_TAP_CREATE;
+                        if (v->pending_nic == VMGR_NIC_PRIMARY)
+                                v->f.tap_created = created;
+                        else
+                                v->f.tap4_created = created;
+                }
+                if (v->pending == VM_ACTION_PREPARE)
+                        v->f.xml_prepared = true;
+        }
+
+        v->actions[0] = 0;
+        v->r = vm_machine_feed(v->op, v->step, &v->f, input, arg, &res);
+        if (v->r < 0)
+                return "busy";
+        if (input == VM_INPUT_BEGIN)
+                op = arg, from = VM_STEP_NEW;
+        if (res.op != v->op || res.step != v->step || input == VM_INPUT_BEGIN)
+                note_taken(op, from, input == VM_INPUT_REMOVE ? VM_INPUT_PREEMPT : input, res.step);
+        v->op = res.op;
+        v->step = res.step;
+
+        for (unsigned i = 0; i < res.n_actions; i++) {
+                const VMAction *a = &res.actions[i];
+
+                if (finished && v->op != VM_OP_NONE)
+                        break;
+                switch (a->kind) {
+                case VM_ACTION_SET_STATE:
+                        v->f.state = a->state;
+                        append(v, "state:%s", vm_state_to_string(a->state));
+                        break;
+                case VM_ACTION_MARK_STARTED:
+                        v->f.ever_started = true;
+                        append(v, "%s", "started");
+                        break;
+                case VM_ACTION_TAP_CREATE:
+                case VM_ACTION_TAP_DELETE:
+                        v->pending = a->kind;
+                        v->pending_nic = a->nic;
+                        append(v, a->kind == VM_ACTION_TAP_CREATE ? "tap-create:%s" : "tap-delete:%s",
+                               nic_name(a->nic));
+                        break;
+                case VM_ACTION_PREPARE:
+                        v->pending = a->kind;
+                        append(v, "%s", "prepare");
+                        break;
+                case VM_ACTION_VIRT:
+                        v->pending = a->kind;
+                        append(v, "virt:%s", virt_name(a->virt));
+                        break;
+                case VM_ACTION_AGENT_SHUTDOWN:
+                        append(v, "%s", "agent-shutdown");
+                        break;
+                case VM_ACTION_DROP_AGENT_SHUTDOWN:
+                        append(v, "%s", "drop-agent-shutdown");
+                        break;
+                case VM_ACTION_ARM_DEADLINE:
+                        append(v, "%s", "arm-deadline");
+                        break;
+                case VM_ACTION_REBOOT_REQUESTED:
+                        append(v, "%s", "reboot-requested");
+                        break;
+                case VM_ACTION_NOTE_STOPPED:
+                        append(v, "%s", "note-stopped");
+                        break;
+                case VM_ACTION_NOTE_CRASHED:
+                        append(v, "%s", "note-crashed");
+                        break;
+                case VM_ACTION_REMOVE_FILES:
+                        v->pending = a->kind;
+                        append(v, "%s", "remove-files");
+                        break;
+                case VM_ACTION_QUEUE_REMOVE:
+                        v->f.remove_requested = true;
+                        append(v, "%s", "queue-remove");
+                        break;
+                case VM_ACTION_BEGIN_REMOVE:
+                        append(v, "%s", "begin-remove");
+                        break;
+                case VM_ACTION_FINISH: {
+                        static const char *const reasons[] = { "ok", "failed", "not-running", "cut-short" };
+                        append(v, "finish:%s", reasons[a->reason]);
+                        if (a->reason == VM_FINISH_NOT_RUNNING)
+                                CHECK(a->error == -ESRCH);
+                        if (a->reason == VM_FINISH_CUT_SHORT) {
+                                CHECK(a->error == -ECANCELED);
+                                append(v, "/by-%s", vm_op_to_string(a->by));
+                        }
+                        if (a->failed_state != _VM_STATE_MAX) {
+                                v->f.state = a->failed_state; /* vm_op_finish() */
+                                append(v, "/%s", vm_state_to_string(a->failed_state));
+                        }
+                        if (a->unlink)
+                                append(v, "/unlink");
+                        if (a->then_remove)
+                                append(v, "/then-remove");
+                        v->op = VM_OP_NONE;
+                        finished = true;
+                        break;
+                }
+                case _VM_ACTION_KIND_MAX:
+                        CHECK(false);
+                }
+        }
+        return v->actions;
+}
+
+/* vm_operation(): a Kill or Remove first cuts a waiting Shutdown short. */
+static const char *begin(FakeVM *v, VMOp op, char *preempted, size_t size) {
+        if (vm_machine_preempts(op))
+                snprintf(preempted, size, "%s", feed(v, VM_INPUT_PREEMPT, op));
+        else
+                snprintf(preempted, size, "%s", "");
+        return feed(v, VM_INPUT_BEGIN, op);
+}
+
+#define BEGIN(v, op) begin(v, op, preempted, sizeof(preempted))
+#define STEP(v) vm_step_to_string((v)->op, (v)->step)
+
+static FakeVM fresh(void) {
+        return (FakeVM) { .f = { .state = VM_DEFINED, .tap4_wanted = true } };
+}
+
+static FakeVM running(void) {
+        return (FakeVM) { .f = { .state = VM_RUNNING, .ever_started = true, .tap_created = true,
+                                 .tap4_wanted = true, .tap4_created = true, .xml_prepared = true } };
+}
+
+static void test_start(void) {
+        char preempted[512];
+        FakeVM v = fresh();
+
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(STEP(&v), "tap");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "tap-create:ipv4");
+        CHECK_STREQ(STEP(&v), "tap4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "prepare");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:create");
+        CHECK_STREQ(STEP(&v), "create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STARTED, 0), "state:running");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_RUNNING);
+
+        /* Already running: nothing to do. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "finish:ok");
+
+        /* Stopped by the guest, then started again: the TAPs and XML stay. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "note-stopped state:stopped");
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting virt:create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started state:running finish:ok");
+
+        /* Without an IPv4 NIC: straight from the TAP to preparing. */
+        v = fresh();
+        v.f.tap4_wanted = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "prepare");
+        CHECK_STREQ(STEP(&v), "prepare");
+
+        /* After a start that failed at the IPv4 TAP: Start begins there. */
+        v = fresh();
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "prepare");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting prepare");
+}
+
+static void test_start_fails(void) {
+        char preempted[512];
+        FakeVM v = fresh();
+
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+        CHECK(v.op == VM_OP_NONE);
+
+        /* A VM that ran before goes back to stopped. */
+        v = running();
+        v.f.state = VM_STOPPED;
+        v.f.xml_prepared = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting prepare");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/stopped");
+
+        /* The domain crashing while Start creates it: noted, and Start goes on. */
+        v = running();
+        v.f.state = VM_STOPPED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting virt:create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed");
+        CHECK_STREQ(STEP(&v), "create");
+        CHECK(v.f.state == VM_STARTING);
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started state:running finish:ok");
+
+        /* ... or libvirt failing to create it. */
+        v.f.state = VM_STOPPED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting virt:create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/stopped");
+}
+
+static void test_shutdown(void) {
+        char preempted[512];
+        FakeVM v = running();
+
+        /* Through the agent; the guest's STOPPED event ends it. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(STEP(&v), "agent");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_OK, 0), "");
+        CHECK_STREQ(STEP(&v), "wait-guest");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "drop-agent-shutdown state:stopped finish:ok");
+        CHECK(v.op == VM_OP_NONE);
+
+        /* Not running: nothing to do. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "finish:ok");
+        v.f.state = VM_DEFINED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "finish:ok");
+
+        /* The guest powers off before the agent answers. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "drop-agent-shutdown state:stopped finish:ok");
+
+        /* The guest crashes while it shuts down: stopped, then crashed. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed state:stopped finish:ok state:crashed");
+        CHECK(v.f.state == VM_CRASHED);
+
+        /* The power button fails: libvirt says the domain is gone. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+}
+
+static void test_shutdown_deadline(void) {
+        char preempted[512];
+        FakeVM v = running();
+
+        /* No agent: the power button; the guest does not react; the deadline
+         * passes and the domain is destroyed. */
+        v.f.has_deadline = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping arm-deadline agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(STEP(&v), "acpi");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "");
+        CHECK_STREQ(STEP(&v), "wait-guest");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "virt:destroy");
+        CHECK_STREQ(STEP(&v), "hard-stop");
+        /* The destroyed domain's event is the hard stop's, not news. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_STOPPED);
+
+        /* The deadline while the agent has not answered; its late answer is ignored. */
+        v = running();
+        v.f.has_deadline = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping arm-deadline agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_OK, 0), "");
+        CHECK_STREQ(STEP(&v), "hard-stop");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+
+        /* The deadline while libvirt still presses the power button: the
+         * hard stop waits for that call. */
+        v = running();
+        v.f.has_deadline = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping arm-deadline agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "");
+        CHECK_STREQ(STEP(&v), "acpi-overdue");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped finish:ok");
+
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+}
+
+static void test_kill_cuts_shutdown(void) {
+        char preempted[512];
+        FakeVM v = running();
+
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "");
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-kill");
+        CHECK_STREQ(STEP(&v), "destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped finish:ok");
+
+        /* ... also while the agent has not answered yet. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-kill");
+
+        /* While libvirt presses the power button, Kill is Busy. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "busy");
+        CHECK(v.r == -VMGR_ERR_BUSY);
+        CHECK_STREQ(preempted, "drop-agent-shutdown");
+        CHECK_STREQ(STEP(&v), "acpi");
+
+        /* Kill of an idle VM. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+}
+
+static void test_remove(void) {
+        char preempted[512];
+        FakeVM v = fresh();
+
+        /* Remove while Start runs: it waits, then follows. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "drop-agent-shutdown queue-remove");
+        CHECK(v.f.remove_requested);
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "busy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "prepare");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started state:running finish:ok/then-remove");
+        /* vm_op_finish() clears the request and begins the removal. */
+        v.f.remove_requested = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "busy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped tap-delete:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "tap-delete:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "remove-files");
+        CHECK(!v.f.tap_created && !v.f.tap4_created);
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok/unlink");
+
+        /* A VM never started: only its files. */
+        v = fresh();
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "drop-agent-shutdown begin-remove");
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "remove-files");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok/unlink");
+
+        /* A crashed VM: its domain is destroyed first; a failed TAP deletion fails it. */
+        v = running();
+        v.f.state = VM_CRASHED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped tap-delete:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+
+        /* Remove cuts a waiting Shutdown short and begins at once. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_OK, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "drop-agent-shutdown finish:cut-short/by-remove begin-remove");
+}
+
+static void test_restart_reboot(void) {
+        char preempted[512];
+        FakeVM v = running();
+
+        CHECK_STREQ(BEGIN(&v, VM_OP_RESTART), "virt:destroy");
+        CHECK_STREQ(STEP(&v), "destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:starting virt:create");
+        CHECK_STREQ(STEP(&v), "create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STARTED, 0), "state:running");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started finish:ok");
+
+        /* Restart of a VM never started goes through all of Start's steps. */
+        v = fresh();
+        CHECK_STREQ(BEGIN(&v, VM_OP_RESTART), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_RESTART), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+
+        /* Reboot. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_REBOOT), "reboot-requested virt:reboot");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok");
+        CHECK_STREQ(BEGIN(&v, VM_OP_REBOOT), "reboot-requested virt:reboot");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+        v.f.state = VM_STOPPED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REBOOT), "finish:not-running");
+        v.f.state = VM_CRASHED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REBOOT), "finish:not-running");
+}
+
+static void test_busy_and_events(void) {
+        char preempted[512];
+        FakeVM v = fresh();
+
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        for (VMOp op = VM_OP_START; op < _VM_OP_MAX; op++) {
+                CHECK_STREQ(BEGIN(&v, op), "busy");
+                CHECK(v.r == -VMGR_ERR_BUSY);
+        }
+        CHECK(v.op == VM_OP_START);
+        CHECK_STREQ(STEP(&v), "tap");
+
+        /* Inputs the step does not expect change nothing. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_OK, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+        CHECK_STREQ(STEP(&v), "tap");
+
+        /* Without an operation, libvirt's events move the state. */
+        v = running();
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed state:crashed");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STARTED, 0), "state:running");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STARTED, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "note-stopped state:stopped");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+}
+
+/* The steps each operation passes over when their work is done already. */
+static void test_skipped_steps(void) {
+        char preempted[512];
+        FakeVM v = running();
+
+        /* Restart after a start that failed at the IPv4 TAP, or before the XML. */
+        v.f.tap4_created = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_RESTART), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:starting tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started state:running finish:ok");
+        v.f.xml_prepared = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_RESTART), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:starting prepare");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:create");
+
+        /* Start with the XML made but a TAP missing. */
+        v = running();
+        v.f.state = VM_STOPPED;
+        v.f.tap_created = false;
+        v.f.tap4_wanted = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:create");
+        v = running();
+        v.f.state = VM_STOPPED;
+        v.f.tap4_created = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "virt:create");
+
+        /* Remove of a stopped VM with its TAPs. */
+        v = running();
+        v.f.state = VM_STOPPED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopped tap-delete:primary");
+        CHECK_STREQ(STEP(&v), "tap");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "tap-delete:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopped tap-delete:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "remove-files");
+
+        /* ... of a defined one with only its primary TAP (a start that failed there). */
+        v = fresh();
+        v.f.tap_created = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "tap-delete:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "remove-files");
+
+        /* ... of a running one with one TAP or none. */
+        v = running();
+        v.f.tap_created = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped tap-delete:ipv4");
+        v = running();
+        v.f.tap_created = v.f.tap4_created = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped remove-files");
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+}
+
+/* Every row of the table is a transition some scenario takes, and each
+ * transition the machine made was in the table (it checks that itself). */
+static void test_table_covered(void) {
+        unsigned missing = 0;
+
+        for (unsigned i = 0; i < vm_machine_n_transitions(); i++) {
+                unsigned ops;
+                int from, to;
+                VMInput input;
+
+                vm_machine_transition(i, &ops, &from, &input, &to);
+                if (!taken[i])
+                        fprintf(stderr, "row %u (ops %#x, %d --%s--> %d) not taken\n", i, ops, from,
+                                vm_input_to_string(input), to);
+                missing += !taken[i];
+        }
+        CHECK(missing == 0);
+}
+
+int main(void) {
+        CHECK(vm_machine_n_transitions() <= sizeof(taken));
+        test_start();
+        test_start_fails();
+        test_shutdown();
+        test_shutdown_deadline();
+        test_kill_cuts_shutdown();
+        test_remove();
+        test_restart_reboot();
+        test_busy_and_events();
+        test_skipped_steps();
+        test_table_covered();
+        TEST_DONE();
+}
