@@ -11,8 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bus-error.h"
-#include "bus-util.h"
 #include "collect.h"
 #include "fs-util.h"
 #include "group.h"
@@ -374,15 +372,19 @@ out:
         return r;
 }
 
-int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata) {
+/* A job for g's bundle into dir, with what it copies taken now. Returns 0
+ * and the job in *ret, or -ESTALE (the group is gone) or -ENOMEM; *ret is
+ * NULL or the job to free either way. */
+static int collect_job_new(Group *g, const char *dir, collect_done_t done, void *userdata, CollectJob **ret) {
         CollectJob *j;
-        int r;
 
+        *ret = NULL;
         if (!g->manager || !g->log)
                 return -ESTALE;
         j = calloc(1, sizeof(*j));
         if (!j)
                 return -ENOMEM;
+        *ret = j;
         j->group = group_ref(g);
         j->done = done;
         j->userdata = userdata;
@@ -390,10 +392,8 @@ int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata
         j->group_log = strdup(group_log_path(g->log));
         j->runtime_dir = strdup(g->runtime_dir);
         j->vms = calloc(g->n_vms ?: 1, sizeof(CollectVM));
-        if (!j->dir || !j->group_log || !j->runtime_dir || !j->vms) {
-                collect_job_free(j);
+        if (!j->dir || !j->group_log || !j->runtime_dir || !j->vms)
                 return -ENOMEM;
-        }
         for (VM *vm = g->vms; vm; vm = vm->next) {
                 CollectVM *v = &j->vms[j->n_vms++];
 
@@ -404,49 +404,25 @@ int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata
                 if (asprintf(&v->console_rotated, "%s.1", vm->console_log) < 0)
                         v->console_rotated = NULL;
                 v->xml = vm->xml ? strdup(vm->xml) : NULL;
-                if (!v->name || !v->console_raw || !v->console_rotated || (vm->xml && !v->xml)) {
-                        collect_job_free(j);
+                if (!v->name || !v->console_raw || !v->console_rotated || (vm->xml && !v->xml))
                         return -ENOMEM;
-                }
-        }
-        r = build_json(g, j);
-        if (r >= 0)
-                r = worker_submit(g->manager->workers, collect_work, collect_done, j);
-        if (r < 0) {
-                collect_job_free(j);
-                return r;
         }
         return 0;
 }
 
-static void collect_reply(Group *g, int error, const char *message, void *userdata) {
-        sd_bus_message *call = userdata;
-
-        if (error < 0)
-                (void) vmgr_bus_reply_error(call, error, "%s", message);
-        else
-                (void) sd_bus_reply_method_return(call, NULL);
-        sd_bus_message_unref(call);
-}
-
-int group_method_collect(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
-        const char *dir;
+int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata, char *error, size_t error_size) {
+        CollectJob *j;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "s", &dir);
-        if (r < 0)
-                return r;
-        if (dir[0] != '/' || strlen(dir) >= 4000)
-                return vmgr_bus_error_set(error, -EINVAL, "the directory must be an absolute path, not \"%s\"", dir);
-        /* Written as vmgrd's user, who is the caller (or root: bus_check_caller()). */
-        r = group_collect(g, dir, collect_reply, sd_bus_message_ref(m));
+        r = collect_job_new(g, dir, done, userdata, &j);
+        if (r >= 0)
+                r = build_json(g, j);
+        if (r >= 0)
+                r = worker_submit(g->manager->workers, collect_work, collect_done, j);
         if (r < 0) {
-                sd_bus_message_unref(m);
-                return vmgr_bus_error_set(error, r, "cannot collect group '%s': %s", g->name, strerror(-r));
+                collect_job_free(j);
+                snprintf(error, error_size, "cannot collect group '%s': %s", g->name, strerror(-r));
+                return r;
         }
-        return 1;
+        return 0;
 }

@@ -9,16 +9,14 @@
  * The layout is documented in docs/dbus-api.md.
  */
 
-#include <systemd/sd-bus.h>
+#include <stddef.h>
 
 typedef struct Group Group;
 
 /* Called on the event loop when the bundle is written (error 0) or failed. */
 typedef void (*collect_done_t)(Group *g, int error, const char *message, void *userdata);
 
-/* Write g's bundle into dir (absolute; created if missing). Returns 0 (done
- * will be called) or -errno. */
-int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata);
-
-/* Bus face. */
-int group_method_collect(sd_bus_message *m, void *userdata, sd_bus_error *error);
+/* Write g's bundle into dir (absolute; created if missing), as vmgrd's
+ * user. Returns 0 (done will be called), or -ESTALE (g is gone) or another
+ * -errno with a sentence in error (error_size bytes). */
+int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata, char *error, size_t error_size);

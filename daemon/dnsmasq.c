@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/inotify.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "dnsmasq.h"
 #include "log.h"
@@ -408,4 +413,70 @@ void dnsmasq_stop(Dnsmasq *d) {
         d->timer_source = sd_event_source_disable_unref(d->timer_source);
         set_state(d, DNSMASQ_STOPPED);
         d->cb->stopped(d->group);
+}
+
+int dnsmasq_lease_ipv4(const char *runtime_dir, const uint8_t mac[6], char ret[static INET_ADDRSTRLEN]) {
+        char path[PATH_MAX], want[VMGR_MAC_STRLEN], line[512], found[INET_ADDRSTRLEN] = "";
+        _cleanup_fclose_ FILE *f = NULL;
+
+        vmgr_mac_format(mac, want);
+        snprintf(path, sizeof(path), "%s/dnsmasq.leases", runtime_dir);
+        f = fopen(path, "re");
+        if (f)
+                while (fgets(line, sizeof(line), f)) {
+                        char lmac[64], ip[64];
+                        if (sscanf(line, "%*s %63s %63s", lmac, ip) == 2 && strcasecmp(lmac, want) == 0 &&
+                            strlen(ip) < sizeof(found))
+                                strcpy(found, ip);
+                }
+        strcpy(ret, found);
+        return 0;
+}
+
+/* Is pid a dnsmasq that writes pidfile, i.e. one of ours left behind? */
+static bool is_our_dnsmasq(pid_t pid, const char *pidfile) {
+        char path[64], want[4200];
+        _cleanup_free_ char *cmdline = NULL;
+        size_t len = 0;
+        _cleanup_close_ int fd = -EBADF;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        cmdline = malloc(65536);
+        if (!cmdline)
+                return false;
+        while ((n = read(fd, cmdline + len, 65535 - len)) > 0)
+                len += (size_t) n;
+        cmdline[len] = 0;
+        snprintf(want, sizeof(want), "--pid-file=%s", pidfile);
+        for (size_t i = 0; i < len; i += strlen(cmdline + i) + 1)
+                if (streq(cmdline + i, want))
+                        return true;
+        return false;
+}
+
+void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
+        char pidfile[4096];
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        int pid;
+
+        snprintf(pidfile, sizeof(pidfile), "%s/dnsmasq.pid", runtime_dir);
+        f = fopen(pidfile, "re");
+        if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
+                return;
+        pidfd = pidfd_open_pid(pid);
+        if (pidfd < 0)
+                return;
+        /* Check identity after taking the pidfd, so the pid cannot be reused in between. */
+        if (!is_our_dnsmasq(pid, pidfile))
+                return;
+        log_group(LOG_INFO, group, "Killing dnsmasq (pid %d) left by a previous vmgrd", pid);
+        if (pidfd_signal(pidfd, SIGKILL) < 0)
+                return;
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        (void) poll(&p, 1, 2000);
 }

@@ -9,6 +9,7 @@
  * DNSMASQ_RESTART_BURST times in DNSMASQ_RESTART_INTERVAL_USEC.
  */
 
+#include <arpa/inet.h>
 #include <stdint.h>
 
 #include "group.h"
@@ -52,3 +53,15 @@ void dnsmasq_stop(Dnsmasq *d);
 DnsmasqState dnsmasq_state(Dnsmasq *d);
 unsigned dnsmasq_restarts(Dnsmasq *d);
 pid_t dnsmasq_pid(Dnsmasq *d);
+
+/* The address dnsmasq leased to mac, from the leases file in the group's
+ * runtime directory runtime_dir (lines "expiry mac ip host id"; the last
+ * lease of mac counts). Writes it, or "" when there is none (no file yet),
+ * into ret. Returns 0. */
+int dnsmasq_lease_ipv4(const char *runtime_dir, const uint8_t mac[6], char ret[static INET_ADDRSTRLEN]);
+
+/* Kill a dnsmasq that a previous vmgrd left running for group, whose
+ * runtime directory was runtime_dir, and wait up to 2 s for it to go. Only
+ * a process that is dnsmasq writing that directory's pid file is killed:
+ * a pid file's pid may have been reused. */
+void dnsmasq_kill_stale(const char *group, const char *runtime_dir);

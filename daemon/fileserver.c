@@ -41,7 +41,6 @@
 #include <unistd.h>
 
 #include "bus-error.h"
-#include "bus-util.h"
 #include "fileserver-util.h"
 #include "fileserver.h"
 #include "log.h"
@@ -102,7 +101,8 @@ struct HashJob {
         HashJob *next, *prev;
         FileServer *server;             /* reference */
         ServedFile *file;               /* owned until it is served */
-        sd_bus_message *call;
+        fileserver_serve_done_t done;   /* called once, when served or failed */
+        void *userdata;
         /* Written by the pool thread; read on the loop once it is done. */
         char sha256[SHA256_DIGEST_SIZE * 2 + 1];
         bool short_read;
@@ -684,7 +684,6 @@ fail:
 /* --- registration --------------------------------------------------------- */
 
 static void hash_job_free(HashJob *j) {
-        sd_bus_message_unref(j->call);
         served_file_free(j->file);
         fileserver_unref(j->server);
         free(j);
@@ -733,6 +732,17 @@ static int hash_work(void *userdata) {
 
 static void hash_next(FileServer *s);
 
+/* Tell the job's caller that it failed: error and a sentence made from fmt. */
+_printf_(3, 4) static void hash_job_fail(HashJob *j, int error, const char *fmt, ...) {
+        char message[FILESERVER_ERROR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+        j->done(error, NULL, message, j->userdata);
+}
+
 static void hash_done(int result, void *userdata) {
         HashJob *j = userdata;
         FileServer *s = j->server;
@@ -743,20 +753,19 @@ static void hash_done(int result, void *userdata) {
         s->hashing = false;
 
         if (!s->group) {
-                (void) vmgr_bus_reply_error(j->call, -VMGR_ERR_BUSY, "group '%s' is being deleted",
-                                            s->group_name);
+                hash_job_fail(j, -VMGR_ERR_BUSY, "group '%s' is being deleted", s->group_name);
         } else if (result < 0) {
                 if (j->short_read)
-                        (void) vmgr_bus_reply_error(j->call, -EIO,
-                                                    "cannot serve '%s': the file shrank below its size of %llu "
-                                                    "bytes while it was read",
-                                                    f->name, (unsigned long long) f->size);
+                        hash_job_fail(j, -EIO,
+                                      "cannot serve '%s': the file shrank below its size of %llu bytes while it "
+                                      "was read",
+                                      f->name, (unsigned long long) f->size);
                 else
-                        (void) vmgr_bus_reply_error(j->call, result, "cannot serve '%s': reading it failed: %s",
-                                                    f->name, strerror(-result));
+                        hash_job_fail(j, result, "cannot serve '%s': reading it failed: %s", f->name,
+                                      strerror(-result));
         } else if (asprintf(&url, "%s/%s", s->url_base, f->name) < 0) {
                 url = NULL;
-                (void) vmgr_bus_reply_error(j->call, -ENOMEM, NULL);
+                hash_job_fail(j, -ENOMEM, "%s", strerror(ENOMEM));
         } else {
                 memcpy(f->sha256, j->sha256, sizeof(f->sha256));
                 f->prev = s->files_tail;
@@ -770,7 +779,7 @@ static void hash_done(int result, void *userdata) {
                 log_group(LOG_INFO, s->group_name, "Serving %s (%llu bytes, sha256 %s) at %s", f->name,
                           (unsigned long long) f->size, f->sha256, url);
                 (void) group_emit_changed(s->group, "ServedFiles", NULL);
-                (void) sd_bus_reply_method_return(j->call, "s", url);
+                j->done(0, url, NULL, j->userdata);
         }
 
         if (s->group)
@@ -789,7 +798,7 @@ static void hash_next(FileServer *s) {
         r = worker_submit(s->workers, hash_work, hash_done, j);
         if (r < 0) {
                 jobs_remove(s, j);
-                (void) vmgr_bus_reply_error(j->call, r, "cannot serve '%s': %s", j->file->name, strerror(-r));
+                hash_job_fail(j, r, "cannot serve '%s': %s", j->file->name, strerror(-r));
                 hash_job_free(j);
                 hash_next(s);
                 return;
@@ -834,14 +843,14 @@ FileServer *fileserver_stop(FileServer *s) {
                 if (s->hashing && j == s->jobs)
                         continue;
                 jobs_remove(s, j);
-                (void) vmgr_bus_reply_error(j->call, -VMGR_ERR_BUSY, "group '%s' is being deleted", s->group_name);
+                hash_job_fail(j, -VMGR_ERR_BUSY, "group '%s' is being deleted", s->group_name);
                 hash_job_free(j);
         }
         fileserver_unref(s);
         return NULL;
 }
 
-/* --- bus face --------------------------------------------------------------- */
+/* --- served files -------------------------------------------------------------- */
 
 static const char *file_type_name(mode_t mode) {
         switch (mode & S_IFMT) {
@@ -860,56 +869,51 @@ static const char *file_type_name(mode_t mode) {
         }
 }
 
-int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
-        FileServer *s = g->fileserver;
-        const char *name, *why;
+int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_done_t done, void *userdata,
+                     char *error, size_t error_size) {
         struct stat st;
         HashJob *j;
-        int fd, flags, r;
+        int flags, r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
+        if (name_is_taken(s, name)) {
+                snprintf(error, error_size, "group '%s' already serves a file named '%s'; unserve it first",
+                         s->group_name, name);
+                return -VMGR_BUS_ERR_FILE_EXISTS;
+        }
+        if (s->n_files + s->n_jobs >= FILESERVER_MAX_FILES) {
+                snprintf(error, error_size, "group '%s' already serves %u files, the limit", s->group_name,
+                         FILESERVER_MAX_FILES);
+                return -VMGR_ERR_LIMIT_EXCEEDED;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(error, error_size, "cannot serve '%s': fstat: %s", name, strerror(-r));
                 return r;
-        r = sd_bus_message_read(m, "sh", &name, &fd);
-        if (r < 0)
-                return r;
-
-        if (served_name_check(name, &why) < 0)
-                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid file name \"%s\": %s", name, why);
-        if (!s || g->state == GROUP_DELETING)
-                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
-                                          "group '%s' is %s; it serves files while its network is up", g->name,
-                                          group_state_to_string(g->state));
-        if (name_is_taken(s, name))
-                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_FILE_EXISTS,
-                                          "group '%s' already serves a file named '%s'; unserve it first", g->name,
-                                          name);
-        if (s->n_files + s->n_jobs >= FILESERVER_MAX_FILES)
-                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
-                                          "group '%s' already serves %u files, the limit", g->name,
-                                          FILESERVER_MAX_FILES);
-        if (fstat(fd, &st) < 0)
-                return vmgr_bus_error_set(error, -errno, "cannot serve '%s': fstat: %m", name);
-        if (!S_ISREG(st.st_mode))
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "cannot serve '%s': the fd is %s; only regular files can be served", name,
-                                          file_type_name(st.st_mode));
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(error, error_size, "cannot serve '%s': the fd is %s; only regular files can be served",
+                         name, file_type_name(st.st_mode));
+                return -EINVAL;
+        }
         flags = fcntl(fd, F_GETFL);
-        if (flags < 0)
-                return vmgr_bus_error_set(error, -errno, "cannot serve '%s': %m", name);
-        if ((flags & O_PATH) || (flags & O_ACCMODE) == O_WRONLY)
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "cannot serve '%s': the fd is not open for reading", name);
+        if (flags < 0) {
+                r = -errno;
+                snprintf(error, error_size, "cannot serve '%s': %s", name, strerror(-r));
+                return r;
+        }
+        if ((flags & O_PATH) || (flags & O_ACCMODE) == O_WRONLY) {
+                snprintf(error, error_size, "cannot serve '%s': the fd is not open for reading", name);
+                return -EINVAL;
+        }
 
         j = calloc(1, sizeof(*j));
         if (!j)
-                return -ENOMEM;
+                goto oom;
         j->server = fileserver_ref(s);
         j->file = calloc(1, sizeof(ServedFile));
         if (!j->file) {
                 hash_job_free(j);
-                return -ENOMEM;
+                goto oom;
         }
         j->file->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         j->file->name = strdup(name);
@@ -917,9 +921,11 @@ int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (j->file->fd < 0 || !j->file->name) {
                 r = j->file->fd < 0 ? -errno : -ENOMEM;
                 hash_job_free(j);
-                return vmgr_bus_error_set(error, r, "cannot serve '%s': %s", name, strerror(-r));
+                snprintf(error, error_size, "cannot serve '%s': %s", name, strerror(-r));
+                return r;
         }
-        j->call = sd_bus_message_ref(m);
+        j->done = done;
+        j->userdata = userdata;
 
         j->prev = s->jobs_tail;
         if (s->jobs_tail)
@@ -929,56 +935,43 @@ int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *err
         s->jobs_tail = j;
         s->n_jobs++;
         hash_next(s);
-        return 1; /* the reply follows once the file is hashed */
+        return 0;
+
+oom:
+        snprintf(error, error_size, "%s", strerror(ENOMEM));
+        return -ENOMEM;
 }
 
-int group_method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
-        FileServer *s = g->fileserver;
-        const char *name, *why;
+int fileserver_unserve(FileServer *s, const char *name, char *error, size_t error_size) {
         ServedFile *f;
-        int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "s", &name);
-        if (r < 0)
-                return r;
-        if (served_name_check(name, &why) < 0)
-                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid file name \"%s\": %s", name, why);
-
-        f = s ? find_file(s, name) : NULL;
+        f = find_file(s, name);
         if (!f) {
-                if (s && name_is_taken(s, name))
-                        return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
-                                                  "'%s' is still being hashed; unserve it once ServeFile returned",
-                                                  name);
-                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_FILE_NOT_FOUND,
-                                          "group '%s' serves no file named '%s'",
-                                          g->name, name);
+                if (name_is_taken(s, name)) {
+                        snprintf(error, error_size, "'%s' is still being hashed; unserve it once ServeFile returned",
+                                 name);
+                        return -VMGR_ERR_BUSY;
+                }
+                snprintf(error, error_size, "group '%s' serves no file named '%s'", s->group_name, name);
+                return -VMGR_BUS_ERR_FILE_NOT_FOUND;
         }
 
         LIST_REMOVE_WITH_TAIL(s->files, s->files_tail, f);
         s->n_files--;
-        log_group(LOG_INFO, g->name, "No longer serving %s", f->name);
+        log_group(LOG_INFO, s->group_name, "No longer serving %s", f->name);
         served_file_free(f);
-        (void) group_emit_changed(g, "ServedFiles", NULL);
-        return sd_bus_reply_method_return(m, NULL);
+        if (s->group)
+                (void) group_emit_changed(s->group, "ServedFiles", NULL);
+        return 0;
 }
 
-int group_property_get_served_files(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
+int fileserver_foreach_file(FileServer *s, fileserver_file_cb cb, void *userdata) {
         int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "(sst)");
-        if (r < 0)
-                return r;
-        for (ServedFile *f = g->fileserver ? g->fileserver->files : NULL; f; f = f->next) {
-                r = sd_bus_message_append(reply, "(sst)", f->name, f->sha256, f->size);
+        for (ServedFile *f = s ? s->files : NULL; f; f = f->next) {
+                r = cb(f->name, f->sha256, f->size, userdata);
                 if (r < 0)
                         return r;
         }
-        return sd_bus_message_close_container(reply);
+        return 0;
 }

@@ -15,7 +15,8 @@
  * worker pool, so a large file does not stall the loop.
  */
 
-#include <systemd/sd-bus.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "group.h"
 
@@ -33,9 +34,32 @@ int fileserver_start(Group *g, FileServer **ret);
  * done. Returns NULL. */
 FileServer *fileserver_stop(FileServer *s);
 
-/* Bus face (at the end of fileserver.c): Group.ServeFile, Group.UnserveFile and the
- * ServedFiles property; userdata is the Group. */
-int group_method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *error);
-int group_method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *error);
-int group_property_get_served_files(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                    sd_bus_message *reply, void *userdata, sd_bus_error *error);
+/* Sentences the calls below write into their error buffer fit in this. */
+#define FILESERVER_ERROR_MAX 1024
+
+/* Called on the event loop once a file given to fileserver_serve() is
+ * served (error 0; url is where the guests find it) or cannot be (error a
+ * failure code, message a sentence for the user). */
+typedef void (*fileserver_serve_done_t)(int error, const char *url, const char *message, void *userdata);
+
+/* Serve the regular file open for reading at fd as name (which
+ * served_name_check() accepted), once it is hashed on the worker pool. fd
+ * is duplicated; the caller keeps its own. Returns 0, and then done is
+ * called exactly once (also when the server stops first: -VMGR_ERR_BUSY);
+ * or, without calling done, -VMGR_BUS_ERR_FILE_EXISTS (name served or being
+ * hashed), -VMGR_ERR_LIMIT_EXCEEDED (FILESERVER_MAX_FILES), -EINVAL (not a
+ * regular file, or not open for reading) or another -errno, with a sentence
+ * in error (error_size bytes). */
+int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_done_t done, void *userdata,
+                     char *error, size_t error_size);
+
+/* Stop serving name; downloads under way finish. Returns 0, or
+ * -VMGR_ERR_BUSY (still being hashed) or -VMGR_BUS_ERR_FILE_NOT_FOUND with a
+ * sentence in error (error_size bytes). */
+int fileserver_unserve(FileServer *s, const char *name, char *error, size_t error_size);
+
+/* Call cb for each served file, oldest first: its name, SHA-256 (64 hex
+ * digits) and size. s may be NULL (no file). Returns 0, or the first
+ * negative value cb returned. */
+typedef int (*fileserver_file_cb)(const char *name, const char *sha256, uint64_t size, void *userdata);
+int fileserver_foreach_file(FileServer *s, fileserver_file_cb cb, void *userdata);

@@ -41,12 +41,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bus-error.h"
-#include "bus-util.h"
 #include "forward.h"
 #include "group.h"
 #include "log.h"
 #include "vm.h"
+#include "vmgr-error.h"
 
 /* Bytes moved by one splice() call, the default pipe's capacity. */
 #define FORWARD_SPLICE_CHUNK (64 * 1024)
@@ -848,110 +847,16 @@ uint16_t forward_port(const Forward *f) {
         return f->port;
 }
 
-/* ---- bus face --------------------------------------------------------- */
-
-int group_method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
-        const char *vm_name, *protocol_name, *address, *why;
-        struct vmgr_forward_address a;
-        uint16_t guest_port, port;
-        Forward *f;
-        int protocol, r;
-
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "ssqsq", &vm_name, &protocol_name, &guest_port, &address, &port);
-        if (r < 0)
-                return r;
-
-        protocol = vmgr_forward_protocol_from_string(protocol_name);
-        if (protocol < 0)
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "invalid protocol \"%s\": it must be \"tcp\" or \"udp\"", protocol_name);
-        if (guest_port == 0)
-                return vmgr_bus_error_set(error, -EINVAL, "the guest port must be 1-65535");
-        if (vmgr_forward_address_parse(address, &a) < 0)
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "invalid host address \"%s\": it must be a numeric IPv4 or IPv6 address",
-                                          address);
-        if (vmgr_name_check(vm_name, &why) < 0)
-                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid VM name \"%s\": %s", vm_name, why);
-        if (!group_find_vm(g, vm_name))
-                return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_VM, "group '%s' has no VM '%s'", g->name, vm_name);
-        if (!g->manager || g->state != GROUP_RUNNING)
-                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY, "group '%s' is %s; forwards can be added to a running group",
-                                          g->name, group_state_to_string(g->state));
-
-        r = forward_add(g, vm_name, protocol, guest_port, a.text, port, &f);
-        if (r == -EEXIST || r == -EADDRINUSE)
-                return vmgr_bus_error_set(error, -EADDRINUSE,
-                                          "%s [%s]:%u is already in use; choose another port, or 0 for a free one",
-                                          protocol_name, a.text, port);
-        if (r == -EADDRNOTAVAIL)
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "%s is not an address of this host; use 127.0.0.1, ::1 or another local address",
-                                          a.text);
-        if (r == -EACCES)
-                return vmgr_bus_error_set(error, -EACCES,
-                                          "port %u needs privileges vmgrd does not have; use a port from 1024 up", port);
-        if (r == -VMGR_ERR_LIMIT_EXCEEDED)
-                return vmgr_bus_error_set(error, r, "group '%s' already has %u forwards, the limit", g->name,
-                                          g->n_forwards);
-        if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot forward %s [%s]:%u: %m", protocol_name, a.text, port);
-        (void) group_emit_changed(g, "Forwards", NULL);
-        return sd_bus_reply_method_return(m, "sq", forward_address(f), forward_port(f));
-}
-
-int group_method_remove_forward(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
-        const char *protocol_name, *address;
-        struct vmgr_forward_address a;
-        uint16_t port;
-        Forward *f;
-        int protocol, r;
-
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "ssq", &protocol_name, &address, &port);
-        if (r < 0)
-                return r;
-        protocol = vmgr_forward_protocol_from_string(protocol_name);
-        if (protocol < 0)
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "invalid protocol \"%s\": it must be \"tcp\" or \"udp\"", protocol_name);
-        if (vmgr_forward_address_parse(address, &a) < 0)
-                return vmgr_bus_error_set(error, -EINVAL,
-                                          "invalid host address \"%s\": it must be a numeric IPv4 or IPv6 address",
-                                          address);
-        f = forward_find(g, protocol, a.text, port);
-        if (!f)
-                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_FILE_NOT_FOUND,
-                                          "group '%s' has no %s forward on [%s]:%u",
-                                          g->name, protocol_name, a.text, port);
-        forward_free(f);
-        (void) group_emit_changed(g, "Forwards", NULL);
-        return sd_bus_reply_method_return(m, NULL);
-}
-
-int group_property_get_forwards(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Group *g = userdata;
+int forward_foreach(Group *g, forward_cb cb, void *userdata) {
         Forward *last = g->forwards;
         int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "(ssqsq)");
-        if (r < 0)
-                return r;
         while (last && last->next)
                 last = last->next;
         for (Forward *f = last; f; f = f->prev) {
-                r = sd_bus_message_append(reply, "(ssqsq)", f->vm, vmgr_forward_protocol_to_string(f->protocol),
-                                          f->guest_port, f->address.text, f->port);
+                r = cb(f->vm, f->protocol, f->guest_port, f->address.text, f->port, userdata);
                 if (r < 0)
                         return r;
         }
-        return sd_bus_message_close_container(reply);
+        return 0;
 }

@@ -16,7 +16,6 @@
  */
 
 #include <stdint.h>
-#include <systemd/sd-bus.h>
 
 #include "forward-parse.h"
 
@@ -64,9 +63,9 @@ void forward_vm_stopped(Group *g, const char *vm);
 const char *forward_address(const Forward *f);
 uint16_t forward_port(const Forward *f);
 
-/* Bus face (the end of forward.c): Group.ForwardPort, Group.RemoveForward and the
- * Forwards property; userdata is the Group. */
-int group_method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *error);
-int group_method_remove_forward(sd_bus_message *m, void *userdata, sd_bus_error *error);
-int group_property_get_forwards(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                sd_bus_message *reply, void *userdata, sd_bus_error *error);
+/* Call cb for each forward of g, oldest first: its VM, protocol
+ * (IPPROTO_TCP or IPPROTO_UDP), guest port, and listening address (canonical
+ * text) and port. Returns 0, or the first negative value cb returned. */
+typedef int (*forward_cb)(const char *vm, int protocol, uint16_t guest_port, const char *address, uint16_t port,
+                          void *userdata);
+int forward_foreach(Group *g, forward_cb cb, void *userdata);

@@ -109,6 +109,30 @@ int group_path_for(const char *name, char **ret) {
         return sd_bus_path_encode(VMGR_GROUP_PATH_PREFIX, name, ret);
 }
 
+VM *group_find_vm(Group *g, const char *name) {
+        for (VM *vm = g->vms; vm; vm = vm->next)
+                if (streq(vm->name, name))
+                        return vm;
+        return NULL;
+}
+
+void group_attach_vm(Group *g, VM *vm) {
+        vm->group = g;
+        vm->next = g->vms;
+        if (g->vms)
+                g->vms->prev = vm;
+        g->vms = vm;
+        g->n_vms++;
+}
+
+void group_detach_vm(Group *g, VM *vm) {
+        LIST_REMOVE(g->vms, vm);
+        vm->next = vm->prev = NULL;
+        g->n_vms--;
+        vm->group = NULL;
+        (void) group_emit_changed(g, "VMs", NULL);
+}
+
 /* Refuse a group whose derived bridge, /64 or /24 another group of ours
  * already uses. Returns 0 or -VMGR_ERR_ADDRESS_CONFLICT with error set. */
 static int check_collisions(Manager *m, const char *name, const struct vmgr_group_addrs *a, sd_bus_error *error) {
@@ -492,8 +516,11 @@ static void group_collected(Group *g, int error, const char *message, void *user
 static void group_teardown(Group *g) {
         group_set_state(g, GROUP_DELETING);
         if (g->spec && g->spec->collect_on_delete && !g->collected) {
+                char error[256]; /* the log line below says enough */
+
                 g->collected = true;
-                if (group_collect(g, g->spec->collect_on_delete, group_collected, group_ref(g)) >= 0)
+                if (group_collect(g, g->spec->collect_on_delete, group_collected, group_ref(g), error,
+                                  sizeof(error)) >= 0)
                         return;
                 group_unref(g);
                 log_group(LOG_WARNING, g->name, "Cannot collect into %s before deletion", g->spec->collect_on_delete);

@@ -116,6 +116,24 @@ int group_remove_vm(Group *g, VM *vm, sd_bus_message *call);
  * earlier write of it; a failure is logged. */
 void group_save(Group *g);
 
+/* The VM of g named name, or NULL. */
+VM *group_find_vm(Group *g, const char *name);
+
+/* Put vm (new, in no group) at the head of g's list and point it at g. The
+ * list holds the caller's reference from then on. */
+void group_attach_vm(Group *g, VM *vm);
+
+/* Take vm out of g's list, clear its group and emit PropertiesChanged for
+ * VMs. The reference the list held is the caller's now. */
+void group_detach_vm(Group *g, VM *vm);
+
+/* Readiness of every VM of a group (vm-ready.c). Reply to call once every
+ * VM is ready, or with Timeout after timeout_usec (0: no limit). Returns 0
+ * or -errno. */
+int group_wait_ready(Group *g, sd_bus_message *call, uint64_t timeout_usec);
+/* Fail a group's waiters (the group goes away). */
+void group_ready_cancel(Group *g);
+
 /* Bus face (group-dbus.c). */
 extern const sd_bus_vtable group_vtable[];
 int group_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
@@ -123,7 +141,3 @@ int group_object_find(sd_bus *bus, const char *path, const char *interface, void
 int group_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 int group_emit_changed(Group *g, const char *property, ...);
 int group_path_for(const char *name, char **ret);
-/* Logs and timings (group-logs-dbus.c). */
-int group_method_follow_logs(sd_bus_message *m, void *userdata, sd_bus_error *error);
-int group_property_get_timings(sd_bus *bus, const char *path, const char *interface, const char *property,
-                               sd_bus_message *reply, void *userdata, sd_bus_error *error);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "manager.h"
 #include "netns.h"
+#include "vm.h"
 #include "vmgr-config.h"
 
 /* Find a group by a caller-supplied name, with the right error for a bad or unknown one. */
@@ -176,3 +177,73 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("GroupRemoved", SD_BUS_ARGS("s", name, "o", group), 0),
         SD_BUS_VTABLE_END,
 };
+
+static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        log_warning("Lost the connection to the bus; deleting all groups and exiting");
+        m->bus = sd_bus_flush_close_unref(m->bus);
+        manager_shutdown(m);
+        return 0;
+}
+
+/* Connect to the session bus as whoever we are now (the service user when
+ * started as root). Returns 0 or -errno (logged). */
+static int manager_open_bus(Manager *m) {
+        int r;
+
+        if (m->bus)
+                return 0;
+        r = sd_bus_open_user(&m->bus);
+        if (r < 0)
+                return log_error_errno(r,
+                                       "Cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS=%s) as uid %u: "
+                                       "%s; the bus must let vmgrd's user connect",
+                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", (unsigned) geteuid(),
+                                       strerror(-r));
+        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %s", strerror(-r));
+        return 0;
+}
+
+int manager_connect_bus(Manager *m) {
+        int r;
+
+        r = manager_open_bus(m);
+        if (r < 0)
+                return r;
+
+        /* Before any object is published: no call reaches them unchecked. */
+        r = bus_install_access_check(m->bus);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the check of callers: %s", strerror(-r));
+        r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
+                                "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
+        if (r >= 0)
+                r = sd_bus_add_object_vtable(m->bus, NULL, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, manager_vtable,
+                                             m);
+        if (r >= 0)
+                r = sd_bus_add_fallback_vtable(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, VMGR_GROUP_INTERFACE,
+                                               group_vtable, group_object_find, m);
+        if (r >= 0)
+                r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, group_node_enumerator, m);
+        if (r >= 0)
+                r = sd_bus_add_fallback_vtable(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, VMGR_VM_INTERFACE, vm_vtable,
+                                               vm_object_find, m);
+        if (r >= 0)
+                r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, vm_node_enumerator, m);
+        if (r >= 0)
+                r = sd_bus_add_object_manager(m->bus, NULL, VMGR_MANAGER_PATH);
+        if (r < 0)
+                return log_error_errno(r, "Failed to publish the D-Bus objects: %s", strerror(-r));
+
+        r = sd_bus_request_name(m->bus, VMGR_BUS_NAME, 0);
+        if (r == -EEXIST)
+                return log_error_errno(r, "%s is already owned on this bus: is another vmgrd running?",
+                                       VMGR_BUS_NAME);
+        if (r < 0)
+                return log_error_errno(r, "Failed to claim %s as uid %u: %s; the bus must let vmgrd's user connect",
+                                       VMGR_BUS_NAME, (unsigned) geteuid(), strerror(-r));
+        return 0;
+}

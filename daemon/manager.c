@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +14,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "bus-util.h"
+#include "dnsmasq.h"
 #include "fs-util.h"
 #include "group.h"
 #include "grouplog.h"
@@ -225,55 +224,6 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
         return 0;
 }
 
-/* Is pid a dnsmasq that writes pidfile, i.e. one of ours left behind? */
-static bool is_our_dnsmasq(pid_t pid, const char *pidfile) {
-        char path[64], want[4200];
-        _cleanup_free_ char *cmdline = NULL;
-        size_t len = 0;
-        _cleanup_close_ int fd = -EBADF;
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int) pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        cmdline = malloc(65536);
-        if (!cmdline)
-                return false;
-        while ((n = read(fd, cmdline + len, 65535 - len)) > 0)
-                len += (size_t) n;
-        cmdline[len] = 0;
-        snprintf(want, sizeof(want), "--pid-file=%s", pidfile);
-        for (size_t i = 0; i < len; i += strlen(cmdline + i) + 1)
-                if (streq(cmdline + i, want))
-                        return true;
-        return false;
-}
-
-/* Kill a dnsmasq a previous instance left running, and wait for it to go. */
-static void kill_stale_dnsmasq(const char *group, const char *dir) {
-        char pidfile[4096];
-        _cleanup_fclose_ FILE *f = NULL;
-        _cleanup_close_ int pidfd = -EBADF;
-        int pid;
-
-        snprintf(pidfile, sizeof(pidfile), "%s/dnsmasq.pid", dir);
-        f = fopen(pidfile, "re");
-        if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
-                return;
-        pidfd = pidfd_open_pid(pid);
-        if (pidfd < 0)
-                return;
-        /* Check identity after taking the pidfd, so the pid cannot be reused in between. */
-        if (!is_our_dnsmasq(pid, pidfile))
-                return;
-        log_group(LOG_INFO, group, "Killing dnsmasq (pid %d) left by a previous vmgrd", pid);
-        if (pidfd_signal(pidfd, SIGKILL) < 0)
-                return;
-        struct pollfd p = { .fd = pidfd, .events = POLLIN };
-        (void) poll(&p, 1, 2000);
-}
-
 /* Undo a group a previous instance of vmgrd left behind (crash, kill -9). */
 static int cleanup_stale_group(Manager *m, const char *name) {
         _cleanup_free_ char *dir = NULL, *state_file = NULL, *state_subdir = NULL;
@@ -286,7 +236,7 @@ static int cleanup_stale_group(Manager *m, const char *name) {
                 return -ENOMEM;
 
         log_group(LOG_NOTICE, name, "Cleaning up group left by a previous vmgrd");
-        kill_stale_dnsmasq(name, dir);
+        dnsmasq_kill_stale(name, dir);
 
         r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
         if (r < 0)
@@ -493,76 +443,6 @@ int manager_startup(Manager *m) {
         virt_cleanup_stale(m->virt);
         log_set_group_sink(manager_log_sink, m);
         return cleanup_leftovers(m);
-}
-
-static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-
-        log_warning("Lost the connection to the bus; deleting all groups and exiting");
-        m->bus = sd_bus_flush_close_unref(m->bus);
-        manager_shutdown(m);
-        return 0;
-}
-
-/* Connect to the session bus as whoever we are now (the service user when
- * started as root). Returns 0 or -errno (logged). */
-static int manager_open_bus(Manager *m) {
-        int r;
-
-        if (m->bus)
-                return 0;
-        r = sd_bus_open_user(&m->bus);
-        if (r < 0)
-                return log_error_errno(r,
-                                       "Cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS=%s) as uid %u: "
-                                       "%s; the bus must let vmgrd's user connect",
-                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", (unsigned) geteuid(),
-                                       strerror(-r));
-        r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
-        if (r < 0)
-                return log_error_errno(r, "Failed to attach the bus to the event loop: %s", strerror(-r));
-        return 0;
-}
-
-int manager_connect_bus(Manager *m) {
-        int r;
-
-        r = manager_open_bus(m);
-        if (r < 0)
-                return r;
-
-        /* Before any object is published: no call reaches them unchecked. */
-        r = bus_install_access_check(m->bus);
-        if (r < 0)
-                return log_error_errno(r, "Failed to set up the check of callers: %s", strerror(-r));
-        r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
-                                "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
-        if (r >= 0)
-                r = sd_bus_add_object_vtable(m->bus, NULL, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, manager_vtable,
-                                             m);
-        if (r >= 0)
-                r = sd_bus_add_fallback_vtable(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, VMGR_GROUP_INTERFACE,
-                                               group_vtable, group_object_find, m);
-        if (r >= 0)
-                r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, group_node_enumerator, m);
-        if (r >= 0)
-                r = sd_bus_add_fallback_vtable(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, VMGR_VM_INTERFACE, vm_vtable,
-                                               vm_object_find, m);
-        if (r >= 0)
-                r = sd_bus_add_node_enumerator(m->bus, NULL, VMGR_GROUP_PATH_PREFIX, vm_node_enumerator, m);
-        if (r >= 0)
-                r = sd_bus_add_object_manager(m->bus, NULL, VMGR_MANAGER_PATH);
-        if (r < 0)
-                return log_error_errno(r, "Failed to publish the D-Bus objects: %s", strerror(-r));
-
-        r = sd_bus_request_name(m->bus, VMGR_BUS_NAME, 0);
-        if (r == -EEXIST)
-                return log_error_errno(r, "%s is already owned on this bus: is another vmgrd running?",
-                                       VMGR_BUS_NAME);
-        if (r < 0)
-                return log_error_errno(r, "Failed to claim %s as uid %u: %s; the bus must let vmgrd's user connect",
-                                       VMGR_BUS_NAME, (unsigned) geteuid(), strerror(-r));
-        return 0;
 }
 
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {

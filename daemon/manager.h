@@ -74,10 +74,6 @@ int network_mode_from_string(const char *s);
  * Returns 0 or -errno (logged). */
 int manager_startup(Manager *m);
 
-/* Connect to the bus (as the service user when started as root), publish
- * objects, claim org.vmgr1. Returns 0 or -errno (logged). */
-int manager_connect_bus(Manager *m);
-
 /* Begin the orderly shutdown: every group is deleted, every descendant
  * killed and reaped, then the event loop exits. */
 void manager_shutdown(Manager *m);
@@ -94,5 +90,10 @@ Group *manager_find_group(Manager *m, const char *name);
  * here. Returns the fd or -errno. */
 int manager_guest_socket(Manager *m, int family, int type, int protocol);
 
-/* D-Bus faces (manager-dbus.c). */
+/* D-Bus face (manager-dbus.c). */
 extern const sd_bus_vtable manager_vtable[];
+
+/* Connect to the bus (as the service user when started as root), publish
+ * the objects (the manager, and every group and VM through fallback
+ * vtables), claim org.vmgr1. Returns 0 or -errno (logged). */
+int manager_connect_bus(Manager *m);

@@ -14,6 +14,7 @@
 #include "agent-session.h"
 #include "bus-error.h"
 #include "disk.h"
+#include "dnsmasq.h"
 #include "domain-xml.h"
 #include "forward.h"
 #include "fs-util.h"
@@ -77,13 +78,6 @@ VM *vm_unref(VM *vm) {
         if (!vm || --vm->n_ref > 0)
                 return NULL;
         return vm_free(vm);
-}
-
-VM *group_find_vm(Group *g, const char *name) {
-        for (VM *vm = g->vms; vm; vm = vm->next)
-                if (streq(vm->name, name))
-                        return vm;
-        return NULL;
 }
 
 void vm_set_state(VM *vm, VMState state) {
@@ -170,13 +164,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
         vm->spec = *spec;
         *spec = (VmgrVMSpec) {};
 
-        vm->group = g;
-        vm->next = g->vms;
-        if (g->vms)
-                g->vms->prev = vm;
-        g->vms = vm;
-        g->n_vms++;
-
+        group_attach_vm(g, vm);
         *ret = TAKE_PTR(vm); /* the group's list holds this reference */
         return 0;
 }
@@ -194,11 +182,7 @@ static void vm_unlink(VM *vm) {
         m = g->manager;
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
-        LIST_REMOVE(g->vms, vm);
-        vm->next = vm->prev = NULL;
-        g->n_vms--;
-        vm->group = NULL;
-        (void) group_emit_changed(g, "VMs", NULL);
+        group_detach_vm(g, vm);
         vm_unref(vm);
 }
 
@@ -951,23 +935,13 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
         }
 }
 
-/* The lease of our IPv4 MAC in dnsmasq's leases file ("expiry mac ip host id"). */
+/* The lease of our IPv4 MAC, as dnsmasq's leases file has it. */
 void vm_update_ipv4(VM *vm) {
-        char path[PATH_MAX], mac[VMGR_MAC_STRLEN], line[512], found[INET_ADDRSTRLEN] = "";
-        _cleanup_fclose_ FILE *f = NULL;
+        char found[INET_ADDRSTRLEN];
 
         if (!vm->group || !vm->spec.ipv4)
                 return;
-        vmgr_mac_format(vm->addrs.mac4, mac);
-        snprintf(path, sizeof(path), "%s/dnsmasq.leases", vm->group->runtime_dir);
-        f = fopen(path, "re");
-        if (f)
-                while (fgets(line, sizeof(line), f)) {
-                        char lmac[64], ip[64];
-                        if (sscanf(line, "%*s %63s %63s", lmac, ip) == 2 && strcasecmp(lmac, mac) == 0 &&
-                            strlen(ip) < sizeof(found))
-                                strcpy(found, ip);
-                }
+        (void) dnsmasq_lease_ipv4(vm->group->runtime_dir, vm->addrs.mac4, found);
         if (streq(found, vm->ipv4))
                 return;
         char *copy = strdup(found);

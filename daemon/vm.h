@@ -158,8 +158,6 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why);
 /* Re-read the IPv4 lease from the group's dnsmasq leases. */
 void vm_update_ipv4(VM *vm);
 
-VM *group_find_vm(Group *g, const char *name);
-
 /* Readiness (vm-ready.c). */
 const char *vm_stage_to_string(VMStage stage);
 /* Follow a state change: timings, the agent connection, waiters. */
@@ -173,10 +171,6 @@ void vm_ready_done(VM *vm);
 /* Reply to call once the VM is ready, or with Timeout after timeout_usec
  * (0: no limit). Returns 0 or -errno. */
 int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec);
-/* The same for every VM of a group. */
-int group_wait_ready(Group *g, sd_bus_message *call, uint64_t timeout_usec);
-/* Fail a group's waiters (the group goes away). */
-void group_ready_cancel(Group *g);
 
 /* Bus face (vm-dbus.c). */
 extern const sd_bus_vtable vm_vtable[];
