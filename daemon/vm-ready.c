@@ -182,6 +182,14 @@ static void vm_ready_notify(VM *vm) {
                 group_ready_check(vm->group);
 }
 
+void vm_ready_unlinked(VM *vm, Group *g) {
+        /* A removed VM's state need not change (one never started stays
+         * "defined"), so no state change would tell its waiters or its
+         * group's: they would wait for their own timeouts, or forever. */
+        vm_ready_notify(vm);
+        group_ready_check(g);
+}
+
 int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec) {
         ReadyWaiter *w;
         int r;

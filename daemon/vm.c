@@ -183,6 +183,7 @@ static void vm_unlink(VM *vm) {
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
         group_detach_vm(g, vm);
+        vm_ready_unlinked(vm, g);
         vm_unref(vm);
 }
 

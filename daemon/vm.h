@@ -168,6 +168,10 @@ void vm_ready_evaluate(VM *vm);
 void vm_ready_reboot_requested(VM *vm);
 /* Free what readiness holds (the VM is being freed). */
 void vm_ready_done(VM *vm);
+
+/* The VM has left g (it was removed): its WaitReady callers fail with
+ * NoSuchVM, and g's are answered if every VM left is ready. */
+void vm_ready_unlinked(VM *vm, Group *g);
 /* Reply to call once the VM is ready, or with Timeout after timeout_usec
  * (0: no limit). Returns 0 or -errno. */
 int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec);

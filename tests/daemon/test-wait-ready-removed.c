@@ -1,16 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * KNOWN BUG, registered with should_fail in meson.build: WaitReady without
- * a timeout on a VM (and on its group) whose start fails is never answered
- * when the VM is then removed. vm_unlink() (daemon/vm.c) takes the VM out
- * of its group without telling vm-ready.c: its VM waiters are answered only
- * on a state change (vm_ready_notify()), and a "defined" VM's removal has
- * none; the group's waiters are re-checked only from there too. The caller
- * waits for its own timeout, and each waiter's reference keeps the VM in
- * memory. Expected once fixed: the VM waiter fails with NoSuchVM ("VM 'v'
- * is being removed"), the group waiter succeeds (no VM is left that is not
- * ready) - then drop should_fail.
+ * WaitReady without a timeout on a VM, and on its group, while the VM's
+ * start fails and the VM is then removed: the VM's caller fails with
+ * NoSuchVM and the group's succeeds (no VM is left that is not ready).
+ * A VM that never started is still "defined" when it goes, so no state
+ * change tells anyone: vm_unlink() has to (vm_ready_unlinked()). Without
+ * that, both callers waited for their own timeouts.
  */
 
 #include <errno.h>
@@ -24,6 +20,7 @@
 int main(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_slot *add, *vm_waiter, *group_waiter;
+        char *events;
         Harness h;
 
         harness_start(&h, NULL);
@@ -35,6 +32,10 @@ int main(void) {
         CHECK(harness_wait_call(&h, add) < 0);
         CHECK(harness_wait_call_for(&h, vm_waiter, 3000) < 0);
         CHECK(harness_wait_call_for(&h, group_waiter, 3000) == 0);
+        events = harness_events_take(&h);
+        CHECK_CONTAINS(events, "error WaitReady org.vmgr1.Error.NoSuchVM");
+        CHECK_CONTAINS(events, "reply WaitReady");
+        free(events);
         harness_delete_group(&h, "removed");
         harness_stop(&h);
         printf("test-wait-ready-removed: OK\n");
