@@ -300,7 +300,7 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(strv_freep) char **argv = NULL, **env = NULL;
         _cleanup_free_ char *cwd = NULL;
         int fds[3];
-        Process *p;
+        GuestExec *p;
         int r;
 
         r = bus_check_caller(m, error);
@@ -362,10 +362,10 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         if (r < 0)
                 return r;
 
-        r = process_start(vm, m, argv, env, cwd, fds, &p);
+        r = guest_exec_start(vm, m, argv, env, cwd, fds, &p);
         if (r == -VMGR_ERR_LIMIT_EXCEEDED)
                 return vmgr_bus_error_set(error, r, "VM '%s' runs %u processes for Exec already", vm->name,
-                                          VM_PROCESSES_MAX);
+                                          VM_GUEST_EXECS_MAX);
         if (r == -E2BIG)
                 return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED, "at most %d arguments and %d env entries",
                                           VMGR_AGENT_ARGS_MAX, VMGR_AGENT_ENV_MAX);
@@ -376,7 +376,7 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         for (int i = 0; i < 3; i++)
                 safe_close(fds[i]);
         if (r < 0)
-                process_remove(p);
+                guest_exec_remove(p);
         return r < 0 ? r : 1;
 }
 
