@@ -71,7 +71,7 @@ static int method_kill(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 return vmgr_bus_error_set(error, -ESRCH, "the process has exited");
         r = agent_job_kill(p->job, sig);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot signal the process: %s", strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot signal the process: %m");
         return sd_bus_reply_method_return(m, NULL);
 }
 
