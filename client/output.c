@@ -8,16 +8,30 @@
 #include <unistd.h>
 
 #include "output.h"
+#include "vmgr-error.h"
 
 int log_error_errno(int r, const char *format, ...) {
+        char buf[VMGR_ERROR_MAX];
+        _cleanup_free_ char *big = NULL;
+        const char *text = buf;
         va_list ap;
+        int n;
 
-        fputs("vmgrctl: ", stderr);
-        errno = r < 0 ? -r : r;
+        /* %m: r's words, vmgr's own codes included (glibc's %m knows only errno). */
         va_start(ap, format);
-        vfprintf(stderr, format, ap);
+        n = vmgr_vsnprintf_error(buf, sizeof(buf), r, format, ap);
         va_end(ap);
-        fputc('\n', stderr);
+        /* Print a long message (a path, a daemon's sentence) whole rather than cut. */
+        if (n >= (int) sizeof(buf)) {
+                big = malloc((size_t) n + 1);
+                if (big) {
+                        va_start(ap, format);
+                        (void) vmgr_vsnprintf_error(big, (size_t) n + 1, r, format, ap);
+                        va_end(ap);
+                        text = big;
+                }
+        }
+        fprintf(stderr, "vmgrctl: %s\n", text);
         return r;
 }
 

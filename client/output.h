@@ -16,7 +16,8 @@
 
 
 /* Prints "vmgrctl: <message>" on stderr. Returns r, so errors log and return in
- * one step; %m refers to -r. */
+ * one step; %m is the words for r (an -errno or -VMGR_ERR_* code, see
+ * vmgr_strerror()). */
 int log_error_errno(int r, const char *format, ...) _printf_(2, 3);
 
 /* Formats one value for text output into a new string: strings as they are,

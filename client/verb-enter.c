@@ -101,7 +101,7 @@ int verb_enter(char **args, size_t n_args, const struct ctl_options *o) {
 
         execvp(argv[0], argv);
         r = errno;
-        fprintf(stderr, "vmgrctl: cannot run %s: %s\n", argv[0], strerror(r));
+        (void) log_error_errno(-r, "cannot run %s: %m", argv[0]);
         /* As a shell says it: 127 not found, 126 found but not runnable. */
         return r == ENOENT ? 127 : 126;
 }

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "macro.h"
 #include "vm.h"
+#include "vmgr-error.h"
 #include "worker.h"
 
 typedef struct CollectVM {
@@ -206,14 +207,13 @@ static int collect_work(void *userdata) {
 
 #define FAIL(r_, ...)                                                                  \
         do {                                                                           \
-                snprintf(j->error, sizeof(j->error), __VA_ARGS__);                     \
-                r = (r_);                                                              \
+                r = vmgr_error_printf(j->error, sizeof(j->error), (r_), __VA_ARGS__);  \
                 goto out;                                                              \
         } while (0)
 
         r = mkdir_p(j->dir, 0755);
         if (r < 0)
-                FAIL(r, "cannot create %s: %s", j->dir, strerror(-r));
+                FAIL(r, "cannot create %s: %m", j->dir);
         dirfd = open(j->dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
         if (dirfd < 0)
                 FAIL(-errno, "cannot open %s: %m", j->dir);
@@ -224,14 +224,14 @@ static int collect_work(void *userdata) {
         if (r >= 0)
                 r = copy_at(j->group_log, dirfd, "group.log");
         if (r < 0)
-                FAIL(r, "cannot write into %s: %s", j->dir, strerror(-r));
+                FAIL(r, "cannot write into %s: %m", j->dir);
 
         static const char *const dnsmasq_files[] = { "dnsmasq.log", "dnsmasq.leases" };
         for (size_t i = 0; i < ELEMENTSOF(dnsmasq_files); i++) {
                 snprintf(path, sizeof(path), "%s/%s", j->runtime_dir, dnsmasq_files[i]);
                 r = copy_at(path, dirfd, dnsmasq_files[i]);
                 if (r < 0)
-                        FAIL(r, "cannot copy the group's %s: %s", dnsmasq_files[i], strerror(-r));
+                        FAIL(r, "cannot copy the group's %s: %m", dnsmasq_files[i]);
         }
 
         if (mkdirat(dirfd, "vms", 0755) < 0 && errno != EEXIST)
@@ -259,11 +259,11 @@ static int collect_work(void *userdata) {
                 if (r >= 0 && v->xml)
                         r = write_at(vm_dirs[i], "domain.xml", v->xml, strlen(v->xml));
                 if (r < 0)
-                        FAIL(r, "cannot write into %s/vms/%s: %s", j->dir, v->name, strerror(-r));
+                        FAIL(r, "cannot write into %s/vms/%s: %m", j->dir, v->name);
         }
         r = split_log(j, dirfd, vm_dirs);
         if (r < 0)
-                FAIL(r, "cannot split the group's log into %s: %s", j->dir, strerror(-r));
+                FAIL(r, "cannot split the group's log into %s: %m", j->dir);
         r = 0;
 out:
         if (vm_dirs)
@@ -278,7 +278,7 @@ static void collect_done(int result, void *userdata) {
         CollectJob *j = userdata;
 
         if (result < 0 && !j->error[0])
-                snprintf(j->error, sizeof(j->error), "%s", strerror(-result));
+                (void) vmgr_error_printf(j->error, sizeof(j->error), result, "%m");
         if (result < 0)
                 log_group_errno(LOG_WARNING, result, j->group->name, "Collecting into %s failed: %s", j->dir, j->error);
         else
@@ -421,8 +421,7 @@ int group_collect(Group *g, const char *dir, collect_done_t done, void *userdata
                 r = worker_submit(g->manager->workers, collect_work, collect_done, j);
         if (r < 0) {
                 collect_job_free(j);
-                snprintf(error, error_size, "cannot collect group '%s': %s", g->name, strerror(-r));
-                return r;
+                return vmgr_error_printf(error, error_size, r, "cannot collect group '%s': %m", g->name);
         }
         return 0;
 }

@@ -180,7 +180,7 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         d->timer_source = sd_event_source_disable_unref(d->timer_source);
         r = dnsmasq_start_internal(d);
         if (r < 0) {
-                log_group_errno(LOG_ERR, r, d->group->name, "Failed to restart dnsmasq: %s", strerror(-r));
+                log_group_errno(LOG_ERR, r, d->group->name, "Failed to restart dnsmasq: %m");
                 set_state(d, DNSMASQ_FAILED);
         }
         return 0;
@@ -283,7 +283,7 @@ static void timer_arm(Dnsmasq *d, uint64_t usec, sd_event_time_handler_t handler
         d->timer_source = sd_event_source_disable_unref(d->timer_source);
         r = sd_event_add_time_relative(dnsmasq_event(d), &d->timer_source, CLOCK_MONOTONIC, usec, 0, handler, d);
         if (r < 0)
-                log_group_errno(LOG_ERR, r, d->group->name, "Failed to arm a dnsmasq timer: %s", strerror(-r));
+                log_group_errno(LOG_ERR, r, d->group->name, "Failed to arm a dnsmasq timer: %m");
 }
 
 static void check_ready(Dnsmasq *d) {
@@ -343,7 +343,7 @@ static void on_started(int error, const char *message, int pid, int pidfd, void 
                 /* Before the SIGCHLD reaper, so on_process_exit() can collect the status. */
                 (void) sd_event_source_set_priority(d->exit_source, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0) {
-                log_group_errno(LOG_ERR, r, g->name, "Failed to watch dnsmasq: %s", strerror(-r));
+                log_group_errno(LOG_ERR, r, g->name, "Failed to watch dnsmasq: %m");
                 (void) pidfd_signal(d->pidfd, SIGKILL);
                 process_forget(d);
                 report_start_failure(d, r, "failed to watch dnsmasq");

@@ -627,8 +627,8 @@ int fileserver_start(Group *g, FileServer **ret) {
 
         fd = listen_on(g->manager, &g->addrs.files6, FILESERVER_PORT);
         if (fd < 0) {
-                r = log_group_errno(LOG_ERR, fd, g->name, "File server: cannot listen on [%s]:%u: %s", addr,
-                                    FILESERVER_PORT, strerror(-fd));
+                r = log_group_errno(LOG_ERR, fd, g->name, "File server: cannot listen on [%s]:%u: %m", addr,
+                                    FILESERVER_PORT);
                 goto fail;
         }
         /* From here MHD owns the socket and closes it when stopped. */
@@ -665,7 +665,7 @@ int fileserver_start(Group *g, FileServer **ret) {
         if (r >= 0)
                 fileserver_arm_deadline(s);
         if (r < 0) {
-                log_group_errno(LOG_ERR, r, g->name, "File server: cannot watch libmicrohttpd: %s", strerror(-r));
+                log_group_errno(LOG_ERR, r, g->name, "File server: cannot watch libmicrohttpd: %m");
                 goto fail;
         }
         (void) sd_event_source_set_description(s->io_source, "fileserver-io");
@@ -732,13 +732,14 @@ static int hash_work(void *userdata) {
 
 static void hash_next(FileServer *s);
 
-/* Tell the job's caller that it failed: error and a sentence made from fmt. */
+/* Tell the job's caller that it failed: error and a sentence made from fmt
+ * (%m: error's words). */
 _printf_(3, 4) static void hash_job_fail(HashJob *j, int error, const char *fmt, ...) {
         char message[FILESERVER_ERROR_MAX];
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(message, sizeof(message), fmt, ap);
+        (void) vmgr_vsnprintf_error(message, sizeof(message), error, fmt, ap);
         va_end(ap);
         j->done(error, NULL, message, j->userdata);
 }
@@ -761,11 +762,10 @@ static void hash_done(int result, void *userdata) {
                                       "was read",
                                       f->name, (unsigned long long) f->size);
                 else
-                        hash_job_fail(j, result, "cannot serve '%s': reading it failed: %s", f->name,
-                                      strerror(-result));
+                        hash_job_fail(j, result, "cannot serve '%s': reading it failed: %m", f->name);
         } else if (asprintf(&url, "%s/%s", s->url_base, f->name) < 0) {
                 url = NULL;
-                hash_job_fail(j, -ENOMEM, "%s", strerror(ENOMEM));
+                hash_job_fail(j, -ENOMEM, "%m");
         } else {
                 memcpy(f->sha256, j->sha256, sizeof(f->sha256));
                 f->prev = s->files_tail;
@@ -798,7 +798,7 @@ static void hash_next(FileServer *s) {
         r = worker_submit(s->workers, hash_work, hash_done, j);
         if (r < 0) {
                 jobs_remove(s, j);
-                hash_job_fail(j, r, "cannot serve '%s': %s", j->file->name, strerror(-r));
+                hash_job_fail(j, r, "cannot serve '%s': %m", j->file->name);
                 hash_job_free(j);
                 hash_next(s);
                 return;
@@ -886,9 +886,7 @@ int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_d
                 return -VMGR_ERR_LIMIT_EXCEEDED;
         }
         if (fstat(fd, &st) < 0) {
-                r = -errno;
-                snprintf(error, error_size, "cannot serve '%s': fstat: %s", name, strerror(-r));
-                return r;
+                return vmgr_error_printf(error, error_size, -errno, "cannot serve '%s': fstat: %m", name);
         }
         if (!S_ISREG(st.st_mode)) {
                 snprintf(error, error_size, "cannot serve '%s': the fd is %s; only regular files can be served",
@@ -897,9 +895,7 @@ int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_d
         }
         flags = fcntl(fd, F_GETFL);
         if (flags < 0) {
-                r = -errno;
-                snprintf(error, error_size, "cannot serve '%s': %s", name, strerror(-r));
-                return r;
+                return vmgr_error_printf(error, error_size, -errno, "cannot serve '%s': %m", name);
         }
         if ((flags & O_PATH) || (flags & O_ACCMODE) == O_WRONLY) {
                 snprintf(error, error_size, "cannot serve '%s': the fd is not open for reading", name);
@@ -921,8 +917,7 @@ int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_d
         if (j->file->fd < 0 || !j->file->name) {
                 r = j->file->fd < 0 ? -errno : -ENOMEM;
                 hash_job_free(j);
-                snprintf(error, error_size, "cannot serve '%s': %s", name, strerror(-r));
-                return r;
+                return vmgr_error_printf(error, error_size, r, "cannot serve '%s': %m", name);
         }
         j->done = done;
         j->userdata = userdata;
@@ -938,8 +933,7 @@ int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_d
         return 0;
 
 oom:
-        snprintf(error, error_size, "%s", strerror(ENOMEM));
-        return -ENOMEM;
+        return vmgr_error_printf(error, error_size, -ENOMEM, "%m");
 }
 
 int fileserver_unserve(FileServer *s, const char *name, char *error, size_t error_size) {

@@ -145,7 +145,7 @@ static int method_add_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return vmgr_bus_error_set(error, r, "group '%s' already has %u VMs, the limit (max_vms_per_group)",
                                           g->name, g->n_vms);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot add VM '%s': %s", name, strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot add VM '%s': %m", name);
         return 1;
 }
 
@@ -169,7 +169,7 @@ static int method_remove_vm(sd_bus_message *m, void *userdata, sd_bus_error *err
         if (r == -VMGR_ERR_BUSY)
                 return vmgr_bus_error_set(error, r, "VM '%s' is already being removed", name);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot remove VM '%s': %s", name, strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot remove VM '%s': %m", name);
         return 1;
 }
 
@@ -200,7 +200,7 @@ static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_GROUP, "group '%s' is gone", g->name);
         r = group_delete(g, m);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot delete group '%s': %s", g->name, strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot delete group '%s': %m", g->name);
         return 1; /* the reply follows when it is gone */
 }
 
@@ -339,7 +339,7 @@ static int method_follow_logs(sd_bus_message *m, void *userdata, sd_bus_error *e
         read_end = fds[0];
         r = group_log_follow(g->log, fds[1], o.vms, o.sources, o.from_start, o.follow);
         if (r < 0) {
-                r = vmgr_bus_error_set(error, r, "cannot follow the log: %s", strerror(-r));
+                r = vmgr_bus_error_set(error, r, "cannot follow the log: %m");
                 goto out;
         }
         r = sd_bus_reply_method_return(m, "h", read_end);

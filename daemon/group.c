@@ -281,14 +281,13 @@ static void group_files_done(int result, void *userdata) {
         g->files_jobs = j->next;
         if (j->text) {
                 if (result < 0)
-                        log_group_errno(LOG_ERR, result, g->name, "Failed to write %s: %s", g->state_file,
-                                        strerror(-result));
+                        log_group_errno(LOG_ERR, result, g->name, "Failed to write %s: %m", g->state_file);
         } else {
                 const char *paths[3] = { g->runtime_dir, g->state_subdir, g->state_file };
                 for (size_t i = 0; i < 3; i++)
                         if (j->errors[i] < 0)
-                                log_group_errno(LOG_WARNING, j->errors[i], g->name, "Failed to remove %s: %s",
-                                                paths[i], strerror(-j->errors[i]));
+                                log_group_errno(LOG_WARNING, j->errors[i], g->name, "Failed to remove %s: %m",
+                                                paths[i]);
         }
         if (j->done)
                 j->done(g, result);
@@ -357,7 +356,7 @@ void group_save(Group *g) {
 
         r = group_save_then(g, NULL);
         if (r < 0)
-                log_group_errno(LOG_ERR, r, g->name, "Failed to write %s: %s", g->state_file, strerror(-r));
+                log_group_errno(LOG_ERR, r, g->name, "Failed to write %s: %m", g->state_file);
 }
 
 /* Take the group out of the manager: its object and state vanish. Drops the
@@ -456,8 +455,7 @@ static void group_delete_network(Group *g) {
         r = netadm_client_call(g->manager->netadm, VMGR_NETADM_GROUP_DELETE, g->name, NULL, 0, NULL,
                                on_network_deleted, g);
         if (r < 0) {
-                log_group_errno(LOG_ERR, r, g->name, "Failed to ask vmgr-netadm to delete the network: %s",
-                                strerror(-r));
+                log_group_errno(LOG_ERR, r, g->name, "Failed to ask vmgr-netadm to delete the network: %m");
                 on_network_deleted(r, "vmgr-netadm could not be asked to delete the network", 0, -EBADF,
                                    group_ref(g));
                 return;
@@ -659,7 +657,7 @@ static void group_create_vms(Group *g) {
                 r = vm_new(g, &g->spec->vms[i], &vm);
                 if (r < 0) {
                         g->vms_error = r;
-                        snprintf(g->vms_message, sizeof(g->vms_message), "cannot make VM: %s", strerror(-r));
+                        (void) vmgr_error_printf(g->vms_message, sizeof(g->vms_message), r, "cannot make VM: %m");
                         break;
                 }
                 if (asprintf(&vm->spec_path, "vms[%zu].", i) < 0)
@@ -821,6 +819,7 @@ static void group_start_services(Group *g) {
 static void group_start_saved(Group *g, int r) {
         Manager *m = g->manager;
         _cleanup_free_ char *log_path = NULL;
+        char message[VMGR_ERROR_MAX];
 
         if (!m)
                 return; /* vmgrd is going away; the next start cleans up from the state file */
@@ -850,9 +849,9 @@ fail:
         /* Nothing is on the network yet: remove the files, then answer (group_files_removed()). */
         g->log = group_log_free(g->log);
         g->create_error = r;
+        (void) vmgr_error_printf(message, sizeof(message), r, "cannot create group '%s': %m", g->name);
         free(g->create_message);
-        if (asprintf(&g->create_message, "cannot create group '%s': %s", g->name, strerror(-r)) < 0)
-                g->create_message = NULL;
+        g->create_message = strdup(message); /* NULL: the reply says "cannot create the group" */
         group_finish_removal(g);
 }
 

@@ -10,11 +10,11 @@
 #include "log.h"
 
 static int on_remove(sd_event_source *s, void *userdata) {
-        process_remove(userdata);
+        guest_exec_remove(userdata);
         return 0;
 }
 
-void process_reply_waiters(Process *p) {
+void guest_exec_reply_waiters(GuestExec *p) {
         bool answered = false;
 
         if (!p->finished)
@@ -38,7 +38,7 @@ void process_reply_waiters(Process *p) {
 }
 
 static int method_wait(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Process *p = userdata;
+        GuestExec *p = userdata;
         sd_bus_message **l;
         int r;
 
@@ -50,12 +50,12 @@ static int method_wait(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 return -ENOMEM;
         p->waiters = l;
         p->waiters[p->n_waiters++] = sd_bus_message_ref(m);
-        process_reply_waiters(p);
+        guest_exec_reply_waiters(p);
         return 1;
 }
 
 static int method_kill(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        Process *p = userdata;
+        GuestExec *p = userdata;
         int32_t sig;
         int r;
 
@@ -71,13 +71,13 @@ static int method_kill(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 return vmgr_bus_error_set(error, -ESRCH, "the process has exited");
         r = agent_job_kill(p->job, sig);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot signal the process: %s", strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot signal the process: %m");
         return sd_bus_reply_method_return(m, NULL);
 }
 
-const sd_bus_vtable process_vtable[] = {
+const sd_bus_vtable guest_exec_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Id", "u", NULL, offsetof(Process, id), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Id", "u", NULL, offsetof(GuestExec, id), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("Wait", SD_BUS_NO_ARGS, SD_BUS_RESULT("i", exit_status, "i", signal), method_wait,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Kill", SD_BUS_ARGS("i", signal), SD_BUS_NO_RESULT, method_kill,

@@ -15,17 +15,17 @@
 #include "vm.h"
 #include "vmgr-error.h"
 
-static Process *processes;
+static GuestExec *guest_execs;
 
-void process_remove(Process *p) {
+void guest_exec_remove(GuestExec *p) {
         if (p->prev)
                 p->prev->next = p->next;
-        else if (processes == p)
-                processes = p->next;
+        else if (guest_execs == p)
+                guest_execs = p->next;
         if (p->next)
                 p->next->prev = p->prev;
-        if (p->vm && p->vm->n_processes > 0)
-                p->vm->n_processes--;
+        if (p->vm && p->vm->n_guest_execs > 0)
+                p->vm->n_guest_execs--;
         agent_job_free(p->job); /* kills it if it still runs */
         for (size_t i = 0; i < p->n_waiters; i++) {
                 (void) sd_bus_reply_method_errorf(p->waiters[i], VMGR_ERROR_FAILED, "the process object was removed");
@@ -40,16 +40,16 @@ void process_remove(Process *p) {
         free(p);
 }
 
-void process_remove_vm(VM *vm) {
-        for (Process *p = processes, *next; p; p = next) {
+void guest_exec_remove_vm(VM *vm) {
+        for (GuestExec *p = guest_execs, *next; p; p = next) {
                 next = p->next;
                 if (p->vm == vm)
-                        process_remove(p);
+                        guest_exec_remove(p);
         }
 }
 
 static void on_job_done(AgentJob *j, void *userdata) {
-        Process *p = userdata;
+        GuestExec *p = userdata;
         const AgentJobResult *res = agent_job_result(j);
 
         p->finished = true;
@@ -58,36 +58,36 @@ static void on_job_done(AgentJob *j, void *userdata) {
         p->error = res->error;
         snprintf(p->message, sizeof(p->message), "%s", res->message);
         p->job = agent_job_free(p->job);
-        process_reply_waiters(p);
+        guest_exec_reply_waiters(p);
 }
 
 static int on_track_empty(sd_bus_track *t, void *userdata) {
-        Process *p = userdata;
+        GuestExec *p = userdata;
 
         /* The caller hung up: nobody can read the pipes or ask for the result. */
-        process_remove(p);
+        guest_exec_remove(p);
         return 0;
 }
 
-int process_start(VM *vm, sd_bus_message *call, char **argv, char **env, const char *cwd, int fds[3],
-                  Process **ret) {
+int guest_exec_start(VM *vm, sd_bus_message *call, char **argv, char **env, const char *cwd, int fds[3],
+                     GuestExec **ret) {
         sd_bus *bus = sd_bus_message_get_bus(call);
         int pipes[3][2] = { { -EBADF, -EBADF }, { -EBADF, -EBADF }, { -EBADF, -EBADF } };
-        Process *p;
+        GuestExec *p;
         int r;
 
-        if (vm->n_processes >= VM_PROCESSES_MAX)
+        if (vm->n_guest_execs >= VM_GUEST_EXECS_MAX)
                 return -VMGR_ERR_LIMIT_EXCEEDED;
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->vm = vm_ref(vm);
-        p->next = processes;
-        if (processes)
-                processes->prev = p;
-        processes = p;
-        p->id = ++vm->process_counter;
-        vm->n_processes++;
+        p->next = guest_execs;
+        if (guest_execs)
+                guest_execs->prev = p;
+        guest_execs = p;
+        p->id = ++vm->guest_exec_counter;
+        vm->n_guest_execs++;
         if (asprintf(&p->object_path, "%s/process/%u", vm->object_path, p->id) < 0) {
                 p->object_path = NULL;
                 r = -ENOMEM;
@@ -113,7 +113,8 @@ int process_start(VM *vm, sd_bus_message *call, char **argv, char **env, const c
         if (r >= 0)
                 r = sd_bus_track_add_sender(p->track, call);
         if (r >= 0)
-                r = sd_bus_add_object_vtable(bus, &p->slot, p->object_path, VMGR_PROCESS_INTERFACE, process_vtable, p);
+                r = sd_bus_add_object_vtable(bus, &p->slot, p->object_path, VMGR_PROCESS_INTERFACE, guest_exec_vtable,
+                                             p);
         if (r < 0)
                 goto fail;
         r = agent_job_start_exec(p->job, argv, env, cwd);
@@ -131,6 +132,6 @@ fail:
                 safe_close(pipes[i][0]);
                 safe_close(pipes[i][1]);
         }
-        process_remove(p);
+        guest_exec_remove(p);
         return r;
 }

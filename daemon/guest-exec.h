@@ -18,11 +18,11 @@ typedef struct VM VM;
 
 #define VMGR_PROCESS_INTERFACE "org.vmgr1.Process"
 /* Processes one VM runs for Exec callers at once (the agent takes 128). */
-#define VM_PROCESSES_MAX 100U
+#define VM_GUEST_EXECS_MAX 100U
 
-typedef struct Process Process;
-struct Process {
-        Process *next, *prev;           /* every process of this vmgrd */
+typedef struct GuestExec GuestExec;
+struct GuestExec {
+        GuestExec *next, *prev;         /* every process of this vmgrd */
         VM *vm;                         /* reference */
         unsigned id;
         char *object_path;
@@ -43,14 +43,14 @@ struct Process {
  * caller of call, with its stdin/stdout/stderr on new pipes; the caller's
  * ends are returned in fds[3] (stdin write end, stdout and stderr read
  * ends). Returns 0, -VMGR_ERR_LIMIT_EXCEEDED or -errno. */
-int process_start(VM *vm, sd_bus_message *call, char **argv, char **env, const char *cwd, int fds[3],
-                  Process **ret);
+int guest_exec_start(VM *vm, sd_bus_message *call, char **argv, char **env, const char *cwd, int fds[3],
+                     GuestExec **ret);
 
 /* Bus face (guest-exec-dbus.c). */
-extern const sd_bus_vtable process_vtable[];
+extern const sd_bus_vtable guest_exec_vtable[];
 /* Answer every pending Wait; remove the object if one was answered. */
-void process_reply_waiters(Process *p);
+void guest_exec_reply_waiters(GuestExec *p);
 /* Kill (if running), unpublish and free. */
-void process_remove(Process *p);
+void guest_exec_remove(GuestExec *p);
 /* Remove every process of a VM (the VM is being removed). */
-void process_remove_vm(VM *vm);
+void guest_exec_remove_vm(VM *vm);

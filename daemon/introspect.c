@@ -37,7 +37,7 @@ static const struct {
         { VMGR_MANAGER_INTERFACE, VMGR_MANAGER_PATH, manager_vtable },
         { VMGR_GROUP_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g", group_vtable },
         { VMGR_VM_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g/vm/v", vm_vtable },
-        { VMGR_PROCESS_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g/vm/v/process/1", process_vtable },
+        { VMGR_PROCESS_INTERFACE, VMGR_GROUP_PATH_PREFIX "/g/vm/v/process/1", guest_exec_vtable },
 };
 
 static void *serve(void *userdata) {

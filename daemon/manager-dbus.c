@@ -63,7 +63,7 @@ static int method_create_group(sd_bus_message *msg, void *userdata, sd_bus_error
                                   g->object_path);
         r = group_start(g, msg);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot create group '%s': %s", name, strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot create group '%s': %m", name);
         return 1; /* the reply follows once the group runs, or failed */
 }
 
@@ -84,7 +84,7 @@ static int method_delete_group(sd_bus_message *msg, void *userdata, sd_bus_error
                 return r;
         r = group_delete(g, msg);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot delete group '%s': %s", name, strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot delete group '%s': %m", name);
         return 1;
 }
 
@@ -198,12 +198,11 @@ static int manager_open_bus(Manager *m) {
         if (r < 0)
                 return log_error_errno(r,
                                        "Cannot connect to the session bus (DBUS_SESSION_BUS_ADDRESS=%s) as uid %u: "
-                                       "%s; the bus must let vmgrd's user connect",
-                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", (unsigned) geteuid(),
-                                       strerror(-r));
+                                       "%m; the bus must let vmgrd's user connect",
+                                       getenv("DBUS_SESSION_BUS_ADDRESS") ?: "unset", (unsigned) geteuid());
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
-                return log_error_errno(r, "Failed to attach the bus to the event loop: %s", strerror(-r));
+                return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
         return 0;
 }
 
@@ -217,7 +216,7 @@ int manager_connect_bus(Manager *m) {
         /* Before any object is published: no call reaches them unchecked. */
         r = bus_install_access_check(m->bus);
         if (r < 0)
-                return log_error_errno(r, "Failed to set up the check of callers: %s", strerror(-r));
+                return log_error_errno(r, "Failed to set up the check of callers: %m");
         r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
                                 "org.freedesktop.DBus.Local", "Disconnected", on_bus_disconnected, m);
         if (r >= 0)
@@ -236,14 +235,14 @@ int manager_connect_bus(Manager *m) {
         if (r >= 0)
                 r = sd_bus_add_object_manager(m->bus, NULL, VMGR_MANAGER_PATH);
         if (r < 0)
-                return log_error_errno(r, "Failed to publish the D-Bus objects: %s", strerror(-r));
+                return log_error_errno(r, "Failed to publish the D-Bus objects: %m");
 
         r = sd_bus_request_name(m->bus, VMGR_BUS_NAME, 0);
         if (r == -EEXIST)
                 return log_error_errno(r, "%s is already owned on this bus: is another vmgrd running?",
                                        VMGR_BUS_NAME);
         if (r < 0)
-                return log_error_errno(r, "Failed to claim %s as uid %u: %s; the bus must let vmgrd's user connect",
-                                       VMGR_BUS_NAME, (unsigned) geteuid(), strerror(-r));
+                return log_error_errno(r, "Failed to claim %s as uid %u: %m; the bus must let vmgrd's user connect",
+                                       VMGR_BUS_NAME, (unsigned) geteuid());
         return 0;
 }

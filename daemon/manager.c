@@ -239,17 +239,20 @@ static int cleanup_stale_group(Manager *m, const char *name) {
         dnsmasq_kill_stale(name, dir);
 
         r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
-        if (r < 0)
+        if (r < 0) {
                 /* Keep the state file so that the next start tries again. */
-                return log_group_errno(LOG_ERR, r, name, "Could not delete the network of stale group: %s",
-                                       *message ? message : strerror(-r));
+                if (*message)
+                        return log_group_errno(LOG_ERR, r, name, "Could not delete the network of stale group: %s",
+                                               message);
+                return log_group_errno(LOG_ERR, r, name, "Could not delete the network of stale group: %m");
+        }
 
         r = rm_rf(dir);
         if (r < 0)
-                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %s", dir, strerror(-r));
+                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %m", dir);
         r = rm_rf(state_subdir);
         if (r < 0)
-                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %s", state_subdir, strerror(-r));
+                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %m", state_subdir);
         if (unlink(state_file) < 0 && errno != ENOENT)
                 log_group_errno(LOG_WARNING, errno, name, "Failed to remove %s: %m", state_file);
         return 0;
@@ -314,7 +317,7 @@ static int helper_admits_host_mode(Manager *m, char *why, size_t size) {
 
         r = spawn_run(argv, 10 * 1000000ULL, why, size, &res);
         if (r < 0) {
-                snprintf(why, size, "cannot run %s: %s", m->netadm_path, strerror(-r));
+                (void) vmgr_error_printf(why, size, r, "cannot run %s: %m", m->netadm_path);
                 return 0;
         }
         if (spawn_exited_with(&res, 0))
@@ -366,7 +369,7 @@ static int manager_network_setup(Manager *m) {
         r = sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
                             on_netns_holder_exit, m);
         if (r < 0)
-                return log_error_errno(r, "Cannot watch the namespace holder: %s", strerror(-r));
+                return log_error_errno(r, "Cannot watch the namespace holder: %m");
         log_info("Groups live in namespaces of vmgrd's own, held by pid %d; `vmgrctl enter` reaches them",
                  (int) netns_holder_pid(m->netns));
         return 0;
@@ -395,10 +398,10 @@ int manager_startup(Manager *m) {
 
         r = mkdir_p(groups_state, 0700);
         if (r < 0)
-                return log_error_errno(r, "Cannot create %s: %s", groups_state, strerror(-r));
+                return log_error_errno(r, "Cannot create %s: %m", groups_state);
         r = mkdir_p(groups_run, 0700);
         if (r < 0)
-                return log_error_errno(r, "Cannot create %s: %s", groups_run, strerror(-r));
+                return log_error_errno(r, "Cannot create %s: %m", groups_run);
 
         m->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (m->lock_fd < 0)
@@ -422,7 +425,7 @@ int manager_startup(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_signal(m->event, &m->sigint_source, SIGINT | SD_EVENT_SIGNAL_PROCMASK, on_sigterm, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to set up signal handling: %s", strerror(-r));
+                return log_error_errno(r, "Failed to set up signal handling: %m");
         (void) sd_event_source_set_priority(m->sigchld_source, SD_EVENT_PRIORITY_NORMAL + 10);
 
         r = manager_network_setup(m);
@@ -434,7 +437,7 @@ int manager_startup(Manager *m) {
                 return log_oom();
         r = worker_pool_new(m->event, WORKER_THREADS, &m->workers);
         if (r < 0)
-                return log_error_errno(r, "Failed to start worker threads: %s", strerror(-r));
+                return log_error_errno(r, "Failed to start worker threads: %m");
         r = virt_new(m, &virt_callbacks, &m->virt);
         if (r < 0)
                 return r;

@@ -213,7 +213,7 @@ static void on_run_done(AgentJob *j, void *userdata) {
                 if (r >= 0)
                         r = sd_bus_send(NULL, reply, NULL);
                 if (r < 0)
-                        (void) vmgr_bus_reply_error(c->call, r, "cannot send the result: %s", strerror(-r));
+                        (void) vmgr_bus_reply_error(c->call, r, "cannot send the result: %m");
         }
         c->job = NULL; /* freed below with the call */
         agent_job_free(j);
@@ -288,7 +288,7 @@ static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                 if (r == -E2BIG)
                         return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED, "at most %d arguments",
                                                   VMGR_AGENT_ARGS_MAX);
-                return vmgr_bus_error_set(error, r, "cannot run the command: %s", strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot run the command: %m");
         }
         return 1;
 }
@@ -300,7 +300,7 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(strv_freep) char **argv = NULL, **env = NULL;
         _cleanup_free_ char *cwd = NULL;
         int fds[3];
-        Process *p;
+        GuestExec *p;
         int r;
 
         r = bus_check_caller(m, error);
@@ -362,21 +362,21 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         if (r < 0)
                 return r;
 
-        r = process_start(vm, m, argv, env, cwd, fds, &p);
+        r = guest_exec_start(vm, m, argv, env, cwd, fds, &p);
         if (r == -VMGR_ERR_LIMIT_EXCEEDED)
                 return vmgr_bus_error_set(error, r, "VM '%s' runs %u processes for Exec already", vm->name,
-                                          VM_PROCESSES_MAX);
+                                          VM_GUEST_EXECS_MAX);
         if (r == -E2BIG)
                 return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED, "at most %d arguments and %d env entries",
                                           VMGR_AGENT_ARGS_MAX, VMGR_AGENT_ENV_MAX);
         if (r < 0)
-                return vmgr_bus_error_set(error, r, "cannot run the command: %s", strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot run the command: %m");
         /* sd-bus sends duplicates; ours go now. */
         r = sd_bus_reply_method_return(m, "hhho", fds[0], fds[1], fds[2], p->object_path);
         for (int i = 0; i < 3; i++)
                 safe_close(fds[i]);
         if (r < 0)
-                process_remove(p);
+                guest_exec_remove(p);
         return r < 0 ? r : 1;
 }
 
@@ -465,7 +465,7 @@ static int method_copy_to(sd_bus_message *m, void *userdata, sd_bus_error *error
                 r = agent_job_start_file(c->job, path, mode);
         if (r < 0) {
                 copy_call_free(c);
-                return vmgr_bus_error_set(error, r, "cannot copy to the guest: %s", strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot copy to the guest: %m");
         }
         return 1;
 }
@@ -510,7 +510,7 @@ static int method_copy_from(sd_bus_message *m, void *userdata, sd_bus_error *err
                 r = agent_job_start_file(c->job, path, 0);
         if (r < 0) {
                 copy_call_free(c);
-                return vmgr_bus_error_set(error, r, "cannot copy from the guest: %s", strerror(-r));
+                return vmgr_bus_error_set(error, r, "cannot copy from the guest: %m");
         }
         return 1;
 }

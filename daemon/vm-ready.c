@@ -172,7 +172,7 @@ static void vm_ready_notify(VM *vm) {
         _cleanup_(vm_unrefp) VM *hold = vm_ref(vm);
 
         if (!vm->group || vm->op == VM_OP_REMOVE || vm->remove_requested) {
-                process_remove_vm(vm);
+                guest_exec_remove_vm(vm);
                 while (vm->ready_waiters)
                         waiter_reply(vm->ready_waiters, -VMGR_ERR_NO_SUCH_VM, "VM '%s' is being removed", vm->name);
         } else if (vm->state == VM_READY)

@@ -364,8 +364,13 @@ static void helper_tap(VM *vm, enum vmgr_netadm_op op, enum vmgr_nic nic) {
         vm->tap_op = op;
         vm->tap_nic = nic;
         r = netadm_client_call(m->netadm, op, vm->group->name, vm->name, nic, NULL, on_helper_reply, vm);
-        if (r < 0)
-                vm_op_fail(vm, -VMGR_ERR_HELPER_FAILED, "cannot ask vmgr-netadm for a TAP: %s", strerror(-r));
+        if (r < 0) {
+                char words[128];
+
+                /* The operation fails as HelperFailed; the words say why (%m would be its words). */
+                vm_op_fail(vm, -VMGR_ERR_HELPER_FAILED, "cannot ask vmgr-netadm for a TAP: %s",
+                           vmgr_strerror(r, words, sizeof(words)));
+        }
 }
 
 /* ---- preparing the domain (pool thread) ------------------------------ */

@@ -119,8 +119,8 @@ struct VM {
         ReadyWaiter *ready_waiters;
         AgentJob *shutdown_job;         /* clean power-off through the agent */
         char stale_boot_id[40];         /* after Reboot: the boot that is going away */
-        unsigned n_processes;           /* Exec processes (guest-exec.c) */
-        unsigned process_counter;       /* the last process id given out */
+        unsigned n_guest_execs;         /* Exec processes (guest-exec.c) */
+        unsigned guest_exec_counter;    /* the last process id given out */
 };
 
 const char *vm_state_to_string(VMState s);
