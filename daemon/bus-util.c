@@ -132,6 +132,19 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error) {
         return 0;
 }
 
+int bus_method_begin(sd_bus_message *m, sd_bus_error *error, const char *types, ...) {
+        va_list ap;
+        int r;
+
+        r = bus_check_caller(m, error);
+        if (r < 0)
+                return r;
+        va_start(ap, types);
+        r = sd_bus_message_readv(m, types, ap);
+        va_end(ap);
+        return r;
+}
+
 /* Runs before sd-bus dispatches any message: a method call from anyone but
  * vmgrd's own user or root is answered with PermissionDenied here, whatever
  * object, interface or method it names, so that no handler, property

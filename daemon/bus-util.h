@@ -16,6 +16,11 @@ int bus_emit_changed_va(sd_bus *bus, const char *path, const char *interface, co
  * -EPERM with error set to PermissionDenied. */
 int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
 
+/* The start of a method handler that takes arguments: bus_check_caller(),
+ * then the arguments read as by sd_bus_message_read(m, types, ...).
+ * Returns >= 0, or a negative errno (error set for a refused caller). */
+int bus_method_begin(sd_bus_message *m, sd_bus_error *error, const char *types, ...);
+
 /* Check the caller of every method call that reaches bus (except
  * org.freedesktop.DBus.Peer) before it is dispatched, with
  * bus_check_caller(); install before publishing any object. The check and

@@ -119,11 +119,7 @@ static int method_add_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
         VmgrVMSpec spec;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-
-        r = sd_bus_message_read(m, "ss", &name, &spec_json);
+        r = bus_method_begin(m, error, "ss", &name, &spec_json);
         if (r < 0)
                 return r;
         if (vmgr_name_check(name, &why) < 0)
@@ -155,11 +151,7 @@ static int method_remove_vm(sd_bus_message *m, void *userdata, sd_bus_error *err
         VM *vm;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-
-        r = sd_bus_message_read(m, "s", &name);
+        r = bus_method_begin(m, error, "s", &name);
         if (r < 0)
                 return r;
         r = lookup_vm(g, name, &vm, error);
@@ -220,10 +212,7 @@ static int method_wait_ready(sd_bus_message *m, void *userdata, sd_bus_error *er
         uint64_t timeout;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "t", &timeout);
+        r = bus_method_begin(m, error, "t", &timeout);
         if (r < 0)
                 return r;
         if (!g->manager || g->state == GROUP_DELETING)
@@ -366,10 +355,7 @@ static int method_collect(sd_bus_message *m, void *userdata, sd_bus_error *error
         const char *dir;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "s", &dir);
+        r = bus_method_begin(m, error, "s", &dir);
         if (r < 0)
                 return r;
         if (dir[0] != '/' || strlen(dir) >= 4000)
@@ -401,10 +387,7 @@ static int method_serve_file(sd_bus_message *m, void *userdata, sd_bus_error *er
         const char *name, *why;
         int fd, r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "sh", &name, &fd);
+        r = bus_method_begin(m, error, "sh", &name, &fd);
         if (r < 0)
                 return r;
 
@@ -429,10 +412,7 @@ static int method_unserve_file(sd_bus_message *m, void *userdata, sd_bus_error *
         const char *name, *why;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "s", &name);
+        r = bus_method_begin(m, error, "s", &name);
         if (r < 0)
                 return r;
         if (served_name_check(name, &why) < 0)
@@ -474,10 +454,7 @@ static int method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *
         Forward *f;
         int protocol, r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "ssqsq", &vm_name, &protocol_name, &guest_port, &address, &port);
+        r = bus_method_begin(m, error, "ssqsq", &vm_name, &protocol_name, &guest_port, &address, &port);
         if (r < 0)
                 return r;
 
@@ -528,10 +505,7 @@ static int method_remove_forward(sd_bus_message *m, void *userdata, sd_bus_error
         Forward *f;
         int protocol, r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "ssq", &protocol_name, &address, &port);
+        r = bus_method_begin(m, error, "ssq", &protocol_name, &address, &port);
         if (r < 0)
                 return r;
         protocol = vmgr_forward_protocol_from_string(protocol_name);

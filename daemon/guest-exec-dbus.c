@@ -59,10 +59,7 @@ static int method_kill(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         int32_t sig;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "i", &sig);
+        r = bus_method_begin(m, error, "i", &sig);
         if (r < 0)
                 return r;
         if (sig < 1 || sig > 64)

@@ -138,10 +138,7 @@ static int method_wait_ready(sd_bus_message *m, void *userdata, sd_bus_error *er
         uint64_t timeout;
         int r;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "t", &timeout);
+        r = bus_method_begin(m, error, "t", &timeout);
         if (r < 0)
                 return r;
         if (!vm->group)
@@ -431,10 +428,7 @@ static int method_copy_to(sd_bus_message *m, void *userdata, sd_bus_error *error
         int fd, r;
         CopyCall *c;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "hsu", &fd, &path, &mode);
+        r = bus_method_begin(m, error, "hsu", &fd, &path, &mode);
         if (r < 0)
                 return r;
         if (*path != '/')
@@ -476,10 +470,7 @@ static int method_copy_from(sd_bus_message *m, void *userdata, sd_bus_error *err
         int pipefd[2], r;
         CopyCall *c;
 
-        r = bus_check_caller(m, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(m, "s", &path);
+        r = bus_method_begin(m, error, "s", &path);
         if (r < 0)
                 return r;
         if (*path != '/')
