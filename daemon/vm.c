@@ -458,16 +458,10 @@ static int check_spec_files(VM *vm, char *error, size_t size) {
         return 0;
 }
 
-static int prepare_work(void *userdata) {
-        PrepareJob *j = userdata;
+/* The VM's directory and the directory of its agent socket. */
+static int prepare_dirs(PrepareJob *j) {
         VM *vm = j->vm;
-        const VmgrVMSpec *s = &vm->spec;
-        char reason[256] = "", hostname[64], cmdline[4200];
-        char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
-        _cleanup_free_ char *boot_disk = NULL, *vms_dir = NULL;
-        char *extra_paths[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
-        const char *extra_formats[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
-        VmgrAccel accel;
+        _cleanup_free_ char *vms_dir = NULL;
         int r;
 
         r = mkdir_p(vm->dir, 0700);
@@ -480,6 +474,82 @@ static int prepare_work(void *userdata) {
         r = mkdir_p(vms_dir, 0700);
         if (r < 0)
                 return vmgr_error_printf(j->error, sizeof(j->error), r, "cannot create %s: %m", vms_dir);
+        return 0;
+}
+
+/* What the VM boots: an overlay of the spec's disk (*ret_boot_disk), or
+ * the spec's kernel, or the default guest's kernel and initrd, with the
+ * kernel command line for either (kernel, initrd: PATH_MAX bytes). */
+static int prepare_boot(PrepareJob *j, char **ret_boot_disk, char *kernel, char *initrd, char *cmdline,
+                        size_t cmdline_size) {
+        VM *vm = j->vm;
+        const VmgrVMSpec *s = &vm->spec;
+        char hostname[64];
+        int r;
+
+        if (s->disk.path) {
+                if (asprintf(ret_boot_disk, "%s/disk.qcow2", vm->dir) < 0) {
+                        *ret_boot_disk = NULL;
+                        return -ENOMEM;
+                }
+                r = prepare_disk(j->cache_dir, &s->disk, *ret_boot_disk, j->error, sizeof(j->error));
+                if (r < 0)
+                        return spec_file_error(vm, "disk", r, j->error, sizeof(j->error));
+        } else if (s->kernel) {
+                snprintf(kernel, PATH_MAX, "%s", s->kernel);
+                if (s->initrd)
+                        snprintf(initrd, PATH_MAX, "%s", s->initrd);
+                snprintf(cmdline, cmdline_size, "%s", s->cmdline ?: "console=ttyS0");
+        } else {
+                r = guest_image_get(j->mkguest, j->cache_dir, kernel, initrd, j->error, sizeof(j->error));
+                if (r < 0)
+                        return r;
+                vm_hostname(vm->name, hostname, sizeof(hostname));
+                /* no_timer_check: under TCG on a loaded host the kernel's check of the
+                 * IO-APIC timer can fail and panic the guest at boot. */
+                snprintf(cmdline, cmdline_size, "console=ttyS0 no_timer_check vmgr.hostname=%s", hostname);
+        }
+        return 0;
+}
+
+/* An overlay for each of the spec's extra disks, at paths[i] (malloc'd,
+ * the caller frees them even on failure). */
+static int prepare_extra_disks(PrepareJob *j, char *paths[], const char *formats[]) {
+        VM *vm = j->vm;
+        const VmgrVMSpec *s = &vm->spec;
+        int r;
+
+        for (size_t i = 0; i < s->n_extra_disks; i++) {
+                if (asprintf(&paths[i], "%s/extra%zu.qcow2", vm->dir, i) < 0) {
+                        paths[i] = NULL;
+                        return -ENOMEM;
+                }
+                formats[i] = "qcow2";
+                r = prepare_disk(j->cache_dir, &s->extra_disks[i], paths[i], j->error, sizeof(j->error));
+                if (r < 0) {
+                        char key[48];
+                        snprintf(key, sizeof(key), "extra_disks[%zu]", i);
+                        return spec_file_error(vm, key, r, j->error, sizeof(j->error));
+                }
+        }
+        return 0;
+}
+
+static int prepare_work(void *userdata) {
+        PrepareJob *j = userdata;
+        VM *vm = j->vm;
+        const VmgrVMSpec *s = &vm->spec;
+        char reason[256] = "", cmdline[4200];
+        char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
+        _cleanup_free_ char *boot_disk = NULL;
+        char *extra_paths[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
+        const char *extra_formats[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
+        VmgrAccel accel;
+        int r;
+
+        r = prepare_dirs(j);
+        if (r < 0)
+                return r;
 
         /* Files the spec names are checked here, as the user, so a typo is an
          * InvalidSpec with its JSON path rather than QEMU's complaint later. */
@@ -493,42 +563,12 @@ static int prepare_work(void *userdata) {
                 return r;
         }
 
-        vm_hostname(vm->name, hostname, sizeof(hostname));
-        if (s->disk.path) {
-                if (asprintf(&boot_disk, "%s/disk.qcow2", vm->dir) < 0)
-                        return -ENOMEM;
-                r = prepare_disk(j->cache_dir, &s->disk, boot_disk, j->error, sizeof(j->error));
-                if (r < 0)
-                        return spec_file_error(vm, "disk", r, j->error, sizeof(j->error));
-        } else if (s->kernel) {
-                snprintf(kernel, sizeof(kernel), "%s", s->kernel);
-                if (s->initrd)
-                        snprintf(initrd, sizeof(initrd), "%s", s->initrd);
-                snprintf(cmdline, sizeof(cmdline), "%s", s->cmdline ?: "console=ttyS0");
-        } else {
-                r = guest_image_get(j->mkguest, j->cache_dir, kernel, initrd, j->error, sizeof(j->error));
-                if (r < 0)
-                        return r;
-                /* no_timer_check: under TCG on a loaded host the kernel's check of the
-                 * IO-APIC timer can fail and panic the guest at boot. */
-                snprintf(cmdline, sizeof(cmdline), "console=ttyS0 no_timer_check vmgr.hostname=%s", hostname);
-        }
-
-        for (size_t i = 0; i < s->n_extra_disks; i++) {
-                if (asprintf(&extra_paths[i], "%s/extra%zu.qcow2", vm->dir, i) < 0) {
-                        r = -ENOMEM;
-                        goto finish;
-                }
-                extra_formats[i] = "qcow2";
-                r = prepare_disk(j->cache_dir, &s->extra_disks[i], extra_paths[i], j->error, sizeof(j->error));
-                if (r < 0) {
-                        char key[48];
-                        snprintf(key, sizeof(key), "extra_disks[%zu]", i);
-                        r = spec_file_error(vm, key, r, j->error, sizeof(j->error));
-                }
-                if (r < 0)
-                        goto finish;
-        }
+        r = prepare_boot(j, &boot_disk, kernel, initrd, cmdline, sizeof(cmdline));
+        if (r < 0)
+                return r;
+        r = prepare_extra_disks(j, extra_paths, extra_formats);
+        if (r < 0)
+                goto finish;
 
         VmgrDomainConfig c = {
                 .uid = geteuid(),
