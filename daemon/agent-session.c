@@ -108,6 +108,7 @@ struct AgentSession {
         struct vmgr_token_bucket sessions; /* guest-caused new sessions */
 
         bool connected;                 /* HELLO answered */
+        bool refusal_logged;            /* the agent's refusal of this connection was logged */
         uint64_t nonce;
         uint32_t agent_window;
         uint32_t next_id;
@@ -899,6 +900,17 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                         session_lost(s, -ECONNRESET, "the guest agent restarted");
                         (void) send_hello(s);
                 } else if (!s->connected && m->hello.nonce == s->nonce) {
+                        if (m->hello.version_min != m->hello.version_max || m->hello.version_min < s->version_min ||
+                            m->hello.version_max > s->version_max) {
+                                /* The agent must pick one version of those we offered. */
+                                char why[160];
+
+                                snprintf(why, sizeof(why),
+                                         "the guest agent answered HELLO with versions %u..%u, not one of %u..%u",
+                                         m->hello.version_min, m->hello.version_max, s->version_min, s->version_max);
+                                session_violation(s, why);
+                                return;
+                        }
                         s->connected = true;
                         s->agent_window = m->hello.initial_window;
                         keepalive_arm(s);
@@ -907,8 +919,21 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                 }
                 return;
         }
-        if (!s->connected)
+        if (!s->connected) {
+                /* An agent with no version in common with us says so with an
+                 * ERROR before any session; say it once per connection, as
+                 * nothing else would tell why the VM never gets ready. */
+                if (m->type == VMGR_AGENT_ERROR && m->id == 0 && !s->refusal_logged) {
+                        char text[VMGR_AGENT_MESSAGE_MAX + 1];
+                        size_t n = strlen(m->error.message);
+
+                        memcpy(text, m->error.message, n);
+                        text[vmgr_line_strip(text, n)] = 0;
+                        log_warning("Agent at %s refused the session: %s", s->socket_path, text);
+                        s->refusal_logged = true;
+                }
                 return; /* left over from an earlier connection or session */
+        }
 
         switch (m->type) {
         case VMGR_AGENT_INFO:
@@ -1033,6 +1058,7 @@ static int session_use_fd(AgentSession *s, int fd) {
         }
         s->fd = fd;
         s->retry_usec = 0;
+        s->refusal_logged = false;
         vmgr_agent_decoder_reset(s->decoder);
         if (send_hello(s) < 0)
                 session_reset(s, -ECONNRESET, "cannot greet the guest agent");

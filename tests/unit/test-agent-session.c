@@ -7,8 +7,9 @@
  * set_hello() offers and vmgrd's defaults stay as they were; the message
  * handler sees every message, also an ERROR before the session is up that
  * the session itself ignores; ping() sends a PING whose PONG reaches the
- * handler; REBOOT goes out as asked; and when an attached connection ends,
- * its jobs fail and nothing connects again.
+ * handler; REBOOT goes out as asked; when an attached connection ends,
+ * its jobs fail and nothing connects again; and an agent that answers
+ * HELLO with a version it was not offered gets no session.
  */
 
 #include <errno.h>
@@ -211,6 +212,30 @@ int main(void) {
         CHECK(!agent_session_has_connection(s));
         CHECK(accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC) < 0 && errno == EAGAIN);
         j = agent_job_free(j);
+
+        /* An agent that answers HELLO with a version it was not offered (or
+         * with a range instead of one): no session, and the connection is
+         * dropped. */
+        {
+                static const struct vmgr_agent_hello bad[] = {
+                        { 2, 2, 1U << 20, 0, "fake-agent" }, /* not offered */
+                        { 1, 2, 1U << 20, 0, "fake-agent" }, /* not one version */
+                        { 3, 3, 1U << 20, 0, "fake-agent" }, /* above */
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                        AgentSession *t = attach_new(true, &hello, &nonce);
+                        struct vmgr_agent_msg answer = { .type = VMGR_AGENT_HELLO, .hello = bad[i] };
+
+                        answer.hello.nonce = nonce;
+                        n_changed = 0;
+                        agent_send(&answer);
+                        CHECK(!agent_session_is_connected(t));
+                        CHECK(n_changed == 0);
+                        CHECK(!agent_session_has_connection(t));
+                        agent_session_free(t);
+                }
+        }
 
         /* Attaching while start() connects: refused, the fd closed. And
          * start() does connect to the path (the check above can fail). */
