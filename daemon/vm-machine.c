@@ -16,8 +16,8 @@
  * when its step has a row for it (any other input is not for this step and
  * changes nothing), and checks the step it chose against the rows. Inputs
  * that change no step are not here: a libvirt event while no Shutdown waits
- * only moves the VM's state (see vm_machine_feed()), and a Kill or Remove
- * finds a Shutdown still busy with libvirt Busy.
+ * only moves the VM's state (see vm_machine_feed()). A DONE or FAILED of an
+ * operation that is over (input_seq is not op_seq) reaches no row.
  */
 typedef struct Transition {
         unsigned ops;
@@ -69,8 +69,17 @@ static const Transition transitions[] = {
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI, VM_INPUT_DONE, SHUTDOWN_WAIT_GUEST, "" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI, VM_INPUT_FAILED, SHUTDOWN_DONE, "fails" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI, VM_INPUT_DEADLINE, SHUTDOWN_ACPI_OVERDUE, "libvirt still busy" },
+        /* The guest may power off before libvirt's power button call returns:
+         * the event ends the operation and that call's late DONE is dropped
+         * (input_seq); so is it when Kill or Remove cuts the wait short. */
+        { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI, VM_INPUT_DOMAIN_STOPPED, SHUTDOWN_DONE, "-> stopped" },
+        { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI, VM_INPUT_DOMAIN_CRASHED, SHUTDOWN_DONE, "-> stopped -> crashed" },
+        { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI, VM_INPUT_PREEMPT, SHUTDOWN_DONE, "fails: cut short" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI_OVERDUE, VM_INPUT_DONE, SHUTDOWN_HARD_STOP, "" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI_OVERDUE, VM_INPUT_FAILED, SHUTDOWN_DONE, "fails" },
+        { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI_OVERDUE, VM_INPUT_DOMAIN_STOPPED, SHUTDOWN_DONE, "-> stopped" },
+        { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI_OVERDUE, VM_INPUT_DOMAIN_CRASHED, SHUTDOWN_DONE, "-> stopped -> crashed" },
+        { OP(VM_OP_SHUTDOWN), SHUTDOWN_ACPI_OVERDUE, VM_INPUT_PREEMPT, SHUTDOWN_DONE, "fails: cut short" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_WAIT_GUEST, VM_INPUT_DEADLINE, SHUTDOWN_HARD_STOP, "" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_WAIT_GUEST, VM_INPUT_DOMAIN_STOPPED, SHUTDOWN_DONE, "-> stopped" },
         { OP(VM_OP_SHUTDOWN), SHUTDOWN_WAIT_GUEST, VM_INPUT_DOMAIN_CRASHED, SHUTDOWN_DONE, "-> stopped -> crashed" },
@@ -472,9 +481,12 @@ static void op_step(Machine *m) {
         assert(vm_machine_transition_allowed(m->op, from, m->input, m->step));
 }
 
-/* A clean shutdown that is still waiting for the guest gives way to a hard
- * stop: the guest may never act on the power button (one pressed early in
- * boot is lost), and Kill, removal and vmgrd's own exit must still work. */
+/* A clean shutdown that is still waiting for the guest, or for libvirt's
+ * power button call, gives way to a hard stop: the guest may never act on the
+ * power button (one pressed early in boot is lost), and Kill, removal and
+ * vmgrd's own exit must still work. That call's late answer is dropped (its
+ * op_seq is over); only a Shutdown already destroying the domain
+ * (HARD_STOP) keeps going, and Kill then finds it Busy. */
 static void preempt(Machine *m, VMOp by) {
         int from = m->step;
 
@@ -492,7 +504,9 @@ bool vm_machine_preempts(VMOp op) {
 int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp arg, VMMachineResult *ret) {
         Machine m = { .op = op, .step = step, .input = input, .f = *facts, .ret = ret };
 
-        *ret = (VMMachineResult) {};
+        *ret = (VMMachineResult) { .op = op, .step = step };
+        if ((input == VM_INPUT_DONE || input == VM_INPUT_FAILED) && facts->input_seq != facts->op_seq)
+                return -ESTALE;
         switch (input) {
         case VM_INPUT_BEGIN:
                 if (op != VM_OP_NONE)

@@ -15,6 +15,7 @@
  */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "netadm-proto.h"
 #include "vm.h"
@@ -141,6 +142,11 @@ typedef struct VMFacts {
         bool xml_prepared;
         bool has_deadline;              /* Shutdown got a timeout */
         bool remove_requested;
+        /* Which operation is which: vm.c numbers each at its BEGIN. A DONE or
+         * FAILED of a call an earlier operation made (it finished while the
+         * call was out) must not move the one in flight now. */
+        uint64_t op_seq;                /* the number of the op in flight */
+        uint64_t input_seq;             /* DONE, FAILED: the number of the op that made the call */
 } VMFacts;
 
 typedef struct VMMachineResult {
@@ -154,8 +160,10 @@ typedef struct VMMachineResult {
  * Fills *ret with the next op and step and the actions to take in order; an
  * input the current step does not expect yields none. After a FINISH action
  * the op is over; actions after it apply only if no other op began.
- * Returns 0, or -VMGR_ERR_BUSY (no actions) for a BEGIN while an op runs or a
- * REMOVE while a removal is under way or waiting. */
+ * Returns 0, -VMGR_ERR_BUSY (no actions) for a BEGIN while an op runs or a
+ * REMOVE while a removal is under way or waiting, or -ESTALE (no actions, op
+ * and step as they were) for a DONE or FAILED whose facts->input_seq is not
+ * facts->op_seq: the completion of an operation that is over. */
 int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp arg, VMMachineResult *ret);
 
 /* Whether op cuts a waiting Shutdown short (feed PREEMPT before its BEGIN). */

@@ -194,12 +194,15 @@ static void vm_unlink(VM *vm) {
  * back to it as an input. */
 
 /* What an action needs besides the VM: the why of a domain event, the waiter
- * of a removal. */
+ * of a removal, the op whose call finished and why it failed. */
 typedef struct VMActionContext {
         const char *why;
         vm_op_done_t done;
         void *userdata;
         int r;                  /* BEGIN_REMOVE: what vm_operation() returned */
+        uint64_t seq;           /* DONE, FAILED: the op that made the call (vm->op_seq when it did) */
+        int error;              /* FAILED: why, for the FINISH */
+        const char *message;
 } VMActionContext;
 
 static int vm_machine_run(VM *vm, VMInput input, VMOp arg, VMActionContext *ctx);
@@ -214,6 +217,8 @@ static VMFacts vm_facts(VM *vm) {
                 .xml_prepared = vm->xml != NULL,
                 .has_deadline = vm->op_timeout_usec > 0,
                 .remove_requested = vm->remove_requested,
+                .op_seq = vm->op_seq,
+                .input_seq = vm->op_seq,
         };
 }
 
@@ -276,21 +281,25 @@ static void vm_op_finish(VM *vm, const VMAction *a) {
         vm_unref(vm); /* the operation's reference */
 }
 
-/* The step's work failed, or could not be started: the machine fails the
- * operation with this message. */
-_printf_(3, 4) static void vm_op_fail(VM *vm, int error, const char *fmt, ...) {
+/* The work of op number seq failed, or could not be started: if that op is
+ * still in flight, the machine fails it with this message. */
+_printf_(4, 5) static void vm_op_fail(VM *vm, uint64_t seq, int error, const char *fmt, ...) {
+        char message[sizeof(vm->op_message)];
+        VMActionContext ctx = { .seq = seq, .error = error, .message = message };
         va_list ap;
 
         va_start(ap, fmt);
-        (void) vmgr_vsnprintf_error(vm->op_message, sizeof(vm->op_message), error, fmt, ap);
+        (void) vmgr_vsnprintf_error(message, sizeof(message), error, fmt, ap);
         va_end(ap);
-        vm->op_error = error;
-        (void) vm_machine_run(vm, VM_INPUT_FAILED, VM_OP_NONE, NULL);
+        (void) vm_machine_run(vm, VM_INPUT_FAILED, VM_OP_NONE, &ctx);
 }
 
-/* The step's work is done: the machine goes on. */
-static void vm_op_step_done(VM *vm) {
-        (void) vm_machine_run(vm, VM_INPUT_DONE, VM_OP_NONE, NULL);
+/* The work of op number seq is done: if that op is still in flight, the
+ * machine goes on. */
+static void vm_op_step_done(VM *vm, uint64_t seq) {
+        VMActionContext ctx = { .seq = seq };
+
+        (void) vm_machine_run(vm, VM_INPUT_DONE, VM_OP_NONE, &ctx);
 }
 
 static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *ctx);
@@ -313,6 +322,7 @@ int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, v
                 return r;
 
         vm->op = res.op;
+        vm->op_seq++;
         vm->op_step = res.step;
         vm->op_error = 0;
         vm->op_message[0] = 0;
@@ -339,36 +349,57 @@ int vm_remove(VM *vm, vm_op_done_t done, void *userdata) {
 
 /* ---- steps done by the helper ------------------------------------------ */
 
+/* A TAP call to the helper, and the op that made it. */
+typedef struct HelperCall {
+        VM *vm;                 /* a reference: the op may finish before the reply */
+        uint64_t seq;
+        enum vmgr_netadm_op op;
+        enum vmgr_nic nic;
+} HelperCall;
+
+static void helper_call_free(HelperCall *c) {
+        vm_unref(c->vm);
+        free(c);
+}
+
 static void on_helper_reply(int error, const char *message, int pid, int pidfd, void *userdata) {
-        VM *vm = userdata;
+        HelperCall *c = userdata;
+        VM *vm = c->vm;
 
         safe_close(pidfd);
+        /* What the TAP is now holds whichever op asked. */
         if (error >= 0) {
-                bool created = vm->tap_op == VMGR_NETADM_TAP_CREATE;
-                if (vm->tap_nic == VMGR_NIC_PRIMARY)
+                bool created = c->op == VMGR_NETADM_TAP_CREATE;
+                if (c->nic == VMGR_NIC_PRIMARY)
                         vm->tap_created = created;
                 else
                         vm->tap4_created = created;
         }
-        if (error < 0) {
-                vm_op_fail(vm, error == -EPERM ? -EPERM : -VMGR_ERR_HELPER_FAILED, "%s", message);
-                return;
-        }
-        vm_op_step_done(vm);
+        if (error < 0)
+                vm_op_fail(vm, c->seq, error == -EPERM ? -EPERM : -VMGR_ERR_HELPER_FAILED, "%s", message);
+        else
+                vm_op_step_done(vm, c->seq);
+        helper_call_free(c);
 }
 
 static void helper_tap(VM *vm, enum vmgr_netadm_op op, enum vmgr_nic nic) {
         Manager *m = vm_manager(vm);
+        HelperCall *c;
         int r;
 
-        vm->tap_op = op;
-        vm->tap_nic = nic;
-        r = netadm_client_call(m->netadm, op, vm->group->name, vm->name, nic, NULL, on_helper_reply, vm);
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                vm_op_fail(vm, vm->op_seq, -ENOMEM, "out of memory");
+                return;
+        }
+        *c = (HelperCall) { .vm = vm_ref(vm), .seq = vm->op_seq, .op = op, .nic = nic };
+        r = netadm_client_call(m->netadm, op, vm->group->name, vm->name, nic, NULL, on_helper_reply, c);
         if (r < 0) {
                 char words[128];
 
+                helper_call_free(c);
                 /* The operation fails as HelperFailed; the words say why (%m would be its words). */
-                vm_op_fail(vm, -VMGR_ERR_HELPER_FAILED, "cannot ask vmgr-netadm for a TAP: %s",
+                vm_op_fail(vm, vm->op_seq, -VMGR_ERR_HELPER_FAILED, "cannot ask vmgr-netadm for a TAP: %s",
                            vmgr_strerror(r, words, sizeof(words)));
         }
 }
@@ -376,7 +407,8 @@ static void helper_tap(VM *vm, enum vmgr_netadm_op op, enum vmgr_nic nic) {
 /* ---- preparing the domain (pool thread) ------------------------------ */
 
 typedef struct PrepareJob {
-        VM *vm;                 /* only its immutable fields are read on the thread */
+        VM *vm;                 /* a reference; only its immutable fields are read on the thread */
+        uint64_t seq;           /* the op that asked */
         char *group;
         char *cache_dir;
         char *mkguest;
@@ -601,6 +633,7 @@ finish:
 }
 
 static void prepare_job_free(PrepareJob *j) {
+        vm_unref(j->vm);
         free(j->xml);
         free(j->group);
         free(j->cache_dir);
@@ -613,12 +646,14 @@ static void prepare_done(int result, void *userdata) {
         VM *vm = j->vm;
 
         if (result == -VMGR_ERR_INVALID_SPEC)
-                vm_op_fail(vm, result, "invalid spec: %s", j->error);
+                vm_op_fail(vm, j->seq, result, "invalid spec: %s", j->error);
         else if (result < 0)
-                vm_op_fail(vm, result, "cannot prepare VM '%s': %s", vm->name, j->error);
+                vm_op_fail(vm, j->seq, result, "cannot prepare VM '%s': %s", vm->name, j->error);
         else {
-                vm->xml = TAKE_PTR(j->xml);
-                vm_op_step_done(vm);
+                /* The XML depends on the spec only: a late one is as good as any. */
+                if (!vm->xml)
+                        vm->xml = TAKE_PTR(j->xml);
+                vm_op_step_done(vm, j->seq);
         }
         prepare_job_free(j);
 }
@@ -630,10 +665,11 @@ static void prepare(VM *vm) {
 
         j = calloc(1, sizeof(*j));
         if (!j) {
-                vm_op_fail(vm, -ENOMEM, "out of memory");
+                vm_op_fail(vm, vm->op_seq, -ENOMEM, "out of memory");
                 return;
         }
-        j->vm = vm;
+        j->vm = vm_ref(vm);
+        j->seq = vm->op_seq;
         j->accel = vm->group->spec->accelerator != VMGR_ACCEL_AUTO ? vm->group->spec->accelerator
                                                                     : (VmgrAccel) m->config.accelerator;
         j->group = strdup(vm->group->name);
@@ -641,26 +677,27 @@ static void prepare(VM *vm) {
         j->mkguest = strdup(m->mkguest_path);
         if (!j->group || !j->cache_dir || !j->mkguest) {
                 prepare_job_free(j);
-                vm_op_fail(vm, -ENOMEM, "out of memory");
+                vm_op_fail(vm, vm->op_seq, -ENOMEM, "out of memory");
                 return;
         }
         r = worker_submit(m->workers, prepare_work, prepare_done, j);
         if (r < 0) {
                 prepare_job_free(j);
-                vm_op_fail(vm, r, "cannot prepare VM '%s': %m", vm->name);
+                vm_op_fail(vm, vm->op_seq, r, "cannot prepare VM '%s': %m", vm->name);
         }
 }
 
 /* ---- removing the VM's files (pool thread) ------------------------------ */
 
-/* The op holds a reference to the VM until remove_done() finishes it. */
 typedef struct RemoveJob {
-        VM *vm;
+        VM *vm;                 /* a reference (none in remove_files()' local one) */
+        uint64_t seq;           /* the op that asked */
         char *dir;
         char *agent_socket;
 } RemoveJob;
 
 static void remove_job_free(RemoveJob *j) {
+        vm_unref(j->vm);
         free(j->dir);
         free(j->agent_socket);
         free(j);
@@ -687,8 +724,8 @@ static void remove_done(int result, void *userdata) {
         if (result < 0)
                 log_internal(LOG_WARNING, result, vm->group ? vm->group->name : NULL, vm->name,
                              "Failed to remove %s: %m", j->dir);
+        vm_op_step_done(vm, j->seq);
         remove_job_free(j);
-        vm_op_step_done(vm);
 }
 
 /* Last step of removing a VM: its directory goes on the pool, then the op
@@ -699,7 +736,8 @@ static void remove_files(VM *vm) {
 
         j = calloc(1, sizeof(*j));
         if (j) {
-                j->vm = vm;
+                j->vm = vm_ref(vm);
+                j->seq = vm->op_seq;
                 j->dir = strdup(vm->dir);
                 j->agent_socket = vm->agent_socket ? strdup(vm->agent_socket) : NULL;
         }
@@ -712,7 +750,7 @@ static void remove_files(VM *vm) {
                 if (r < 0)
                         log_internal(LOG_WARNING, r, vm->group ? vm->group->name : NULL, vm->name,
                                      "Failed to remove %s: %m", vm->dir);
-                vm_op_step_done(vm);
+                vm_op_step_done(vm, vm->op_seq);
                 return;
         }
         if (!m || worker_submit(m->workers, remove_work, remove_done, j) < 0)
@@ -722,7 +760,8 @@ static void remove_files(VM *vm) {
 /* ---- libvirt steps (pool thread) ---------------------------------------- */
 
 typedef struct VirtJob {
-        VM *vm;
+        VM *vm;                 /* a reference: the op may finish before the call */
+        uint64_t seq;           /* the op that made the call */
         VirtAction action;
         char *domain;
         char *xml;
@@ -745,6 +784,7 @@ static int lookup(virConnectPtr conn, VirtJob *j, virDomainPtr *ret) {
 }
 
 static void virt_job_free(VirtJob *j) {
+        vm_unref(j->vm);
         free(j->domain);
         free(j->xml);
         free(j);
@@ -804,9 +844,9 @@ static void virt_job_done(int result, void *userdata) {
         if (result < 0)
                 /* ENOENT: no such domain, the VM is not running: a matter of state, not of the
                  * call's arguments (EINVAL would be InvalidArgs). */
-                vm_op_fail(vm, result == -ENOENT ? -ESRCH : -EIO, "%s", j->error);
+                vm_op_fail(vm, j->seq, result == -ENOENT ? -ESRCH : -EIO, "%s", j->error);
         else
-                vm_op_step_done(vm);
+                vm_op_step_done(vm, j->seq);
         virt_job_free(j);
 }
 
@@ -817,22 +857,23 @@ static void virt_step(VM *vm, VirtAction action) {
 
         j = calloc(1, sizeof(*j));
         if (!j) {
-                vm_op_fail(vm, -ENOMEM, "out of memory");
+                vm_op_fail(vm, vm->op_seq, -ENOMEM, "out of memory");
                 return;
         }
-        j->vm = vm;
+        j->vm = vm_ref(vm);
+        j->seq = vm->op_seq;
         j->action = action;
         j->domain = strdup(vm->domain_name);
         j->xml = action == VIRT_CREATE ? strdup(vm->xml) : NULL;
         if (!j->domain || (action == VIRT_CREATE && !j->xml)) {
                 virt_job_free(j);
-                vm_op_fail(vm, -ENOMEM, "out of memory");
+                vm_op_fail(vm, vm->op_seq, -ENOMEM, "out of memory");
                 return;
         }
         r = virt_call(m->virt, virt_job_work, virt_job_done, j);
         if (r < 0) {
                 virt_job_free(j);
-                vm_op_fail(vm, r, "cannot reach libvirtd: %m");
+                vm_op_fail(vm, vm->op_seq, r, "cannot reach libvirtd: %m");
         }
 }
 
@@ -946,15 +987,26 @@ static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *
 }
 
 /* Feed input (arg: the op of a PREEMPT) to the machine and take its actions.
- * Returns 0, or -VMGR_ERR_BUSY when the machine refused the input. */
+ * Returns 0, -VMGR_ERR_BUSY when the machine refused the input, or -ESTALE
+ * when it dropped the completion of an operation that is over. */
 static int vm_machine_run(VM *vm, VMInput input, VMOp arg, VMActionContext *ctx) {
         VMFacts facts = vm_facts(vm);
         VMMachineResult res;
         int r;
 
+        if (ctx && ctx->seq > 0)
+                facts.input_seq = ctx->seq;
         r = vm_machine_feed(vm->op, vm->op_step, &facts, input, arg, &res);
+        if (r == -ESTALE)
+                log_internal(LOG_DEBUG, 0, vm->group ? vm->group->name : NULL, vm->name,
+                             "Dropped the late %s of an operation that is over (%s is in flight)",
+                             vm_input_to_string(input), vm_op_to_string(vm->op));
         if (r < 0)
                 return r;
+        if (input == VM_INPUT_FAILED && ctx && ctx->message) {
+                vm->op_error = ctx->error;
+                snprintf(vm->op_message, sizeof(vm->op_message), "%s", ctx->message);
+        }
         vm->op_step = res.step;
         vm_actions_run(vm, &res, ctx);
         return 0;

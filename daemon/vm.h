@@ -91,11 +91,11 @@ struct VM {
 
         bool tap_created, tap4_created;
         bool ever_started;              /* a domain ran at least once */
-        enum vmgr_netadm_op tap_op;     /* the TAP call in flight */
-        enum vmgr_nic tap_nic;
 
         /* The operation in flight. */
         VMOp op;
+        uint64_t op_seq;                /* its number: each call it makes carries it, and a late
+                                         * completion of an earlier op is dropped (vm-machine.h) */
         Group *op_group;                /* reference held while it runs */
         int op_step;                    /* a StartStep, ShutdownStep, ... of op (vm-machine.h) */
         int op_error;                   /* why the step failed, for the machine's FINISH */

@@ -21,6 +21,7 @@ typedef struct FakeVM {
         VMFacts f;
         VMActionKind pending;   /* the work in flight, to apply when it is DONE */
         enum vmgr_nic pending_nic;
+        bool late;              /* the next DONE/FAILED is of the op numbered f.input_seq */
         int r;                  /* what the last feed returned */
         char actions[512];      /* ... and the actions it asked for */
 } FakeVM;
@@ -69,8 +70,13 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
         int from = v->step;
         bool finished = false;
 
+        /* A completion names the op that made the call; by default the one in flight. */
+        if (!v->late)
+                v->f.input_seq = v->f.op_seq;
+        v->late = false;
+
         /* The completion's effect on the VM, as vm.c applies it before feeding DONE. */
-        if (input == VM_INPUT_DONE) {
+        if (input == VM_INPUT_DONE && v->f.input_seq == v->f.op_seq) {
                 if (v->pending == VM_ACTION_TAP_CREATE || v->pending == VM_ACTION_TAP_DELETE) {
                         bool created = v->pending == VM_ACTION_TAP_CREATE;
                         if (v->pending_nic == VMGR_NIC_PRIMARY)
@@ -84,10 +90,16 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
 
         v->actions[0] = 0;
         v->r = vm_machine_feed(v->op, v->step, &v->f, input, arg, &res);
+        if (v->r == -ESTALE) {
+                CHECK(res.op == v->op && res.step == v->step && res.n_actions == 0);
+                return "stale";
+        }
         if (v->r < 0)
                 return "busy";
-        if (input == VM_INPUT_BEGIN)
+        if (input == VM_INPUT_BEGIN) {
                 op = arg, from = VM_STEP_NEW;
+                v->f.op_seq++; /* vm_operation() numbers each op */
+        }
         if (res.op != v->op || res.step != v->step || input == VM_INPUT_BEGIN)
                 note_taken(op, from, input == VM_INPUT_REMOVE ? VM_INPUT_PREEMPT : input, res.step);
         v->op = res.op;
@@ -177,6 +189,13 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
                 }
         }
         return v->actions;
+}
+
+/* Feed the DONE or FAILED of a call that the op numbered seq made. */
+static const char *feed_late(FakeVM *v, VMInput input, uint64_t seq) {
+        v->f.input_seq = seq;
+        v->late = true;
+        return feed(v, input, VM_OP_NONE);
 }
 
 /* vm_operation(): a Kill or Remove first cuts a waiting Shutdown short. */
@@ -355,9 +374,74 @@ static void test_shutdown_deadline(void) {
         CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
 }
 
+/* The guest powers off while libvirt's power button call still runs: the
+ * event ends Shutdown at once (it used to be lost, and Shutdown then waited
+ * for a STOPPED event that had come already); the call's late answer moves
+ * neither this nor the next operation. */
+static void test_shutdown_acpi_race(void) {
+        char preempted[512];
+        FakeVM v = running();
+        uint64_t seq;
+
+        /* The event before the call returns. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        seq = v.f.op_seq;
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "drop-agent-shutdown state:stopped finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_STOPPED);
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_STOPPED);
+        /* ... or after the next operation began: it changes nothing. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting virt:create");
+        CHECK(v.f.op_seq == seq + 1);
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "stale");
+        CHECK_STREQ(feed_late(&v, VM_INPUT_FAILED, seq), "stale");
+        CHECK_STREQ(STEP(&v), "create");
+        CHECK(v.op == VM_OP_START && v.f.state == VM_STARTING);
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started state:running finish:ok");
+
+        /* The event after the call returned. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "");
+        CHECK_STREQ(STEP(&v), "wait-guest");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "drop-agent-shutdown state:stopped finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_STOPPED);
+
+        /* The guest crashes during the call. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed state:stopped finish:ok state:crashed");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_CRASHED);
+
+        /* The deadline passed during the call, then the guest stops: no hard stop. */
+        v = running();
+        v.f.has_deadline = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping arm-deadline agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "");
+        CHECK_STREQ(STEP(&v), "acpi-overdue");
+        seq = v.f.op_seq;
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "drop-agent-shutdown state:stopped finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_STOPPED);
+        v.f.has_deadline = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting virt:create");
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "stale");
+        CHECK_STREQ(STEP(&v), "create");
+        v = running();
+        v.f.has_deadline = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping arm-deadline agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed state:stopped finish:ok state:crashed");
+}
+
 static void test_kill_cuts_shutdown(void) {
         char preempted[512];
         FakeVM v = running();
+        uint64_t seq;
 
         CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
         CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
@@ -373,14 +457,44 @@ static void test_kill_cuts_shutdown(void) {
         CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
         CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-kill");
 
-        /* While libvirt presses the power button, Kill is Busy. */
+        /* ... and while libvirt presses the power button: that call's late
+         * answer is dropped and Kill goes on with its own step. */
         v = running();
         CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
         CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
-        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "busy");
-        CHECK(v.r == -VMGR_ERR_BUSY);
-        CHECK_STREQ(preempted, "drop-agent-shutdown");
-        CHECK_STREQ(STEP(&v), "acpi");
+        seq = v.f.op_seq;
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-kill");
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "stale");
+        CHECK(v.r == -ESTALE);
+        CHECK_STREQ(STEP(&v), "destroy");
+        CHECK(v.f.state == VM_STOPPING);
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped finish:ok");
+
+        /* ... also once the deadline passed during that call (its FAILED is dropped too). */
+        v = running();
+        v.f.has_deadline = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping arm-deadline agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DEADLINE, 0), "");
+        seq = v.f.op_seq;
+        v.f.has_deadline = false;
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-kill");
+        CHECK_STREQ(feed_late(&v, VM_INPUT_FAILED, seq), "stale");
+        CHECK_STREQ(STEP(&v), "destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped finish:ok");
+
+        /* Remove cuts it short as well and begins at once. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        seq = v.f.op_seq;
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "drop-agent-shutdown finish:cut-short/by-remove begin-remove");
+        CHECK_STREQ(BEGIN(&v, VM_OP_REMOVE), "state:stopping virt:destroy");
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "stale");
+        CHECK_STREQ(STEP(&v), "destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped tap-delete:primary");
 
         /* Kill of an idle VM. */
         v = running();
@@ -577,6 +691,7 @@ int main(void) {
         test_start_fails();
         test_shutdown();
         test_shutdown_deadline();
+        test_shutdown_acpi_race();
         test_kill_cuts_shutdown();
         test_remove();
         test_restart_reboot();
