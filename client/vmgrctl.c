@@ -265,7 +265,8 @@ static int parse_number_option(int c, const char *arg, struct ctl_options *o, un
         case ARG_TIMEOUT:
                 if (parse_number(arg, UINT32_MAX, &n) < 0)
                         return log_error_errno(-ERRNO_USAGE,
-                                               "invalid --timeout value '%s': must be whole seconds (0: no limit)", arg);
+                                               "invalid --timeout value '%s': must be whole seconds (0: no limit)",
+                                               arg);
                 o->timeout_usec = n * UINT64_C(1000000);
                 *given |= VERB_OPT_TIMEOUT;
                 return 0;
