@@ -10,28 +10,46 @@
 #include "output.h"
 #include "vmgr-error.h"
 
-int log_error_errno(int r, const char *format, ...) {
+/* Prints "vmgrctl: <message>" on stderr, %m being the words for reason. */
+static void log_error_va(int reason, const char *format, va_list ap) {
         char buf[VMGR_ERROR_MAX];
         _cleanup_free_ char *big = NULL;
         const char *text = buf;
-        va_list ap;
+        va_list aq;
         int n;
 
-        /* %m: r's words, vmgr's own codes included (glibc's %m knows only errno). */
-        va_start(ap, format);
-        n = vmgr_vsnprintf_error(buf, sizeof(buf), r, format, ap);
-        va_end(ap);
+        /* %m: reason's words, vmgr's own codes included (glibc's %m knows only errno). */
+        va_copy(aq, ap);
+        n = vmgr_vsnprintf_error(buf, sizeof(buf), reason, format, aq);
+        va_end(aq);
         /* Print a long message (a path, a daemon's sentence) whole rather than cut. */
         if (n >= (int) sizeof(buf)) {
                 big = malloc((size_t) n + 1);
                 if (big) {
-                        va_start(ap, format);
-                        (void) vmgr_vsnprintf_error(big, (size_t) n + 1, r, format, ap);
-                        va_end(ap);
+                        va_copy(aq, ap);
+                        (void) vmgr_vsnprintf_error(big, (size_t) n + 1, reason, format, aq);
+                        va_end(aq);
                         text = big;
                 }
         }
         fprintf(stderr, "vmgrctl: %s\n", text);
+}
+
+int log_error_errno(int r, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        log_error_va(r, format, ap);
+        va_end(ap);
+        return r;
+}
+
+int log_error_reason(int r, int reason, const char *format, ...) {
+        va_list ap;
+
+        va_start(ap, format);
+        log_error_va(reason, format, ap);
+        va_end(ap);
         return r;
 }
 

@@ -20,6 +20,11 @@
  * vmgr_strerror()). */
 int log_error_errno(int r, const char *format, ...) _printf_(2, 3);
 
+/* Like log_error_errno(), but %m is the words for reason, the failure that
+ * really happened, while r (returned) chooses the exit status the verb
+ * documents: "cannot write FILE: Permission denied", still exit 1. */
+int log_error_reason(int r, int reason, const char *format, ...) _printf_(3, 4);
+
 /* Formats one value for text output into a new string: strings as they are,
  * numbers in decimal, booleans as yes/no, arrays space-separated.
  * Returns 0, or -ENOMEM. */

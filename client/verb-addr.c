@@ -112,8 +112,7 @@ static int addr_uid(const struct ctl_options *o, unsigned *ret) {
         pw = getpwnam(o->user);
         if (!pw) {
                 if (errno != 0 && errno != ENOENT && errno != ESRCH)
-                        return log_error_errno(-ERRNO_USAGE, "cannot look up user '%s': %s", o->user,
-                                               strerror(errno));
+                        return log_error_reason(-ERRNO_USAGE, -errno, "cannot look up user '%s': %m", o->user);
                 return log_error_errno(-ERRNO_USAGE, "no such user '%s'; give a user name or --uid N", o->user);
         }
         *ret = (unsigned) pw->pw_uid;

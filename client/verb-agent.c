@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bus-util.h"
+#include "copy-local.h"
 #include "macro.h"
 #include "fd-util.h"
 #include "output.h"
@@ -216,8 +217,10 @@ int verb_cp(char **args, size_t n_args, const struct ctl_options *o) {
                 struct stat st;
 
                 fd = open(args[0], O_RDONLY | O_CLOEXEC);
-                if (fd < 0 || fstat(fd, &st) < 0)
-                        return log_error_errno(errno == ENOENT ? -ENOENT : -EIO, "cannot read %s: %m", args[0]);
+                if (fd < 0 || fstat(fd, &st) < 0) {
+                        r = -errno;
+                        return log_error_reason(r == -ENOENT ? -ENOENT : -EIO, r, "cannot read %s: %m", args[0]);
+                }
                 r = bus_call_method(bus, path, VMGR_VM_INTERFACE, "CopyTo", EXEC_WAIT_TIMEOUT_USEC, &error, &reply,
                                     "hsu", fd, remote, (uint32_t) (st.st_mode & 07777));
                 if (r < 0)
@@ -225,8 +228,6 @@ int verb_cp(char **args, size_t n_args, const struct ctl_options *o) {
                 return 0;
         }
 
-        static char buf[65536];
-        _cleanup_close_ int out = -EBADF;
         int in;
 
         r = bus_call_method(bus, path, VMGR_VM_INTERFACE, "CopyFrom", BUS_LONG_TIMEOUT_USEC, &error, &reply, "s",
@@ -236,22 +237,7 @@ int verb_cp(char **args, size_t n_args, const struct ctl_options *o) {
         r = sd_bus_message_read(reply, "h", &in);
         if (r < 0)
                 return bus_log_parse_error(r);
-        out = streq(args[1], "-") ? dup(STDOUT_FILENO) : open(args[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (out < 0)
-                return log_error_errno(-EIO, "cannot write %s: %m", args[1]);
-        for (;;) {
-                ssize_t k = read(in, buf, sizeof(buf));
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0)
-                        return log_error_errno(-EIO, "reading from the guest failed: %m");
-                if (k == 0)
-                        break;
-                r = vmgr_write_all(out, buf, (size_t) k);
-                if (r < 0)
-                        return log_error_errno(-EIO, "cannot write %s: %s", args[1], strerror(-r));
-        }
-        return 0;
+        return copy_to_local(in, args[1]);
 }
 
 /* Prints the stages of the VM at path that are not in *shown yet. */
@@ -326,7 +312,7 @@ int verb_wait(char **args, size_t n_args, const struct ctl_options *o) {
         r = sd_bus_match_signal(bus, NULL, VMGR_BUS_NAME, NULL, "org.freedesktop.DBus.Properties", "PropertiesChanged",
                                 on_properties_changed, &w);
         if (r < 0)
-                return log_error_errno(-EIO, "cannot watch vmgrd's signals: %s", strerror(-r));
+                return log_error_reason(-EIO, r, "cannot watch vmgrd's signals: %m");
         r = sd_bus_message_new_method_call(bus, &call, VMGR_BUS_NAME, path,
                                            n_args > 1 ? VMGR_VM_INTERFACE : VMGR_GROUP_INTERFACE, "WaitReady");
         if (r >= 0)
@@ -336,7 +322,7 @@ int verb_wait(char **args, size_t n_args, const struct ctl_options *o) {
                 r = sd_bus_call_async(bus, NULL, call, on_wait_reply, &w,
                                       o->timeout_usec > 0 ? o->timeout_usec + UINT64_C(10000000) : UINT64_MAX);
         if (r < 0)
-                return log_error_errno(-EIO, "cannot call WaitReady: %s", strerror(-r));
+                return log_error_reason(-EIO, r, "cannot call WaitReady: %m");
         while (!w.done) {
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)

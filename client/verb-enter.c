@@ -65,7 +65,7 @@ static int namespaces_fetch(int *ret_userns, int *ret_netns) {
                 r = -errno;
                 safe_close(*ret_userns);
                 safe_close(*ret_netns);
-                return log_error_errno(errno_generic(r), "cannot keep vmgrd's namespaces: %s", strerror(-r));
+                return log_error_reason(errno_generic(r), r, "cannot keep vmgrd's namespaces: %m");
         }
         return 1;
 }

@@ -216,47 +216,147 @@ static int parse_number(const char *s, uint64_t max, uint64_t *ret) {
         return 0;
 }
 
+/* getopt_long() codes of the options without a short form. */
+enum {
+        ARG_VERSION = 0x100,
+        ARG_JSON,
+        ARG_SPEC,
+        ARG_VM,
+        ARG_PRINT_SPEC,
+        ARG_TIMEOUT,
+        ARG_NAME,
+        ARG_TIMINGS,
+        ARG_UID,
+        ARG_USER,
+};
+
+static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, ARG_VERSION },
+        { "json", no_argument, NULL, ARG_JSON },
+        { "quiet", no_argument, NULL, 'q' },
+        { "spec", required_argument, NULL, ARG_SPEC },
+        { "vm", required_argument, NULL, ARG_VM },
+        /* Not in --help: for tests and for seeing what a shorthand means. */
+        { "print-spec", no_argument, NULL, ARG_PRINT_SPEC },
+        { "follow", no_argument, NULL, 'f' },
+        { "lines", required_argument, NULL, 'n' },
+        { "timeout", required_argument, NULL, ARG_TIMEOUT },
+        { "name", required_argument, NULL, ARG_NAME },
+        { "timings", no_argument, NULL, ARG_TIMINGS },
+        { "uid", required_argument, NULL, ARG_UID },
+        { "user", required_argument, NULL, ARG_USER },
+        {}
+};
+
+/* Handles the options that take a number: --lines, --timeout, --uid.
+ * Returns 0, or -EINVAL after logging. */
+static int parse_number_option(int c, const char *arg, struct ctl_options *o, unsigned *given) {
+        uint64_t n;
+
+        switch (c) {
+        case 'n':
+                if (parse_number(arg, UINT32_MAX, &n) < 0)
+                        return log_error_errno(-ERRNO_USAGE, "invalid --lines value '%s': must be a whole number", arg);
+                o->lines = (unsigned) n;
+                o->lines_set = true;
+                *given |= VERB_OPT_LINES;
+                return 0;
+        case ARG_TIMEOUT:
+                if (parse_number(arg, UINT32_MAX, &n) < 0)
+                        return log_error_errno(-ERRNO_USAGE,
+                                               "invalid --timeout value '%s': must be whole seconds (0: no limit)",
+                                               arg);
+                o->timeout_usec = n * UINT64_C(1000000);
+                *given |= VERB_OPT_TIMEOUT;
+                return 0;
+        case ARG_UID:
+                if (parse_number(arg, UINT32_MAX, &n) < 0)
+                        return log_error_errno(-ERRNO_USAGE, "invalid --uid value '%s': must be a whole number", arg);
+                o->uid = (unsigned) n;
+                o->uid_set = true;
+                *given |= VERB_OPT_UID;
+                return 0;
+        default:
+                return log_error_errno(-ERRNO_USAGE, "cannot parse the options");
+        }
+}
+
+/* Handles one option that only some verbs take, recording it in *given for
+ * verb_check(). Returns 0, or -EINVAL after logging. */
+static int parse_verb_option(int c, char *arg, struct ctl_options *o, unsigned *given) {
+        switch (c) {
+        case ARG_SPEC:
+                if (o->spec)
+                        return log_error_errno(-ERRNO_USAGE, "--spec given twice; a group has one spec");
+                o->spec = arg;
+                *given |= VERB_OPT_SPEC;
+                return 0;
+        case ARG_VM:
+                o->vms[o->n_vms++] = arg;
+                *given |= VERB_OPT_VM;
+                return 0;
+        case ARG_PRINT_SPEC:
+                o->print_spec = true;
+                *given |= VERB_OPT_PRINT_SPEC;
+                return 0;
+        case 'e':
+                if (!strchr(arg, '=') || *arg == '=')
+                        return log_error_errno(-ERRNO_USAGE, "-e wants NAME=VALUE, got '%s'", arg);
+                o->env[o->n_env++] = arg;
+                *given |= VERB_OPT_ENV;
+                return 0;
+        case 'w':
+                if (*arg != '/')
+                        return log_error_errno(-ERRNO_USAGE, "-w wants an absolute path in the guest");
+                o->cwd = arg;
+                *given |= VERB_OPT_CWD;
+                return 0;
+        case ARG_TIMINGS:
+                o->timings = true;
+                *given |= VERB_OPT_TIMINGS;
+                return 0;
+        case 'f':
+                o->follow = true;
+                *given |= VERB_OPT_FOLLOW;
+                return 0;
+        case ARG_NAME:
+                o->name = arg;
+                *given |= VERB_OPT_NAME;
+                return 0;
+        case ARG_USER:
+                o->user = arg;
+                *given |= VERB_OPT_USER;
+                return 0;
+        default:
+                return parse_number_option(c, arg, o, given);
+        }
+}
+
+/* Logs what getopt_long() rejected: ':' a missing argument, '?' an unknown
+ * option or an argument given to one that takes none. Returns -EINVAL. */
+static int option_error(int c, char *argv[]) {
+        if (c == ':')
+                return log_error_errno(-ERRNO_USAGE, "option %s needs an argument; see 'vmgrctl --help'",
+                                       argv[optind - 1]);
+        if (optopt == 0)
+                return log_error_errno(-ERRNO_USAGE, "unknown option %s; see 'vmgrctl --help'", argv[optind - 1]);
+        if (optopt >= 0x100 || optopt == 'h' || optopt == 'q' || optopt == 'f')
+                /* A known long option given "=value" it does not take. */
+                return log_error_errno(-ERRNO_USAGE, "option %s takes no argument", argv[optind - 1]);
+        return log_error_errno(-ERRNO_USAGE, "unknown option -%c; see 'vmgrctl --help'", optopt);
+}
+
 /* Parses options anywhere on the command line (GNU getopt permutes them
  * behind the verb words, as systemctl does). Returns 1 to run a verb, 0 when
  * --help/--version already did the job, or -EINVAL after logging. *given
  * collects the VERB_OPT_* that appeared; o->vms must have room for argc
  * entries. */
 static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *given) {
-        enum {
-                ARG_VERSION = 0x100,
-                ARG_JSON,
-                ARG_SPEC,
-                ARG_VM,
-                ARG_PRINT_SPEC,
-                ARG_TIMEOUT,
-                ARG_NAME,
-                ARG_TIMINGS,
-                ARG_UID,
-                ARG_USER,
-        };
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "quiet", no_argument, NULL, 'q' },
-                { "spec", required_argument, NULL, ARG_SPEC },
-                { "vm", required_argument, NULL, ARG_VM },
-                /* Not in --help: for tests and for seeing what a shorthand means. */
-                { "print-spec", no_argument, NULL, ARG_PRINT_SPEC },
-                { "follow", no_argument, NULL, 'f' },
-                { "lines", required_argument, NULL, 'n' },
-                { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "name", required_argument, NULL, ARG_NAME },
-                { "timings", no_argument, NULL, ARG_TIMINGS },
-                { "uid", required_argument, NULL, ARG_UID },
-                { "user", required_argument, NULL, ARG_USER },
-                {}
-        };
-        uint64_t n;
-        int c;
+        int c, r;
 
-        opterr = 0; /* our own sentences, below; ':' reports a missing argument apart */
-        while ((c = getopt_long(argc, argv, ":hqfn:e:w:", options, NULL)) >= 0)
+        opterr = 0; /* our own sentences, in option_error(); ':' reports a missing argument apart */
+        while ((c = getopt_long(argc, argv, ":hqfn:e:w:", long_options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -270,85 +370,13 @@ static int parse_argv(int argc, char *argv[], struct ctl_options *o, unsigned *g
                 case 'q':
                         o->quiet = true;
                         break;
-                case ARG_SPEC:
-                        if (o->spec)
-                                return log_error_errno(-ERRNO_USAGE, "--spec given twice; a group has one spec");
-                        o->spec = optarg;
-                        *given |= VERB_OPT_SPEC;
-                        break;
-                case ARG_VM:
-                        o->vms[o->n_vms++] = optarg;
-                        *given |= VERB_OPT_VM;
-                        break;
-                case ARG_PRINT_SPEC:
-                        o->print_spec = true;
-                        *given |= VERB_OPT_PRINT_SPEC;
-                        break;
-                case 'e':
-                        if (!strchr(optarg, '=') || *optarg == '=')
-                                return log_error_errno(-ERRNO_USAGE, "-e wants NAME=VALUE, got '%s'", optarg);
-                        o->env[o->n_env++] = optarg;
-                        *given |= VERB_OPT_ENV;
-                        break;
-                case 'w':
-                        if (*optarg != '/')
-                                return log_error_errno(-ERRNO_USAGE, "-w wants an absolute path in the guest");
-                        o->cwd = optarg;
-                        *given |= VERB_OPT_CWD;
-                        break;
-                case ARG_TIMINGS:
-                        o->timings = true;
-                        *given |= VERB_OPT_TIMINGS;
-                        break;
-                case 'f':
-                        o->follow = true;
-                        *given |= VERB_OPT_FOLLOW;
-                        break;
-                case 'n':
-                        if (parse_number(optarg, UINT32_MAX, &n) < 0)
-                                return log_error_errno(-ERRNO_USAGE, "invalid --lines value '%s': must be a whole number",
-                                                       optarg);
-                        o->lines = (unsigned) n;
-                        o->lines_set = true;
-                        *given |= VERB_OPT_LINES;
-                        break;
-                case ARG_TIMEOUT:
-                        if (parse_number(optarg, UINT32_MAX, &n) < 0)
-                                return log_error_errno(-ERRNO_USAGE,
-                                                       "invalid --timeout value '%s': must be whole seconds (0: no limit)",
-                                                       optarg);
-                        o->timeout_usec = n * UINT64_C(1000000);
-                        *given |= VERB_OPT_TIMEOUT;
-                        break;
-                case ARG_NAME:
-                        o->name = optarg;
-                        *given |= VERB_OPT_NAME;
-                        break;
-                case ARG_UID:
-                        if (parse_number(optarg, UINT32_MAX, &n) < 0)
-                                return log_error_errno(-ERRNO_USAGE, "invalid --uid value '%s': must be a whole number",
-                                                       optarg);
-                        o->uid = (unsigned) n;
-                        o->uid_set = true;
-                        *given |= VERB_OPT_UID;
-                        break;
-                case ARG_USER:
-                        o->user = optarg;
-                        *given |= VERB_OPT_USER;
-                        break;
                 case ':':
-                        return log_error_errno(-ERRNO_USAGE, "option %s needs an argument; see 'vmgrctl --help'",
-                                               argv[optind - 1]);
                 case '?':
-                        if (optopt == 0)
-                                return log_error_errno(-ERRNO_USAGE, "unknown option %s; see 'vmgrctl --help'",
-                                                       argv[optind - 1]);
-                        if (optopt >= 0x100 || optopt == 'h' || optopt == 'q' || optopt == 'f')
-                                /* A known long option given "=value" it does not take. */
-                                return log_error_errno(-ERRNO_USAGE, "option %s takes no argument", argv[optind - 1]);
-                        return log_error_errno(-ERRNO_USAGE, "unknown option -%c; see 'vmgrctl --help'", optopt);
+                        return option_error(c, argv);
                 default:
-                        return log_error_errno(-ERRNO_USAGE, "cannot parse the options");
+                        r = parse_verb_option(c, optarg, o, given);
+                        if (r < 0)
+                                return r;
                 }
         return 1;
 }
