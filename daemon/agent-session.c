@@ -889,50 +889,61 @@ void agent_session_set_keepalive(AgentSession *s, uint64_t interval_usec) {
         s->keepalive_usec = interval_usec;
 }
 
+/* A HELLO: the agent announcing a (re)start (nonce 0), or its answer to ours. */
+static void handle_hello(AgentSession *s, const struct vmgr_agent_hello *h) {
+        if (h->nonce == 0) {
+                /* The agent (re)started, e.g. after a reboot: a new session. */
+                if (!session_churn_allowed(s))
+                        return;
+                session_lost(s, -ECONNRESET, "the guest agent restarted");
+                (void) send_hello(s);
+                return;
+        }
+        if (s->connected || h->nonce != s->nonce)
+                return;
+        if (h->version_min != h->version_max || h->version_min < s->version_min || h->version_max > s->version_max) {
+                /* The agent must pick one version of those we offered. */
+                char why[160];
+
+                snprintf(why, sizeof(why), "the guest agent answered HELLO with versions %u..%u, not one of %u..%u",
+                         h->version_min, h->version_max, s->version_min, s->version_max);
+                session_violation(s, why);
+                return;
+        }
+        s->connected = true;
+        s->agent_window = h->initial_window;
+        keepalive_arm(s);
+        if (s->changed)
+                s->changed(s, s->userdata);
+}
+
+/* A message other than HELLO before our HELLO was answered: left over from
+ * an earlier connection or session, or the agent's refusal. An agent with no
+ * version in common with us says so with an ERROR before any session; say it
+ * once per connection, as nothing else would tell why the VM never gets ready. */
+static void handle_before_session(AgentSession *s, const struct vmgr_agent_msg *m) {
+        char text[VMGR_AGENT_MESSAGE_MAX + 1];
+        size_t n;
+
+        if (m->type != VMGR_AGENT_ERROR || m->id != 0 || s->refusal_logged)
+                return;
+        n = strlen(m->error.message);
+        memcpy(text, m->error.message, n);
+        text[vmgr_line_strip(text, n)] = 0;
+        log_warning("Agent at %s refused the session: %s", s->socket_path, text);
+        s->refusal_logged = true;
+}
+
 static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
         AgentJob *j;
 
         if (m->type == VMGR_AGENT_HELLO) {
-                if (m->hello.nonce == 0) {
-                        /* The agent (re)started, e.g. after a reboot: a new session. */
-                        if (!session_churn_allowed(s))
-                                return;
-                        session_lost(s, -ECONNRESET, "the guest agent restarted");
-                        (void) send_hello(s);
-                } else if (!s->connected && m->hello.nonce == s->nonce) {
-                        if (m->hello.version_min != m->hello.version_max || m->hello.version_min < s->version_min ||
-                            m->hello.version_max > s->version_max) {
-                                /* The agent must pick one version of those we offered. */
-                                char why[160];
-
-                                snprintf(why, sizeof(why),
-                                         "the guest agent answered HELLO with versions %u..%u, not one of %u..%u",
-                                         m->hello.version_min, m->hello.version_max, s->version_min, s->version_max);
-                                session_violation(s, why);
-                                return;
-                        }
-                        s->connected = true;
-                        s->agent_window = m->hello.initial_window;
-                        keepalive_arm(s);
-                        if (s->changed)
-                                s->changed(s, s->userdata);
-                }
+                handle_hello(s, &m->hello);
                 return;
         }
         if (!s->connected) {
-                /* An agent with no version in common with us says so with an
-                 * ERROR before any session; say it once per connection, as
-                 * nothing else would tell why the VM never gets ready. */
-                if (m->type == VMGR_AGENT_ERROR && m->id == 0 && !s->refusal_logged) {
-                        char text[VMGR_AGENT_MESSAGE_MAX + 1];
-                        size_t n = strlen(m->error.message);
-
-                        memcpy(text, m->error.message, n);
-                        text[vmgr_line_strip(text, n)] = 0;
-                        log_warning("Agent at %s refused the session: %s", s->socket_path, text);
-                        s->refusal_logged = true;
-                }
-                return; /* left over from an earlier connection or session */
+                handle_before_session(s, m);
+                return;
         }
 
         switch (m->type) {
