@@ -186,6 +186,9 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                         const char *why;
                         if (!json_object_is_type(v, json_type_string))
                                 return spec_error(error, p, "must be a string");
+                        /* "a\u0000zzz" would otherwise be the VM "a". */
+                        if ((size_t) json_object_get_string_len(v) != strlen(json_object_get_string(v)))
+                                return spec_error(error, p, "contains a NUL character");
                         if (vmgr_name_check(json_object_get_string(v), &why) < 0)
                                 return spec_error(error, p, "%s", why);
                         strcpy(vm->name, json_object_get_string(v));
@@ -272,15 +275,24 @@ VmgrSpec *vmgr_spec_free(VmgrSpec *spec) {
         return NULL;
 }
 
-/* Parse text as one JSON object; on a syntax error say where. */
+/* Whether text is a spec that says nothing (only white space). Returns 1
+ * or 0, or -EINVAL (error set) when it is larger than any spec may be: the
+ * limit holds for white space too. */
+static int spec_text_empty(const char *json, char *error) {
+        size_t len = strlen(json);
+
+        if (len > VMGR_SPEC_MAX_BYTES)
+                return spec_error(error, ".", "spec is larger than %d bytes", VMGR_SPEC_MAX_BYTES);
+        return strspn(json, " \t\r\n") == len;
+}
+
+/* Parse text (no larger than VMGR_SPEC_MAX_BYTES) as one JSON object; on a
+ * syntax error say where. */
 static int json_parse_object(const char *json, json_object **ret, char *error) {
         _cleanup_json_ json_object *o = NULL;
         struct json_tokener *tok;
         size_t len = strlen(json);
         enum json_tokener_error jerr;
-
-        if (len > VMGR_SPEC_MAX_BYTES)
-                return spec_error(error, ".", "spec is larger than %d bytes", VMGR_SPEC_MAX_BYTES);
 
         tok = json_tokener_new();
         if (!tok)
@@ -315,7 +327,10 @@ int vmgr_spec_parse(const char *json, VmgrSpec **ret, char *error) {
                 return -ENOMEM;
 
         /* Only white space means "no spec". */
-        if (strspn(json, " \t\r\n") == strlen(json)) {
+        r = spec_text_empty(json, error);
+        if (r < 0)
+                return r;
+        if (r > 0) {
                 *ret = TAKE_PTR(spec);
                 return 0;
         }
@@ -374,7 +389,10 @@ int vmgr_vm_spec_parse(const char *json, const char *name, VmgrVMSpec *ret, char
         VmgrVMSpec vm;
         int r;
 
-        if (strspn(json, " \t\r\n") == strlen(json))
+        r = spec_text_empty(json, error);
+        if (r < 0)
+                return r;
+        if (r > 0)
                 json = "{}";
         r = json_parse_object(json, &o, error);
         if (r < 0)

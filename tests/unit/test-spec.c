@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "spec.h"
 #include "test.h"
@@ -113,6 +115,33 @@ static void test_errors(void) {
         expect_error("{\"vms\": [{\"name\": \"a\", \"disk_format\": \"vmdk\"}]}", "vms[0].disk_format: must be");
         expect_error("{\"accelerator\": \"xen\"}", "accelerator: must be");
         expect_error("{\"vms\": [{\"name\": \"a\", \"bogus\": true}]}", "vms[0].bogus: unknown key");
+        /* A NUL inside a name must not cut it short to another, valid name. */
+        expect_error("{\"vms\": [{\"name\": \"a\\u0000zzz\"}]}", "vms[0].name: contains a NUL character");
+}
+
+/* The size limit holds for a spec of white space too (it used to be
+ * checked only once the text was known not to be empty). */
+static void test_size_limit(void) {
+        size_t n = VMGR_SPEC_MAX_BYTES + 1;
+        char *big = malloc(n + 1);
+        char error[VMGR_SPEC_ERROR_MAX] = "";
+        VmgrSpec *spec = NULL;
+        VmgrVMSpec vm;
+
+        CHECK(big);
+        memset(big, ' ', n);
+        big[n] = 0;
+        CHECK(vmgr_spec_parse(big, &spec, error) == -EINVAL);
+        CHECK(spec == NULL);
+        CHECK(strstr(error, "spec is larger than"));
+        error[0] = 0;
+        CHECK(vmgr_vm_spec_parse(big, "d", &vm, error) == -EINVAL);
+        CHECK(strstr(error, "spec is larger than"));
+        /* At the limit, white space is still "no spec". */
+        big[n - 1] = 0;
+        CHECK(vmgr_spec_parse(big, &spec, error) == 0);
+        vmgr_spec_free(spec);
+        free(big);
 }
 
 static void test_vm_spec(void) {
@@ -146,5 +175,6 @@ int main(void) {
         test_outbound();
         test_errors();
         test_vm_spec();
+        test_size_limit();
         TEST_DONE();
 }
