@@ -145,6 +145,31 @@ int bus_method_begin(sd_bus_message *m, sd_bus_error *error, const char *types, 
         return r;
 }
 
+int bus_read_strv_limited(sd_bus_message *m, size_t max, char ***ret) {
+        _cleanup_(strv_freep) char **l = NULL;
+        size_t n = 0;
+        const char *s;
+        int r;
+
+        r = sd_bus_message_enter_container(m, SD_BUS_TYPE_ARRAY, "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read_basic(m, SD_BUS_TYPE_STRING, &s)) > 0) {
+                if (n >= max)
+                        return -E2BIG;
+                r = strv_push_dup(&l, &n, s);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
 /* Runs before sd-bus dispatches any message: a method call from anyone but
  * vmgrd's own user or root is answered with PermissionDenied here, whatever
  * object, interface or method it names, so that no handler, property

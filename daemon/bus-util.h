@@ -21,6 +21,12 @@ int bus_check_caller(sd_bus_message *m, sd_bus_error *error);
  * Returns >= 0, or a negative errno (error set for a refused caller). */
 int bus_method_begin(sd_bus_message *m, sd_bus_error *error, const char *types, ...);
 
+/* Read an "as" argument into a NULL-terminated list (*ret, NULL when empty),
+ * stopping with -E2BIG at its (max + 1)th string: a caller's huge array
+ * costs no more than max strings to refuse (sd_bus_message_read_strv()
+ * would copy all of it first, in time quadratic in its length). */
+int bus_read_strv_limited(sd_bus_message *m, size_t max, char ***ret);
+
 /* Check the caller of every method call that reaches bus (except
  * org.freedesktop.DBus.Peer) before it is dispatched, with
  * bus_check_caller(); install before publishing any object. The check and

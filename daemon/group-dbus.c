@@ -252,7 +252,12 @@ static int read_follow_options(sd_bus_message *m, Group *g, FollowOptions *o, sd
                         if (r < 0)
                                 return vmgr_bus_error_set(error, -EINVAL, "option %s must be an array of strings",
                                                           key);
-                        r = sd_bus_message_read_strv(m, &l);
+                        /* A group has at most 256 VMs (max_vms_per_group's
+                         * ceiling), there are 3 sources: a longer list is refused
+                         * before it is read. */
+                        r = bus_read_strv_limited(m, 256, &l);
+                        if (r == -E2BIG)
+                                return vmgr_bus_error_set(error, -EINVAL, "option %s has too many entries", key);
                         if (r < 0)
                                 return r;
                         if (streq(key, "vms")) {

@@ -230,11 +230,6 @@ static int on_run_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-/* Read an "as" argument into a NULL-terminated list. */
-static int read_strv(sd_bus_message *m, char ***ret) {
-        return sd_bus_message_read_strv(m, ret);
-}
-
 static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VM *vm = userdata;
         _cleanup_(strv_freep) char **argv = NULL;
@@ -247,7 +242,10 @@ static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = bus_check_caller(m, error);
         if (r < 0)
                 return r;
-        r = read_strv(m, &argv);
+        r = bus_read_strv_limited(m, VMGR_AGENT_ARGS_MAX, &argv);
+        if (r == -E2BIG)
+                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED, "at most %d arguments",
+                                          VMGR_AGENT_ARGS_MAX);
         if (r < 0)
                 return r;
         r = sd_bus_message_read_array(m, 'y', &input, &n_input);
@@ -303,7 +301,10 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = bus_check_caller(m, error);
         if (r < 0)
                 return r;
-        r = read_strv(m, &argv);
+        r = bus_read_strv_limited(m, VMGR_AGENT_ARGS_MAX, &argv);
+        if (r == -E2BIG)
+                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED, "at most %d arguments and %d env entries",
+                                          VMGR_AGENT_ARGS_MAX, VMGR_AGENT_ENV_MAX);
         if (r < 0)
                 return r;
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -320,7 +321,11 @@ static int method_exec(sd_bus_message *m, void *userdata, sd_bus_error *error) {
                         if (r < 0)
                                 return vmgr_bus_error_set(error, -EINVAL, "option env must be an array of strings");
                         env = strv_free(env); /* a second "env" replaces the first */
-                        r = read_strv(m, &env);
+                        r = bus_read_strv_limited(m, VMGR_AGENT_ENV_MAX, &env);
+                        if (r == -E2BIG)
+                                return vmgr_bus_error_set(error, -VMGR_ERR_LIMIT_EXCEEDED,
+                                                          "at most %d arguments and %d env entries",
+                                                          VMGR_AGENT_ARGS_MAX, VMGR_AGENT_ENV_MAX);
                         if (r < 0)
                                 return r;
                         for (char **e = env; e && *e; e++)
