@@ -917,19 +917,25 @@ static void handle_hello(AgentSession *s, const struct vmgr_agent_hello *h) {
                 s->changed(s, s->userdata);
 }
 
+/* An ERROR's sentence as it may be shown: it goes to callers' terminals
+ * (D-Bus errors, LastError) and the log, so without escape sequences. */
+static void error_text(const struct vmgr_agent_error *e, char text[static VMGR_AGENT_MESSAGE_MAX + 1]) {
+        size_t n = strlen(e->message);
+
+        memcpy(text, e->message, n);
+        text[vmgr_line_strip(text, n)] = 0;
+}
+
 /* A message other than HELLO before our HELLO was answered: left over from
  * an earlier connection or session, or the agent's refusal. An agent with no
  * version in common with us says so with an ERROR before any session; say it
  * once per connection, as nothing else would tell why the VM never gets ready. */
 static void handle_before_session(AgentSession *s, const struct vmgr_agent_msg *m) {
         char text[VMGR_AGENT_MESSAGE_MAX + 1];
-        size_t n;
 
         if (m->type != VMGR_AGENT_ERROR || m->id != 0 || s->refusal_logged)
                 return;
-        n = strlen(m->error.message);
-        memcpy(text, m->error.message, n);
-        text[vmgr_line_strip(text, n)] = 0;
+        error_text(&m->error, text);
         log_warning("Agent at %s refused the session: %s", s->socket_path, text);
         s->refusal_logged = true;
 }
@@ -979,13 +985,9 @@ static void handle(AgentSession *s, const struct vmgr_agent_msg *m) {
                 job_maybe_finish(j);
                 return;
         case VMGR_AGENT_ERROR: {
-                /* The guest's sentence goes to callers' terminals (D-Bus
-                 * errors, LastError) and the log: no escape sequences. */
                 char text[VMGR_AGENT_MESSAGE_MAX + 1];
-                size_t n = strlen(m->error.message);
 
-                memcpy(text, m->error.message, n);
-                text[vmgr_line_strip(text, n)] = 0;
+                error_text(&m->error, text);
                 if (m->id == 0) {
                         if (!session_churn_allowed(s))
                                 return;
