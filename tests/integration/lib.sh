@@ -426,12 +426,15 @@ vmgr_stop_user_b() {
 # --- the namespace where the groups live ----------------------------------
 
 # Print the pid of the running vmgrd's namespace holder (its child with comm
-# vmgrd-netns); fail if there is none.
+# vmgrd-netns, or else the user's only vmgrd-netns); fail if there is none.
 vmgr_holder_pid() {
         [ -n "$VMGRD_PID" ] || return 1
         local pid
-        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) || return 1
-        [ -n "$pid" ] || return 1
+        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) ||
+                # A holder that outlived the vmgrd that made it and was
+                # adopted by the running one: the user's only holder.
+                pid=$(pgrep -u "$VMGR_USER" -x vmgrd-netns) || return 1
+        [ -n "$pid" ] && [ "$(wc -w <<<"$pid")" -eq 1 ] || return 1
         echo "$pid"
 }
 
@@ -865,3 +868,6 @@ vmgr_peer_dhcp4() {
         ip netns exec "$VMGR_PEER" busybox udhcpc -n -q -t 5 -T 2 -i "$VMGR_PEER_IF" -s "$script" >/dev/null 2>&1
         cat "$lease"
 }
+
+# The leak checker (vmgr_leaks, check_no_leaks).
+source "$(dirname "${BASH_SOURCE[0]}")/lib-leaks.sh"
