@@ -314,12 +314,16 @@ vmgr_leaks() {
 
 # vmgr_leaks_wait SECONDS GROUP...: vmgr_leaks until it prints nothing or
 # SECONDS have passed (what is torn down, a zombie not reaped yet, takes a
-# moment); print what it printed last.
+# moment); print what it printed last. A vmgr_leaks that breaks off (an
+# unset variable, say) prints a line saying so: a check that broke must
+# not pass for one that found nothing.
 vmgr_leaks_wait() {
-        local end=$((SECONDS + $1)) out
+        local end=$((SECONDS + $1)) out rc
         shift
         while :; do
-                out=$(vmgr_leaks "$@")
+                rc=0
+                out=$(vmgr_leaks "$@") || rc=$?
+                [ "$rc" -eq 0 ] || out+="${out:+$'\n'}the leak check broke off (status $rc)"
                 [ -z "$out" ] && return 0
                 [ "$SECONDS" -lt "$end" ] || break
                 sleep 0.3

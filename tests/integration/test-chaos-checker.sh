@@ -19,7 +19,9 @@ vmgr_start_vmgrd
 check "create group real" vmgrctl_as_user -q group create real
 check "create group other" vmgrctl_as_user -q group create other
 check_eq "the bus names vmgrd's pid" "$VMGRD_PID" "$(vmgr_vmgrd_bus_pid)"
-check_empty "with both groups expected: nothing reported" "$(vmgr_leaks real other)"
+check_empty "with both groups expected: nothing reported" "$(vmgr_leaks_wait 0 real other)"
+check_match "a leak check that breaks off is reported, not silent" "the leak check broke off \(status [1-9]" \
+        "$(vmgr_load_expected() { exit 3; }; vmgr_leaks_wait 0 real other)"
 
 # Expecting only one of them: every piece of the other one is reported.
 out=$(vmgr_leaks real)

@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Chaos: vmgrd killed with SIGKILL in the middle of things, 50 times
+# (VMGR_CHAOS_ROUNDS), with real libvirtd and QEMU (TCG). Each round
+# starts a random operation (CreateGroup with 0-2 VMs, DeleteGroup, AddVM,
+# a VM restart, ServeFile), kills vmgrd after a random delay (0-1.5 s)
+# and starts a new vmgrd on the same directories. Then:
+#   - every group that was running before the round is there again,
+#     running, adopted: its dnsmasq and the QEMU of each VM the operation
+#     did not touch have the same pids; each VM gets ready (its agent
+#     reconnects), answers a VM.Run, and one VM downloads the group's
+#     files from its file server (a group without VMs: the server
+#     listens); vmgrd logged "[GROUP] adopted: N VMs, dnsmasq pid P, M
+#     served files" for it with the right numbers, and GroupsAdopted
+#     counts every group it has;
+#   - a group that was being created or deleted is gone or complete (all
+#     its VMs, working); a VM being restarted works again (after a
+#     `vm start` if it was left stopped or crashed, which is counted);
+#   - nothing else exists: no link, address, process, domain, file or
+#     firewall rule that no group owns (vmgr_leaks, lib-leaks.sh).
+# One check per round; the counts (rounds, adopted, cleaned) at the end.
+# The random choices follow VMGR_CHAOS_SEED (printed) for a rerun. After
+# three failed rounds in a row the test stops early: a vmgrd that cannot
+# adopt fails every round the same way, and the rounds would only cost time.
+# At most 3 VMs run at once, and most groups made have none: TCG is slow.
+
+# Group and VM names are words: lists of them are split on purpose.
+# shellcheck disable=SC2086
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib-vm.sh"
+source "$(dirname "$0")/lib-chaos.sh"
+vmgr_require_root
+vmgr_vm_require_tools
+vmgr_enter_netns "$@"
+vmgr_start_bus
+vmgr_start_vmgrd
+
+rounds=${VMGR_CHAOS_ROUNDS:-50}
+seed=${VMGR_CHAOS_SEED:-$(($(date +%s) % 32768))}
+echo "# seed $seed (VMGR_CHAOS_SEED=$seed reruns these choices)"
+RANDOM=$seed
+max_vms=3
+max_groups=4
+
+# Files to serve, readable by the test user: "base" (every group serves
+# it; each round's download) and a larger one for the ServeFile rounds
+# (its hashing takes a moment).
+files=$VMGR_TMP/files
+mkdir -m 0755 "$files"
+head -c $((256 * 1024)) /dev/urandom >"$files/base"
+head -c $((4 * 1024 * 1024)) /dev/urandom >"$files/big"
+chmod 0644 "$files"/*
+# shellcheck disable=SC2034 # read by chaos_group_works (lib-chaos.sh)
+declare -A CHAOS_SHA=()
+base_sha=$(sha256sum <"$files/base")
+base_sha=${base_sha%% *}
+big_sha=$(sha256sum <"$files/big")
+big_sha=${big_sha%% *}
+CHAOS_SHA[base]=$base_sha
+
+# Serve "base" in group $1 unless it does already.
+serve_base() {
+        chaos_served "$1" 2>/dev/null | grep -qx base && return 0
+        vmgrctl_as_user serve "$1" "$files/base" --name base >/dev/null
+}
+
+# Number of VMs in every group together.
+count_vms() {
+        local g n=0
+        for g in $(chaos_groups); do
+                n=$((n + $(vmgr_leaks_group_vms "$g" | wc -w)))
+        done
+        echo "$n"
+}
+
+# A random element of the arguments.
+pick() {
+        local -a a=("$@")
+        echo "${a[RANDOM % ${#a[@]}]}"
+}
+
+# The lines of vmgrd's log written since line $1.
+log_since() {
+        tail -n +"$(($1 + 1))" "$VMGR_TMP/vmgrd.log"
+}
+
+adopted=0
+cleaned=0
+resumed=0
+leak_rounds=0
+broken_rounds=0
+failed_in_a_row=0
+done_rounds=0
+started_at=$SECONDS
+
+for ((r = 1; r <= rounds; r++)); do
+        problems=()
+        # At least one group with a VM to adopt: made outside the chaos,
+        # and ready, when an earlier round lost the last one.
+        if [ "$(count_vms)" -eq 0 ]; then
+                if ! out=$(vmgrctl_as_user -q group create "keep$r" --vm a 2>&1) ||
+                        ! out=$(vmgrctl_as_user wait "keep$r" --timeout 120 2>&1); then
+                        vmgr_not_ok "round $r: a group with a VM to adopt (keep$r) is made and ready" "$out"
+                        break
+                fi
+        fi
+        for g in $(chaos_groups); do
+                serve_base "$g" || problems+=("before the kill: cannot serve base in $g")
+        done
+
+        # What the old vmgrd has, and its pids.
+        before=$(chaos_groups)
+        declare -A vms_before=() dnsmasq_before=() qemu_before=()
+        total_vms=0
+        for g in $before; do
+                vms_before[$g]=$(vmgr_leaks_group_vms "$g" | tr '\n' ' ')
+                dnsmasq_before[$g]=$(chaos_dnsmasq_pid "$g")
+                for vm in ${vms_before[$g]}; do
+                        qemu_before[$g:$vm]=$(chaos_qemu_pid "$g" "$vm")
+                        total_vms=$((total_vms + 1))
+                done
+        done
+        ngroups=$(wc -w <<<"$before")
+
+        # The operation.
+        ops=(create delete addvm restart serve)
+        op=$(pick "${ops[@]}")
+        [ "$op" = create ] && [ "$ngroups" -ge "$max_groups" ] && op=delete
+        [ "$op" = delete ] && [ "$ngroups" -le 1 ] && op=create
+        [ "$op" = addvm ] && [ "$total_vms" -ge "$max_vms" ] && op=serve
+        [ "$op" = restart ] && [ "$total_vms" -eq 0 ] && op=serve
+        og='' ovm='' nvms=0
+        case $op in
+        create)
+                og=c$r
+                # Mostly network-only groups: 0 VMs 6 times in 10, 1 VM 3, 2 VMs 1.
+                n=$((RANDOM % 10))
+                nvms=0
+                [ "$n" -ge 6 ] && nvms=1
+                [ "$n" -ge 9 ] && nvms=2
+                [ $((total_vms + nvms)) -le "$max_vms" ] || nvms=$((max_vms - total_vms))
+                argv=(-q group create "$og")
+                [ "$nvms" -ge 1 ] && argv+=(--vm a)
+                [ "$nvms" -ge 2 ] && argv+=(--vm b)
+                desc="CreateGroup $og with $nvms VMs"
+                ;;
+        delete)
+                og=$(pick $before)
+                argv=(group delete "$og")
+                desc="DeleteGroup $og"
+                ;;
+        addvm)
+                og=$(pick $before)
+                ovm=v$r
+                argv=(-q vm add "$og" "$ovm")
+                desc="AddVM $og/$ovm"
+                ;;
+        restart)
+                cands=()
+                for g in $before; do
+                        for vm in ${vms_before[$g]}; do
+                                cands+=("$g:$vm")
+                        done
+                done
+                x=$(pick "${cands[@]}")
+                og=${x%%:*}
+                ovm=${x#*:}
+                argv=(vm restart "$og" "$ovm")
+                desc="VM restart $og/$ovm"
+                ;;
+        serve)
+                og=$(pick $before)
+                ovm=s$r
+                CHAOS_SHA[$ovm]=$big_sha
+                argv=(serve "$og" "$files/big" --name "$ovm")
+                desc="ServeFile $og/$ovm"
+                ;;
+        esac
+        delay=$((RANDOM % 1500))
+        desc="$desc, kill -9 after $delay ms"
+
+        vmgrd_pid=$(vmgr_vmgrd_bus_pid)
+        [ "$vmgrd_pid" = "$VMGRD_PID" ] || problems+=("the bus says vmgrd is pid '$vmgrd_pid', but it was started as $VMGRD_PID")
+        vmgr_as_argv "$VMGR_USER"
+        "${VMGR_AS_ARGV[@]}" "$VMGRCTL" "${argv[@]}" >"$VMGR_TMP/op.out" 2>&1 </dev/null &
+        op_pid=$!
+        sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+        # Did the operation complete before the kill? (A child that has
+        # exited stays a zombie until it is waited for.)
+        op_done=0
+        op_rc=0
+        s=$(ps -o stat= -p "$op_pid" 2>/dev/null || true)
+        if [ -z "$s" ] || [[ $s == Z* ]]; then
+                wait "$op_pid" 2>/dev/null || op_rc=$?
+                op_done=1
+        fi
+        vmgr_stop_vmgrd KILL
+        [ "$VMGRD_STATUS" = 137 ] || problems+=("vmgrd did not die of SIGKILL: status $VMGRD_STATUS")
+        if [ "$op_done" = 0 ]; then
+                # The client ends when vmgrd's name leaves the bus.
+                for ((i = 0; i < 100; i++)); do
+                        kill -0 "$op_pid" 2>/dev/null || break
+                        [[ $(ps -o stat= -p "$op_pid" 2>/dev/null) == Z* ]] && break
+                        sleep 0.1
+                done
+                kill -KILL "$op_pid" 2>/dev/null || true
+                wait "$op_pid" 2>/dev/null || op_rc=$?
+                desc="$desc (vmgrctl cut short, exited $op_rc)"
+        else
+                desc="$desc (vmgrctl had completed, exit status $op_rc)"
+                [ "$op_rc" = 0 ] || problems+=("the operation failed before the kill: $(cat "$VMGR_TMP/op.out")")
+        fi
+
+        log_lines=$(wc -l <"$VMGR_TMP/vmgrd.log")
+        if ! vmgr_start_vmgrd; then
+                vmgr_not_ok "round $r: $desc: a new vmgrd starts"
+                break
+        fi
+        after=$(chaos_groups) || problems+=("ListGroups failed")
+
+        # Which groups are there, which should be.
+        for g in $before; do
+                if grep -qx -F "$g" <<<"$after"; then
+                        continue
+                fi
+                if [ "$op" = delete ] && [ "$g" = "$og" ]; then
+                        cleaned=$((cleaned + 1))
+                        continue
+                fi
+                problems+=("group $g was running before the kill and is gone")
+        done
+        for g in $after; do
+                if ! grep -qx -F "$g" <<<"$before"; then
+                        if [ "$op" = create ] && [ "$g" = "$og" ]; then
+                                # Complete: every VM of its spec.
+                                n=$(vmgr_leaks_group_vms "$g" | wc -w)
+                                [ "$n" -eq "$nvms" ] || problems+=("group $g, being created with $nvms VMs, is there with $n")
+                        else
+                                problems+=("group $g is there, but it was not before and no one made it")
+                        fi
+                fi
+        done
+        if [ "$op" = create ] && ! grep -qx -F "$og" <<<"$after"; then
+                cleaned=$((cleaned + 1))
+        fi
+        # An operation that had completed before the kill is kept.
+        if [ "$op_done" = 1 ] && [ "$op_rc" = 0 ]; then
+                case $op in
+                create)
+                        grep -qx -F "$og" <<<"$after" ||
+                                problems+=("group $og was made before the kill (CreateGroup had returned) and is gone")
+                        ;;
+                delete)
+                        grep -qx -F "$og" <<<"$after" &&
+                                problems+=("group $og was deleted before the kill (DeleteGroup had returned) and is back")
+                        ;;
+                addvm)
+                        vmgr_leaks_group_vms "$og" 2>/dev/null | grep -qx "$ovm" ||
+                                problems+=("VM $og/$ovm was added before the kill (AddVM had returned) and is gone")
+                        ;;
+                serve)
+                        chaos_served "$og" 2>/dev/null | grep -qx "$ovm" ||
+                                problems+=("$og served $ovm before the kill (ServeFile had returned), and no longer does")
+                        ;;
+                esac
+        fi
+
+        # Each group works, with the pids it had.
+        new_log=$(log_since "$log_lines")
+        n_after=0
+        for g in $after; do
+                n_after=$((n_after + 1))
+                # A VM whose restart was cut short may be left stopped or
+                # crashed: vm start must bring it back.
+                if [ "$op" = restart ] && [ "$g" = "$og" ]; then
+                        p=$(vmgr_vm_path "$g" "$ovm" 2>/dev/null) || true
+                        s=$(vmgr_vm_prop "$p" State 2>/dev/null) || true
+                        if [ "$s" = stopped ] || [ "$s" = crashed ]; then
+                                echo "# round $r: $g/$ovm was left $s (LastError '$(vmgr_vm_prop "$p" LastError 2>/dev/null)'): vm start"
+                                out=$(vmgrctl_as_user -q vm start "$g" "$ovm" 2>&1) || problems+=("vm start $g/$ovm: $out")
+                                resumed=$((resumed + 1))
+                        fi
+                fi
+                names=(base)
+                if [ "$op" = serve ] && [ "$g" = "$og" ] && chaos_served "$g" 2>/dev/null | grep -qx "$ovm"; then
+                        names+=("$ovm")
+                fi
+                while read -r line; do
+                        [ -n "$line" ] && problems+=("$line")
+                done < <(chaos_group_problems "$g" "${names[@]}")
+                grep -qx -F "$g" <<<"$before" || continue
+
+                # Adopted: the same dnsmasq and QEMUs, and the log line.
+                now=$(chaos_dnsmasq_pid "$g")
+                [ "$now" = "${dnsmasq_before[$g]}" ] ||
+                        problems+=("group $g: dnsmasq pid ${dnsmasq_before[$g]:-none} before, ${now:-none} after")
+                for vm in ${vms_before[$g]}; do
+                        [ "$op" = restart ] && [ "$g:$vm" = "$og:$ovm" ] && continue
+                        now=$(chaos_qemu_pid "$g" "$vm")
+                        [ "$now" = "${qemu_before[$g:$vm]}" ] ||
+                                problems+=("VM $g/$vm: QEMU pid ${qemu_before[$g:$vm]:-none} before, ${now:-none} after")
+                done
+                nv=$(wc -w <<<"${vms_before[$g]}")
+                # A VM being added may or may not have been adopted.
+                pattern="\\[$g\\] adopted: $nv VMs, dnsmasq pid [0-9]+, [0-9]+ served files"
+                if [ "$op" = addvm ] && [ "$g" = "$og" ]; then
+                        pattern="\\[$g\\] adopted: ($nv|$((nv + 1))) VMs, dnsmasq pid [0-9]+, [0-9]+ served files"
+                fi
+                grep -q -E -e "$pattern" <<<"$new_log" ||
+                        problems+=("vmgrd's log has no line matching '$pattern'")
+        done
+        got=$(chaos_manager_prop GroupsAdopted 2>&1) || true
+        [ "$got" = "$n_after" ] || problems+=("GroupsAdopted is '$got', the new vmgrd has $n_after groups")
+        while read -r line; do
+                [ -n "$line" ] && problems+=("a read failed: $line")
+        done < <(vmgr_take_read_failures)
+        adopted=$((adopted + n_after))
+
+        # Nothing else.
+        # shellcheck disable=SC2086 # a list of names
+        leaks=$(vmgr_leaks_wait 10 $after)
+        if [ -n "$leaks" ]; then
+                leak_rounds=$((leak_rounds + 1))
+                while read -r line; do
+                        problems+=("leak: $line")
+                done <<<"$leaks"
+        fi
+        done_rounds=$r
+        if [ ${#problems[@]} -eq 0 ]; then
+                vmgr_ok "round $r: $desc: ${n_after} groups adopted and working, nothing leaked"
+                failed_in_a_row=0
+        else
+                vmgr_not_ok "round $r: $desc: adopted groups work, nothing leaked" "${problems[@]}"
+                [ -z "$leaks" ] || [ ${#problems[@]} -gt "$(wc -l <<<"$leaks")" ] && broken_rounds=$((broken_rounds + 1))
+                failed_in_a_row=$((failed_in_a_row + 1))
+                if [ "$failed_in_a_row" -ge 3 ]; then
+                        echo "# three rounds in a row failed: stopping after round $r of $rounds"
+                        break
+                fi
+        fi
+done
+
+echo "# rounds $done_rounds of $rounds, adopted $adopted, cleaned $cleaned (groups being created or deleted at the kill that were gone after it), VMs started again after a cut restart $resumed; $((SECONDS - started_at)) s"
+check_eq "every round ran" "$rounds" "$done_rounds"
+check_eq "no round leaked" 0 "$leak_rounds"
+check_eq "no round had a broken or lost group" 0 "$broken_rounds"
+
+vmgr_finish
