@@ -146,3 +146,65 @@ chaos_group_problems() {
         [ "$rc" -eq 0 ] || echo "checking group $1 broke off (status $rc)"
         return 0
 }
+
+# --- port forwards ------------------------------------------------------------
+
+# chaos_echo_server GROUP VM: make sure an echo server (busybox nc -ll -e
+# cat) listens on port 7000 in the guest, detached from the agent session.
+chaos_echo_server() {
+        chaos_run "$1" "$2" 20 sh -c \
+                'pidof nc >/dev/null || setsid nc -ll -p 7000 -e cat </dev/null >/dev/null 2>&1 &' >/dev/null
+}
+
+# chaos_forward GROUP VM: forward a free port of 127.0.0.1 to port 7000 of
+# the VM; print the port.
+chaos_forward() {
+        local out
+        out=$(vmgrctl_as_user forward "$1" "$2" 7000 2>&1) || {
+                echo "vmgrctl forward failed: $out" >&2
+                return 1
+        }
+        echo "${out##*:}"
+}
+
+# The host ports of group $1's forwards (Forwards), one per line.
+chaos_forward_ports() {
+        local path out
+        path=$(vmgr_group_path "$1") && [ -n "$path" ] || return 1
+        out=$(busctl_as_user --json=short get-property org.vmgr1 "$path" org.vmgr1.Group Forwards 2>&1) || return 1
+        python3 -c 'import json,sys; [print(f[4]) for f in json.loads(sys.argv[1])["data"]]' "$out"
+}
+
+# chaos_echo PORT TEXT: send TEXT to 127.0.0.1:PORT, end the sending
+# side, print what comes back (or the error).
+chaos_echo() {
+        python3 - "$1" "$2" <<'PY' 2>&1
+import socket, sys
+try:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+    s.sendall(sys.argv[2].encode())
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    print(data.decode(errors="replace"))
+except OSError as e:
+    print("error", type(e).__name__, e)
+PY
+}
+
+# chaos_forward_problems GROUP VM PORT TEXT: print what is wrong with the
+# forward of GROUP on PORT to VM (listed in Forwards, echoes TEXT through
+# the guest's echo server, started again if need be); nothing if it works.
+chaos_forward_problems() {
+        chaos_forward_ports "$1" 2>/dev/null | grep -qx "$3" ||
+                echo "group $1: Forwards does not list port $3 (it lists: $(chaos_forward_ports "$1" 2>&1 | paste -sd' '))"
+        chaos_echo_server "$1" "$2" || echo "group $1: cannot start the echo server in VM $2"
+        local out
+        out=$(chaos_echo "$3" "$4")
+        [ "$out" = "$4" ] || echo "group $1: the forward 127.0.0.1:$3 -> $2:7000 echoed: $out"
+        return 0
+}

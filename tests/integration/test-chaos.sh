@@ -11,14 +11,16 @@
 #     did not touch have the same pids; each VM gets ready (its agent
 #     reconnects), answers a VM.Run, and one VM downloads the group's
 #     files from its file server (a group without VMs: the server
-#     listens); vmgrd logged "[GROUP] adopted: N VMs, dnsmasq pid P, M
-#     served files" for it with the right numbers, and GroupsAdopted
+#     listens); its port forward (127.0.0.1 to an echo server in its
+#     first VM) is listed and echoes; vmgrd logged "[GROUP] adopted: N
+#     VMs, dnsmasq pid P, M served files" for it with the right numbers, and GroupsAdopted
 #     counts every group it has;
 #   - a group that was being created or deleted is gone or complete (all
 #     its VMs, working); a VM being restarted works again (after a
 #     `vm start` if it was left stopped or crashed, which is counted);
 #   - nothing else exists: no link, address, process, domain, file or
-#     firewall rule that no group owns (vmgr_leaks, lib-leaks.sh).
+#     firewall rule that no group owns (vmgr_leaks, lib-leaks.sh), and
+#     the forward of a group that is gone no longer listens.
 # One check per round; the counts (rounds, adopted, cleaned) at the end.
 # The random choices follow VMGR_CHAOS_SEED (printed) for a rerun. After
 # three failed rounds in a row the test stops early: a vmgrd that cannot
@@ -80,11 +82,13 @@ pick() {
         echo "${a[RANDOM % ${#a[@]}]}"
 }
 
-# The lines of vmgrd's log written since line $1.
-log_since() {
-        tail -n +"$(($1 + 1))" "$VMGR_TMP/vmgrd.log"
+# True if a line of vmgrd's log after line $1 matches extended regex $2.
+log_since_has() {
+        tail -n +"$(($1 + 1))" "$VMGR_TMP/vmgrd.log" | grep -q -E -e "$2"
 }
 
+# Each group's forward from 127.0.0.1 to its first VM's echo server.
+declare -A fwd_port=() fwd_vm=()
 adopted=0
 cleaned=0
 resumed=0
@@ -107,6 +111,16 @@ for ((r = 1; r <= rounds; r++)); do
         fi
         for g in $(chaos_groups); do
                 serve_base "$g" || problems+=("before the kill: cannot serve base in $g")
+                # A forward to the first VM of each group that has one.
+                [ -z "${fwd_port[$g]:-}" ] || continue
+                vm=$(vmgr_leaks_group_vms "$g" | head -n 1)
+                [ -n "$vm" ] || continue
+                if chaos_echo_server "$g" "$vm" && port=$(chaos_forward "$g" "$vm"); then
+                        fwd_port[$g]=$port
+                        fwd_vm[$g]=$vm
+                else
+                        problems+=("before the kill: cannot set up a forward to $g/$vm")
+                fi
         done
 
         # What the old vmgrd has, and its pids.
@@ -267,7 +281,7 @@ for ((r = 1; r <= rounds; r++)); do
         fi
 
         # Each group works, with the pids it had.
-        new_log=$(log_since "$log_lines")
+        patterns=()
         n_after=0
         for g in $after; do
                 n_after=$((n_after + 1))
@@ -283,6 +297,10 @@ for ((r = 1; r <= rounds; r++)); do
                         fi
                 fi
                 names=(base)
+                # A group made in this round serves nothing yet.
+                if ! grep -qx -F "$g" <<<"$before"; then
+                        serve_base "$g" || problems+=("cannot serve base in $g, made in this round")
+                fi
                 if [ "$op" = serve ] && [ "$g" = "$og" ] && chaos_served "$g" 2>/dev/null | grep -qx "$ovm"; then
                         names+=("$ovm")
                 fi
@@ -290,6 +308,11 @@ for ((r = 1; r <= rounds; r++)); do
                         [ -n "$line" ] && problems+=("$line")
                 done < <(chaos_group_problems "$g" "${names[@]}")
                 grep -qx -F "$g" <<<"$before" || continue
+                if [ -n "${fwd_port[$g]:-}" ]; then
+                        while read -r line; do
+                                [ -n "$line" ] && problems+=("$line")
+                        done < <(chaos_forward_problems "$g" "${fwd_vm[$g]}" "${fwd_port[$g]}" "chaos-$r-$g")
+                fi
 
                 # Adopted: the same dnsmasq and QEMUs, and the log line.
                 now=$(chaos_dnsmasq_pid "$g")
@@ -303,12 +326,27 @@ for ((r = 1; r <= rounds; r++)); do
                 done
                 nv=$(wc -w <<<"${vms_before[$g]}")
                 # A VM being added may or may not have been adopted.
-                pattern="\\[$g\\] adopted: $nv VMs, dnsmasq pid [0-9]+, [0-9]+ served files"
+                nf=$(chaos_served "$g" 2>/dev/null | wc -l)
+                pattern="\\[$g\\] adopted: $nv VMs?, dnsmasq pid [0-9]+, $nf served files?"
                 if [ "$op" = addvm ] && [ "$g" = "$og" ]; then
-                        pattern="\\[$g\\] adopted: ($nv|$((nv + 1))) VMs, dnsmasq pid [0-9]+, [0-9]+ served files"
+                        pattern="\\[$g\\] adopted: ($nv|$((nv + 1))) VMs?, dnsmasq pid [0-9]+, $nf served files?"
+                elif [ "$op" = serve ] && [ "$g" = "$og" ]; then
+                        pattern="\\[$g\\] adopted: $nv VMs?, dnsmasq pid [0-9]+, [0-9]+ served files?"
                 fi
-                grep -q -E -e "$pattern" <<<"$new_log" ||
+                patterns+=("$pattern")
+        done
+        # The adoption lines come once libvirtd has answered, which may be
+        # after vmgrd answers on the bus.
+        for pattern in "${patterns[@]}"; do
+                vmgr_wait_until 10 log_since_has "$log_lines" "$pattern" ||
                         problems+=("vmgrd's log has no line matching '$pattern'")
+        done
+        # The forwards of groups that are gone are closed.
+        for g in "${!fwd_port[@]}"; do
+                grep -qx -F "$g" <<<"$after" && continue
+                [ -z "$(ss -Hltn "sport = :${fwd_port[$g]}")" ] ||
+                        problems+=("group $g is gone, but its forward's port ${fwd_port[$g]} still listens")
+                unset "fwd_port[$g]" "fwd_vm[$g]"
         done
         got=$(chaos_manager_prop GroupsAdopted 2>&1) || true
         [ "$got" = "$n_after" ] || problems+=("GroupsAdopted is '$got', the new vmgrd has $n_after groups")

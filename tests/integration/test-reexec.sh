@@ -16,7 +16,8 @@
 # follower still follows; the ticks in its output and in the group's
 # history are exactly 0..N-1, each once and in order (no duplicate, no
 # gap); the follower's output is the history (one is a prefix of the
-# other); the group works (VM.Run, a new download), and nothing leaked.
+# other); the group works (VM.Run, a new download), its port forward
+# echoes, and nothing leaked.
 # About a minute and a half.
 
 source "$(dirname "$0")/lib.sh"
@@ -48,6 +49,10 @@ check "serve base in r" vmgrctl_as_user serve r "$files/base" --name base
 check "serve base in n" vmgrctl_as_user serve n "$files/base" --name base
 check "r gets ready" vmgrctl_as_user wait r --timeout 150
 vmgr_load_expected R r
+check "an echo server in r/a" chaos_echo_server r a
+port=$(chaos_forward r a) || port=
+check_match "a forward from 127.0.0.1 to r/a" '^[0-9]+$' "$port"
+check_empty "the forward echoes" "$(chaos_forward_problems r a "$port" before-reexec)"
 
 vmgr_as_argv "$VMGR_USER"
 "${VMGR_AS_ARGV[@]}" "$VMGRCTL" logs -f r >"$out_dir/follow.txt" 2>"$out_dir/follow.err" </dev/null &
@@ -89,9 +94,14 @@ check_eq "groups n and r are there" "n r" "$(chaos_groups | sort | paste -sd' ')
 check_eq "r/a runs in the same QEMU" "$qemu_before" "$(chaos_qemu_pid r a)"
 check_eq "r keeps its dnsmasq" "$dnsmasq_r" "$(chaos_dnsmasq_pid r)"
 check_eq "n keeps its dnsmasq" "$dnsmasq_n" "$(chaos_dnsmasq_pid n)"
-log_after=$(tail -n +"$((lines_before + 1))" "$VMGR_TMP/vmgrd.log")
-check_match "vmgrd logs r's adoption" '\[r\] adopted: 1 VMs, dnsmasq pid [0-9]+, 2 served files' "$log_after"
-check_match "vmgrd logs n's adoption" '\[n\] adopted: 0 VMs, dnsmasq pid [0-9]+, 1 served files' "$log_after"
+# True if a line of vmgrd's log since the reexec matches extended regex $1.
+log_after_has() {
+        tail -n +"$((lines_before + 1))" "$VMGR_TMP/vmgrd.log" | grep -q -E -e "$1"
+}
+check "vmgrd logs r's adoption" vmgr_wait_until 10 log_after_has \
+        "\\[r\\] adopted: 1 VMs?, dnsmasq pid $dnsmasq_r, 2 served files?, 1 forward"
+check "vmgrd logs n's adoption" vmgr_wait_until 10 log_after_has \
+        "\\[n\\] adopted: 0 VMs?, dnsmasq pid $dnsmasq_n, 1 served files?, 0 forwards"
 echo "# GroupsAdopted after reexec: $(chaos_manager_prop GroupsAdopted 2>&1)"
 vmgr_take_read_failures >/dev/null
 
@@ -135,6 +145,7 @@ check_empty "the follower's lines are the history's (the first $n of $nf and $nh
 
 check_empty "r works after the reexec (ready, VM.Run, downloads)" "$(chaos_group_problems r base big)"
 check_empty "n works after the reexec" "$(chaos_group_problems n base)"
+check_empty "the forward is kept and echoes" "$(chaos_forward_problems r a "$port" after-reexec)"
 check_no_leaks "nothing leaked" r n
 
 check "delete r" vmgrctl_as_user group delete r
