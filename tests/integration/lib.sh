@@ -426,15 +426,12 @@ vmgr_stop_user_b() {
 # --- the namespace where the groups live ----------------------------------
 
 # Print the pid of the running vmgrd's namespace holder (its child with comm
-# vmgrd-netns, or else the user's only vmgrd-netns); fail if there is none.
+# vmgrd-netns); fail if there is none.
 vmgr_holder_pid() {
         [ -n "$VMGRD_PID" ] || return 1
         local pid
-        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) ||
-                # A holder that outlived the vmgrd that made it and was
-                # adopted by the running one: the user's only holder.
-                pid=$(pgrep -u "$VMGR_USER" -x vmgrd-netns) || return 1
-        [ -n "$pid" ] && [ "$(wc -w <<<"$pid")" -eq 1 ] || return 1
+        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) || return 1
+        [ -n "$pid" ] || return 1
         echo "$pid"
 }
 
