@@ -64,7 +64,7 @@ chaos_download() {
 # groups' network namespace).
 chaos_fileserver_listens() {
         vmgr_load_expected _chaos_exp "$1"
-        vmgr_netns_exec ss -Hltn "sport = :8080" | grep -q -F "[${_chaos_exp[files6]}]:8080"
+        vmgr_netns_exec ss -Hltn "sport = :8080" | grep -F "[${_chaos_exp[files6]}]:8080" >/dev/null
 }
 
 # PID (in the test's PID namespace) of the live dnsmasq serving group $1's
@@ -73,7 +73,7 @@ chaos_dnsmasq_pid() {
         local pid
         vmgr_load_expected _chaos_exp "$1"
         for pid in $(pgrep -u "$VMGR_USER" -x dnsmasq); do
-                tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -x -F -e "--interface=${_chaos_exp[bridge]}" &&
+                tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -x -F -e "--interface=${_chaos_exp[bridge]}" >/dev/null &&
                         echo "$pid"
         done
         return 0
@@ -200,7 +200,7 @@ PY
 # forward of GROUP on PORT to VM (listed in Forwards, echoes TEXT through
 # the guest's echo server, started again if need be); nothing if it works.
 chaos_forward_problems() {
-        chaos_forward_ports "$1" 2>/dev/null | grep -qx "$3" ||
+        chaos_forward_ports "$1" 2>/dev/null | grep -x "$3" >/dev/null ||
                 echo "group $1: Forwards does not list port $3 (it lists: $(chaos_forward_ports "$1" 2>&1 | paste -sd' '))"
         chaos_echo_server "$1" "$2" || echo "group $1: cannot start the echo server in VM $2"
         local out

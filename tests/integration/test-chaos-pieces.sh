@@ -98,7 +98,7 @@ qemu_before=$(qemus)
 libvirtd_back() {
         local now
         now=$(pgrep -u "$VMGR_USER" -x libvirtd) || return 1
-        [ "$now" != "$old" ] && vmgr_virsh list --name | grep -qx p1:a
+        [ "$now" != "$old" ] && vmgr_virsh list --name | grep -x p1:a >/dev/null
 }
 check "libvirtd is started again and lists the domains within 30 s" vmgr_wait_until 30 libvirtd_back
 check_eq "libvirtd lists both domains, running" "p1:a running|p2:a running" \

@@ -71,7 +71,7 @@ check "the guest starts the download" chaos_run r a 30 sh -c "rm -f /tmp/dl.*; s
         wget -q -O - http://[${R[files6]}]:8080/big | { sleep 3; sha256sum; } >/tmp/dl.sha; echo \$? >/tmp/dl.rc' \
         </dev/null >/dev/null 2>&1 &"
 downloading() {
-        vmgr_netns_exec ss -Htn state established "( sport = :8080 )" | grep -q -F "[${R[files6]}]:8080"
+        vmgr_netns_exec ss -Htn state established "( sport = :8080 )" | grep -F "[${R[files6]}]:8080" >/dev/null
 }
 check "the guest's download is under way" vmgr_wait_until 20 downloading
 
@@ -96,7 +96,7 @@ check_eq "r keeps its dnsmasq" "$dnsmasq_r" "$(chaos_dnsmasq_pid r)"
 check_eq "n keeps its dnsmasq" "$dnsmasq_n" "$(chaos_dnsmasq_pid n)"
 # True if a line of vmgrd's log since the reexec matches extended regex $1.
 log_after_has() {
-        tail -n +"$((lines_before + 1))" "$VMGR_TMP/vmgrd.log" | grep -q -E -e "$1"
+        tail -n +"$((lines_before + 1))" "$VMGR_TMP/vmgrd.log" | grep -E -e "$1" >/dev/null
 }
 check "vmgrd logs r's adoption" vmgr_wait_until 10 log_after_has \
         "\\[r\\] adopted: 1 VMs?, dnsmasq pid $dnsmasq_r, 2 served files?, 1 forward"
