@@ -5,14 +5,16 @@
 # libvirtd and QEMU (TCG), while things stream:
 #   - the guest of group r downloads a 64 MiB file from the group's file
 #     server, its reader paused for 3 s at the start so that the transfer
-#     spans the re-exec; the connection is up when reexec is called;
+#     spans the re-exec; the connection is up when reexec is called (a
+#     connection may end with the old image: wget -c then completes the
+#     file with a Range request, and it must be the file);
 #   - the guest writes numbered lines at a steady 10 per second to its
 #     console (ctick-N) and its kernel log (ktick-N, level 7: forwarded by
 #     the agent, not printed on the console) for 30 s;
 #   - vmgrctl logs -f r follows the group's log.
 # reexec returns once the new vmgrd owns org.vmgr1 again. Afterwards:
 # groups r and n (network only) are running, with the same QEMU and
-# dnsmasq pids; the download completed with the right SHA-256; the
+# dnsmasq pids; the downloaded file has the right SHA-256; the
 # follower still follows; the ticks in its output and in the group's
 # history are exactly 0..N-1, each once and in order (no duplicate, no
 # gap); the follower's output is the history (one is a prefix of the
@@ -67,9 +69,9 @@ follower_has() {
         grep -q -E "$1" "$out_dir/follow.txt"
 }
 check "the follower sees the first ticks" vmgr_wait_until 30 follower_has '^\[vm=a console\] ctick-5$'
-check "the guest starts the download" chaos_run r a 30 sh -c "rm -f /tmp/dl.*; setsid sh -c 'set -o pipefail;
-        wget -q -O - http://[${R[files6]}]:8080/big | { sleep 3; sha256sum; } >/tmp/dl.sha; echo \$? >/tmp/dl.rc' \
-        </dev/null >/dev/null 2>&1 &"
+url=http://[${R[files6]}]:8080/big
+check "the guest starts the download" chaos_run r a 30 sh -c "rm -f /tmp/dl*; setsid sh -c 'set -o pipefail;
+        wget -q -O - $url | { sleep 3; cat >/tmp/dl; }; echo \$? >/tmp/dl.rc' </dev/null >/dev/null 2>&1 &"
 downloading() {
         vmgr_netns_exec ss -Htn state established "( sport = :8080 )" | grep -F "[${R[files6]}]:8080" >/dev/null
 }
@@ -83,10 +85,11 @@ lines_before=$(wc -l <"$VMGR_TMP/vmgrd.log")
 t0=$(vmgr_now_ms)
 out=$(vmgrctl_as_user daemon reexec 2>&1) && rc=0 || rc=$?
 t1=$(vmgr_now_ms)
-check_eq "vmgrctl daemon reexec succeeds" "0" "$rc${out:+ $out}"
+echo "# vmgrctl daemon reexec: $out"
+check_eq "vmgrctl daemon reexec succeeds" 0 "$rc"
 echo "# reexec took $((t1 - t0)) ms"
-downloading && rc=0 || rc=1
-check_eq "the download was still under way when reexec returned" 0 "$rc"
+downloading && kept=yes || kept=no
+echo "# the download's connection is still up after the reexec: $kept"
 pid_after=$(vmgr_vmgrd_bus_pid)
 echo "# vmgrd pid before $pid_before, after $pid_after"
 check_match "a vmgrd owns org.vmgr1 again" '^[0-9]+$' "$pid_after"
@@ -109,8 +112,14 @@ guest_has() {
         [ "$(chaos_run r a 10 cat "$1" 2>/dev/null)" != "" ]
 }
 check "the download ends within 180 s" vmgr_wait_until 180 guest_has /tmp/dl.rc
-check_eq "the download spanning the reexec completed, with the right SHA-256" "0 $big_sha" \
-        "$(chaos_run r a 10 cat /tmp/dl.rc 2>&1) $(chaos_run r a 10 cat /tmp/dl.sha 2>&1 | cut -d' ' -f1)"
+# A connection to the old image's file server ends with it (design.md,
+# "Restart after a crash"): the download may have been cut; what it got
+# is a prefix of the file, and wget -c fetches the rest with a Range.
+got=$(chaos_run r a 10 sh -c 'echo $(cat /tmp/dl.rc) $(wc -c </tmp/dl)' 2>&1)
+echo "# the download under way at the reexec: wget status and bytes: $got (of $((64 * 1024 * 1024)))"
+out=$(chaos_run r a 180 sh -c "wget -q -c -O /tmp/dl $url && sha256sum /tmp/dl" 2>&1) || true
+check_eq "the download under way at the reexec is completed (wget -c) with the right SHA-256" "$big_sha" "${out%% *}"
+chaos_run r a 10 rm -f /tmp/dl >/dev/null 2>&1 || true
 check "the follower sees the last tick within 90 s" vmgr_wait_until 90 follower_has "^\\[vm=a console\\] ctick-$((ticks - 1))\$"
 check "... and the last kernel tick" vmgr_wait_until 30 follower_has "^\\[vm=a guest\\] kernel: ktick-$((ticks - 1))\$"
 check "the follower still follows" kill -0 "$follower"
