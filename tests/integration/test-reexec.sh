@@ -138,11 +138,29 @@ tick_report() {
 }
 sleep 1
 vmgrctl_as_user logs r >"$out_dir/history.txt"
+# tick_context FILE KIND REPORT: the lines of FILE around the first tick
+# REPORT names as missing or repeated, for the reader of a failure.
+tick_context() {
+        local n ln
+        n=$(sed -E -n 's/.*(missing: ([0-9]+)-|duplicates: ([0-9]+)).*/\2\3/p' <<<"$3")
+        [ -n "$n" ] || return 0
+        ln=$(grep -n -E "$2-$((n > 0 ? n - 1 : 0))\$" "$1" | head -n 1 | cut -d: -f1)
+        [ -n "$ln" ] || return 0
+        echo "# $1 around $2-$n:"
+        sed -n "$((ln > 10 ? ln - 10 : 1)),$((ln + 30))p" "$1" | sed 's/^/#   /'
+}
 for f in follow history; do
-        check_eq "$f: console ticks 0..$((ticks - 1)), each once, in order" ok \
-                "$(tick_report "$out_dir/$f.txt" ctick '^\[vm=a console\] ctick-[0-9]+$')"
-        check_eq "$f: kernel ticks 0..$((ticks - 1)), each once, in order" ok \
-                "$(tick_report "$out_dir/$f.txt" ktick '^\[vm=a guest\] kernel: ktick-[0-9]+$')"
+        for kind in ctick ktick; do
+                if [ $kind = ctick ]; then
+                        what=console
+                        report=$(tick_report "$out_dir/$f.txt" ctick '^\[vm=a console\] ctick-[0-9]+$')
+                else
+                        what=kernel
+                        report=$(tick_report "$out_dir/$f.txt" ktick '^\[vm=a guest\] kernel: ktick-[0-9]+$')
+                fi
+                check_eq "$f: $what ticks 0..$((ticks - 1)), each once, in order" ok "$report"
+                [ "$report" = ok ] || tick_context "$out_dir/$f.txt" "$kind" "$report"
+        done
 done
 # Every line, not only the ticks: the follower's output and the history
 # are the same lines, up to what arrived after the shorter one was taken.
