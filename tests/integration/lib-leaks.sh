@@ -109,6 +109,12 @@ vmgr_leaks() {
         local vmgrd holder= groups_ns test_ns
         vmgrd=$(vmgr_vmgrd_bus_pid)
         [ -n "$vmgrd" ] || echo "no vmgrd owns org.vmgr1 (the checker needs the live one)"
+        # Files are looked for there: a checker looking elsewhere would
+        # find nothing, and pass.
+        local d
+        for d in "$VMGR_TMP/run/vmgr" "$VMGR_TMP/state/vmgr"; do
+                [ -z "$vmgrd" ] || [ -d "$d" ] || echo "no directory $d: vmgrd's directories are elsewhere"
+        done
         if [ -n "$vmgrd" ]; then
                 holder=$(pgrep -P "$vmgrd" -x vmgrd-netns | head -n 1 || true)
         fi
