@@ -92,6 +92,7 @@ log_since_has() {
 declare -A fwd_port=() fwd_vm=()
 adopted=0
 cleaned=0
+restart_ms=()
 resumed=0
 leak_rounds=0
 broken_rounds=0
@@ -235,10 +236,12 @@ for ((r = 1; r <= rounds; r++)); do
         fi
 
         log_lines=$(wc -l <"$VMGR_TMP/vmgrd.log")
+        t_restart=$(vmgr_now_ms)
         if ! vmgr_start_vmgrd; then
                 vmgr_not_ok "round $r: $desc: a new vmgrd starts"
                 break
         fi
+        t_groups=$(vmgr_now_ms)
         after=$(chaos_groups) || problems+=("ListGroups failed")
 
         # Which groups are there, which should be.
@@ -364,6 +367,7 @@ for ((r = 1; r <= rounds; r++)); do
         adopted=$((adopted + n_after))
 
         # Nothing else.
+        t_leaks=$(vmgr_now_ms)
         # shellcheck disable=SC2086 # a list of names
         leaks=$(vmgr_leaks_wait 10 $after)
         if [ -n "$leaks" ]; then
@@ -372,6 +376,10 @@ for ((r = 1; r <= rounds; r++)); do
                         problems+=("leak: $line")
                 done <<<"$leaks"
         fi
+        t_end=$(vmgr_now_ms)
+        echo "# round $r: a new vmgrd answered after $((t_groups - t_restart)) ms; checking its groups took" \
+                "$((t_leaks - t_groups)) ms, the leak check $((t_end - t_leaks)) ms"
+        restart_ms+=($((t_groups - t_restart)))
         done_rounds=$r
         if [ ${#problems[@]} -eq 0 ]; then
                 vmgr_ok "round $r: $desc: ${n_after} groups adopted and working, nothing leaked"
@@ -388,6 +396,9 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 echo "# rounds $done_rounds of $rounds, adopted $adopted, cleaned $cleaned (groups being created or deleted at the kill that were gone after it), VMs started again after a cut restart $resumed; $((SECONDS - started_at)) s"
+if [ ${#restart_ms[@]} -gt 0 ]; then
+        echo "# a new vmgrd answered on the bus after (ms, sorted): $(printf '%s\n' "${restart_ms[@]}" | sort -n | paste -sd' ')"
+fi
 check_eq "every round ran" "$rounds" "$done_rounds"
 check_eq "no round leaked" 0 "$leak_rounds"
 check_eq "no round had a broken or lost group" 0 "$broken_rounds"
