@@ -386,6 +386,10 @@ for ((r = 1; r <= rounds; r++)); do
                 failed_in_a_row=0
         else
                 vmgr_not_ok "round $r: $desc: adopted groups work, nothing leaked" "${problems[@]}"
+                # The evidence: the killed vmgrd's last lines, the new one's first.
+                echo "# the killed vmgrd's last lines, the new vmgrd's first:"
+                head -n "$log_lines" "$VMGR_TMP/vmgrd.log" | tail -n 12 | sed 's/^/#   /'
+                tail -n +"$((log_lines + 1))" "$VMGR_TMP/vmgrd.log" | head -n 40 | sed 's/^/#   /'
                 [ -z "$leaks" ] || [ ${#problems[@]} -gt "$(wc -l <<<"$leaks")" ] && broken_rounds=$((broken_rounds + 1))
                 failed_in_a_row=$((failed_in_a_row + 1))
                 if [ "$failed_in_a_row" -ge 3 ]; then
