@@ -392,6 +392,19 @@ for ((r = 1; r <= rounds; r++)); do
                 tail -n +"$((log_lines + 1))" "$VMGR_TMP/vmgrd.log" | head -n 40 | sed 's/^/#   /'
                 [ -z "$leaks" ] || [ ${#problems[@]} -gt "$(wc -l <<<"$leaks")" ] && broken_rounds=$((broken_rounds + 1))
                 failed_in_a_row=$((failed_in_a_row + 1))
+                # So that one failure does not fail the rounds after it: a
+                # VM left down is started again (outside the chaos).
+                for g in $after; do
+                        for vm in $(vmgr_leaks_group_vms "$g" 2>/dev/null); do
+                                p=$(vmgr_vm_path "$g" "$vm" 2>/dev/null) || continue
+                                s=$(vmgr_vm_prop "$p" State 2>/dev/null) || continue
+                                [ "$s" = stopped ] || [ "$s" = crashed ] || continue
+                                echo "# after round $r: $g/$vm is $s: vm start"
+                                vmgrctl_as_user -q vm start "$g" "$vm" >/dev/null 2>&1 &&
+                                        vmgrctl_as_user wait "$g" "$vm" --timeout 120 >/dev/null 2>&1 || true
+                        done
+                done
+                vmgr_take_read_failures >/dev/null
                 if [ "$failed_in_a_row" -ge 3 ]; then
                         echo "# three rounds in a row failed: stopping after round $r of $rounds"
                         break
