@@ -150,6 +150,7 @@ static void last_words(Dnsmasq *d, char *buf, size_t size) {
 
 static void timer_arm(Dnsmasq *d, uint64_t usec, sd_event_time_handler_t handler);
 static int dnsmasq_start_internal(Dnsmasq *d);
+static bool is_our_dnsmasq(pid_t pid, const char *pidfile);
 
 /* The first start failed: report it once. */
 static void report_start_failure(Dnsmasq *d, int error, const char *message) {
@@ -479,4 +480,52 @@ void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
                 return;
         struct pollfd p = { .fd = pidfd, .events = POLLIN };
         (void) poll(&p, 1, 2000);
+}
+
+int dnsmasq_adopt(Dnsmasq *d, unsigned restarts) {
+        Group *g = d->group;
+        char path[4096];
+        _cleanup_close_ int pidfd = -EBADF;
+        int pid, r;
+
+        d->restarts = restarts;
+        d->ready_reported = true; /* the group runs: a death from here on is a restart */
+        if (pidfile_path(d, path, sizeof(path)) < 0)
+                return -ENAMETOOLONG;
+        r = sd_event_add_inotify(dnsmasq_event(d), &d->watch_source, g->runtime_dir,
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ONLYDIR, on_pidfile, d);
+        if (r < 0)
+                return r;
+
+        pid = pidfile_read(d);
+        if (pid > 1)
+                pidfd = manager_pidfd_open(g->manager, pid);
+        /* Identity after taking the pidfd: the pid cannot be reused in between. */
+        if (pidfd >= 0) {
+                pid_t own = pidfd_get_pid(pidfd);
+                if (own <= 0 || !is_our_dnsmasq(own, path))
+                        pidfd = safe_close(pidfd);
+                else {
+                        d->own_pid = pid;
+                        d->pid = own;
+                }
+        }
+        if (pidfd < 0) {
+                log_group(LOG_WARNING, g->name, "dnsmasq of the group was gone when vmgrd started; restarting it");
+                d->pid = d->own_pid = 0;
+                set_state(d, DNSMASQ_RESTARTING);
+                r = dnsmasq_start_internal(d);
+                if (r < 0)
+                        set_state(d, DNSMASQ_FAILED);
+                return r < 0 ? r : 0;
+        }
+        d->pidfd = TAKE_FD(pidfd);
+        r = sd_event_add_io(dnsmasq_event(d), &d->exit_source, d->pidfd, EPOLLIN, on_process_exit, d);
+        if (r < 0) {
+                process_forget(d);
+                return r;
+        }
+        (void) sd_event_source_set_priority(d->exit_source, SD_EVENT_PRIORITY_IMPORTANT);
+        d->state = DNSMASQ_RUNNING;
+        return d->pid;
 }

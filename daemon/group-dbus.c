@@ -132,7 +132,7 @@ static int method_add_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC, "invalid spec: %s", spec_error);
         if (r < 0)
                 return r;
-        r = group_add_vm(g, &spec, m);
+        r = group_add_vm(g, &spec, spec_json, m);
         vmgr_vm_spec_done(&spec);
         if (r == -VMGR_ERR_BUSY)
                 return vmgr_bus_error_set(error, r, "group '%s' is %s; VMs can be added to a running group",
@@ -499,6 +499,7 @@ static int method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r < 0)
                 return vmgr_bus_error_set(error, r, "cannot forward %s [%s]:%u: %m", protocol_name, a.text, port);
         (void) group_emit_changed(g, "Forwards", NULL);
+        group_save(g);
         return sd_bus_reply_method_return(m, "sq", forward_address(f), forward_port(f));
 }
 
@@ -528,6 +529,7 @@ static int method_remove_forward(sd_bus_message *m, void *userdata, sd_bus_error
                                           g->name, protocol_name, a.text, port);
         forward_free(f);
         (void) group_emit_changed(g, "Forwards", NULL);
+        group_save(g);
         return sd_bus_reply_method_return(m, NULL);
 }
 

@@ -14,7 +14,9 @@
 #include "forward.h"
 #include "fs-util.h"
 #include "group.h"
+#include "group-state.h"
 #include "grouplog.h"
+#include "json-util.h"
 #include "log.h"
 #include "outbound.h"
 #include "time-util.h"
@@ -131,6 +133,8 @@ void group_detach_vm(Group *g, VM *vm) {
         g->n_vms--;
         vm->group = NULL;
         (void) group_emit_changed(g, "VMs", NULL);
+        if (g->state == GROUP_RUNNING)
+                group_save(g);
 }
 
 /* Refuse a group whose derived bridge, /64 or /24 another group of ours
@@ -331,24 +335,13 @@ static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)
 /* Queue a write of the group's state as it is now; done (may be NULL) runs
  * once it is on disk or failed. Returns 0 or -ENOMEM. */
 static int group_save_then(Group *g, void (*done)(Group *g, int r)) {
-        json_object *o;
-        const char *text;
-        char *copy;
+        char *text;
+        int r;
 
-        o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
-        json_object_object_add(o, "version", json_object_new_int(1));
-        json_object_object_add(o, "name", json_object_new_string(g->name));
-        json_object_object_add(o, "spec", json_object_new_string(g->spec_json));
-        json_object_object_add(o, "state", json_object_new_string(group_state_to_string(g->state)));
-        json_object_object_add(o, "created_usec", json_object_new_int64((int64_t) g->created_usec));
-        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-        copy = text ? strdup(text) : NULL;
-        json_object_put(o);
-        if (!copy)
-                return -ENOMEM;
-        return group_files_queue(g, copy, done);
+        r = group_state_format(g, &text);
+        if (r < 0)
+                return r;
+        return group_files_queue(g, text, done);
 }
 
 void group_save(Group *g) {
@@ -646,6 +639,19 @@ static void vm_announce(VM *vm) {
         (void) group_emit_changed(g, "VMs", NULL);
 }
 
+/* The spec of the group's VM i as JSON of its own, for the state file
+ * (AddVM's spec_json is the same thing). NULL when out of memory. */
+static char *group_spec_vm_json(Group *g, size_t i) {
+        _cleanup_(json_object_putp) json_object *o = json_tokener_parse(g->spec_json);
+        json_object *vms, *vm;
+        const char *text;
+
+        if (!o || !json_object_object_get_ex(o, "vms", &vms) || !(vm = json_object_array_get_idx(vms, i)))
+                return NULL;
+        text = json_object_to_json_string_ext(vm, JSON_C_TO_STRING_PLAIN);
+        return text ? strdup(text) : NULL;
+}
+
 /* The network is up: make the spec's VMs and start them all at once. */
 static void group_create_vms(Group *g) {
         int r = 0;
@@ -662,6 +668,7 @@ static void group_create_vms(Group *g) {
                 }
                 if (asprintf(&vm->spec_path, "vms[%zu].", i) < 0)
                         vm->spec_path = NULL;
+                vm->spec_json = group_spec_vm_json(g, i);
                 vm_announce(vm);
                 r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_started, group_ref(g));
                 if (r < 0) {
@@ -705,6 +712,8 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         AddVMFailure *f;
 
         if (error >= 0) {
+                if (vm->group)
+                        group_save(vm->group);
                 (void) sd_bus_reply_method_return(call, "o", vm->object_path);
                 sd_bus_message_unref(call);
                 return;
@@ -724,7 +733,7 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         sd_bus_message_unref(call);
 }
 
-int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call) {
+int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_message *call) {
         VM *vm;
         int r;
 
@@ -735,6 +744,11 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call) {
         r = vm_new(g, spec, &vm);
         if (r < 0)
                 return r;
+        vm->spec_json = strdup(spec_json);
+        if (!vm->spec_json) {
+                (void) vm_remove(vm, NULL, NULL);
+                return -ENOMEM;
+        }
         vm_announce(vm);
         r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, sd_bus_message_ref(call));
         if (r < 0) {
@@ -815,27 +829,36 @@ static void group_start_services(Group *g) {
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
 }
 
+/* The group's directories and its log. Returns 0 or -errno. */
+static int group_make_files(Group *g) {
+        _cleanup_free_ char *log_path = NULL;
+        int r;
+
+        r = mkdir_p(g->runtime_dir, 0700);
+        if (r < 0)
+                return r;
+        r = mkdir_p(g->state_subdir, 0700);
+        if (r < 0)
+                return r;
+        if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0)
+                return -ENOMEM;
+        return group_log_new(g->manager->event, log_path, &g->log);
+}
+
+int group_adopt_files_and_log(Group *g) {
+        return group_make_files(g);
+}
+
 /* The first state file is on disk (or not): make the directories, then the network. */
 static void group_start_saved(Group *g, int r) {
         Manager *m = g->manager;
-        _cleanup_free_ char *log_path = NULL;
         char message[VMGR_ERROR_MAX];
 
         if (!m)
                 return; /* vmgrd is going away; the next start cleans up from the state file */
         if (r < 0)
                 goto fail;
-        r = mkdir_p(g->runtime_dir, 0700);
-        if (r < 0)
-                goto fail;
-        r = mkdir_p(g->state_subdir, 0700);
-        if (r < 0)
-                goto fail;
-        if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r = group_log_new(m->event, log_path, &g->log);
+        r = group_make_files(g);
         if (r < 0)
                 goto fail;
 

@@ -52,6 +52,14 @@ typedef struct Manager {
         NetworkMode network_mode;       /* in force: host or namespace, never auto */
 
         Group *groups;                  /* list, newest first */
+        char **stale_names;             /* left by a previous vmgrd, not cleaned up yet (adopt.c) */
+        bool adopting;                  /* at start, until every adopted group is complete */
+        sd_event_source *adoption_timer;
+        unsigned groups_adopted;        /* Manager.GroupsAdopted */
+        char *exe_path;                 /* the file vmgrd was started from, for Reexec */
+        char **argv;                    /* main()'s, for Reexec */
+        sd_event_source *reexec_source;
+        unsigned reexec_tries;
         unsigned n_groups;
 
         bool shutting_down;
@@ -89,6 +97,18 @@ Group *manager_find_group(Manager *m, const char *name);
  * Every socket that talks to guests or binds a group's addresses comes from
  * here. Returns the fd or -errno. */
 int manager_guest_socket(Manager *m, int family, int type, int protocol);
+
+/* A pidfd for a process given the pid a program of ours reported (a pid
+ * file): in namespace mode that is a pid of the namespace's. Returns the
+ * fd or -errno (-ESRCH: no such process). */
+int manager_pidfd_open(Manager *m, pid_t pid);
+
+/* Manager.Reexec: whether vmgrd can re-execute itself now (0), or why not
+ * (-errno with error set). */
+int manager_reexec_check(Manager *m, sd_bus_error *error);
+/* Re-execute exe_path with argv on a later turn of the loop, once the
+ * state files are written. Returns 0 or -errno. */
+int manager_reexec_schedule(Manager *m);
 
 /* D-Bus face (manager-dbus.c). */
 extern const sd_bus_vtable manager_vtable[];

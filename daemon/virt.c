@@ -212,8 +212,9 @@ static void kill_pidfile(const char *pidfile, const char *prefix, int sig) {
         (void) poll(&p, 1, 5000);
 }
 
-void virt_cleanup_stale(Virt *v) {
+void virt_cleanup_stale(Virt *v, bool (*keep)(const char *domain, void *userdata), void *userdata) {
         _cleanup_free_ char *qemu_run = NULL, *pidfile = NULL;
+        bool kept = false;
         DIR *d;
         struct dirent *de;
 
@@ -221,16 +222,28 @@ void virt_cleanup_stale(Virt *v) {
             asprintf(&qemu_run, "%s/libvirt/qemu/run", v->run_dir) < 0)
                 return;
 
+        /* SIGTERM: libvirtd leaves its QEMUs running and their status files
+         * written, for the one we start next to reconnect to. */
+        kill_pidfile(pidfile, "libvirtd", SIGTERM);
         kill_pidfile(pidfile, "libvirtd", SIGKILL);
 
         d = opendir(qemu_run);
         if (d) {
                 while ((de = readdir(d))) {
                         size_t len = strlen(de->d_name);
-                        char *p;
+                        char *p, *domain;
 
                         if (len < 5 || !streq(de->d_name + len - 4, ".pid"))
                                 continue;
+                        domain = strndup(de->d_name, len - 4);
+                        if (!domain)
+                                break;
+                        if (keep && keep(domain, userdata)) {
+                                kept = true;
+                                free(domain);
+                                continue;
+                        }
+                        free(domain);
                         if (asprintf(&p, "%s/%s", qemu_run, de->d_name) < 0)
                                 break;
                         kill_pidfile(p, "qemu-system", SIGKILL);
@@ -238,7 +251,9 @@ void virt_cleanup_stale(Virt *v) {
                 }
                 closedir(d);
         }
-        (void) rm_rf(v->base);
+        /* With QEMUs kept, libvirtd's run directory is how it finds them. */
+        if (!kept)
+                (void) rm_rf(v->base);
 }
 
 /* --- connection ------------------------------------------------------- */

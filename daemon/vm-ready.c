@@ -368,10 +368,14 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
         VM *vm = userdata;
 
         if (!agent_session_is_connected(s)) {
-                /* A new guest session (a reboot) goes through the stages again. */
+                /* A new guest session (a reboot) goes through the stages
+                 * again; not the first one after a restart of vmgrd, which
+                 * finds the same boot (its timings stay). */
                 probe_cancel(vm);
-                stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
-        }
+                if (!vm->adopting)
+                        stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
+        } else
+                vm->adopting = false;
         vm_ready_evaluate(vm);
 }
 
