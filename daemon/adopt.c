@@ -30,6 +30,9 @@
 
 /* Longest time a restart waits for libvirt to say which domains run. */
 #define ADOPT_TIMEOUT_USEC (60ULL * 1000000ULL)
+/* How often the clean-up of a group a previous vmgrd left is tried again
+ * after it failed (the helper could not run, say). */
+#define STALE_RETRY_USEC (10ULL * 1000000ULL)
 
 typedef struct Found {
         char name[VMGR_NAME_MAX + 1];
@@ -102,6 +105,29 @@ int manager_stale_retry(Manager *m, const char *name) {
                 return r;
         stale_release(m, name);
         return 0;
+}
+
+void manager_stale_retry_all(Manager *m) {
+        _cleanup_(strv_freep) char **names = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; m->stale_names && m->stale_names[i]; i++)
+                if (strv_push_dup(&names, &n, m->stale_names[i]) < 0)
+                        return;
+        for (size_t i = 0; names && names[i]; i++)
+                (void) manager_stale_retry(m, names[i]);
+}
+
+static int on_stale_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        /* Not while the helper is busy: the synchronous call needs it idle. */
+        if (netadm_client_pending(m->netadm) == 0)
+                manager_stale_retry_all(m);
+        if (!m->stale_names || !m->stale_names[0] || m->shutting_down)
+                return 0;
+        (void) sd_event_source_set_time_relative(s, STALE_RETRY_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
 /* Is the group's bridge there? (In our network namespace: the manager's
@@ -337,6 +363,10 @@ int manager_recover(Manager *m) {
                 if (cleanup_stale_group(m, found[i].name) < 0 && stale_reserve(m, found[i].name) < 0)
                         log_oom();
         }
+        if (m->stale_names && m->stale_names[0] &&
+            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
+                                       on_stale_timer, m) < 0)
+                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         m->adopting = true;
         for (size_t i = 0; i < n; i++) {

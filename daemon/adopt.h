@@ -21,3 +21,7 @@ int manager_wait_recovered(Manager *m);
  * try that clean-up again (before a CreateGroup of the name). Returns 0
  * (not reserved, or cleaned now) or -errno (still reserved). */
 int manager_stale_retry(Manager *m, const char *name);
+
+/* Try every reserved name's clean-up again (at exit, and every 10 s while
+ * any is left). */
+void manager_stale_retry_all(Manager *m);

@@ -137,6 +137,7 @@ Manager *manager_free(Manager *m) {
                 group_unref(g);
         }
         strv_free(m->stale_names);
+        sd_event_source_disable_unref(m->stale_timer);
         sd_event_source_disable_unref(m->reexec_source);
         free(m->exe_path);
         sd_event_source_disable_unref(m->adoption_timer);
@@ -405,6 +406,8 @@ static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata
 static int on_finish_shutdown(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
 
+        /* What a previous vmgrd left and could not be cleaned up yet goes too. */
+        manager_stale_retry_all(m);
         netadm_client_close(m->netadm);
         m->virt = virt_free(m->virt);
         /* Namespace mode: SIGKILL to the holder ends everything left in its

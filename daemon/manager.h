@@ -53,6 +53,7 @@ typedef struct Manager {
 
         Group *groups;                  /* list, newest first */
         char **stale_names;             /* left by a previous vmgrd, not cleaned up yet (adopt.c) */
+        sd_event_source *stale_timer;
         bool adopting;                  /* at start, until every adopted group is complete */
         sd_event_source *adoption_timer;
         unsigned groups_adopted;        /* Manager.GroupsAdopted */
