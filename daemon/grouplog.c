@@ -43,6 +43,7 @@ struct Follower {
         uint64_t end;                   /* stop here (UINT64_MAX: follow) */
         char **vms;                     /* NULL: every VM */
         GroupLogSource sources;
+        uint64_t skip;                  /* selected lines still to leave out */
         char *buf;                      /* selected lines not yet written */
         size_t buf_start, buf_len;
 };
@@ -167,7 +168,9 @@ static int follower_fill(Follower *f) {
                 char *nl = memchr(f->buf + i, '\n', used - i);
                 size_t len = nl ? (size_t) (nl - (f->buf + i)) + 1 : used - i;
 
-                if (follower_wants(f, f->buf + i, len)) {
+                if (follower_wants(f, f->buf + i, len) && f->skip > 0)
+                        f->skip--;
+                else if (follower_wants(f, f->buf + i, len)) {
                         memmove(f->buf + keep, f->buf + i, len);
                         keep += len;
                 }
@@ -229,7 +232,8 @@ static int on_follower_io(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
-int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sources, bool from_start, bool follow) {
+int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sources, bool from_start, bool follow,
+                     uint64_t skip) {
         _cleanup_close_ int owned = fd;
         Follower *f;
         int r;
@@ -243,6 +247,7 @@ int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sourc
         f->log = l;
         f->fd = TAKE_FD(owned);
         f->sources = sources ? sources : GROUP_LOG_ALL;
+        f->skip = skip;
         f->offset = from_start ? 0 : l->size;
         f->end = follow ? UINT64_MAX : l->size;
         f->next = l->followers;

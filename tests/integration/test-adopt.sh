@@ -5,11 +5,13 @@
 # vmgrd adopts every running group with real VMs (default guest, TCG):
 #   - the same QEMU and dnsmasq processes, the bridge untouched;
 #   - each VM's agent session again: Run works without a guest reboot, and
-#     the guest's boot id is the same;
+#     the guest's boot id is the same; an Exec whose caller went with the
+#     dead vmgrd is killed in the guest;
 #   - the file server serves the same file (same URL and SHA-256), though
 #     the caller deleted it; a forward listens again and reaches the guest;
 #   - timings kept; Manager.GroupsAdopted counts; one "adopted:" log line;
-#   - the console log has each line once;
+#   - the console log has each line once, and a `vmgrctl logs -f` started
+#     before the crashes shows the group's log without a gap or a repeat;
 #   - Manager.Reexec (vmgrctl daemon reexec) does the same without a crash;
 #   - a QEMU that died while vmgrd was down makes its VM "crashed" with
 #     LastError, and "vm start" brings it back;
@@ -45,6 +47,9 @@ dnsmasq_pid() {
 check "CreateGroup g (a, b with IPv4)" vmgrctl_as_user -q group create g --vm a --vm b:ipv4
 check "CreateGroup n (network only)" vmgrctl_as_user -q group create n
 check "g is ready" vmgrctl_as_user wait g --timeout 180
+# A follower of g's log through every restart of vmgrd below.
+vmgrctl_as_user logs g -f >"$VMGR_TMP/followed" 2>"$VMGR_TMP/followed.err" &
+follower=$!
 a=$(vmgr_vm_path g a)
 b=$(vmgr_vm_path g b)
 check_eq "Run in a before the crash" "0|hi" "$(run_vm "$a" echo hi)"
@@ -61,6 +66,15 @@ qemus=$(all_qemus)
 dm_g=$(dnsmasq_pid g)
 dm_n=$(dnsmasq_pid n)
 timings_a=$(busctl_as_user get-property org.vmgr1 "$a" org.vmgr1.VM Timings)
+
+# An Exec whose caller will be gone: its guest side must not outlive it.
+vmgrctl_as_user exec g a -- sleep 4242 >/dev/null 2>&1 &
+execer=$!
+for ((i = 0; i < 100; i++)); do
+        [ "$(run_vm "$a" sh -c 'ps | grep "[s]leep 4242" | wc -l')" = "0|1" ] && break
+        sleep 0.1
+done
+check_eq "the Exec runs in a" "0|1" "$(run_vm "$a" sh -c 'ps | grep "[s]leep 4242" | wc -l')"
 
 # --- kill -9, then a new vmgrd -------------------------------------------------------
 
@@ -80,6 +94,10 @@ check_match "one adopted line for g" '\[g\] adopted: 2 VMs, dnsmasq pid [0-9]+, 
 check "g is ready again" vmgrctl_as_user wait g --timeout 60
 check_eq "Run in a after the crash" "0|again" "$(run_vm "$a" echo again)"
 check_eq "Run in b after the crash" "0|b" "$(run_vm "$b" hostname)"
+wait "$execer" && rc=0 || rc=$?
+check_eq "the Exec's caller got an error when vmgrd died" 1 "$((rc != 0))"
+check_eq "the Exec's guest process is gone: the new session ended the old one's" "0|0" \
+        "$(run_vm "$a" sh -c 'ps | grep "[s]leep 4242" | wc -l')"
 check_eq "a was not rebooted" "$boot_a" "$(run_vm "$a" cat /proc/sys/kernel/random/boot_id)"
 check_eq "timings of a kept" "$timings_a" "$(busctl_as_user get-property org.vmgr1 "$a" org.vmgr1.VM Timings)"
 check_eq "served file: same name and SHA-256" "payload $sum" \
@@ -134,7 +152,23 @@ console=$VMGR_TMP/state/vmgr/groups/g/vms/a/console.log
 check_eq "the group log has each console line of a once, across 2 restarts of vmgrd" \
         "$(grep -c '' "$console")" "$(grep -ac '^\[vm=a console\]' "$VMGR_TMP/state/vmgr/groups/g/group.log")"
 
+# The follower saw the group's log as it is, each line once, through two
+# kill -9 and a re-exec.
+check "a line for the follower" vmgrctl_as_user exec g a -- sh -c 'echo follower-mark >/dev/console'
+log=$VMGR_TMP/state/vmgr/groups/g/group.log
+for ((i = 0; i < 100; i++)); do
+        grep -q follower-mark "$VMGR_TMP/followed" && break
+        sleep 0.1
+done
+n=$(grep -c '' "$VMGR_TMP/followed")
+check_eq "logs -f: what it printed is the group's log, no line lost or twice ($n lines)" \
+        "$(head -n "$n" "$log" | sha256sum)" "$(sha256sum <"$VMGR_TMP/followed")"
+check_eq "logs -f: it got past the re-exec (the group's log has the mark $(grep -c follower-mark "$log") times)" \
+        1 "$(grep -c follower-mark "$VMGR_TMP/followed")"
+
 vmgr_stop_vmgrd TERM
 check_eq "SIGTERM: vmgrd exits 0" 0 "$VMGRD_STATUS"
+wait "$follower" && rc=0 || rc=$?
+check_eq "logs -f ends once vmgrd stopped, with status 0 ($(head -c 300 "$VMGR_TMP/followed.err"))" 0 "$rc"
 check_empty "nothing left after SIGTERM" "$(vmgr_leftovers)"
 vmgr_finish
