@@ -207,11 +207,17 @@ ad_record_since() {
 }
 
 # ad_record_phases K T0: from vmgrd's stamped log lines after T0, the
-# phases of one adoption: K.libvirtd (to "Connected to libvirtd"), K.adopted
-# (to the last "adopted:" line), K.ready (to "ready on the session bus"),
-# and K.libvirtd_own, the time libvirtd took by vmgrd's own count.
+# phases of one adoption: K.t_reexec (the old image's "Re-executing"),
+# K.t_mode (the new one's first line), K.t_kill_libvirtd (it kills a
+# libvirtd that is still there), K.libvirtd (to "Connected to libvirtd"),
+# K.adopted (to the last "adopted:" line), K.ready (to "ready on the
+# session bus"), and K.libvirtd_own, the time libvirtd took from its exec
+# to its first answer by vmgrd's own count.
 ad_record_phases() {
         local k=$1 t0=$2 line ms
+        ad_record_since "$k.t_reexec" "$t0" "$(ad_stamp_after "$t0" "Re-executing ")"
+        ad_record_since "$k.t_mode" "$t0" "$(ad_stamp_after "$t0" "Network mode:")"
+        ad_record_since "$k.t_kill_libvirtd" "$t0" "$(ad_stamp_after "$t0" "Killing libvirtd")"
         ad_record_since "$k.libvirtd" "$t0" "$(ad_stamp_after "$t0" "Connected to libvirtd")"
         ad_record_since "$k.adopted" "$t0" "$(ad_stamp_last_after "$t0" "] adopted: ")"
         ad_record_since "$k.ready" "$t0" "$(ad_stamp_after "$t0" "ready on the session bus")"
@@ -402,7 +408,7 @@ ad_groups_up() {
 }
 
 bench_adopt_setup() {
-        local qemu
+        local qemu accel
         ad_plan
         if [ "$VMGR_NET_MODE" != host ]; then
                 echo "tools/bench: the adopt comparison needs host mode (namespace mode does not adopt)" >&2
@@ -424,6 +430,10 @@ bench_adopt_setup() {
                 "$AD_PREFIX-warm" '{"vms":[{"name":"a"}]}' >>"$BENCH_LOG"
         qemu=$(pgrep -u "$VMGR_USER" -f "^/usr/bin/qemu-system-x86_64 -name guest=$AD_PREFIX-warm:a," | head -n 1)
         sc_make_spec "$qemu"
+        if [ -z "$BENCH_ACCEL" ]; then
+                accel=$(tr '\0' '\n' <"/proc/$qemu/cmdline" | awk 'p { print; exit } $0 == "-accel" { p = 1 }')
+                BENCH_ACCEL="${accel:-unknown} (every VM below: QEMU's \`-accel ${accel:-?}\`, as vmgrd chose it)"
+        fi
         AD_SPEC=$SC_SPEC AD_CMDLINE=$SC_CMDLINE
         # Where the default guest's command line has it already, once is
         # enough.
@@ -495,12 +505,40 @@ bench_adopt_report() {
 | $n × 2 | \`vmgrctl daemon reexec\`: call → return | $(ad_cell "$k.reexec.call") | $(bench_count "$k.reexec.call") |
 | $n × 2 | \`vmgrctl daemon reexec\`: call → new image answers \`GroupsAdopted\` = $n | $(ad_cell "$k.reexec.answer") | $(bench_count "$k.reexec.answer") |
 "
-                phases+="| $n × 2, kill -9 | $(ad_med "$k.kill.before_libvirtd") | $(ad_med "$k.kill.libvirtd_own") | $(ad_med "$k.kill.libvirtd") | $(ad_med "$k.kill.adopted") | $(ad_med "$k.kill.ready") | $(ad_med "$k.kill.start") |
-| $n × 2, re-exec | $(ad_med "$k.reexec.before_libvirtd") | $(ad_med "$k.reexec.libvirtd_own") | $(ad_med "$k.reexec.libvirtd") | $(ad_med "$k.reexec.adopted") | $(ad_med "$k.reexec.ready") | $(ad_med "$k.reexec.answer") |
-"
                 up+="${up:+, }N = $n: $(awk -v v="${AD_UP_MS[$n]}" 'BEGIN { printf "%.0f", v / 1000 }') s"
         done
-        local share=""
+        local share="" hdr="| |" sep="|---|" row label key
+        for n in "${AD_NS[@]}"; do
+                hdr+=" N = $n, kill -9 | N = $n, re-exec |"
+                sep+="---:|---:|"
+        done
+        local -a labels=(
+                "the old image logs \"Re-executing\"|t_reexec"
+                "the new vmgrd's first log line|t_mode"
+                "it kills the old libvirtd, still there|t_kill_libvirtd"
+                "its new libvirtd is started|before_libvirtd"
+                "\"Connected to libvirtd\"|libvirtd"
+                "(libvirtd's exec to that answer)|libvirtd_own"
+                "the last \"adopted:\" line|adopted"
+                "\"ready on the session bus\"|ready"
+                "\`GroupsAdopted\` = N answered|answer")
+        for row in "${labels[@]}"; do
+                label=${row%|*} key=${row#*|}
+                phases+="| $label |"
+                for n in "${AD_NS[@]}"; do
+                        for k in "n$n.kill" "n$n.reexec"; do
+                                local kk=$k.$key
+                                [ "$key" = answer ] && [ "$k" = "n$n.kill" ] && kk=$k.start
+                                if bench_has "$kk" && [ "$(bench_count "$kk")" != "$AD_RUNS" ]; then
+                                        phases+=" $(ad_med "$kk") ($(bench_count "$kk") of $AD_RUNS) |"
+                                else
+                                        phases+=" $(ad_med "$kk") |"
+                                fi
+                        done
+                done
+                phases+="
+"
+        done
         for n in "${AD_NS[@]}"; do
                 bench_has "n$n.kill.libvirtd_own" || continue
                 share+="${share:+, }$(awk -v a="$(bench_median "n$n.kill.libvirtd_own")" \
@@ -542,27 +580,32 @@ call.
 
 ### Where the time goes
 
-Medians, ms from the same start, from vmgrd's own log lines as they
-arrived (stamped by the benchmark):
+When each step came, from the same start (the new vmgrd's exec, or the
+\`vmgrctl daemon reexec\` call), medians in ms, from vmgrd's own log
+lines as they arrived (stamped by the benchmark as it read them); "(k of
+$AD_RUNS)": the line came in k rounds only, "–": never. The new libvirtd's
+start is "Connected to libvirtd" less the time vmgrd says it took.
 
-| | before libvirtd's start | libvirtd's start to its answer, by vmgrd | "Connected to libvirtd" | last "adopted:" line | "ready on the session bus" | \`GroupsAdopted\` = N answered |
-|---|---:|---:|---:|---:|---:|---:|
+$hdr
+$sep
 $phases
 After a SIGKILL, libvirtd's own start, from its exec to its first
 answer (vmgrd's "Connected to libvirtd (pid N, X ms after it was
 started)"), is ${share:-–} of the median span. In the setup, the
 libvirtd of a vmgrd with no domain yet took ${AD_FRESH_LIBVIRTD:-–} ms
-from its exec to its first answer: most of that start is libvirtd's own
-(its drivers loaded, its sockets up), and what grows with N is its
-reading of the status files its predecessor left and its reconnection
-to each QEMU's monitor. What follows it (libvirt says which
-domains run, each VM's console and agent session are taken up again,
-the dnsmasq, file server and forwards of each group) is the gap to the
-last "adopted:" line. "Before libvirtd's start" is vmgrd's own exec
-and start-up (the lock, the state files, the helper); on a re-exec it
-also holds the \`Reexec\` call, the state files written before the
-\`execv()\`, and the old libvirtd's exit: vmgrd sends it SIGTERM and waits
-for it, while after a SIGKILL the kernel sent it SIGTERM
-(\`PR_SET_PDEATHSIG\`) the moment vmgrd died.
+for the same. Between "Connected to libvirtd" and the "adopted:" lines
+vmgrd makes one libvirt call, \`virConnectListAllDomains\` for the
+active domains (\`adopt.c\`), whose time grows with the domains
+libvirtd is taking up at that moment (as it starts, it reads the status
+files its predecessor left and reconnects to each QEMU's monitor, in
+threads of its own); then each VM is \`running\` again, its console and
+agent session taken up, and vmgrd claims its bus name. Before the new
+libvirtd starts: vmgrd's exec and start-up (the lock, the state files,
+the helper, the groups' dnsmasq, file servers and forwards) and, if the
+old libvirtd is still there, its SIGTERM and exit, which vmgrd waits
+for. After a SIGKILL the kernel sends that libvirtd SIGTERM the moment
+vmgrd dies (\`PR_SET_PDEATHSIG\`), so it is mostly gone by then; on a
+re-exec vmgrd's process lives on and the old libvirtd gets its SIGTERM
+only from the new image.
 EOF
 }
