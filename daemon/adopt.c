@@ -244,6 +244,7 @@ static bool keep_domain(const char *domain, void *userdata) {
 
 typedef struct DomainList {
         Manager *manager;
+        bool reconcile;         /* after a restart of libvirtd, not at adoption */
         char **active;          /* names of the domains that run */
 } DomainList;
 
@@ -284,15 +285,47 @@ static void adoption_finish(Manager *m, char **active, bool known) {
         m->adopting = false;
 }
 
+/* libvirtd was restarted while vmgrd runs: a QEMU that died meanwhile
+ * sent no event (nobody was connected); its VM is crashed. */
+static void reconcile_domains(Manager *m, char **active) {
+        for (Group *g = m->groups; g; g = g->next)
+                for (VM *vm = g->vms; vm; vm = vm->next)
+                        if ((vm->state == VM_RUNNING || vm->state == VM_READY) && vm->op == VM_OP_NONE &&
+                            !strv_contains(active, vm->domain_name))
+                                vm_domain_event(vm, VIRT_DOMAIN_CRASHED, "QEMU was gone when libvirtd was restarted");
+}
+
 static void list_done(int result, void *userdata) {
         DomainList *l = userdata;
+        Manager *m = l->manager;
 
-        if (result < 0)
-                log_error_errno(result, "Cannot list libvirt's domains; adopted VMs are taken as crashed: %m");
-        if (l->manager->adopting)
-                adoption_finish(l->manager, l->active, result >= 0);
+        if (l->reconcile) {
+                if (result < 0)
+                        log_error_errno(result, "Cannot list libvirt's domains after its restart: %m");
+                else
+                        reconcile_domains(m, l->active);
+        } else {
+                if (result < 0)
+                        log_error_errno(result, "Cannot list libvirt's domains; adopted VMs are taken as crashed: %m");
+                if (m->adopting)
+                        adoption_finish(m, l->active, result >= 0);
+        }
         strv_free(l->active);
         free(l);
+}
+
+void manager_virt_reconnected(Manager *m) {
+        DomainList *l;
+
+        if (m->adopting || m->shutting_down)
+                return; /* adoption asks itself */
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return;
+        l->manager = m;
+        l->reconcile = true;
+        if (virt_call(m->virt, list_work, list_done, l) < 0)
+                free(l);
 }
 
 static int on_adoption_timeout(sd_event_source *s, uint64_t usec, void *userdata) {

@@ -219,8 +219,17 @@ static void on_domain_event(Manager *m, const char *domain, VirtDomainEvent even
         log_debug("Event for unknown domain %s: %s", domain, why);
 }
 
+/* Every connection after the first follows a restart of libvirtd. */
+static void on_virt_connection(Manager *m, bool connected) {
+        if (!connected)
+                return;
+        if (m->virt_connections++ > 0)
+                manager_virt_reconnected(m);
+}
+
 static const VirtCallbacks virt_callbacks = {
         .domain_event = on_domain_event,
+        .connection = on_virt_connection,
 };
 
 static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

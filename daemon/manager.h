@@ -57,6 +57,7 @@ typedef struct Manager {
         bool adopting;                  /* at start, until every adopted group is complete */
         sd_event_source *adoption_timer;
         unsigned groups_adopted;        /* Manager.GroupsAdopted */
+        unsigned virt_connections;      /* to libvirtd so far: more than one means it was restarted */
         char *exe_path;                 /* the file vmgrd was started from, for Reexec */
         char **argv;                    /* main()'s, for Reexec */
         sd_event_source *reexec_source;

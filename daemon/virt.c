@@ -296,7 +296,8 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
                 if (detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED || detail == VIR_DOMAIN_EVENT_STOPPED_FAILED) {
                         e->event = VIRT_DOMAIN_CRASHED;
                         snprintf(e->why, sizeof(e->why), "%s",
-                                 detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "guest crashed" : "QEMU failed");
+                                 detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "guest crashed"
+                                                                          : "QEMU ended unexpectedly (killed, or it failed)");
                 } else {
                         e->event = VIRT_DOMAIN_STOPPED;
                         snprintf(e->why, sizeof(e->why), "%s",

@@ -14,7 +14,8 @@
 #     before the crashes shows the group's log without a gap or a repeat;
 #   - Manager.Reexec (vmgrctl daemon reexec) does the same without a crash;
 #   - a QEMU that died while vmgrd was down makes its VM "crashed" with
-#     LastError, and "vm start" brings it back;
+#     LastError, and "vm start" brings it back; the same when libvirtd and
+#     a QEMU die together while vmgrd runs (libvirtd is restarted);
 #   - SIGTERM still deletes everything.
 # Prints the time from the new vmgrd's start to its bus name with every
 # group running again.
@@ -136,6 +137,20 @@ check_match "b says why" "QEMU was gone" "$(vmgr_vm_prop "$b" LastError)"
 check_eq "Run in a still works" "0|a" "$(run_vm "$a" hostname)"
 check "vm start b brings it back" vmgrctl_as_user vm start g b
 check "g is ready with b again" vmgrctl_as_user wait g --timeout 180
+
+# --- libvirtd and a QEMU die together while vmgrd runs --------------------------------
+
+lv=$(pgrep -u "$VMGR_USER" -x libvirtd | head -1)
+kill -9 "$lv" $(vmgr_qemu_pids g b)
+b_crashed() {
+        [ "$(vmgr_vm_prop "$b" State)" = crashed ]
+}
+check "b is crashed once libvirtd is back" vmgr_wait_until 30 b_crashed
+check_match "b says why" "QEMU was gone when libvirtd was restarted" "$(vmgr_vm_prop "$b" LastError)"
+check "libvirtd was restarted" grep -q "Restarting libvirtd" "$VMGR_TMP/vmgrd.log"
+check_eq "Run in a after libvirtd's restart" "0|a" "$(run_vm "$a" hostname)"
+check "vm start b again" vmgrctl_as_user vm start g b
+check "g is ready with b again, after libvirtd's restart" vmgrctl_as_user wait g --timeout 180
 
 # --- re-exec ----------------------------------------------------------------------------
 
