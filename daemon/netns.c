@@ -508,13 +508,26 @@ static int holder_listen(int runtime_fd) {
         return fd;
 }
 
+/* Without vmgrd: can a new one still find us? Not once the runtime
+ * directory was removed (a user's runtime directory goes at the end of
+ * their last session) or our socket in it: then nobody ever will, and we
+ * would keep the groups forever. */
+static bool holder_reachable(HolderState *h) {
+        struct stat st;
+
+        if (fstat(h->runtime_fd, &st) < 0 || st.st_nlink == 0)
+                return false;
+        return fstatat(h->runtime_fd, NETNS_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode);
+}
+
 static void holder_on_signal(int sig) {
         (void) sig;
 }
 
 /* The holder's life after start-up: reap orphans, serve the attached
  * vmgrd, wait for a new one when it has gone, end when asked (END, or
- * SIGTERM) or when there is nothing left to keep without vmgrd. */
+ * SIGTERM), when there is nothing left to keep without vmgrd, or when no
+ * vmgrd can find us any more. */
 _noreturn_ static void holder_loop(HolderState *h, int sfd) {
         for (;;) {
                 struct pollfd p[3] = {
@@ -548,6 +561,10 @@ _noreturn_ static void holder_loop(HolderState *h, int sfd) {
                         holder_accept(h);
                 if (h->sock < 0 && !holder_others_alive() && holder_take_lock(h))
                         holder_end(h, true);
+                /* Its files, if any are left, are no vmgrd's business now:
+                 * removed only under the lock. */
+                if (h->sock < 0 && !holder_reachable(h))
+                        holder_end(h, holder_take_lock(h));
         }
 }
 

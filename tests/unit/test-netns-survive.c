@@ -433,6 +433,57 @@ static void test_nothing_to_keep(int keep) {
         close(lock_fd);
 }
 
+/* A holder that no vmgrd can find any more (its socket, or the whole
+ * runtime directory, was removed: the latter at the end of a user's last
+ * session) ends, with what it kept, rather than keep it forever. */
+static void test_unreachable(bool whole_dir) {
+        char path[256];
+        pid_t holder, inside_pid;
+        int pidfd, inside, lock_fd;
+        Netns *n = NULL;
+        FILE *f;
+
+        holder = crash_vmgrd(KEEP_DAEMON);
+        pidfd = pidfd_open_pid(holder);
+        CHECK(pidfd >= 0);
+        lock_fd = wait_lock();
+        CHECK(lock_fd >= 0);
+        /* Its daemon, for after. */
+        CHECK(netns_attach(getuid(), getgid(), -1, dir, "lock", &n) == 1);
+        path_in_dir(path, sizeof(path), "inside.pid");
+        f = fopen(path, "re");
+        CHECK(f);
+        CHECK(fscanf(f, "%d", &inside_pid) == 1);
+        fclose(f);
+        inside = netns_pidfd(n, inside_pid);
+        CHECK(inside >= 0);
+        n = netns_release(n);
+        usleep(300 * 1000);
+        CHECK(!pidfd_exited(pidfd));
+
+        if (whole_dir) {
+                char cmd[300];
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+                CHECK(system(cmd) == 0);
+        } else {
+                path_in_dir(path, sizeof(path), "netns.sock");
+                CHECK(unlink(path) == 0);
+        }
+        CHECK(wait_exited(pidfd, 3000));
+        CHECK(wait_exited(inside, 1000));
+        close(inside);
+        close(pidfd);
+        close(lock_fd);
+        if (whole_dir)
+                CHECK(mkdir(dir, 0700) == 0);
+        else {
+                /* It did not empty the directory under our lock. */
+                path_in_dir(path, sizeof(path), "inside.pid");
+                CHECK(access(path, F_OK) == 0);
+                CHECK(unlink(path) == 0);
+        }
+}
+
 /* A dead holder's socket file: attach says "none" and removes it. */
 static void test_stale_socket(void) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -593,6 +644,8 @@ int main(void) {
         test_nothing_to_keep(KEEP_NOTHING);
         test_nothing_to_keep(KEEP_DYING_CHILD);
         test_stale_socket();
+        test_unreachable(false);
+        test_unreachable(true);
         test_fake_holder();
         test_fd_store();
 
