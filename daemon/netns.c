@@ -1106,6 +1106,11 @@ int netns_attach(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, con
         r = holder_wait_report(n, NETNS_REPLY_TIMEOUT_MS, stage);
         if (r == -EBUSY)
                 r = log_error_errno(EBUSY, "The namespace holder at %s serves another vmgrd already", sa.sun_path);
+        else if (r == -EPERM)
+                r = log_error_errno(EPERM,
+                                    "The namespace holder at %s refuses us: it serves only its own user, from "
+                                    "outside its namespaces",
+                                    sa.sun_path);
         else if (r < 0)
                 r = log_error_errno(-r, "The namespace holder at %s does not answer: %m", sa.sun_path);
         if (r >= 0) {

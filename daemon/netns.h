@@ -21,8 +21,9 @@
  * of vmgrd's lock, and waits on RUNTIME/netns.sock for the next vmgrd of
  * its user (netns_attach()), one at a time. A holder with nothing to keep
  * (no process but itself in its PID namespace) ends as on a clean stop
- * once vmgrd has gone, so an idle vmgrd that crashed leaves nothing.
- * SIGTERM ends it as well.
+ * once vmgrd has gone, so an idle vmgrd that crashed leaves nothing; so
+ * does one that no vmgrd can find any more (its socket or the runtime
+ * directory removed). SIGTERM ends it as well.
  *
  * The holder reaps the orphans of its PID namespace (dnsmasq and QEMU
  * daemonize), makes sockets in its network namespace and pidfds of its
