@@ -170,7 +170,6 @@ static void holder_report(int sock, int error, const char *stage) {
         (void) vmgr_datagram_send(sock, &rep, sizeof(rep), -EBADF);
 }
 
-
 /* The slot of key in the fd store, or -1. */
 static int holder_fd_find(HolderState *h, const char *key) {
         for (unsigned i = 0; i < h->n_fds; i++)
@@ -381,10 +380,6 @@ static void holder_remove_tree(int dfd, const char *keep, unsigned depth) {
 }
 
 
-/* Serve one request of the attached vmgrd. Returns 0, or -errno when the
- * connection is over (EOF, or nonsense). An END request does not return. */
-static int holder_serve(HolderState *h);
-
 /* Stop everything in our namespaces, SIGTERM first so that libvirtd
  * removes its own files, then SIGKILL; with clean_files, remove what they
  * left in vmgrd's runtime directory (sockets, pid files, libvirt's run
@@ -459,6 +454,8 @@ static void holder_accept(HolderState *h) {
         h->sock = conn;
 }
 
+/* Serve one request of the attached vmgrd. Returns 0, or -errno when the
+ * connection is over (EOF, or nonsense). An END request does not return. */
 static int holder_serve(HolderState *h) {
         struct netns_request req;
         struct netns_reply rep = { .magic = NETNS_MAGIC };
