@@ -102,6 +102,7 @@ typedef struct HolderState {
         int lock_fd;            /* an open file description with vmgrd's flock, or -1 */
         int runtime_fd;
         const char *lock_name;
+        struct stat sock_file;  /* RUNTIME/netns.sock as we made it */
         unsigned n_fds;
         struct {
                 char key[NETNS_FD_KEY_MAX + 1];
@@ -507,14 +508,15 @@ static int holder_listen(int runtime_fd) {
 
 /* Without vmgrd: can a new one still find us? Not once the runtime
  * directory was removed (a user's runtime directory goes at the end of
- * their last session) or our socket in it: then nobody ever will, and we
- * would keep the groups forever. */
+ * their last session), or our socket in it, or another holder's replaced
+ * it: then nobody ever will, and we would keep the groups forever. */
 static bool holder_reachable(HolderState *h) {
         struct stat st;
 
         if (fstat(h->runtime_fd, &st) < 0 || st.st_nlink == 0)
                 return false;
-        return fstatat(h->runtime_fd, NETNS_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode);
+        return fstatat(h->runtime_fd, NETNS_SOCKET_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+               st.st_ino == h->sock_file.st_ino && st.st_dev == h->sock_file.st_dev;
 }
 
 static void holder_on_signal(int sig) {
@@ -653,6 +655,10 @@ _noreturn_ static void holder_main(int sync_fd, int sock, int lock_fd, int runti
                         _exit(1);
                 }
                 h->listen_fd = r;
+                if (fstatat(runtime_fd, NETNS_SOCKET_NAME, &h->sock_file, AT_SYMLINK_NOFOLLOW) < 0) {
+                        holder_report(sock, -errno, "listening on " NETNS_SOCKET_NAME);
+                        _exit(1);
+                }
         }
         holder_report(sock, 0, "");
         holder_loop(h, sfd);

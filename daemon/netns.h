@@ -22,8 +22,8 @@
  * its user (netns_attach()), one at a time. A holder with nothing to keep
  * (no process but itself in its PID namespace) ends as on a clean stop
  * once vmgrd has gone, so an idle vmgrd that crashed leaves nothing; so
- * does one that no vmgrd can find any more (its socket or the runtime
- * directory removed). SIGTERM ends it as well.
+ * does one that no vmgrd can find any more (its socket removed or
+ * replaced, or the runtime directory removed). SIGTERM ends it as well.
  *
  * The holder reaps the orphans of its PID namespace (dnsmasq and QEMU
  * daemonize), makes sockets in its network namespace and pidfds of its

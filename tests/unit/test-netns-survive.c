@@ -433,10 +433,12 @@ static void test_nothing_to_keep(int keep) {
         close(lock_fd);
 }
 
-/* A holder that no vmgrd can find any more (its socket, or the whole
- * runtime directory, was removed: the latter at the end of a user's last
- * session) ends, with what it kept, rather than keep it forever. */
-static void test_unreachable(bool whole_dir) {
+/* A holder that no vmgrd can find any more (its socket was removed, or
+ * replaced by a new holder's, or the whole runtime directory was removed:
+ * the latter at the end of a user's last session) ends, with what it kept,
+ * rather than keep it forever. */
+enum { REMOVE_SOCKET, REPLACE_SOCKET, REMOVE_DIR };
+static void test_unreachable(int how) {
         char path[256];
         pid_t holder, inside_pid;
         int pidfd, inside, lock_fd;
@@ -461,27 +463,36 @@ static void test_unreachable(bool whole_dir) {
         usleep(300 * 1000);
         CHECK(!pidfd_exited(pidfd));
 
-        if (whole_dir) {
+        if (how == REMOVE_DIR) {
                 char cmd[300];
                 snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
                 CHECK(system(cmd) == 0);
-        } else {
+        } else if (how == REMOVE_SOCKET) {
                 path_in_dir(path, sizeof(path), "netns.sock");
                 CHECK(unlink(path) == 0);
-        }
+        } else
+                /* A vmgrd that did not look for it first. */
+                CHECK(netns_new(getuid(), getgid(), lock_fd, dir, "lock", &n) == 0);
         CHECK(wait_exited(pidfd, 3000));
         CHECK(wait_exited(inside, 1000));
         close(inside);
         close(pidfd);
-        close(lock_fd);
-        if (whole_dir)
-                CHECK(mkdir(dir, 0700) == 0);
-        else {
+        if (how != REMOVE_DIR) {
                 /* It did not empty the directory under our lock. */
                 path_in_dir(path, sizeof(path), "inside.pid");
                 CHECK(access(path, F_OK) == 0);
                 CHECK(unlink(path) == 0);
         }
+        if (n) {
+                /* The new holder is not disturbed. */
+                int fd = netns_socket(n, AF_INET, SOCK_DGRAM, 0);
+                CHECK(fd >= 0);
+                close(fd);
+                n = netns_free(n);
+        }
+        close(lock_fd);
+        if (how == REMOVE_DIR)
+                CHECK(mkdir(dir, 0700) == 0);
 }
 
 /* A dead holder's socket file: attach says "none" and removes it. */
@@ -644,8 +655,9 @@ int main(void) {
         test_nothing_to_keep(KEEP_NOTHING);
         test_nothing_to_keep(KEEP_DYING_CHILD);
         test_stale_socket();
-        test_unreachable(false);
-        test_unreachable(true);
+        test_unreachable(REMOVE_SOCKET);
+        test_unreachable(REPLACE_SOCKET);
+        test_unreachable(REMOVE_DIR);
         test_fake_holder();
         test_fd_store();
 
