@@ -318,6 +318,17 @@ static int manager_network_setup(Manager *m) {
         if (m->network_mode != NETWORK_MODE_NAMESPACE)
                 return 0;
 
+        /* The holder of a vmgrd that died keeps its groups running. Until
+         * they are adopted, end it (as its vmgrd's death did before): the
+         * stale groups are then cleaned up as in host mode. */
+        r = netns_attach(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                log_notice("Ending the namespaces a previous vmgrd left (holder pid %d), with its groups",
+                           (int) netns_holder_pid(m->netns));
+                m->netns = netns_free(m->netns);
+        }
         r = netns_new(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
         if (r < 0)
                 return r;
