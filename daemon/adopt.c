@@ -24,6 +24,7 @@
 #include "group.h"
 #include "log.h"
 #include "macro.h"
+#include "outbound.h"
 #include "strv.h"
 #include "virt.h"
 #include "vm.h"
@@ -52,7 +53,7 @@ static int cleanup_stale_group(Manager *m, const char *name) {
             asprintf(&state_subdir, "%s/groups/%s", m->state_dir, name) < 0)
                 return -ENOMEM;
 
-        dnsmasq_kill_stale(name, dir);
+        dnsmasq_kill_stale(m, name, dir);
 
         r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
         if (r < 0) {
@@ -363,6 +364,11 @@ static void remove_stale_agent_sockets(Manager *m) {
         closedir(d);
 }
 
+static void on_outbound_adopted(Group *g, int error, const char *message) {
+        if (error < 0)
+                log_group_errno(LOG_ERR, error, g->name, "Outbound access is lost: %s", message);
+}
+
 int manager_recover(Manager *m) {
         Found *found = NULL;
         size_t n = 0;
@@ -388,6 +394,7 @@ int manager_recover(Manager *m) {
 
         /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
         virt_cleanup_stale(m->virt, keep_domain, &(KeepDomains) { .found = found, .n = n });
+        outbound_kill_stale(m);
 
         for (size_t i = 0; i < n; i++) {
                 if (found[i].state)
@@ -413,6 +420,10 @@ int manager_recover(Manager *m) {
                 if (r < 0)
                         continue;
                 g->adopting = true;
+                /* pasta went with the old vmgrd: a new one, and the
+                 * helper's rules again (adding them is idempotent). */
+                if (g->spec->outbound && outbound_enable(g, on_outbound_adopted) < 0)
+                        log_group(LOG_ERR, g->name, "Outbound access is lost: pasta cannot be started");
                 n_vms += g->n_vms;
                 m->groups_adopted++;
                 group_unref(g);

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "manager.h"
 #include "netns.h"
+#include "outbound.h"
 #include "child.h"
 #include "spawn.h"
 #include "spec.h"
@@ -195,7 +196,7 @@ int manager_guest_socket(Manager *m, int family, int type, int protocol) {
 
 int manager_pidfd_open(Manager *m, pid_t pid) {
         if (m->netns)
-                return -EOPNOTSUPP;
+                return netns_pidfd(m->netns, pid);
         return pidfd_open_pid(pid);
 }
 
@@ -318,20 +319,19 @@ static int manager_network_setup(Manager *m) {
         if (m->network_mode != NETWORK_MODE_NAMESPACE)
                 return 0;
 
-        /* The holder of a vmgrd that died keeps its groups running. Until
-         * they are adopted, end it (as its vmgrd's death did before): the
-         * stale groups are then cleaned up as in host mode. */
+        /* The holder of a vmgrd that died (or re-executed itself) keeps its
+         * groups running: go on in its namespaces, and adopt them. */
         r = netns_attach(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                log_notice("Ending the namespaces a previous vmgrd left (holder pid %d), with its groups",
-                           (int) netns_holder_pid(m->netns));
-                m->netns = netns_free(m->netns);
+        if (r > 0)
+                log_info("Attached to the namespaces a previous vmgrd left (holder pid %d)",
+                         (int) netns_holder_pid(m->netns));
+        else {
+                r = netns_new(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
+                if (r < 0)
+                        return r;
         }
-        r = netns_new(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
-        if (r < 0)
-                return r;
         r = sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
                             on_netns_holder_exit, m);
         if (r < 0)
@@ -454,9 +454,6 @@ int manager_reexec_check(Manager *m, sd_bus_error *error) {
         if (!m->exe_path)
                 return vmgr_bus_error_set(error, -VMGR_BUS_ERR_NOT_SUPPORTED,
                                           "vmgrd could not tell which file it was started from");
-        if (m->netns)
-                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_NOT_SUPPORTED,
-                                          "vmgrd cannot re-execute itself in namespace mode yet");
         for (Group *g = m->groups; g; g = g->next)
                 if (g->state == GROUP_CREATING || g->state == GROUP_DELETING)
                         return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
@@ -470,6 +467,7 @@ int manager_reexec_check(Manager *m, sd_bus_error *error) {
 static int on_reexec(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         bool pending = false;
+        int r;
 
         for (Group *g = m->groups; g; g = g->next)
                 pending = pending || g->files_jobs;
@@ -482,9 +480,24 @@ static int on_reexec(sd_event_source *s, uint64_t usec, void *userdata) {
                 (void) sd_bus_flush(m->bus);
         /* Every fd of ours is O_CLOEXEC: the lock, the bus and the helper's
          * socket close here; children (libvirtd, dnsmasq, QEMU) stay ours,
-         * as the child-subreaper setting does. */
+         * as the child-subreaper setting does. The namespace holder stays,
+         * for the new image to attach to; pasta does not (it would hold
+         * its interface name in there), the new image starts its own. */
+        outbound_stop();
+        if (m->netns) {
+                m->netns_exit_source = sd_event_source_disable_unref(m->netns_exit_source);
+                m->netns = netns_release(m->netns);
+        }
         execv(m->exe_path, m->argv);
-        log_error_errno(errno, "Cannot re-execute %s: %m; going on as before", m->exe_path);
+        r = -errno;
+        log_error_errno(r, "Cannot re-execute %s: %m; going on as before", m->exe_path);
+        if (m->network_mode == NETWORK_MODE_NAMESPACE &&
+            (netns_attach(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns) <= 0 ||
+             sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
+                             on_netns_holder_exit, m) < 0)) {
+                log_error("Cannot attach to the namespace holder again; exiting");
+                return sd_event_exit(m->event, 1);
+        }
         m->reexec_source = sd_event_source_disable_unref(m->reexec_source);
         m->reexec_tries = 0;
         return 0;

@@ -193,8 +193,11 @@ static bool process_is(pid_t pid, const char *prefix) {
         return strncmp(base, prefix, strlen(prefix)) == 0;
 }
 
-/* Kill the process in a pid file if it is what we expect, and wait for it to go. */
-static void kill_pidfile(const char *pidfile, const char *prefix, int sig) {
+/* Kill the process in a pid file if it is what we expect, and wait for it
+ * to go. The pid is the one the program saw (in namespace mode, its
+ * namespace's); the identity is checked on our view of it, after taking
+ * the pidfd, so a recycled pid is never hit. */
+static void kill_pidfile(Virt *v, const char *pidfile, const char *prefix, int sig) {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int pidfd = -EBADF;
         int pid;
@@ -202,8 +205,11 @@ static void kill_pidfile(const char *pidfile, const char *prefix, int sig) {
         f = fopen(pidfile, "re");
         if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
                 return;
-        pidfd = pidfd_open_pid(pid);
-        if (pidfd < 0 || !process_is(pid, prefix))
+        pidfd = manager_pidfd_open(v->manager, pid);
+        if (pidfd < 0)
+                return;
+        pid = pidfd_get_pid(pidfd);
+        if (pid <= 0 || !process_is(pid, prefix))
                 return;
         log_info("Killing %s (pid %d) left by a previous vmgrd", prefix, pid);
         if (pidfd_signal(pidfd, sig) < 0)
@@ -224,8 +230,8 @@ void virt_cleanup_stale(Virt *v, bool (*keep)(const char *domain, void *userdata
 
         /* SIGTERM: libvirtd leaves its QEMUs running and their status files
          * written, for the one we start next to reconnect to. */
-        kill_pidfile(pidfile, "libvirtd", SIGTERM);
-        kill_pidfile(pidfile, "libvirtd", SIGKILL);
+        kill_pidfile(v, pidfile, "libvirtd", SIGTERM);
+        kill_pidfile(v, pidfile, "libvirtd", SIGKILL);
 
         d = opendir(qemu_run);
         if (d) {
@@ -246,7 +252,7 @@ void virt_cleanup_stale(Virt *v, bool (*keep)(const char *domain, void *userdata
                         free(domain);
                         if (asprintf(&p, "%s/%s", qemu_run, de->d_name) < 0)
                                 break;
-                        kill_pidfile(p, "qemu-system", SIGKILL);
+                        kill_pidfile(v, p, "qemu-system", SIGKILL);
                         free(p);
                 }
                 closedir(d);

@@ -430,7 +430,10 @@ vmgr_stop_user_b() {
 vmgr_holder_pid() {
         [ -n "$VMGRD_PID" ] || return 1
         local pid
-        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) || return 1
+        # vmgrd's child, or the one it attached to when it adopted the
+        # groups of a vmgrd that died (the user's only holder).
+        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) ||
+                pid=$(pgrep -u "$VMGR_USER" -x vmgrd-netns | head -n 1) || return 1
         [ -n "$pid" ] || return 1
         echo "$pid"
 }
