@@ -40,6 +40,7 @@ struct NetadmClient {
         uint32_t next_serial;
         NetadmCall *head, *tail;        /* FIFO: the helper answers in order */
         unsigned n_pending;
+        bool freeing;                   /* no new call: a handler run from netadm_client_free() may try */
 };
 
 int netadm_client_new(sd_event *event, const char *path, Netns *netns, NetadmClient **ret) {
@@ -107,6 +108,7 @@ void netadm_client_close(NetadmClient *c) {
 void netadm_client_free(NetadmClient *c) {
         if (!c)
                 return;
+        c->freeing = true;
         netadm_client_close(c);
         sd_event_unref(c->event);
         free(c->path);
@@ -303,6 +305,8 @@ int netadm_client_call(NetadmClient *c, enum vmgr_netadm_op op, const char *grou
         _cleanup_free_ NetadmCall *call = NULL;
         int r;
 
+        if (c->freeing)
+                return -ECONNABORTED;
         call = calloc(1, sizeof(*call));
         if (!call)
                 return -ENOMEM;
