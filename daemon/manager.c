@@ -463,14 +463,17 @@ int manager_reexec_check(Manager *m, sd_bus_error *error) {
 }
 
 /* Re-execute once every group's state file is on disk (each write is
- * queued on the pool), within a second. */
+ * queued on the pool) and the helper has answered every call, within a
+ * second. */
 static int on_reexec(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         bool pending = false;
         int r;
 
+        /* State files on disk, and no helper call whose answer would be lost. */
         for (Group *g = m->groups; g; g = g->next)
                 pending = pending || g->files_jobs;
+        pending = pending || netadm_client_pending(m->netadm) > 0;
         if (pending && m->reexec_tries++ < 100) {
                 (void) sd_event_source_set_time_relative(s, 10000);
                 return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
