@@ -464,6 +464,10 @@ static int method_copy_to(sd_bus_message *m, void *userdata, sd_bus_error *error
                 r = agent_job_start_file(c->job, path, mode);
         if (r < 0) {
                 copy_call_free(c);
+                if (r == -EISDIR)
+                        return vmgr_bus_error_set(error, -EINVAL, "the fd to copy is a directory, not a file");
+                if (r == -EBADF)
+                        return vmgr_bus_error_set(error, -EINVAL, "the fd to copy is not open for reading");
                 return vmgr_bus_error_set(error, r, "cannot copy to the guest: %m");
         }
         return 1;
