@@ -91,6 +91,9 @@ static int vm_method(sd_bus_message *m, VM *vm, VMOp op, uint64_t timeout, sd_bu
         r = vm_operation(vm, op, timeout, m, NULL, NULL);
         if (r == -VMGR_ERR_BUSY)
                 return vmgr_bus_error_set(error, r, "VM '%s' is busy with another operation; try again", vm->name);
+        if (r == -EALREADY)
+                return vmgr_bus_error_set(error, r, "VM '%s' is already running (%s); use Restart to boot it again",
+                                          vm->name, vm_state_to_string(vm->state));
         if (r < 0)
                 return vmgr_bus_error_set(error, r, NULL);
         return 1;
