@@ -22,6 +22,7 @@
 #include "bus-util.h"
 #include "group.h"
 #include "guest-exec.h"
+#include "time-util.h"
 #include "vm.h"
 
 /* Run's cap on each of stdout and stderr (docs/dbus-api.md). */
@@ -122,7 +123,7 @@ static int method_shutdown(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = sd_bus_message_read(m, "t", &timeout);
         if (r < 0)
                 return r;
-        return vm_method(m, userdata, VM_OP_SHUTDOWN, timeout, error);
+        return vm_method(m, userdata, VM_OP_SHUTDOWN, timeout_usec_or_unlimited(timeout), error);
 }
 
 static const char *vm_stage_name(unsigned s) {
@@ -257,6 +258,7 @@ static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = sd_bus_message_read(m, "t", &timeout);
         if (r < 0)
                 return r;
+        timeout = timeout_usec_or_unlimited(timeout);
         if (!argv || !argv[0] || !*argv[0])
                 return vmgr_bus_error_set(error, -EINVAL, "argv must not be empty");
         r = vm_agent_check(vm, error);
