@@ -390,7 +390,8 @@ int manager_startup(Manager *m) {
 
         /* The helper accepts only plain paths for dnsmasq's files; say so now rather than at the first group. */
         if (vmgr_netadm_dir_check(probe, &why) < 0)
-                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s", m->runtime_dir, why);
+                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s; pass another --runtime-dir",
+                                       m->runtime_dir, why);
 
         r = mkdir_p(groups_state, 0700);
         if (r < 0)

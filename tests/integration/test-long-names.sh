@@ -7,6 +7,8 @@
 # and runs a command in it. QEMU's monitor socket, the agent's socket and
 # libvirtd's own would be longer than a unix socket's 108 bytes below such a
 # runtime directory ("UNIX socket path ... too long" from libvirt before):
+#   - a runtime directory too long for the helper's dnsmasq directory of a
+#     group with a 63-character name (154 characters) is refused at start;
 #   - vmgrd makes a short directory /tmp/vmgrd-XXXXXX of its user, mode
 #     0700, whose "r" leads to the runtime directory, and records it in
 #     RUNTIME/sockdir; the sockets live in the runtime directory;
@@ -31,6 +33,14 @@ RUN=$RUN$(printf 'd%.0s' $(seq $((120 - ${#RUN}))))
 G=long-group-$(printf 'g%.0s' $(seq 52))
 V=long-vm-$(printf 'v%.0s' $(seq 55))
 check_eq "the runtime directory has 120 characters, the names 63" "120 63 63" "${#RUN} ${#G} ${#V}"
+
+# The helper takes a group's dnsmasq directory of at most 224 bytes:
+# RUNTIME/groups/ and a 63-character name leave 153 for RUNTIME.
+vmgr_as_argv "$VMGR_USER"
+out=$("${VMGR_AS_ARGV[@]}" "$VMGRD" --netadm "$VMGR_NETADM" --state-dir "$VMGR_TMP/state/vmgr" \
+        --runtime-dir "$RUN$(printf 'x%.0s' $(seq 34))" </dev/null 2>&1) && rc=0 || rc=$?
+check_match "vmgrd refuses a 154-character runtime directory at start, saying what to do" \
+        "^1 .*too long; pass another --runtime-dir" "$rc $out"
 
 vmgr_start_vmgrd --runtime-dir "$RUN"
 standin=$(readlink "$RUN/sockdir" 2>&1) || true
