@@ -154,6 +154,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->shutdown_timer);
         sd_event_source_disable_unref(m->finish_source);
         sd_event_unref(m->event);
+        sockdir_free(m->sockdir);
         safe_close(m->lock_fd);
         free(m->state_dir);
         free(m->runtime_dir);
@@ -349,18 +350,14 @@ int manager_startup(Manager *m) {
         if (asprintf(&groups_state, "%s/groups", m->state_dir) < 0 ||
             asprintf(&groups_run, "%s/groups", m->runtime_dir) < 0 ||
             asprintf(&lock, "%s/" VMGR_LOCK_NAME, m->runtime_dir) < 0 ||
-            asprintf(&probe, "%s/groups/%s", m->runtime_dir, "x") < 0)
+            /* The directory of a group with the longest name. */
+            asprintf(&probe, "%s/groups/%0*d", m->runtime_dir, VMGR_NAME_MAX, 0) < 0)
                 return log_oom();
 
         /* The helper accepts only plain paths for dnsmasq's files; say so now rather than at the first group. */
         if (vmgr_netadm_dir_check(probe, &why) < 0)
-                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s", m->runtime_dir, why);
-        /* VMs' agent sockets live in RUNTIME/agent/tap-XXXXXXXXXX.sock and must fit a sockaddr_un. */
-        if (strlen(m->runtime_dir) + strlen("/agent/tap-0123456789.sock") >= sizeof_field(struct sockaddr_un, sun_path))
-                return log_error_errno(ENAMETOOLONG,
-                                       "Runtime directory %s is too long for the VMs' agent sockets; pass a "
-                                       "shorter --runtime-dir",
-                                       m->runtime_dir);
+                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s; pass another --runtime-dir",
+                                       m->runtime_dir, why);
 
         r = mkdir_p(groups_state, 0700);
         if (r < 0)
@@ -383,6 +380,10 @@ int manager_startup(Manager *m) {
                         return log_error_errno(EBUSY, "Another vmgrd already uses %s", m->runtime_dir);
                 return log_error_errno(errno, "Cannot lock %s: %m", lock);
         }
+        /* Locked: no other vmgrd reads or replaces RUNTIME/sockdir meanwhile. */
+        r = sockdir_setup(m->runtime_dir, SOCKDIR_BASE, &m->sockdir);
+        if (r < 0)
+                return r;
 
         r = sd_event_add_signal(m->event, &m->sigchld_source, SIGCHLD | SD_EVENT_SIGNAL_PROCMASK, on_sigchld, m);
         if (r >= 0)
@@ -443,6 +444,7 @@ static int on_finish_shutdown(sd_event_source *s, void *userdata) {
                         m->exit_code = 1;
                 }
         }
+        m->sockdir = sockdir_remove(m->sockdir);
         log_info("All groups deleted and all processes gone; exiting");
         return sd_event_exit(m->event, m->exit_code);
 }

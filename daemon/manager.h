@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "netadm-client.h"
+#include "sockdir.h"
 #include "worker.h"
 
 typedef struct Virt Virt;
@@ -43,6 +44,7 @@ typedef struct Manager {
 
         char *state_dir;                /* groups/<name>.json live under it */
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
+        SockDir *sockdir;               /* a short path to runtime_dir, for unix sockets (sockdir.h) */
         char *cache_dir;                /* shared by every vmgrd of this user: guest images, base disks */
         char *netadm_path;
         char *mkguest_path;             /* builds the default guest */

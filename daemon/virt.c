@@ -116,7 +116,8 @@ int virt_new(Manager *m, const VirtCallbacks *cb, Virt **ret) {
         v->cb = cb;
         v->pidfd = -EBADF;
         v->lifecycle_callback = v->reboot_callback = -1;
-        if (asprintf(&v->base, "%s/libvirt", m->runtime_dir) < 0 ||
+        /* Through the socket directory: QEMU's monitor sockets live below it. */
+        if (asprintf(&v->base, "%s/libvirt", sockdir_path(m->sockdir)) < 0 ||
             asprintf(&v->run_dir, "%s/run", v->base) < 0 ||
             asprintf(&v->config_dir, "%s/config", v->base) < 0 ||
             asprintf(&v->home_dir, "%s/home", v->base) < 0 ||

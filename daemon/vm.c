@@ -161,7 +161,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
             asprintf(&vm->console_log, "%s/console.log", vm->dir) < 0 ||
             /* Short and fixed-length (the TAP name is unique per group and VM):
              * a socket path must fit in sockaddr_un, whatever the names. */
-            asprintf(&vm->agent_socket, "%s/agent/%s.sock", m->runtime_dir, vm->addrs.tap) < 0) {
+            asprintf(&vm->agent_socket, "%s/agent/%s.sock", sockdir_path(m->sockdir), vm->addrs.tap) < 0) {
                 vm->dir = vm->console_log = vm->agent_socket = NULL;
                 return -ENOMEM;
         }

@@ -133,6 +133,13 @@ vmgr_cleanup() {
                 ip netns delete "$ns" 2>/dev/null
         done
         umount /etc 2>/dev/null
+        # vmgrd's short socket directories (daemon/sockdir.h) that lead into
+        # this test's runtime directories: one killed and not started again
+        # leaves its own.
+        local d
+        for d in /tmp/vmgrd-??????; do
+                [ -n "$VMGR_TMP" ] && [[ $(readlink "$d/r" 2>/dev/null) == "$VMGR_TMP"/* ]] && rm -rf "$d"
+        done
         [ -n "$VMGR_TMP" ] && umount "$VMGR_TMP/etc" 2>/dev/null
         [ -n "$VMGR_TMP" ] && rm -rf "$VMGR_TMP"
         exit "$rc"
