@@ -10,6 +10,7 @@
 #     a clean-up that fails (the helper cannot run) keeps the group's state
 #     file and its name reserved: CreateGroup of that name is refused until
 #     the clean-up succeeds, and then it works;
+#   - an agent socket file of a VM that no adopted group has is removed;
 #   - a vmgrd stopped with SIGTERM deletes its groups and exits 0.
 source "$(dirname "$0")/lib.sh"
 vmgr_require_root
@@ -63,12 +64,18 @@ check_eq "three dnsmasq running" 3 "$(count_dnsmasq)"
 pids="$(dnsmasq_pid r1) $(dnsmasq_pid r2) $(dnsmasq_pid r3)"
 vmgr_stop_vmgrd KILL
 check_eq "vmgrd killed by SIGKILL" 137 "$VMGRD_STATUS"
+# What a VM that is gone leaves: its agent socket (QEMU binds it).
+agent_dir=$VMGR_TMP/run/vmgr/agent
+mkdir -p "$agent_dir"
+chown "$VMGR_USER" "$agent_dir"
+vmgr_as_user touch "$agent_dir/tap-0123456789.sock"
 start=$(date +%s%N)
 vmgr_start_vmgrd
 echo "# the new vmgrd adopted 3 groups and claimed its name in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 check_eq "the new vmgrd adopted r1, r2, r3" "r1 r2 r3" \
         "$(list_groups | grep -o '"r[0-9]"' | tr -d '"' | sort | xargs)"
 check_eq "GroupsAdopted is 3" "u 3" "$(adopted)"
+check "the agent socket of a VM no group has is removed" test ! -e "$agent_dir/tap-0123456789.sock"
 check_eq "the same three dnsmasq" "$pids" "$(dnsmasq_pid r1) $(dnsmasq_pid r2) $(dnsmasq_pid r3)"
 check_match "one adopted line per group" "\[r3\] adopted: 0 VMs, dnsmasq pid [0-9]+, 0 served files" \
         "$(cat "$VMGR_TMP/vmgrd.log")"
