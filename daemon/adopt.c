@@ -403,10 +403,6 @@ int manager_recover(Manager *m) {
                 if (cleanup_stale_group(m, found[i].name) < 0 && stale_reserve(m, found[i].name) < 0)
                         log_oom();
         }
-        if (m->stale_names && m->stale_names[0] &&
-            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
-                                       on_stale_timer, m) < 0)
-                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         m->adopting = true;
         for (size_t i = 0; i < n; i++) {
@@ -417,8 +413,15 @@ int manager_recover(Manager *m) {
                 r = group_adopt(m, found[i].state, &g);
                 json_object_put(found[i].state);
                 found[i].state = NULL;
-                if (r < 0)
+                if (r < 0) {
+                        /* Not even made (its spec no longer parses, say):
+                         * clean it up as any group not adopted. A group
+                         * that was made is being deleted already. */
+                        if (!manager_find_group(m, found[i].name) && cleanup_stale_group(m, found[i].name) < 0 &&
+                            stale_reserve(m, found[i].name) < 0)
+                                log_oom();
                         continue;
+                }
                 g->adopting = true;
                 /* pasta went with the old vmgrd: a new one, and the
                  * helper's rules again (adding them is idempotent). */
@@ -430,6 +433,10 @@ int manager_recover(Manager *m) {
         }
         free(found);
         remove_stale_agent_sockets(m);
+        if (m->stale_names && m->stale_names[0] &&
+            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
+                                       on_stale_timer, m) < 0)
+                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         if (n_vms == 0) {
                 adoption_finish(m, NULL, true);

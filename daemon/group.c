@@ -739,6 +739,7 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         AddVMFailure *f;
 
         if (error >= 0) {
+                vm->adding = false;
                 if (vm->group)
                         group_save(vm->group);
                 (void) sd_bus_reply_method_return(call, "o", vm->object_path);
@@ -776,6 +777,10 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_messa
                 (void) vm_remove(vm, NULL, NULL);
                 return -ENOMEM;
         }
+        /* Listed before its TAPs exist: a vmgrd that adopts the group after
+         * a crash removes what there is of it. */
+        vm->adding = true;
+        group_save(g);
         vm_announce(vm);
         r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, sd_bus_message_ref(call));
         if (r < 0) {
