@@ -24,6 +24,7 @@
 #include "group.h"
 #include "log.h"
 #include "macro.h"
+#include "outbound.h"
 #include "strv.h"
 #include "virt.h"
 #include "vm.h"
@@ -52,7 +53,7 @@ static int cleanup_stale_group(Manager *m, const char *name) {
             asprintf(&state_subdir, "%s/groups/%s", m->state_dir, name) < 0)
                 return -ENOMEM;
 
-        dnsmasq_kill_stale(name, dir);
+        dnsmasq_kill_stale(m, name, dir);
 
         r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
         if (r < 0) {
@@ -244,6 +245,7 @@ static bool keep_domain(const char *domain, void *userdata) {
 
 typedef struct DomainList {
         Manager *manager;
+        bool reconcile;         /* after a restart of libvirtd, not at adoption */
         char **active;          /* names of the domains that run */
 } DomainList;
 
@@ -284,15 +286,47 @@ static void adoption_finish(Manager *m, char **active, bool known) {
         m->adopting = false;
 }
 
+/* libvirtd was restarted while vmgrd runs: a QEMU that died meanwhile
+ * sent no event (nobody was connected); its VM is crashed. */
+static void reconcile_domains(Manager *m, char **active) {
+        for (Group *g = m->groups; g; g = g->next)
+                for (VM *vm = g->vms; vm; vm = vm->next)
+                        if ((vm->state == VM_RUNNING || vm->state == VM_READY) && vm->op == VM_OP_NONE &&
+                            !strv_contains(active, vm->domain_name))
+                                vm_domain_event(vm, VIRT_DOMAIN_CRASHED, "QEMU was gone when libvirtd was restarted");
+}
+
 static void list_done(int result, void *userdata) {
         DomainList *l = userdata;
+        Manager *m = l->manager;
 
-        if (result < 0)
-                log_error_errno(result, "Cannot list libvirt's domains; adopted VMs are taken as crashed: %m");
-        if (l->manager->adopting)
-                adoption_finish(l->manager, l->active, result >= 0);
+        if (l->reconcile) {
+                if (result < 0)
+                        log_error_errno(result, "Cannot list libvirt's domains after its restart: %m");
+                else
+                        reconcile_domains(m, l->active);
+        } else {
+                if (result < 0)
+                        log_error_errno(result, "Cannot list libvirt's domains; adopted VMs are taken as crashed: %m");
+                if (m->adopting)
+                        adoption_finish(m, l->active, result >= 0);
+        }
         strv_free(l->active);
         free(l);
+}
+
+void manager_virt_reconnected(Manager *m) {
+        DomainList *l;
+
+        if (m->adopting || m->shutting_down)
+                return; /* adoption asks itself */
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return;
+        l->manager = m;
+        l->reconcile = true;
+        if (virt_call(m->virt, list_work, list_done, l) < 0)
+                free(l);
 }
 
 static int on_adoption_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -330,6 +364,11 @@ static void remove_stale_agent_sockets(Manager *m) {
         closedir(d);
 }
 
+static void on_outbound_adopted(Group *g, int error, const char *message) {
+        if (error < 0)
+                log_group_errno(LOG_ERR, error, g->name, "Outbound access is lost: %s", message);
+}
+
 int manager_recover(Manager *m) {
         Found *found = NULL;
         size_t n = 0;
@@ -355,6 +394,7 @@ int manager_recover(Manager *m) {
 
         /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
         virt_cleanup_stale(m->virt, keep_domain, &(KeepDomains) { .found = found, .n = n });
+        outbound_kill_stale(m);
 
         for (size_t i = 0; i < n; i++) {
                 if (found[i].state)
@@ -363,10 +403,6 @@ int manager_recover(Manager *m) {
                 if (cleanup_stale_group(m, found[i].name) < 0 && stale_reserve(m, found[i].name) < 0)
                         log_oom();
         }
-        if (m->stale_names && m->stale_names[0] &&
-            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
-                                       on_stale_timer, m) < 0)
-                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         m->adopting = true;
         for (size_t i = 0; i < n; i++) {
@@ -377,15 +413,30 @@ int manager_recover(Manager *m) {
                 r = group_adopt(m, found[i].state, &g);
                 json_object_put(found[i].state);
                 found[i].state = NULL;
-                if (r < 0)
+                if (r < 0) {
+                        /* Not even made (its spec no longer parses, say):
+                         * clean it up as any group not adopted. A group
+                         * that was made is being deleted already. */
+                        if (!manager_find_group(m, found[i].name) && cleanup_stale_group(m, found[i].name) < 0 &&
+                            stale_reserve(m, found[i].name) < 0)
+                                log_oom();
                         continue;
+                }
                 g->adopting = true;
+                /* pasta went with the old vmgrd: a new one, and the
+                 * helper's rules again (adding them is idempotent). */
+                if (g->spec->outbound && outbound_enable(g, on_outbound_adopted) < 0)
+                        log_group(LOG_ERR, g->name, "Outbound access is lost: pasta cannot be started");
                 n_vms += g->n_vms;
                 m->groups_adopted++;
                 group_unref(g);
         }
         free(found);
         remove_stale_agent_sockets(m);
+        if (m->stale_names && m->stale_names[0] &&
+            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
+                                       on_stale_timer, m) < 0)
+                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         if (n_vms == 0) {
                 adoption_finish(m, NULL, true);

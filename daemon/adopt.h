@@ -25,3 +25,7 @@ int manager_stale_retry(Manager *m, const char *name);
 /* Try every reserved name's clean-up again (at exit, and every 10 s while
  * any is left). */
 void manager_stale_retry_all(Manager *m);
+
+/* libvirtd was restarted (it died alone) and we are connected again: VMs
+ * whose QEMU died meanwhile are marked crashed. */
+void manager_virt_reconnected(Manager *m);

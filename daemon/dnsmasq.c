@@ -459,7 +459,7 @@ static bool is_our_dnsmasq(pid_t pid, const char *pidfile) {
         return false;
 }
 
-void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
+void dnsmasq_kill_stale(Manager *m, const char *group, const char *runtime_dir) {
         char pidfile[4096];
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int pidfd = -EBADF;
@@ -469,8 +469,12 @@ void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
         f = fopen(pidfile, "re");
         if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
                 return;
-        pidfd = pidfd_open_pid(pid);
+        /* The pid dnsmasq wrote is its namespace's in namespace mode. */
+        pidfd = manager_pidfd_open(m, pid);
         if (pidfd < 0)
+                return;
+        pid = pidfd_get_pid(pidfd);
+        if (pid <= 0)
                 return;
         /* Check identity after taking the pidfd, so the pid cannot be reused in between. */
         if (!is_our_dnsmasq(pid, pidfile))

@@ -71,4 +71,4 @@ int dnsmasq_lease_ipv4(const char *runtime_dir, const uint8_t mac[6], char ret[s
  * runtime directory was runtime_dir, and wait up to 2 s for it to go. Only
  * a process that is dnsmasq writing that directory's pid file is killed:
  * a pid file's pid may have been reused. */
-void dnsmasq_kill_stale(const char *group, const char *runtime_dir);
+void dnsmasq_kill_stale(Manager *m, const char *group, const char *runtime_dir);

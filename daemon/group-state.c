@@ -96,6 +96,8 @@ static json_object *vm_to_json(VM *vm) {
         json_object_object_add(o, "timings", timings_to_json(vm->timings, _VM_STAGE_MAX, vm_stage_name));
         if (vm->last_error && *vm->last_error)
                 json_object_object_add(o, "last_error", json_object_new_string(vm->last_error));
+        if (vm->adding || vm->removing)
+                json_object_object_add(o, "unfinished", json_object_new_boolean(true));
         return o;
 }
 
@@ -245,8 +247,10 @@ static unsigned adopt_vms(Group *g, json_object *o) {
                 json_object *t = NULL;
                 (void) json_object_object_get_ex(v, "timings", &t);
                 timings_from_json(t, timings, _VM_STAGE_MAX, vm_stage_name);
+                json_object *unfinished = NULL;
+                (void) json_object_object_get_ex(v, "unfinished", &unfinished);
                 r = vm_adopt(g, &spec, spec_json, state, (uint64_t) get_int(v, "start_usec", 0), timings,
-                             get_string(v, "last_error"), &vm);
+                             get_string(v, "last_error"), json_object_get_boolean(unfinished), &vm);
                 vmgr_vm_spec_done(&spec);
                 if (r < 0) {
                         log_group_errno(LOG_WARNING, r, g->name, "VM '%s' cannot be adopted: %m", name);

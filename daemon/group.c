@@ -416,8 +416,21 @@ static void group_finish_removal(Group *g) {
         }
 }
 
-static void on_network_deleted(int error, const char *message, int pid, int pidfd, void *userdata) {
-        Group *g = userdata;
+static void group_delete_network_try(Group *g, bool retry);
+
+/* The helper deleted the network, or could not; retried says whether this
+ * was the second try. When the helper died before answering, the network
+ * may still be there: a new helper is asked once more. If the network
+ * cannot be deleted, the group stays, failed, with its state file: its name
+ * stays taken, DeleteGroup tries again, and a later vmgrd cleans up from
+ * the state file. Drops the reference the call held. */
+static void network_deleted(Group *g, int error, const char *message, bool retried) {
+        if (error < 0 && netadm_error_reply_lost(error) && !retried && g->manager) {
+                log_group(LOG_WARNING, g->name, "No answer to the deletion of the network (%s); asking again", message);
+                group_delete_network_try(g, true);
+                group_unref(g);
+                return;
+        }
 
         if (error < 0) {
                 log_group_errno(LOG_ERR, error, g->name, "Failed to delete the network: %s", message);
@@ -441,26 +454,40 @@ static void on_network_deleted(int error, const char *message, int pid, int pidf
         group_unref(g);
 }
 
-/* dnsmasq is down: delete the network. */
-static void group_delete_network(Group *g) {
+static void on_network_deleted(int error, const char *message, int pid, int pidfd, void *userdata) {
+        network_deleted(userdata, error, message, false);
+}
+
+static void on_network_deleted_again(int error, const char *message, int pid, int pidfd, void *userdata) {
+        network_deleted(userdata, error, message, true);
+}
+
+/* Ask the helper to delete the network (retry: for the second time);
+ * network_deleted() follows. */
+static void group_delete_network_try(Group *g, bool retry) {
         int r;
 
         r = netadm_client_call(g->manager->netadm, VMGR_NETADM_GROUP_DELETE, g->name, NULL, 0, NULL,
-                               on_network_deleted, g);
+                               retry ? on_network_deleted_again : on_network_deleted, g);
         if (r < 0) {
                 log_group_errno(LOG_ERR, r, g->name, "Failed to ask vmgr-netadm to delete the network: %m");
-                on_network_deleted(r, "vmgr-netadm could not be asked to delete the network", 0, -EBADF,
-                                   group_ref(g));
+                network_deleted(group_ref(g), r, "vmgr-netadm could not be asked to delete the network", true);
                 return;
         }
         group_ref(g);
 }
 
+/* dnsmasq is down: delete the network. */
+static void group_delete_network(Group *g) {
+        group_delete_network_try(g, false);
+}
+
 static void group_dnsmasq_stopped(Group *g) {
         if (g->state != GROUP_DELETING)
                 return;
-        /* A failed GROUP_CREATE was undone by the helper itself; and a bridge of
-         * the same name owned by someone else must not even be asked about. */
+        /* A GROUP_CREATE the helper refused was undone by the helper itself;
+         * and a bridge of the same name owned by someone else must not even be
+         * asked about. (One whose answer never came counts as created.) */
         if (g->network_created)
                 group_delete_network(g);
         else
@@ -712,6 +739,7 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         AddVMFailure *f;
 
         if (error >= 0) {
+                vm->adding = false;
                 if (vm->group)
                         group_save(vm->group);
                 (void) sd_bus_reply_method_return(call, "o", vm->object_path);
@@ -749,6 +777,10 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_messa
                 (void) vm_remove(vm, NULL, NULL);
                 return -ENOMEM;
         }
+        /* Listed before its TAPs exist: a vmgrd that adopts the group after
+         * a crash removes what there is of it. */
+        vm->adding = true;
+        group_save(g);
         vm_announce(vm);
         r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, sd_bus_message_ref(call));
         if (r < 0) {
@@ -786,6 +818,11 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         int r;
 
         if (error < 0) {
+                /* A helper that answers has undone its own work. One that died
+                 * may have left a bridge, addresses or a route: the undo asks a
+                 * new helper to delete whatever of the group's is there. */
+                if (netadm_error_reply_lost(error))
+                        g->network_created = true;
                 group_creation_failed(g, error, message, true);
                 group_unref(g);
                 return;

@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "netadm-client.h"
+#include "sockdir.h"
 #include "worker.h"
 
 typedef struct Virt Virt;
@@ -43,6 +44,7 @@ typedef struct Manager {
 
         char *state_dir;                /* groups/<name>.json live under it */
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
+        SockDir *sockdir;               /* a short path to runtime_dir, for unix sockets (sockdir.h) */
         char *cache_dir;                /* shared by every vmgrd of this user: guest images, base disks */
         char *netadm_path;
         char *mkguest_path;             /* builds the default guest */
@@ -57,6 +59,7 @@ typedef struct Manager {
         bool adopting;                  /* at start, until every adopted group is complete */
         sd_event_source *adoption_timer;
         unsigned groups_adopted;        /* Manager.GroupsAdopted */
+        unsigned virt_connections;      /* to libvirtd so far: more than one means it was restarted */
         char *exe_path;                 /* the file vmgrd was started from, for Reexec */
         char **argv;                    /* main()'s, for Reexec */
         sd_event_source *reexec_source;

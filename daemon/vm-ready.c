@@ -121,6 +121,7 @@ static int waiter_new(sd_event *event, ReadyWaiter **list, sd_bus_message *call,
 
         if (!w)
                 return -ENOMEM;
+        timeout_usec = timeout_usec_or_unlimited(timeout_usec);
         if (timeout_usec > 0) {
                 r = sd_event_add_time_relative(event, &w->timer, CLOCK_MONOTONIC, timeout_usec, 0, on_waiter_timeout,
                                                w);

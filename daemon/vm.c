@@ -161,7 +161,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
             asprintf(&vm->console_log, "%s/console.log", vm->dir) < 0 ||
             /* Short and fixed-length (the TAP name is unique per group and VM):
              * a socket path must fit in sockaddr_un, whatever the names. */
-            asprintf(&vm->agent_socket, "%s/agent/%s.sock", m->runtime_dir, vm->addrs.tap) < 0) {
+            asprintf(&vm->agent_socket, "%s/agent/%s.sock", sockdir_path(m->sockdir), vm->addrs.tap) < 0) {
                 vm->dir = vm->console_log = vm->agent_socket = NULL;
                 return -ENOMEM;
         }
@@ -175,7 +175,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
 }
 
 int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *state, uint64_t start_usec,
-             const uint64_t timings[], const char *last_error, VM **ret) {
+             const uint64_t timings[], const char *last_error, bool unfinished, VM **ret) {
         _cleanup_free_ char *xml_path = NULL;
         VM *vm;
         int r;
@@ -191,6 +191,7 @@ int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *stat
         vm->tap_created = true;
         vm->tap4_created = vm->spec.ipv4;
         vm->ever_started = true;
+        vm->removing = unfinished;
         if (asprintf(&xml_path, "%s/domain.xml", vm->dir) >= 0)
                 (void) read_file(xml_path, 1024 * 1024, &vm->xml);
         vm->start_usec = start_usec;
@@ -207,6 +208,16 @@ int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *stat
 }
 
 void vm_adopt_domain(VM *vm, bool running) {
+        if (vm->removing) {
+                /* Half added or half removed: finish the removal (the
+                 * domain, TAPs and files, whatever of them there is). */
+                log_internal(LOG_NOTICE, 0, vm->group->name, vm->name,
+                             "VM was being added or removed when vmgrd stopped; removing it");
+                vm->state = running ? VM_RUNNING : VM_STOPPED;
+                vm->removing = false;
+                (void) vm_remove(vm, NULL, NULL);
+                return;
+        }
         if (running) {
                 vm->adopting = true;
                 vm_set_state(vm, VM_RUNNING);
@@ -393,7 +404,13 @@ int vm_remove(VM *vm, vm_op_done_t done, void *userdata) {
         if (!vm->group)
                 return -VMGR_ERR_NO_SUCH_VM;
         r = vm_machine_run(vm, VM_INPUT_REMOVE, VM_OP_REMOVE, &ctx);
-        return r < 0 ? r : ctx.r;
+        r = r < 0 ? r : ctx.r;
+        if (r >= 0 && !vm->removing && vm->group && vm->group->state == GROUP_RUNNING) {
+                /* A vmgrd that adopts the group after a crash finishes it. */
+                vm->removing = true;
+                group_save(vm->group);
+        }
+        return r;
 }
 
 /* ---- steps done by the helper ------------------------------------------ */

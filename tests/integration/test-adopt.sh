@@ -13,8 +13,10 @@
 #   - the console log has each line once, and a `vmgrctl logs -f` started
 #     before the crashes shows the group's log without a gap or a repeat;
 #   - Manager.Reexec (vmgrctl daemon reexec) does the same without a crash;
+#   - a VM whose AddVM the dead vmgrd did not finish is removed;
 #   - a QEMU that died while vmgrd was down makes its VM "crashed" with
-#     LastError, and "vm start" brings it back;
+#     LastError, and "vm start" brings it back; the same when libvirtd and
+#     a QEMU die together while vmgrd runs (libvirtd is restarted);
 #   - SIGTERM still deletes everything.
 # Prints the time from the new vmgrd's start to its bus name with every
 # group running again.
@@ -124,18 +126,48 @@ PY
 }
 check_eq "the adopted forward reaches the guest" "pong" "$(echo_through "$port")"
 
-# --- a QEMU that dies while vmgrd is down -----------------------------------------------
+# --- a QEMU that dies while vmgrd is down; a VM half added -------------------------------
 
+check "vm add n c" vmgrctl_as_user vm add n c
+vmgr_load_expected exp_c n c
 vmgr_stop_vmgrd KILL
 pid_b=$(vmgr_qemu_pids g b | head -1)
 [ -n "$pid_b" ] && kill -9 "$pid_b"
+# What a vmgrd killed during an AddVM of c leaves: c listed as unfinished.
+python3 - "$VMGR_TMP/state/vmgr/groups/n.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for vm in d["vms"]:
+    if vm["name"] == "c":
+        vm["unfinished"] = True
+json.dump(d, open(sys.argv[1], "w"))
+PY
 vmgr_start_vmgrd
 check_eq "GroupsAdopted is 2 again" "u 2" "$(adopted)"
+c_gone() {
+        [ -z "$(vmgr_qemu_pids n c)" ] && [ -z "$(vmgr_vm_path n c)" ] &&
+                ! vmgr_netns_exec ip link show dev "${exp_c[tap]}" >/dev/null 2>&1
+}
+check "the half-added VM c is removed: no QEMU, no object, no TAP" vmgr_wait_until 30 c_gone
 check_eq "b is crashed" crashed "$(vmgr_vm_prop "$b" State)"
 check_match "b says why" "QEMU was gone" "$(vmgr_vm_prop "$b" LastError)"
 check_eq "Run in a still works" "0|a" "$(run_vm "$a" hostname)"
 check "vm start b brings it back" vmgrctl_as_user vm start g b
 check "g is ready with b again" vmgrctl_as_user wait g --timeout 180
+
+# --- libvirtd and a QEMU die together while vmgrd runs --------------------------------
+
+lv=$(pgrep -u "$VMGR_USER" -x libvirtd | head -1)
+kill -9 "$lv" $(vmgr_qemu_pids g b)
+b_crashed() {
+        [ "$(vmgr_vm_prop "$b" State)" = crashed ]
+}
+check "b is crashed once libvirtd is back" vmgr_wait_until 30 b_crashed
+check_match "b says why" "QEMU was gone when libvirtd was restarted" "$(vmgr_vm_prop "$b" LastError)"
+check "libvirtd was restarted" grep -q "Restarting libvirtd" "$VMGR_TMP/vmgrd.log"
+check_eq "Run in a after libvirtd's restart" "0|a" "$(run_vm "$a" hostname)"
+check "vm start b again" vmgrctl_as_user vm start g b
+check "g is ready with b again, after libvirtd's restart" vmgrctl_as_user wait g --timeout 180
 
 # --- re-exec ----------------------------------------------------------------------------
 
