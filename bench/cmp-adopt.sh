@@ -8,8 +8,9 @@
 # re-executes it, against the same guests: the same QEMU processes must be
 # there after each (a lost QEMU fails the benchmark), every group
 # `running`, Manager.GroupsAdopted N. After each N the groups are deleted
-# and a leak check must find nothing. Host mode only: namespace mode does
-# not adopt yet (docs/design.md, "Restart after a crash"). Sourced by
+# and a leak check must find nothing. Host mode only: in namespace mode
+# the groups live in the namespaces of vmgrd's holder, where the checks
+# below (processes, libvirt's socket) do not look yet. Sourced by
 # tools/bench, which calls the bench_adopt_* functions (see "Comparisons"
 # there) inside the benchmark's namespaces.
 #
@@ -39,6 +40,8 @@ AD_SPEC=
 AD_CMDLINE=
 AD_LEAK_CHECKS=0
 AD_FRESH_LIBVIRTD=
+AD_START=
+AD_END=
 declare -A AD_UP_MS=()
 
 bench_adopt_title() {
@@ -410,8 +413,9 @@ ad_groups_up() {
 bench_adopt_setup() {
         local qemu accel
         ad_plan
+        AD_START="$(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d ' ' -f 1 /proc/loadavg)"
         if [ "$VMGR_NET_MODE" != host ]; then
-                echo "tools/bench: the adopt comparison needs host mode (namespace mode does not adopt)" >&2
+                echo "tools/bench: the adopt comparison runs in host mode only; unset VMGR_NET_MODE" >&2
                 return 1
         fi
         ad_build_poller
@@ -467,6 +471,7 @@ bench_adopt_round() {
 
 bench_adopt_finish() {
         local n k
+        AD_END="$(date -u '+%H:%M UTC'), load average $(cut -d ' ' -f 1 /proc/loadavg)"
         ad_groups_down
         bench_vmgrd_stop
         # What came before libvirtd's start: vmgrd's exec and start-up, and
@@ -559,7 +564,10 @@ gets $AD_RUNS counted rounds after one that is not counted. After the
 last round of an N its groups are deleted and a leak check (as in the
 scale comparison: links, addresses, processes, libvirt domains, files,
 vmgrd's open files, and processes the killed vmgrds left to the
-benchmark's PID 1) must find nothing.
+benchmark's PID 1) must find nothing. This comparison ran from
+$AD_START (1 min) to $AD_END, with vmgr commit
+\`$(git -C "$BENCH_TOP" describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)\`; the
+machine is shared, and its own 2N TCG guests count in that load.
 ${AD_SKIPPED:+Not measured for lack of memory: $AD_SKIPPED.
 }
 | N groups × VMs | measurement | median ms | p90 ms | min ms | max ms | rounds |
