@@ -182,7 +182,7 @@ ad_poll_start() {
 # subshell) and set AD_POLL_T to the microseconds of its answer, or fail
 # with what it said and vmgrd's log.
 ad_poll_wait() {
-        local rc=0 t= value
+        local rc=0 t="" value
         wait "$AD_POLL_PID" || rc=$?
         read -r _ t value < <(grep '^answered' "$AD_POLL_OUT") || true
         if [ "$rc" -ne 0 ] || [ -z "$t" ]; then
