@@ -21,26 +21,6 @@
 #define REEXEC_TIMEOUT_USEC (120ULL * 1000000ULL)
 #define REEXEC_POLL_USEC (20ULL * 1000ULL)
 
-/* The bus name's owner, or "" when it has none. Returns 0 or -errno. */
-static int name_owner(sd_bus *bus, char *buf, size_t size) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *owner;
-        int r;
-
-        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                               "GetNameOwner", NULL, &reply, "s", VMGR_BUS_NAME);
-        if (r < 0) {
-                /* NameHasNoOwner: between the two vmgrds. */
-                buf[0] = 0;
-                return 0;
-        }
-        r = sd_bus_message_read(reply, "s", &owner);
-        if (r < 0)
-                return r;
-        snprintf(buf, size, "%s", owner);
-        return 0;
-}
-
 int verb_daemon_reexec(char **args, size_t n_args, const struct ctl_options *o) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -51,9 +31,7 @@ int verb_daemon_reexec(char **args, size_t n_args, const struct ctl_options *o) 
         r = bus_connect(&bus);
         if (r < 0)
                 return r;
-        r = name_owner(bus, before, sizeof(before));
-        if (r < 0)
-                return log_error_errno(r, "Cannot ask the bus who owns %s: %m", VMGR_BUS_NAME);
+        bus_name_owner(bus, before, sizeof(before));
 
         r = bus_call_method(bus, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE, "Reexec", BUS_LONG_TIMEOUT_USEC, &error,
                             NULL, "");
@@ -67,9 +45,7 @@ int verb_daemon_reexec(char **args, size_t n_args, const struct ctl_options *o) 
          * the name under another unique name once its groups are adopted. */
         deadline = now_monotonic_usec() + REEXEC_TIMEOUT_USEC;
         for (;;) {
-                r = name_owner(bus, now, sizeof(now));
-                if (r < 0)
-                        return log_error_errno(r, "Cannot ask the bus who owns %s: %m", VMGR_BUS_NAME);
+                bus_name_owner(bus, now, sizeof(now));
                 if (*now && !streq(now, before))
                         break;
                 if (now_monotonic_usec() > deadline)

@@ -57,18 +57,6 @@ static int print_stream(int fd, bool colour, uint64_t *lines) {
         return 0;
 }
 
-/* The unique name that owns vmgrd's bus name, "" if none. */
-static void name_owner(sd_bus *bus, char *buf, size_t size) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        const char *owner;
-
-        buf[0] = 0;
-        if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                               "GetNameOwner", NULL, &reply, "s", VMGR_BUS_NAME) >= 0 &&
-            sd_bus_message_read(reply, "s", &owner) >= 0)
-                snprintf(buf, size, "%s", owner);
-}
-
 /* The stream ended: was vmgrd replaced (a re-exec, a restart after a
  * crash: another owner of its name within REFOLLOW_WAIT_USEC) with the
  * group adopted, rather than the group deleted or vmgrd stopped? The bus
@@ -81,7 +69,7 @@ static bool vmgrd_replaced(sd_bus *bus, const char *before, const char *group) {
                 _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
                 bool exists, deleted;
 
-                name_owner(bus, now, sizeof(now));
+                bus_name_owner(bus, now, sizeof(now));
                 if (*now) {
                         /* Any other error: the owner is going away. */
                         exists = sd_bus_call_method(bus, VMGR_BUS_NAME, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE,
@@ -152,7 +140,7 @@ int verb_logs(char **args, size_t n_args, const struct ctl_options *o) {
         }
 
         for (;;) {
-                name_owner(bus, owner, sizeof(owner));
+                bus_name_owner(bus, owner, sizeof(owner));
                 r = follow_logs(bus, path, vm, o->follow, lines, &fd);
                 if (r < 0)
                         return r;

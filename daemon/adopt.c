@@ -369,16 +369,9 @@ static void on_outbound_adopted(Group *g, int error, const char *message) {
                 log_group_errno(LOG_ERR, error, g->name, "Outbound access is lost: %s", message);
 }
 
-int manager_recover(Manager *m) {
-        Found *found = NULL;
-        size_t n = 0;
-        unsigned n_vms = 0;
-        int r;
-
-        r = scan_state_files(m, &found, &n);
-        if (r < 0)
-                return log_error_errno(r, "Cannot read %s/groups: %m", m->state_dir);
-
+/* A group whose state file says running but whose bridge is gone does not
+ * match reality: it is cleaned up, not adopted. */
+static void drop_groups_without_bridge(Manager *m, Found *found, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 struct vmgr_group_addrs addrs;
 
@@ -391,22 +384,21 @@ int manager_recover(Manager *m) {
                         found[i].state = NULL;
                 }
         }
+}
 
-        /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
-        virt_cleanup_stale(m->virt, keep_domain, &(KeepDomains) { .found = found, .n = n });
-        outbound_kill_stale(m);
+/* Clean up a group not adopted; a failed clean-up reserves its name. */
+static void clean_up_or_reserve(Manager *m, const char *name) {
+        if (cleanup_stale_group(m, name) < 0 && stale_reserve(m, name) < 0)
+                log_oom();
+}
 
-        for (size_t i = 0; i < n; i++) {
-                if (found[i].state)
-                        continue;
-                log_group(LOG_NOTICE, found[i].name, "Cleaning up group left by a previous vmgrd");
-                if (cleanup_stale_group(m, found[i].name) < 0 && stale_reserve(m, found[i].name) < 0)
-                        log_oom();
-        }
+/* Adopt every group still to adopt; returns how many VMs they have. */
+static unsigned adopt_groups(Manager *m, Found *found, size_t n) {
+        unsigned n_vms = 0;
 
-        m->adopting = true;
         for (size_t i = 0; i < n; i++) {
                 Group *g;
+                int r;
 
                 if (!found[i].state)
                         continue;
@@ -417,9 +409,8 @@ int manager_recover(Manager *m) {
                         /* Not even made (its spec no longer parses, say):
                          * clean it up as any group not adopted. A group
                          * that was made is being deleted already. */
-                        if (!manager_find_group(m, found[i].name) && cleanup_stale_group(m, found[i].name) < 0 &&
-                            stale_reserve(m, found[i].name) < 0)
-                                log_oom();
+                        if (!manager_find_group(m, found[i].name))
+                                clean_up_or_reserve(m, found[i].name);
                         continue;
                 }
                 g->adopting = true;
@@ -431,21 +422,18 @@ int manager_recover(Manager *m) {
                 m->groups_adopted++;
                 group_unref(g);
         }
-        free(found);
-        remove_stale_agent_sockets(m);
-        if (m->stale_names && m->stale_names[0] &&
-            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
-                                       on_stale_timer, m) < 0)
-                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
+        return n_vms;
+}
 
-        if (n_vms == 0) {
-                adoption_finish(m, NULL, true);
-                return 0;
-        }
+/* Ask libvirt which domains run; the adopted VMs follow its answer
+ * (list_done()), or after ADOPT_TIMEOUT_USEC are taken as crashed. */
+static void adoption_ask_libvirt(Manager *m) {
         DomainList *l = calloc(1, sizeof(*l));
+        int r;
+
         if (!l) {
                 adoption_finish(m, NULL, false);
-                return 0;
+                return;
         }
         l->manager = m;
         r = sd_event_add_time_relative(m->event, &m->adoption_timer, CLOCK_MONOTONIC, ADOPT_TIMEOUT_USEC, 0,
@@ -457,6 +445,42 @@ int manager_recover(Manager *m) {
                 log_error_errno(r, "Cannot ask libvirtd which domains run: %m");
                 adoption_finish(m, NULL, false);
         }
+}
+
+int manager_recover(Manager *m) {
+        Found *found = NULL;
+        size_t n = 0;
+        unsigned n_vms;
+        int r;
+
+        r = scan_state_files(m, &found, &n);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read %s/groups: %m", m->state_dir);
+        drop_groups_without_bridge(m, found, n);
+
+        /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
+        virt_cleanup_stale(m->virt, keep_domain, &(KeepDomains) { .found = found, .n = n });
+        outbound_kill_stale(m);
+
+        for (size_t i = 0; i < n; i++)
+                if (!found[i].state) {
+                        log_group(LOG_NOTICE, found[i].name, "Cleaning up group left by a previous vmgrd");
+                        clean_up_or_reserve(m, found[i].name);
+                }
+
+        m->adopting = true;
+        n_vms = adopt_groups(m, found, n);
+        free(found);
+        remove_stale_agent_sockets(m);
+        if (m->stale_names && m->stale_names[0] &&
+            sd_event_add_time_relative(m->event, &m->stale_timer, CLOCK_MONOTONIC, STALE_RETRY_USEC, 0,
+                                       on_stale_timer, m) < 0)
+                log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
+
+        if (n_vms == 0)
+                adoption_finish(m, NULL, true);
+        else
+                adoption_ask_libvirt(m);
         return 0;
 }
 

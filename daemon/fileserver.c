@@ -816,6 +816,17 @@ _printf_(3, 4) static void hash_job_fail(HashJob *j, int error, const char *fmt,
         j->done(error, NULL, message, j->userdata);
 }
 
+/* Serve f from now on (it goes last in the list). */
+static void files_append(FileServer *s, ServedFile *f) {
+        f->prev = s->files_tail;
+        if (s->files_tail)
+                s->files_tail->next = f;
+        else
+                s->files = f;
+        s->files_tail = f;
+        s->n_files++;
+}
+
 static void hash_done(int result, void *userdata) {
         HashJob *j = userdata;
         FileServer *s = j->server;
@@ -842,13 +853,7 @@ static void hash_done(int result, void *userdata) {
                 hash_job_fail(j, -ENOMEM, "%m");
         } else {
                 memcpy(f->sha256, j->sha256, sizeof(f->sha256));
-                f->prev = s->files_tail;
-                if (s->files_tail)
-                        s->files_tail->next = f;
-                else
-                        s->files = f;
-                s->files_tail = f;
-                s->n_files++;
+                files_append(s, f);
                 j->file = NULL;
                 log_group(LOG_INFO, s->group_name, "Serving %s (%llu bytes, sha256 %s) at %s", f->name,
                           (unsigned long long) f->size, f->sha256, url);
@@ -1078,13 +1083,7 @@ int fileserver_adopt(FileServer *s, const char *name, const char *sha256, uint64
          * the file must not change while served, and the copy is ours. */
         f->size = size;
         memcpy(f->sha256, sha256, sizeof(f->sha256));
-        f->prev = s->files_tail;
-        if (s->files_tail)
-                s->files_tail->next = f;
-        else
-                s->files = f;
-        s->files_tail = f;
-        s->n_files++;
+        files_append(s, f);
         return 0;
 }
 
