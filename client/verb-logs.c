@@ -124,7 +124,7 @@ int verb_logs(char **args, size_t n_args, const struct ctl_options *o) {
         const char *vm = n_args > 1 ? args[1] : NULL;
         uint64_t lines = 0;
         char owner[256];
-        int fd, r;
+        int fd = -EBADF, r;
 
         r = bus_connect(&bus);
         if (r < 0)
