@@ -301,6 +301,18 @@ vmgr_leaks() {
                 [ -n "${own_group[$g]:-}" ] && continue
                 echo "file $f: of group $g, which should not exist"
         done < <(find "$VMGR_TMP/run/vmgr/groups" -mindepth 1 -maxdepth 1 -print 2>/dev/null || true)
+        # Short stand-ins for the runtime directory's sockets
+        # (/tmp/vmgrd-XXXXXX/r, daemon/sockdir.h): the live vmgrd's, the
+        # one RUNTIME/sockdir names; no other may lead into this test's.
+        local live_sockdir
+        live_sockdir=$(readlink "$VMGR_TMP/run/vmgr/sockdir" 2>/dev/null || true)
+        for f in /tmp/vmgrd-??????; do
+                [[ $(readlink "$f/r" 2>/dev/null) == "$VMGR_TMP"/* ]] || continue
+                if [ -n "$vmgrd" ]; then
+                        [ "$live_sockdir" = "$f" ] || [ "$live_sockdir" = "$f/r" ] && continue
+                fi
+                echo "file $f: a socket directory stand-in for this runtime directory that vmgrd does not use"
+        done
         while read -r f; do
                 g=${f##*/}
                 g=${g%.json}
