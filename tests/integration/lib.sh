@@ -875,3 +875,6 @@ vmgr_peer_dhcp4() {
         ip netns exec "$VMGR_PEER" busybox udhcpc -n -q -t 5 -T 2 -i "$VMGR_PEER_IF" -s "$script" >/dev/null 2>&1
         cat "$lease"
 }
+
+# The leak checker (vmgr_leaks, check_no_leaks).
+source "$(dirname "${BASH_SOURCE[0]}")/lib-leaks.sh"
