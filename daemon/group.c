@@ -529,10 +529,23 @@ static void group_collected(Group *g, int error, const char *message, void *user
         group_unref(g);
 }
 
+static void group_teardown_saved(Group *g, int r);
+
 /* The spec's collect_on_delete first (the evidence of a failed test), then
- * the teardown; a bundle that cannot be written is logged and does not stop it. */
+ * the teardown; a bundle that cannot be written is logged and does not stop
+ * it. The state file says "deleting" before anything is undone: a vmgrd
+ * that dies meanwhile leaves a group the next one cleans up, never one it
+ * adopts half deleted. */
 static void group_teardown(Group *g) {
         group_set_state(g, GROUP_DELETING);
+        if (group_save_then(g, group_teardown_saved) < 0)
+                group_teardown_saved(g, -ENOMEM);
+}
+
+static void group_teardown_saved(Group *g, int r) {
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, g->name, "Cannot record the deletion in %s: %m; deleting all the same",
+                                g->state_file);
         if (g->spec && g->spec->collect_on_delete && !g->collected) {
                 char error[256]; /* the log line below says enough */
 

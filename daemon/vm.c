@@ -887,7 +887,10 @@ static int virt_job_work(virConnectPtr conn, void *userdata) {
                         return r;
                 if (virDomainDestroy(dom) < 0) {
                         virErrorPtr e = virGetLastError();
-                        if (!e || e->code != VIR_ERR_OPERATION_INVALID) { /* "not running" is fine */
+                        /* "Not running" and "no such domain" (it went away
+                         * since the lookup: a QEMU libvirtd could not take
+                         * up again after a restart) are what we want. */
+                        if (!e || (e->code != VIR_ERR_OPERATION_INVALID && e->code != VIR_ERR_NO_DOMAIN)) {
                                 snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
                                 r = -EIO;
                         }
