@@ -268,22 +268,53 @@ static int list_work(virConnectPtr conn, void *userdata) {
         return r;
 }
 
-static void adoption_finish(Manager *m, char **active, bool known) {
+/* Every adopted group is whole again: say so, and let the bus name be claimed. */
+static void adoption_complete(Manager *m) {
         for (Group *g = m->groups; g; g = g->next) {
                 if (!g->adopting)
                         continue;
-                for (VM *vm = g->vms; vm; vm = vm->next)
-                        if (vm->state == VM_DEFINED || vm->state == VM_STOPPED || vm->state == VM_CRASHED)
-                                /* Unknown (libvirt did not answer): as if its QEMU was gone. */
-                                vm_adopt_domain(vm, known && strv_contains(active, vm->domain_name));
                 g->adopting = false;
                 log_group(LOG_NOTICE, g->name, "adopted: %u VM%s, dnsmasq pid %d, %u served file%s, %u forward%s",
                           g->n_vms, g->n_vms == 1 ? "" : "s", g->adopted_dnsmasq_pid, g->adopted_files,
                           g->adopted_files == 1 ? "" : "s", g->adopted_forwards, g->adopted_forwards == 1 ? "" : "s");
                 group_save(g);
         }
-        m->adoption_timer = sd_event_source_disable_unref(m->adoption_timer);
         m->adopting = false;
+}
+
+/* A VM half added or half removed by the dead vmgrd is gone. */
+static void unfinished_vm_removed(VM *vm, int error, const char *message, void *userdata) {
+        Manager *m = userdata;
+
+        if (error < 0)
+                log_internal(LOG_ERR, error, vm->group ? vm->group->name : NULL, vm->name,
+                             "Cannot remove the VM a previous vmgrd left half made: %s", message);
+        if (--m->adoption_removals == 0 && m->adopting)
+                adoption_complete(m);
+}
+
+static void adoption_finish(Manager *m, char **active, bool known) {
+        if (m->adoption_listed)
+                return; /* libvirt's answer after the timeout, or the other way round */
+        m->adoption_listed = true;
+        m->adoption_timer = sd_event_source_disable_unref(m->adoption_timer);
+        for (Group *g = m->groups; g; g = g->next) {
+                VM *next;
+
+                if (!g->adopting)
+                        continue;
+                for (VM *vm = g->vms; vm; vm = next) {
+                        next = vm->next;
+                        /* Unknown (libvirt did not answer): as if its QEMU was gone. */
+                        if ((vm->state == VM_DEFINED || vm->state == VM_STOPPED || vm->state == VM_CRASHED) &&
+                            vm_adopt_domain(vm, known && strv_contains(active, vm->domain_name),
+                                            unfinished_vm_removed, m) > 0)
+                                m->adoption_removals++;
+                }
+        }
+        /* The name is claimed once those removals are done too. */
+        if (m->adoption_removals == 0)
+                adoption_complete(m);
 }
 
 /* libvirtd was restarted while vmgrd runs: a QEMU that died meanwhile

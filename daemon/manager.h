@@ -58,6 +58,8 @@ typedef struct Manager {
         sd_event_source *stale_timer;
         bool adopting;                  /* at start, until every adopted group is complete */
         sd_event_source *adoption_timer;
+        bool adoption_listed;           /* libvirt said which domains run (or did not in time) */
+        unsigned adoption_removals;     /* VMs left half made, still being removed */
         unsigned groups_adopted;        /* Manager.GroupsAdopted */
         unsigned virt_connections;      /* to libvirtd so far: more than one means it was restarted */
         char *exe_path;                 /* the file vmgrd was started from, for Reexec */

@@ -207,7 +207,7 @@ int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *stat
         return 0;
 }
 
-void vm_adopt_domain(VM *vm, bool running) {
+int vm_adopt_domain(VM *vm, bool running, vm_op_done_t removed, void *userdata) {
         if (vm->removing) {
                 /* Half added or half removed: finish the removal (the
                  * domain, TAPs and files, whatever of them there is). */
@@ -215,18 +215,18 @@ void vm_adopt_domain(VM *vm, bool running) {
                              "VM was being added or removed when vmgrd stopped; removing it");
                 vm->state = running ? VM_RUNNING : VM_STOPPED;
                 vm->removing = false;
-                (void) vm_remove(vm, NULL, NULL);
-                return;
+                return vm_remove(vm, removed, userdata) >= 0 ? 1 : 0;
         }
         if (running) {
                 vm->adopting = true;
                 vm_set_state(vm, VM_RUNNING);
-                return;
+                return 0;
         }
         if (vm->state == VM_STOPPED || vm->state == VM_CRASHED)
-                return; /* it was not running, and is not */
+                return 0; /* it was not running, and is not */
         vm_set_error(vm, "QEMU was gone when vmgrd restarted");
         vm_set_state(vm, VM_CRASHED);
+        return 0;
 }
 
 /* Take the VM out of its group. Drops the group's reference. */

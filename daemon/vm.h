@@ -150,8 +150,9 @@ int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *stat
 /* libvirt says whether an adopted VM's domain runs: running, it is followed
  * again (console, agent, readiness); not running, it is "crashed" (it was
  * running) or keeps the state it had, with LastError saying so. A VM whose
- * AddVM or removal the dead vmgrd did not finish is removed. */
-void vm_adopt_domain(VM *vm, bool running);
+ * AddVM or removal the dead vmgrd did not finish is removed: returns 1 and
+ * calls removed(userdata) once it is gone; otherwise returns 0. */
+int vm_adopt_domain(VM *vm, bool running, vm_op_done_t removed, void *userdata);
 
 VM *vm_ref(VM *vm);
 VM *vm_unref(VM *vm);
