@@ -50,7 +50,7 @@ struct Virt {
 
         pid_t pid;
         int pidfd;
-        sd_event_source *exit_source, *timer_source;
+        sd_event_source *exit_source, *timer_source, *retry_source;
         uint64_t spawned_usec;
         uint64_t restart_times[LIBVIRTD_RESTART_BURST];
         unsigned restarts;
@@ -162,6 +162,7 @@ Virt *virt_free(Virt *v) {
                 (void) pidfd_signal(v->pidfd, SIGTERM);
         sd_event_source_disable_unref(v->exit_source);
         sd_event_source_disable_unref(v->timer_source);
+        sd_event_source_disable_unref(v->retry_source);
         safe_close(v->pidfd);
         free(v->base);
         free(v->run_dir);
@@ -403,11 +404,35 @@ static void submit_call(Virt *v, VirtCall *c) {
         }
 }
 
+static void connect_begin(Virt *v);
+
+static int on_connect_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Virt *v = userdata;
+
+        v->retry_source = sd_event_source_disable_unref(v->retry_source);
+        connect_begin(v);
+        return 0;
+}
+
 static void connect_done(int result, void *userdata) {
         ConnectJob *j = userdata;
         Virt *v = j->virt;
 
         v->connecting = false;
+        /* Refused while our libvirtd runs and is young: the socket we saw
+         * may have been another's (a libvirtd a dying vmgrd had just
+         * started makes its socket after we removed the old one, then
+         * gets its SIGTERM). Ours is coming: try again shortly. */
+        if (result < 0 && !v->stopping && v->pidfd >= 0 && !pidfd_exited(v->pidfd) &&
+            now_monotonic_usec() - v->spawned_usec < LIBVIRTD_SOCKET_TIMEOUT_USEC &&
+            sd_event_add_time_relative(v->manager->event, &v->retry_source, CLOCK_MONOTONIC, 50000, 0,
+                                       on_connect_retry, v) >= 0) {
+                log_debug("Cannot connect to libvirtd at %s yet (%s); trying again", v->socket_path, j->error);
+                if (j->conn)
+                        virConnectClose(j->conn);
+                free(j);
+                return;
+        }
         if (result < 0 || v->stopping) {
                 if (j->conn)
                         virConnectClose(j->conn);
