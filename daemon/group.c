@@ -293,10 +293,12 @@ static void group_files_done(int result, void *userdata) {
                                 log_group_errno(LOG_WARNING, j->errors[i], g->name, "Failed to remove %s: %m",
                                                 paths[i]);
         }
+        /* The next job first: done may queue one, which must then wait
+         * behind it rather than be handed to the pool a second time. */
+        group_files_next(g);
         if (j->done)
                 j->done(g, result);
         group_files_job_free(j);
-        group_files_next(g);
         group_unref(g);
 }
 
