@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -457,4 +458,15 @@ int bus_message_read_properties(sd_bus_message *m, struct json_object **ret) {
 
         *ret = TAKE_PTR(props);
         return 0;
+}
+
+void bus_name_owner(sd_bus *bus, char *buf, size_t size) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *owner;
+
+        buf[0] = 0;
+        if (sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "GetNameOwner", NULL, &reply, "s", VMGR_BUS_NAME) >= 0 &&
+            sd_bus_message_read(reply, "s", &owner) >= 0)
+                snprintf(buf, size, "%s", owner);
 }

@@ -67,3 +67,7 @@ int bus_get_all(sd_bus *bus, const char *path, const char *interface, struct jso
  * booleans, arrays of those arrays. Types vmgr does not use are skipped.
  * Returns 0, or a negative errno. */
 int bus_message_read_properties(sd_bus_message *m, struct json_object **ret);
+
+/* The unique name that owns vmgrd's bus name into buf, "" when it has none
+ * (between a vmgrd that went away and the next). */
+void bus_name_owner(sd_bus *bus, char *buf, size_t size);

@@ -20,8 +20,9 @@
 #include "verbs.h"
 #include "vmgr-error.h"
 
-/* FollowLogs' lines, each VM's prefix in its own colour on a terminal. */
-static int print_stream(int fd, bool colour) {
+/* FollowLogs' lines, each VM's prefix in its own colour on a terminal;
+ * *lines counts the lines printed. */
+static int print_stream(int fd, bool colour, uint64_t *lines) {
         static const char *const colours[] = { "\033[32m", "\033[34m", "\033[35m", "\033[36m", "\033[33m", "\033[31m" };
         _cleanup_fclose_ FILE *f = fdopen(fd, "re");
         _cleanup_free_ char *line = NULL;
@@ -51,37 +52,55 @@ static int print_stream(int fd, bool colour) {
                 }
                 if (fflush(stdout) != 0)
                         return errno == EPIPE ? 0 : log_error_errno(errno_generic(-errno), "cannot write: %m");
+                (*lines)++;
         }
         return 0;
 }
 
-int verb_logs(char **args, size_t n_args, const struct ctl_options *o) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+/* The stream ended: was vmgrd replaced (a re-exec, a restart after a
+ * crash: another owner of its name within REFOLLOW_WAIT_USEC) with the
+ * group adopted, rather than the group deleted or vmgrd stopped? The bus
+ * may name the dead vmgrd as the owner for a moment after the stream ended. */
+#define REFOLLOW_WAIT_USEC (10ULL * 1000000ULL)
+static bool vmgrd_replaced(sd_bus *bus, const char *before, const char *group) {
+        char now[256];
+
+        for (uint64_t waited = 0; waited < REFOLLOW_WAIT_USEC; waited += 50000) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                bool exists, deleted;
+
+                bus_name_owner(bus, now, sizeof(now));
+                if (*now) {
+                        /* Any other error: the owner is going away. */
+                        exists = sd_bus_call_method(bus, VMGR_BUS_NAME, VMGR_MANAGER_PATH, VMGR_MANAGER_INTERFACE,
+                                                    "GetGroup", &error, NULL, "s", group) >= 0;
+                        deleted = sd_bus_error_has_name(&error, VMGR_ERROR_NO_SUCH_GROUP);
+                        if (deleted)
+                                return false;
+                        /* The new vmgrd claims its name once it adopted its groups. */
+                        if (exists && !streq(now, before))
+                                return true;
+                }
+                (void) usleep(50000);
+        }
+        return false;
+}
+
+/* FollowLogs on path, leaving out the first skip lines; *ret is the stream. */
+static int follow_logs(sd_bus *bus, const char *path, const char *vm, bool follow, uint64_t skip, int *ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
-        _cleanup_free_ char *path = NULL;
         int fd, r;
-
-        r = bus_connect(&bus);
-        if (r < 0)
-                return r;
-        r = bus_group_lookup(bus, args[0], &path);
-        if (r < 0)
-                return r;
-        if (n_args > 1) {
-                _cleanup_free_ char *vm = NULL;
-                r = bus_vm_lookup(bus, args[0], args[1], &vm); /* says so if there is no such VM */
-                if (r < 0)
-                        return r;
-        }
 
         r = sd_bus_message_new_method_call(bus, &call, VMGR_BUS_NAME, path, VMGR_GROUP_INTERFACE, "FollowLogs");
         if (r >= 0)
                 r = sd_bus_message_open_container(call, 'a', "{sv}");
         if (r >= 0)
-                r = sd_bus_message_append(call, "{sv}", "follow", "b", o->follow);
-        if (r >= 0 && n_args > 1)
-                r = sd_bus_message_append(call, "{sv}", "vms", "as", 1, args[1]);
+                r = sd_bus_message_append(call, "{sv}", "follow", "b", follow);
+        if (r >= 0 && vm)
+                r = sd_bus_message_append(call, "{sv}", "vms", "as", 1, vm);
+        if (r >= 0 && skip > 0)
+                r = sd_bus_message_append(call, "{sv}", "skip", "t", skip);
         if (r >= 0)
                 r = sd_bus_message_close_container(call);
         if (r < 0)
@@ -95,10 +114,46 @@ int verb_logs(char **args, size_t n_args, const struct ctl_options *o) {
         fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
                 return log_error_errno(errno_generic(-errno), "cannot take the log stream: %m");
-        /* The stream does not need the bus: let go of it while we follow. */
-        reply = sd_bus_message_unref(reply);
-        bus = sd_bus_flush_close_unref(bus);
-        return print_stream(fd, isatty(STDOUT_FILENO) > 0);
+        *ret = fd;
+        return 0;
+}
+
+int verb_logs(char **args, size_t n_args, const struct ctl_options *o) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ char *path = NULL;
+        const char *vm = n_args > 1 ? args[1] : NULL;
+        uint64_t lines = 0;
+        char owner[256];
+        int fd = -EBADF, r;
+
+        r = bus_connect(&bus);
+        if (r < 0)
+                return r;
+        r = bus_group_lookup(bus, args[0], &path);
+        if (r < 0)
+                return r;
+        if (vm) {
+                _cleanup_free_ char *vm_path = NULL;
+                r = bus_vm_lookup(bus, args[0], vm, &vm_path); /* says so if there is no such VM */
+                if (r < 0)
+                        return r;
+        }
+
+        for (;;) {
+                bus_name_owner(bus, owner, sizeof(owner));
+                r = follow_logs(bus, path, vm, o->follow, lines, &fd);
+                if (r < 0)
+                        return r;
+                r = print_stream(fd, isatty(STDOUT_FILENO) > 0, &lines);
+                if (r < 0 || !o->follow)
+                        return r;
+                /* With -f, the stream ends when the group is deleted or
+                 * vmgrd stops; and when vmgrd re-executes itself or was
+                 * restarted after a crash, with the group adopted: then go
+                 * on after the lines already printed. */
+                if (!vmgrd_replaced(bus, owner, args[0]))
+                        return 0;
+        }
 }
 
 int verb_group_collect(char **args, size_t n_args, const struct ctl_options *o) {

@@ -99,3 +99,6 @@ int verb_served(char **args, size_t n_args, const struct ctl_options *o);
 int verb_forward(char **args, size_t n_args, const struct ctl_options *o);
 int verb_unforward(char **args, size_t n_args, const struct ctl_options *o);
 int verb_forwards(char **args, size_t n_args, const struct ctl_options *o);
+
+/* verb-daemon.c */
+int verb_daemon_reexec(char **args, size_t n_args, const struct ctl_options *o);

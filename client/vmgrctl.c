@@ -93,6 +93,7 @@ static const struct verb verbs[] = {
         { "forward", NULL, 3, 4, 0, "GROUP VM [tcp|udp:]GUEST_PORT [[ADDR:]HOST_PORT]", verb_forward },
         { "unforward", NULL, 2, 2, 0, "GROUP [tcp|udp:][ADDR:]HOST_PORT", verb_unforward },
         { "forwards", NULL, 1, 1, 0, "GROUP", verb_forwards },
+        { "daemon", "reexec", 0, 0, 0, "", verb_daemon_reexec },
 };
 
 static void help(void) {

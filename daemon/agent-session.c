@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "macro.h"
 #include "tokenbucket.h"
+#include "vmgr-error.h"
 
 /* Reconnect back-off: from 50 ms, doubling, up to 1 s. */
 #define RETRY_MIN_USEC (50ULL * 1000ULL)
@@ -123,6 +125,7 @@ static void session_reset(AgentSession *s, int error, const char *why);
 static int session_flush(AgentSession *s);
 static void job_pump_input(AgentJob *j);
 static void job_maybe_finish(AgentJob *j);
+static void job_fail(AgentJob *j, int error, const char *message);
 
 /* ---- output queue ------------------------------------------------------ */
 
@@ -394,6 +397,21 @@ static int on_source_readable(sd_event_source *source, int fd, uint32_t revents,
         return 0;
 }
 
+/* A FILE_PUT's source failed part-way (error: -errno). The job fails and
+ * no EOF goes to the agent: the agent moves its temporary file over the
+ * target only on EOF, so the target stays as it was (protocol version 1
+ * has no way to abort one transfer; the temporary file goes when the
+ * session ends). */
+static void put_source_failed(AgentJob *j, int error) {
+        AgentStream *st = &j->streams[AGENT_STREAM_IN];
+        char message[sizeof(j->result.message)];
+
+        (void) vmgr_error_printf(message, sizeof(message), error, "cannot read the file to copy: %m");
+        st->eof = true; /* nothing more on this stream, EOF included */
+        stream_close(st);
+        job_fail(j, error, message); /* may free j */
+}
+
 /* Send input while the agent grants credit and the socket keeps up. */
 static void job_pump_input(AgentJob *j) {
         static uint8_t buf[VMGR_AGENT_DATA_MAX];
@@ -421,8 +439,12 @@ static void job_pump_input(AgentJob *j) {
                                 wait_readable = true;
                                 break;
                         }
+                        if (n < 0 && j->kind == AGENT_JOB_PUT) {
+                                put_source_failed(j, -errno);
+                                return;
+                        }
                         if (n < 0)
-                                n = 0; /* a broken source ends the stream */
+                                n = 0; /* stdin: a broken source ends the stream, as a local pipe would */
                 } else
                         n = 0;
                 st->send.credit += (uint32_t) (want - (size_t) n);
@@ -525,13 +547,32 @@ AgentJob *agent_job_free(AgentJob *j) {
         return NULL;
 }
 
+/* Whether fd (with its status flags) can be a FILE_PUT's source: a
+ * directory or an fd not open for reading would fail at its first read, after
+ * the agent made its temporary file. Returns 0, -EISDIR or -EBADF. */
+static int put_source_check(int fd, int flags) {
+        struct stat st;
+
+        if ((flags & O_PATH) || (flags & O_ACCMODE) == O_WRONLY)
+                return -EBADF;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        return 0;
+}
+
 int agent_job_set_fd(AgentJob *j, AgentStreamSlot slot, int fd) {
         AgentStream *st = &j->streams[slot];
         int flags, r;
 
         flags = fcntl(fd, F_GETFL);
-        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        r = flags < 0 ? -errno : 0;
+        if (r >= 0 && j->kind == AGENT_JOB_PUT && slot == AGENT_STREAM_IN)
+                r = put_source_check(fd, flags);
+        if (r >= 0 && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
                 r = -errno;
+        if (r < 0) {
                 safe_close(fd);
                 return r;
         }

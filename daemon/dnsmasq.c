@@ -150,6 +150,7 @@ static void last_words(Dnsmasq *d, char *buf, size_t size) {
 
 static void timer_arm(Dnsmasq *d, uint64_t usec, sd_event_time_handler_t handler);
 static int dnsmasq_start_internal(Dnsmasq *d);
+static bool is_our_dnsmasq(pid_t pid, const char *pidfile);
 
 /* The first start failed: report it once. */
 static void report_start_failure(Dnsmasq *d, int error, const char *message) {
@@ -458,7 +459,7 @@ static bool is_our_dnsmasq(pid_t pid, const char *pidfile) {
         return false;
 }
 
-void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
+void dnsmasq_kill_stale(Manager *m, const char *group, const char *runtime_dir) {
         char pidfile[4096];
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int pidfd = -EBADF;
@@ -468,8 +469,12 @@ void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
         f = fopen(pidfile, "re");
         if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
                 return;
-        pidfd = pidfd_open_pid(pid);
+        /* The pid dnsmasq wrote is its namespace's in namespace mode. */
+        pidfd = manager_pidfd_open(m, pid);
         if (pidfd < 0)
+                return;
+        pid = pidfd_get_pid(pidfd);
+        if (pid <= 0)
                 return;
         /* Check identity after taking the pidfd, so the pid cannot be reused in between. */
         if (!is_our_dnsmasq(pid, pidfile))
@@ -479,4 +484,52 @@ void dnsmasq_kill_stale(const char *group, const char *runtime_dir) {
                 return;
         struct pollfd p = { .fd = pidfd, .events = POLLIN };
         (void) poll(&p, 1, 2000);
+}
+
+int dnsmasq_adopt(Dnsmasq *d, unsigned restarts) {
+        Group *g = d->group;
+        char path[4096];
+        _cleanup_close_ int pidfd = -EBADF;
+        int pid, r;
+
+        d->restarts = restarts;
+        d->ready_reported = true; /* the group runs: a death from here on is a restart */
+        if (pidfile_path(d, path, sizeof(path)) < 0)
+                return -ENAMETOOLONG;
+        r = sd_event_add_inotify(dnsmasq_event(d), &d->watch_source, g->runtime_dir,
+                                 IN_CLOSE_WRITE | IN_MOVED_TO | IN_MODIFY | IN_ONLYDIR, on_pidfile, d);
+        if (r < 0)
+                return r;
+
+        pid = pidfile_read(d);
+        if (pid > 1)
+                pidfd = manager_pidfd_open(g->manager, pid);
+        /* Identity after taking the pidfd: the pid cannot be reused in between. */
+        if (pidfd >= 0) {
+                pid_t own = pidfd_get_pid(pidfd);
+                if (own <= 0 || !is_our_dnsmasq(own, path))
+                        pidfd = safe_close(pidfd);
+                else {
+                        d->own_pid = pid;
+                        d->pid = own;
+                }
+        }
+        if (pidfd < 0) {
+                log_group(LOG_WARNING, g->name, "dnsmasq of the group was gone when vmgrd started; restarting it");
+                d->pid = d->own_pid = 0;
+                set_state(d, DNSMASQ_RESTARTING);
+                r = dnsmasq_start_internal(d);
+                if (r < 0)
+                        set_state(d, DNSMASQ_FAILED);
+                return r < 0 ? r : 0;
+        }
+        d->pidfd = TAKE_FD(pidfd);
+        r = sd_event_add_io(dnsmasq_event(d), &d->exit_source, d->pidfd, EPOLLIN, on_process_exit, d);
+        if (r < 0) {
+                process_forget(d);
+                return r;
+        }
+        (void) sd_event_source_set_priority(d->exit_source, SD_EVENT_PRIORITY_IMPORTANT);
+        d->state = DNSMASQ_RUNNING;
+        return d->pid;
 }

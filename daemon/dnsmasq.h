@@ -58,10 +58,17 @@ pid_t dnsmasq_pid(Dnsmasq *d);
  * runtime directory runtime_dir (lines "expiry mac ip host id"; the last
  * lease of mac counts). Writes it, or "" when there is none (no file yet),
  * into ret. Returns 0. */
+/* A restarted vmgrd takes over the group's running dnsmasq: found through
+ * its pid file, checked to be the dnsmasq of this group (command line)
+ * after taking a pidfd, then supervised as if started here. If it is gone,
+ * a new one is started (a restart). restarts is the count to carry over.
+ * Returns dnsmasq's pid (> 0) when adopted, 0 when restarting, -errno. */
+int dnsmasq_adopt(Dnsmasq *d, unsigned restarts);
+
 int dnsmasq_lease_ipv4(const char *runtime_dir, const uint8_t mac[6], char ret[static INET_ADDRSTRLEN]);
 
 /* Kill a dnsmasq that a previous vmgrd left running for group, whose
  * runtime directory was runtime_dir, and wait up to 2 s for it to go. Only
  * a process that is dnsmasq writing that directory's pid file is killed:
  * a pid file's pid may have been reused. */
-void dnsmasq_kill_stale(const char *group, const char *runtime_dir);
+void dnsmasq_kill_stale(Manager *m, const char *group, const char *runtime_dir);

@@ -43,6 +43,7 @@
 #include "bus-error.h"
 #include "fileserver-util.h"
 #include "fileserver.h"
+#include "fs-util.h"
 #include "log.h"
 
 /* Files one group serves at once (registered or being hashed). */
@@ -91,6 +92,7 @@ struct ServedFile {
         ServedFile *next, *prev;
         char *name;
         int fd;                         /* our own dup, O_CLOEXEC */
+        char *keep_path;                /* the kept copy a restarted vmgrd serves from (or NULL) */
         uint64_t size;                  /* at registration; never more is served */
         char sha256[SHA256_DIGEST_SIZE * 2 + 1];
 };
@@ -106,12 +108,14 @@ struct HashJob {
         /* Written by the pool thread; read on the loop once it is done. */
         char sha256[SHA256_DIGEST_SIZE * 2 + 1];
         bool short_read;
+        char keep_error[256];           /* why no copy was kept (logged; serving goes on) */
 };
 
 struct FileServer {
         unsigned n_ref;
         Group *group;                   /* NULL once stopped */
         char *group_name;               /* for logs, also after the group is gone */
+        char *keep_dir;                 /* <state>/groups/<name>/files: what survives vmgrd */
         sd_event *event;
         WorkerPool *workers;
         struct MHD_Daemon *mhd;
@@ -145,6 +149,7 @@ static ServedFile *served_file_free(ServedFile *f) {
                 return NULL;
         safe_close(f->fd);
         free(f->name);
+        free(f->keep_path);
         free(f);
         return NULL;
 }
@@ -155,6 +160,7 @@ static void fileserver_unref(FileServer *s) {
         /* Stopped before the last reference went: no files, jobs or MHD left. */
         sd_event_unref(s->event);
         free(s->group_name);
+        free(s->keep_dir);
         free(s);
 }
 
@@ -620,8 +626,14 @@ int fileserver_start(Group *g, FileServer **ret) {
         s->gateway6 = g->addrs.gateway6;
         snprintf(s->url_base, sizeof(s->url_base), "http://[%s]:%u", addr, FILESERVER_PORT);
         s->group_name = strdup(g->name);
-        if (!s->group_name) {
+        if (!s->group_name || asprintf(&s->keep_dir, "%s/files", g->state_subdir) < 0) {
+                s->keep_dir = NULL;
                 r = log_oom();
+                goto fail;
+        }
+        r = mkdir_p(s->keep_dir, 0700);
+        if (r < 0) {
+                log_group_errno(LOG_ERR, r, g->name, "File server: cannot create %s: %m", s->keep_dir);
                 goto fail;
         }
 
@@ -695,18 +707,61 @@ static void jobs_remove(FileServer *s, HashJob *j) {
         s->n_jobs--;
 }
 
-/* Runs on a pool thread: SHA-256 of the file's first size bytes. Touches
- * only the job's own file, which nothing else reads meanwhile but its name. */
+/* Write all of buf. Returns 0 or -errno. */
+static int write_all(int fd, const uint8_t *buf, size_t len) {
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                buf += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* Pool thread: a hard link to the caller's file, so that a restarted
+ * vmgrd serves the same bytes even if the caller deleted the file. Returns
+ * 0, or -errno when a copy must be written instead (another file system,
+ * a file we do not own, one already deleted). */
+static int keep_link(HashJob *j) {
+        char proc[64];
+
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", j->file->fd);
+        (void) unlink(j->file->keep_path);
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, j->file->keep_path, AT_SYMLINK_FOLLOW) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Runs on a pool thread: SHA-256 of the file's first size bytes, and the
+ * kept copy (a link, or else these bytes written out as they are read).
+ * Touches only the job's own file, which nothing else reads meanwhile but
+ * its name. A kept copy that cannot be made is reported in keep_error:
+ * the file is served all the same, only not across a vmgrd restart. */
 static int hash_work(void *userdata) {
         HashJob *j = userdata;
         struct sha256_ctx ctx;
         uint8_t digest[SHA256_DIGEST_SIZE];
         _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int copy_fd = -EBADF;
         uint64_t off = 0;
 
         buf = malloc(HASH_CHUNK);
         if (!buf)
                 return -ENOMEM;
+        if (j->file->keep_path && keep_link(j) < 0) {
+                if (asprintf(&tmp, "%s.tmp", j->file->keep_path) < 0)
+                        return -ENOMEM;
+                copy_fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (copy_fd < 0)
+                        (void) vmgr_error_printf(j->keep_error, sizeof(j->keep_error), -errno,
+                                                 "cannot write %s: %m", tmp);
+        }
         sha256_init(&ctx);
         while (off < j->file->size) {
                 size_t want = j->file->size - off < HASH_CHUNK ? (size_t) (j->file->size - off) : HASH_CHUNK;
@@ -722,11 +777,28 @@ static int hash_work(void *userdata) {
                         return -EIO;
                 }
                 sha256_update(&ctx, (size_t) n, buf);
+                int w;
+
+                if (copy_fd >= 0 && (w = write_all(copy_fd, buf, (size_t) n)) < 0) {
+                        (void) vmgr_error_printf(j->keep_error, sizeof(j->keep_error), w,
+                                                 "cannot write %s: %m", tmp);
+                        copy_fd = safe_close(copy_fd);
+                        (void) unlink(tmp);
+                }
                 off += (uint64_t) n;
         }
         sha256_digest(&ctx, sizeof(digest), digest);
         for (size_t i = 0; i < sizeof(digest); i++)
                 snprintf(j->sha256 + 2 * i, 3, "%02x", digest[i]);
+        if (copy_fd >= 0 && (fsync(copy_fd) < 0 || rename(tmp, j->file->keep_path) < 0)) {
+                (void) vmgr_error_printf(j->keep_error, sizeof(j->keep_error), -errno, "cannot write %s: %m",
+                                         j->file->keep_path);
+                (void) unlink(tmp);
+        }
+        if (j->keep_error[0]) {
+                free(j->file->keep_path);
+                j->file->keep_path = NULL;
+        }
         return 0;
 }
 
@@ -744,6 +816,17 @@ _printf_(3, 4) static void hash_job_fail(HashJob *j, int error, const char *fmt,
         j->done(error, NULL, message, j->userdata);
 }
 
+/* Serve f from now on (it goes last in the list). */
+static void files_append(FileServer *s, ServedFile *f) {
+        f->prev = s->files_tail;
+        if (s->files_tail)
+                s->files_tail->next = f;
+        else
+                s->files = f;
+        s->files_tail = f;
+        s->n_files++;
+}
+
 static void hash_done(int result, void *userdata) {
         HashJob *j = userdata;
         FileServer *s = j->server;
@@ -753,6 +836,8 @@ static void hash_done(int result, void *userdata) {
         jobs_remove(s, j);
         s->hashing = false;
 
+        if ((!s->group || result < 0) && f->keep_path)
+                (void) unlink(f->keep_path);
         if (!s->group) {
                 hash_job_fail(j, -VMGR_ERR_BUSY, "group '%s' is being deleted", s->group_name);
         } else if (result < 0) {
@@ -768,17 +853,15 @@ static void hash_done(int result, void *userdata) {
                 hash_job_fail(j, -ENOMEM, "%m");
         } else {
                 memcpy(f->sha256, j->sha256, sizeof(f->sha256));
-                f->prev = s->files_tail;
-                if (s->files_tail)
-                        s->files_tail->next = f;
-                else
-                        s->files = f;
-                s->files_tail = f;
-                s->n_files++;
+                files_append(s, f);
                 j->file = NULL;
                 log_group(LOG_INFO, s->group_name, "Serving %s (%llu bytes, sha256 %s) at %s", f->name,
                           (unsigned long long) f->size, f->sha256, url);
+                if (j->keep_error[0])
+                        log_group(LOG_WARNING, s->group_name,
+                                  "%s will not be served again after a vmgrd restart: %s", f->name, j->keep_error);
                 (void) group_emit_changed(s->group, "ServedFiles", NULL);
+                group_save(s->group);
                 j->done(0, url, NULL, j->userdata);
         }
 
@@ -914,7 +997,9 @@ int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_d
         j->file->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         j->file->name = strdup(name);
         j->file->size = (uint64_t) st.st_size;
-        if (j->file->fd < 0 || !j->file->name) {
+        if (asprintf(&j->file->keep_path, "%s/%s", s->keep_dir, name) < 0)
+                j->file->keep_path = NULL;
+        if (j->file->fd < 0 || !j->file->name || !j->file->keep_path) {
                 r = j->file->fd < 0 ? -errno : -ENOMEM;
                 hash_job_free(j);
                 return vmgr_error_printf(error, error_size, r, "cannot serve '%s': %m", name);
@@ -953,9 +1038,52 @@ int fileserver_unserve(FileServer *s, const char *name, char *error, size_t erro
         LIST_REMOVE_WITH_TAIL(s->files, s->files_tail, f);
         s->n_files--;
         log_group(LOG_INFO, s->group_name, "No longer serving %s", f->name);
+        if (f->keep_path && unlink(f->keep_path) < 0 && errno != ENOENT)
+                log_group_errno(LOG_WARNING, errno, s->group_name, "Cannot remove %s: %m", f->keep_path);
         served_file_free(f);
-        if (s->group)
+        if (s->group) {
                 (void) group_emit_changed(s->group, "ServedFiles", NULL);
+                group_save(s->group);
+        }
+        return 0;
+}
+
+int fileserver_adopt(FileServer *s, const char *name, const char *sha256, uint64_t size, char *error,
+                     size_t error_size) {
+        ServedFile *f;
+        struct stat st;
+
+        if (name_is_taken(s, name) || strlen(sha256) != SHA256_DIGEST_SIZE * 2) {
+                snprintf(error, error_size, "'%s' is served twice or has no valid SHA-256", name);
+                return -EINVAL;
+        }
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return vmgr_error_printf(error, error_size, -ENOMEM, "%m");
+        f->fd = -EBADF;
+        f->name = strdup(name);
+        if (!f->name || asprintf(&f->keep_path, "%s/%s", s->keep_dir, name) < 0) {
+                f->keep_path = NULL;
+                served_file_free(f);
+                return vmgr_error_printf(error, error_size, -ENOMEM, "%m");
+        }
+        f->fd = open(f->keep_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+        if (f->fd < 0 || fstat(f->fd, &st) < 0) {
+                int r = vmgr_error_printf(error, error_size, -errno, "cannot open %s: %m", f->keep_path);
+                served_file_free(f);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size < size) {
+                snprintf(error, error_size, "%s is no longer the %" PRIu64 "-byte file that was served", f->keep_path,
+                         size);
+                served_file_free(f);
+                return -ESTALE;
+        }
+        /* The hash is the one taken when it was first served: the API says
+         * the file must not change while served, and the copy is ours. */
+        f->size = size;
+        memcpy(f->sha256, sha256, sizeof(f->sha256));
+        files_append(s, f);
         return 0;
 }
 

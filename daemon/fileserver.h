@@ -61,5 +61,12 @@ int fileserver_unserve(FileServer *s, const char *name, char *error, size_t erro
 /* Call cb for each served file, oldest first: its name, SHA-256 (64 hex
  * digits) and size. s may be NULL (no file). Returns 0, or the first
  * negative value cb returned. */
+/* A restarted vmgrd serves a file again from the copy kept for it (in the
+ * group's state directory) under its recorded name, SHA-256 and size,
+ * without hashing it again. Returns 0, or -errno with error set (the copy
+ * is gone or shorter than size: the file is no longer served). */
+int fileserver_adopt(FileServer *s, const char *name, const char *sha256, uint64_t size, char *error,
+                     size_t error_size);
+
 typedef int (*fileserver_file_cb)(const char *name, const char *sha256, uint64_t size, void *userdata);
 int fileserver_foreach_file(FileServer *s, fileserver_file_cb cb, void *userdata);

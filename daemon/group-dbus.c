@@ -132,7 +132,7 @@ static int method_add_vm(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_SPEC, "invalid spec: %s", spec_error);
         if (r < 0)
                 return r;
-        r = group_add_vm(g, &spec, m);
+        r = group_add_vm(g, &spec, spec_json, m);
         vmgr_vm_spec_done(&spec);
         if (r == -VMGR_ERR_BUSY)
                 return vmgr_bus_error_set(error, r, "group '%s' is %s; VMs can be added to a running group",
@@ -230,6 +230,7 @@ typedef struct FollowOptions {
         char **vms;
         GroupLogSource sources;
         bool from_start, follow;
+        uint64_t skip;
 } FollowOptions;
 
 static int read_follow_options(sd_bus_message *m, Group *g, FollowOptions *o, sd_bus_error *error) {
@@ -295,9 +296,17 @@ static int read_follow_options(sd_bus_message *m, Group *g, FollowOptions *o, sd
                                 o->from_start = b;
                         else
                                 o->follow = b;
+                } else if (streq(key, "skip")) {
+                        r = sd_bus_message_enter_container(m, 'v', "t");
+                        if (r < 0)
+                                return vmgr_bus_error_set(error, -EINVAL, "option skip must be a uint64");
+                        r = sd_bus_message_read(m, "t", &o->skip);
+                        if (r < 0)
+                                return r;
                 } else
                         return vmgr_bus_error_set(error, -EINVAL,
-                                                  "unknown option \"%s\" (known: vms, sources, from_start, follow)", key);
+                                                  "unknown option \"%s\" (known: vms, sources, from_start, follow, skip)",
+                                                  key);
                 r = sd_bus_message_exit_container(m);
                 if (r >= 0)
                         r = sd_bus_message_exit_container(m);
@@ -331,7 +340,7 @@ static int method_follow_logs(sd_bus_message *m, void *userdata, sd_bus_error *e
                 goto out;
         }
         read_end = fds[0];
-        r = group_log_follow(g->log, fds[1], o.vms, o.sources, o.from_start, o.follow);
+        r = group_log_follow(g->log, fds[1], o.vms, o.sources, o.from_start, o.follow, o.skip);
         if (r < 0) {
                 r = vmgr_bus_error_set(error, r, "cannot follow the log: %m");
                 goto out;
@@ -499,6 +508,7 @@ static int method_forward_port(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r < 0)
                 return vmgr_bus_error_set(error, r, "cannot forward %s [%s]:%u: %m", protocol_name, a.text, port);
         (void) group_emit_changed(g, "Forwards", NULL);
+        group_save(g);
         return sd_bus_reply_method_return(m, "sq", forward_address(f), forward_port(f));
 }
 
@@ -528,6 +538,7 @@ static int method_remove_forward(sd_bus_message *m, void *userdata, sd_bus_error
                                           g->name, protocol_name, a.text, port);
         forward_free(f);
         (void) group_emit_changed(g, "Forwards", NULL);
+        group_save(g);
         return sd_bus_reply_method_return(m, NULL);
 }
 

@@ -14,7 +14,9 @@
 #include "forward.h"
 #include "fs-util.h"
 #include "group.h"
+#include "group-state.h"
 #include "grouplog.h"
+#include "json-util.h"
 #include "log.h"
 #include "outbound.h"
 #include "time-util.h"
@@ -131,6 +133,8 @@ void group_detach_vm(Group *g, VM *vm) {
         g->n_vms--;
         vm->group = NULL;
         (void) group_emit_changed(g, "VMs", NULL);
+        if (g->state == GROUP_RUNNING)
+                group_save(g);
 }
 
 /* Refuse a group whose derived bridge, /64 or /24 another group of ours
@@ -289,10 +293,12 @@ static void group_files_done(int result, void *userdata) {
                                 log_group_errno(LOG_WARNING, j->errors[i], g->name, "Failed to remove %s: %m",
                                                 paths[i]);
         }
+        /* The next job first: done may queue one, which must then wait
+         * behind it rather than be handed to the pool a second time. */
+        group_files_next(g);
         if (j->done)
                 j->done(g, result);
         group_files_job_free(j);
-        group_files_next(g);
         group_unref(g);
 }
 
@@ -331,24 +337,13 @@ static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)
 /* Queue a write of the group's state as it is now; done (may be NULL) runs
  * once it is on disk or failed. Returns 0 or -ENOMEM. */
 static int group_save_then(Group *g, void (*done)(Group *g, int r)) {
-        json_object *o;
-        const char *text;
-        char *copy;
+        char *text;
+        int r;
 
-        o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
-        json_object_object_add(o, "version", json_object_new_int(1));
-        json_object_object_add(o, "name", json_object_new_string(g->name));
-        json_object_object_add(o, "spec", json_object_new_string(g->spec_json));
-        json_object_object_add(o, "state", json_object_new_string(group_state_to_string(g->state)));
-        json_object_object_add(o, "created_usec", json_object_new_int64((int64_t) g->created_usec));
-        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-        copy = text ? strdup(text) : NULL;
-        json_object_put(o);
-        if (!copy)
-                return -ENOMEM;
-        return group_files_queue(g, copy, done);
+        r = group_state_format(g, &text);
+        if (r < 0)
+                return r;
+        return group_files_queue(g, text, done);
 }
 
 void group_save(Group *g) {
@@ -423,8 +418,21 @@ static void group_finish_removal(Group *g) {
         }
 }
 
-static void on_network_deleted(int error, const char *message, int pid, int pidfd, void *userdata) {
-        Group *g = userdata;
+static void group_delete_network_try(Group *g, bool retry);
+
+/* The helper deleted the network, or could not; retried says whether this
+ * was the second try. When the helper died before answering, the network
+ * may still be there: a new helper is asked once more. If the network
+ * cannot be deleted, the group stays, failed, with its state file: its name
+ * stays taken, DeleteGroup tries again, and a later vmgrd cleans up from
+ * the state file. Drops the reference the call held. */
+static void network_deleted(Group *g, int error, const char *message, bool retried) {
+        if (error < 0 && netadm_error_reply_lost(error) && !retried && g->manager) {
+                log_group(LOG_WARNING, g->name, "No answer to the deletion of the network (%s); asking again", message);
+                group_delete_network_try(g, true);
+                group_unref(g);
+                return;
+        }
 
         if (error < 0) {
                 log_group_errno(LOG_ERR, error, g->name, "Failed to delete the network: %s", message);
@@ -448,26 +456,40 @@ static void on_network_deleted(int error, const char *message, int pid, int pidf
         group_unref(g);
 }
 
-/* dnsmasq is down: delete the network. */
-static void group_delete_network(Group *g) {
+static void on_network_deleted(int error, const char *message, int pid, int pidfd, void *userdata) {
+        network_deleted(userdata, error, message, false);
+}
+
+static void on_network_deleted_again(int error, const char *message, int pid, int pidfd, void *userdata) {
+        network_deleted(userdata, error, message, true);
+}
+
+/* Ask the helper to delete the network (retry: for the second time);
+ * network_deleted() follows. */
+static void group_delete_network_try(Group *g, bool retry) {
         int r;
 
         r = netadm_client_call(g->manager->netadm, VMGR_NETADM_GROUP_DELETE, g->name, NULL, 0, NULL,
-                               on_network_deleted, g);
+                               retry ? on_network_deleted_again : on_network_deleted, g);
         if (r < 0) {
                 log_group_errno(LOG_ERR, r, g->name, "Failed to ask vmgr-netadm to delete the network: %m");
-                on_network_deleted(r, "vmgr-netadm could not be asked to delete the network", 0, -EBADF,
-                                   group_ref(g));
+                network_deleted(group_ref(g), r, "vmgr-netadm could not be asked to delete the network", true);
                 return;
         }
         group_ref(g);
 }
 
+/* dnsmasq is down: delete the network. */
+static void group_delete_network(Group *g) {
+        group_delete_network_try(g, false);
+}
+
 static void group_dnsmasq_stopped(Group *g) {
         if (g->state != GROUP_DELETING)
                 return;
-        /* A failed GROUP_CREATE was undone by the helper itself; and a bridge of
-         * the same name owned by someone else must not even be asked about. */
+        /* A GROUP_CREATE the helper refused was undone by the helper itself;
+         * and a bridge of the same name owned by someone else must not even be
+         * asked about. (One whose answer never came counts as created.) */
         if (g->network_created)
                 group_delete_network(g);
         else
@@ -509,10 +531,23 @@ static void group_collected(Group *g, int error, const char *message, void *user
         group_unref(g);
 }
 
+static void group_teardown_saved(Group *g, int r);
+
 /* The spec's collect_on_delete first (the evidence of a failed test), then
- * the teardown; a bundle that cannot be written is logged and does not stop it. */
+ * the teardown; a bundle that cannot be written is logged and does not stop
+ * it. The state file says "deleting" before anything is undone: a vmgrd
+ * that dies meanwhile leaves a group the next one cleans up, never one it
+ * adopts half deleted. */
 static void group_teardown(Group *g) {
         group_set_state(g, GROUP_DELETING);
+        if (group_save_then(g, group_teardown_saved) < 0)
+                group_teardown_saved(g, -ENOMEM);
+}
+
+static void group_teardown_saved(Group *g, int r) {
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, g->name, "Cannot record the deletion in %s: %m; deleting all the same",
+                                g->state_file);
         if (g->spec && g->spec->collect_on_delete && !g->collected) {
                 char error[256]; /* the log line below says enough */
 
@@ -646,6 +681,19 @@ static void vm_announce(VM *vm) {
         (void) group_emit_changed(g, "VMs", NULL);
 }
 
+/* The spec of the group's VM i as JSON of its own, for the state file
+ * (AddVM's spec_json is the same thing). NULL when out of memory. */
+static char *group_spec_vm_json(Group *g, size_t i) {
+        _cleanup_(json_object_putp) json_object *o = json_tokener_parse(g->spec_json);
+        json_object *vms, *vm;
+        const char *text;
+
+        if (!o || !json_object_object_get_ex(o, "vms", &vms) || !(vm = json_object_array_get_idx(vms, i)))
+                return NULL;
+        text = json_object_to_json_string_ext(vm, JSON_C_TO_STRING_PLAIN);
+        return text ? strdup(text) : NULL;
+}
+
 /* The network is up: make the spec's VMs and start them all at once. */
 static void group_create_vms(Group *g) {
         int r = 0;
@@ -662,6 +710,7 @@ static void group_create_vms(Group *g) {
                 }
                 if (asprintf(&vm->spec_path, "vms[%zu].", i) < 0)
                         vm->spec_path = NULL;
+                vm->spec_json = group_spec_vm_json(g, i);
                 vm_announce(vm);
                 r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_started, group_ref(g));
                 if (r < 0) {
@@ -705,6 +754,9 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         AddVMFailure *f;
 
         if (error >= 0) {
+                vm->adding = false;
+                if (vm->group)
+                        group_save(vm->group);
                 (void) sd_bus_reply_method_return(call, "o", vm->object_path);
                 sd_bus_message_unref(call);
                 return;
@@ -724,7 +776,7 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         sd_bus_message_unref(call);
 }
 
-int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call) {
+int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_message *call) {
         VM *vm;
         int r;
 
@@ -735,6 +787,15 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call) {
         r = vm_new(g, spec, &vm);
         if (r < 0)
                 return r;
+        vm->spec_json = strdup(spec_json);
+        if (!vm->spec_json) {
+                (void) vm_remove(vm, NULL, NULL);
+                return -ENOMEM;
+        }
+        /* Listed before its TAPs exist: a vmgrd that adopts the group after
+         * a crash removes what there is of it. */
+        vm->adding = true;
+        group_save(g);
         vm_announce(vm);
         r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, sd_bus_message_ref(call));
         if (r < 0) {
@@ -772,6 +833,11 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         int r;
 
         if (error < 0) {
+                /* A helper that answers has undone its own work. One that died
+                 * may have left a bridge, addresses or a route: the undo asks a
+                 * new helper to delete whatever of the group's is there. */
+                if (netadm_error_reply_lost(error))
+                        g->network_created = true;
                 group_creation_failed(g, error, message, true);
                 group_unref(g);
                 return;
@@ -815,27 +881,36 @@ static void group_start_services(Group *g) {
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
 }
 
+/* The group's directories and its log. Returns 0 or -errno. */
+static int group_make_files(Group *g) {
+        _cleanup_free_ char *log_path = NULL;
+        int r;
+
+        r = mkdir_p(g->runtime_dir, 0700);
+        if (r < 0)
+                return r;
+        r = mkdir_p(g->state_subdir, 0700);
+        if (r < 0)
+                return r;
+        if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0)
+                return -ENOMEM;
+        return group_log_new(g->manager->event, log_path, &g->log);
+}
+
+int group_adopt_files_and_log(Group *g) {
+        return group_make_files(g);
+}
+
 /* The first state file is on disk (or not): make the directories, then the network. */
 static void group_start_saved(Group *g, int r) {
         Manager *m = g->manager;
-        _cleanup_free_ char *log_path = NULL;
         char message[VMGR_ERROR_MAX];
 
         if (!m)
                 return; /* vmgrd is going away; the next start cleans up from the state file */
         if (r < 0)
                 goto fail;
-        r = mkdir_p(g->runtime_dir, 0700);
-        if (r < 0)
-                goto fail;
-        r = mkdir_p(g->state_subdir, 0700);
-        if (r < 0)
-                goto fail;
-        if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        r = group_log_new(m->event, log_path, &g->log);
+        r = group_make_files(g);
         if (r < 0)
                 goto fail;
 

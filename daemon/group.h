@@ -73,6 +73,11 @@ struct Group {
         bool collected;                 /* collect_on_delete was done (or tried) */
         ReadyWaiter *ready_waiters;     /* pending WaitReady calls (vm-ready.c) */
 
+        /* What a restarted vmgrd took over (group-state.c), for its log line. */
+        bool adopting;                  /* until libvirt said which of its domains run */
+        unsigned adopted_vms, adopted_files, adopted_forwards;
+        int adopted_dnsmasq_pid;
+
         uint64_t created_usec;          /* CLOCK_REALTIME */
         uint64_t start_usec;            /* CLOCK_MONOTONIC when creation began */
         uint64_t timings[_GROUP_STAGE_MAX]; /* usec since start_usec, or GROUP_STAGE_NOT_YET */
@@ -107,10 +112,14 @@ void group_set_state(Group *g, GroupState state);
 
 /* Add a VM to a running group and start it; reply to call with its path.
  * spec is moved in. Returns 0 (reply later) or -errno / -VMGR_ERR_*. */
-int group_add_vm(Group *g, VmgrVMSpec *spec, sd_bus_message *call);
+int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_message *call);
 
 /* Remove one VM; reply to call when it is gone. */
 int group_remove_vm(Group *g, VM *vm, sd_bus_message *call);
+
+/* An adopted group's directories and log, as group_start() makes them.
+ * Returns 0 or -errno. */
+int group_adopt_files_and_log(Group *g);
 
 /* Write the group's state file atomically on the worker pool, after any
  * earlier write of it; a failure is logged. */

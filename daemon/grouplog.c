@@ -43,6 +43,7 @@ struct Follower {
         uint64_t end;                   /* stop here (UINT64_MAX: follow) */
         char **vms;                     /* NULL: every VM */
         GroupLogSource sources;
+        uint64_t skip;                  /* selected lines still to leave out */
         char *buf;                      /* selected lines not yet written */
         size_t buf_start, buf_len;
 };
@@ -76,6 +77,8 @@ struct ConsoleFollower {
         uint64_t console_max;
         Budget console, guest;
         int fd;                         /* the console file, read and truncated here, appended to by QEMU */
+        int offset_fd;                  /* PATH.offset: where a restarted vmgrd goes on reading */
+        uint64_t offset_saved;
         int inotify_fd;
         sd_event_source *inotify;       /* off while a read is scheduled */
         sd_event_source *timer;         /* the scheduled read */
@@ -165,7 +168,9 @@ static int follower_fill(Follower *f) {
                 char *nl = memchr(f->buf + i, '\n', used - i);
                 size_t len = nl ? (size_t) (nl - (f->buf + i)) + 1 : used - i;
 
-                if (follower_wants(f, f->buf + i, len)) {
+                if (follower_wants(f, f->buf + i, len) && f->skip > 0)
+                        f->skip--;
+                else if (follower_wants(f, f->buf + i, len)) {
                         memmove(f->buf + keep, f->buf + i, len);
                         keep += len;
                 }
@@ -227,7 +232,8 @@ static int on_follower_io(sd_event_source *s, int fd, uint32_t revents, void *us
         return 0;
 }
 
-int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sources, bool from_start, bool follow) {
+int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sources, bool from_start, bool follow,
+                     uint64_t skip) {
         _cleanup_close_ int owned = fd;
         Follower *f;
         int r;
@@ -241,6 +247,7 @@ int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sourc
         f->log = l;
         f->fd = TAKE_FD(owned);
         f->sources = sources ? sources : GROUP_LOG_ALL;
+        f->skip = skip;
         f->offset = from_start ? 0 : l->size;
         f->end = follow ? UINT64_MAX : l->size;
         f->next = l->followers;
@@ -466,9 +473,52 @@ static void console_rotate(ConsoleFollower *c) {
         (void) lseek(c->fd, 0, SEEK_SET);
 }
 
+static bool console_read_some(ConsoleFollower *c, bool bounded);
+
+/* Record how far the group's log has the console: the start of the line
+ * not yet complete. A vmgrd that starts after a crash or a re-exec goes on
+ * from there, so no line is lost or repeated (but for a crash between the
+ * append to the group's log and this write: then the lines of that one
+ * read come again). */
+static void console_offset_save(ConsoleFollower *c) {
+        off_t pos = lseek(c->fd, 0, SEEK_CUR);
+        char text[32];
+        uint64_t off;
+        int n;
+
+        if (c->offset_fd < 0 || pos < 0)
+                return;
+        off = (uint64_t) pos > c->split.len ? (uint64_t) pos - c->split.len : 0;
+        if (off == c->offset_saved)
+                return;
+        n = snprintf(text, sizeof(text), "%020" PRIu64 "\n", off);
+        if (pwrite(c->offset_fd, text, (size_t) n, 0) == n)
+                c->offset_saved = off;
+}
+
+/* Where to start reading: what PATH.offset says, if the file is that long. */
+static void console_offset_restore(ConsoleFollower *c) {
+        char text[32] = "";
+        struct stat st;
+        uint64_t off;
+
+        if (c->offset_fd < 0 || pread(c->offset_fd, text, sizeof(text) - 1, 0) <= 0 ||
+            sscanf(text, "%" SCNu64, &off) != 1 || fstat(c->fd, &st) < 0 || off > (uint64_t) st.st_size)
+                return;
+        if (lseek(c->fd, (off_t) off, SEEK_SET) >= 0)
+                c->offset_saved = off;
+}
+
 /* Read what was appended; with bounded, at most CONSOLE_READ_MAX. Returns
  * true if it stopped before the end of the file. */
 static bool console_read(ConsoleFollower *c, bool bounded) {
+        bool more = console_read_some(c, bounded);
+
+        console_offset_save(c);
+        return more;
+}
+
+static bool console_read_some(ConsoleFollower *c, bool bounded) {
         char buf[16384];
         size_t total = 0;
         struct stat st;
@@ -549,6 +599,7 @@ int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const cha
         c->event = sd_event_ref(event);
         c->inotify_fd = -EBADF;
         c->fd = -EBADF;
+        c->offset_fd = -EBADF;
         c->console_max = limits->console_max;
         c->vm = strdup(vm);
         c->path = strdup(path);
@@ -565,6 +616,13 @@ int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const cha
                 r = -errno;
                 console_follower_free(c);
                 return r;
+        }
+        {
+                _cleanup_free_ char *offset_path = NULL;
+
+                if (asprintf(&offset_path, "%s.offset", path) >= 0)
+                        c->offset_fd = open(offset_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+                console_offset_restore(c);
         }
         c->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
         if (c->inotify_fd < 0 || inotify_add_watch(c->inotify_fd, path, IN_MODIFY) < 0) {
@@ -602,6 +660,7 @@ ConsoleFollower *console_follower_free(ConsoleFollower *c) {
         sd_event_source_disable_unref(c->timer);
         sd_event_source_disable_unref(c->inotify);
         safe_close(c->inotify_fd);
+        safe_close(c->offset_fd);
         safe_close(c->fd);
         sd_event_unref(c->event);
         free(c->vm);

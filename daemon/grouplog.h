@@ -68,9 +68,11 @@ void group_log_append(GroupLog *l, const char *vm, GroupLogSource source, const 
 /* A new follower writing to fd (taken over, also on failure). vms (NULL or
  * NULL-terminated; empty means all) and sources select lines; from_start
  * replays the history first, otherwise only new lines come; without follow
- * the fd is closed once the history written so far has been sent.
- * Returns 0 or -errno. */
-int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sources, bool from_start, bool follow);
+ * the fd is closed once the history written so far has been sent. The
+ * first skip selected lines are left out (a reader that comes back after
+ * vmgrd restarted goes on where it was). Returns 0 or -errno. */
+int group_log_follow(GroupLog *l, int fd, char *const *vms, GroupLogSource sources, bool from_start, bool follow,
+                     uint64_t skip);
 
 /* Followers attached now. */
 unsigned group_log_n_followers(const GroupLog *l);

@@ -9,6 +9,7 @@
 #include "bus-util.h"
 #include "group.h"
 #include "log.h"
+#include "adopt.h"
 #include "manager.h"
 #include "netns.h"
 #include "vm.h"
@@ -53,6 +54,14 @@ static int method_create_group(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return r;
 
+        if (!manager_find_group(m, name)) {
+                r = manager_stale_retry(m, name);
+                if (r < 0)
+                        return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
+                                                  "group '%s' was left by a previous vmgrd and its network cannot be "
+                                                  "deleted yet (%m); vmgrd's log says more",
+                                                  name);
+        }
         r = group_new(m, name, spec_json, spec, &g, error);
         if (r < 0)
                 return r;
@@ -159,10 +168,39 @@ static int method_open_namespaces(sd_bus_message *msg, void *userdata, sd_bus_er
         return sd_bus_reply_method_return(msg, "hh", netns_userns_fd(m->netns), netns_netns_fd(m->netns));
 }
 
+static int property_get_groups_adopted(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "u", m->groups_adopted);
+}
+
+/* Replace this vmgrd with the installed binary, keeping every group: the
+ * new one adopts them as after a crash (docs/design.md). The reply goes
+ * out first; the caller then sees the bus name change owner. */
+static int method_reexec(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = bus_check_caller(msg, error);
+        if (r < 0)
+                return r;
+        r = manager_reexec_check(m, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_reply_method_return(msg, NULL);
+        if (r < 0)
+                return r;
+        return manager_reexec_schedule(m);
+}
+
 const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("NetworkMode", "s", property_get_network_mode, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("GroupsAdopted", "u", property_get_groups_adopted, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("Reexec", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reexec,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenNamespaces", SD_BUS_NO_ARGS, SD_BUS_RESULT("h", user_ns, "h", net_ns),
                                 method_open_namespaces, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateGroup", SD_BUS_ARGS("s", name, "s", spec_json), SD_BUS_RESULT("o", group),

@@ -14,6 +14,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "adopt.h"
+#include "bus-error.h"
 #include "dnsmasq.h"
 #include "fs-util.h"
 #include "group.h"
@@ -22,9 +24,11 @@
 #include "log.h"
 #include "manager.h"
 #include "netns.h"
+#include "outbound.h"
 #include "child.h"
 #include "spawn.h"
 #include "spec.h"
+#include "strv.h"
 #include "virt.h"
 #include "vm.h"
 #include "vmgr-error.h"
@@ -133,6 +137,11 @@ Manager *manager_free(Manager *m) {
                 g->manager = NULL;
                 group_unref(g);
         }
+        strv_free(m->stale_names);
+        sd_event_source_disable_unref(m->stale_timer);
+        sd_event_source_disable_unref(m->reexec_source);
+        free(m->exe_path);
+        sd_event_source_disable_unref(m->adoption_timer);
         netadm_client_free(m->netadm);
         virt_free(m->virt);
         worker_pool_free(m->workers);
@@ -145,6 +154,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->shutdown_timer);
         sd_event_source_disable_unref(m->finish_source);
         sd_event_unref(m->event);
+        sockdir_free(m->sockdir);
         safe_close(m->lock_fd);
         free(m->state_dir);
         free(m->runtime_dir);
@@ -185,6 +195,12 @@ int manager_guest_socket(Manager *m, int family, int type, int protocol) {
         return fd < 0 ? -errno : fd;
 }
 
+int manager_pidfd_open(Manager *m, pid_t pid) {
+        if (m->netns)
+                return netns_pidfd(m->netns, pid);
+        return pidfd_open_pid(pid);
+}
+
 Group *manager_find_group(Manager *m, const char *name) {
         for (Group *g = m->groups; g; g = g->next)
                 if (streq(g->name, name))
@@ -205,8 +221,17 @@ static void on_domain_event(Manager *m, const char *domain, VirtDomainEvent even
         log_debug("Event for unknown domain %s: %s", domain, why);
 }
 
+/* Every connection after the first follows a restart of libvirtd. */
+static void on_virt_connection(Manager *m, bool connected) {
+        if (!connected)
+                return;
+        if (m->virt_connections++ > 0)
+                manager_virt_reconnected(m);
+}
+
 static const VirtCallbacks virt_callbacks = {
         .domain_event = on_domain_event,
+        .connection = on_virt_connection,
 };
 
 static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -221,74 +246,6 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 
         log_info("Received %s; deleting all groups", strsignal((int) si->ssi_signo));
         manager_shutdown(m);
-        return 0;
-}
-
-/* Undo a group a previous instance of vmgrd left behind (crash, kill -9). */
-static int cleanup_stale_group(Manager *m, const char *name) {
-        _cleanup_free_ char *dir = NULL, *state_file = NULL, *state_subdir = NULL;
-        char message[VMGR_NETADM_MESSAGE_MAX] = "";
-        int r;
-
-        if (asprintf(&dir, "%s/groups/%s", m->runtime_dir, name) < 0 ||
-            asprintf(&state_file, "%s/groups/%s.json", m->state_dir, name) < 0 ||
-            asprintf(&state_subdir, "%s/groups/%s", m->state_dir, name) < 0)
-                return -ENOMEM;
-
-        log_group(LOG_NOTICE, name, "Cleaning up group left by a previous vmgrd");
-        dnsmasq_kill_stale(name, dir);
-
-        r = netadm_client_call_sync(m->netadm, VMGR_NETADM_GROUP_DELETE, name, NULL, 0, NULL, message);
-        if (r < 0) {
-                /* Keep the state file so that the next start tries again. */
-                if (*message)
-                        return log_group_errno(LOG_ERR, r, name, "Could not delete the network of stale group: %s",
-                                               message);
-                return log_group_errno(LOG_ERR, r, name, "Could not delete the network of stale group: %m");
-        }
-
-        r = rm_rf(dir);
-        if (r < 0)
-                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %m", dir);
-        r = rm_rf(state_subdir);
-        if (r < 0)
-                log_group_errno(LOG_WARNING, r, name, "Failed to remove %s: %m", state_subdir);
-        if (unlink(state_file) < 0 && errno != ENOENT)
-                log_group_errno(LOG_WARNING, errno, name, "Failed to remove %s: %m", state_file);
-        return 0;
-}
-
-static int cleanup_leftovers(Manager *m) {
-        _cleanup_free_ char *groups_dir = NULL;
-        DIR *d;
-        struct dirent *de;
-
-        if (asprintf(&groups_dir, "%s/groups", m->state_dir) < 0)
-                return -ENOMEM;
-        d = opendir(groups_dir);
-        if (!d)
-                return errno == ENOENT ? 0 : -errno;
-
-        while ((de = readdir(d))) {
-                char name[VMGR_NAME_MAX + 1];
-                size_t len = strlen(de->d_name);
-
-                if (de->d_name[0] == '.')
-                        continue;
-                if (strstr(de->d_name, ".json.tmp.")) {
-                        (void) unlinkat(dirfd(d), de->d_name, 0);
-                        continue;
-                }
-                /* The file name is the group name; a file that is not "<valid name>.json" is not ours. */
-                if (len <= 5 || len - 5 > VMGR_NAME_MAX || !streq(de->d_name + len - 5, ".json"))
-                        continue;
-                memcpy(name, de->d_name, len - 5);
-                name[len - 5] = 0;
-                if (!vmgr_name_is_valid(name))
-                        continue;
-                (void) cleanup_stale_group(m, name);
-        }
-        closedir(d);
         return 0;
 }
 
@@ -363,9 +320,19 @@ static int manager_network_setup(Manager *m) {
         if (m->network_mode != NETWORK_MODE_NAMESPACE)
                 return 0;
 
-        r = netns_new(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
+        /* The holder of a vmgrd that died (or re-executed itself) keeps its
+         * groups running: go on in its namespaces, and adopt them. */
+        r = netns_attach(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
         if (r < 0)
                 return r;
+        if (r > 0)
+                log_info("Attached to the namespaces a previous vmgrd left (holder pid %d)",
+                         (int) netns_holder_pid(m->netns));
+        else {
+                r = netns_new(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns);
+                if (r < 0)
+                        return r;
+        }
         r = sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
                             on_netns_holder_exit, m);
         if (r < 0)
@@ -383,18 +350,14 @@ int manager_startup(Manager *m) {
         if (asprintf(&groups_state, "%s/groups", m->state_dir) < 0 ||
             asprintf(&groups_run, "%s/groups", m->runtime_dir) < 0 ||
             asprintf(&lock, "%s/" VMGR_LOCK_NAME, m->runtime_dir) < 0 ||
-            asprintf(&probe, "%s/groups/%s", m->runtime_dir, "x") < 0)
+            /* The directory of a group with the longest name. */
+            asprintf(&probe, "%s/groups/%0*d", m->runtime_dir, VMGR_NAME_MAX, 0) < 0)
                 return log_oom();
 
         /* The helper accepts only plain paths for dnsmasq's files; say so now rather than at the first group. */
         if (vmgr_netadm_dir_check(probe, &why) < 0)
-                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s", m->runtime_dir, why);
-        /* VMs' agent sockets live in RUNTIME/agent/tap-XXXXXXXXXX.sock and must fit a sockaddr_un. */
-        if (strlen(m->runtime_dir) + strlen("/agent/tap-0123456789.sock") >= sizeof_field(struct sockaddr_un, sun_path))
-                return log_error_errno(ENAMETOOLONG,
-                                       "Runtime directory %s is too long for the VMs' agent sockets; pass a "
-                                       "shorter --runtime-dir",
-                                       m->runtime_dir);
+                return log_error_errno(EINVAL, "Runtime directory %s cannot be used: %s; pass another --runtime-dir",
+                                       m->runtime_dir, why);
 
         r = mkdir_p(groups_state, 0700);
         if (r < 0)
@@ -417,6 +380,10 @@ int manager_startup(Manager *m) {
                         return log_error_errno(EBUSY, "Another vmgrd already uses %s", m->runtime_dir);
                 return log_error_errno(errno, "Cannot lock %s: %m", lock);
         }
+        /* Locked: no other vmgrd reads or replaces RUNTIME/sockdir meanwhile. */
+        r = sockdir_setup(m->runtime_dir, SOCKDIR_BASE, &m->sockdir);
+        if (r < 0)
+                return r;
 
         r = sd_event_add_signal(m->event, &m->sigchld_source, SIGCHLD | SD_EVENT_SIGNAL_PROCMASK, on_sigchld, m);
         if (r >= 0)
@@ -442,10 +409,8 @@ int manager_startup(Manager *m) {
         if (r < 0)
                 return r;
 
-        /* QEMUs and libvirtd first: they hold the TAPs the network clean-up deletes. */
-        virt_cleanup_stale(m->virt);
         log_set_group_sink(manager_log_sink, m);
-        return cleanup_leftovers(m);
+        return manager_recover(m);
 }
 
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -462,6 +427,8 @@ static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata
 static int on_finish_shutdown(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
 
+        /* What a previous vmgrd left and could not be cleaned up yet goes too. */
+        manager_stale_retry_all(m);
         netadm_client_close(m->netadm);
         m->virt = virt_free(m->virt);
         /* Namespace mode: SIGKILL to the holder ends everything left in its
@@ -477,8 +444,77 @@ static int on_finish_shutdown(sd_event_source *s, void *userdata) {
                         m->exit_code = 1;
                 }
         }
+        m->sockdir = sockdir_remove(m->sockdir);
         log_info("All groups deleted and all processes gone; exiting");
         return sd_event_exit(m->event, m->exit_code);
+}
+
+int manager_reexec_check(Manager *m, sd_bus_error *error) {
+        if (m->shutting_down || m->reexec_source)
+                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY, "vmgrd is %s",
+                                          m->shutting_down ? "shutting down" : "re-executing already");
+        if (!m->exe_path)
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_NOT_SUPPORTED,
+                                          "vmgrd could not tell which file it was started from");
+        for (Group *g = m->groups; g; g = g->next)
+                if (g->state == GROUP_CREATING || g->state == GROUP_DELETING)
+                        return vmgr_bus_error_set(error, -VMGR_ERR_BUSY,
+                                                  "group '%s' is being %s; re-execute once it is done", g->name,
+                                                  g->state == GROUP_CREATING ? "created" : "deleted");
+        return 0;
+}
+
+/* Re-execute once every group's state file is on disk (each write is
+ * queued on the pool) and the helper has answered every call, within a
+ * second. */
+static int on_reexec(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        bool pending = false;
+        int r;
+
+        /* State files on disk, and no helper call whose answer would be lost. */
+        for (Group *g = m->groups; g; g = g->next)
+                pending = pending || g->files_jobs;
+        pending = pending || netadm_client_pending(m->netadm) > 0;
+        if (pending && m->reexec_tries++ < 100) {
+                (void) sd_event_source_set_time_relative(s, 10000);
+                return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        log_info("Re-executing %s; every group is kept", m->exe_path);
+        if (m->bus)
+                (void) sd_bus_flush(m->bus);
+        /* Every fd of ours is O_CLOEXEC: the lock, the bus and the helper's
+         * socket close here; children (libvirtd, dnsmasq, QEMU) stay ours,
+         * as the child-subreaper setting does. The namespace holder stays,
+         * for the new image to attach to; pasta does not (it would hold
+         * its interface name in there), the new image starts its own. */
+        outbound_stop();
+        if (m->netns) {
+                m->netns_exit_source = sd_event_source_disable_unref(m->netns_exit_source);
+                m->netns = netns_release(m->netns);
+        }
+        execv(m->exe_path, m->argv);
+        r = -errno;
+        log_error_errno(r, "Cannot re-execute %s: %m; going on as before", m->exe_path);
+        if (m->network_mode == NETWORK_MODE_NAMESPACE &&
+            (netns_attach(geteuid(), getegid(), m->lock_fd, m->runtime_dir, VMGR_LOCK_NAME, &m->netns) <= 0 ||
+             sd_event_add_io(m->event, &m->netns_exit_source, netns_holder_pidfd(m->netns), EPOLLIN,
+                             on_netns_holder_exit, m) < 0)) {
+                log_error("Cannot attach to the namespace holder again; exiting");
+                return sd_event_exit(m->event, 1);
+        }
+        m->reexec_source = sd_event_source_disable_unref(m->reexec_source);
+        m->reexec_tries = 0;
+        return 0;
+}
+
+int manager_reexec_schedule(Manager *m) {
+        int r;
+
+        r = sd_event_add_time_relative(m->event, &m->reexec_source, CLOCK_MONOTONIC, 0, 0, on_reexec, m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot re-execute: %m");
+        return 0;
 }
 
 void manager_maybe_finish_shutdown(Manager *m) {

@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "netadm-client.h"
+#include "sockdir.h"
 #include "worker.h"
 
 typedef struct Virt Virt;
@@ -43,6 +44,7 @@ typedef struct Manager {
 
         char *state_dir;                /* groups/<name>.json live under it */
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
+        SockDir *sockdir;               /* a short path to runtime_dir, for unix sockets (sockdir.h) */
         char *cache_dir;                /* shared by every vmgrd of this user: guest images, base disks */
         char *netadm_path;
         char *mkguest_path;             /* builds the default guest */
@@ -52,6 +54,18 @@ typedef struct Manager {
         NetworkMode network_mode;       /* in force: host or namespace, never auto */
 
         Group *groups;                  /* list, newest first */
+        char **stale_names;             /* left by a previous vmgrd, not cleaned up yet (adopt.c) */
+        sd_event_source *stale_timer;
+        bool adopting;                  /* at start, until every adopted group is complete */
+        sd_event_source *adoption_timer;
+        bool adoption_listed;           /* libvirt said which domains run (or did not in time) */
+        unsigned adoption_removals;     /* VMs left half made, still being removed */
+        unsigned groups_adopted;        /* Manager.GroupsAdopted */
+        unsigned virt_connections;      /* to libvirtd so far: more than one means it was restarted */
+        char *exe_path;                 /* the file vmgrd was started from, for Reexec */
+        char **argv;                    /* main()'s, for Reexec */
+        sd_event_source *reexec_source;
+        unsigned reexec_tries;
         unsigned n_groups;
 
         bool shutting_down;
@@ -89,6 +103,18 @@ Group *manager_find_group(Manager *m, const char *name);
  * Every socket that talks to guests or binds a group's addresses comes from
  * here. Returns the fd or -errno. */
 int manager_guest_socket(Manager *m, int family, int type, int protocol);
+
+/* A pidfd for a process given the pid a program of ours reported (a pid
+ * file): in namespace mode that is a pid of the namespace's. Returns the
+ * fd or -errno (-ESRCH: no such process). */
+int manager_pidfd_open(Manager *m, pid_t pid);
+
+/* Manager.Reexec: whether vmgrd can re-execute itself now (0), or why not
+ * (-errno with error set). */
+int manager_reexec_check(Manager *m, sd_bus_error *error);
+/* Re-execute exe_path with argv on a later turn of the loop, once the
+ * state files are written. Returns 0 or -errno. */
+int manager_reexec_schedule(Manager *m);
 
 /* D-Bus face (manager-dbus.c). */
 extern const sd_bus_vtable manager_vtable[];

@@ -40,6 +40,7 @@ struct NetadmClient {
         uint32_t next_serial;
         NetadmCall *head, *tail;        /* FIFO: the helper answers in order */
         unsigned n_pending;
+        bool freeing;                   /* no new call: a handler run from netadm_client_free() may try */
 };
 
 int netadm_client_new(sd_event *event, const char *path, Netns *netns, NetadmClient **ret) {
@@ -61,17 +62,37 @@ int netadm_client_new(sd_event *event, const char *path, Netns *netns, NetadmCli
         return 0;
 }
 
-/* Complete every pending call with error r. */
+/* Complete every call sent to the helper that is gone with error r. The
+ * queue is taken first: a handler may call again (undo what the lost call
+ * did), which starts a new helper, and those calls wait for its replies. */
 static void fail_pending(NetadmClient *c, int r, const char *message) {
-        while (c->head) {
-                NetadmCall *call = c->head;
-                c->head = call->next;
-                if (!c->head)
-                        c->tail = NULL;
-                c->n_pending--;
+        NetadmCall *lost = c->head;
+
+        c->head = c->tail = NULL;
+        c->n_pending = 0;
+        while (lost) {
+                NetadmCall *call = lost;
+                lost = call->next;
                 call->handler(r, message, 0, -EBADF, call->userdata);
                 free(call);
         }
+}
+
+bool netadm_error_reply_lost(int error) {
+        return error == -ECONNRESET || error == -ECONNABORTED || error == -ETIMEDOUT;
+}
+
+/* Forget the helper after it died or broke the protocol, then fail what was
+ * sent to it. A helper still alive (a garbled reply, a read error) is
+ * killed: it must not go on with requests vmgrd reports as failed. */
+static void connection_drop(NetadmClient *c, int r, const char *message) {
+        if (c->pid > 0)
+                (void) kill(c->pid, SIGKILL);
+        c->watchdog = sd_event_source_disable_unref(c->watchdog);
+        c->io = sd_event_source_disable_unref(c->io);
+        c->fd = safe_close(c->fd);
+        c->pid = 0;
+        fail_pending(c, r, message);
 }
 
 void netadm_client_close(NetadmClient *c) {
@@ -87,6 +108,7 @@ void netadm_client_close(NetadmClient *c) {
 void netadm_client_free(NetadmClient *c) {
         if (!c)
                 return;
+        c->freeing = true;
         netadm_client_close(c);
         sd_event_unref(c->event);
         free(c->path);
@@ -105,13 +127,7 @@ static int on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
         log_error("vmgr-netadm did not answer a %s request within %llu s; killing it",
                   c->head ? vmgr_netadm_op_to_string(c->head->op) : "?",
                   (unsigned long long) (NETADM_CALL_TIMEOUT_USEC / 1000000ULL));
-        if (c->pid > 0)
-                (void) kill(c->pid, SIGKILL);
-        c->watchdog = sd_event_source_disable_unref(c->watchdog);
-        c->io = sd_event_source_disable_unref(c->io);
-        c->fd = safe_close(c->fd);
-        c->pid = 0;
-        fail_pending(c, -ETIMEDOUT, "vmgr-netadm did not answer in time (see vmgrd's log)");
+        connection_drop(c, -ETIMEDOUT, "vmgr-netadm did not answer in time (see vmgrd's log)");
         return 0;
 }
 
@@ -229,17 +245,16 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         if (r == -EAGAIN || r == -EINTR)
                 return 0;
         if (r <= 0 || !c->head || reply.serial != c->head->serial) {
-                if (r == 0)
+                if (r == 0 || r == -ECONNRESET) {
+                        /* EOF, or ECONNRESET when it died with a request unread. */
                         log_error("vmgr-netadm exited; failing %u pending call(s)", c->n_pending);
-                else if (r < 0)
+                        c->pid = 0; /* the SIGCHLD handler reaps it */
+                } else if (r < 0)
                         log_error_errno(r, "Failed to read from vmgr-netadm: %m");
                 else
                         log_error("vmgr-netadm sent an unexpected reply (serial %u)", reply.serial);
                 safe_close(pidfd);
-                c->watchdog = sd_event_source_disable_unref(c->watchdog);
-                c->io = sd_event_source_disable_unref(c->io);
-                c->fd = safe_close(c->fd);
-                fail_pending(c, -ECONNRESET, "vmgr-netadm exited unexpectedly (see vmgrd's log)");
+                connection_drop(c, -ECONNRESET, "vmgr-netadm exited unexpectedly (see vmgrd's log)");
                 return 0;
         }
 
@@ -277,7 +292,8 @@ static int request_send(NetadmClient *c, enum vmgr_netadm_op op, uint32_t serial
                 if (attempt > 0 || (r != -EPIPE && r != -ECONNRESET && r != -ENOTCONN))
                         return r;
                 log_warning("vmgr-netadm is gone; starting it again");
-                netadm_client_close(c);
+                c->pid = 0; /* dead: the SIGCHLD handler reaps it */
+                connection_drop(c, -ECONNRESET, "vmgr-netadm exited unexpectedly (see vmgrd's log)");
         }
         if ((size_t) n != sizeof(req))
                 return -EIO;
@@ -289,6 +305,8 @@ int netadm_client_call(NetadmClient *c, enum vmgr_netadm_op op, const char *grou
         _cleanup_free_ NetadmCall *call = NULL;
         int r;
 
+        if (c->freeing)
+                return -ECONNABORTED;
         call = calloc(1, sizeof(*call));
         if (!call)
                 return -ENOMEM;

@@ -7,10 +7,12 @@
  * The helper runs as one long-lived child over a SOCK_SEQPACKET socketpair.
  * Calls are asynchronous: each is queued, sent at once, and its handler runs
  * from the event loop when the reply arrives. The helper answers in order.
- * If the helper dies, every pending call completes with an error and the
- * next call starts a new helper.
+ * If the helper dies, every call sent to it completes with an error (see
+ * netadm_error_reply_lost()) and the next call starts a new helper; calls
+ * made from those handlers go to the new helper and wait for its replies.
  */
 
+#include <stdbool.h>
 #include <systemd/sd-event.h>
 
 #include "netadm-proto.h"
@@ -22,6 +24,13 @@ typedef struct Netns Netns;
  * transport); message says why; pidfd is >= 0 only for a successful
  * dnsmasq start and then belongs to the handler. */
 typedef void (*netadm_handler_t)(int error, const char *message, int pid, int pidfd, void *userdata);
+
+/* Whether error, as a handler received it, means that no reply came: the
+ * helper died, was killed for not answering, or the connection was closed.
+ * The request may then have been carried out in full, in part or not at
+ * all. (The helper itself answers with none of these, except ETIMEDOUT
+ * from a GROUP_DELETE whose dnsmasq would not die.) */
+bool netadm_error_reply_lost(int error);
 
 /* Returns 0 and a client that will run the helper at path, or -errno. */
 int netadm_client_new(sd_event *event, const char *path, Netns *netns, NetadmClient **ret);

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -459,4 +461,48 @@ int outbound_enable(Group *g, outbound_handler_t handler) {
         }
         group_ref(g);
         return 0;
+}
+
+void outbound_stop(void) {
+        Outbound *o = outbound_global;
+
+        if (!o || o->pidfd < 0)
+                return;
+        (void) pidfd_signal(o->pidfd, SIGKILL);
+        struct pollfd p = { .fd = o->pidfd, .events = POLLIN };
+        (void) poll(&p, 1, 2000);
+}
+
+void outbound_kill_stale(Manager *m) {
+        _cleanup_free_ char *pidfile = NULL;
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        char path[64], exe[PATH_MAX];
+        const char *base;
+        ssize_t n;
+        int pid;
+
+        if (asprintf(&pidfile, "%s/pasta.pid", m->runtime_dir) < 0)
+                return;
+        f = fopen(pidfile, "re");
+        if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
+                return;
+        pidfd = pidfd_open_pid(pid);
+        if (pidfd < 0)
+                return;
+        /* Identity after taking the pidfd: the pid cannot be reused in between. */
+        snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+        n = readlink(path, exe, sizeof(exe) - 1);
+        if (n < 0)
+                return;
+        exe[n] = 0;
+        base = strrchr(exe, '/');
+        base = base ? base + 1 : exe;
+        if (strncmp(base, "pasta", 5) != 0 && strncmp(base, "passt", 5) != 0)
+                return;
+        log_info("Stopping pasta (pid %d) left by a previous vmgrd; it is started again", pid);
+        if (pidfd_signal(pidfd, SIGKILL) < 0)
+                return;
+        struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        (void) poll(&p, 1, 2000);
 }

@@ -43,3 +43,11 @@ typedef void (*outbound_handler_t)(Group *g, int error, const char *message);
  * run (always from the event loop, never from within this call). Returns 0,
  * or -errno when handler will not be called. */
 int outbound_enable(Group *g, outbound_handler_t handler);
+
+/* Before a re-exec: kill our pasta and wait for it (the next vmgrd starts
+ * its own for the outbound groups it adopts). */
+void outbound_stop(void);
+
+/* At start: kill a pasta a previous vmgrd left (its pid file, checked to
+ * be pasta after taking a pidfd). */
+void outbound_kill_stale(Manager *m);

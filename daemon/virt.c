@@ -50,7 +50,7 @@ struct Virt {
 
         pid_t pid;
         int pidfd;
-        sd_event_source *exit_source, *timer_source;
+        sd_event_source *exit_source, *timer_source, *retry_source;
         uint64_t spawned_usec;
         uint64_t restart_times[LIBVIRTD_RESTART_BURST];
         unsigned restarts;
@@ -116,7 +116,8 @@ int virt_new(Manager *m, const VirtCallbacks *cb, Virt **ret) {
         v->cb = cb;
         v->pidfd = -EBADF;
         v->lifecycle_callback = v->reboot_callback = -1;
-        if (asprintf(&v->base, "%s/libvirt", m->runtime_dir) < 0 ||
+        /* Through the socket directory: QEMU's monitor sockets live below it. */
+        if (asprintf(&v->base, "%s/libvirt", sockdir_path(m->sockdir)) < 0 ||
             asprintf(&v->run_dir, "%s/run", v->base) < 0 ||
             asprintf(&v->config_dir, "%s/config", v->base) < 0 ||
             asprintf(&v->home_dir, "%s/home", v->base) < 0 ||
@@ -161,6 +162,7 @@ Virt *virt_free(Virt *v) {
                 (void) pidfd_signal(v->pidfd, SIGTERM);
         sd_event_source_disable_unref(v->exit_source);
         sd_event_source_disable_unref(v->timer_source);
+        sd_event_source_disable_unref(v->retry_source);
         safe_close(v->pidfd);
         free(v->base);
         free(v->run_dir);
@@ -193,8 +195,11 @@ static bool process_is(pid_t pid, const char *prefix) {
         return strncmp(base, prefix, strlen(prefix)) == 0;
 }
 
-/* Kill the process in a pid file if it is what we expect, and wait for it to go. */
-static void kill_pidfile(const char *pidfile, const char *prefix, int sig) {
+/* Kill the process in a pid file if it is what we expect, and wait for it
+ * to go. The pid is the one the program saw (in namespace mode, its
+ * namespace's); the identity is checked on our view of it, after taking
+ * the pidfd, so a recycled pid is never hit. */
+static void kill_pidfile(Virt *v, const char *pidfile, const char *prefix, int sig) {
         _cleanup_fclose_ FILE *f = NULL;
         _cleanup_close_ int pidfd = -EBADF;
         int pid;
@@ -202,8 +207,11 @@ static void kill_pidfile(const char *pidfile, const char *prefix, int sig) {
         f = fopen(pidfile, "re");
         if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 1)
                 return;
-        pidfd = pidfd_open_pid(pid);
-        if (pidfd < 0 || !process_is(pid, prefix))
+        pidfd = manager_pidfd_open(v->manager, pid);
+        if (pidfd < 0)
+                return;
+        pid = pidfd_get_pid(pidfd);
+        if (pid <= 0 || !process_is(pid, prefix))
                 return;
         log_info("Killing %s (pid %d) left by a previous vmgrd", prefix, pid);
         if (pidfd_signal(pidfd, sig) < 0)
@@ -212,8 +220,9 @@ static void kill_pidfile(const char *pidfile, const char *prefix, int sig) {
         (void) poll(&p, 1, 5000);
 }
 
-void virt_cleanup_stale(Virt *v) {
+void virt_cleanup_stale(Virt *v, bool (*keep)(const char *domain, void *userdata), void *userdata) {
         _cleanup_free_ char *qemu_run = NULL, *pidfile = NULL;
+        bool kept = false;
         DIR *d;
         struct dirent *de;
 
@@ -221,24 +230,38 @@ void virt_cleanup_stale(Virt *v) {
             asprintf(&qemu_run, "%s/libvirt/qemu/run", v->run_dir) < 0)
                 return;
 
-        kill_pidfile(pidfile, "libvirtd", SIGKILL);
+        /* SIGTERM: libvirtd leaves its QEMUs running and their status files
+         * written, for the one we start next to reconnect to. */
+        kill_pidfile(v, pidfile, "libvirtd", SIGTERM);
+        kill_pidfile(v, pidfile, "libvirtd", SIGKILL);
 
         d = opendir(qemu_run);
         if (d) {
                 while ((de = readdir(d))) {
                         size_t len = strlen(de->d_name);
-                        char *p;
+                        char *p, *domain;
 
                         if (len < 5 || !streq(de->d_name + len - 4, ".pid"))
                                 continue;
+                        domain = strndup(de->d_name, len - 4);
+                        if (!domain)
+                                break;
+                        if (keep && keep(domain, userdata)) {
+                                kept = true;
+                                free(domain);
+                                continue;
+                        }
+                        free(domain);
                         if (asprintf(&p, "%s/%s", qemu_run, de->d_name) < 0)
                                 break;
-                        kill_pidfile(p, "qemu-system", SIGKILL);
+                        kill_pidfile(v, p, "qemu-system", SIGKILL);
                         free(p);
                 }
                 closedir(d);
         }
-        (void) rm_rf(v->base);
+        /* With QEMUs kept, libvirtd's run directory is how it finds them. */
+        if (!kept)
+                (void) rm_rf(v->base);
 }
 
 /* --- connection ------------------------------------------------------- */
@@ -281,7 +304,8 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
                 if (detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED || detail == VIR_DOMAIN_EVENT_STOPPED_FAILED) {
                         e->event = VIRT_DOMAIN_CRASHED;
                         snprintf(e->why, sizeof(e->why), "%s",
-                                 detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "guest crashed" : "QEMU failed");
+                                 detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "guest crashed"
+                                                                          : "QEMU ended unexpectedly (killed, or it failed)");
                 } else {
                         e->event = VIRT_DOMAIN_STOPPED;
                         snprintf(e->why, sizeof(e->why), "%s",
@@ -380,11 +404,35 @@ static void submit_call(Virt *v, VirtCall *c) {
         }
 }
 
+static void connect_begin(Virt *v);
+
+static int on_connect_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Virt *v = userdata;
+
+        v->retry_source = sd_event_source_disable_unref(v->retry_source);
+        connect_begin(v);
+        return 0;
+}
+
 static void connect_done(int result, void *userdata) {
         ConnectJob *j = userdata;
         Virt *v = j->virt;
 
         v->connecting = false;
+        /* Refused while our libvirtd runs and is young: the socket we saw
+         * may have been another's (a libvirtd a dying vmgrd had just
+         * started makes its socket after we removed the old one, then
+         * gets its SIGTERM). Ours is coming: try again shortly. */
+        if (result < 0 && !v->stopping && v->pidfd >= 0 && !pidfd_exited(v->pidfd) &&
+            now_monotonic_usec() - v->spawned_usec < LIBVIRTD_SOCKET_TIMEOUT_USEC &&
+            sd_event_add_time_relative(v->manager->event, &v->retry_source, CLOCK_MONOTONIC, 50000, 0,
+                                       on_connect_retry, v) >= 0) {
+                log_debug("Cannot connect to libvirtd at %s yet (%s); trying again", v->socket_path, j->error);
+                if (j->conn)
+                        virConnectClose(j->conn);
+                free(j);
+                return;
+        }
         if (result < 0 || v->stopping) {
                 if (j->conn)
                         virConnectClose(j->conn);

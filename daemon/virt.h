@@ -43,9 +43,12 @@ typedef int (*virt_work_t)(virConnectPtr conn, void *userdata);
 int virt_new(Manager *m, const VirtCallbacks *cb, Virt **ret);
 Virt *virt_free(Virt *v);
 
-/* Kill whatever a previous vmgrd left running in our libvirt directories
- * (libvirtd, QEMUs), so that we start clean. Blocking; for start-up. */
-void virt_cleanup_stale(Virt *v);
+/* Before a restarted vmgrd starts its libvirtd: stop the libvirtd a
+ * previous vmgrd left (it leaves its QEMUs running), and kill every QEMU
+ * left in our directories whose domain keep() does not want (keep may be
+ * NULL: none). Each pid is checked to be that program after taking a
+ * pidfd. With no QEMU kept, libvirtd's directories are emptied. */
+void virt_cleanup_stale(Virt *v, bool (*keep)(const char *domain, void *userdata), void *userdata);
 
 /* Spawn libvirtd (if not running) and connect in the background. Returns 0 or -errno. */
 int virt_start(Virt *v);

@@ -22,6 +22,7 @@
 #include "bus-util.h"
 #include "group.h"
 #include "guest-exec.h"
+#include "time-util.h"
 #include "vm.h"
 
 /* Run's cap on each of stdout and stderr (docs/dbus-api.md). */
@@ -91,6 +92,9 @@ static int vm_method(sd_bus_message *m, VM *vm, VMOp op, uint64_t timeout, sd_bu
         r = vm_operation(vm, op, timeout, m, NULL, NULL);
         if (r == -VMGR_ERR_BUSY)
                 return vmgr_bus_error_set(error, r, "VM '%s' is busy with another operation; try again", vm->name);
+        if (r == -EALREADY)
+                return vmgr_bus_error_set(error, r, "VM '%s' is already running (%s); use Restart to boot it again",
+                                          vm->name, vm_state_to_string(vm->state));
         if (r < 0)
                 return vmgr_bus_error_set(error, r, NULL);
         return 1;
@@ -119,7 +123,7 @@ static int method_shutdown(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = sd_bus_message_read(m, "t", &timeout);
         if (r < 0)
                 return r;
-        return vm_method(m, userdata, VM_OP_SHUTDOWN, timeout, error);
+        return vm_method(m, userdata, VM_OP_SHUTDOWN, timeout_usec_or_unlimited(timeout), error);
 }
 
 static const char *vm_stage_name(unsigned s) {
@@ -254,6 +258,7 @@ static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         r = sd_bus_message_read(m, "t", &timeout);
         if (r < 0)
                 return r;
+        timeout = timeout_usec_or_unlimited(timeout);
         if (!argv || !argv[0] || !*argv[0])
                 return vmgr_bus_error_set(error, -EINVAL, "argv must not be empty");
         r = vm_agent_check(vm, error);
@@ -464,6 +469,10 @@ static int method_copy_to(sd_bus_message *m, void *userdata, sd_bus_error *error
                 r = agent_job_start_file(c->job, path, mode);
         if (r < 0) {
                 copy_call_free(c);
+                if (r == -EISDIR)
+                        return vmgr_bus_error_set(error, -EINVAL, "the fd to copy is a directory, not a file");
+                if (r == -EBADF)
+                        return vmgr_bus_error_set(error, -EINVAL, "the fd to copy is not open for reading");
                 return vmgr_bus_error_set(error, r, "cannot copy to the guest: %m");
         }
         return 1;

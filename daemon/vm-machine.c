@@ -29,7 +29,6 @@ typedef struct Transition {
 
 static const Transition transitions[] = {
         /* Start, and Restart once its domain is gone. */
-        { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_DONE, "the VM runs already" },
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_TAP, "no TAP yet" },
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_TAP4, "an IPv4 NIC but no TAP for it" },
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_PREPARE, "no domain XML yet" },
@@ -308,8 +307,7 @@ static void start_step(Machine *m) {
         case VM_INPUT_BEGIN:
                 if (m->op == VM_OP_RESTART)
                         return emit_virt(m, VIRT_DESTROY, RESTART_DESTROY);
-                if (state_is_active(m->f.state))
-                        return finish(m, START_DONE, 0, VM_FINISH_OK, VM_OP_NONE); /* already running */
+                /* A Start of a VM that runs never gets here (-EALREADY). */
                 set_state(m, VM_STARTING);
                 return start_from(m, START_TAP);
         case VM_INPUT_DONE:
@@ -511,6 +509,10 @@ int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp
         case VM_INPUT_BEGIN:
                 if (op != VM_OP_NONE)
                         return -VMGR_ERR_BUSY;
+                /* Refused, not "done": a caller who asks to start a VM that
+                 * runs expects a fresh boot, and Restart is what gives one. */
+                if (arg == VM_OP_START && state_is_active(facts->state))
+                        return -EALREADY;
                 m.op = arg;
                 m.step = VM_STEP_NEW;
                 op_step(&m);

@@ -161,7 +161,9 @@ typedef struct VMMachineResult {
  * input the current step does not expect yields none. After a FINISH action
  * the op is over; actions after it apply only if no other op began.
  * Returns 0, -VMGR_ERR_BUSY (no actions) for a BEGIN while an op runs or a
- * REMOVE while a removal is under way or waiting, or -ESTALE (no actions, op
+ * REMOVE while a removal is under way or waiting, -EALREADY (no actions) for
+ * a BEGIN of Start while the VM runs (starting, running, ready, stopping),
+ * or -ESTALE (no actions, op
  * and step as they were) for a DONE or FAILED whose facts->input_seq is not
  * facts->op_seq: the completion of an operation that is over. */
 int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp arg, VMMachineResult *ret);

@@ -121,6 +121,7 @@ static int waiter_new(sd_event *event, ReadyWaiter **list, sd_bus_message *call,
 
         if (!w)
                 return -ENOMEM;
+        timeout_usec = timeout_usec_or_unlimited(timeout_usec);
         if (timeout_usec > 0) {
                 r = sd_event_add_time_relative(event, &w->timer, CLOCK_MONOTONIC, timeout_usec, 0, on_waiter_timeout,
                                                w);
@@ -368,10 +369,14 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
         VM *vm = userdata;
 
         if (!agent_session_is_connected(s)) {
-                /* A new guest session (a reboot) goes through the stages again. */
+                /* A new guest session (a reboot) goes through the stages
+                 * again; not the first one after a restart of vmgrd, which
+                 * finds the same boot (its timings stay). */
                 probe_cancel(vm);
-                stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
-        }
+                if (!vm->adopting)
+                        stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
+        } else
+                vm->adopting = false;
         vm_ready_evaluate(vm);
 }
 

@@ -64,6 +64,7 @@ static VM *vm_free(VM *vm) {
         free(vm->ipv4);
         free(vm->last_error);
         free(vm->spec_path);
+        free(vm->spec_json);
         free(vm);
         return NULL;
 }
@@ -98,6 +99,10 @@ void vm_set_state(VM *vm, VMState state) {
         vm->state = state;
         (void) vm_emit_changed(vm, "State", NULL);
         vm_ready_state_changed(vm, old);
+        /* The state file says what a restarted vmgrd finds (group-state.c). */
+        if (vm->group && vm->group->state == GROUP_RUNNING &&
+            (state == VM_RUNNING || state == VM_READY || state == VM_STOPPED || state == VM_CRASHED))
+                group_save(vm->group);
 }
 
 void vm_set_error(VM *vm, const char *message) {
@@ -156,7 +161,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
             asprintf(&vm->console_log, "%s/console.log", vm->dir) < 0 ||
             /* Short and fixed-length (the TAP name is unique per group and VM):
              * a socket path must fit in sockaddr_un, whatever the names. */
-            asprintf(&vm->agent_socket, "%s/agent/%s.sock", m->runtime_dir, vm->addrs.tap) < 0) {
+            asprintf(&vm->agent_socket, "%s/agent/%s.sock", sockdir_path(m->sockdir), vm->addrs.tap) < 0) {
                 vm->dir = vm->console_log = vm->agent_socket = NULL;
                 return -ENOMEM;
         }
@@ -166,6 +171,61 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
 
         group_attach_vm(g, vm);
         *ret = TAKE_PTR(vm); /* the group's list holds this reference */
+        return 0;
+}
+
+int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *state, uint64_t start_usec,
+             const uint64_t timings[], const char *last_error, bool unfinished, VM **ret) {
+        _cleanup_free_ char *xml_path = NULL;
+        VM *vm;
+        int r;
+
+        r = vm_new(g, spec, &vm);
+        if (r < 0)
+                return r;
+        vm->spec_json = strdup(spec_json);
+        if (!vm->spec_json)
+                return -ENOMEM;
+        /* The TAPs are there (the helper tags them with the group: they
+         * live as long as its network), and so are the disks. */
+        vm->tap_created = true;
+        vm->tap4_created = vm->spec.ipv4;
+        vm->ever_started = true;
+        vm->removing = unfinished;
+        if (asprintf(&xml_path, "%s/domain.xml", vm->dir) >= 0)
+                (void) read_file(xml_path, 1024 * 1024, &vm->xml);
+        vm->start_usec = start_usec;
+        for (size_t i = 0; i < _VM_STAGE_MAX; i++)
+                vm->timings[i] = timings[i];
+        if (last_error && *last_error)
+                vm->last_error = strdup(last_error);
+        /* What it was, until libvirt tells (vm_adopt_domain()). */
+        vm->state = state && streq(state, "stopped") ? VM_STOPPED
+                    : state && streq(state, "crashed") ? VM_CRASHED
+                                                         : VM_DEFINED;
+        *ret = vm;
+        return 0;
+}
+
+int vm_adopt_domain(VM *vm, bool running, vm_op_done_t removed, void *userdata) {
+        if (vm->removing) {
+                /* Half added or half removed: finish the removal (the
+                 * domain, TAPs and files, whatever of them there is). */
+                log_internal(LOG_NOTICE, 0, vm->group->name, vm->name,
+                             "VM was being added or removed when vmgrd stopped; removing it");
+                vm->state = running ? VM_RUNNING : VM_STOPPED;
+                vm->removing = false;
+                return vm_remove(vm, removed, userdata) >= 0 ? 1 : 0;
+        }
+        if (running) {
+                vm->adopting = true;
+                vm_set_state(vm, VM_RUNNING);
+                return 0;
+        }
+        if (vm->state == VM_STOPPED || vm->state == VM_CRASHED)
+                return 0; /* it was not running, and is not */
+        vm_set_error(vm, "QEMU was gone when vmgrd restarted");
+        vm_set_state(vm, VM_CRASHED);
         return 0;
 }
 
@@ -344,7 +404,13 @@ int vm_remove(VM *vm, vm_op_done_t done, void *userdata) {
         if (!vm->group)
                 return -VMGR_ERR_NO_SUCH_VM;
         r = vm_machine_run(vm, VM_INPUT_REMOVE, VM_OP_REMOVE, &ctx);
-        return r < 0 ? r : ctx.r;
+        r = r < 0 ? r : ctx.r;
+        if (r >= 0 && !vm->removing && vm->group && vm->group->state == GROUP_RUNNING) {
+                /* A vmgrd that adopts the group after a crash finishes it. */
+                vm->removing = true;
+                group_save(vm->group);
+        }
+        return r;
 }
 
 /* ---- steps done by the helper ------------------------------------------ */
@@ -625,6 +691,16 @@ static int prepare_work(void *userdata) {
         r = vmgr_domain_xml(&c, &j->xml);
         if (r < 0)
                 vmgr_error_printf(j->error, sizeof(j->error), r, "cannot build the domain XML: %m");
+        else {
+                /* A restarted vmgrd starts the VM again from the same XML (same disks). */
+                _cleanup_free_ char *xml_path = NULL;
+
+                if (asprintf(&xml_path, "%s/domain.xml", vm->dir) < 0)
+                        xml_path = NULL;
+                r = xml_path ? write_file_atomic(xml_path, j->xml, strlen(j->xml), 0600) : -ENOMEM;
+                if (r < 0)
+                        vmgr_error_printf(j->error, sizeof(j->error), r, "cannot write the domain XML: %m");
+        }
 
 finish:
         for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
@@ -811,7 +887,10 @@ static int virt_job_work(virConnectPtr conn, void *userdata) {
                         return r;
                 if (virDomainDestroy(dom) < 0) {
                         virErrorPtr e = virGetLastError();
-                        if (!e || e->code != VIR_ERR_OPERATION_INVALID) { /* "not running" is fine */
+                        /* "Not running" and "no such domain" (it went away
+                         * since the lookup: a QEMU libvirtd could not take
+                         * up again after a restart) are what we want. */
+                        if (!e || (e->code != VIR_ERR_OPERATION_INVALID && e->code != VIR_ERR_NO_DOMAIN)) {
                                 snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
                                 r = -EIO;
                         }

@@ -81,6 +81,11 @@ struct VM {
         VMState state;
 
         char *spec_path;                /* "vms[N]." when it came from CreateGroup's spec, for messages */
+        char *spec_json;                /* its own spec as JSON, for the state file (group-state.c) */
+        bool adopting;                  /* adopted: keep the timings until the agent answers again */
+        /* For the state file: an AddVM not answered yet, a removal begun.
+         * A vmgrd that adopts the group finishes the removal of either. */
+        bool adding, removing;
         char *dir;                      /* <state>/groups/<g>/vms/<vm>: disks, console.log */
         char *console_log;
         ConsoleFollower *console;       /* its lines into the group's log, once QEMU made the file */
@@ -133,6 +138,21 @@ void vm_set_error(VM *vm, const char *message);
 /* Make a VM object in state "defined" and add it to the group. spec is moved
  * in (zeroed on success). Returns 0 or -errno / -VMGR_ERR_*. */
 int vm_new(Group *g, VmgrVMSpec *spec, VM **ret);
+
+/* A restarted vmgrd's VM from the group's state file: made as vm_new()
+ * does, with what was made for it before taken as made (TAPs, disks,
+ * domain XML), its timings and LastError restored. It stays "defined"
+ * until vm_adopt_domain(). unfinished: the dead vmgrd was adding or
+ * removing it. spec is moved in. Returns 0 or -errno. */
+int vm_adopt(Group *g, VmgrVMSpec *spec, const char *spec_json, const char *state, uint64_t start_usec,
+             const uint64_t timings[], const char *last_error, bool unfinished, VM **ret);
+
+/* libvirt says whether an adopted VM's domain runs: running, it is followed
+ * again (console, agent, readiness); not running, it is "crashed" (it was
+ * running) or keeps the state it had, with LastError saying so. A VM whose
+ * AddVM or removal the dead vmgrd did not finish is removed: returns 1 and
+ * calls removed(userdata) once it is gone; otherwise returns 0. */
+int vm_adopt_domain(VM *vm, bool running, vm_op_done_t removed, void *userdata);
 
 VM *vm_ref(VM *vm);
 VM *vm_unref(VM *vm);

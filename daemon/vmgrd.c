@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,10 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
+#include "adopt.h"
 #include "fs-util.h"
 #include "log.h"
+#include "macro.h"
 #include "manager.h"
 #include "vmgr-error.h"
 #include "vmgr-config.h"
@@ -219,6 +222,24 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
         return r;
 }
 
+/* The path of our own executable, without the " (deleted)" the kernel
+ * adds once it was replaced. Returns 0 or -errno. */
+static int exe_path(char **ret) {
+        char buf[PATH_MAX];
+        ssize_t n;
+        size_t len;
+
+        n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        len = (size_t) n;
+        if (len > 10 && streq(buf + len - 10, " (deleted)"))
+                buf[len - 10] = 0;
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
 int main(int argc, char *argv[]) {
         Manager *m = NULL;
         _cleanup_free_ char *config = NULL;
@@ -242,6 +263,10 @@ int main(int argc, char *argv[]) {
                 manager_free(m);
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
+        /* Manager.Reexec runs the file at this path again: after a package
+         * upgrade that is the new binary (/proc/self/exe would be the old). */
+        m->argv = argv;
+        (void) exe_path(&m->exe_path);
 
         /* Every process we start, and all their descendants, end up ours to reap and to kill. */
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
@@ -264,6 +289,9 @@ int main(int argc, char *argv[]) {
         if (geteuid() == 0 && drop_privileges(m) < 0)
                 goto fail;
         if (manager_startup(m) < 0)
+                goto fail;
+        /* The bus name is claimed once every adopted group is whole again. */
+        if (manager_wait_recovered(m) < 0)
                 goto fail;
         if (manager_connect_bus(m) < 0)
                 goto fail;

@@ -150,12 +150,44 @@ int vmgr_netadm_request_validate(const void *buf, size_t len, const char **reaso
         return 0;
 }
 
+/* The rules on a reply's fields that vmgr_netadm_reply_init() and
+ * vmgr_netadm_reply_validate() share. */
+static bool reply_fields_valid(int error, int pid, unsigned has_fd) {
+        if (error > 0 || error < -4095 || pid < 0 || has_fd > 1)
+                return false;
+        /* Only DNSMASQ_START's success carries a pidfd, and with it its pid. */
+        if ((pid > 0) != (has_fd == 1))
+                return false;
+        return error == 0 || has_fd == 0;
+}
+
+int vmgr_netadm_reply_init(struct vmgr_netadm_reply *rep, uint32_t serial, int error, int pid, bool has_fd,
+                           const char *message) {
+        struct vmgr_netadm_reply r = {
+                .magic = VMGR_NETADM_MAGIC,
+                .version = VMGR_NETADM_VERSION,
+                .has_fd = has_fd,
+                .serial = serial,
+                .error = error,
+                .pid = pid,
+        };
+
+        /* Built in r first: message may point into *rep. */
+        if (!reply_fields_valid(error, pid, has_fd) || field_set(r.message, sizeof(r.message), message) < 0)
+                return -EINVAL;
+        *rep = r;
+        return 0;
+}
+
 int vmgr_netadm_reply_validate(const void *buf, size_t len) {
         const struct vmgr_netadm_reply *rep = buf;
 
+        /* Bytes after the message's NUL would be read by nobody: refusing
+         * them keeps every accepted reply equal to what
+         * vmgr_netadm_reply_init() builds from its fields. */
         if (len != sizeof(*rep) || rep->magic != VMGR_NETADM_MAGIC || rep->version != VMGR_NETADM_VERSION ||
-            rep->has_fd > 1 || rep->error > 0 || rep->error < -4095 ||
-            strnlen(rep->message, sizeof(rep->message)) == sizeof(rep->message))
+            !reply_fields_valid(rep->error, rep->pid, rep->has_fd) ||
+            !field_is_clean(rep->message, sizeof(rep->message)))
                 return -EBADMSG;
         return 0;
 }

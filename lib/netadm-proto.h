@@ -17,6 +17,7 @@
  * child-subreaper), which supervises and reaps it.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,7 +93,17 @@ int vmgr_netadm_request_init(struct vmgr_netadm_request *req, enum vmgr_netadm_o
  * well-formed, -EBADMSG otherwise, with *reason set to what was wrong. */
 int vmgr_netadm_request_validate(const void *buf, size_t len, const char **reason);
 
-/* Validate a received reply of len bytes. Returns 0 or -EBADMSG. */
+/* Fill in a reply: the message is copied and zero-padded, so that no byte
+ * of the datagram is left from earlier contents (message may point into
+ * *rep itself). pid and has_fd go together (DNSMASQ_START's pidfd) and only
+ * with error 0. Returns 0, or -EINVAL when a field breaks the rules
+ * vmgr_netadm_reply_validate() applies. */
+int vmgr_netadm_reply_init(struct vmgr_netadm_reply *rep, uint32_t serial, int error, int pid, bool has_fd,
+                           const char *message);
+
+/* Validate a received reply of len bytes, byte for byte: the message is
+ * NUL-terminated and zero-padded, error is 0 or a -errno, a pid comes with
+ * an fd and both only with success. Returns 0 or -EBADMSG. */
 int vmgr_netadm_reply_validate(const void *buf, size_t len);
 
 /* Check a runtime directory path as the helper accepts it: absolute, at most

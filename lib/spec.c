@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +30,27 @@ int vmgr_accel_from_string(const char *s) {
         return -EINVAL;
 }
 
-/* Write "PATH: message" into error and return -EINVAL. */
+/* Write "PATH: message" into error and return -EINVAL. A path too long to
+ * leave room for the message (a key is the client's text) is cut with
+ * "...": the message says what is wrong and must stay whole. */
 _printf_(3, 4) static int spec_error(char *error, const char *path, const char *fmt, ...) {
+        char what[VMGR_SPEC_ERROR_MAX / 2], *p;
+        size_t room, n = strlen(path);
+        bool cut;
         va_list ap;
-        int n;
 
-        n = snprintf(error, VMGR_SPEC_ERROR_MAX, "%s: ", path);
-        if (n < 0 || n >= VMGR_SPEC_ERROR_MAX)
-                return -EINVAL;
         va_start(ap, fmt);
-        vsnprintf(error + n, (size_t) (VMGR_SPEC_ERROR_MAX - n), fmt, ap);
+        (void) vsnprintf(what, sizeof(what), fmt, ap);
         va_end(ap);
+
+        /* What is left for the path after ": ", the message and the NUL. */
+        room = VMGR_SPEC_ERROR_MAX - strlen(what) - 3;
+        cut = n > room;
+        if (cut)
+                n = room - 3;
+        p = mempcpy(error, path, n);
+        p = stpcpy(p, cut ? "...: " : ": ");
+        strcpy(p, what);
         return -EINVAL;
 }
 

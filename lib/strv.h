@@ -7,6 +7,7 @@
  * argv. A NULL list is an empty one.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Free every string of l and l itself. Returns NULL, so that
@@ -23,3 +24,9 @@ static inline void strv_freep(char ***l) {
  * *l is NULL and *n is unchanged), so that a caller building a list has
  * nothing to clean up on failure. */
 int strv_push_dup(char ***l, size_t *n, const char *s);
+
+/* The number of strings in l. */
+size_t strv_length(char *const *l);
+
+/* Whether l holds a string equal to s. */
+bool strv_contains(char *const *l, const char *s);

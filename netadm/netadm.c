@@ -331,6 +331,14 @@ static int request_loop(struct netadm *m, int sock) {
                 } else
                         rep.has_fd = fd >= 0;
 
+                /* Rebuilt from its fields: a message written twice leaves
+                 * the longer one's tail after the NUL, which vmgrd refuses. */
+                r = vmgr_netadm_reply_init(&rep, rep.serial, rep.error, rep.pid, rep.has_fd, rep.message);
+                if (r < 0) {
+                        vmgr_print_error(r, "vmgr-netadm: building the reply to %s: %m",
+                                         vmgr_netadm_op_to_string(req.op));
+                        return r;
+                }
                 r = vmgr_datagram_send(sock, &rep, sizeof(rep), fd);
                 if (r < 0) {
                         vmgr_print_error(r, "vmgr-netadm: sending a reply: %m");

@@ -1123,6 +1123,14 @@ static int bridge_owned(const struct vmgr_group_addrs *g, const char *alias, con
         return netadm_fail(msg, -EPERM, "bridge %s %s", g->bridge, link_owner_describe(br, owner, sizeof(owner)));
 }
 
+/* Whether l is a bridge that a helper of uid created and did not live to
+ * tag: no alias, born in uid's owner group, where nobody but a helper of
+ * uid (or root) puts a bridge. Named for the group, it is that group's,
+ * half made: nothing else of the group is made before the bridge is tagged. */
+static bool bridge_untagged_of(const struct nl_link *l, unsigned uid) {
+        return streq(l->kind, "bridge") && !l->alias[0] && l->group == NETLINK_OWNER_GROUP(uid);
+}
+
 int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {}, addrs = {};
         const struct in6_addr *lo_addrs[3];
@@ -1140,7 +1148,15 @@ int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, ch
         r = nl_dump(nl, &link_kind, &links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
-        r = bridge_owned(&g, alias, links_find_name(&links, g.bridge), msg);
+        l = links_find_name(&links, g.bridge);
+        /* What a helper killed during GROUP_CREATE may leave. */
+        if (l && bridge_untagged_of(l, uid)) {
+                r = link_delete(nl, l->ifindex);
+                if (r < 0)
+                        return nl_fail(nl, r, msg, "deleting the untagged bridge %s", g.bridge);
+                l = NULL;
+        }
+        r = bridge_owned(&g, alias, l, msg);
         if (r < 0)
                 return r;
 

@@ -39,8 +39,10 @@ static inline void netlink_freep(struct netlink **nl) {
 int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg);
 
 /* Delete every link tagged with the caller's alias for group and the group's
- * lo service addresses. Returns 0 also when there was nothing to delete,
- * -EPERM (touching nothing) when the group's bridge is somebody else's. */
+ * lo service addresses; also the group's bridge when it is untagged but was
+ * born in the caller's netdev owner group (a helper died before tagging it).
+ * Returns 0 also when there was nothing to delete, -EPERM (touching nothing)
+ * when the group's bridge is somebody else's. */
 int netlink_group_delete(struct netlink *nl, unsigned uid, const char *group, char *msg);
 
 /* Create the persistent TAP of (group, vm, nic), owned by uid, tagged,

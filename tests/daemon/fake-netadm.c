@@ -12,6 +12,11 @@
  *                  answer held back DELAY_MS milliseconds, then failing
  *                  with -ERRNO (0: success). Read afresh for each request,
  *                  so a test may change it while vmgrd runs.
+ *                  "DELAY_MS die": after DELAY_MS, die of SIGKILL without
+ *                  doing anything or answering, as a helper killed in the
+ *                  middle of the request would; "DELAY_MS die-once": the
+ *                  same, removing the file first, so that the helper vmgrd
+ *                  starts next answers.
  *
  * For dnsmasq-start it does what the real helper's dnsmasq_start() does as
  * far as vmgrd can tell: a grandchild, re-parented to vmgrd (a subreaper),
@@ -60,23 +65,31 @@ static int request_record(const struct vmgr_netadm_request *req) {
         return fclose(f) < 0 ? -errno : 0;
 }
 
-/* What the test wants for op: a delay in ms and an answer (0 or -errno).
- * No control file means at once and success. */
-static void behaviour_read(unsigned op, unsigned *ret_delay_ms, int *ret_error) {
-        char path[4096];
+/* What the test wants for op: a delay in ms and an answer (0 or -errno),
+ * or death (*ret_die). No control file means at once and success. */
+static void behaviour_read(unsigned op, unsigned *ret_delay_ms, int *ret_error, bool *ret_die) {
+        char path[4096], answer[32] = "";
         unsigned delay = 0;
         int error = 0;
+        bool die = false;
         FILE *f;
 
         snprintf(path, sizeof(path), "%s/%s", control_dir, vmgr_netadm_op_to_string(op));
         f = fopen(path, "re");
         if (f) {
-                if (fscanf(f, "%u %d", &delay, &error) != 2)
+                if (fscanf(f, "%u %31s", &delay, answer) != 2)
                         delay = 0, error = EINVAL;
+                else if (streq(answer, "die"))
+                        die = true;
+                else if (streq(answer, "die-once"))
+                        die = unlink(path) == 0;
+                else
+                        error = atoi(answer);
                 fclose(f);
         }
         *ret_delay_ms = delay;
         *ret_error = error > 0 ? -error : error;
+        *ret_die = die;
 }
 
 /* Start the stand-in dnsmasq for runtime directory dir, double-forked so
@@ -142,13 +155,16 @@ static int fake_dnsmasq_start(const char *dir, pid_t *ret_pid, int *ret_pidfd) {
 static int request_handle(const struct vmgr_netadm_request *req, struct vmgr_netadm_reply *rep, int *ret_fd) {
         unsigned delay_ms;
         int error, r;
+        bool die;
 
-        behaviour_read(req->op, &delay_ms, &error);
+        behaviour_read(req->op, &delay_ms, &error, &die);
         if (delay_ms > 0) {
                 struct timespec ts = { .tv_sec = delay_ms / 1000, .tv_nsec = (long) (delay_ms % 1000) * 1000000L };
                 while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                         ;
         }
+        if (die)
+                (void) raise(SIGKILL);
         if (error < 0) {
                 snprintf(rep->message, sizeof(rep->message), "fake %s failure: %s", vmgr_netadm_op_to_string(req->op),
                          strerror(-error));

@@ -416,6 +416,21 @@ void harness_fake_set(Harness *h, const char *op, unsigned delay_ms, int error) 
         file_write(h->fake_dir, op, text, 0644);
 }
 
+void harness_fake_die(Harness *h, const char *op, unsigned delay_ms, bool once) {
+        char text[64];
+
+        snprintf(text, sizeof(text), "%u %s\n", delay_ms, once ? "die-once" : "die");
+        file_write(h->fake_dir, op, text, 0644);
+}
+
+void harness_fake_reset(Harness *h, const char *op) {
+        char path[4096];
+
+        snprintf(path, sizeof(path), "%s/%s", h->fake_dir, op);
+        if (unlink(path) < 0 && errno != ENOENT)
+                harness_fail(__FILE__, __LINE__, "cannot remove %s: %m", path);
+}
+
 char *harness_fake_requests(Harness *h) {
         char path[4096], *text = NULL;
         size_t size = 0;

@@ -115,6 +115,14 @@ void harness_check_group_gone(Harness *h, const char *name, const char *file, in
  * answer after delay_ms, with -error (0: success). */
 void harness_fake_set(Harness *h, const char *op, unsigned delay_ms, int error);
 
+/* Make the fake helper die of SIGKILL delay_ms into its next request for op,
+ * without answering: once (the helper vmgrd starts next answers), or at
+ * every such request until harness_fake_set() or harness_fake_reset(). */
+void harness_fake_die(Harness *h, const char *op, unsigned delay_ms, bool once);
+
+/* Forget what harness_fake_set() or harness_fake_die() said for op. */
+void harness_fake_reset(Harness *h, const char *op);
+
 /* The fake helper's request log as one string (malloc'd; "" when empty). */
 char *harness_fake_requests(Harness *h);
 

@@ -7,9 +7,11 @@
  * every string first, in time quadratic in their number (200000 arguments
  * froze vmgrd for every client for seconds), and Run and Exec then failed
  * on the VM's state, never saying that the array was too long.
+ * And a timeout of 2^64-1 means no limit (WaitReady), not an error.
  */
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "agent-proto.h"
@@ -97,9 +99,20 @@ static void test_follow_logs_vms(Harness *h) {
         free(vms);
 }
 
+/* A timeout of 2^64-1 (sd-bus's "infinity") means no limit, as 0 does:
+ * WaitReady of a VM that is not ready, and of its group, waits instead of
+ * failing at once with "Value too large for defined data type" (sd-event
+ * refused the deadline). Returns the two calls, still waiting. */
+static void test_wait_ready_infinity(Harness *h, sd_bus_slot **vm_wait, sd_bus_slot **group_wait) {
+        *vm_wait = harness_call_async(h, V, VMGR_VM_INTERFACE, "WaitReady", "t", UINT64_MAX);
+        *group_wait = harness_call_async(h, G, VMGR_GROUP_INTERFACE, "WaitReady", "t", UINT64_MAX - 1);
+        CHECK(harness_wait_call_for(h, *vm_wait, 500) == 1);
+        CHECK(harness_wait_call_for(h, *group_wait, 100) == 1);
+}
+
 int main(void) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        sd_bus_slot *add;
+        sd_bus_slot *add, *vm_wait, *group_wait;
         Harness h;
 
         harness_start(&h, NULL);
@@ -113,7 +126,11 @@ int main(void) {
         test_run_args(&h);
         test_exec_env(&h);
         test_follow_logs_vms(&h);
+        test_wait_ready_infinity(&h, &vm_wait, &group_wait);
         CHECK(harness_wait_call(&h, add) < 0);
+        /* The start failed, the VM is gone: the waiters hear of it. */
+        CHECK(harness_wait_call(&h, vm_wait) < 0);
+        (void) harness_wait_call(&h, group_wait);
         harness_delete_group(&h, "limits");
         harness_stop(&h);
         printf("test-bus-limits: OK\n");

@@ -133,6 +133,13 @@ vmgr_cleanup() {
                 ip netns delete "$ns" 2>/dev/null
         done
         umount /etc 2>/dev/null
+        # vmgrd's short socket directories (daemon/sockdir.h) that lead into
+        # this test's runtime directories: one killed and not started again
+        # leaves its own.
+        local d
+        for d in /tmp/vmgrd-??????; do
+                [ -n "$VMGR_TMP" ] && [[ $(readlink "$d/r" 2>/dev/null) == "$VMGR_TMP"/* ]] && rm -rf "$d"
+        done
         [ -n "$VMGR_TMP" ] && umount "$VMGR_TMP/etc" 2>/dev/null
         [ -n "$VMGR_TMP" ] && rm -rf "$VMGR_TMP"
         exit "$rc"
@@ -430,7 +437,10 @@ vmgr_stop_user_b() {
 vmgr_holder_pid() {
         [ -n "$VMGRD_PID" ] || return 1
         local pid
-        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) || return 1
+        # vmgrd's child, or the one it attached to when it adopted the
+        # groups of a vmgrd that died (the user's only holder).
+        pid=$(pgrep -P "$VMGRD_PID" -x vmgrd-netns | head -n 1) ||
+                pid=$(pgrep -u "$VMGR_USER" -x vmgrd-netns | head -n 1) || return 1
         [ -n "$pid" ] || return 1
         echo "$pid"
 }
@@ -865,3 +875,6 @@ vmgr_peer_dhcp4() {
         ip netns exec "$VMGR_PEER" busybox udhcpc -n -q -t 5 -T 2 -i "$VMGR_PEER_IF" -s "$script" >/dev/null 2>&1
         cat "$lease"
 }
+
+# The leak checker (vmgr_leaks, check_no_leaks).
+source "$(dirname "${BASH_SOURCE[0]}")/lib-leaks.sh"

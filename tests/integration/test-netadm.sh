@@ -882,6 +882,42 @@ expect_reply "group-delete is idempotent" 0 "^ok"
 drive vmgr-test "$helper" tap-delete "$g1" vm1 primary
 expect_reply "tap-delete of a TAP that is gone succeeds" 0 "^ok"
 
+# A helper killed between making a group's bridge and tagging it leaves the
+# bridge untagged, in the netdev group that names its creator's uid:
+# group-delete removes it. An untagged bridge of that name in any other
+# netdev group (another uid's, or none) is not the caller's and stays.
+# ip takes netdev group numbers below 2^31 only: set it over rtnetlink.
+link_set_group() {
+        python3 - "$1" "$2" <<'PY'
+import socket, struct, sys
+name, group = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+attr = struct.pack("=HHI", 8, 27, group)                        # IFLA_GROUP
+ifi = struct.pack("=BxHiII", 0, 0, socket.if_nametoindex(name), 0, 0)
+s.send(struct.pack("=IHHII", 16 + len(ifi) + len(attr), 16, 5, 1, 0) + ifi + attr)  # RTM_NEWLINK, REQUEST|ACK
+err = struct.unpack("=i", s.recv(4096)[16:20])[0]
+sys.exit(f"RTM_NEWLINK: error {err}" if err else 0)
+PY
+}
+derive "$g1"
+ip link add "$br" type bridge
+link_set_group "$br" $((0x80000000 | uid1))
+# (ip shows the group as a signed number.)
+check "the bridge is in uid $uid1's owner group" \
+        test "$(ip -d -j link show dev "$br" | jq -r '.[0].group')" = "$(((0x80000000 | uid1) - 0x100000000))"
+drive vmgr-test "$helper" group-delete "$g1"
+expect_reply "group-delete removes the group's bridge its caller left untagged" 0 "^ok"
+check "the untagged bridge is gone" bash -c "! ip link show dev $br >/dev/null 2>&1"
+for owner in "uid $uid2's group:$((0x80000000 | uid2))" "netdev group 0:0"; do
+        ip link add "$br" type bridge
+        link_set_group "$br" "${owner##*:}"
+        drive vmgr-test "$helper" group-delete "$g1"
+        expect_reply "group-delete refuses an untagged bridge of the group's name in ${owner%:*}" 1 \
+                "error EPERM: bridge $br was not made by vmgr"
+        check "that bridge (in ${owner%:*}) is still there" link_exists "$br"
+        ip link del "$br"
+done
+
 # ---------------------------------------------------------------- timing
 
 mkdir "$tmp/bench" && chown vmgr-test "$tmp/bench"

@@ -7,7 +7,9 @@
  * set_hello() offers and vmgrd's defaults stay as they were; the message
  * handler sees every message, also an ERROR before the session is up that
  * the session itself ignores; ping() sends a PING whose PONG reaches the
- * handler; REBOOT goes out as asked; when an attached connection ends,
+ * handler; REBOOT goes out as asked; a FILE_PUT whose source cannot be
+ * read fails and never sends the EOF that would put a partial file in
+ * place; when an attached connection ends,
  * its jobs fail and nothing connects again; and an agent that answers
  * HELLO with a version it was not offered gets no session.
  */
@@ -88,6 +90,25 @@ static const struct vmgr_agent_msg *agent_receive(void) {
         }
         CHECK(!"the session sent nothing");
         return NULL;
+}
+
+/* Check that the session sends the fake agent nothing for about 100 ms. */
+static void agent_expect_nothing(void) {
+        const struct vmgr_agent_msg *m;
+        const char *why;
+
+        run_for(100000);
+        for (;;) {
+                size_t size;
+                void *space = vmgr_agent_decoder_space(decoder, &size);
+                ssize_t n = read(agent_fd, space, size);
+
+                if (n < 0 && errno == EAGAIN)
+                        break;
+                CHECK(n > 0);
+                vmgr_agent_decoder_advance(decoder, (size_t) n);
+        }
+        CHECK(vmgr_agent_decoder_next(decoder, &m, &why) == 0);
 }
 
 static void agent_send(const struct vmgr_agent_msg *m) {
@@ -194,6 +215,44 @@ int main(void) {
         agent_send(&(struct vmgr_agent_msg) { .type = VMGR_AGENT_DONE, .id = m->id });
         CHECK(job_done && job_error == 0);
         j = agent_job_free(j);
+
+        /* A FILE_PUT's source that is a directory or not open for reading:
+         * refused before anything goes to the agent. One that fails part-way
+         * (a socket whose peer left with bytes unread: ECONNRESET after the
+         * data) fails the job, and no EOF follows the data, since EOF makes
+         * the agent move its partial file over the target. */
+        {
+                int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                CHECK(fd >= 0);
+                CHECK(agent_job_new(s, AGENT_JOB_PUT, on_job_done, NULL, &j) == 0);
+                CHECK(agent_job_set_fd(j, AGENT_STREAM_IN, fd) == -EISDIR);
+                CHECK(fcntl(fd, F_GETFD) < 0 && errno == EBADF); /* taken over, closed */
+                j = agent_job_free(j);
+                fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                CHECK(fd >= 0);
+                CHECK(agent_job_new(s, AGENT_JOB_PUT, on_job_done, NULL, &j) == 0);
+                CHECK(agent_job_set_fd(j, AGENT_STREAM_IN, fd) == -EBADF);
+                j = agent_job_free(j);
+                agent_expect_nothing();
+
+                CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+                CHECK(write(sv[1], "0123456789", 10) == 10);
+                CHECK(write(sv[0], "x", 1) == 1);
+                safe_close(sv[1]);
+                CHECK(agent_job_new(s, AGENT_JOB_PUT, on_job_done, NULL, &j) == 0);
+                CHECK(agent_job_set_fd(j, AGENT_STREAM_IN, sv[0]) == 0);
+                job_done = false;
+                CHECK(agent_job_start_file(j, "/tmp/x", 0644) == 0);
+                m = agent_receive();
+                CHECK(m->type == VMGR_AGENT_FILE_PUT);
+                m = agent_receive();
+                CHECK(m->type == VMGR_AGENT_DATA && m->data.size == 10);
+                agent_expect_nothing();
+                CHECK(job_done && job_error == -ECONNRESET);
+                CHECK_STREQ(agent_job_result(j)->message, "cannot read the file to copy: Connection reset by peer");
+                j = agent_job_free(j);
+        }
 
         /* A job in flight when the agent's end goes away: it fails, the
          * session ends and nothing is connected again. */

@@ -132,6 +132,84 @@ static void test_reply_validate(void) {
         CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
         memset(rep.message, 'x', sizeof(rep.message));
         CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+
+        /* A message written twice, the second shorter: the first one's tail
+         * after the NUL is read by nobody and is refused. */
+        memset(rep.message, 0, sizeof(rep.message));
+        snprintf(rep.message, sizeof(rep.message), "bridge vbr-0123456789 of group 'demo' is not yours");
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+        snprintf(rep.message, sizeof(rep.message), "went away");
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        memset(rep.message + strlen(rep.message), 0, sizeof(rep.message) - strlen(rep.message));
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+        rep.message[sizeof(rep.message) - 1] = 'x';
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        rep.message[sizeof(rep.message) - 1] = 0;
+
+        /* A pid and an fd go together, and only with success. */
+        rep.error = 0;
+        rep.pid = 1234;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        rep.has_fd = 1;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+        rep.error = -ENODEV;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        rep.error = 0;
+        rep.pid = 0;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        rep.pid = -1;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+        rep.has_fd = 2;
+        rep.pid = 1234;
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == -EBADMSG);
+}
+
+static void test_reply_init(void) {
+        struct vmgr_netadm_reply rep, again;
+        char long_message[VMGR_NETADM_MESSAGE_MAX + 1];
+
+        CHECK(vmgr_netadm_reply_init(&rep, 9, 0, 0, false, NULL) == 0);
+        CHECK(rep.magic == VMGR_NETADM_MAGIC && rep.version == VMGR_NETADM_VERSION && rep.serial == 9);
+        CHECK(rep.error == 0 && rep.pid == 0 && rep.has_fd == 0 && rep.message[0] == 0);
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+
+        CHECK(vmgr_netadm_reply_init(&rep, 10, 0, 4321, true, "started") == 0);
+        CHECK(rep.pid == 4321 && rep.has_fd == 1);
+        CHECK_STREQ(rep.message, "started");
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+
+        /* The helper's case: a message written twice in the reply itself,
+         * then the reply rebuilt from its own fields. */
+        memset(&rep, 0, sizeof(rep));
+        snprintf(rep.message, sizeof(rep.message), "a much longer first message");
+        snprintf(rep.message, sizeof(rep.message), "short");
+        rep.error = -EPERM;
+        rep.serial = 11;
+        CHECK(vmgr_netadm_reply_init(&rep, rep.serial, rep.error, rep.pid, rep.has_fd, rep.message) == 0);
+        CHECK_STREQ(rep.message, "short");
+        for (size_t i = strlen("short"); i < sizeof(rep.message); i++)
+                CHECK(rep.message[i] == 0);
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
+
+        /* What init builds from a valid reply's fields is that reply, byte for byte. */
+        CHECK(vmgr_netadm_reply_init(&again, rep.serial, rep.error, rep.pid, rep.has_fd, rep.message) == 0);
+        CHECK(memcmp(&again, &rep, sizeof(rep)) == 0);
+
+        /* The validator's rules; nothing is written on failure. */
+        again = rep;
+        CHECK(vmgr_netadm_reply_init(&rep, 1, 1, 0, false, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_reply_init(&rep, 1, -4096, 0, false, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_reply_init(&rep, 1, 0, 5, false, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_reply_init(&rep, 1, 0, 0, true, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_reply_init(&rep, 1, -EIO, 5, true, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_reply_init(&rep, 1, 0, -5, false, NULL) == -EINVAL);
+        memset(long_message, 'm', sizeof(long_message) - 1);
+        long_message[sizeof(long_message) - 1] = 0;
+        CHECK(vmgr_netadm_reply_init(&rep, 1, -EIO, 0, false, long_message) == -EINVAL);
+        long_message[VMGR_NETADM_MESSAGE_MAX - 1] = 0;
+        CHECK(memcmp(&again, &rep, sizeof(rep)) == 0);
+        CHECK(vmgr_netadm_reply_init(&rep, 1, -EIO, 0, false, long_message) == 0);
+        CHECK(vmgr_netadm_reply_validate(&rep, sizeof(rep)) == 0);
 }
 
 static void test_dnsmasq_argv(void) {
@@ -174,6 +252,7 @@ int main(void) {
         test_malformed();
         test_dir_check();
         test_reply_validate();
+        test_reply_init();
         test_dnsmasq_argv();
         TEST_DONE();
 }

@@ -144,6 +144,47 @@ static void test_size_limit(void) {
         free(big);
 }
 
+/* An unknown key longer than the error buffer: the path is cut, the reason
+ * stays (it used to be "KEY..." with no reason at all). */
+static void test_long_key(void) {
+        size_t n = 3 * VMGR_SPEC_ERROR_MAX;
+        char *json = malloc(n + 32), *p;
+        char error[VMGR_SPEC_ERROR_MAX] = "";
+        VmgrSpec *spec = NULL;
+
+        CHECK(json);
+        p = stpcpy(json, "{\"");
+        memset(p, 'k', n);
+        strcpy(p + n, "\": 1}");
+        CHECK(vmgr_spec_parse(json, &spec, error) == -EINVAL);
+        CHECK(spec == NULL);
+        CHECK(strlen(error) < VMGR_SPEC_ERROR_MAX);
+        CHECK(strncmp(error, "kkkk", 4) == 0);
+        CHECK(strstr(error, "...: unknown key"));
+
+        /* In a VM: the path is "vms[0].KEY", already cut shorter. */
+        p = stpcpy(json, "{\"vms\": [{\"");
+        memset(p, 'k', n);
+        strcpy(p + n, "\": 1}]}");
+        CHECK(vmgr_spec_parse(json, &spec, error) == -EINVAL);
+        CHECK(strncmp(error, "vms[0].kkkk", 11) == 0);
+        CHECK(strstr(error, "k: unknown key"));
+        free(json);
+
+        /* A path that just fits is not cut. */
+        json = malloc(VMGR_SPEC_ERROR_MAX + 32);
+        CHECK(json);
+        n = VMGR_SPEC_ERROR_MAX - 1 - strlen(": unknown key");
+        p = stpcpy(json, "{\"");
+        memset(p, 'k', n);
+        strcpy(p + n, "\": 1}");
+        CHECK(vmgr_spec_parse(json, &spec, error) == -EINVAL);
+        CHECK(strlen(error) == VMGR_SPEC_ERROR_MAX - 1);
+        CHECK(!strstr(error, "..."));
+        CHECK(strstr(error, "k: unknown key"));
+        free(json);
+}
+
 static void test_vm_spec(void) {
         VmgrVMSpec vm;
         char error[VMGR_SPEC_ERROR_MAX];
@@ -176,5 +217,6 @@ int main(void) {
         test_errors();
         test_vm_spec();
         test_size_limit();
+        test_long_key();
         TEST_DONE();
 }

@@ -94,6 +94,10 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
                 CHECK(res.op == v->op && res.step == v->step && res.n_actions == 0);
                 return "stale";
         }
+        if (v->r == -EALREADY) {
+                CHECK(res.op == v->op && res.step == v->step && res.n_actions == 0);
+                return "already-running";
+        }
         if (v->r < 0)
                 return "busy";
         if (input == VM_INPUT_BEGIN) {
@@ -234,8 +238,14 @@ static void test_start(void) {
         CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started finish:ok");
         CHECK(v.op == VM_OP_NONE && v.f.state == VM_RUNNING);
 
-        /* Already running: nothing to do. */
-        CHECK_STREQ(BEGIN(&v, VM_OP_START), "finish:ok");
+        /* Already running: refused, nothing done (Restart boots it again). */
+        static const VMState active[] = { VM_STARTING, VM_RUNNING, VM_READY, VM_STOPPING };
+        for (size_t i = 0; i < ELEMENTSOF(active); i++) {
+                v.f.state = active[i];
+                CHECK_STREQ(BEGIN(&v, VM_OP_START), "already-running");
+                CHECK(v.r == -EALREADY && v.op == VM_OP_NONE && v.f.state == active[i]);
+        }
+        v.f.state = VM_RUNNING;
 
         /* Stopped by the guest, then started again: the TAPs and XML stay. */
         CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "note-stopped state:stopped");
