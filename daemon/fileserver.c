@@ -109,6 +109,7 @@ struct HashJob {
         char sha256[SHA256_DIGEST_SIZE * 2 + 1];
         bool short_read;
         char keep_error[256];           /* why no copy was kept (logged; serving goes on) */
+        const char *keep_dir;           /* the server's (the job holds a reference on it) */
 };
 
 struct FileServer {
@@ -631,11 +632,6 @@ int fileserver_start(Group *g, FileServer **ret) {
                 r = log_oom();
                 goto fail;
         }
-        r = mkdir_p(s->keep_dir, 0700);
-        if (r < 0) {
-                log_group_errno(LOG_ERR, r, g->name, "File server: cannot create %s: %m", s->keep_dir);
-                goto fail;
-        }
 
         fd = listen_on(g->manager, &g->addrs.files6, FILESERVER_PORT);
         if (fd < 0) {
@@ -754,6 +750,13 @@ static int hash_work(void *userdata) {
         buf = malloc(HASH_CHUNK);
         if (!buf)
                 return -ENOMEM;
+        /* Made with the first file kept: a group that serves none has no such directory. */
+        if (j->file->keep_path && mkdir(j->keep_dir, 0700) < 0 && errno != EEXIST) {
+                (void) vmgr_error_printf(j->keep_error, sizeof(j->keep_error), -errno, "cannot create %s: %m",
+                                         j->keep_dir);
+                free(j->file->keep_path);
+                j->file->keep_path = NULL;
+        }
         if (j->file->keep_path && keep_link(j) < 0) {
                 if (asprintf(&tmp, "%s.tmp", j->file->keep_path) < 0)
                         return -ENOMEM;
@@ -1006,6 +1009,7 @@ int fileserver_serve(FileServer *s, const char *name, int fd, fileserver_serve_d
         }
         j->done = done;
         j->userdata = userdata;
+        j->keep_dir = s->keep_dir;
 
         j->prev = s->jobs_tail;
         if (s->jobs_tail)
