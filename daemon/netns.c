@@ -1080,10 +1080,12 @@ int netns_attach(uid_t uid, gid_t gid, int lock_fd, const char *runtime_dir, con
         int r;
 
         (void) lock_name; /* the holder knows it from its start */
-        if ((size_t) snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/" NETNS_SOCKET_NAME, runtime_dir) >=
-            sizeof(sa.sun_path))
-                return log_error_errno(ENAMETOOLONG, "Runtime directory %s is too long for %s", runtime_dir,
-                                       NETNS_SOCKET_NAME);
+        /* Through the directory's fd, as the holder binds it: a socket path
+         * must fit sockaddr_un, whatever the runtime directory. */
+        _cleanup_close_ int dir_fd = open(runtime_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return log_error_errno(errno, "Cannot open %s: %m", runtime_dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" NETNS_SOCKET_NAME, dir_fd);
         n = calloc(1, sizeof(*n));
         if (!n)
                 return log_oom();
