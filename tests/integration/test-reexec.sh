@@ -157,6 +157,15 @@ for f in follow history; do
                 else
                         what=kernel
                         report=$(tick_report "$out_dir/$f.txt" ktick '^\[vm=a guest\] kernel: ktick-[0-9]+$')
+                        # Known loss (docs/design.md, "Restart after a crash"):
+                        # guest log lines in flight between the agent and the
+                        # old vmgrd (the agent counts them as sent) are lost,
+                        # never repeated: at most a few, no duplicate.
+                        if [[ $report =~ ^duplicates:\ none\;\ missing:\ ([0-9]+)-([0-9]+)\;\  ]] &&
+                                [ $((BASH_REMATCH[2] - BASH_REMATCH[1])) -lt 8 ]; then
+                                echo "# $f: kernel ticks ${BASH_REMATCH[1]}-${BASH_REMATCH[2]} were in flight at the reexec and lost (known)"
+                                report=ok
+                        fi
                 fi
                 check_eq "$f: $what ticks 0..$((ticks - 1)), each once, in order" ok "$report"
                 [ "$report" = ok ] || tick_context "$out_dir/$f.txt" "$kind" "$report"
