@@ -221,9 +221,8 @@ void group_state_vm_names(json_object *o, void (*cb)(const char *vm, void *userd
 /* Each VM the state file lists, in state "defined" until libvirt says
  * whether its domain runs (vm_adopt_domain()). A VM that cannot be made
  * again (its spec no longer parses) is left out and logged. */
-static unsigned adopt_vms(Group *g, json_object *o) {
+static void adopt_vms(Group *g, json_object *o) {
         json_object *vms = get_array(o, "vms");
-        unsigned n = 0;
 
         for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
                 json_object *v = json_object_array_get_idx(vms, i);
@@ -252,13 +251,9 @@ static unsigned adopt_vms(Group *g, json_object *o) {
                 r = vm_adopt(g, &spec, spec_json, state, (uint64_t) get_int(v, "start_usec", 0), timings,
                              get_string(v, "last_error"), json_object_get_boolean(unfinished), &vm);
                 vmgr_vm_spec_done(&spec);
-                if (r < 0) {
+                if (r < 0)
                         log_group_errno(LOG_WARNING, r, g->name, "VM '%s' cannot be adopted: %m", name);
-                        continue;
-                }
-                n++;
         }
-        return n;
 }
 
 static unsigned adopt_files(Group *g, json_object *o) {
@@ -341,7 +336,7 @@ int group_adopt(Manager *m, json_object *o, Group **ret) {
         (void) json_object_object_get_ex(o, "timings", &t);
         timings_from_json(t, g->timings, _GROUP_STAGE_MAX, group_stage_name);
 
-        r = group_adopt_files_and_log(g);
+        r = group_make_files(g);
         if (r < 0)
                 goto fail;
         r = fileserver_start(g, &g->fileserver);
@@ -352,7 +347,7 @@ int group_adopt(Manager *m, json_object *o, Group **ret) {
                 r = pid;
                 goto fail;
         }
-        g->adopted_vms = adopt_vms(g, o);
+        adopt_vms(g, o);
         g->adopted_files = adopt_files(g, o);
         g->adopted_forwards = adopt_forwards(g, o);
         g->adopted_dnsmasq_pid = pid;

@@ -881,8 +881,7 @@ static void group_start_services(Group *g) {
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
 }
 
-/* The group's directories and its log. Returns 0 or -errno. */
-static int group_make_files(Group *g) {
+int group_make_files(Group *g) {
         _cleanup_free_ char *log_path = NULL;
         int r;
 
@@ -895,10 +894,6 @@ static int group_make_files(Group *g) {
         if (asprintf(&log_path, "%s/group.log", g->state_subdir) < 0)
                 return -ENOMEM;
         return group_log_new(g->manager->event, log_path, &g->log);
-}
-
-int group_adopt_files_and_log(Group *g) {
-        return group_make_files(g);
 }
 
 /* The first state file is on disk (or not): make the directories, then the network. */

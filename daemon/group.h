@@ -75,7 +75,7 @@ struct Group {
 
         /* What a restarted vmgrd took over (group-state.c), for its log line. */
         bool adopting;                  /* until libvirt said which of its domains run */
-        unsigned adopted_vms, adopted_files, adopted_forwards;
+        unsigned adopted_files, adopted_forwards;
         int adopted_dnsmasq_pid;
 
         uint64_t created_usec;          /* CLOCK_REALTIME */
@@ -117,9 +117,9 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_messa
 /* Remove one VM; reply to call when it is gone. */
 int group_remove_vm(Group *g, VM *vm, sd_bus_message *call);
 
-/* An adopted group's directories and log, as group_start() makes them.
- * Returns 0 or -errno. */
-int group_adopt_files_and_log(Group *g);
+/* The group's directories and its log (group_start() and an adopted
+ * group). Returns 0 or -errno. */
+int group_make_files(Group *g);
 
 /* Write the group's state file atomically on the worker pool, after any
  * earlier write of it; a failure is logged. */
