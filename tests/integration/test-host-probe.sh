@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Readiness seen from the host: real vmgrd, libvirtd and QEMU (TCG) booting
+# the default guest inside this test's namespaces.
+#   - "ready_probe_host": {"tcp": 8080}: the VM is not ready while nothing
+#     listens (WaitReady names host_probe_passed and "connection refused"),
+#     and is once a server runs in the guest (started through Exec);
+#   - "ready_console": a regex matching a line the guest prints gives the
+#     console_matched stage; one no line matches times out naming it;
+#   - "agent": false: vmgrd never talks to the guest's agent, yet the VM
+#     becomes ready: ipv6_configured from the host (its derived address
+#     answers), ipv4_leased from dnsmasq's lease, {"ping": true}; Timings has
+#     no agent_connected; Exec fails at once saying the VM has no agent;
+#   - after a reboot of an agent-less VM the stages are passed again.
+
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib-vm.sh"
+vmgr_require_root
+vmgr_vm_require_tools
+vmgr_enter_netns "$@"
+vmgr_start_bus
+vmgr_start_vmgrd
+
+# Timings of a VM as stage names, in the order the daemon lists them.
+vm_stages() {
+        busctl_as_user --json=short get-property org.vmgr1 "$1" org.vmgr1.VM Timings |
+                python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["data"]))'
+}
+
+# wait_stage PATH STAGE SECONDS: until the VM's Timings has STAGE.
+wait_stage() {
+        local deadline=$(($(vmgr_now_ms) + $3 * 1000))
+        while [[ " $(vm_stages "$1") " != *" $2 "* ]]; do
+                [ "$(vmgr_now_ms)" -lt "$deadline" ] || return 1
+                sleep 0.5
+        done
+}
+
+# In host mode vmgrd's ping socket needs its gid in this namespace's
+# net.ipv4.ping_group_range, which is "1 0" (nobody) by default: first the
+# probe must say so, then it may ping.
+ping_needs_sysctl=no
+if [ "$VMGR_NET_MODE" != namespace ] && [ "$(sysctl -n net.ipv4.ping_group_range | xargs)" = "1 0" ]; then
+        ping_needs_sysctl=yes
+fi
+
+spec='{"accelerator":"tcg","vms":[
+ {"name":"t","ready_probe_host":{"tcp":8080},"ready_console":"^vmgr-guest: enp1s0 ipv6 "},
+ {"name":"n","ready_console":"^this line is never printed$"},
+ {"name":"l","agent":false,"ipv4":true,"ready_probe_host":{"ping":true}}]}'
+check "CreateGroup g (t: tcp probe, n: console never matches, l: no agent, ping)" \
+        busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss g "$spec"
+t=$(vmgr_vm_path g t)
+n=$(vmgr_vm_path g n)
+l=$(vmgr_vm_path g l)
+
+# --- the agent-less VM ------------------------------------------------------------
+
+if [ "$ping_needs_sysctl" = yes ]; then
+        wait_stage "$l" ipv4_leased 120 || true
+        out=$(vmgr_dbus_error "$l" org.vmgr1.VM.WaitReady uint64:3000000)
+        check_match "l: without ping_group_range, WaitReady names host_probe_passed and the sysctl" \
+                '^org\.vmgr1\.Error\.Timeout: .*stage host_probe_passed did not complete \(ping: ping sockets are not permitted \(net\.ipv4\.ping_group_range\)\)' \
+                "$out"
+        sysctl -q -w net.ipv4.ping_group_range="0 2147483647"
+fi
+out=$(busctl_as_user --timeout=130 call org.vmgr1 "$l" org.vmgr1.VM WaitReady t 120000000 2>&1) && rc=0 || rc=$?
+check_eq "l (no agent, ipv4, ping probe) becomes ready" 0 "$rc${out:+ $out}"
+check_eq "l: Timings has no agent_connected" "qemu_started ipv6_configured ipv4_leased host_probe_passed ready" \
+        "$(vm_stages "$l")"
+check_match "l: its IPv4 is dnsmasq's lease" '^10\.' "$(vmgr_vm_prop "$l" IPv4)"
+out=$(vmgrctl_as_user exec g l -- true 2>&1) && rc=0 || rc=$?
+check_match "l: exec fails at once saying the VM has no agent" \
+        "no guest agent \\(its spec says \"agent\": false\\)" "$rc $out"
+check_fails "l: exec fails" test "$rc" -eq 0
+out=$(vmgr_dbus_error "$l" org.vmgr1.VM.Run array:string:true array:byte: uint64:0)
+check_match "l: Run fails with NotSupported" '^org\.freedesktop\.DBus\.Error\.NotSupported: .*no guest agent' "$out"
+
+# --- the tcp probe and ready_console ----------------------------------------------------
+
+# The host probe starts once the address is configured.
+wait_stage "$t" ipv6_configured 120 || true
+out=$(vmgr_dbus_error "$t" org.vmgr1.VM.WaitReady uint64:3000000)
+check_match "t: nothing on port 8080: WaitReady names host_probe_passed, connection refused" \
+        '^org\.vmgr1\.Error\.Timeout: .*stage host_probe_passed did not complete \(tcp port 8080: connection refused\)' "$out"
+wait_stage "$t" console_matched 60 || true
+check_match "t: console_matched reached before host_probe_passed" "ipv6_configured.*console_matched" "$(vm_stages "$t")"
+check_eq "t: not ready" running "$(vmgr_vm_prop "$t" State)"
+
+check "t: start httpd on port 8080 in the guest" \
+        vmgrctl_as_user exec g t -- sh -c 'mkdir -p /tmp/www && httpd -p 8080 -h /tmp/www'
+out=$(busctl_as_user --timeout=70 call org.vmgr1 "$t" org.vmgr1.VM WaitReady t 60000000 2>&1) && rc=0 || rc=$?
+check_eq "t: ready once the port answers" 0 "$rc${out:+ $out}"
+check_eq "t: Timings" "qemu_started agent_connected ipv6_configured host_probe_passed console_matched ready" \
+        "$(vm_stages "$t")"
+
+# --- a console regex no line matches ---------------------------------------------------
+
+wait_stage "$n" ipv6_configured 60 || true
+out=$(vmgr_dbus_error "$n" org.vmgr1.VM.WaitReady uint64:3000000)
+check_match "n: WaitReady names console_matched" \
+        '^org\.vmgr1\.Error\.Timeout: .*stage console_matched did not complete' "$out"
+check_match "n: every other stage was reached" "qemu_started agent_connected ipv6_configured$" "$(vm_stages "$n")"
+
+# --- reboot of the agent-less VM: the stages again --------------------------------------------
+
+check "l: Reboot" busctl_as_user --timeout=130 call org.vmgr1 "$l" org.vmgr1.VM Reboot
+out=$(busctl_as_user --timeout=130 call org.vmgr1 "$l" org.vmgr1.VM WaitReady t 120000000 2>&1) && rc=0 || rc=$?
+check_eq "l: ready again after the reboot" 0 "$rc${out:+ $out}"
+# Not the old boot answering while it shut down: the new one had started.
+check_eq "l: ready only once the new boot had started" 2 \
+        "$(vmgr_console_count "$(vmgr_vm_prop "$l" ConsoleLog)" '^vmgr-guest: starting \(init')"
+check_eq "l: Timings after the reboot" "qemu_started ipv6_configured ipv4_leased host_probe_passed ready" \
+        "$(vm_stages "$l")"
+
+check "DeleteGroup g" busctl_as_user --timeout=120 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s g
+vmgr_finish
