@@ -308,6 +308,9 @@ static void on_host_probe_passed(HostProbe *p, void *userdata) {
         VM *vm = userdata;
 
         vm->host_probe = host_probe_free(vm->host_probe);
+        /* The derived address answered: it is configured, whatever the
+         * check of port 9 says (a guest's firewall may drop that). */
+        stage_mark(vm, VM_STAGE_IPV6_CONFIGURED);
         stage_mark(vm, VM_STAGE_HOST_PROBE_PASSED);
         vm_ready_evaluate(vm);
 }
@@ -444,9 +447,10 @@ void vm_ready_evaluate(VM *vm) {
                                  on_address_probe_passed);
         if (agent && ipv6 && ipv4 && vm->spec.ready_probe && vm->timings[VM_STAGE_PROBE_PASSED] == VM_STAGE_NOT_YET)
                 probe_start(vm);
-        /* From the host, once the address is there: before, every attempt
-         * would only say "no route to host". */
-        if (up && ipv6 && vm_stage_applies(&vm->spec, VM_STAGE_HOST_PROBE_PASSED) &&
+        /* From the host, once the agent saw the address (before, every
+         * attempt would only say "no route to host"); without the agent at
+         * once, as its passing shows the address too. */
+        if (up && (ipv6 || !has_agent) && vm_stage_applies(&vm->spec, VM_STAGE_HOST_PROBE_PASSED) &&
             vm->timings[VM_STAGE_HOST_PROBE_PASSED] == VM_STAGE_NOT_YET) {
                 int kind = host_probe_kind_from_spec(&vm->spec.host_probe);
                 if (kind >= 0)
