@@ -72,6 +72,12 @@ static void on_passed(HostProbe *p, void *userdata) {
         (*(unsigned *) userdata)++;
 }
 
+/* Every 100 ms: counts the turns of a loop that no probe blocks. */
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        (*(unsigned *) userdata)++;
+        return sd_event_source_set_time_relative(s, 100 * 1000);
+}
+
 static uint64_t now_usec(void) {
         struct timespec ts;
 
@@ -157,6 +163,40 @@ static void probes(void) {
                             "ping: ping sockets are not permitted (net.ipv4.ping_group_range)");
         }
         p = host_probe_free(p);
+
+        /* A peer that never answers (a tarpit: its accept queue is full, so
+         * the kernel drops our SYN): each attempt ends at its own deadline
+         * with "no answer", and the loop goes on running meanwhile. */
+        {
+                unsigned ticks = 0, never = 0;
+                sd_event_source *tick = NULL;
+                int filler;
+                struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+                char want[64];
+
+                port = 0;
+                fd = tcp_on_loopback(&port, 0);
+                CHECK(listen(fd, 0) == 0);
+                sa.sin6_port = htons(port);
+                filler = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                CHECK(connect(filler, (struct sockaddr *) &sa, sizeof(sa)) == 0);
+                passed = 0;
+                CHECK(host_probe_new(&m, HOST_PROBE_TCP, &in6addr_loopback, &in6addr_loopback, port, on_passed,
+                                     &passed, &p) == 0);
+                CHECK(sd_event_add_time_relative(m.event, &tick, CLOCK_MONOTONIC, 100 * 1000, 0, on_tick, &ticks) >=
+                      0);
+                CHECK(sd_event_source_set_enabled(tick, SD_EVENT_ON) >= 0);
+                run_until(m.event, &never, 1700 * 1000);
+                snprintf(want, sizeof(want), "tcp port %u: no answer within 1.0 s", port);
+                CHECK_STREQ(host_probe_last_error(p), want);
+                CHECK(passed == 0);
+                fprintf(stderr, "tarpit: %u ticks of 100 ms in 1.7 s\n", ticks);
+                CHECK(ticks >= 12);
+                sd_event_source_disable_unref(tick);
+                p = host_probe_free(p);
+                close(filler);
+                close(fd);
+        }
 
         /* Freed with an attempt in flight: nothing left behind (ASan). */
         passed = 0;
