@@ -276,16 +276,20 @@ static void stage_mark(VM *vm, VMStage stage) {
 }
 
 /* Forget the stages from first on (a new guest session, or a new start). */
-static void stages_clear(VM *vm, VMStage first) {
+static void stages_clear_but(VM *vm, VMStage first, VMStage keep) {
         bool changed = false;
 
         for (VMStage s = first; s < _VM_STAGE_MAX; s++)
-                if (vm->timings[s] != VM_STAGE_NOT_YET) {
+                if (s != keep && vm->timings[s] != VM_STAGE_NOT_YET) {
                         vm->timings[s] = VM_STAGE_NOT_YET;
                         changed = true;
                 }
         if (changed)
                 (void) vm_emit_changed(vm, "Timings", NULL);
+}
+
+static void stages_clear(VM *vm, VMStage first) {
+        stages_clear_but(vm, first, _VM_STAGE_MAX);
 }
 
 /* Stop every probe (they start again from the next evaluation that needs them). */
@@ -505,8 +509,11 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
                  * again; not the first one after a restart of vmgrd, which
                  * finds the same boot (its timings stay). */
                 probe_cancel(vm);
+                /* Except a matched console line: a session can end without
+                 * a reboot (a stuck agent), and the line would not come
+                 * again; a reboot's reset clears it (vm_ready_guest_reset). */
                 if (!vm->adopting)
-                        stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
+                        stages_clear_but(vm, VM_STAGE_AGENT_CONNECTED, VM_STAGE_CONSOLE_MATCHED);
         } else
                 vm->adopting = false;
         vm_ready_evaluate(vm);
@@ -592,11 +599,18 @@ void vm_ready_reboot_requested(VM *vm) {
 }
 
 void vm_ready_guest_reset(VM *vm) {
-        /* With the agent, the end of its session says so already. */
-        if (vmgr_vm_spec_has_agent(&vm->spec) || (vm->state != VM_RUNNING && vm->state != VM_READY))
+        if (vm->state != VM_RUNNING && vm->state != VM_READY)
                 return;
-        vm->reset_pending = false;
+        /* The old boot's lines are read before its match is forgotten. */
         console_follower_sync(vm->console);
+        if (vmgr_vm_spec_has_agent(&vm->spec)) {
+                /* The end of the agent's session clears the other stages;
+                 * console_matched is the last before ready. */
+                stages_clear(vm, VM_STAGE_CONSOLE_MATCHED);
+                vm_ready_evaluate(vm);
+                return;
+        }
+        vm->reset_pending = false;
         probe_cancel(vm);
         stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
         vm_ready_evaluate(vm);

@@ -12,7 +12,9 @@
 #     becomes ready: ipv6_configured from the host (its derived address
 #     answers), ipv4_leased from dnsmasq's lease, {"ping": true}; Timings has
 #     no agent_connected; Exec fails at once saying the VM has no agent;
-#   - after a reboot of an agent-less VM the stages are passed again.
+#   - a new vmgrd (after kill -9) adopts the VMs with their new stages;
+#   - after a reboot of an agent-less VM the stages are passed again, by
+#     the new boot.
 
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib-vm.sh"
@@ -103,6 +105,24 @@ check_match "n: WaitReady names console_matched" \
         '^org\.vmgr1\.Error\.Timeout: .*stage console_matched did not complete' "$out"
 check_match "n: every other stage was reached" "qemu_started agent_connected ipv6_configured$" "$(vm_stages "$n")"
 
+# --- a new vmgrd adopts the group: the new stages are kept ----------------------------
+
+timings_t=$(busctl_as_user get-property org.vmgr1 "$t" org.vmgr1.VM Timings)
+timings_l=$(busctl_as_user get-property org.vmgr1 "$l" org.vmgr1.VM Timings)
+vmgr_stop_vmgrd KILL
+vmgr_start_vmgrd
+for v in t l; do
+        p=$(vmgr_vm_path g "$v")
+        out=$(busctl_as_user --timeout=70 call org.vmgr1 "$p" org.vmgr1.VM WaitReady t 60000000 2>&1) && rc=0 || rc=$?
+        check_eq "$v: ready after the new vmgrd adopted it" 0 "$rc${out:+ $out}"
+done
+check_eq "t: timings kept across the adoption" "$timings_t" \
+        "$(busctl_as_user get-property org.vmgr1 "$t" org.vmgr1.VM Timings)"
+check_eq "l: timings kept across the adoption" "$timings_l" \
+        "$(busctl_as_user get-property org.vmgr1 "$l" org.vmgr1.VM Timings)"
+out=$(vmgrctl_as_user exec g l -- true 2>&1) && rc=0 || rc=$?
+check_match "l: exec still refused after the adoption" "no guest agent" "$rc $out"
+
 # --- reboot of the agent-less VM: the stages again --------------------------------------------
 
 check "l: Reboot" busctl_as_user --timeout=130 call org.vmgr1 "$l" org.vmgr1.VM Reboot
@@ -113,6 +133,12 @@ check_eq "l: ready only once the new boot had started" 2 \
         "$(vmgr_console_count "$(vmgr_vm_prop "$l" ConsoleLog)" '^vmgr-guest: starting \(init')"
 check_eq "l: Timings after the reboot" "qemu_started ipv6_configured ipv4_leased host_probe_passed ready" \
         "$(vm_stages "$l")"
+
+# t has the agent: its console_matched is the new boot's too.
+check "t: Reboot" busctl_as_user --timeout=130 call org.vmgr1 "$t" org.vmgr1.VM Reboot
+check "t: console_matched again after the reboot" wait_stage "$t" console_matched 120
+check_eq "t: matched by the new boot's line" 2 \
+        "$(vmgr_console_count "$(vmgr_vm_prop "$t" ConsoleLog)" '^vmgr-guest: enp1s0 ipv6 ')"
 
 check "DeleteGroup g" busctl_as_user --timeout=120 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s g
 vmgr_finish
