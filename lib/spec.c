@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,6 +29,32 @@ int vmgr_accel_from_string(const char *s) {
                 if (streq(s, accel_names[i]))
                         return (int) i;
         return -EINVAL;
+}
+
+static const char *const firmware_names[] = {
+        [VMGR_FIRMWARE_BIOS] = "bios",
+        [VMGR_FIRMWARE_UEFI] = "uefi",
+};
+
+const char *vmgr_firmware_to_string(VmgrFirmware f) {
+        return (size_t) f < ELEMENTSOF(firmware_names) ? firmware_names[f] : NULL;
+}
+
+static const char *const host_probe_names[] = {
+        [VMGR_HOST_PROBE_NONE] = "none",
+        [VMGR_HOST_PROBE_TCP] = "tcp",
+        [VMGR_HOST_PROBE_HTTP] = "http",
+        [VMGR_HOST_PROBE_PING] = "ping",
+};
+
+const char *vmgr_host_probe_type_to_string(VmgrHostProbeType t) {
+        return (size_t) t < ELEMENTSOF(host_probe_names) ? host_probe_names[t] : NULL;
+}
+
+bool vmgr_vm_spec_has_agent(const VmgrVMSpec *vm) {
+        if (vm->agent >= 0)
+                return vm->agent;
+        return (!vm->kernel && !vm->disk.path) || (vm->cloud_init.enabled && vm->cloud_init.install_agent);
 }
 
 /* Write "PATH: message" into error and return -EINVAL. A path too long to
@@ -174,6 +201,138 @@ static int parse_probe(json_object *v, const char *path, char ***ret, char *erro
         return 0;
 }
 
+static int parse_bool(json_object *v, const char *path, bool *ret, char *error) {
+        if (!json_object_is_type(v, json_type_boolean))
+                return spec_error(error, path, "must be true or false");
+        *ret = json_object_get_boolean(v);
+        return 0;
+}
+
+/* "ready_probe_host": {"tcp": PORT} | {"http": PATH, "port": PORT, "status": CODE} | {"ping": true} */
+static int parse_host_probe(json_object *o, const char *path, VmgrHostProbe *probe, char *error) {
+        char p[300];
+        bool ping = false, have_port = false, have_status = false;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return spec_error(error, path, "must be an object: {\"tcp\": PORT}, {\"http\": PATH} or {\"ping\": true}");
+
+        probe->port = 80;
+        probe->http_status = 200;
+        json_object_object_foreach(o, key, v) {
+                path_format(p, sizeof(p), "%s.%s", path, key);
+                if (streq(key, "tcp") || streq(key, "http") || streq(key, "ping")) {
+                        if (probe->type != VMGR_HOST_PROBE_NONE)
+                                return spec_error(error, p, "only one of \"tcp\", \"http\" and \"ping\" may be given");
+                }
+                if (streq(key, "tcp")) {
+                        probe->type = VMGR_HOST_PROBE_TCP;
+                        r = parse_uint(v, p, 1, 65535, &probe->port, error);
+                } else if (streq(key, "http")) {
+                        probe->type = VMGR_HOST_PROBE_HTTP;
+                        r = parse_string(v, p, VMGR_SPEC_HTTP_PATH_MAX, &probe->http_path, error);
+                        if (r >= 0) {
+                                /* It goes into a request line: no spaces or control characters. */
+                                if (probe->http_path[0] != '/')
+                                        return spec_error(error, p, "must be a path starting with \"/\"");
+                                for (const char *c = probe->http_path; *c; c++)
+                                        if (*c <= ' ' || *c >= 0x7f)
+                                                return spec_error(error, p, "must be printable ASCII without spaces (percent-encode the rest)");
+                        }
+                } else if (streq(key, "ping")) {
+                        r = parse_bool(v, p, &ping, error);
+                        if (r >= 0 && !ping)
+                                return spec_error(error, p, "must be true (leave the probe out for none)");
+                        probe->type = VMGR_HOST_PROBE_PING;
+                } else if (streq(key, "port")) {
+                        r = parse_uint(v, p, 1, 65535, &probe->port, error);
+                        have_port = true;
+                } else if (streq(key, "status")) {
+                        r = parse_uint(v, p, 100, 599, &probe->http_status, error);
+                        have_status = true;
+                } else
+                        r = spec_error(error, p, "unknown key");
+                if (r < 0)
+                        return r;
+        }
+        if (probe->type == VMGR_HOST_PROBE_NONE)
+                return spec_error(error, path, "needs one of \"tcp\", \"http\" and \"ping\"");
+        if (probe->type != VMGR_HOST_PROBE_HTTP && (have_port || have_status))
+                return spec_error(error, path, "\"%s\" only goes with \"http\"", have_port ? "port" : "status");
+        return 0;
+}
+
+/* "ready_console": a POSIX extended regular expression, checked here so
+ * that a bad one is refused at CreateGroup, not found at boot. */
+static int parse_regex(json_object *v, const char *path, char **ret, char *error) {
+        regex_t re;
+        int r;
+
+        r = parse_string(v, path, VMGR_SPEC_READY_CONSOLE_MAX, ret, error);
+        if (r < 0)
+                return r;
+        if (!**ret)
+                return spec_error(error, path, "must not be empty");
+        r = regcomp(&re, *ret, REG_EXTENDED | REG_NOSUB);
+        if (r != 0) {
+                char why[128];
+                (void) regerror(r, &re, why, sizeof(why));
+                return spec_error(error, path, "is not a valid extended regular expression: %s", why);
+        }
+        regfree(&re);
+        return 0;
+}
+
+/* A JSON value kept as text (meta_data, network_config). */
+static int keep_json(json_object *v, char **ret) {
+        char *copy = strdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+
+        if (!copy)
+                return -ENOMEM;
+        free(*ret);
+        *ret = copy;
+        return 0;
+}
+
+/* "cloud_init": true | false | {"user_data": TEXT, "meta_data": {...},
+ * "network_config": {...} or TEXT, "install_agent": BOOL} */
+static int parse_cloud_init(json_object *o, const char *path, VmgrCloudInit *ci, char *error) {
+        char p[300];
+        int r;
+
+        if (json_object_is_type(o, json_type_boolean)) {
+                ci->enabled = json_object_get_boolean(o);
+                return 0;
+        }
+        if (!json_object_is_type(o, json_type_object))
+                return spec_error(error, path, "must be true, false or an object");
+
+        ci->enabled = true;
+        json_object_object_foreach(o, key, v) {
+                path_format(p, sizeof(p), "%s.%s", path, key);
+                if (streq(key, "user_data"))
+                        r = parse_string(v, p, VMGR_SPEC_MAX_BYTES, &ci->user_data, error);
+                else if (streq(key, "meta_data")) {
+                        if (!json_object_is_type(v, json_type_object))
+                                return spec_error(error, p, "must be an object");
+                        r = keep_json(v, &ci->meta_data);
+                } else if (streq(key, "network_config")) {
+                        if (json_object_is_type(v, json_type_string))
+                                r = parse_string(v, p, VMGR_SPEC_MAX_BYTES, &ci->network_config, error);
+                        else if (json_object_is_type(v, json_type_object))
+                                r = keep_json(v, &ci->network_config);
+                        else
+                                return spec_error(error, p, "must be an object or a string (YAML)");
+                } else if (streq(key, "install_agent"))
+                        r = parse_bool(v, p, &ci->install_agent, error);
+                else
+                        r = spec_error(error, p, "unknown key");
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, char *error) {
         char p[256];
         bool have_name = false;
@@ -185,6 +344,7 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                 .log_rate_kib = VMGR_SPEC_LOG_RATE_KIB_DEFAULT,
                 .log_burst_kib = VMGR_SPEC_LOG_BURST_KIB_DEFAULT,
                 .console_log_max_kib = VMGR_SPEC_CONSOLE_LOG_MAX_KIB_DEFAULT,
+                .agent = -1,
         };
 
         if (!json_object_is_type(o, json_type_object))
@@ -244,7 +404,33 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                         r = parse_uint(v, p, 4, 1024 * 1024, &vm->log_burst_kib, error);
                 else if (streq(key, "console_log_max_kib"))
                         r = parse_uint(v, p, 64, 1024 * 1024, &vm->console_log_max_kib, error);
-                else
+                else if (streq(key, "firmware")) {
+                        const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+                        if (streq(f, "bios"))
+                                vm->firmware = VMGR_FIRMWARE_BIOS;
+                        else if (streq(f, "uefi"))
+                                vm->firmware = VMGR_FIRMWARE_UEFI;
+                        else
+                                return spec_error(error, p, "must be \"bios\" or \"uefi\"");
+                } else if (streq(key, "agent")) {
+                        bool b = false;
+                        r = parse_bool(v, p, &b, error);
+                        vm->agent = b;
+                } else if (streq(key, "ready_probe_host"))
+                        r = parse_host_probe(v, p, &vm->host_probe, error);
+                else if (streq(key, "ready_console"))
+                        r = parse_regex(v, p, &vm->ready_console, error);
+                else if (streq(key, "cloud_init"))
+                        r = parse_cloud_init(v, p, &vm->cloud_init, error);
+                else if (streq(key, "journal")) {
+                        const char *j = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+                        if (streq(j, "gatewayd"))
+                                vm->journal = VMGR_JOURNAL_GATEWAYD;
+                        else if (streq(j, "none"))
+                                vm->journal = VMGR_JOURNAL_NONE;
+                        else
+                                return spec_error(error, p, "must be \"gatewayd\" or \"none\"");
+                } else
                         return spec_error(error, p, "unknown key");
                 if (r < 0)
                         return r;
@@ -259,6 +445,13 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                 return spec_error(error, *path ? path : ".", "\"initrd\" and \"cmdline\" need a \"kernel\"");
         if (vm->disk.format != VMGR_DISK_FORMAT_AUTO && !vm->disk.path)
                 return spec_error(error, *path ? path : ".", "\"disk_format\" needs a \"disk\"");
+        if (vm->ready_probe && !vmgr_vm_spec_has_agent(vm))
+                return spec_error(error, *path ? path : ".",
+                                  "\"ready_probe\" runs through the guest agent, which this VM does not have "
+                                  "(set \"agent\": true, or use \"ready_probe_host\")");
+        if (vm->agent == 0 && vm->cloud_init.install_agent)
+                return spec_error(error, *path ? path : ".",
+                                  "\"agent\": false contradicts \"cloud_init\": {\"install_agent\": true}");
         return 0;
 }
 
@@ -272,6 +465,11 @@ void vmgr_vm_spec_done(VmgrVMSpec *vm) {
         for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
                 free(vm->extra_disks[i].path);
         strv_free(vm->ready_probe);
+        free(vm->host_probe.http_path);
+        free(vm->ready_console);
+        free(vm->cloud_init.user_data);
+        free(vm->cloud_init.meta_data);
+        free(vm->cloud_init.network_config);
         *vm = (VmgrVMSpec) {};
 }
 

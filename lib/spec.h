@@ -33,6 +33,44 @@ typedef enum VmgrDiskFormat {
         VMGR_DISK_FORMAT_QCOW2,
 } VmgrDiskFormat;
 
+typedef enum VmgrFirmware {
+        VMGR_FIRMWARE_BIOS,             /* SeaBIOS */
+        VMGR_FIRMWARE_UEFI,             /* OVMF, Secure Boot off, per-VM NVRAM */
+} VmgrFirmware;
+
+typedef enum VmgrHostProbeType {
+        VMGR_HOST_PROBE_NONE,
+        VMGR_HOST_PROBE_TCP,            /* a TCP connect to port succeeds */
+        VMGR_HOST_PROBE_HTTP,           /* GET http_path on port answers http_status */
+        VMGR_HOST_PROBE_PING,           /* the derived IPv6 answers ICMPv6 echo */
+} VmgrHostProbeType;
+
+/* "ready_probe_host": a probe vmgrd runs from the host (the group's
+ * management address) against the VM's derived IPv6 address. */
+typedef struct VmgrHostProbe {
+        VmgrHostProbeType type;
+        unsigned port;                  /* tcp, http (default 80) */
+        char *http_path;                /* http: starts with '/', printable ASCII without spaces */
+        unsigned http_status;           /* http: the status that counts as ready (default 200) */
+} VmgrHostProbe;
+
+/* "cloud_init": a NoCloud seed (a "cidata" volume) for the VM. */
+typedef struct VmgrCloudInit {
+        bool enabled;
+        char *user_data;                /* the user's user-data text, or NULL */
+        char *meta_data;                /* JSON object text: keys added to vmgr's meta-data, or NULL */
+        char *network_config;           /* network-config text (JSON or YAML), or NULL for vmgr's */
+        bool install_agent;             /* put vmgr-agent on the seed and start it at first boot */
+} VmgrCloudInit;
+
+typedef enum VmgrJournal {
+        VMGR_JOURNAL_NONE,
+        VMGR_JOURNAL_GATEWAYD,          /* follow systemd-journal-gatewayd on port 19531 */
+} VmgrJournal;
+
+#define VMGR_SPEC_READY_CONSOLE_MAX 1024
+#define VMGR_SPEC_HTTP_PATH_MAX 1024
+
 typedef struct VmgrDiskSpec {
         char *path;                     /* an image to use (copy-on-write overlay), or NULL */
         VmgrDiskFormat format;
@@ -52,6 +90,12 @@ typedef struct VmgrVMSpec {
         unsigned log_rate_kib;          /* KiB/s the VM may add to the group's log, per source */
         unsigned log_burst_kib;         /* KiB it may add at once, per source */
         unsigned console_log_max_kib;   /* console.log is rotated past this */
+        VmgrFirmware firmware;
+        int agent;                      /* 1, 0, or -1 when the spec does not say: see vmgr_vm_spec_has_agent() */
+        VmgrHostProbe host_probe;       /* "ready_probe_host" */
+        char *ready_console;            /* POSIX extended regex a console line must match, or NULL */
+        VmgrCloudInit cloud_init;
+        VmgrJournal journal;
 } VmgrVMSpec;
 
 #define VMGR_SPEC_LOG_RATE_KIB_DEFAULT 64
@@ -82,5 +126,12 @@ static inline void vmgr_spec_freep(VmgrSpec **p) {
         vmgr_spec_free(*p);
 }
 
+/* Whether vmgr expects its guest agent in the VM: what the spec says, else
+ * true for the default guest (no kernel, no disk) and for a cloud-init seed
+ * that installs the agent, false otherwise. */
+bool vmgr_vm_spec_has_agent(const VmgrVMSpec *vm);
+
 const char *vmgr_accel_to_string(VmgrAccel a);
+const char *vmgr_firmware_to_string(VmgrFirmware f);
+const char *vmgr_host_probe_type_to_string(VmgrHostProbeType t);
 int vmgr_accel_from_string(const char *s);

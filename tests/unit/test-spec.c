@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "spec.h"
 #include "test.h"
 
@@ -61,7 +62,7 @@ static void test_full(void) {
                               "{\"name\": \"b\", \"vcpus\": 2, \"memory_mib\": 512, \"ipv4\": true,"
                               " \"kernel\": \"/k\", \"initrd\": \"/i\", \"cmdline\": \"quiet\","
                               " \"extra_disks\": [{\"size_mib\": 64}, {\"path\": \"/d.qcow2\", \"format\": \"qcow2\"}],"
-                              " \"ready_probe\": [\"test\", \"-e\", \"/ok\"],"
+                              " \"ready_probe\": [\"test\", \"-e\", \"/ok\"], \"agent\": true,"
                               " \"log_rate_kib\": 8, \"log_burst_kib\": 32, \"console_log_max_kib\": 256},"
                               "{\"name\": \"c\", \"disk\": \"/img.raw\", \"disk_format\": \"raw\"}]}",
                               &spec, error) == 0);
@@ -210,12 +211,94 @@ static void test_vm_spec(void) {
         CHECK(strstr(error, "name: differs"));
 }
 
+/* The real-guest keys: firmware, agent, host probes, console regex,
+ * cloud-init, journal. */
+static void test_real_guest(void) {
+        VmgrSpec *spec = NULL;
+        char error[VMGR_SPEC_ERROR_MAX] = "";
+        VmgrVMSpec *vm;
+
+        CHECK(vmgr_spec_parse("{\"vms\": [{\"name\": \"a\"}, {\"name\": \"d\", \"disk\": \"/i.qcow2\"},"
+                              "{\"name\": \"k\", \"kernel\": \"/k\"}]}", &spec, error) == 0);
+        CHECK(spec->vms[0].firmware == VMGR_FIRMWARE_BIOS && spec->vms[0].agent == -1);
+        CHECK(spec->vms[0].host_probe.type == VMGR_HOST_PROBE_NONE && !spec->vms[0].ready_console);
+        CHECK(!spec->vms[0].cloud_init.enabled && spec->vms[0].journal == VMGR_JOURNAL_NONE);
+        /* The default guest has the agent; an image of the user's does not unless said. */
+        CHECK(vmgr_vm_spec_has_agent(&spec->vms[0]));
+        CHECK(!vmgr_vm_spec_has_agent(&spec->vms[1]));
+        CHECK(!vmgr_vm_spec_has_agent(&spec->vms[2]));
+        vmgr_spec_free(spec);
+
+        CHECK(vmgr_spec_parse("{\"vms\": [{\"name\": \"d\", \"disk\": \"/i.qcow2\", \"firmware\": \"uefi\","
+                              "\"ready_probe_host\": {\"http\": \"/health?x=1\", \"port\": 8080, \"status\": 204},"
+                              "\"ready_console\": \"^login: $\", \"journal\": \"gatewayd\","
+                              "\"cloud_init\": {\"user_data\": \"#cloud-config\\n\", \"meta_data\": {\"a\": 1},"
+                              "\"network_config\": {\"version\": 2}, \"install_agent\": true}}]}", &spec, error) == 0);
+        vm = &spec->vms[0];
+        CHECK(vm->firmware == VMGR_FIRMWARE_UEFI && vm->journal == VMGR_JOURNAL_GATEWAYD);
+        CHECK(vm->host_probe.type == VMGR_HOST_PROBE_HTTP && vm->host_probe.port == 8080);
+        CHECK(vm->host_probe.http_status == 204 && streq(vm->host_probe.http_path, "/health?x=1"));
+        CHECK(streq(vm->ready_console, "^login: $"));
+        CHECK(vm->cloud_init.enabled && vm->cloud_init.install_agent);
+        CHECK(streq(vm->cloud_init.user_data, "#cloud-config\n"));
+        CHECK(streq(vm->cloud_init.meta_data, "{\"a\":1}"));
+        CHECK(streq(vm->cloud_init.network_config, "{\"version\":2}"));
+        /* A seed that installs the agent gives the VM one. */
+        CHECK(vm->agent == -1 && vmgr_vm_spec_has_agent(vm));
+        vmgr_spec_free(spec);
+
+        CHECK(vmgr_spec_parse("{\"vms\": [{\"name\": \"d\", \"disk\": \"/i\", \"agent\": true, \"cloud_init\": true,"
+                              "\"ready_probe_host\": {\"tcp\": 22}, \"ready_probe\": [\"true\"]},"
+                              "{\"name\": \"e\", \"ready_probe_host\": {\"ping\": true}, \"agent\": false}]}",
+                              &spec, error) == 0);
+        CHECK(spec->vms[0].agent == 1 && vmgr_vm_spec_has_agent(&spec->vms[0]));
+        CHECK(spec->vms[0].cloud_init.enabled && !spec->vms[0].cloud_init.install_agent);
+        CHECK(spec->vms[0].host_probe.type == VMGR_HOST_PROBE_TCP && spec->vms[0].host_probe.port == 22);
+        CHECK(spec->vms[1].host_probe.type == VMGR_HOST_PROBE_PING && !vmgr_vm_spec_has_agent(&spec->vms[1]));
+        vmgr_spec_free(spec);
+
+        expect_error("{\"vms\": [{\"name\": \"a\", \"firmware\": \"efi\"}]}", "vms[0].firmware: must be \"bios\" or \"uefi\"");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"agent\": 1}]}", "vms[0].agent: must be true or false");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {}}]}", "vms[0].ready_probe_host: needs one of");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"tcp\": 0}}]}",
+                     "vms[0].ready_probe_host.tcp: must be an integer between 1 and 65535");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"tcp\": 1, \"ping\": true}}]}",
+                     "vms[0].ready_probe_host.ping: only one of");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"tcp\": 1, \"status\": 200}}]}",
+                     "vms[0].ready_probe_host: \"status\" only goes with \"http\"");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"http\": \"x\"}}]}",
+                     "vms[0].ready_probe_host.http: must be a path starting with");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"http\": \"/a b\"}}]}",
+                     "vms[0].ready_probe_host.http: must be printable ASCII");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"http\": \"/\\r\\nX: y\"}}]}",
+                     "vms[0].ready_probe_host.http: must be printable ASCII");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_probe_host\": {\"ping\": false}}]}",
+                     "vms[0].ready_probe_host.ping: must be true");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_console\": \"(\"}]}",
+                     "vms[0].ready_console: is not a valid extended regular expression");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"ready_console\": \"\"}]}", "vms[0].ready_console: must not be empty");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"cloud_init\": 1}]}", "vms[0].cloud_init: must be true, false or an object");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"cloud_init\": {\"meta_data\": []}}]}",
+                     "vms[0].cloud_init.meta_data: must be an object");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"cloud_init\": {\"network_config\": 3}}]}",
+                     "vms[0].cloud_init.network_config: must be an object or a string");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"cloud_init\": {\"vendor_data\": \"\"}}]}",
+                     "vms[0].cloud_init.vendor_data: unknown key");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"journal\": \"agent\"}]}", "vms[0].journal: must be \"gatewayd\" or \"none\"");
+        /* The agent runs ready_probe: without it the probe could never pass. */
+        expect_error("{\"vms\": [{\"name\": \"d\", \"disk\": \"/i\", \"ready_probe\": [\"true\"]}]}",
+                     "vms[0]: \"ready_probe\" runs through the guest agent");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"agent\": false, \"cloud_init\": {\"install_agent\": true}}]}",
+                     "vms[0]: \"agent\": false contradicts");
+}
+
 int main(void) {
         test_empty();
         test_full();
         test_outbound();
         test_errors();
         test_vm_spec();
+        test_real_guest();
         test_size_limit();
         test_long_key();
         TEST_DONE();
