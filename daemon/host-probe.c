@@ -11,8 +11,13 @@
 #include <sys/socket.h>
 
 #include "host-probe.h"
+#include "http-client.h"
 #include "macro.h"
 #include "manager.h"
+
+/* An HTTP probe reads the status line and headers (at most
+ * HTTP_HEADERS_MAX), never more than this of a body. */
+#define HOST_PROBE_HTTP_BODY_MAX 4096
 
 struct HostProbe {
         Manager *manager;
@@ -20,6 +25,10 @@ struct HostProbe {
         HostProbeKind kind;
         struct sockaddr_in6 source, target;
         unsigned port;
+        char *http_path;
+        unsigned http_status;
+        long http_status_seen;          /* the attempt's response status, 0 before it */
+        HttpRequest *http;              /* the attempt's request */
         host_probe_passed_t passed;
         void *userdata;
 
@@ -34,14 +43,20 @@ struct HostProbe {
 
 static int probe_attempt(HostProbe *p);
 
-int host_probe_kind_from_spec(const VmgrHostProbe *spec) {
+int host_probe_options_from_spec(const VmgrHostProbe *spec, HostProbeOptions *ret) {
         switch (spec->type) {
         case VMGR_HOST_PROBE_TCP:
-                return HOST_PROBE_TCP;
+                *ret = (HostProbeOptions) { .kind = HOST_PROBE_TCP, .port = spec->port };
+                return 0;
         case VMGR_HOST_PROBE_PING:
-                return HOST_PROBE_PING;
+                *ret = (HostProbeOptions) { .kind = HOST_PROBE_PING };
+                return 0;
+        case VMGR_HOST_PROBE_HTTP:
+                *ret = (HostProbeOptions) { .kind = HOST_PROBE_HTTP, .port = spec->port,
+                                            .http_path = spec->http_path, .http_status = spec->http_status };
+                return 0;
         default:
-                return -EOPNOTSUPP;
+                return -EINVAL;
         }
 }
 
@@ -51,6 +66,7 @@ const char *host_probe_last_error(const HostProbe *p) {
 
 /* End the attempt in flight: its socket, its sources. */
 static void attempt_end(HostProbe *p) {
+        p->http = http_request_free(p->http);
         p->io = sd_event_source_disable_unref(p->io);
         p->timer = sd_event_source_disable_unref(p->timer);
         p->fd = safe_close(p->fd);
@@ -69,6 +85,9 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 static int probe_what(const HostProbe *p, char *buf, size_t size) {
         if (p->kind == HOST_PROBE_PING)
                 return snprintf(buf, size, "ping");
+        if (p->kind == HOST_PROBE_HTTP)
+                return snprintf(buf, size, "http port %u GET %.64s%s", p->port, p->http_path,
+                                strlen(p->http_path) > 64 ? "..." : "");
         return snprintf(buf, size, "tcp port %u", p->port);
 }
 
@@ -217,6 +236,72 @@ static int attempt_ping(HostProbe *p) {
         return sd_event_add_io(p->event, &p->io, fd, EPOLLIN, on_ping_reply, p);
 }
 
+static int on_http_response(HttpRequest *r, long status, void *userdata) {
+        HostProbe *p = userdata;
+
+        p->http_status_seen = status;
+        return -ECANCELED; /* the status is all a probe wants: no body */
+}
+
+static void on_http_done(HttpRequest *r, int error, const char *text, void *userdata) {
+        HostProbe *p = userdata;
+        char why[128];
+
+        if (p->http_status_seen == (long) p->http_status) {
+                attempt_passed(p);
+                return;
+        }
+        if (p->http_status_seen > 0) {
+                snprintf(why, sizeof(why), "HTTP %ld, not %u", p->http_status_seen, p->http_status);
+                attempt_failed(p, 0, why);
+                return;
+        }
+        if (error == -ETIMEDOUT || !text || !*text) {
+                attempt_failed(p, error < 0 ? error : -EIO, NULL);
+                return;
+        }
+        snprintf(why, sizeof(why), "%s", text);
+        why[0] = (char) tolower((unsigned char) why[0]);
+        attempt_failed(p, error, why);
+}
+
+static int http_open_socket(int family, int type, int protocol, void *userdata) {
+        HostProbe *p = userdata;
+
+        return manager_guest_socket(p->manager, family, type, protocol);
+}
+
+static int attempt_http(HostProbe *p) {
+        char target[INET6_ADDRSTRLEN], source[INET6_ADDRSTRLEN];
+        _cleanup_free_ char *url = NULL;
+        int r;
+
+        inet_ntop(AF_INET6, &p->target.sin6_addr, target, sizeof(target));
+        inet_ntop(AF_INET6, &p->source.sin6_addr, source, sizeof(source));
+        if (asprintf(&url, "http://[%s]:%u%s", target, p->port, p->http_path) < 0)
+                return -ENOMEM;
+        p->http_status_seen = 0;
+        r = http_request_start(p->event,
+                               &(HttpRequestOptions) {
+                                       .url = url,
+                                       .source_address = source,
+                                       .open_socket = http_open_socket,
+                                       .socket_userdata = p,
+                                       /* The attempt's own deadline ends it first;
+                                        * these only keep curl bounded by itself. */
+                                       .connect_timeout_usec = 2 * HOST_PROBE_ATTEMPT_USEC,
+                                       .timeout_usec = 2 * HOST_PROBE_ATTEMPT_USEC,
+                                       .max_body = HOST_PROBE_HTTP_BODY_MAX,
+                                       .on_response = on_http_response,
+                                       .on_done = on_http_done,
+                                       .userdata = p,
+                               },
+                               &p->http);
+        if (r < 0)
+                attempt_failed(p, r, NULL);
+        return 0;
+}
+
 static int attempt_connect(HostProbe *p) {
         struct sockaddr_in6 sa = p->target;
         int fd;
@@ -247,31 +332,39 @@ static int probe_attempt(HostProbe *p) {
                                        on_attempt_timeout, p);
         if (r < 0)
                 return r;
-        r = p->kind == HOST_PROBE_PING ? attempt_ping(p) : attempt_connect(p);
+        r = p->kind == HOST_PROBE_PING   ? attempt_ping(p)
+            : p->kind == HOST_PROBE_HTTP ? attempt_http(p)
+                                         : attempt_connect(p);
         if (r < 0)
                 attempt_end(p);
         return r;
 }
 
-int host_probe_new(Manager *m, HostProbeKind kind, const struct in6_addr *source, const struct in6_addr *target,
-                   unsigned port, host_probe_passed_t passed, void *userdata, HostProbe **ret) {
+int host_probe_new(Manager *m, const HostProbeOptions *o, const struct in6_addr *source,
+                   const struct in6_addr *target, host_probe_passed_t passed, void *userdata, HostProbe **ret) {
         HostProbe *p;
         int r;
 
-        if ((unsigned) kind >= _HOST_PROBE_KIND_MAX || !passed)
+        if ((unsigned) o->kind >= _HOST_PROBE_KIND_MAX || !passed ||
+            (o->kind == HOST_PROBE_HTTP && (!o->http_path || o->http_path[0] != '/')))
                 return -EINVAL;
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
+        p->fd = -EBADF;
         p->manager = m;
         p->event = sd_event_ref(m->event);
-        p->kind = kind;
+        p->kind = o->kind;
+        p->http_status = o->http_status;
+        if (o->kind == HOST_PROBE_HTTP && !(p->http_path = strdup(o->http_path))) {
+                host_probe_free(p);
+                return -ENOMEM;
+        }
         p->source = (struct sockaddr_in6) { .sin6_family = AF_INET6, .sin6_addr = *source };
         p->target = (struct sockaddr_in6) { .sin6_family = AF_INET6, .sin6_addr = *target };
-        p->port = port;
+        p->port = o->port;
         p->passed = passed;
         p->userdata = userdata;
-        p->fd = -EBADF;
         if (getrandom(&p->ping_id, sizeof(p->ping_id), GRND_NONBLOCK) != sizeof(p->ping_id))
                 p->ping_id = (uint16_t) (uintptr_t) p;
         /* The first attempt on the next turn of the loop: a callback from
@@ -290,6 +383,7 @@ HostProbe *host_probe_free(HostProbe *p) {
                 return NULL;
         attempt_end(p);
         sd_event_unref(p->event);
+        free(p->http_path);
         free(p);
         return NULL;
 }

@@ -122,8 +122,6 @@ static const char *vm_stage_detail(VM *vm, VMStage stage) {
                        : stage == VM_STAGE_IPV6_CONFIGURED ? vm->address_probe
                                                             : NULL;
 
-        if (stage == VM_STAGE_HOST_PROBE_PASSED && host_probe_kind_from_spec(&vm->spec.host_probe) < 0)
-                return "vmgrd does not run this kind of probe";
         return p && *host_probe_last_error(p) ? host_probe_last_error(p) : NULL;
 }
 
@@ -320,14 +318,12 @@ static void on_host_probe_passed(HostProbe *p, void *userdata) {
 }
 
 /* Start a host probe into *slot unless one runs. */
-static void host_probe_start(VM *vm, HostProbe **slot, HostProbeKind kind, unsigned port,
-                             host_probe_passed_t passed) {
+static void host_probe_start(VM *vm, HostProbe **slot, const HostProbeOptions *o, host_probe_passed_t passed) {
         int r;
 
         if (*slot || !vm->group || !vm->group->manager)
                 return;
-        r = host_probe_new(vm->group->manager, kind, &vm->group->addrs.management6, &vm->addrs.ipv6, port, passed, vm,
-                           slot);
+        r = host_probe_new(vm->group->manager, o, &vm->group->addrs.management6, &vm->addrs.ipv6, passed, vm, slot);
         if (r < 0)
                 log_internal(LOG_WARNING, r, vm->group->name, vm->name, "Cannot run a probe from the host: %m");
 }
@@ -447,7 +443,8 @@ void vm_ready_evaluate(VM *vm) {
         ipv6 = vm->timings[VM_STAGE_IPV6_CONFIGURED] != VM_STAGE_NOT_YET;
         /* Without the agent, the host asks the address itself. */
         if (up && !has_agent && !ipv6)
-                host_probe_start(vm, &vm->address_probe, HOST_PROBE_ADDRESS, ADDRESS_PROBE_PORT,
+                host_probe_start(vm, &vm->address_probe,
+                                 &(HostProbeOptions) { .kind = HOST_PROBE_ADDRESS, .port = ADDRESS_PROBE_PORT },
                                  on_address_probe_passed);
         if (agent && ipv6 && ipv4 && vm->spec.ready_probe && vm->timings[VM_STAGE_PROBE_PASSED] == VM_STAGE_NOT_YET)
                 probe_start(vm);
@@ -456,10 +453,9 @@ void vm_ready_evaluate(VM *vm) {
          * once, as its passing shows the address too. */
         if (up && (ipv6 || !has_agent) && vm_stage_applies(&vm->spec, VM_STAGE_HOST_PROBE_PASSED) &&
             vm->timings[VM_STAGE_HOST_PROBE_PASSED] == VM_STAGE_NOT_YET) {
-                int kind = host_probe_kind_from_spec(&vm->spec.host_probe);
-                if (kind >= 0)
-                        host_probe_start(vm, &vm->host_probe, (HostProbeKind) kind, vm->spec.host_probe.port,
-                                         on_host_probe_passed);
+                HostProbeOptions o;
+                if (host_probe_options_from_spec(&vm->spec.host_probe, &o) >= 0)
+                        host_probe_start(vm, &vm->host_probe, &o, on_host_probe_passed);
         }
 
         /* Stages are milestones: a guest that was ready stays so until its

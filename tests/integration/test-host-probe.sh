@@ -6,6 +6,8 @@
 #   - "ready_probe_host": {"tcp": 8080}: the VM is not ready while nothing
 #     listens (WaitReady names host_probe_passed and "connection refused"),
 #     and is once a server runs in the guest (started through Exec);
+#   - {"http": "/ready", "port": 8080}: refused, then HTTP 404 named in
+#     WaitReady's error, then ready once the file exists;
 #   - "ready_console": a regex matching a line the guest prints gives the
 #     console_matched stage; one no line matches times out naming it;
 #   - "agent": false: vmgrd never talks to the guest's agent, yet the VM
@@ -50,11 +52,13 @@ fi
 spec='{"accelerator":"tcg","vms":[
  {"name":"t","ready_probe_host":{"tcp":8080},"ready_console":"^vmgr-guest: enp1s0 ipv6 "},
  {"name":"n","ready_console":"^this line is never printed$"},
+ {"name":"h","ready_probe_host":{"http":"/ready","port":8080}},
  {"name":"l","agent":false,"ipv4":true,"ready_probe_host":{"ping":true}}]}'
-check "CreateGroup g (t: tcp probe, n: console never matches, l: no agent, ping)" \
+check "CreateGroup g (t: tcp probe, n: console never matches, h: http probe, l: no agent, ping)" \
         busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss g "$spec"
 t=$(vmgr_vm_path g t)
 n=$(vmgr_vm_path g n)
+h=$(vmgr_vm_path g h)
 l=$(vmgr_vm_path g l)
 
 # --- the agent-less VM ------------------------------------------------------------
@@ -104,6 +108,21 @@ out=$(vmgr_dbus_error "$n" org.vmgr1.VM.WaitReady uint64:3000000)
 check_match "n: WaitReady names console_matched" \
         '^org\.vmgr1\.Error\.Timeout: .*stage console_matched did not complete' "$out"
 check_match "n: every other stage was reached" "qemu_started agent_connected ipv6_configured$" "$(vm_stages "$n")"
+
+# --- the http probe: the status decides ---------------------------------------------------
+
+wait_stage "$h" ipv6_configured 60 || true
+out=$(vmgr_dbus_error "$h" org.vmgr1.VM.WaitReady uint64:3000000)
+check_match "h: nothing on port 8080: WaitReady names the http probe, connection refused" \
+        '^org\.vmgr1\.Error\.Timeout: .*stage host_probe_passed did not complete \(http port 8080 GET /ready: connection refused\)' "$out"
+check "h: start httpd on port 8080 in the guest, without /ready" \
+        vmgrctl_as_user exec g h -- sh -c 'mkdir -p /tmp/www && httpd -p 8080 -h /tmp/www'
+out=$(vmgr_dbus_error "$h" org.vmgr1.VM.WaitReady uint64:3000000)
+check_match "h: 404 where 200 is wanted: WaitReady names the status" \
+        '^org\.vmgr1\.Error\.Timeout: .*stage host_probe_passed did not complete \(http port 8080 GET /ready: HTTP 404, not 200\)' "$out"
+check "h: make /ready" vmgrctl_as_user exec g h -- sh -c 'echo ok >/tmp/www/ready'
+out=$(busctl_as_user --timeout=70 call org.vmgr1 "$h" org.vmgr1.VM WaitReady t 60000000 2>&1) && rc=0 || rc=$?
+check_eq "h: ready once GET /ready answers 200" 0 "$rc${out:+ $out}"
 
 # --- a new vmgrd adopts the group: the new stages are kept ----------------------------
 

@@ -4,10 +4,13 @@
  * host probes of daemon/host-probe.c against loopback: a refused TCP connect
  * is the probe's last error and the probe goes on until a listener appears;
  * the address check passes on a refusal; a ping of ::1 passes where ping
- * sockets are allowed. */
+ * sockets are allowed; a silent peer (TCP or HTTP) ends each attempt at its
+ * deadline without stopping the loop; HTTP passes on the wanted status only,
+ * and endless headers never pass. */
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "host-probe.h"
+#include "macro.h"
 #include "manager.h"
 #include "spec.h"
 #include "test.h"
@@ -110,6 +114,152 @@ static int tcp_on_loopback(uint16_t *port, int listen_too) {
         return fd;
 }
 
+/* A probe against [::1] from [::1]. */
+static HostProbe *probe_new(Manager *m, const HostProbeOptions *o, unsigned *passed) {
+        HostProbe *p = NULL;
+
+        CHECK(host_probe_new(m, o, &in6addr_loopback, &in6addr_loopback, on_passed, passed, &p) == 0);
+        return p;
+}
+
+/* A one-shot HTTP server on the loop: each connection is accepted, its
+ * request ignored, and answer written (all of it, as fast as the peer
+ * reads), then closed; answer NULL: never a byte (a silent guest). */
+typedef struct Server {
+        int listen_fd, fd;
+        sd_event_source *accept_source, *write_source;
+        const char *answer;
+        size_t len, off;
+} Server;
+
+static void server_close_conn(Server *sv) {
+        sv->write_source = sd_event_source_disable_unref(sv->write_source);
+        if (sv->fd >= 0)
+                close(sv->fd);
+        sv->fd = -1;
+}
+
+static int on_server_write(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Server *sv = userdata;
+        char buf[4096];
+
+        ssize_t n;
+
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                ;
+        if (n == 0) { /* the probe has gone */
+                server_close_conn(sv);
+                return 0;
+        }
+        if (!sv->answer)
+                return 0;
+        while (sv->off < sv->len) {
+                n = write(fd, sv->answer + sv->off, sv->len - sv->off);
+                if (n <= 0) {
+                        if (n < 0 && errno == EAGAIN)
+                                return 0;
+                        break;
+                }
+                sv->off += (size_t) n;
+        }
+        server_close_conn(sv);
+        return 0;
+}
+
+static int on_server_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Server *sv = userdata;
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (c < 0)
+                return 0;
+        server_close_conn(sv);
+        sv->fd = c;
+        sv->off = 0;
+        CHECK(sd_event_add_io(sd_event_source_get_event(s), &sv->write_source, c,
+                              sv->answer ? EPOLLIN | EPOLLOUT : EPOLLIN, on_server_write, sv) >= 0);
+        return 0;
+}
+
+static void server_start(sd_event *e, Server *sv, const char *answer, size_t len, uint16_t *port) {
+        *sv = (Server) { .fd = -1, .answer = answer, .len = len };
+        *port = 0;
+        sv->listen_fd = tcp_on_loopback(port, 1);
+        CHECK(sd_event_add_io(e, &sv->accept_source, sv->listen_fd, EPOLLIN, on_server_accept, sv) >= 0);
+}
+
+static void server_stop(Server *sv) {
+        server_close_conn(sv);
+        sv->accept_source = sd_event_source_disable_unref(sv->accept_source);
+        close(sv->listen_fd);
+}
+
+static void http_probes(Manager *m) {
+        static const char ok200[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        static const char ok204[] = "HTTP/1.1 204 No Content\r\n\r\n";
+        HostProbe *p;
+        Server sv;
+        unsigned passed = 0, never = 0;
+        uint16_t port;
+        char want[128];
+        _cleanup_free_ char *huge = NULL;
+        size_t huge_len = 0;
+
+        /* 200 where 204 is wanted: not ready, and the error says both. */
+        server_start(m->event, &sv, ok200, strlen(ok200), &port);
+        p = probe_new(m, &(HostProbeOptions) { .kind = HOST_PROBE_HTTP, .port = port, .http_path = "/health",
+                                               .http_status = 204 },
+                      &passed);
+        run_until(m->event, &never, 1200 * 1000);
+        CHECK(passed == 0);
+        snprintf(want, sizeof(want), "http port %u GET /health: HTTP 200, not 204", port);
+        CHECK_STREQ(host_probe_last_error(p), want);
+        p = host_probe_free(p);
+        server_stop(&sv);
+
+        /* The status wanted: passes. */
+        server_start(m->event, &sv, ok204, strlen(ok204), &port);
+        p = probe_new(m, &(HostProbeOptions) { .kind = HOST_PROBE_HTTP, .port = port, .http_path = "/",
+                                               .http_status = 204 },
+                      &passed);
+        run_until(m->event, &passed, 2000 * 1000);
+        CHECK(passed == 1);
+        p = host_probe_free(p);
+        server_stop(&sv);
+
+        /* A server that accepts and never answers: each attempt ends at its deadline. */
+        passed = 0;
+        server_start(m->event, &sv, NULL, 0, &port);
+        p = probe_new(m, &(HostProbeOptions) { .kind = HOST_PROBE_HTTP, .port = port, .http_path = "/",
+                                               .http_status = 200 },
+                      &passed);
+        run_until(m->event, &never, 1300 * 1000);
+        CHECK(passed == 0);
+        snprintf(want, sizeof(want), "http port %u GET /: no answer within 1.0 s", port);
+        CHECK_STREQ(host_probe_last_error(p), want);
+        p = host_probe_free(p);
+        server_stop(&sv);
+
+        /* Headers without end (1 MiB of them, then the status wanted would
+         * follow): refused past the client's cap, never passing. */
+        huge = malloc(1024 * 1024 + 64);
+        CHECK(huge);
+        huge_len = (size_t) sprintf(huge, "HTTP/1.1 200 OK\r\n");
+        while (huge_len < 1024 * 1024)
+                huge_len += (size_t) sprintf(huge + huge_len, "X-Pad: %050d\r\n", 0);
+        huge_len += (size_t) sprintf(huge + huge_len, "\r\n");
+        server_start(m->event, &sv, huge, huge_len, &port);
+        p = probe_new(m, &(HostProbeOptions) { .kind = HOST_PROBE_HTTP, .port = port, .http_path = "/",
+                                               .http_status = 200 },
+                      &passed);
+        run_until(m->event, &never, 1300 * 1000);
+        fprintf(stderr, "huge headers: %s\n", host_probe_last_error(p));
+        CHECK(passed == 0);
+        snprintf(want, sizeof(want), "http port %u GET /: ", port);
+        CHECK(strncmp(host_probe_last_error(p), want, strlen(want)) == 0);
+        p = host_probe_free(p);
+        server_stop(&sv);
+}
+
 static void probes(void) {
         Manager m = {};
         HostProbe *p = NULL;
@@ -118,11 +268,11 @@ static void probes(void) {
         int fd;
 
         CHECK(sd_event_new(&m.event) >= 0);
+        (void) p;
 
         /* A port nobody listens on: refused, again and again. */
         fd = tcp_on_loopback(&port, 0);
-        CHECK(host_probe_new(&m, HOST_PROBE_TCP, &in6addr_loopback, &in6addr_loopback, port, on_passed, &passed, &p) ==
-              0);
+        p = probe_new(&m, &(HostProbeOptions) { .kind = HOST_PROBE_TCP, .port = port }, &passed);
         CHECK_STREQ(host_probe_last_error(p), "");
         run_until(m.event, &passed, 1200 * 1000);
         CHECK(passed == 0);
@@ -145,8 +295,7 @@ static void probes(void) {
         passed = 0;
         port = 0;
         fd = tcp_on_loopback(&port, 0);
-        CHECK(host_probe_new(&m, HOST_PROBE_ADDRESS, &in6addr_loopback, &in6addr_loopback, port, on_passed, &passed,
-                             &p) == 0);
+        p = probe_new(&m, &(HostProbeOptions) { .kind = HOST_PROBE_ADDRESS, .port = port }, &passed);
         run_until(m.event, &passed, 2000 * 1000);
         CHECK(passed == 1);
         p = host_probe_free(p);
@@ -154,8 +303,7 @@ static void probes(void) {
 
         /* Ping: passes, or says why it may not run. */
         passed = 0;
-        CHECK(host_probe_new(&m, HOST_PROBE_PING, &in6addr_loopback, &in6addr_loopback, 0, on_passed, &passed, &p) ==
-              0);
+        p = probe_new(&m, &(HostProbeOptions) { .kind = HOST_PROBE_PING, .port = 0 }, &passed);
         run_until(m.event, &passed, 2000 * 1000);
         if (passed != 1) {
                 fprintf(stderr, "ping: %s\n", host_probe_last_error(p));
@@ -181,8 +329,7 @@ static void probes(void) {
                 filler = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 CHECK(connect(filler, (struct sockaddr *) &sa, sizeof(sa)) == 0);
                 passed = 0;
-                CHECK(host_probe_new(&m, HOST_PROBE_TCP, &in6addr_loopback, &in6addr_loopback, port, on_passed,
-                                     &passed, &p) == 0);
+                p = probe_new(&m, &(HostProbeOptions) { .kind = HOST_PROBE_TCP, .port = port }, &passed);
                 CHECK(sd_event_add_time_relative(m.event, &tick, CLOCK_MONOTONIC, 100 * 1000, 0, on_tick, &ticks) >=
                       0);
                 CHECK(sd_event_source_set_enabled(tick, SD_EVENT_ON) >= 0);
@@ -202,13 +349,13 @@ static void probes(void) {
         passed = 0;
         port = 0;
         fd = tcp_on_loopback(&port, 1);
-        CHECK(host_probe_new(&m, HOST_PROBE_TCP, &in6addr_loopback, &in6addr_loopback, port, on_passed, &passed, &p) ==
-              0);
+        p = probe_new(&m, &(HostProbeOptions) { .kind = HOST_PROBE_TCP, .port = port }, &passed);
         p = host_probe_free(p);
         close(fd);
         CHECK(sd_event_run(m.event, 0) >= 0);
         CHECK(passed == 0);
 
+        http_probes(&m);
         sd_event_unref(m.event);
 }
 
