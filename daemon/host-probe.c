@@ -94,7 +94,7 @@ static int probe_what(const HostProbe *p, char *buf, size_t size) {
 /* The attempt failed with error (-errno; -ETIMEDOUT for no answer in
  * time) or with why (a phrase, if not NULL): keep it and try again later. */
 static void attempt_failed(HostProbe *p, int error, const char *why) {
-        char what[64], buf[128];
+        char what[128], buf[128];
 
         attempt_end(p);
         probe_what(p, what, sizeof(what));

@@ -24,7 +24,7 @@ typedef struct HostProbe HostProbe;
 #define HOST_PROBE_RETRY_USEC (500ULL * 1000ULL)
 #define HOST_PROBE_ATTEMPT_USEC (1000ULL * 1000ULL)
 /* A probe's last error, as a phrase: "tcp port 8080: connection refused". */
-#define HOST_PROBE_ERROR_MAX 256
+#define HOST_PROBE_ERROR_MAX 320
 
 typedef enum HostProbeKind {
         HOST_PROBE_TCP,         /* a TCP connect to port succeeds */
