@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dnsmasq.h"
 #include "host-probe.h"
 #include "macro.h"
 #include "manager.h"
@@ -359,7 +360,32 @@ static void probes(void) {
         sd_event_unref(m.event);
 }
 
+/* ipv4_leased without the agent is dnsmasq's lease: the line of the VM's
+ * IPv4 MAC (any case), the last one if there are several; none: "". */
+static void leases(void) {
+        char dir[] = "/tmp/test-host-probe.XXXXXX", path[64], found[INET_ADDRSTRLEN];
+        const uint8_t mac[6] = { 0x6a, 0x01, 0xab, 0xcd, 0xef, 0x01 };
+        FILE *f;
+
+        CHECK(mkdtemp(dir));
+        CHECK(dnsmasq_lease_ipv4(dir, mac, found) == 0);
+        CHECK_STREQ(found, "");
+        snprintf(path, sizeof(path), "%s/dnsmasq.leases", dir);
+        f = fopen(path, "we");
+        CHECK(f);
+        fprintf(f, "1700000000 6a:01:ab:cd:ef:02 10.1.2.3 other *\n");
+        fprintf(f, "1700000000 6A:01:AB:CD:EF:01 10.1.2.4 vm *\n");
+        fprintf(f, "garbage\n\n");
+        fprintf(f, "1700000001 6a:01:ab:cd:ef:01 10.1.2.5 vm 01:6a:01:ab:cd:ef:01\n");
+        fclose(f);
+        CHECK(dnsmasq_lease_ipv4(dir, mac, found) == 0);
+        CHECK_STREQ(found, "10.1.2.5");
+        CHECK(unlink(path) == 0);
+        CHECK(rmdir(dir) == 0);
+}
+
 int main(void) {
+        leases();
         stages();
         probes();
         TEST_DONE();
