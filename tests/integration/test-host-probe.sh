@@ -9,7 +9,8 @@
 #   - {"http": "/ready", "port": 8080}: refused, then HTTP 404 named in
 #     WaitReady's error, then ready once the file exists;
 #   - "ready_console": a regex matching a line the guest prints gives the
-#     console_matched stage; one no line matches times out naming it;
+#     console_matched stage; one no line matches times out naming it; a
+#     line the old boot prints while it reboots does not count;
 #   - "agent": false: vmgrd never talks to the guest's agent, yet the VM
 #     becomes ready: ipv6_configured from the host (its derived address
 #     answers), ipv4_leased from dnsmasq's lease, {"ping": true}; Timings has
@@ -51,7 +52,7 @@ fi
 
 spec='{"accelerator":"tcg","vms":[
  {"name":"t","ready_probe_host":{"tcp":8080},"ready_console":"^vmgr-guest: enp1s0 ipv6 "},
- {"name":"n","ready_console":"^this line is never printed$"},
+ {"name":"n","ready_console":"^vmgr-guest: shutting down"},
  {"name":"h","ready_probe_host":{"http":"/ready","port":8080}},
  {"name":"l","agent":false,"ipv4":true,"ready_probe_host":{"ping":true}}]}'
 check "CreateGroup g (t: tcp probe, n: console never matches, h: http probe, l: no agent, ping)" \
@@ -158,6 +159,16 @@ check "t: Reboot" busctl_as_user --timeout=130 call org.vmgr1 "$t" org.vmgr1.VM 
 check "t: console_matched again after the reboot" wait_stage "$t" console_matched 120
 check_eq "t: matched by the new boot's line" 2 \
         "$(vmgr_console_count "$(vmgr_vm_prop "$t" ConsoleLog)" '^vmgr-guest: enp1s0 ipv6 ')"
+
+# The attack on ready_console: n's regex matches only what its guest prints
+# while it shuts down. After a Reboot that line is the old boot's: it must
+# not count for the new one.
+check "n: Reboot" busctl_as_user --timeout=130 call org.vmgr1 "$n" org.vmgr1.VM Reboot
+cn=$(vmgr_vm_prop "$n" ConsoleLog)
+check "n: the old boot printed the matching line" vmgr_wait_console "$cn" '^vmgr-guest: shutting down' 1 60
+check "n: the new boot comes up (agent and address again)" wait_stage "$n" ipv6_configured 120
+check_match "n: console_matched not reached by the old boot's line" "qemu_started agent_connected ipv6_configured$" \
+        "$(vm_stages "$n")"
 
 check "DeleteGroup g" busctl_as_user --timeout=120 call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s g
 vmgr_finish
