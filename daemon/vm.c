@@ -639,7 +639,7 @@ static int prepare_work(void *userdata) {
         const VmgrVMSpec *s = &vm->spec;
         char reason[256] = "", cmdline[4200];
         char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
-        _cleanup_free_ char *boot_disk = NULL;
+        _cleanup_free_ char *boot_disk = NULL, *nvram = NULL;
         char *extra_paths[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
         const char *extra_formats[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
         VmgrAccel accel;
@@ -667,6 +667,13 @@ static int prepare_work(void *userdata) {
         r = prepare_extra_disks(j, extra_paths, extra_formats);
         if (r < 0)
                 goto finish;
+        /* UEFI variables live with the disks: kept across stops and vmgrd
+         * restarts (the XML names the file), removed with the VM. */
+        if (s->firmware == VMGR_FIRMWARE_UEFI && asprintf(&nvram, "%s/nvram.fd", vm->dir) < 0) {
+                nvram = NULL;
+                r = -ENOMEM;
+                goto finish;
+        }
 
         VmgrDomainConfig c = {
                 .uid = geteuid(),
@@ -687,6 +694,8 @@ static int prepare_work(void *userdata) {
                 .ipv4 = s->ipv4,
                 .console_log = vm->console_log,
                 .agent_socket = vm->agent_socket,
+                .firmware = s->firmware,
+                .nvram = nvram,
         };
         r = vmgr_domain_xml(&c, &j->xml);
         if (r < 0)
