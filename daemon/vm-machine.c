@@ -93,12 +93,12 @@ static const Transition transitions[] = {
         { OP(VM_OP_REBOOT), REBOOT_REQUEST, VM_INPUT_FAILED, REBOOT_DONE, "fails" },
 
         /* Panic: begun by vmgrd when the guest's kernel panicked; a waiting
-         * Shutdown gives way to it. The guest is dead: crashed at once, and
-         * its QEMU (which may spin or reboot) destroyed. */
+         * Shutdown gives way to it. The guest is dead: its QEMU (which may spin
+         * or reboot) is destroyed, and the VM is crashed. */
         { OP(VM_OP_PANIC), VM_STEP_NEW, VM_INPUT_BEGIN, PANIC_DONE, "the VM does not run" },
-        { OP(VM_OP_PANIC), VM_STEP_NEW, VM_INPUT_BEGIN, PANIC_DESTROY, "-> crashed" },
-        { OP(VM_OP_PANIC), PANIC_DESTROY, VM_INPUT_DONE, PANIC_DONE, "" },
-        { OP(VM_OP_PANIC), PANIC_DESTROY, VM_INPUT_FAILED, PANIC_DONE, "fails" },
+        { OP(VM_OP_PANIC), VM_STEP_NEW, VM_INPUT_BEGIN, PANIC_DESTROY, "-> stopping" },
+        { OP(VM_OP_PANIC), PANIC_DESTROY, VM_INPUT_DONE, PANIC_DONE, "-> crashed" },
+        { OP(VM_OP_PANIC), PANIC_DESTROY, VM_INPUT_FAILED, PANIC_DONE, "fails; -> crashed" },
 
         /* Remove: the domain, the TAPs, the files; then the VM leaves its group. */
         { OP(VM_OP_REMOVE), VM_STEP_NEW, VM_INPUT_BEGIN, REMOVE_DESTROY, "a domain may run; -> stopping" },
@@ -419,14 +419,18 @@ static void panic_step(Machine *m) {
         case VM_INPUT_BEGIN:
                 if (!state_is_active(m->f.state))
                         return finish(m, PANIC_DONE, 0, VM_FINISH_OK, VM_OP_NONE);
-                /* Crashed before the domain is gone: a WaitReady fails at once,
-                 * and Start waits (Busy) until the destroy is done. */
+                /* WaitReady fails from here on (vm-ready.c); "crashed" once the
+                 * domain is gone, so that Start works at once. libvirt destroys
+                 * it too after a pvpanic event (on_crash), and our destroy waits
+                 * for that: QEMU took about 1.5 s to exit under TCG. */
                 emit(m, VM_ACTION_NOTE_PANICKED);
-                set_state(m, VM_CRASHED);
+                set_state(m, VM_STOPPING);
                 return emit_virt(m, VIRT_DESTROY, PANIC_DESTROY);
         case VM_INPUT_DONE:
+                set_state(m, VM_CRASHED);
                 return finish(m, PANIC_DONE, 0, VM_FINISH_OK, VM_OP_NONE);
         default:
+                set_state(m, VM_CRASHED);
                 return fail_step(m, PANIC_DONE);
         }
 }

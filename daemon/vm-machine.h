@@ -56,7 +56,7 @@ typedef enum RebootStep {
         REBOOT_DONE,
 } RebootStep;
 
-/* The guest panicked (vm-panic.c): crashed at once, the domain destroyed. */
+/* The guest panicked (vm-panic.c): the domain destroyed, the VM crashed. */
 typedef enum PanicStep {
         PANIC_DESTROY,
         PANIC_DONE,

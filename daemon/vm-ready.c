@@ -141,8 +141,14 @@ static int waiter_new(sd_event *event, ReadyWaiter **list, sd_bus_message *call,
         return 0;
 }
 
-/* A crashed VM does not come back by itself: its waiters fail at once,
- * with LastError (a guest kernel panic says its message). */
+/* Whether the VM crashed, or its guest panicked and its domain is being
+ * destroyed: it does not come back by itself. */
+static bool vm_has_crashed(VM *vm) {
+        return vm->state == VM_CRASHED || vm->op == VM_OP_PANIC;
+}
+
+/* Its waiters fail at once, with LastError (a guest kernel panic says its
+ * message). */
 static void waiter_reply_crashed(ReadyWaiter *w, VM *vm) {
         waiter_reply(w, -ESRCH, "VM '%s' crashed%s%s", vm->name, vm->last_error && *vm->last_error ? ": " : "",
                      vm->last_error ?: "");
@@ -150,7 +156,7 @@ static void waiter_reply_crashed(ReadyWaiter *w, VM *vm) {
 
 static VM *group_crashed_vm(Group *g) {
         for (VM *vm = g->vms; vm; vm = vm->next)
-                if (vm->state == VM_CRASHED)
+                if (vm_has_crashed(vm))
                         return vm;
         return NULL;
 }
@@ -198,7 +204,7 @@ static void vm_ready_notify(VM *vm) {
         } else if (vm->state == VM_READY)
                 while (vm->ready_waiters)
                         waiter_reply(vm->ready_waiters, 0, NULL);
-        else if (vm->state == VM_CRASHED)
+        else if (vm_has_crashed(vm))
                 while (vm->ready_waiters)
                         waiter_reply_crashed(vm->ready_waiters, vm);
         if (vm->group)
@@ -223,7 +229,7 @@ int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec) {
         if (r < 0)
                 return r;
         w->vm = vm_ref(vm);
-        if (vm->state == VM_CRASHED)
+        if (vm_has_crashed(vm))
                 waiter_reply_crashed(w, vm);
         return 0;
 }

@@ -621,23 +621,24 @@ static void test_busy_and_events(void) {
 }
 
 /* The guest's kernel panicked: vm-panic.c notes it (facts.panicked) and
- * begins Panic, which crashes the VM at once and destroys its domain. */
+ * begins Panic, which destroys its domain; then the VM is crashed. */
 static void test_panic(void) {
         char preempted[512];
         FakeVM v = running();
         uint64_t seq;
 
         v.f.panicked = true;
-        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:crashed virt:destroy");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
         CHECK_STREQ(preempted, "drop-agent-shutdown");
         CHECK_STREQ(STEP(&v), "destroy");
-        /* Start waits for the destroy (a domain of that name still runs). */
+        /* Start waits for the destroy (a domain of that name still runs);
+         * meanwhile the VM is stopping. */
         CHECK_STREQ(BEGIN(&v, VM_OP_START), "busy");
         /* pvpanic: libvirt destroys the domain too and says it crashed; LastError
          * keeps the panic's message and the state is the operation's. */
         CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "");
         CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
-        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:crashed finish:ok");
         CHECK(v.f.state == VM_CRASHED);
         /* ... or after it. */
         CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "state:crashed");
@@ -649,8 +650,8 @@ static void test_panic(void) {
         /* The destroy fails: crashed all the same, with libvirt's reason. */
         v = running();
         v.f.panicked = true;
-        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:crashed virt:destroy");
-        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "state:crashed finish:failed");
         CHECK(v.f.state == VM_CRASHED);
 
         /* Nothing runs (its QEMU went meanwhile): nothing to do. */
@@ -664,15 +665,15 @@ static void test_panic(void) {
         CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
         CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_OK, 0), "");
         v.f.panicked = true;
-        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:crashed virt:destroy");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
         CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-panic");
-        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:crashed finish:ok");
         /* ... also while libvirt presses the power button (its late answer is dropped). */
         v = running();
         CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
         CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
         seq = v.f.op_seq;
-        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:crashed virt:destroy");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
         CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-panic");
         CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "stale");
         CHECK_STREQ(STEP(&v), "destroy");
@@ -688,11 +689,11 @@ static void test_panic(void) {
         CHECK_STREQ(BEGIN(&v, VM_OP_REBOOT), "reboot-requested virt:reboot");
         CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "busy");
         CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok");
-        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:crashed virt:destroy");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
 
         /* Remove asked for during Panic follows it. */
         CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "drop-agent-shutdown queue-remove");
-        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok/then-remove");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:crashed finish:ok/then-remove");
 }
 
 /* The steps each operation passes over when their work is done already. */
