@@ -5,8 +5,8 @@
 # booting the default guest, in this test's namespaces:
 #   - "firmware": "uefi": the default guest (direct kernel boot through
 #     OVMF) becomes ready; its NVRAM file is made from the template in the
-#     VM's directory, survives vm kill / vm start (the same file), and goes
-#     with RemoveVM; a BIOS VM has none;
+#     VM's directory, survives a restart of vmgrd (adoption) and vm kill /
+#     vm start (the same file), and goes with RemoveVM; a BIOS VM has none;
 #   - a panic of the default guest (sysrq c) makes the VM "crashed" within
 #     seconds, LastError "guest kernel panicked: sysrq triggered crash" (the
 #     console's line), its QEMU gone, WaitReady failing at once;
@@ -67,6 +67,14 @@ check_fails "b (BIOS) has no NVRAM" test -e "$vms_dir/b/nvram.fd"
 check_fails "b's domain has no NVRAM" grep -q nvram "$vms_dir/b/domain.xml"
 
 inode=$(stat -c %i "$nvram")
+# vmgrd dies and the next one adopts the group: u's domain XML (kept in its
+# directory) still names the same file when u starts again below.
+vmgr_stop_vmgrd KILL
+vmgr_start_vmgrd
+ready_u() {
+        vmgr_vm_in_state "$pu" ready
+}
+check "after kill -9 of vmgrd, the next one adopts u (ready again)" vmgr_wait_until 60 ready_u
 check "vm kill F u" vmgrctl_as_user vm kill F u
 check "u's NVRAM is kept while it is stopped" test -s "$nvram"
 kept=$(sha256sum <"$nvram")
@@ -107,6 +115,20 @@ out=$(vmgrctl_as_user vm start F u 2>&1) && rc=0 || rc=$?
 check_eq "Start brings u back ($out)" 0 "$rc"
 check_eq "u's LastError is kept until a new failure" "guest kernel panicked: sysrq triggered crash" \
         "$(vmgr_vm_prop "$pu" LastError)"
+
+# A hostile guest prints the panic line itself, with a byte that is not
+# UTF-8, a control character and 1000 bytes of message: it crashes only
+# itself, and LastError (a D-Bus string) stays valid and bounded.
+out=$(busctl_as_user --timeout=200 call org.vmgr1 "$pu" org.vmgr1.VM WaitReady t 150000000 2>&1) && rc=0 || rc=$?
+check_eq "u is ready again after its panic ($out)" 0 "$rc"
+timeout 30 "${VMGR_AS_ARGV[@]}" "$VMGRCTL" exec F u -- sh -c \
+        "{ printf 'Kernel panic - not syncing: \\377\\001bad'; head -c 1000 /dev/zero | tr '\\000' A; echo; } >/dev/console" \
+        >/dev/null 2>&1 &
+vmgr_wait_until 20 crashed_u || true
+check_eq "a forged panic line: u is crashed" crashed "$(vmgr_vm_prop "$pu" State)"
+check_eq "its LastError: 200 bytes of message, plain ASCII" \
+        "guest kernel panicked: ?bad$(printf 'A%.0s' $(seq 196))" "$(vmgr_vm_prop "$pu" LastError)"
+check_eq "b is untouched by it" ready "$(vmgr_vm_prop "$pb" State)"
 
 # pvpanic alone: with the console's log level at 0, panic() prints nothing
 # (console_verbose() raises only a level that is not 0).
