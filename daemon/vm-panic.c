@@ -59,6 +59,9 @@ static void vm_guest_panicked(VM *vm, const char *message) {
                              vm->panic_message, vm_op_to_string(vm->op));
 }
 
+/* Called from within the console follower's read: nothing below frees the
+ * follower (Panic's first actions change states and reply to waiters; the
+ * destroy and any removal it lets go on are asynchronous). */
 void vm_panic_console_line(VM *vm, const char *line, size_t len) {
         char message[VMGR_PANIC_MESSAGE_MAX + 1];
 
