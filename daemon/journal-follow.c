@@ -13,6 +13,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "tokenbucket.h"
 #include "vm.h"
 
 struct JournalFollower {
@@ -30,6 +31,11 @@ struct JournalFollower {
         uint64_t retry_usec;            /* the next wait after a failure */
         bool connected;
         uint64_t stream_entries;        /* entries handed over on this connection */
+        struct vmgr_token_bucket read_budget;
+        uint64_t read_rate;
+        sd_event_source *resume_timer;  /* reading on after the budget ran out */
+        uint64_t bytes;
+        unsigned paused;
 
         struct journal_parser parser;
         char cursor[JOURNAL_CURSOR_MAX + 1];
@@ -88,9 +94,32 @@ static int entry_done(JournalFollower *f, const struct journal_entry *e) {
         return 0;
 }
 
+static int on_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        JournalFollower *f = userdata;
+
+        if (f->request)
+                (void) http_request_resume(f->request);
+        return 0;
+}
+
 static int on_body(HttpRequest *r, const void *data, size_t size, void *userdata) {
         JournalFollower *f = userdata;
         const char *p = data;
+        uint64_t now, have;
+
+        /* Parsing costs vmgrd CPU time: a guest gets read_rate of it. Past that, nothing more is read until the bucket holds the
+         * chunk; the guest's server waits, nothing is lost. */
+        if (sd_event_now(f->event, CLOCK_MONOTONIC, &now) < 0)
+                return -EIO;
+        if (!vmgr_token_bucket_take(&f->read_budget, size, now)) {
+                have = vmgr_token_bucket_available(&f->read_budget, now);
+                (void) sd_event_source_set_time(f->resume_timer,
+                                                now + (size - MIN(have, (uint64_t) size)) * 1000000U / f->read_rate + 1000U);
+                (void) sd_event_source_set_enabled(f->resume_timer, SD_EVENT_ONESHOT);
+                f->paused++;
+                return HTTP_BODY_PAUSE;
+        }
+        f->bytes += size;
 
         while (size > 0) {
                 const struct journal_entry *e;
@@ -137,6 +166,7 @@ static void on_done(HttpRequest *r, int error, const char *text, void *userdata)
         uint64_t wait = 0;
 
         f->request = http_request_free(f->request);
+        (void) sd_event_source_set_enabled(f->resume_timer, SD_EVENT_OFF);
         f->errors = f->parser.errors;
         /* A stream that gave entries and ended (gatewayd stopped, the guest
          * shut down cleanly): back at once, from the cursor. Anything else
@@ -184,6 +214,7 @@ static int follower_connect(JournalFollower *f) {
 
 int journal_follower_new(sd_event *e, const JournalFollowerOptions *o, JournalFollower **ret) {
         JournalFollower *f;
+        uint64_t now;
         int r;
 
         if (!o->address || !*o->address || !o->on_line || (o->cursor && *o->cursor && !journal_cursor_is_valid(o->cursor)))
@@ -212,6 +243,14 @@ int journal_follower_new(sd_event *e, const JournalFollowerOptions *o, JournalFo
         r = sd_event_add_time_relative(e, &f->retry_timer, CLOCK_MONOTONIC, 0, 0, on_retry, f);
         if (r < 0)
                 goto fail;
+        r = sd_event_add_time(e, &f->resume_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_resume, f);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(f->resume_timer, SD_EVENT_OFF);
+        if (sd_event_now(e, CLOCK_MONOTONIC, &now) < 0)
+                now = 0;
+        f->read_rate = o->read_rate ?: JOURNAL_READ_RATE;
+        vmgr_token_bucket_init(&f->read_budget, f->read_rate, f->read_rate * 4U, now);
         *ret = f;
         return 0;
 fail:
@@ -224,6 +263,7 @@ JournalFollower *journal_follower_free(JournalFollower *f) {
                 return NULL;
         http_request_free(f->request);
         sd_event_source_disable_unref(f->retry_timer);
+        sd_event_source_disable_unref(f->resume_timer);
         sd_event_unref(f->event);
         free(f->url);
         free(f->source_address);
@@ -241,6 +281,14 @@ bool journal_follower_is_connected(const JournalFollower *f) {
 
 uint64_t journal_follower_entries(const JournalFollower *f) {
         return f->entries;
+}
+
+uint64_t journal_follower_bytes(const JournalFollower *f) {
+        return f->bytes;
+}
+
+unsigned journal_follower_paused(const JournalFollower *f) {
+        return f->paused;
 }
 
 unsigned journal_follower_connections(const JournalFollower *f) {

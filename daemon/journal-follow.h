@@ -22,7 +22,9 @@
  * a guest that rebooted under an idle stream.
  *
  * The server is the guest's: memory is fixed (the parser's, curl's capped
- * headers), nothing waits on it, a cursor that is too long or not of a
+ * headers), nothing waits on it, it reads at most JOURNAL_READ_RATE (so a
+ * flood costs vmgrd bounded CPU time: the guest's server waits), a cursor
+ * that is too long or not of a
  * journal cursor's characters is not kept (the entry is still logged, and
  * the follower says once that it cannot resume exactly), and the lines go
  * through the VM's rate limit where they are appended.
@@ -41,6 +43,9 @@
 #define JOURNAL_RETRY_MAX_USEC (UINT64_C(5) * 1000000U)
 #define JOURNAL_CONNECT_TIMEOUT_USEC (UINT64_C(5) * 1000000U)
 #define JOURNAL_KEEPALIVE_SEC 5U
+/* What vmgrd reads of one guest's stream, in bytes per second (4 s of it at once):
+ * a real gatewayd entry is about 1 KiB, a boot a few MiB. */
+#define JOURNAL_READ_RATE (UINT64_C(1024) * 1024U)
 
 typedef struct JournalFollower JournalFollower;
 typedef struct VM VM;
@@ -60,6 +65,7 @@ typedef struct JournalFollowerOptions {
         HttpSocketFunc open_socket;     /* NULL: socket() here */
         void *socket_userdata;
         const char *cursor;             /* resume after this entry; NULL or "": from the start */
+        uint64_t read_rate;             /* bytes per second; 0: JOURNAL_READ_RATE (burst: 4 s of it) */
         JournalLineFunc on_line;
         JournalNoticeFunc on_notice;    /* may be NULL */
         void *userdata;
@@ -86,6 +92,9 @@ bool journal_follower_is_connected(const JournalFollower *f);
 /* Entries handed over, connections made (answered 200), and entries or
  * lines skipped as broken, since the start. */
 uint64_t journal_follower_entries(const JournalFollower *f);
+/* Bytes of the stream read, and how often reading waited for the budget. */
+uint64_t journal_follower_bytes(const JournalFollower *f);
+unsigned journal_follower_paused(const JournalFollower *f);
 unsigned journal_follower_connections(const JournalFollower *f);
 unsigned journal_follower_errors(const JournalFollower *f);
 

@@ -9,12 +9,12 @@
  * and, on SIGTERM or SIGINT (or after --seconds):
  *
  *     CURSOR <cursor>
- *     STATS entries=N connections=N errors=N maxrss_kib=N max_stall_ms=N
+ *     STATS entries=N bytes=N paused=N connections=N errors=N maxrss_kib=N cpu_ms=N max_stall_ms=N
  *
  * max_stall_ms is the longest the event loop went without running a 50 ms
  * timer: what a server that stalls or floods could make vmgrd wait.
  *
- * Usage: journal-follow-client [--cursor C] [--source ADDR] [--seconds N] ADDRESS PORT
+ * Usage: journal-follow-client [--cursor C] [--source ADDR] [--seconds N] [--read-rate BYTES] ADDRESS PORT
  */
 
 #include <getopt.h>
@@ -59,10 +59,12 @@ int main(int argc, char **argv) {
                 { "cursor", required_argument, NULL, 'c' },
                 { "source", required_argument, NULL, 's' },
                 { "seconds", required_argument, NULL, 't' },
+                { "read-rate", required_argument, NULL, 'r' },
                 {},
         };
         const char *cursor = NULL, *source = NULL;
         unsigned seconds = 0;
+        uint64_t read_rate = 0;
         sd_event *e = NULL;
         JournalFollower *f = NULL;
         struct rusage ru;
@@ -76,6 +78,9 @@ int main(int argc, char **argv) {
                         break;
                 case 's':
                         source = optarg;
+                        break;
+                case 'r':
+                        read_rate = strtoull(optarg, NULL, 10);
                         break;
                 case 't':
                         seconds = (unsigned) atoi(optarg);
@@ -105,6 +110,7 @@ int main(int argc, char **argv) {
                                          .port = (uint16_t) atoi(argv[optind + 1]),
                                          .source_address = source,
                                          .cursor = cursor,
+                                         .read_rate = read_rate,
                                          .on_line = on_line,
                                          .on_notice = on_notice,
                                  },
@@ -116,8 +122,12 @@ int main(int argc, char **argv) {
         r = sd_event_loop(e);
         getrusage(RUSAGE_SELF, &ru);
         printf("CURSOR %s\n", journal_follower_cursor(f));
-        printf("STATS entries=%" PRIu64 " connections=%u errors=%u maxrss_kib=%ld max_stall_ms=%" PRIu64 "\n",
-               journal_follower_entries(f), journal_follower_connections(f), journal_follower_errors(f), ru.ru_maxrss,
+        printf("STATS entries=%" PRIu64 " bytes=%" PRIu64 " paused=%u connections=%u errors=%u maxrss_kib=%ld "
+               "cpu_ms=%ld max_stall_ms=%" PRIu64 "\n",
+               journal_follower_entries(f), journal_follower_bytes(f), journal_follower_paused(f),
+               journal_follower_connections(f), journal_follower_errors(f), ru.ru_maxrss,
+               ru.ru_utime.tv_sec * 1000L + ru.ru_utime.tv_usec / 1000L + ru.ru_stime.tv_sec * 1000L +
+                       ru.ru_stime.tv_usec / 1000L,
                max_stall / 1000U);
         journal_follower_free(f);
         sd_event_unref(e);
