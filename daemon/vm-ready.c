@@ -19,6 +19,7 @@
 #include "bus-error.h"
 #include "group.h"
 #include "grouplog.h"
+#include "journal-follow.h"
 #include "guest-exec.h"
 #include "logline.h"
 #include "log.h"
@@ -450,6 +451,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                         log_internal(LOG_WARNING, errno, vm->group->name, vm->name,
                                      "Cannot follow the console log %s", vm->console_log);
                 console_follower_set_line_handler(vm->console, on_console_line, vm);
+                vm_journal_start(vm);
                 if (vm->agent) {
                         agent_session_set_log_handler(vm->agent, on_agent_log);
                         agent_session_set_violation_handler(vm->agent, on_agent_violation);
@@ -465,6 +467,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                 break;
         default:
                 /* QEMU is gone. */
+                vm_journal_stop(vm);
                 probe_cancel(vm);
                 if (vm->agent)
                         agent_session_stop(vm->agent);
@@ -484,6 +487,7 @@ void vm_ready_reboot_requested(VM *vm) {
 }
 
 void vm_ready_done(VM *vm) {
+        vm_journal_done(vm);
         probe_cancel(vm);
         vm->shutdown_job = agent_job_free(vm->shutdown_job);
         vm->agent = agent_session_free(vm->agent);

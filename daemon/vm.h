@@ -27,6 +27,7 @@ typedef struct AgentSession AgentSession;
 typedef struct AgentJob AgentJob;
 typedef struct ReadyWaiter ReadyWaiter;
 typedef struct ConsoleFollower ConsoleFollower;
+typedef struct JournalFollower JournalFollower;
 
 /* What a VM goes through on its way to "ready", in order (vm-ready.c). */
 typedef enum VMStage {
@@ -132,6 +133,11 @@ struct VM {
         char stale_boot_id[40];         /* after Reboot: the boot that is going away */
         unsigned n_guest_execs;         /* Exec processes (guest-exec.c) */
         unsigned guest_exec_counter;    /* the last process id given out */
+
+        /* Spec "journal": "gatewayd" (journal-follow.c). */
+        JournalFollower *journal;       /* while QEMU runs */
+        char *journal_cursor;           /* where it resumes: kept while QEMU is down, and in the state file */
+        sd_event_source *journal_save_timer; /* a state write soon after new entries */
 };
 
 const char *vm_state_to_string(VMState s);
