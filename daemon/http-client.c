@@ -44,6 +44,7 @@ struct HttpRequest {
 
         long status;
         bool running;           /* added to the multi handle, not finished */
+        bool paused;            /* on_body asked to take its chunk later */
         int stop_error;         /* why a callback of ours stopped the transfer */
         char stop_text[128];
         int socket_error;       /* why open_socket failed */
@@ -265,13 +266,21 @@ static size_t curl_header_cb(char *buf, size_t size, size_t n, void *userdata) {
 /* CURLOPT_WRITEFUNCTION: a chunk of the body. */
 static size_t curl_write_cb(char *buf, size_t size, size_t n, void *userdata) {
         HttpRequest *r = userdata;
+        int k;
 
         r->body_size += n;
         if (r->max_body > 0 && r->body_size > r->max_body) {
                 request_stop(r, -EFBIG, "the response is larger than %" PRIu64 " bytes", r->max_body);
                 return 0;
         }
-        if (r->on_body && r->on_body(r, buf, n, r->userdata) < 0) {
+        k = r->on_body ? r->on_body(r, buf, n, r->userdata) : 0;
+        if (k == HTTP_BODY_PAUSE) {
+                /* curl keeps the chunk and hands it over again. */
+                r->body_size -= n;
+                r->paused = true;
+                return CURL_WRITEFUNC_PAUSE;
+        }
+        if (k < 0) {
                 request_stop(r, -ECANCELED, "stopped while reading the response");
                 return 0;
         }
@@ -423,6 +432,15 @@ HttpRequest *http_request_free(HttpRequest *r) {
         sd_event_unref(r->event);
         free(r);
         return NULL;
+}
+
+int http_request_resume(HttpRequest *r) {
+        if (!r->running || !r->paused)
+                return 0;
+        r->paused = false;
+        /* curl asks for a timeout of 0 through curl_timer_cb: the rest
+         * happens from the loop (or right here, for the chunk it kept). */
+        return curl_easy_pause(r->easy, CURLPAUSE_CONT) == CURLE_OK ? 0 : -EIO;
 }
 
 long http_request_status(const HttpRequest *r) {

@@ -37,8 +37,11 @@ typedef int (*HttpSocketFunc)(int family, int type, int protocol, void *userdata
 /* The response's headers are complete; status is the HTTP status (1xx
  * responses are skipped). Return < 0 to stop the request. */
 typedef int (*HttpResponseFunc)(HttpRequest *r, long status, void *userdata);
-/* A chunk of the body. Return < 0 to stop the request. */
+/* A chunk of the body. Return 0 when it was taken, HTTP_BODY_PAUSE to
+ * take it later (nothing more is read until http_request_resume(), which
+ * hands it over again), or < 0 to stop the request. */
 typedef int (*HttpBodyFunc)(HttpRequest *r, const void *data, size_t size, void *userdata);
+#define HTTP_BODY_PAUSE 1
 /* The request ended: error 0 when the whole response arrived with a status
  * below 400; otherwise -errno (-ECONNREFUSED, -EHOSTUNREACH, -ETIMEDOUT,
  * -ECONNRESET, -EFBIG past max_body, -E2BIG past HTTP_HEADERS_MAX, -EBADMSG
@@ -71,6 +74,12 @@ int http_request_start(sd_event *e, const HttpRequestOptions *o, HttpRequest **r
 /* Stop the request if it still runs (on_done is not called), close its
  * connection and free it. Returns NULL; NULL is fine. */
 HttpRequest *http_request_free(HttpRequest *r);
+
+/* Read on after on_body returned HTTP_BODY_PAUSE: the chunk it did not
+ * take comes again, maybe from within this call. Call it from the event
+ * loop (a timer), never from a callback of r. Returns 0, or -EIO if curl
+ * failed (on_done follows). */
+int http_request_resume(HttpRequest *r);
 
 /* The response's HTTP status, or 0 before its headers arrived. */
 long http_request_status(const HttpRequest *r);

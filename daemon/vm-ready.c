@@ -23,6 +23,7 @@
 #include "bus-error.h"
 #include "group.h"
 #include "grouplog.h"
+#include "journal-follow.h"
 #include "guest-exec.h"
 #include "host-probe.h"
 #include "logline.h"
@@ -186,6 +187,26 @@ static int waiter_new(sd_event *event, ReadyWaiter **list, sd_bus_message *call,
         return 0;
 }
 
+/* Whether the VM crashed, or its guest panicked and its domain is being
+ * destroyed: it does not come back by itself. */
+static bool vm_has_crashed(VM *vm) {
+        return vm->state == VM_CRASHED || vm->op == VM_OP_PANIC;
+}
+
+/* Its waiters fail at once, with LastError (a guest kernel panic says its
+ * message). */
+static void waiter_reply_crashed(ReadyWaiter *w, VM *vm) {
+        waiter_reply(w, -ESRCH, "VM '%s' crashed%s%s", vm->name, vm->last_error && *vm->last_error ? ": " : "",
+                     vm->last_error ?: "");
+}
+
+static VM *group_crashed_vm(Group *g) {
+        for (VM *vm = g->vms; vm; vm = vm->next)
+                if (vm_has_crashed(vm))
+                        return vm;
+        return NULL;
+}
+
 static bool group_is_ready(Group *g) {
         for (VM *vm = g->vms; vm; vm = vm->next)
                 if (vm->state != VM_READY)
@@ -199,6 +220,11 @@ static void group_ready_check(Group *g) {
                 return;
         if (!g->manager || g->state == GROUP_DELETING || g->state == GROUP_FAILED) {
                 group_ready_cancel(g);
+                return;
+        }
+        if (group_crashed_vm(g)) {
+                while (g->ready_waiters)
+                        waiter_reply_crashed(g->ready_waiters, group_crashed_vm(g));
                 return;
         }
         if (!group_is_ready(g))
@@ -224,6 +250,9 @@ static void vm_ready_notify(VM *vm) {
         } else if (vm->state == VM_READY)
                 while (vm->ready_waiters)
                         waiter_reply(vm->ready_waiters, 0, NULL);
+        else if (vm_has_crashed(vm))
+                while (vm->ready_waiters)
+                        waiter_reply_crashed(vm->ready_waiters, vm);
         if (vm->group)
                 group_ready_check(vm->group);
 }
@@ -246,6 +275,8 @@ int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec) {
         if (r < 0)
                 return r;
         w->vm = vm_ref(vm);
+        if (vm_has_crashed(vm))
+                waiter_reply_crashed(w, vm);
         return 0;
 }
 
@@ -259,6 +290,8 @@ int group_wait_ready(Group *g, sd_bus_message *call, uint64_t timeout_usec) {
         if (r < 0)
                 return r;
         w->group = group_ref(g);
+        if (group_crashed_vm(g))
+                waiter_reply_crashed(w, group_crashed_vm(g));
         return 0;
 }
 
@@ -331,8 +364,7 @@ static void host_probe_start(VM *vm, HostProbe **slot, const HostProbeOptions *o
 /* A console line: does it match ready_console? Only lines of the boot that
  * runs now count: the follower has read the old boot's when the stages were
  * cleared (vm_ready_state_changed, vm_ready_reboot_requested). */
-static void on_console_line(const char *line, size_t len, void *userdata) {
-        VM *vm = userdata;
+static void ready_console_line(VM *vm, const char *line, size_t len) {
         char text[VMGR_LINE_MAX + 1];
 
         if (!vm->console_regex || vm->timings[VM_STAGE_CONSOLE_MATCHED] != VM_STAGE_NOT_YET ||
@@ -515,6 +547,14 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
         vm_ready_evaluate(vm);
 }
 
+/* Every console line of the VM, as it is read. */
+static void on_console_line(const char *line, size_t len, void *userdata) {
+        VM *vm = userdata;
+
+        vm_panic_console_line(vm, line, len);
+        ready_console_line(vm, line, len);
+}
+
 void vm_ready_state_changed(VM *vm, VMState old) {
         switch (vm->state) {
         case VM_STARTING:
@@ -551,8 +591,8 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                                          &vm->console) < 0)
                         log_internal(LOG_WARNING, errno, vm->group->name, vm->name,
                                      "Cannot follow the console log %s", vm->console_log);
-                if (vm->console)
-                        console_follower_set_line_handler(vm->console, on_console_line, vm);
+                console_follower_set_line_handler(vm->console, on_console_line, vm);
+                vm_journal_start(vm);
                 if (vm->agent) {
                         agent_session_set_log_handler(vm->agent, on_agent_log);
                         agent_session_set_violation_handler(vm->agent, on_agent_violation);
@@ -569,6 +609,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
         default:
                 /* QEMU is gone. */
                 vm->reset_pending = false;
+                vm_journal_stop(vm);
                 probe_cancel(vm);
                 if (vm->agent)
                         agent_session_stop(vm->agent);
@@ -613,6 +654,7 @@ void vm_ready_guest_reset(VM *vm) {
 }
 
 void vm_ready_done(VM *vm) {
+        vm_journal_done(vm);
         probe_cancel(vm);
         if (vm->console_regex) {
                 regfree(vm->console_regex);

@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """An HTTP server for vmgr's tests that behaves well or badly on request.
 
-Usage: http-test-server.py [ADDRESS [PORT]]  (default 127.0.0.1, any port)
+Usage: http-test-server.py [ADDRESS [PORT [MODE]]]  (default 127.0.0.1, any port)
 
-It prints the port it listens on, one line, and serves until killed. The
-first path component picks the behaviour (see the mode_* methods); a guest
+It prints the port it listens on, one line, and serves until killed. MODE,
+or else the first path component, picks the behaviour (see the mode_*
+methods); each request's line and headers go to stderr. A guest
 that attacks vmgrd's HTTP client is played by the bad ones. Every endless
 answer stops by itself after a bounded time or amount, or when the client
 goes away.
@@ -28,15 +29,19 @@ class Handler(socketserver.StreamRequestHandler):
         if not line:
             return
         self.headers = {}
+        self.raw_headers = []
         while True:
             h = self.rfile.readline(8192)
             if h in (b"\r\n", b"\n", b""):
                 break
+            self.raw_headers.append(h)
             k, _, v = h.decode("latin-1").partition(":")
             self.headers[k.strip().lower()] = v.strip()
         parts = line.split()
         self.path = parts[1].decode("latin-1") if len(parts) > 1 else "/"
-        mode = self.path.split("?")[0].strip("/").split("/")[0].replace("-", "_")
+        sys.stderr.write("REQUEST %r %r\n" % (line, self.raw_headers))
+        sys.stderr.flush()
+        mode = self.server.mode or self.path.split("?")[0].strip("/").split("/")[0].replace("-", "_")
         try:
             getattr(self, "mode_" + mode, self.mode_notfound)()
         except (BrokenPipeError, ConnectionResetError):
@@ -131,14 +136,26 @@ class Handler(socketserver.StreamRequestHandler):
         time.sleep(LIMIT_SECONDS)
 
 
+    def mode_journal_badcursor(self):
+        """An entry with a good cursor, then one whose cursor (a binary
+        field) would add a header to the next request; then the end."""
+        self.send("200 OK", [("Content-Type", "application/vnd.fdo.journal"), ("Connection", "close")])
+        bad = b"s=bad;i=2\r\nX-Injected: yes"
+        self.wfile.write(b"__CURSOR=s=good;i=1\nSYSLOG_IDENTIFIER=t\nMESSAGE=good cursor\n\n" +
+                         b"__CURSOR\n" + len(bad).to_bytes(8, "little") + bad +
+                         b"\nSYSLOG_IDENTIFIER=t\nMESSAGE=bad cursor\n\n")
+
+
 class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    mode = None
 
 
 def main():
     address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    Server.mode = sys.argv[3].replace("-", "_") if len(sys.argv) > 3 else None
     if ":" in address:
         Server.address_family = socket.AF_INET6
     with Server((address, port), Handler) as server:

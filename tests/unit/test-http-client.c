@@ -84,6 +84,7 @@ static int make_socket(int family, int type, int protocol, void *userdata) {
 }
 
 static int port;
+static int server_stdout = -1;
 
 /* Run one request to path on the server to its end. */
 static void run(sd_event *e, const char *path, HttpRequestOptions o, Result *res) {
@@ -122,8 +123,14 @@ static pid_t server_start(const char *script) {
                 _exit(127);
         }
         close(p[1]);
-        CHECK(read(p[0], buf, sizeof(buf) - 1) > 0);
-        close(p[0]);
+        /* Up to the newline; the pipe stays open, so that the server never
+         * writes into a closed one (it may write the newline apart). */
+        for (size_t n = 0; !strchr(buf, '\n');) {
+                ssize_t k = read(p[0], buf + n, sizeof(buf) - 1 - n);
+                CHECK(k > 0);
+                n += (size_t) k;
+        }
+        server_stdout = p[0];
         port = atoi(buf);
         CHECK(port > 0);
         return pid;
@@ -271,6 +278,7 @@ int main(int argc, char **argv) {
 
         kill(server, SIGTERM);
         waitpid(server, NULL, 0);
+        close(server_stdout);
         sd_event_unref(e);
         TEST_DONE();
 }
