@@ -227,8 +227,9 @@ static void print_ms(struct json_object *timings, const char *stage, int width) 
 
 int verb_group_timings(char **args, size_t n_args, const struct ctl_options *o) {
         static const char *const group_stages[] = { "network_created", "dnsmasq_ready", "vms_started", "running" };
-        static const char *const vm_stages[] = { "qemu_started",  "agent_connected", "ipv6_configured",
-                                                 "ipv4_leased",   "probe_passed",    "ready" };
+        static const char *const vm_stages[] = { "qemu_started", "agent_connected",   "ipv6_configured",
+                                                 "ipv4_leased",  "probe_passed",      "host_probe_passed",
+                                                 "console_matched", "ready" };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -291,13 +292,13 @@ int verb_group_timings(char **args, size_t n_args, const struct ctl_options *o) 
         if (!o->quiet) {
                 printf("%-8s", "VM");
                 for (size_t i = 0; i < ELEMENTSOF(vm_stages); i++)
-                        printf("  %15s", vm_stages[i]);
+                        printf("  %17s", vm_stages[i]);
                 printf("\n");
         }
         json_object_object_foreach(vms, name, t) {
                 printf("%-8s", name);
                 for (size_t i = 0; i < ELEMENTSOF(vm_stages); i++)
-                        print_ms(t, vm_stages[i], 15);
+                        print_ms(t, vm_stages[i], 17);
                 printf("\n");
         }
         if (!o->quiet)

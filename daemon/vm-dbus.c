@@ -157,6 +157,11 @@ static int method_wait_ready(sd_bus_message *m, void *userdata, sd_bus_error *er
 static int vm_agent_check(VM *vm, sd_bus_error *error) {
         if (!vm->group)
                 return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_VM, "VM '%s' is gone", vm->name);
+        if (!vmgr_vm_spec_has_agent(&vm->spec))
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_NOT_SUPPORTED, "VM '%s' has no guest agent (%s)", vm->name,
+                                          vm->spec.agent == 0 ? "its spec says \"agent\": false"
+                                                              : "set \"agent\": true in its spec if its image runs "
+                                                                "vmgr-agent");
         if (!agent_session_is_connected(vm->agent))
                 return vmgr_bus_error_set(error, -ENOTCONN,
                                           "the guest agent of VM '%s' is not connected (is the VM %s?)", vm->name,

@@ -1,16 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * When is a VM "ready"? Once QEMU runs, the guest agent answered, the VM's
- * derived IPv6 address is configured in the guest (not tentative), its IPv4
- * lease is held (with an IPv4 NIC) and the spec's ready_probe, run through
- * the agent, exited 0. Each stage's time is kept for the Timings property.
+ * When is a VM "ready"? Once QEMU runs, the guest agent answered (if the VM
+ * has one), the VM's derived IPv6 address is configured in the guest (the
+ * agent says it is not tentative; without the agent, the address answers a
+ * TCP connect from the host), its IPv4 lease is held (with an IPv4 NIC:
+ * dnsmasq's lease), the spec's ready_probe, run through the agent, exited 0,
+ * its ready_probe_host, run by vmgrd, passed, and a console line matched its
+ * ready_console. Each stage's time is kept for the Timings property.
  *
  * WaitReady callers are a list of pending messages with one timer each:
  * nothing runs for them until a VM's readiness changes or a timer fires.
  */
 
 #include <errno.h>
+#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +25,7 @@
 #include "grouplog.h"
 #include "journal-follow.h"
 #include "guest-exec.h"
+#include "host-probe.h"
 #include "logline.h"
 #include "log.h"
 #include "time-util.h"
@@ -28,6 +33,9 @@
 
 /* A probe that did not pass runs again after this long. */
 #define PROBE_RETRY_USEC (500ULL * 1000ULL)
+/* Without the agent, ipv6_configured is a TCP connect to this port of the
+ * derived address answered at all (the discard port: a refusal will do). */
+#define ADDRESS_PROBE_PORT 9
 
 struct ReadyWaiter {
         ReadyWaiter *next, *prev;
@@ -45,11 +53,37 @@ static const char *const stage_names[_VM_STAGE_MAX] = {
         [VM_STAGE_IPV6_CONFIGURED] = "ipv6_configured",
         [VM_STAGE_IPV4_LEASED] = "ipv4_leased",
         [VM_STAGE_PROBE_PASSED] = "probe_passed",
+        [VM_STAGE_HOST_PROBE_PASSED] = "host_probe_passed",
+        [VM_STAGE_CONSOLE_MATCHED] = "console_matched",
         [VM_STAGE_READY] = "ready",
 };
 
 const char *vm_stage_to_string(VMStage stage) {
         return (unsigned) stage < _VM_STAGE_MAX ? stage_names[stage] : NULL;
+}
+
+bool vm_stage_applies(const VmgrVMSpec *spec, VMStage stage) {
+        switch (stage) {
+        case VM_STAGE_AGENT_CONNECTED:
+                return vmgr_vm_spec_has_agent(spec);
+        case VM_STAGE_IPV4_LEASED:
+                return spec->ipv4;
+        case VM_STAGE_PROBE_PASSED:
+                return spec->ready_probe;
+        case VM_STAGE_HOST_PROBE_PASSED:
+                return spec->host_probe.type != VMGR_HOST_PROBE_NONE;
+        case VM_STAGE_CONSOLE_MATCHED:
+                return spec->ready_console;
+        default:
+                return (unsigned) stage < _VM_STAGE_MAX;
+        }
+}
+
+VMStage vm_stage_missing(const VmgrVMSpec *spec, const uint64_t timings[]) {
+        for (VMStage s = 0; s < VM_STAGE_READY; s++)
+                if (timings[s] == VM_STAGE_NOT_YET && vm_stage_applies(spec, s))
+                        return s;
+        return VM_STAGE_READY;
 }
 
 
@@ -83,33 +117,44 @@ _printf_(3, 4) static void waiter_reply(ReadyWaiter *w, int error, const char *f
         waiter_free(w);
 }
 
-/* The first stage a VM has not completed, as a phrase for an error message. */
-static const char *vm_missing_stage(VM *vm) {
-        for (VMStage s = 0; s < VM_STAGE_READY; s++)
-                if (vm->timings[s] == VM_STAGE_NOT_YET) {
-                        if (s == VM_STAGE_IPV4_LEASED && !vm->spec.ipv4)
-                                continue;
-                        if (s == VM_STAGE_PROBE_PASSED && !vm->spec.ready_probe)
-                                continue;
-                        return stage_names[s];
-                }
-        return stage_names[VM_STAGE_READY];
+/* What the probe behind a missing stage last said, or NULL. */
+static const char *vm_stage_detail(VM *vm, VMStage stage) {
+        HostProbe *p = stage == VM_STAGE_HOST_PROBE_PASSED ? vm->host_probe
+                       : stage == VM_STAGE_IPV6_CONFIGURED ? vm->address_probe
+                                                            : NULL;
+
+        return p && *host_probe_last_error(p) ? host_probe_last_error(p) : NULL;
+}
+
+/* The first stage a VM has not completed, as a phrase for an error
+ * message: its name, and in *detail what its probe last said ("" if nothing). */
+static const char *vm_missing_stage(VM *vm, const char **detail) {
+        VMStage stage = vm_stage_missing(&vm->spec, vm->timings);
+
+        *detail = vm_stage_detail(vm, stage) ?: "";
+        return stage_names[stage];
 }
 
 static int on_waiter_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         ReadyWaiter *w = userdata;
         char stages[768] = "";
+        const char *stage, *detail;
         size_t off = 0;
 
         if (w->vm) {
-                waiter_reply(w, -VMGR_ERR_TIMEOUT, "VM '%s' was not ready within %.1f s: stage %s did not complete",
-                             w->vm->name, (double) w->timeout_usec / 1e6, vm_missing_stage(w->vm));
+                stage = vm_missing_stage(w->vm, &detail);
+                waiter_reply(w, -VMGR_ERR_TIMEOUT, "VM '%s' was not ready within %.1f s: stage %s did not complete%s%s%s",
+                             w->vm->name, (double) w->timeout_usec / 1e6, stage, *detail ? " (" : "", detail,
+                             *detail ? ")" : "");
                 return 0;
         }
         for (VM *vm = w->group->vms; vm && off < sizeof(stages) - 80; vm = vm->next)
-                if (vm->state != VM_READY)
-                        off += (size_t) snprintf(stages + off, sizeof(stages) - off, "%s%s (%s)", off ? ", " : "",
-                                                 vm->name, vm_missing_stage(vm));
+                if (vm->state != VM_READY) {
+                        stage = vm_missing_stage(vm, &detail);
+                        int n = snprintf(stages + off, sizeof(stages) - off, "%s%s (%s%s%s)", off ? ", " : "",
+                                         vm->name, stage, *detail ? ": " : "", detail);
+                        off = n < 0 ? off : MIN(off + (size_t) n, sizeof(stages) - 1);
+                }
         waiter_reply(w, -VMGR_ERR_TIMEOUT, "group '%s' was not ready within %.1f s: not ready: %s", w->group->name,
                      (double) w->timeout_usec / 1e6, stages);
         return 0;
@@ -262,11 +307,11 @@ static void stage_mark(VM *vm, VMStage stage) {
 }
 
 /* Forget the stages from first on (a new guest session, or a new start). */
-static void stages_clear(VM *vm, VMStage first) {
+static void stages_clear_but(VM *vm, VMStage first, VMStage keep) {
         bool changed = false;
 
         for (VMStage s = first; s < _VM_STAGE_MAX; s++)
-                if (vm->timings[s] != VM_STAGE_NOT_YET) {
+                if (s != keep && vm->timings[s] != VM_STAGE_NOT_YET) {
                         vm->timings[s] = VM_STAGE_NOT_YET;
                         changed = true;
                 }
@@ -274,9 +319,80 @@ static void stages_clear(VM *vm, VMStage first) {
                 (void) vm_emit_changed(vm, "Timings", NULL);
 }
 
+static void stages_clear(VM *vm, VMStage first) {
+        stages_clear_but(vm, first, _VM_STAGE_MAX);
+}
+
+/* Stop every probe (they start again from the next evaluation that needs them). */
 static void probe_cancel(VM *vm) {
         vm->probe_job = agent_job_free(vm->probe_job);
         vm->probe_timer = sd_event_source_disable_unref(vm->probe_timer);
+        vm->address_probe = host_probe_free(vm->address_probe);
+        vm->host_probe = host_probe_free(vm->host_probe);
+}
+
+static void on_address_probe_passed(HostProbe *p, void *userdata) {
+        VM *vm = userdata;
+
+        vm->address_probe = host_probe_free(vm->address_probe);
+        stage_mark(vm, VM_STAGE_IPV6_CONFIGURED);
+        vm_ready_evaluate(vm);
+}
+
+static void on_host_probe_passed(HostProbe *p, void *userdata) {
+        VM *vm = userdata;
+
+        vm->host_probe = host_probe_free(vm->host_probe);
+        /* The derived address answered: it is configured, whatever the
+         * check of port 9 says (a guest's firewall may drop that). */
+        stage_mark(vm, VM_STAGE_IPV6_CONFIGURED);
+        stage_mark(vm, VM_STAGE_HOST_PROBE_PASSED);
+        vm_ready_evaluate(vm);
+}
+
+/* Start a host probe into *slot unless one runs. */
+static void host_probe_start(VM *vm, HostProbe **slot, const HostProbeOptions *o, host_probe_passed_t passed) {
+        int r;
+
+        if (*slot || !vm->group || !vm->group->manager)
+                return;
+        r = host_probe_new(vm->group->manager, o, &vm->group->addrs.management6, &vm->addrs.ipv6, passed, vm, slot);
+        if (r < 0)
+                log_internal(LOG_WARNING, r, vm->group->name, vm->name, "Cannot run a probe from the host: %m");
+}
+
+/* A console line: does it match ready_console? Only lines of the boot that
+ * runs now count: the follower has read the old boot's when the stages were
+ * cleared (vm_ready_state_changed, vm_ready_reboot_requested). */
+static void ready_console_line(VM *vm, const char *line, size_t len) {
+        char text[VMGR_LINE_MAX + 1];
+
+        if (!vm->console_regex || vm->timings[VM_STAGE_CONSOLE_MATCHED] != VM_STAGE_NOT_YET ||
+            (vm->state != VM_RUNNING && vm->state != VM_READY) || vm->reset_pending)
+                return;
+        len = MIN(len, (size_t) VMGR_LINE_MAX);
+        memcpy(text, line, len);
+        text[len] = 0;
+        if (regexec(vm->console_regex, text, 0, NULL, 0) != 0)
+                return;
+        stage_mark(vm, VM_STAGE_CONSOLE_MATCHED);
+        vm_ready_evaluate(vm);
+}
+
+/* Compile ready_console once per VM. The spec parser compiled it already,
+ * so a failure here is out of memory. */
+static void console_regex_compile(VM *vm) {
+        if (vm->console_regex || !vm->spec.ready_console)
+                return;
+        vm->console_regex = calloc(1, sizeof(regex_t));
+        if (!vm->console_regex)
+                return;
+        if (regcomp(vm->console_regex, vm->spec.ready_console, REG_EXTENDED | REG_NOSUB) != 0) {
+                free(vm->console_regex);
+                vm->console_regex = NULL;
+                log_internal(LOG_WARNING, ENOMEM, vm->group ? vm->group->name : NULL, vm->name,
+                             "Cannot compile ready_console: %m");
+        }
 }
 
 /* Does the guest have the VM's derived IPv6 address, done with DAD? */
@@ -338,31 +454,46 @@ static void probe_start(VM *vm) {
 
 void vm_ready_evaluate(VM *vm) {
         const struct vmgr_agent_info *info = agent_session_info(vm->agent);
-        bool up = vm->state == VM_RUNNING || vm->state == VM_READY;
-        /* After a Reboot the old guest's agent may still answer for a while. */
-        bool agent = up && agent_session_is_connected(vm->agent) &&
-                     !(*vm->stale_boot_id && (!info || streq(info->boot_id, vm->stale_boot_id)));
-        bool ipv6 = agent && guest_has_ipv6(vm, info);
+        bool has_agent = vmgr_vm_spec_has_agent(&vm->spec);
+        bool up = (vm->state == VM_RUNNING || vm->state == VM_READY) && !vm->reset_pending;
+        /* After a Reboot the old guest's agent may still answer for a while.
+         * Without an agent, there is none to wait for. */
+        bool agent = up && (!has_agent || (agent_session_is_connected(vm->agent) &&
+                                           !(*vm->stale_boot_id &&
+                                             (!info || streq(info->boot_id, vm->stale_boot_id)))));
+        bool ipv6 = has_agent && agent && guest_has_ipv6(vm, info);
         bool ipv4 = !vm->spec.ipv4 || (up && vm->ipv4 && *vm->ipv4) ||
                     vm->timings[VM_STAGE_IPV4_LEASED] != VM_STAGE_NOT_YET;
         bool ready;
 
-        if (agent)
+        if (agent && has_agent)
                 stage_mark(vm, VM_STAGE_AGENT_CONNECTED);
         if (ipv6)
                 stage_mark(vm, VM_STAGE_IPV6_CONFIGURED);
         if (vm->spec.ipv4 && up && ipv4)
                 stage_mark(vm, VM_STAGE_IPV4_LEASED);
         ipv6 = vm->timings[VM_STAGE_IPV6_CONFIGURED] != VM_STAGE_NOT_YET;
+        /* Without the agent, the host asks the address itself. */
+        if (up && !has_agent && !ipv6)
+                host_probe_start(vm, &vm->address_probe,
+                                 &(HostProbeOptions) { .kind = HOST_PROBE_ADDRESS, .port = ADDRESS_PROBE_PORT },
+                                 on_address_probe_passed);
         if (agent && ipv6 && ipv4 && vm->spec.ready_probe && vm->timings[VM_STAGE_PROBE_PASSED] == VM_STAGE_NOT_YET)
                 probe_start(vm);
+        /* From the host, once the agent saw the address (before, every
+         * attempt would only say "no route to host"); without the agent at
+         * once, as its passing shows the address too. */
+        if (up && (ipv6 || !has_agent) && vm_stage_applies(&vm->spec, VM_STAGE_HOST_PROBE_PASSED) &&
+            vm->timings[VM_STAGE_HOST_PROBE_PASSED] == VM_STAGE_NOT_YET) {
+                HostProbeOptions o;
+                if (host_probe_options_from_spec(&vm->spec.host_probe, &o) >= 0)
+                        host_probe_start(vm, &vm->host_probe, &o, on_host_probe_passed);
+        }
 
         /* Stages are milestones: a guest that was ready stays so until its
          * agent session ends (reboot) or QEMU stops, even if INFO briefly
          * shows its address tentative again. */
-        ready = vm->timings[VM_STAGE_AGENT_CONNECTED] != VM_STAGE_NOT_YET &&
-                vm->timings[VM_STAGE_IPV6_CONFIGURED] != VM_STAGE_NOT_YET && ipv4 &&
-                (!vm->spec.ready_probe || vm->timings[VM_STAGE_PROBE_PASSED] != VM_STAGE_NOT_YET);
+        ready = up && vm_stage_missing(&vm->spec, vm->timings) == VM_STAGE_READY && ipv4;
         if (ready && vm->state == VM_RUNNING) {
                 stage_mark(vm, VM_STAGE_READY);
                 vm_set_state(vm, VM_READY);
@@ -406,8 +537,11 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
                  * again; not the first one after a restart of vmgrd, which
                  * finds the same boot (its timings stay). */
                 probe_cancel(vm);
+                /* Except a matched console line: a session can end without
+                 * a reboot (a stuck agent), and the line would not come
+                 * again; a reboot's reset clears it (vm_ready_guest_reset). */
                 if (!vm->adopting)
-                        stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
+                        stages_clear_but(vm, VM_STAGE_AGENT_CONNECTED, VM_STAGE_CONSOLE_MATCHED);
         } else
                 vm->adopting = false;
         vm_ready_evaluate(vm);
@@ -418,12 +552,16 @@ static void on_console_line(const char *line, size_t len, void *userdata) {
         VM *vm = userdata;
 
         vm_panic_console_line(vm, line, len);
+        ready_console_line(vm, line, len);
 }
 
 void vm_ready_state_changed(VM *vm, VMState old) {
         switch (vm->state) {
         case VM_STARTING:
+                /* The last boot's console lines are read now: they must not count. */
+                console_follower_sync(vm->console);
                 *vm->stale_boot_id = 0;
+                vm->reset_pending = false;
                 if (vm->agent)
                         agent_session_stop(vm->agent);
                 probe_cancel(vm);
@@ -436,7 +574,10 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                 if (vm->start_usec == 0)
                         vm->start_usec = now_monotonic_usec(); /* started by itself (after a crash, or by libvirt) */
                 stage_mark(vm, VM_STAGE_QEMU_STARTED);
-                if (!vm->agent && vm_event(vm) &&
+                console_regex_compile(vm);
+                /* Without an agent vmgrd does not even connect to its channel:
+                 * a guest could answer there only with what it chose to. */
+                if (vmgr_vm_spec_has_agent(&vm->spec) && !vm->agent && vm_event(vm) &&
                     agent_session_new(vm_event(vm), vm->agent_socket, on_agent_changed, vm, &vm->agent) < 0)
                         log_internal(LOG_WARNING, ENOMEM, vm->group ? vm->group->name : NULL, vm->name,
                                      "Cannot watch the guest agent: out of memory");
@@ -467,6 +608,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                 break;
         default:
                 /* QEMU is gone. */
+                vm->reset_pending = false;
                 vm_journal_stop(vm);
                 probe_cancel(vm);
                 if (vm->agent)
@@ -481,6 +623,31 @@ void vm_ready_reboot_requested(VM *vm) {
         const struct vmgr_agent_info *info = agent_session_info(vm->agent);
 
         snprintf(vm->stale_boot_id, sizeof(vm->stale_boot_id), "%s", info && *info->boot_id ? info->boot_id : "");
+        /* Without the agent, only libvirt's reset tells the old boot from
+         * the new one: until then the old guest, still shutting down,
+         * would answer every probe. */
+        if (!vmgr_vm_spec_has_agent(&vm->spec))
+                vm->reset_pending = true;
+        /* What the old boot printed is read before its stages go. */
+        console_follower_sync(vm->console);
+        probe_cancel(vm);
+        stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
+        vm_ready_evaluate(vm);
+}
+
+void vm_ready_guest_reset(VM *vm) {
+        if (vm->state != VM_RUNNING && vm->state != VM_READY)
+                return;
+        /* The old boot's lines are read before its match is forgotten. */
+        console_follower_sync(vm->console);
+        if (vmgr_vm_spec_has_agent(&vm->spec)) {
+                /* The end of the agent's session clears the other stages;
+                 * console_matched is the last before ready. */
+                stages_clear(vm, VM_STAGE_CONSOLE_MATCHED);
+                vm_ready_evaluate(vm);
+                return;
+        }
+        vm->reset_pending = false;
         probe_cancel(vm);
         stages_clear(vm, VM_STAGE_AGENT_CONNECTED);
         vm_ready_evaluate(vm);
@@ -489,6 +656,11 @@ void vm_ready_reboot_requested(VM *vm) {
 void vm_ready_done(VM *vm) {
         vm_journal_done(vm);
         probe_cancel(vm);
+        if (vm->console_regex) {
+                regfree(vm->console_regex);
+                free(vm->console_regex);
+                vm->console_regex = NULL;
+        }
         vm->shutdown_job = agent_job_free(vm->shutdown_job);
         vm->agent = agent_session_free(vm->agent);
         /* Waiters hold references, so there are none left here. */

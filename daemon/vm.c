@@ -1127,6 +1127,7 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
         case VIRT_DOMAIN_REBOOTED:
                 /* libvirt reports one reboot more than once; it is news, not a state. */
                 log_internal(LOG_DEBUG, 0, vm->group ? vm->group->name : NULL, vm->name, "VM rebooted");
+                vm_ready_guest_reset(vm);
                 break;
         }
 }

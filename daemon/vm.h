@@ -13,6 +13,7 @@
  * holds a reference on the VM.
  */
 
+#include <regex.h>
 #include <stdbool.h>
 #include <systemd/sd-bus.h>
 
@@ -28,6 +29,7 @@ typedef struct AgentJob AgentJob;
 typedef struct ReadyWaiter ReadyWaiter;
 typedef struct ConsoleFollower ConsoleFollower;
 typedef struct JournalFollower JournalFollower;
+typedef struct HostProbe HostProbe;
 
 /* What a VM goes through on its way to "ready", in order (vm-ready.c). */
 typedef enum VMStage {
@@ -36,6 +38,8 @@ typedef enum VMStage {
         VM_STAGE_IPV6_CONFIGURED,
         VM_STAGE_IPV4_LEASED,
         VM_STAGE_PROBE_PASSED,
+        VM_STAGE_HOST_PROBE_PASSED,
+        VM_STAGE_CONSOLE_MATCHED,
         VM_STAGE_READY,
         _VM_STAGE_MAX,
 } VMStage;
@@ -128,6 +132,10 @@ struct VM {
         uint64_t timings[_VM_STAGE_MAX]; /* usec since start_usec, or VM_STAGE_NOT_YET */
         AgentJob *probe_job;
         sd_event_source *probe_timer;
+        HostProbe *address_probe;       /* without the agent: does the derived IPv6 answer? */
+        HostProbe *host_probe;          /* the spec's ready_probe_host */
+        regex_t *console_regex;         /* the spec's ready_console, compiled once */
+        bool reset_pending;             /* without the agent: Reboot asked, libvirt has not seen the reset */
         ReadyWaiter *ready_waiters;
         AgentJob *shutdown_job;         /* clean power-off through the agent */
         char stale_boot_id[40];         /* after Reboot: the boot that is going away */
@@ -203,12 +211,22 @@ void vm_update_ipv4(VM *vm);
 
 /* Readiness (vm-ready.c). */
 const char *vm_stage_to_string(VMStage stage);
+/* Whether a VM of this spec goes through stage (agent_connected only with
+ * the agent, probe stages only with their probe, ...). */
+bool vm_stage_applies(const VmgrVMSpec *spec, VMStage stage);
+/* The first stage that applies and is not in timings (VM_STAGE_NOT_YET), or
+ * VM_STAGE_READY if there is none. */
+VMStage vm_stage_missing(const VmgrVMSpec *spec, const uint64_t timings[]);
 /* Follow a state change: timings, the agent connection, waiters. */
 void vm_ready_state_changed(VM *vm, VMState old);
 /* Something readiness depends on changed (the IPv4 lease). */
 void vm_ready_evaluate(VM *vm);
-/* The guest was asked to reboot: not ready until a new boot's agent answers. */
+/* The guest was asked to reboot: not ready until a new boot's agent answers
+ * (without the agent: until libvirt saw the reset, then the new boot passes
+ * the stages again). */
 void vm_ready_reboot_requested(VM *vm);
+/* libvirt saw the guest reset (a reboot, asked for or the guest's own). */
+void vm_ready_guest_reset(VM *vm);
 /* Free what readiness holds (the VM is being freed). */
 void vm_ready_done(VM *vm);
 

@@ -54,7 +54,7 @@ rss_kib() {
 
 # A VM spec booting the fake agent in mode $2, named $1, with more keys in $3.
 fake_vm() {
-        echo '{"name":"'"$1"'","kernel":"'"$KERNEL"'","initrd":"'"$INITRD"'","cmdline":"console=ttyS0 vmgr.fake_agent='"$2"'"'"${3:+,$3}"'}'
+        echo '{"name":"'"$1"'","kernel":"'"$KERNEL"'","initrd":"'"$INITRD"'","cmdline":"console=ttyS0 vmgr.fake_agent='"$2"'","agent":true'"${3:+,$3}"'}'
 }
 
 # True if the console log of VM $1 (object path) has a line with $2.

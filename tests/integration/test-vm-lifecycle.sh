@@ -65,7 +65,7 @@ check_eq "AddVM of an existing name: VMExists" org.vmgr1.Error.VMExists \
 # p boots the default guest from explicit paths and powers itself off after "ready".
 MKGUEST=$VMGR_DESTDIR/usr/bin/vmgr-mkguest
 read -r kernel initrd < <(vmgr_as_user "$MKGUEST" --print-path 2>/dev/null) || true
-pspec='{"kernel": "'$kernel'", "initrd": "'$initrd'", "cmdline": "console=ttyS0 vmgr.hostname=p vmgr.test_poweroff=1"}'
+pspec='{"kernel": "'$kernel'", "initrd": "'$initrd'", "cmdline": "console=ttyS0 vmgr.hostname=p vmgr.test_poweroff=1", "agent": true}'
 out=$(busctl_as_user --timeout=120 call org.vmgr1 "$gpath" org.vmgr1.Group AddVM ss p "$pspec" 2>&1) && rc=0 || rc=$?
 check_eq "AddVM p: kernel, initrd and cmdline of its own" 0 "$rc"
 [ "$rc" -eq 0 ] || vmgr_not_ok "AddVM p output" "$out" "spec: $pspec"
