@@ -16,8 +16,13 @@
 #   - a restart keeps the seed; the seed goes with the VM;
 #   - a spec whose network_config is not an object or a string is refused.
 # With a Debian image (VMGR_TEST_DEBIAN_IMAGE, or tests/integration/lib-image.sh
-# when present), a stock image without the agent becomes ready through the
-# seed; that part is skipped without one.
+# when present) without the agent, booted with install_agent and user-data:
+#   - the VM becomes ready (the agent the seed installed answers); its host
+#     name is the VM name, the user-data's file exists, enp1s0 has the
+#     derived IPv6 address, enp2s0 a DHCPv4 lease; after a reboot it is
+#     ready again. Prints the time from CreateGroup to ready.
+# That part is skipped without an image. VMGR_TEST_DEBUG_DIR=DIR keeps the
+# guest's console, journal and cloud-init schema check of each boot there.
 
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib-vm.sh"
@@ -109,5 +114,78 @@ out=$(vmgr_dbus_error /org/vmgr1 org.vmgr1.Manager.CreateGroup string:y \
         'string:{"vms":[{"name":"a","cloud_init":{"network_config":5}}]}')
 check_match "network_config 5 is refused naming its path" \
         '^org\.vmgr1\.Error\.InvalidSpec: .*vms\[0\]\.cloud_init\.network_config: ' "$out"
+
+# --- a stock Debian image without the agent -------------------------------------------
+
+# VMGR_TEST_DEBIAN_IMAGE, or the image lib-image.sh builds and caches.
+debian_image=${VMGR_TEST_DEBIAN_IMAGE:-}
+if [ -z "$debian_image" ] && [ -f "$(dirname "$0")/lib-image.sh" ]; then
+        source "$(dirname "$0")/lib-image.sh"
+        debian_image=$(vmgr_test_debian_image 2>/dev/null) || debian_image=
+fi
+if [ -z "$debian_image" ] || [ ! -r "$debian_image" ]; then
+        echo "# no Debian image (VMGR_TEST_DEBIAN_IMAGE): skipping the stock image part"
+        vmgr_finish
+fi
+cp "$debian_image" "$VMGR_TMP/debian.qcow2"
+chown "$VMGR_USER:" "$VMGR_TMP/debian.qcow2"
+
+user_data=$'#cloud-config\nwrite_files:\n- path: /etc/vmgr-test\n  content: written by cloud-init\n'
+user_data_json=$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$user_data")
+# The agent starts while cloud-init is still at work (from its boothook):
+# the probe makes "ready" wait for cloud-init to finish.
+spec='{"vms":[{"name":"deb","disk":"'$VMGR_TMP/debian.qcow2'","memory_mib":1024,"ipv4":true,
+  "ready_probe":["cloud-init","status","--wait"],
+  "cloud_init":{"install_agent":true,"user_data":'"$user_data_json"'}}]}'
+t0=$(vmgr_now_ms)
+check "CreateGroup d (deb: stock Debian image, seed with the agent)" \
+        busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss d "$spec"
+deb=$(vmgr_vm_path d deb)
+out=$(busctl_as_user --timeout=400 call org.vmgr1 "$deb" org.vmgr1.VM WaitReady t 380000000 2>&1) && rc=0 || rc=$?
+t_ready=$(($(vmgr_now_ms) - t0))
+check_eq "deb becomes ready through the agent the seed installed ($t_ready ms from CreateGroup)" "0" "$rc${out:+ $out}"
+echo "# deb: CreateGroup to ready $t_ready ms; timings (usec): $(busctl_as_user get-property org.vmgr1 "$deb" org.vmgr1.VM Timings 2>/dev/null | tr '\n' ' ')"
+debug_dump() {
+        [ -n "${VMGR_TEST_DEBUG_DIR:-}" ] || return 0
+        cp "$(vmgr_vm_prop "$deb" ConsoleLog)" "$VMGR_TEST_DEBUG_DIR/console-$1.log" || true
+        vmgrctl_as_user exec d deb -- journalctl -b --no-pager >"$VMGR_TEST_DEBUG_DIR/journal-$1.log" 2>&1 || true
+        vmgrctl_as_user exec d deb -- cloud-init schema --system >"$VMGR_TEST_DEBUG_DIR/schema-$1.log" 2>&1 || true
+}
+debug_dump first
+if [ "$rc" -ne 0 ]; then
+        # cloud-init's and the agent's console lines, then the end of the console.
+        console=$(vmgr_vm_prop "$deb" ConsoleLog)
+        grep -a -E 'cloud-init|vmgr|cidata' "$console" | tail -n 40 | sed 's/^/#   /'
+        echo "#   ..."
+        tail -n 40 "$console" | sed 's/^/#   /'
+fi
+check_eq "hostname in the guest is the VM name" deb "$(vmgrctl_as_user exec d deb -- hostname)"
+check_eq "the file from user-data exists" "written by cloud-init" "$(vmgrctl_as_user exec d deb -- cat /etc/vmgr-test)"
+ipv6=$(vmgr_vm_prop "$deb" IPv6)
+check_match "enp1s0 has the derived address $ipv6" "inet6 $ipv6/64 " \
+        "$(vmgrctl_as_user exec d deb -- ip -6 addr show dev enp1s0)"
+check_match "enp2s0 has a DHCPv4 lease" "inet 10\." "$(vmgrctl_as_user exec d deb -- ip -4 addr show dev enp2s0)"
+check_eq "the agent runs from the unit the seed installed" "active /usr/local/bin/vmgr-agent" \
+        "$(vmgrctl_as_user exec d deb -- sh -c 'echo $(systemctl is-active vmgr-agent) $(readlink /proc/$(systemctl show -P MainPID vmgr-agent)/exe)')"
+
+# A reboot from inside (the image ignores the ACPI power button that
+# VM.Reboot presses: it has no logind): the agent is in place and udev
+# starts it before cloud-init's boothooks run; the boothook changes nothing.
+boot_id=$(vmgrctl_as_user exec d deb -- cat /proc/sys/kernel/random/boot_id)
+t0=$(vmgr_now_ms)
+check "systemctl reboot in the guest" vmgrctl_as_user exec d deb -- systemctl reboot --no-block
+new_boot() {
+        local id
+        id=$(vmgrctl_as_user exec d deb -- cat /proc/sys/kernel/random/boot_id) && [ "$id" != "$boot_id" ]
+}
+vmgr_wait_until 300 new_boot && rc=0 || rc=$?
+check_eq "deb answers from a new boot ($(($(vmgr_now_ms) - t0)) ms after the reboot)" 0 "$rc"
+order=$(vmgrctl_as_user exec d deb -- sh -c 'a=$(systemctl show -P ExecMainStartTimestampMonotonic vmgr-agent)
+        c=$(systemctl show -P ExecMainStartTimestampMonotonic cloud-init)
+        [ "$a" -gt 0 ] && { [ "$c" -eq 0 ] || [ "$a" -lt "$c" ]; } && echo agent-first || echo "agent $a cloud-init $c"')
+check_eq "... where udev started the agent before cloud-init's network stage" agent-first "$order"
+check_eq "... and the boothook installed nothing" "" \
+        "$(vmgrctl_as_user exec d deb -- sh -c 'journalctl -b -u vmgr-agent -o cat | grep -c "Stopping\|Stopped" || :' | grep -v '^0$' || :)"
+debug_dump second
 
 vmgr_finish
