@@ -15,11 +15,7 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The static guest agent to put into the default guest: where an install
- * next to our own binary has it (BINDIR/../libexec, a destdir or a prefix),
- * in a build tree (daemon/../agent), else the configured path. Returns 0
- * with the path in buf, or -ENOENT if there is none. */
-static int find_agent(char buf[PATH_MAX]) {
+int guest_image_find_agent(char buf[PATH_MAX]) {
         static const char *const relative[] = { "../libexec/vmgr-agent", "../agent/vmgr-agent" };
         char self[PATH_MAX - 32];
         ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -53,7 +49,7 @@ static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel,
 
         snprintf(out_dir, sizeof(out_dir), "%s/guest", cache_dir);
         /* Without an agent the guest still boots; it just never becomes "ready". */
-        if (find_agent(agent) >= 0) {
+        if (guest_image_find_agent(agent) >= 0) {
                 snprintf(extra, sizeof(extra), "%s:/usr/bin/vmgr-agent", agent);
                 argv[4] = "--extra";
                 argv[5] = extra;

@@ -10,3 +10,10 @@
  * Returns 0 or -errno with error (error_size bytes) saying why. */
 int guest_image_get(const char *mkguest, const char *cache_dir, char kernel[PATH_MAX], char initrd[PATH_MAX],
                     char *error, size_t error_size);
+
+/* The static guest agent (for the default guest, or a cloud-init seed):
+ * where an install next to our own binary has it (BINDIR/../libexec, a
+ * destdir or a prefix), in a build tree (daemon/../agent), else the
+ * configured path. Returns 0 with the path in buf, or -ENOENT if there is
+ * none. */
+int guest_image_find_agent(char buf[PATH_MAX]);

@@ -13,6 +13,7 @@
 #include "accel.h"
 #include "agent-session.h"
 #include "bus-error.h"
+#include "cloudinit.h"
 #include "disk.h"
 #include "dnsmasq.h"
 #include "domain-xml.h"
@@ -643,7 +644,7 @@ static int prepare_work(void *userdata) {
         const VmgrVMSpec *s = &vm->spec;
         char reason[256] = "", cmdline[4200];
         char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
-        _cleanup_free_ char *boot_disk = NULL, *nvram = NULL;
+        _cleanup_free_ char *boot_disk = NULL, *seed = NULL, *nvram = NULL;
         char *extra_paths[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
         const char *extra_formats[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
         VmgrAccel accel;
@@ -671,6 +672,11 @@ static int prepare_work(void *userdata) {
         r = prepare_extra_disks(j, extra_paths, extra_formats);
         if (r < 0)
                 goto finish;
+        if (s->cloud_init.enabled) {
+                r = cloudinit_seed_write(vm->dir, geteuid(), j->group, s, &seed, j->error, sizeof(j->error));
+                if (r < 0)
+                        goto finish;
+        }
         /* UEFI variables live with the disks: kept across stops and vmgrd
          * restarts (the XML names the file), removed with the VM. */
         if (s->firmware == VMGR_FIRMWARE_UEFI && asprintf(&nvram, "%s/nvram.fd", vm->dir) < 0) {
@@ -695,6 +701,7 @@ static int prepare_work(void *userdata) {
                 .extra_disks = (const char *const *) extra_paths,
                 .extra_disk_formats = extra_formats,
                 .n_extra_disks = s->n_extra_disks,
+                .cloud_init_seed = seed,
                 .ipv4 = s->ipv4,
                 .console_log = vm->console_log,
                 .agent_socket = vm->agent_socket,

@@ -89,6 +89,8 @@ static int config_check(const VmgrDomainConfig *c) {
         for (size_t i = 0; i < c->n_extra_disks; i++)
                 if (!path_ok(c->extra_disks[i]) || !disk_format_ok(c->extra_disk_formats[i]))
                         return -EINVAL;
+        if (c->cloud_init_seed && !path_ok(c->cloud_init_seed))
+                return -EINVAL;
         if (c->firmware == VMGR_FIRMWARE_UEFI ? !path_ok(c->nvram)
                                               : c->firmware != VMGR_FIRMWARE_BIOS || c->nvram)
                 return -EINVAL;
@@ -212,15 +214,17 @@ static int write_interface(xmlTextWriterPtr w, const char *tap, const uint8_t ma
         return end(w);
 }
 
-static int write_disk(xmlTextWriterPtr w, const char *path, const char *format, size_t n) {
+static int write_disk(xmlTextWriterPtr w, const char *path, const char *format, size_t n, bool readonly) {
         char dev[8];
         int r;
 
-        /* vda, vdb, ... (at most 1 + VMGR_SPEC_MAX_EXTRA_DISKS of them). */
+        /* vda, vdb, ... (at most 2 + VMGR_SPEC_MAX_EXTRA_DISKS of them). */
         snprintf(dev, sizeof(dev), "vd%c", (char) ('a' + n));
         if ((r = start(w, "disk")) < 0 || (r = attr(w, "type", "file")) < 0 || (r = attr(w, "device", "disk")) < 0 ||
             (r = EMPTY(w, "driver", "name", "qemu", "type", format)) < 0 ||
             (r = EMPTY(w, "source", "file", path)) < 0 || (r = EMPTY(w, "target", "dev", dev, "bus", "virtio")) < 0)
+                return r;
+        if (readonly && (r = EMPTY(w, "readonly", NULL)) < 0)
                 return r;
         return end(w);
 }
@@ -247,11 +251,17 @@ static int write_devices(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
         if (c->ipv4 && (r = write_interface(w, a.tap4, a.mac4, "0x02")) < 0)
                 return r;
 
-        if (c->boot_disk && (r = write_disk(w, c->boot_disk, c->boot_disk_format, n_disk++)) < 0)
+        if (c->boot_disk && (r = write_disk(w, c->boot_disk, c->boot_disk_format, n_disk++, false)) < 0)
                 return r;
         for (size_t i = 0; i < c->n_extra_disks; i++)
-                if ((r = write_disk(w, c->extra_disks[i], c->extra_disk_formats[i], n_disk++)) < 0)
+                if ((r = write_disk(w, c->extra_disks[i], c->extra_disk_formats[i], n_disk++, false)) < 0)
                         return r;
+        /* The cloud-init seed last, so the others keep their names. A disk, not
+         * a CD-ROM: Debian's cloud kernel has no AHCI driver, so a SATA CD-ROM
+         * on q35 would be invisible to it; cloud-init finds the volume by its
+         * label on any block device. */
+        if (c->cloud_init_seed && (r = write_disk(w, c->cloud_init_seed, "raw", n_disk++, true)) < 0)
+                return r;
 
         /* The console, appended to so that a restarted VM keeps the earlier output. */
         if ((r = start(w, "serial")) < 0 || (r = attr(w, "type", "file")) < 0 ||

@@ -36,6 +36,7 @@ typedef struct VmgrDomainConfig {
         const char *const *extra_disks; /* vdb, vdc, ... */
         const char *const *extra_disk_formats;
         size_t n_extra_disks;           /* <= VMGR_SPEC_MAX_EXTRA_DISKS */
+        const char *cloud_init_seed;    /* read-only raw disk after the others, or NULL */
         bool ipv4;                      /* second NIC (tap4/mac4) on PCI bus 2, guest enp2s0 */
         const char *console_log;        /* serial console (ttyS0) appended to this file */
         const char *agent_socket;       /* virtio-serial channel org.vmgr.agent.0, QEMU listens; < 108 bytes */
@@ -51,11 +52,11 @@ typedef struct VmgrDomainConfig {
 
 /* Build the domain XML. Devices: the primary virtio NIC (TAP and MAC from
  * lib/addressing.h) at PCI 01:00.0 behind pcie-root-port index 1, the IPv4
- * NIC at 02:00.0 behind index 2, virtio disks, serial console to a file, the
- * agent channel, virtio-rng, an ISA pvpanic device (a guest kernel panic
- * becomes a libvirt CRASHED event; on_crash destroys the domain); no
- * balloon, USB or graphics. Under KVM the CPU is host-passthrough, under TCG
- * QEMU's default model.
+ * NIC at 02:00.0 behind index 2, virtio disks (the cloud-init seed last,
+ * read-only), serial console to a file, the agent channel, virtio-rng, an
+ * ISA pvpanic device (a guest kernel panic becomes a libvirt CRASHED event;
+ * on_crash destroys the domain); no balloon, USB or graphics. Under KVM the
+ * CPU is host-passthrough, under TCG QEMU's default model.
  * Returns 0 and a malloc'd NUL-terminated string in *ret; -EINVAL for an
  * invalid name, a missing or relative path, an unknown disk format, an
  * unresolved accelerator, UEFI without an nvram path (or BIOS with one),

@@ -268,6 +268,57 @@ static void test_firmware_boot_kvm(void) {
         free(xml);
 }
 
+/* The cloud-init seed comes after every other disk, read-only and raw, so
+ * that the boot disk stays vda and the extra disks keep their names. */
+static void test_cloud_init_seed(void) {
+        VmgrDomainConfig c = {
+                .uid = 1000,
+                .group = "g1",
+                .vm = "web.1",
+                .vcpus = 1,
+                .memory_mib = 256,
+                .accel = VMGR_ACCEL_TCG,
+                .emulator = "/usr/bin/qemu-system-x86_64",
+                .boot_disk = "/state/g1/web.1/disk.qcow2",
+                .boot_disk_format = "qcow2",
+                .extra_disks = extra,
+                .extra_disk_formats = extra_formats,
+                .n_extra_disks = 2,
+                .cloud_init_seed = "/state/g1/web.1/cidata.iso",
+                .console_log = "/run/vm/console.log",
+                .agent_socket = "/run/vm/agent.sock",
+        };
+        char *xml = NULL;
+        xmlDocPtr doc;
+
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "count(/domain/devices/disk)", "4");
+        CHECK_XP(doc, "string(/domain/devices/disk[1]/target/@dev)", "vda");
+        CHECK_XP(doc, "string(/domain/devices/disk[3]/source/@file)", "/var/x/extra1.raw");
+        CHECK_XP(doc, "string(/domain/devices/disk[3]/target/@dev)", "vdc");
+        CHECK_XP(doc, "count(/domain/devices/disk[position() < 4]/readonly)", "0");
+        CHECK_XP(doc, "string(/domain/devices/disk[4]/@device)", "disk");
+        CHECK_XP(doc, "string(/domain/devices/disk[4]/source/@file)", "/state/g1/web.1/cidata.iso");
+        CHECK_XP(doc, "string(/domain/devices/disk[4]/driver/@type)", "raw");
+        CHECK_XP(doc, "string(/domain/devices/disk[4]/target/@dev)", "vdd");
+        CHECK_XP(doc, "string(/domain/devices/disk[4]/target/@bus)", "virtio");
+        CHECK_XP(doc, "count(/domain/devices/disk[4]/readonly)", "1");
+        xmlFreeDoc(doc);
+        free(xml);
+
+        /* Direct kernel boot, no other disk: the seed is vda. */
+        c.boot_disk = NULL, c.boot_disk_format = NULL, c.n_extra_disks = 0;
+        c.kernel = "/boot/vmlinuz";
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "count(/domain/devices/disk)", "1");
+        CHECK_XP(doc, "string(/domain/devices/disk[1]/target/@dev)", "vda");
+        CHECK_XP(doc, "count(/domain/devices/disk[1]/readonly)", "1");
+        xmlFreeDoc(doc);
+        free(xml);
+}
+
 /* UEFI: libvirt's firmware auto-selection with Secure Boot and enrolled
  * keys off, the VM's own NVRAM file; direct kernel boot and disk boot alike. */
 static void test_uefi(void) {
@@ -354,6 +405,8 @@ static void test_invalid(void) {
         c = direct_config(), c.extra_disks = relative, c.n_extra_disks = 1;
         check_invalid(&c);
         c = direct_config(), c.n_extra_disks = VMGR_SPEC_MAX_EXTRA_DISKS + 1;
+        check_invalid(&c);
+        c = direct_config(), c.cloud_init_seed = "cidata.iso";
         check_invalid(&c);
         /* Firmware boot without a disk, or with a command line but no kernel. */
         c = direct_config(), c.kernel = NULL, c.initrd = NULL, c.cmdline = NULL;
@@ -533,6 +586,7 @@ int main(int argc, char **argv) {
 
         test_direct_boot_tcg();
         test_firmware_boot_kvm();
+        test_cloud_init_seed();
         test_uefi();
         test_invalid();
         test_name();
