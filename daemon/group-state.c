@@ -24,6 +24,7 @@
 #include "forward.h"
 #include "group.h"
 #include "group-state.h"
+#include "journal-follow.h"
 #include "json-util.h"
 #include "log.h"
 #include "macro.h"
@@ -98,6 +99,8 @@ static json_object *vm_to_json(VM *vm) {
                 json_object_object_add(o, "last_error", json_object_new_string(vm->last_error));
         if (vm->adding || vm->removing)
                 json_object_object_add(o, "unfinished", json_object_new_boolean(true));
+        if (*vm_journal_cursor(vm))
+                json_object_object_add(o, "journal_cursor", json_object_new_string(vm_journal_cursor(vm)));
         return o;
 }
 
@@ -253,6 +256,8 @@ static void adopt_vms(Group *g, json_object *o) {
                 vmgr_vm_spec_done(&spec);
                 if (r < 0)
                         log_group_errno(LOG_WARNING, r, g->name, "VM '%s' cannot be adopted: %m", name);
+                else if (get_string(v, "journal_cursor"))
+                        (void) vm_journal_set_cursor(vm, get_string(v, "journal_cursor"));
         }
 }
 

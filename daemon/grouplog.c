@@ -83,6 +83,8 @@ struct ConsoleFollower {
         sd_event_source *inotify;       /* off while a read is scheduled */
         sd_event_source *timer;         /* the scheduled read */
         struct vmgr_line_splitter split;
+        console_line_handler_t line_handler;
+        void *line_userdata;
 };
 
 static const char *const source_names[] = {
@@ -432,7 +434,18 @@ static void budget_append(Budget *b, sd_event *event, const char *line, size_t l
 static void console_line(const char *line, size_t len, void *userdata) {
         ConsoleFollower *c = userdata;
 
+        /* Before the budget: a guest that floods its console must not hide a
+         * line the VM's owner waits for. */
+        if (c->line_handler)
+                c->line_handler(line, len, c->line_userdata);
         budget_append(&c->console, c->event, line, len);
+}
+
+void console_follower_set_line_handler(ConsoleFollower *c, console_line_handler_t handler, void *userdata) {
+        if (!c)
+                return;
+        c->line_handler = handler;
+        c->line_userdata = userdata;
 }
 
 void console_follower_guest_line(ConsoleFollower *c, const char *text, size_t len) {
@@ -651,6 +664,8 @@ void console_follower_sync(ConsoleFollower *c) {
 ConsoleFollower *console_follower_free(ConsoleFollower *c) {
         if (!c)
                 return NULL;
+        /* Its owner is going away: the last lines go to the log only. */
+        c->line_handler = NULL;
         if (c->fd >= 0 && c->log) {
                 (void) console_read(c, false);
                 vmgr_line_flush(&c->split, console_line, c);

@@ -84,10 +84,15 @@ unsigned group_log_n_followers(const GroupLog *l);
  * not exist. Returns 0 or -errno. */
 int console_follower_new(sd_event *event, GroupLog *l, const char *vm, const char *path,
                          const GroupLogLimits *limits, ConsoleFollower **ret);
+/* Have every console line (stripped, before any rate limit) also handed to
+ * handler, which may free nothing of the follower's. NULL turns it off. */
+typedef void (*console_line_handler_t)(const char *line, size_t len, void *userdata);
+void console_follower_set_line_handler(ConsoleFollower *c, console_line_handler_t handler, void *userdata);
 /* A line from the same VM's guest (its agent's LOG): stripped of terminal
  * controls and into l as [vm=NAME guest] within the limits of its own. */
 void console_follower_guest_line(ConsoleFollower *c, const char *text, size_t len);
 /* Read what the file has now (before a snapshot of the log). NULL is fine. */
 void console_follower_sync(ConsoleFollower *c);
-/* Read what is left, emit a partial last line, free. NULL is fine. */
+/* Read what is left, emit a partial last line (to the log only, not to
+ * the line handler), free. NULL is fine. */
 ConsoleFollower *console_follower_free(ConsoleFollower *c);

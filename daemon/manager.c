@@ -514,6 +514,11 @@ int manager_reexec_schedule(Manager *m) {
         r = sd_event_add_time_relative(m->event, &m->reexec_source, CLOCK_MONOTONIC, 0, 0, on_reexec, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot re-execute: %m");
+        /* The guests' journal cursors as they are now (no entry is taken
+         * from here on: journal-follow.c), for the next image to resume. */
+        for (Group *g = m->groups; g; g = g->next)
+                if (g->state == GROUP_RUNNING)
+                        group_save(g);
         return 0;
 }
 

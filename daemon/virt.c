@@ -315,7 +315,8 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
                 }
                 break;
         case VIR_DOMAIN_EVENT_CRASHED:
-                e->event = VIRT_DOMAIN_CRASHED;
+                /* PANICKED: the guest wrote to its pvpanic device. */
+                e->event = detail == VIR_DOMAIN_EVENT_CRASHED_PANICKED ? VIRT_DOMAIN_PANICKED : VIRT_DOMAIN_CRASHED;
                 snprintf(e->why, sizeof(e->why), "guest panicked");
                 break;
         default:

@@ -26,7 +26,8 @@ typedef struct Virt Virt;
 typedef enum VirtDomainEvent {
         VIRT_DOMAIN_STARTED,
         VIRT_DOMAIN_STOPPED,            /* shut down, destroyed or powered off */
-        VIRT_DOMAIN_CRASHED,            /* guest panic, or QEMU died unexpectedly */
+        VIRT_DOMAIN_CRASHED,            /* QEMU died unexpectedly, or the guest crashed */
+        VIRT_DOMAIN_PANICKED,           /* the guest's kernel panicked (pvpanic) */
         VIRT_DOMAIN_REBOOTED,
 } VirtDomainEvent;
 

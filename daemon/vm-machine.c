@@ -92,6 +92,14 @@ static const Transition transitions[] = {
         { OP(VM_OP_REBOOT), REBOOT_REQUEST, VM_INPUT_DONE, REBOOT_DONE, "" },
         { OP(VM_OP_REBOOT), REBOOT_REQUEST, VM_INPUT_FAILED, REBOOT_DONE, "fails" },
 
+        /* Panic: begun by vmgrd when the guest's kernel panicked; a waiting
+         * Shutdown gives way to it. The guest is dead: its QEMU (which may spin
+         * or reboot) is destroyed, and the VM is crashed. */
+        { OP(VM_OP_PANIC), VM_STEP_NEW, VM_INPUT_BEGIN, PANIC_DONE, "the VM does not run" },
+        { OP(VM_OP_PANIC), VM_STEP_NEW, VM_INPUT_BEGIN, PANIC_DESTROY, "-> stopping" },
+        { OP(VM_OP_PANIC), PANIC_DESTROY, VM_INPUT_DONE, PANIC_DONE, "-> crashed" },
+        { OP(VM_OP_PANIC), PANIC_DESTROY, VM_INPUT_FAILED, PANIC_DONE, "fails; -> crashed" },
+
         /* Remove: the domain, the TAPs, the files; then the VM leaves its group. */
         { OP(VM_OP_REMOVE), VM_STEP_NEW, VM_INPUT_BEGIN, REMOVE_DESTROY, "a domain may run; -> stopping" },
         { OP(VM_OP_REMOVE), VM_STEP_NEW, VM_INPUT_BEGIN, REMOVE_TAP, "a TAP" },
@@ -117,6 +125,7 @@ static const char *const op_names[_VM_OP_MAX] = {
         [VM_OP_REBOOT] = "reboot",
         [VM_OP_RESTART] = "restart",
         [VM_OP_REMOVE] = "remove",
+        [VM_OP_PANIC] = "panic",
 };
 
 static const char *const input_names[_VM_INPUT_MAX] = {
@@ -148,6 +157,7 @@ const char *vm_step_to_string(VMOp op, int step) {
                                                 "wait-guest", "hard-stop", "done" };
         static const char *const reboot[] = { "request", "done" };
         static const char *const remove[] = { "destroy", "tap", "tap4", "files", "done" };
+        static const char *const panic[] = { "destroy", "done" };
         const char *const *names = NULL;
         size_t n = 0;
 
@@ -172,6 +182,9 @@ const char *vm_step_to_string(VMOp op, int step) {
                 break;
         case VM_OP_REMOVE:
                 names = remove, n = ELEMENTSOF(remove);
+                break;
+        case VM_OP_PANIC:
+                names = panic, n = ELEMENTSOF(panic);
                 break;
         default:
                 break;
@@ -401,6 +414,27 @@ static void reboot_step(Machine *m) {
         }
 }
 
+static void panic_step(Machine *m) {
+        switch (m->input) {
+        case VM_INPUT_BEGIN:
+                if (!state_is_active(m->f.state))
+                        return finish(m, PANIC_DONE, 0, VM_FINISH_OK, VM_OP_NONE);
+                /* WaitReady fails from here on (vm-ready.c); "crashed" once the
+                 * domain is gone, so that Start works at once. libvirt destroys
+                 * it too after a pvpanic event (on_crash), and our destroy waits
+                 * for that: QEMU took about 1.5 s to exit under TCG. */
+                emit(m, VM_ACTION_NOTE_PANICKED);
+                set_state(m, VM_STOPPING);
+                return emit_virt(m, VIRT_DESTROY, PANIC_DESTROY);
+        case VM_INPUT_DONE:
+                set_state(m, VM_CRASHED);
+                return finish(m, PANIC_DONE, 0, VM_FINISH_OK, VM_OP_NONE);
+        default:
+                set_state(m, VM_CRASHED);
+                return fail_step(m, PANIC_DONE);
+        }
+}
+
 /* Go on with Remove's steps at step, passing those with nothing to do. */
 static void remove_from(Machine *m, RemoveStep step) {
         switch (step) {
@@ -473,6 +507,9 @@ static void op_step(Machine *m) {
         case VM_OP_REMOVE:
                 remove_step(m);
                 break;
+        case VM_OP_PANIC:
+                panic_step(m);
+                break;
         default:
                 break;
         }
@@ -496,7 +533,7 @@ static void preempt(Machine *m, VMOp by) {
 }
 
 bool vm_machine_preempts(VMOp op) {
-        return op == VM_OP_KILL || op == VM_OP_REMOVE;
+        return op == VM_OP_KILL || op == VM_OP_REMOVE || op == VM_OP_PANIC;
 }
 
 int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp arg, VMMachineResult *ret) {
@@ -545,7 +582,10 @@ int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp
                 break;
 
         case VM_INPUT_DOMAIN_CRASHED:
-                emit(&m, VM_ACTION_NOTE_CRASHED);
+                /* After a panic libvirt reports the crash too (on_crash destroys the
+                 * domain): LastError keeps the panic's message. */
+                if (!m.f.panicked)
+                        emit(&m, VM_ACTION_NOTE_CRASHED);
                 op_step(&m);
                 /* Other operations see to the state themselves. */
                 if (m.finished || op == VM_OP_NONE || op == VM_OP_SHUTDOWN)

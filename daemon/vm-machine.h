@@ -3,7 +3,8 @@
 
 /*
  * The decisions behind a VM's operations (Start, Kill, Shutdown, Reboot,
- * Restart, Remove), apart from their execution: given the operation in
+ * Restart, Remove, and Panic, which vmgrd begins itself when the guest's
+ * kernel panicked), apart from their execution: given the operation in
  * flight, its step, what is known of the VM and an input (a caller's request,
  * a finished step, the shutdown deadline, the agent's answer, a libvirt
  * event), vm_machine_feed() says which step comes next and which actions
@@ -55,6 +56,12 @@ typedef enum RebootStep {
         REBOOT_DONE,
 } RebootStep;
 
+/* The guest panicked (vm-panic.c): the domain destroyed, the VM crashed. */
+typedef enum PanicStep {
+        PANIC_DESTROY,
+        PANIC_DONE,
+} PanicStep;
+
 typedef enum RemoveStep {
         REMOVE_DESTROY,
         REMOVE_TAP,
@@ -101,6 +108,7 @@ typedef enum VMActionKind {
         VM_ACTION_REBOOT_REQUESTED,     /* readiness: the boot is going away */
         VM_ACTION_NOTE_STOPPED,         /* log that the guest stopped by itself */
         VM_ACTION_NOTE_CRASHED,         /* log the crash and set LastError */
+        VM_ACTION_NOTE_PANICKED,        /* log the guest's panic and set LastError (vm_panic_note()) */
         VM_ACTION_REMOVE_FILES,         /* the VM's directory, on the pool */
         VM_ACTION_QUEUE_REMOVE,         /* remove once the op in flight is done */
         VM_ACTION_BEGIN_REMOVE,         /* start Remove now */
@@ -142,6 +150,7 @@ typedef struct VMFacts {
         bool xml_prepared;
         bool has_deadline;              /* Shutdown got a timeout */
         bool remove_requested;
+        bool panicked;                  /* the guest panicked since its start: LastError says so */
         /* Which operation is which: vm.c numbers each at its BEGIN. A DONE or
          * FAILED of a call an earlier operation made (it finished while the
          * call was out) must not move the one in flight now. */

@@ -19,6 +19,7 @@
 #include "bus-error.h"
 #include "group.h"
 #include "grouplog.h"
+#include "journal-follow.h"
 #include "guest-exec.h"
 #include "logline.h"
 #include "log.h"
@@ -141,6 +142,26 @@ static int waiter_new(sd_event *event, ReadyWaiter **list, sd_bus_message *call,
         return 0;
 }
 
+/* Whether the VM crashed, or its guest panicked and its domain is being
+ * destroyed: it does not come back by itself. */
+static bool vm_has_crashed(VM *vm) {
+        return vm->state == VM_CRASHED || vm->op == VM_OP_PANIC;
+}
+
+/* Its waiters fail at once, with LastError (a guest kernel panic says its
+ * message). */
+static void waiter_reply_crashed(ReadyWaiter *w, VM *vm) {
+        waiter_reply(w, -ESRCH, "VM '%s' crashed%s%s", vm->name, vm->last_error && *vm->last_error ? ": " : "",
+                     vm->last_error ?: "");
+}
+
+static VM *group_crashed_vm(Group *g) {
+        for (VM *vm = g->vms; vm; vm = vm->next)
+                if (vm_has_crashed(vm))
+                        return vm;
+        return NULL;
+}
+
 static bool group_is_ready(Group *g) {
         for (VM *vm = g->vms; vm; vm = vm->next)
                 if (vm->state != VM_READY)
@@ -154,6 +175,11 @@ static void group_ready_check(Group *g) {
                 return;
         if (!g->manager || g->state == GROUP_DELETING || g->state == GROUP_FAILED) {
                 group_ready_cancel(g);
+                return;
+        }
+        if (group_crashed_vm(g)) {
+                while (g->ready_waiters)
+                        waiter_reply_crashed(g->ready_waiters, group_crashed_vm(g));
                 return;
         }
         if (!group_is_ready(g))
@@ -179,6 +205,9 @@ static void vm_ready_notify(VM *vm) {
         } else if (vm->state == VM_READY)
                 while (vm->ready_waiters)
                         waiter_reply(vm->ready_waiters, 0, NULL);
+        else if (vm_has_crashed(vm))
+                while (vm->ready_waiters)
+                        waiter_reply_crashed(vm->ready_waiters, vm);
         if (vm->group)
                 group_ready_check(vm->group);
 }
@@ -201,6 +230,8 @@ int vm_wait_ready(VM *vm, sd_bus_message *call, uint64_t timeout_usec) {
         if (r < 0)
                 return r;
         w->vm = vm_ref(vm);
+        if (vm_has_crashed(vm))
+                waiter_reply_crashed(w, vm);
         return 0;
 }
 
@@ -214,6 +245,8 @@ int group_wait_ready(Group *g, sd_bus_message *call, uint64_t timeout_usec) {
         if (r < 0)
                 return r;
         w->group = group_ref(g);
+        if (group_crashed_vm(g))
+                waiter_reply_crashed(w, group_crashed_vm(g));
         return 0;
 }
 
@@ -380,6 +413,13 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
         vm_ready_evaluate(vm);
 }
 
+/* Every console line of the VM, as it is read. */
+static void on_console_line(const char *line, size_t len, void *userdata) {
+        VM *vm = userdata;
+
+        vm_panic_console_line(vm, line, len);
+}
+
 void vm_ready_state_changed(VM *vm, VMState old) {
         switch (vm->state) {
         case VM_STARTING:
@@ -410,6 +450,8 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                                          &vm->console) < 0)
                         log_internal(LOG_WARNING, errno, vm->group->name, vm->name,
                                      "Cannot follow the console log %s", vm->console_log);
+                console_follower_set_line_handler(vm->console, on_console_line, vm);
+                vm_journal_start(vm);
                 if (vm->agent) {
                         agent_session_set_log_handler(vm->agent, on_agent_log);
                         agent_session_set_violation_handler(vm->agent, on_agent_violation);
@@ -425,6 +467,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                 break;
         default:
                 /* QEMU is gone. */
+                vm_journal_stop(vm);
                 probe_cancel(vm);
                 if (vm->agent)
                         agent_session_stop(vm->agent);
@@ -444,6 +487,7 @@ void vm_ready_reboot_requested(VM *vm) {
 }
 
 void vm_ready_done(VM *vm) {
+        vm_journal_done(vm);
         probe_cancel(vm);
         vm->shutdown_job = agent_job_free(vm->shutdown_job);
         vm->agent = agent_session_free(vm->agent);

@@ -96,6 +96,8 @@ void vm_set_state(VM *vm, VMState state) {
                 forward_vm_stopped(vm->group, vm->name);
         log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM is %s",
                      vm_state_to_string(state));
+        if (state == VM_STARTING)
+                vm->panicked = vm->panic_pending = false; /* a new boot */
         vm->state = state;
         (void) vm_emit_changed(vm, "State", NULL);
         vm_ready_state_changed(vm, old);
@@ -277,6 +279,7 @@ static VMFacts vm_facts(VM *vm) {
                 .xml_prepared = vm->xml != NULL,
                 .has_deadline = vm->op_timeout_usec > 0,
                 .remove_requested = vm->remove_requested,
+                .panicked = vm->panicked,
                 .op_seq = vm->op_seq,
                 .input_seq = vm->op_seq,
         };
@@ -337,6 +340,7 @@ static void vm_op_finish(VM *vm, const VMAction *a) {
                 vm->remove_requested = false;
                 (void) vm_operation(vm, VM_OP_REMOVE, 0, NULL, vm->remove_done, vm->remove_userdata);
         }
+        vm_panic_op_finished(vm);
         group_unref(op_group);
         vm_unref(vm); /* the operation's reference */
 }
@@ -639,7 +643,7 @@ static int prepare_work(void *userdata) {
         const VmgrVMSpec *s = &vm->spec;
         char reason[256] = "", cmdline[4200];
         char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
-        _cleanup_free_ char *boot_disk = NULL;
+        _cleanup_free_ char *boot_disk = NULL, *nvram = NULL;
         char *extra_paths[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
         const char *extra_formats[VMGR_SPEC_MAX_EXTRA_DISKS] = {};
         VmgrAccel accel;
@@ -667,6 +671,13 @@ static int prepare_work(void *userdata) {
         r = prepare_extra_disks(j, extra_paths, extra_formats);
         if (r < 0)
                 goto finish;
+        /* UEFI variables live with the disks: kept across stops and vmgrd
+         * restarts (the XML names the file), removed with the VM. */
+        if (s->firmware == VMGR_FIRMWARE_UEFI && asprintf(&nvram, "%s/nvram.fd", vm->dir) < 0) {
+                nvram = NULL;
+                r = -ENOMEM;
+                goto finish;
+        }
 
         VmgrDomainConfig c = {
                 .uid = geteuid(),
@@ -687,6 +698,8 @@ static int prepare_work(void *userdata) {
                 .ipv4 = s->ipv4,
                 .console_log = vm->console_log,
                 .agent_socket = vm->agent_socket,
+                .firmware = s->firmware,
+                .nvram = nvram,
         };
         r = vmgr_domain_xml(&c, &j->xml);
         if (r < 0)
@@ -1043,6 +1056,9 @@ static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *
                                      why);
                         vm_set_error(vm, why);
                         break;
+                case VM_ACTION_NOTE_PANICKED:
+                        vm_panic_note(vm);
+                        break;
                 case VM_ACTION_REMOVE_FILES:
                         remove_files(vm);
                         break;
@@ -1104,6 +1120,9 @@ void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why) {
                 break;
         case VIRT_DOMAIN_CRASHED:
                 (void) vm_machine_run(vm, VM_INPUT_DOMAIN_CRASHED, VM_OP_NONE, &ctx);
+                break;
+        case VIRT_DOMAIN_PANICKED:
+                vm_panic_pvpanic(vm);
                 break;
         case VIRT_DOMAIN_REBOOTED:
                 /* libvirt reports one reboot more than once; it is news, not a state. */

@@ -27,6 +27,7 @@ typedef struct AgentSession AgentSession;
 typedef struct AgentJob AgentJob;
 typedef struct ReadyWaiter ReadyWaiter;
 typedef struct ConsoleFollower ConsoleFollower;
+typedef struct JournalFollower JournalFollower;
 
 /* What a VM goes through on its way to "ready", in order (vm-ready.c). */
 typedef enum VMStage {
@@ -60,6 +61,7 @@ typedef enum VMOp {
         VM_OP_REBOOT,
         VM_OP_RESTART,
         VM_OP_REMOVE,
+        VM_OP_PANIC,            /* the guest panicked: its domain goes (vm-panic.c), no caller */
         _VM_OP_MAX,
 } VMOp;
 
@@ -97,6 +99,11 @@ struct VM {
         bool tap_created, tap4_created;
         bool ever_started;              /* a domain ran at least once */
 
+        /* The guest kernel's panic (vm-panic.c), once per boot. */
+        bool panicked;                  /* seen since the last start */
+        bool panic_pending;             /* its domain goes once the op in flight is done */
+        char panic_message[256];        /* "guest kernel panicked: ...", for LastError */
+
         /* The operation in flight. */
         VMOp op;
         uint64_t op_seq;                /* its number: each call it makes carries it, and a late
@@ -126,6 +133,11 @@ struct VM {
         char stale_boot_id[40];         /* after Reboot: the boot that is going away */
         unsigned n_guest_execs;         /* Exec processes (guest-exec.c) */
         unsigned guest_exec_counter;    /* the last process id given out */
+
+        /* Spec "journal": "gatewayd" (journal-follow.c). */
+        JournalFollower *journal;       /* while QEMU runs */
+        char *journal_cursor;           /* where it resumes: kept while QEMU is down, and in the state file */
+        sd_event_source *journal_save_timer; /* a state write soon after new entries */
 };
 
 const char *vm_state_to_string(VMState s);
@@ -174,6 +186,17 @@ int vm_remove(VM *vm, vm_op_done_t done, void *userdata);
 
 /* Domain events, routed by the manager. */
 void vm_domain_event(VM *vm, VirtDomainEvent event, const char *why);
+
+/* A guest kernel panic (vm-panic.c): the VM becomes "crashed" with
+ * LastError "guest kernel panicked: MESSAGE" and its domain is destroyed.
+ * Seen on a console line (len bytes, stripped of terminal controls): */
+void vm_panic_console_line(VM *vm, const char *line, size_t len);
+/* ... or through pvpanic (libvirt's CRASHED event, detail PANICKED): */
+void vm_panic_pvpanic(VM *vm);
+/* The LastError and log line of the panic (the machine's NOTE_PANICKED). */
+void vm_panic_note(VM *vm);
+/* An operation finished: a panic that had to wait for it goes on. */
+void vm_panic_op_finished(VM *vm);
 
 /* Re-read the IPv4 lease from the group's dnsmasq leases. */
 void vm_update_ipv4(VM *vm);

@@ -89,6 +89,9 @@ static int config_check(const VmgrDomainConfig *c) {
         for (size_t i = 0; i < c->n_extra_disks; i++)
                 if (!path_ok(c->extra_disks[i]) || !disk_format_ok(c->extra_disk_formats[i]))
                         return -EINVAL;
+        if (c->firmware == VMGR_FIRMWARE_UEFI ? !path_ok(c->nvram)
+                                              : c->firmware != VMGR_FIRMWARE_BIOS || c->nvram)
+                return -EINVAL;
         return 0;
 }
 
@@ -146,10 +149,25 @@ static int write_os(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
 
         if ((r = start(w, "os")) < 0)
                 return r;
+        /* libvirt picks the firmware from QEMU's descriptors
+         * (/usr/share/qemu/firmware): with these two features off, Debian's
+         * OVMF_CODE_4M.fd, which needs no SMM. */
+        if (c->firmware == VMGR_FIRMWARE_UEFI && (r = attr(w, "firmware", "efi")) < 0)
+                return r;
         if ((r = start(w, "type")) < 0 || (r = attr(w, "arch", "x86_64")) < 0 ||
             (r = attr(w, "machine", "q35")) < 0 || (r = W(xmlTextWriterWriteString(w, BAD_CAST "hvm"))) < 0 ||
             (r = end(w)) < 0)
                 return r;
+        if (c->firmware == VMGR_FIRMWARE_UEFI) {
+                if ((r = start(w, "firmware")) < 0 ||
+                    (r = EMPTY(w, "feature", "enabled", "no", "name", "secure-boot")) < 0 ||
+                    (r = EMPTY(w, "feature", "enabled", "no", "name", "enrolled-keys")) < 0 || (r = end(w)) < 0)
+                        return r;
+                /* The VM's own variables: libvirt copies the firmware's
+                 * template here when the file is missing, and keeps it. */
+                if ((r = text_element(w, "nvram", c->nvram)) < 0)
+                        return r;
+        }
         if (c->kernel) {
                 if ((r = text_element(w, "kernel", c->kernel)) < 0)
                         return r;
@@ -252,6 +270,11 @@ static int write_devices(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
 
         if ((r = EMPTY(w, "memballoon", "model", "none")) < 0)
                 return r;
+        /* pvpanic at I/O port 0x505, ACPI device QEMU0001 (the guest's
+         * pvpanic-mmio driver): a guest kernel panic becomes libvirt's
+         * CRASHED event instead of a hang or a silent reboot. */
+        if ((r = EMPTY(w, "panic", "model", "isa")) < 0)
+                return r;
         if ((r = start(w, "rng")) < 0 || (r = attr(w, "model", "virtio")) < 0 || (r = start(w, "backend")) < 0 ||
             (r = attr(w, "model", "random")) < 0 || (r = W(xmlTextWriterWriteString(w, BAD_CAST "/dev/urandom"))) < 0 ||
             (r = end(w)) < 0 || (r = end(w)) < 0)
@@ -293,6 +316,9 @@ static int write_domain(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
                 return r;
         if ((r = EMPTY(w, "clock", "offset", "utc")) < 0)
                 return r;
+        /* on_crash destroy, not preserve: a panicked guest's QEMU goes at
+         * once (it burns no CPU and holds no memory); vmgr takes no memory
+         * dumps, and the console keeps the panic and its backtrace. */
         if ((r = text_element(w, "on_poweroff", "destroy")) < 0 || (r = text_element(w, "on_reboot", "restart")) < 0 ||
             (r = text_element(w, "on_crash", "destroy")) < 0)
                 return r;

@@ -29,7 +29,7 @@ typedef struct VmgrDomainConfig {
         VmgrAccel accel;                /* resolved: VMGR_ACCEL_KVM or VMGR_ACCEL_TCG */
         const char *emulator;           /* absolute, e.g. /usr/bin/qemu-system-x86_64 */
         /* Direct kernel boot when kernel is set (initrd and cmdline optional);
-         * otherwise firmware (SeaBIOS) boots from boot_disk. */
+         * otherwise the firmware (SeaBIOS or OVMF) boots from boot_disk. */
         const char *kernel, *initrd, *cmdline;
         const char *boot_disk;          /* vda, or NULL */
         const char *boot_disk_format;   /* "qcow2" or "raw" */
@@ -39,6 +39,11 @@ typedef struct VmgrDomainConfig {
         bool ipv4;                      /* second NIC (tap4/mac4) on PCI bus 2, guest enp2s0 */
         const char *console_log;        /* serial console (ttyS0) appended to this file */
         const char *agent_socket;       /* virtio-serial channel org.vmgr.agent.0, QEMU listens; < 108 bytes */
+        /* VMGR_FIRMWARE_UEFI: OVMF chosen by libvirt from QEMU's firmware
+         * descriptors (Secure Boot and enrolled keys off), its variables in
+         * nvram (absolute; libvirt copies the template there when missing). */
+        VmgrFirmware firmware;
+        const char *nvram;              /* UEFI only, required there */
 } VmgrDomainConfig;
 
 /* Name of the virtio-serial port the guest agent opens. */
@@ -47,11 +52,14 @@ typedef struct VmgrDomainConfig {
 /* Build the domain XML. Devices: the primary virtio NIC (TAP and MAC from
  * lib/addressing.h) at PCI 01:00.0 behind pcie-root-port index 1, the IPv4
  * NIC at 02:00.0 behind index 2, virtio disks, serial console to a file, the
- * agent channel, virtio-rng; no balloon, USB or graphics. Under KVM the CPU is
- * host-passthrough, under TCG QEMU's default model.
+ * agent channel, virtio-rng, an ISA pvpanic device (a guest kernel panic
+ * becomes a libvirt CRASHED event; on_crash destroys the domain); no
+ * balloon, USB or graphics. Under KVM the CPU is host-passthrough, under TCG
+ * QEMU's default model.
  * Returns 0 and a malloc'd NUL-terminated string in *ret; -EINVAL for an
  * invalid name, a missing or relative path, an unknown disk format, an
- * unresolved accelerator, or a string that is not valid UTF-8 or holds a
+ * unresolved accelerator, UEFI without an nvram path (or BIOS with one),
+ * or a string that is not valid UTF-8 or holds a
  * control character; -ENAMETOOLONG if agent_socket does not fit a
  * sockaddr_un (107 bytes); -ENOMEM if libxml2 fails. */
 int vmgr_domain_xml(const VmgrDomainConfig *c, char **ret);

@@ -172,7 +172,7 @@ server_bind=(--bind 0.0.0.0)
 http_server 8091 env
 check_eq "the host's servers answer on the host" vmgr-firewall-test "$(fetch host "http://127.0.0.1:8090/marker" 2>&1)"
 for target in "[${exp_B[gateway6]}]:8090" "${exp_B[gateway4]}:8090" "${exp_B[gateway4]}:8091" \
-        "[${exp_B[management6]}]:8090" "[${exp_B[files6]}]:8090" \
+        "[${exp_B[management6]}]:8090" "[${exp_B[logs6]}]:8090" "[${exp_B[files6]}]:8090" \
         "[${exp_A[gateway6]}]:8090" "${exp_A[gateway4]}:8091" "[${exp_A[management6]}]:8090" \
         "[${exp_A[files6]}]:8090"; do
         check_fails "B's guest cannot connect to the host's wildcard server at $target" \

@@ -131,6 +131,9 @@ static void check_common_devices(xmlDocPtr doc) {
         CHECK_XP(doc, "string(/domain/devices/rng/@model)", "virtio");
         CHECK_XP(doc, "string(/domain/devices/rng/backend/@model)", "random");
         CHECK_XP(doc, "string(/domain/devices/rng/backend)", "/dev/urandom");
+        /* pvpanic in every domain, whatever the firmware. */
+        CHECK_XP(doc, "count(/domain/devices/panic)", "1");
+        CHECK_XP(doc, "string(/domain/devices/panic/@model)", "isa");
         CHECK_XP(doc, "count(/domain/devices/graphics)", "0");
         CHECK_XP(doc, "count(/domain/devices/video)", "0");
         CHECK_XP(doc, "count(/domain/devices/input)", "0");
@@ -152,6 +155,8 @@ static void test_direct_boot_tcg(void) {
         CHECK_XP(doc, "string(/domain/vcpu)", "2");
         CHECK_XP(doc, "count(/domain/cpu)", "0");
         CHECK_XP(doc, "count(/domain/os/boot)", "0");
+        /* BIOS: SeaBIOS, QEMU's default; no NVRAM. */
+        CHECK_XP(doc, "count(/domain/os/@firmware | /domain/os/firmware | /domain/os/nvram | /domain/os/loader)", "0");
         /* Every special character comes back as it went in. */
         CHECK_XP(doc, "string(/domain/os/kernel)", NASTY_DIR "/vmlinuz");
         CHECK_XP(doc, "string(/domain/os/initrd)", NASTY_DIR "/initrd.gz");
@@ -263,6 +268,49 @@ static void test_firmware_boot_kvm(void) {
         free(xml);
 }
 
+/* UEFI: libvirt's firmware auto-selection with Secure Boot and enrolled
+ * keys off, the VM's own NVRAM file; direct kernel boot and disk boot alike. */
+static void test_uefi(void) {
+        VmgrDomainConfig c = direct_config();
+        char *xml = NULL;
+        xmlDocPtr doc;
+
+        c.firmware = VMGR_FIRMWARE_UEFI;
+        c.nvram = NASTY_DIR "/nvram.fd";
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "string(/domain/os/@firmware)", "efi");
+        CHECK_XP(doc, "count(/domain/os/firmware/feature)", "2");
+        CHECK_XP(doc, "string(/domain/os/firmware/feature[@name='secure-boot']/@enabled)", "no");
+        CHECK_XP(doc, "string(/domain/os/firmware/feature[@name='enrolled-keys']/@enabled)", "no");
+        CHECK_XP(doc, "string(/domain/os/nvram)", NASTY_DIR "/nvram.fd");
+        CHECK_XP(doc, "count(/domain/os/nvram/@template)", "0");
+        /* Not pinned to a file: libvirt chooses from QEMU's descriptors. */
+        CHECK_XP(doc, "count(/domain/os/loader)", "0");
+        /* No SMM: the firmware without Secure Boot does not need it. */
+        CHECK_XP(doc, "count(/domain/features/smm)", "0");
+        /* OVMF boots the kernel QEMU is given. */
+        CHECK_XP(doc, "string(/domain/os/kernel)", NASTY_DIR "/vmlinuz");
+        CHECK_XP(doc, "string(/domain/os/cmdline)", NASTY_CMDLINE);
+        /* libvirt wants <type> first in <os>. */
+        CHECK_XP(doc, "name(/domain/os/*[1])", "type");
+        check_common_devices(doc);
+        xmlFreeDoc(doc);
+        free(xml);
+
+        /* From a disk. */
+        c.kernel = c.initrd = c.cmdline = NULL;
+        c.boot_disk = "/state/g/a/disk.qcow2";
+        c.boot_disk_format = "qcow2";
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "string(/domain/os/@firmware)", "efi");
+        CHECK_XP(doc, "string(/domain/os/boot/@dev)", "hd");
+        CHECK_XP(doc, "string(/domain/os/nvram)", NASTY_DIR "/nvram.fd");
+        xmlFreeDoc(doc);
+        free(xml);
+}
+
 static void check_invalid(const VmgrDomainConfig *c) {
         char *xml = (char *) "untouched";
 
@@ -313,6 +361,17 @@ static void test_invalid(void) {
         c = direct_config(), c.kernel = NULL, c.initrd = NULL, c.boot_disk = "/d.raw", c.boot_disk_format = "raw";
         check_invalid(&c);
         c = direct_config(), c.boot_disk = "/d.raw", c.boot_disk_format = NULL;
+        check_invalid(&c);
+        /* UEFI needs its NVRAM path, absolute; BIOS has none; no other firmware. */
+        c = direct_config(), c.firmware = VMGR_FIRMWARE_UEFI;
+        check_invalid(&c);
+        c = direct_config(), c.firmware = VMGR_FIRMWARE_UEFI, c.nvram = "nvram.fd";
+        check_invalid(&c);
+        c = direct_config(), c.firmware = VMGR_FIRMWARE_UEFI, c.nvram = "/x\nvram.fd";
+        check_invalid(&c);
+        c = direct_config(), c.nvram = "/x/nvram.fd";
+        check_invalid(&c);
+        c = direct_config(), c.firmware = (VmgrFirmware) 7;
         check_invalid(&c);
 
         /* An agent socket path that no sockaddr_un can hold. */
@@ -474,6 +533,7 @@ int main(int argc, char **argv) {
 
         test_direct_boot_tcg();
         test_firmware_boot_kvm();
+        test_uefi();
         test_invalid();
         test_name();
         test_uuid();

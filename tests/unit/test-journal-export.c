@@ -299,10 +299,44 @@ static void test_partial(void) {
         CHECK(journal_parser_feed(&p, "\n\n\n", 3, &e) == 3 && !e);
 }
 
+/* What vmgrd's follower (daemon/journal-follow.c) relies on: a stream cut
+ * mid-entry and a new one parsed from the start by a parser made ready
+ * again gives only whole entries, none twice; a cursor sent as a binary
+ * field keeps its NUL and CR LF in the value (len), so the follower can
+ * tell it from a text cursor and refuse it. */
+static void test_reconnect_and_cursor(void) {
+        static struct journal_parser p;
+        const struct journal_entry *e;
+        const char *first = "__CURSOR=s=a;i=1\nMESSAGE=one\n\n__CURSOR=s=a;i=2\nMESS";
+        const char *second = "__CURSOR=s=a;i=2\nMESSAGE=two\n\n";
+        char bad[64];
+        size_t n = 0, used;
+
+        journal_parser_init(&p);
+        used = journal_parser_feed(&p, first, strlen(first), &e);
+        CHECK(e && strcmp(e->message, "one") == 0 && strcmp(e->cursor, "s=a;i=1") == 0);
+        CHECK(journal_parser_feed(&p, first + used, strlen(first) - used, &e) == strlen(first) - used && !e);
+        /* The connection broke: a new stream resumes after "s=a;i=1". */
+        journal_parser_init(&p);
+        CHECK(journal_parser_feed(&p, second, strlen(second), &e) == strlen(second) && e);
+        CHECK_STREQ(e->message, "two");
+        CHECK_STREQ(e->cursor, "s=a;i=2");
+
+        n += put_binary(bad + n, "__CURSOR", "s=b\r\nX-A: 1\0z", 13);
+        n += put_text(bad + n, "MESSAGE=m\n\n");
+        journal_parser_init(&p);
+        CHECK(journal_parser_feed(&p, bad, n, &e) == n && e);
+        CHECK(e->fields[JOURNAL_FIELD_CURSOR].present && !e->fields[JOURNAL_FIELD_CURSOR].cut);
+        CHECK(e->fields[JOURNAL_FIELD_CURSOR].len == 13);
+        CHECK(strlen(e->cursor) == 11); /* up to the NUL */
+        CHECK_STREQ(e->message, "m");
+}
+
 int main(void) {
         test_log_text();
         test_sample();
         test_binary_and_odd();
         test_partial();
+        test_reconnect_and_cursor();
         TEST_DONE();
 }

@@ -156,6 +156,9 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
                 case VM_ACTION_NOTE_CRASHED:
                         append(v, "%s", "note-crashed");
                         break;
+                case VM_ACTION_NOTE_PANICKED:
+                        append(v, "%s", "note-panicked");
+                        break;
                 case VM_ACTION_REMOVE_FILES:
                         v->pending = a->kind;
                         append(v, "%s", "remove-files");
@@ -617,6 +620,82 @@ static void test_busy_and_events(void) {
         CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
 }
 
+/* The guest's kernel panicked: vm-panic.c notes it (facts.panicked) and
+ * begins Panic, which destroys its domain; then the VM is crashed. */
+static void test_panic(void) {
+        char preempted[512];
+        FakeVM v = running();
+        uint64_t seq;
+
+        v.f.panicked = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown");
+        CHECK_STREQ(STEP(&v), "destroy");
+        /* Start waits for the destroy (a domain of that name still runs);
+         * meanwhile the VM is stopping. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "busy");
+        /* pvpanic: libvirt destroys the domain too and says it crashed; LastError
+         * keeps the panic's message and the state is the operation's. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:crashed finish:ok");
+        CHECK(v.f.state == VM_CRASHED);
+        /* ... or after it. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "state:crashed");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "");
+        /* A crash without a panic still says why. */
+        v = running();
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed state:crashed");
+
+        /* The destroy fails: crashed all the same, with libvirt's reason. */
+        v = running();
+        v.f.panicked = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "state:crashed finish:failed");
+        CHECK(v.f.state == VM_CRASHED);
+
+        /* Nothing runs (its QEMU went meanwhile): nothing to do. */
+        v = running();
+        v.f.state = VM_STOPPED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "finish:ok");
+        CHECK(v.f.state == VM_STOPPED);
+
+        /* A Shutdown waiting for the guest gives way: the guest will not power off. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_OK, 0), "");
+        v.f.panicked = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-panic");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:crashed finish:ok");
+        /* ... also while libvirt presses the power button (its late answer is dropped). */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_SHUTDOWN), "state:stopping agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_AGENT_SHUTDOWN_FAILED, 0), "virt:shutdown");
+        seq = v.f.op_seq;
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown finish:cut-short/by-panic");
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, seq), "stale");
+        CHECK_STREQ(STEP(&v), "destroy");
+
+        /* Other operations are not cut short: vm-panic.c begins Panic after them. */
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "state:stopping virt:destroy");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "busy");
+        CHECK_STREQ(preempted, "drop-agent-shutdown");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:stopped finish:ok");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "finish:ok");
+        v = running();
+        CHECK_STREQ(BEGIN(&v, VM_OP_REBOOT), "reboot-requested virt:reboot");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "busy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok");
+        CHECK_STREQ(BEGIN(&v, VM_OP_PANIC), "note-panicked state:stopping virt:destroy");
+
+        /* Remove asked for during Panic follows it. */
+        CHECK_STREQ(feed(&v, VM_INPUT_REMOVE, 0), "drop-agent-shutdown queue-remove");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:crashed finish:ok/then-remove");
+}
+
 /* The steps each operation passes over when their work is done already. */
 static void test_skipped_steps(void) {
         char preempted[512];
@@ -706,6 +785,7 @@ int main(void) {
         test_remove();
         test_restart_reboot();
         test_busy_and_events();
+        test_panic();
         test_skipped_steps();
         test_table_covered();
         TEST_DONE();
