@@ -7,11 +7,12 @@
 #     an agent that is not one), without building;
 #   - the image with the agent, built once and then taken from the cache
 #     (a second call takes less than a second), boots under TCG with BIOS
-#     from a disk VM; the VM becomes ready (agent, derived IPv6 address),
+#     (SeaBIOS, syslinux) and with UEFI (OVMF, systemd-boot) from disk VMs;
+#     the VMs become ready (agent, derived IPv6 address),
 #     exec works, hostname, persistent journal, systemd-journal-gatewayd
 #     answering on port 19531, nothing else listening, no root password,
 #     cloud-init off without a seed;
-#   - a second VM with "ipv4": true gets its DHCPv4 lease on enp2s0.
+#   - the UEFI VM, with "ipv4": true, gets its DHCPv4 lease on enp2s0.
 # Prints the build and boot times.
 
 source "$(dirname "$0")/lib.sh"
@@ -87,9 +88,9 @@ vmgr_start_vmgrd
 
 spec='{"accelerator":"tcg","vms":[
         {"name":"d","disk":"'$image'","agent":true,"memory_mib":768},
-        {"name":"e","disk":"'$image'","agent":true,"memory_mib":768,"ipv4":true}]}'
+        {"name":"e","disk":"'$image'","agent":true,"memory_mib":768,"ipv4":true,"firmware":"uefi"}]}'
 t0=$(vmgr_now_ms)
-check "CreateGroup g (two disk VMs of the image)" busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager \
+check "CreateGroup g (two disk VMs of the image, BIOS and UEFI)" busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager \
         CreateGroup ss g "$spec"
 [ -n "$(vmgr_group_path g)" ] || vmgr_finish
 gpath=$(vmgr_group_path g)
@@ -97,7 +98,7 @@ d=$(vmgr_vm_path g d)
 e=$(vmgr_vm_path g e)
 out=$(busctl_as_user --timeout=400 call org.vmgr1 "$gpath" org.vmgr1.Group WaitReady t 380000000 2>&1) && rc=0 || rc=$?
 t_ready=$(($(vmgr_now_ms) - t0))
-timings+=("CreateGroup to both VMs ready (BIOS, TCG, two VMs at once): $t_ready ms")
+timings+=("CreateGroup to both VMs ready (BIOS and UEFI, TCG, two VMs at once): $t_ready ms")
 check_eq "Group.WaitReady succeeds ($t_ready ms)" "0" "$rc${out:+ $out}"
 for vm in d e; do
         p=$(vmgr_vm_path g "$vm")
@@ -121,6 +122,8 @@ check_match "exec: the cloud kernel runs" 'cloud-amd64$' "$(gx d uname -r)"
 check_eq "exec: exit status passes through" "3" "$(gx d sh -c 'exit 3' >/dev/null; echo $?)"
 check_eq "hostname is the image's neutral default" "debian" "$(gx d hostname)"
 check_eq "d booted with BIOS (no EFI in sysfs)" "bios" "$(gx d sh -c 'test -d /sys/firmware/efi && echo uefi || echo bios')"
+check_eq "e booted with UEFI" "uefi" "$(gx e sh -c 'test -d /sys/firmware/efi && echo uefi || echo bios')"
+check_match "... through systemd-boot" "systemd-boot" "$(gx e sh -c 'cat /sys/firmware/efi/efivars/LoaderInfo-* 2>/dev/null | tr -d "\\0"')"
 ip6=$(vmgr_vm_prop "$d" IPv6)
 check_match "d's derived IPv6 address is on enp1s0 ($ip6)" "inet6 ${ip6//./\\.}/64 scope global" \
         "$(gx d ip -6 addr show dev enp1s0)"
