@@ -15,8 +15,8 @@
 #     host are unchanged after the guest tried;
 #   - a restart keeps the seed; the seed goes with the VM;
 #   - a spec whose network_config is not an object or a string is refused.
-# With a Debian image (VMGR_TEST_DEBIAN_IMAGE, or tests/integration/lib-image.sh
-# when present) without the agent, booted with install_agent and user-data:
+# With a Debian image without the agent (VMGR_TEST_DEBIAN_IMAGE=PATH, e.g.
+# from tests/integration/lib-image.sh), booted with install_agent and user-data:
 #   - the VM becomes ready (the agent the seed installed answers); its host
 #     name is the VM name, the user-data's file exists, enp1s0 has the
 #     derived IPv6 address, enp2s0 a DHCPv4 lease; after a reboot it is
@@ -117,14 +117,12 @@ check_match "network_config 5 is refused naming its path" \
 
 # --- a stock Debian image without the agent -------------------------------------------
 
-# VMGR_TEST_DEBIAN_IMAGE, or the image lib-image.sh builds and caches.
+# Only with VMGR_TEST_DEBIAN_IMAGE: in the suite, test-real-guest.sh boots
+# the stock image with install_agent and user-data (in both modes), and two
+# more Debian boots per mode here would cost minutes for little more.
 debian_image=${VMGR_TEST_DEBIAN_IMAGE:-}
-if [ -z "$debian_image" ] && [ -f "$(dirname "$0")/lib-image.sh" ]; then
-        source "$(dirname "$0")/lib-image.sh"
-        debian_image=$(vmgr_test_debian_image 2>/dev/null) || debian_image=
-fi
 if [ -z "$debian_image" ] || [ ! -r "$debian_image" ]; then
-        echo "# no Debian image (VMGR_TEST_DEBIAN_IMAGE): skipping the stock image part"
+        echo "# no Debian image (VMGR_TEST_DEBIAN_IMAGE): skipping the stock image part (test-real-guest.sh covers it)"
         vmgr_finish
 fi
 cp "$debian_image" "$VMGR_TMP/debian.qcow2"
