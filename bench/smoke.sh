@@ -6,7 +6,7 @@
 # against the build under test (already installed into its destdir, as for
 # the integration tests) into a temp file; checks that every table came out
 # with numbers and that docs/benchmarks.md was left alone. Boots about ten
-# TCG guests: two to three minutes. Prints TAP-style lines.
+# TCG guests and two of vmgr's Debian image: four to six minutes. Prints TAP-style lines.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -99,6 +99,9 @@ has "section scale" '^## Scale: N groups × 2 VMs at once$'
 has "row: N = 1" '^\| 1 × 2 \| 2( \| [0-9.]+){8} \| -?[0-9.]+ \|$'
 has "memory row: N = 1" '^\| 1 × 2 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$'
 has "leak check passed" '^of it\. Every round of this report passed\.$'
+has "section real-guest" '^## A Debian image: start to ready with the agent and without$'
+has "row: Debian image without the agent" "^\| \*\*without the agent\*\*: CreateGroup → WaitReady returns \| $num \| $num \| $num \| 1 \|$"
+has "row: host probe stage" "^\| &nbsp;&nbsp;TCP connect to port 19531 succeeds \(Timings\) \| $num \| $num \| $num \| 1 \|$"
 
 after=$(sha256sum "$doc" 2>/dev/null || echo absent)
 if [ "$before" = "$after" ]; then
