@@ -20,23 +20,35 @@ enum shorthand_type {
         SHORTHAND_NUMBER,       /* decimal digits */
         SHORTHAND_PATH,         /* made absolute */
         SHORTHAND_REST,         /* the rest of the argument, commas included */
+        SHORTHAND_CONST,        /* no value: the JSON text in .json */
+        SHORTHAND_TCP_PORT,     /* decimal digits, as {"tcp": N} */
 };
 
 static const struct {
         const char *key;        /* as written after the colon */
         const char *spec_key;   /* in the spec JSON */
         enum shorthand_type type;
+        const char *json;       /* SHORTHAND_CONST's value */
 } shorthand_keys[] = {
-        { "ipv4", "ipv4", SHORTHAND_FLAG },
-        { "vcpus", "vcpus", SHORTHAND_NUMBER },
-        { "memory", "memory_mib", SHORTHAND_NUMBER },
-        { "kernel", "kernel", SHORTHAND_PATH },
-        { "initrd", "initrd", SHORTHAND_PATH },
-        { "disk", "disk", SHORTHAND_PATH },
-        { "cmdline", "cmdline", SHORTHAND_REST },
+        { "ipv4", "ipv4", SHORTHAND_FLAG, NULL },
+        { "vcpus", "vcpus", SHORTHAND_NUMBER, NULL },
+        { "memory", "memory_mib", SHORTHAND_NUMBER, NULL },
+        { "kernel", "kernel", SHORTHAND_PATH, NULL },
+        { "initrd", "initrd", SHORTHAND_PATH, NULL },
+        { "disk", "disk", SHORTHAND_PATH, NULL },
+        { "agent", "agent", SHORTHAND_CONST, "true" },
+        { "no-agent", "agent", SHORTHAND_CONST, "false" },
+        { "uefi", "firmware", SHORTHAND_CONST, "\"uefi\"" },
+        { "cloud-init", "cloud_init", SHORTHAND_CONST, "true" },
+        { "install-agent", "cloud_init", SHORTHAND_CONST, "{\"install_agent\": true}" },
+        { "journal", "journal", SHORTHAND_CONST, "\"gatewayd\"" },
+        { "probe-tcp", "ready_probe_host", SHORTHAND_TCP_PORT, NULL },
+        { "cmdline", "cmdline", SHORTHAND_REST, NULL },
 };
 
-#define SHORTHAND_KEYS_TEXT "ipv4, vcpus=N, memory=MIB, kernel=PATH, initrd=PATH, disk=PATH, cmdline=TEXT (last)"
+#define SHORTHAND_KEYS_TEXT                                                                                  \
+        "ipv4, vcpus=N, memory=MIB, kernel=PATH, initrd=PATH, disk=PATH, agent, no-agent, uefi, cloud-init, " \
+        "install-agent, journal, probe-tcp=PORT, cmdline=TEXT (last)"
 
 const char *spec_label(const char *path) {
         return streq(path, "-") ? "on standard input" : path;
@@ -150,10 +162,12 @@ static int shorthand_item(struct json_object *vm, const char *item, size_t len, 
         if (json_object_object_get_ex(vm, shorthand_keys[i].spec_key, NULL))
                 return log_error_errno(-ERRNO_USAGE, "%s '%s': key '%s' is given twice", option, arg, copy);
 
-        if (shorthand_keys[i].type == SHORTHAND_FLAG) {
+        if (shorthand_keys[i].type == SHORTHAND_FLAG || shorthand_keys[i].type == SHORTHAND_CONST) {
                 if (value)
                         return log_error_errno(-ERRNO_USAGE, "%s '%s': key '%s' is a flag and takes no value", option,
                                                arg, copy);
+                if (shorthand_keys[i].type == SHORTHAND_CONST)
+                        return object_add(vm, shorthand_keys[i].spec_key, json_tokener_parse(shorthand_keys[i].json));
                 return object_add(vm, shorthand_keys[i].spec_key, json_object_new_boolean(true));
         }
         if (strempty(value))
@@ -166,6 +180,22 @@ static int shorthand_item(struct json_object *vm, const char *item, size_t len, 
                         return log_error_errno(-ERRNO_USAGE, "%s '%s': %s must be a whole number, not '%s'", option,
                                                arg, copy, value);
                 return object_add(vm, shorthand_keys[i].spec_key, json_object_new_int64(n));
+        case SHORTHAND_TCP_PORT: {
+                struct json_object *probe;
+
+                if (number_parse(value, &n) < 0)
+                        return log_error_errno(-ERRNO_USAGE, "%s '%s': %s must be a whole number, not '%s'", option,
+                                               arg, copy, value);
+                probe = json_object_new_object();
+                if (!probe)
+                        return log_error_errno(-ENOMEM, "%m");
+                r = object_add(probe, "tcp", json_object_new_int64(n));
+                if (r < 0) {
+                        json_object_put(probe);
+                        return r;
+                }
+                return object_add(vm, shorthand_keys[i].spec_key, probe);
+        }
         case SHORTHAND_PATH:
                 r = path_absolute(value, &path);
                 if (r < 0)

@@ -8,7 +8,9 @@
  *     NAME[:KEY[=VALUE][,KEY[=VALUE]]...]
  *
  * e.g. "b:ipv4,vcpus=2,memory=512". Keys: ipv4 (a flag), vcpus=N,
- * memory=MIB, kernel=PATH, initrd=PATH, disk=PATH and cmdline=TEXT. cmdline
+ * memory=MIB, kernel=PATH, initrd=PATH, disk=PATH, the flags agent,
+ * no-agent, uefi, cloud-init, install-agent and journal (each a fixed
+ * value of its spec key), probe-tcp=PORT and cmdline=TEXT. cmdline
  * must come last and takes the rest of the argument, commas included.
  * Relative paths are made absolute from the current directory, since vmgrd
  * runs elsewhere. Values are only checked for their form (a number is
