@@ -333,6 +333,43 @@ static int parse_cloud_init(json_object *o, const char *path, VmgrCloudInit *ci,
         return 0;
 }
 
+/* The keys of a VM from an image of the user's: firmware, agent, host
+ * probes, the console regex, cloud-init and the journal. Returns 0, -EINVAL
+ * with error set, or -ENOENT when key is none of them. */
+static int parse_guest_key(VmgrVMSpec *vm, const char *key, json_object *v, const char *p, char *error) {
+        int r = 0;
+
+        if (streq(key, "firmware")) {
+                const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+                if (streq(f, "bios"))
+                        vm->firmware = VMGR_FIRMWARE_BIOS;
+                else if (streq(f, "uefi"))
+                        vm->firmware = VMGR_FIRMWARE_UEFI;
+                else
+                        return spec_error(error, p, "must be \"bios\" or \"uefi\"");
+        } else if (streq(key, "agent")) {
+                bool b = false;
+                r = parse_bool(v, p, &b, error);
+                vm->agent = b;
+        } else if (streq(key, "ready_probe_host"))
+                r = parse_host_probe(v, p, &vm->host_probe, error);
+        else if (streq(key, "ready_console"))
+                r = parse_regex(v, p, &vm->ready_console, error);
+        else if (streq(key, "cloud_init"))
+                r = parse_cloud_init(v, p, &vm->cloud_init, error);
+        else if (streq(key, "journal")) {
+                const char *j = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+                if (streq(j, "gatewayd"))
+                        vm->journal = VMGR_JOURNAL_GATEWAYD;
+                else if (streq(j, "none"))
+                        vm->journal = VMGR_JOURNAL_NONE;
+                else
+                        return spec_error(error, p, "must be \"gatewayd\" or \"none\"");
+        } else
+                return -ENOENT;
+        return r;
+}
+
 static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, char *error) {
         char p[256];
         bool have_name = false;
@@ -404,33 +441,7 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                         r = parse_uint(v, p, 4, 1024 * 1024, &vm->log_burst_kib, error);
                 else if (streq(key, "console_log_max_kib"))
                         r = parse_uint(v, p, 64, 1024 * 1024, &vm->console_log_max_kib, error);
-                else if (streq(key, "firmware")) {
-                        const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-                        if (streq(f, "bios"))
-                                vm->firmware = VMGR_FIRMWARE_BIOS;
-                        else if (streq(f, "uefi"))
-                                vm->firmware = VMGR_FIRMWARE_UEFI;
-                        else
-                                return spec_error(error, p, "must be \"bios\" or \"uefi\"");
-                } else if (streq(key, "agent")) {
-                        bool b = false;
-                        r = parse_bool(v, p, &b, error);
-                        vm->agent = b;
-                } else if (streq(key, "ready_probe_host"))
-                        r = parse_host_probe(v, p, &vm->host_probe, error);
-                else if (streq(key, "ready_console"))
-                        r = parse_regex(v, p, &vm->ready_console, error);
-                else if (streq(key, "cloud_init"))
-                        r = parse_cloud_init(v, p, &vm->cloud_init, error);
-                else if (streq(key, "journal")) {
-                        const char *j = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
-                        if (streq(j, "gatewayd"))
-                                vm->journal = VMGR_JOURNAL_GATEWAYD;
-                        else if (streq(j, "none"))
-                                vm->journal = VMGR_JOURNAL_NONE;
-                        else
-                                return spec_error(error, p, "must be \"gatewayd\" or \"none\"");
-                } else
+                else if ((r = parse_guest_key(vm, key, v, p, error)) == -ENOENT)
                         return spec_error(error, p, "unknown key");
                 if (r < 0)
                         return r;
