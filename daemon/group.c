@@ -296,6 +296,7 @@ static void group_files_done(int result, void *userdata) {
         /* The next job first: done may queue one, which must then wait
          * behind it rather than be handed to the pool a second time. */
         group_files_next(g);
+        g->files_done++;
         if (j->done)
                 j->done(g, result);
         group_files_job_free(j);
@@ -329,6 +330,7 @@ static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)
         for (p = &g->files_jobs; *p; p = &(*p)->next)
                 ;
         *p = j;
+        g->files_queued++;
         if (g->files_jobs == j)
                 group_files_next(g);
         return 0;
@@ -776,6 +778,32 @@ static void group_vm_added(VM *vm, int error, const char *message, void *userdat
         sd_bus_message_unref(call);
 }
 
+/* The state file lists the VMs being added as unfinished: start them now.
+ * A failed write is logged and does not stop them (as before it existed,
+ * a crash then leaves their TAPs for root to remove). */
+static void group_vms_add_saved(Group *g, int r) {
+        VM *next;
+
+        if (r < 0)
+                log_group_errno(LOG_WARNING, r, g->name, "Cannot record a new VM in %s: %m; starting it all the same",
+                                g->state_file);
+        for (VM *vm = g->vms; vm; vm = next) {
+                sd_bus_message *call = vm->add_call;
+
+                next = vm->next;
+                /* Added after the state that was just written. */
+                if (!call || vm->add_seq > g->files_done)
+                        continue;
+                vm->add_call = NULL;
+                r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, call);
+                if (r < 0) {
+                        (void) vmgr_bus_reply_error(call, r, "cannot start VM '%s': %s", vm->name, strerror(-r));
+                        sd_bus_message_unref(call);
+                        (void) vm_remove(vm, NULL, NULL);
+                }
+        }
+}
+
 int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_message *call) {
         VM *vm;
         int r;
@@ -793,16 +821,18 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_messa
                 return -ENOMEM;
         }
         /* Listed before its TAPs exist: a vmgrd that adopts the group after
-         * a crash removes what there is of it. */
+         * a crash removes what there is of it. So it starts once the state
+         * file saying so is on disk (group_vms_add_saved). */
         vm->adding = true;
-        group_save(g);
+        vm->add_call = sd_bus_message_ref(call);
         vm_announce(vm);
-        r = vm_operation(vm, VM_OP_START, 0, NULL, group_vm_added, sd_bus_message_ref(call));
+        r = group_save_then(g, group_vms_add_saved);
         if (r < 0) {
-                sd_bus_message_unref(call);
+                vm->add_call = sd_bus_message_unref(vm->add_call);
                 (void) vm_remove(vm, NULL, NULL);
                 return r;
         }
+        vm->add_seq = g->files_queued;
         return 0;
 }
 

@@ -63,6 +63,7 @@ struct Group {
         char vms_message[512];
         bool network_created;           /* the helper made the network */
         GroupFilesJob *files_jobs;      /* state writes and file removal, in order; the first is on the pool */
+        uint64_t files_queued, files_done; /* how many such jobs were queued, and finished */
 
         sd_bus_message *create_call;    /* pending CreateGroup, replied when running or undone */
         int create_error;               /* why creation failed, replied once undone */

@@ -54,6 +54,10 @@ static VM *vm_free(VM *vm) {
         console_follower_free(vm->console);
         sd_event_source_disable_unref(vm->op_timer);
         sd_bus_message_unref(vm->op_call);
+        if (vm->add_call) {
+                (void) vmgr_bus_reply_error(vm->add_call, -ECANCELED, "VM '%s' was removed before it started", vm->name);
+                sd_bus_message_unref(vm->add_call);
+        }
         vmgr_vm_spec_done(&vm->spec);
         free(vm->name);
         free(vm->object_path);

@@ -92,6 +92,8 @@ struct VM {
         /* For the state file: an AddVM not answered yet, a removal begun.
          * A vmgrd that adopts the group finishes the removal of either. */
         bool adding, removing;
+        sd_bus_message *add_call;       /* AddVM's, until the state file lists the VM (group.c) */
+        uint64_t add_seq;               /* the group's files job whose state lists it */
         char *dir;                      /* <state>/groups/<g>/vms/<vm>: disks, console.log */
         char *console_log;
         ConsoleFollower *console;       /* its lines into the group's log, once QEMU made the file */

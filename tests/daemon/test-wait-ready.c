@@ -42,9 +42,16 @@ static void test_timeout(Harness *h) {
 
         harness_fake_set(h, "tap-create", TAP_DELAY_MS, EIO);
         add = harness_call_async(h, G, VMGR_GROUP_INTERFACE, "AddVM", "ss", "v", "{}");
-        /* The VM exists from the moment AddVM is accepted. */
-        harness_settle(h);
-        state = harness_get_string(h, V, VMGR_VM_INTERFACE, "State");
+        /* The VM exists from the moment AddVM is accepted, "defined" until
+         * the state file lists it, then "starting". */
+        for (unsigned i = 0; i < 200; i++) {
+                harness_settle(h);
+                free(state);
+                state = harness_get_string(h, V, VMGR_VM_INTERFACE, "State");
+                if (!streq(state, "defined"))
+                        break;
+                usleep(10 * 1000);
+        }
         CHECK_STREQ(state, "starting");
 
         start = harness_now_ms();
