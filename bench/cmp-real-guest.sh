@@ -74,7 +74,7 @@ bench_real_guest_report() {
         cat <<EOF
 ## $(bench_real_guest_title)
 
-One VM of vmgr's Debian $(basename "$BENCH_IMAGE_STOCK" .qcow2 | sed 's/^debian-//') image
+One VM of vmgr's Debian 12 image
 (\`vmgr-mkimage debian\`: systemd, systemd-networkd, cloud-init, the cloud
 kernel), 1 vCPU, $RG_MEM_MIB MiB, booted by SeaBIOS from a copy-on-write
 overlay of the image, from nothing to **ready**: \`bench/vmgr-bench
