@@ -50,6 +50,7 @@ typedef enum AgentJobKind {
         AGENT_JOB_PUT,
         AGENT_JOB_GET,
         AGENT_JOB_SHUTDOWN,
+        AGENT_JOB_IDENTITY,
 } AgentJobKind;
 
 /* The streams of a job: EXEC has all three, PUT only IN, GET only OUT. */
@@ -171,6 +172,11 @@ int agent_job_start_file(AgentJob *j, const char *path, uint32_t mode);
 int agent_job_start_shutdown(AgentJob *j);
 /* REBOOT instead of SHUTDOWN, on a job of kind AGENT_JOB_SHUTDOWN. */
 int agent_job_start_reboot(AgentJob *j);
+
+/* IDENTITY (on a job of kind AGENT_JOB_IDENTITY): the guest becomes the
+ * machine id describes (copied). Done when the agent has applied it: its
+ * DONE, or its ERROR. Returns 0 or -errno. */
+int agent_job_start_identity(AgentJob *j, const struct vmgr_agent_identity *id);
 
 /* Signal an EXEC's process group. Returns 0, or -ESRCH once it has exited. */
 int agent_job_kill(AgentJob *j, int signal);

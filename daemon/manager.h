@@ -31,6 +31,8 @@ typedef struct ManagerConfig {
         int accelerator;                /* VmgrAccel: auto, kvm or tcg */
         char user[65];                  /* the service user vmgrd becomes when started as root */
         NetworkMode network_mode;       /* as configured; Manager.network_mode is the one in force */
+        bool warm_start;                /* "warm_start": templates for specs that want them (default true) */
+        uint64_t snapshot_cache_max_mib; /* "snapshot_cache_max_mib": templates beyond it go, least recently used first */
 } ManagerConfig;
 
 typedef struct Manager {

@@ -79,6 +79,7 @@ enum vmgr_agent_type {
         VMGR_AGENT_PING = 15,     /* both: id and payload come back in a PONG */
         VMGR_AGENT_PONG = 16,
         VMGR_AGENT_LOG = 17,      /* agent: a line of the guest's log (kernel, journal, agent) */
+        VMGR_AGENT_IDENTITY = 18, /* host: become this machine (after a restore); id = request, DONE or ERROR */
         _VMGR_AGENT_TYPE_MAX,
 };
 
@@ -131,6 +132,7 @@ struct vmgr_agent_info {
         const char *hostname;
         const char *kernel;  /* uname -r */
         const char *boot_id; /* /proc/sys/kernel/random/boot_id, or "" */
+        uint8_t generation[VMGR_AGENT_GENERATION_SIZE]; /* the last IDENTITY's, all zero before one */
         size_t n_links;
         struct vmgr_agent_link links[VMGR_AGENT_LINKS_MAX];
         size_t n_addrs;
@@ -191,6 +193,36 @@ struct vmgr_agent_log {
         const char *text;
 };
 
+#define VMGR_AGENT_IDENTITY_NICS_MAX 8
+#define VMGR_AGENT_ENTROPY_MIN 32
+#define VMGR_AGENT_ENTROPY_MAX 512
+#define VMGR_AGENT_GENERATION_SIZE 16
+
+/* IDENTITY: what a VM restored from a snapshot must change to be its own
+ * machine (docs/agent-protocol.md). Each NIC is found by its PCI slot
+ * (enp1s0 is slot "0000:01:00.0") so that a name the template gave it does
+ * not matter; the agent sets its MAC, drops the addresses and routes the
+ * template had, and configures the ones given here. */
+struct vmgr_agent_identity_nic {
+        const char *pci_slot;       /* "0000:01:00.0" */
+        uint8_t mac[6];
+        uint8_t family;             /* VMGR_AGENT_FAMILY_IPV6 (SLAAC link) or _IPV4 (DHCPv4 link) */
+        uint8_t prefixlen;          /* 64 or 24 */
+        uint8_t address[16];        /* the derived address (IPv4: first 4 bytes) */
+        uint8_t gateway[16];        /* the bridge's address on that link */
+        uint8_t service_prefixlen;  /* IPv6: 48, the group's service addresses route via gateway; else 0 */
+};
+
+struct vmgr_agent_identity {
+        uint8_t generation[VMGR_AGENT_GENERATION_SIZE]; /* random, new for every start; INFO echoes it */
+        uint64_t realtime_nsec;     /* host CLOCK_REALTIME when sent: the guest sets its clock */
+        const char *hostname;
+        size_t n_nics;
+        struct vmgr_agent_identity_nic nics[VMGR_AGENT_IDENTITY_NICS_MAX];
+        size_t entropy_size;        /* VMGR_AGENT_ENTROPY_MIN..MAX bytes from the host's getrandom() */
+        const uint8_t *entropy;
+};
+
 struct vmgr_agent_msg {
         enum vmgr_agent_type type;
         uint32_t id;
@@ -207,6 +239,7 @@ struct vmgr_agent_msg {
                 struct vmgr_agent_error error;
                 struct vmgr_agent_ping ping; /* PING, PONG */
                 struct vmgr_agent_log log;
+                struct vmgr_agent_identity identity;
         };
 };
 

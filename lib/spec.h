@@ -96,6 +96,8 @@ typedef struct VmgrVMSpec {
         char *ready_console;            /* POSIX extended regex a console line must match, or NULL */
         VmgrCloudInit cloud_init;
         VmgrJournal journal;
+        int warm;                       /* "warm": 1, 0, or -1 when the spec does not say: vmgr_vm_spec_wants_warm() */
+        char *from_snapshot;            /* "from_snapshot": a user snapshot's name, or NULL */
 } VmgrVMSpec;
 
 #define VMGR_SPEC_LOG_RATE_KIB_DEFAULT 64
@@ -130,6 +132,13 @@ static inline void vmgr_spec_freep(VmgrSpec **p) {
  * true for the default guest (no kernel, no disk) and for a cloud-init seed
  * that installs the agent, false otherwise. */
 bool vmgr_vm_spec_has_agent(const VmgrVMSpec *vm);
+
+/* Whether a start of this VM may be a restore of (or build) a template
+ * of its shape: "warm" unless the spec says false, for a VM with vmgr's
+ * agent (which applies the clone's identity) and without a cloud-init
+ * seed (whose instance data differ per VM). from_snapshot VMs are
+ * restored whatever this says. */
+bool vmgr_vm_spec_wants_warm(const VmgrVMSpec *vm);
 
 const char *vmgr_accel_to_string(VmgrAccel a);
 const char *vmgr_firmware_to_string(VmgrFirmware f);
