@@ -55,6 +55,7 @@
 #define VMGR_AGENT_LINKS_MAX 64     /* INFO interfaces */
 #define VMGR_AGENT_ADDRS_MAX 256    /* INFO addresses */
 #define VMGR_AGENT_HWADDR_MAX 32
+#define VMGR_AGENT_GENERATION_SIZE 16 /* IDENTITY's generation id, echoed in INFO */
 #define VMGR_AGENT_NAME_MAX 255     /* hostname, kernel release, interface name, software */
 #define VMGR_AGENT_PATH_MAX 4095    /* paths: FILE_PUT, FILE_GET, EXEC cwd */
 #define VMGR_AGENT_MESSAGE_MAX 1024 /* ERROR text */
@@ -196,7 +197,6 @@ struct vmgr_agent_log {
 #define VMGR_AGENT_IDENTITY_NICS_MAX 8
 #define VMGR_AGENT_ENTROPY_MIN 32
 #define VMGR_AGENT_ENTROPY_MAX 512
-#define VMGR_AGENT_GENERATION_SIZE 16
 
 /* IDENTITY: what a VM restored from a snapshot must change to be its own
  * machine (docs/agent-protocol.md). Each NIC is found by its PCI slot
