@@ -212,6 +212,12 @@ void vm_panic_op_finished(VM *vm);
 void vm_update_ipv4(VM *vm);
 
 /* Readiness (vm-ready.c). */
+/* VM.Snapshot(name): save the running VM as user snapshot name (memory,
+ * devices, disks); it goes on running. Replies to call when done (or fails
+ * it). Returns 0 once the operation is under way, or -errno with nothing
+ * sent (vm-snapshot.c). */
+int vm_snapshot_create(VM *vm, const char *name, sd_bus_message *call);
+
 const char *vm_stage_to_string(VMStage stage);
 /* Whether a VM of this spec goes through stage (agent_connected only with
  * the agent, probe stages only with their probe, ...). */
