@@ -129,7 +129,7 @@ else
         vmgr_finish
 fi
 check "INFO names the host" grep -qx 'hostname agent-guest' "$T/info"
-check_eq "INFO has the kernel release" "kernel $(basename "$KERNEL" | sed 's/^vmlinuz-//')" "$(grep '^kernel ' "$T/info")"
+check_eq "INFO has the kernel release" "kernel $(basename "$KERNEL" | sed -E 's/^vmlinu[xz]-//; s/-[0-9a-f]{16}$//')" "$(grep '^kernel ' "$T/info")"
 check "INFO has a boot id" grep -Eq '^boot-id [0-9a-f-]{36}$' "$T/info"
 check "INFO lists enp1s0 with its MAC" grep -q "^link [0-9]* enp1s0 mtu 1500 flags 0x[0-9a-f]* hw $MAC\$" "$T/info"
 check "INFO has loopback 127.0.0.1/8" grep -q '^addr lo ipv4 127.0.0.1/8 ' "$T/info"
@@ -156,7 +156,7 @@ check_match "a new IPv4 address comes in an INFO update" '^enp1s0 10.77.0.5/24 \
 # RTC puts at about t0 (the guest clock has whole seconds until it syncs).
 line=$(grep -m1 '^kernel [0-7] [0-9]* Linux version ' "$T/logs.boot" || true)
 check_match "the kernel's boot lines arrive as LOG: 'Linux version', source kernel, priority 5" \
-        "^kernel 5 [0-9]+ Linux version $(basename "$KERNEL" | sed 's/^vmlinuz-//') " "$line"
+        "^kernel 5 [0-9]+ Linux version $(basename "$KERNEL" | sed -E 's/^vmlinu[xz]-//; s/-[0-9a-f]{16}$//') " "$line"
 rt_ms=$(($(awk '{ print $3 }' <<<"${line:-x 0 0}") / 1000))
 check "its realtime is the guest's boot time ($((rt_ms - t0)) ms from QEMU's start, within 10 s)" \
         test "$rt_ms" -ge $((t0 - 10000)) -a "$rt_ms" -le $((t0 + 10000))
