@@ -652,7 +652,11 @@ void identity_recheck(void) {
                 if (has_ipv4)
                         continue;
                 if (addr_change(fd, true, recheck.nics[i].ifindex, AF_INET, recheck.nics[i].address,
-                                recheck.nics[i].prefixlen, 0) >= 0)
-                        (void) route_add(fd, recheck.nics[i].ifindex, AF_INET, any, 0, recheck.nics[i].gateway);
+                                recheck.nics[i].prefixlen, 0) < 0)
+                        continue;
+                (void) route_add(fd, recheck.nics[i].ifindex, AF_INET, any, 0, recheck.nics[i].gateway);
+                log_info("put %u.%u.%u.%u/%u back on interface %d until the DHCP client has its lease",
+                         recheck.nics[i].address[0], recheck.nics[i].address[1], recheck.nics[i].address[2],
+                         recheck.nics[i].address[3], recheck.nics[i].prefixlen, recheck.nics[i].ifindex);
         }
 }
