@@ -89,6 +89,7 @@ struct nlreq {
 
 static uint32_t nl_seq;
 
+/* Append an attribute to q. */
 static void nl_attr(struct nlreq *q, uint16_t type, const void *data, size_t len) {
         struct rtattr *a = (struct rtattr *) ((uint8_t *) q + NLMSG_ALIGN(q->h.nlmsg_len));
 
@@ -255,7 +256,7 @@ static int route_add(int fd, int ifindex, int family, const uint8_t *dst, uint8_
 
 /* Credit the host's entropy to the kernel and reseed its CRNG at once, so
  * that no random byte after this is one the template (or another clone of
- * it) could also produce. Returns 0 or -errno. */
+ * it) could also produce. Returns 0 or -errno (why set). */
 static int rng_seed(const struct vmgr_agent_identity *id, char *why, size_t size) {
         union {
                 struct rand_pool_info info;
@@ -277,6 +278,7 @@ static int rng_seed(const struct vmgr_agent_identity *id, char *why, size_t size
         return r;
 }
 
+/* The host's time. Returns 0 or -errno (why set). */
 static int clock_set(const struct vmgr_agent_identity *id, char *why, size_t size) {
         struct timespec ts = { .tv_sec = (time_t) (id->realtime_nsec / 1000000000ULL),
                                .tv_nsec = (long) (id->realtime_nsec % 1000000000ULL) };
@@ -346,6 +348,7 @@ static int hosts_update(const char *hostname) {
         return write_file_atomic("/etc/hosts", out, o);
 }
 
+/* The kernel's hostname and the files that name it. Returns 0 or -errno (why set). */
 static int hostname_set(const char *hostname, char *why, size_t size) {
         char line[VMGR_AGENT_NAME_MAX + 2];
         int r;
@@ -527,7 +530,8 @@ static void dhcp_start(const struct nic_state *nics, const struct vmgr_agent_ide
 /* One NIC: its MAC (with the link down: any driver takes it then, and going
  * down drops the neighbours, IPv6 addresses and routes the template had
  * learnt there, link-local included; it comes back from the new MAC), no
- * address of the template's, then its own address and routes. */
+ * address of the template's, then its own address and routes. Returns 0 or
+ * -errno (why set). */
 static int nic_apply(int fd, const struct vmgr_agent_identity_nic *n, const struct nic_state *nic, char *why,
                      size_t size) {
         int family = n->family == VMGR_AGENT_FAMILY_IPV4 ? AF_INET : AF_INET6;
