@@ -442,6 +442,27 @@ static bool networkd_runs(void) {
         return access("/run/systemd/netif/links", F_OK) == 0;
 }
 
+/* Whether pid runs: exists and is not a zombie (one that init has not
+ * reaped yet has exited as far as we care). */
+static bool process_alive(pid_t pid) {
+        char path[64], buf[512], *close_paren;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return false;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        /* "PID (COMM) STATE ...": COMM may hold spaces and parentheses. */
+        close_paren = strrchr(buf, ')');
+        return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' && close_paren[2] != 'X';
+}
+
 /* Stop the default guest's udhcpc on ifname, if it runs: its lease is the
  * template's, for the template's MAC. SIGTERM without -R releases nothing
  * and runs no "deconfig". Waits up to 1 s, then SIGKILL. */
@@ -478,15 +499,9 @@ static void udhcpc_stop(const char *ifname) {
                 return;
         if (kill(pid, SIGTERM) < 0)
                 return;
-        for (int i = 0; i < 100 && kill(pid, 0) == 0; i++) {
-                struct stat st;
-                /* A zombie waiting for init is gone enough. */
-                snprintf(path, sizeof(path), "/proc/%d/fd", (int) pid);
-                if (stat(path, &st) < 0)
-                        break;
+        for (int i = 0; i < 100 && process_alive(pid); i++)
                 usleep(10000);
-        }
-        if (kill(pid, 0) == 0)
+        if (process_alive(pid))
                 (void) kill(pid, SIGKILL);
         log_info("stopped udhcpc on %s (pid %d): its lease was for the old MAC", ifname, (int) pid);
 }

@@ -296,7 +296,9 @@ done
 ra=$(gx a sh -c 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"')
 rb=$(gx b sh -c 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"')
 check "after IDENTITY the copies read different bytes from /dev/urandom" test -n "$ra" -a "$ra" != "$rb"
-check "the agent logged the identity it took" grep -q 'took the identity of copy-a' "$T/a.console"
+# DONE means both ioctls succeeded (a failing one is an ERROR); the line says so.
+check "the agent logged the identity it took, the RNG reseeded with the host's 64 bytes" \
+        grep -q 'took the identity of copy-a (2 NICs, the RNG reseeded with 64 bytes from the host)' "$T/a.console"
 
 # The same IDENTITY again (a host that retries after losing the session
 # before DONE) with a new generation: the same machine, the new generation.
@@ -308,6 +310,7 @@ check "copy a: IDENTITY applied a second time answers DONE with the new generati
 check "copy a: after it, still answers on ${IP6[a]} and ${IP4[a]}" \
         bash -c "ping -6 -c 1 -W 5 '${IP6[a]}' && ping -4 -c 1 -W 5 '${IP4[a]}'"
 for n in a b; do
+        echo "# copy $n: $(grep -o 'took the identity of .*' "$T/$n.console" | head -1)"
         if grep -q 'back on interface' "$T/$n.console"; then
                 echo "# copy $n: the static IPv4 address was put back after udhcpc's deconfig"
         fi
