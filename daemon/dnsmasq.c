@@ -362,7 +362,10 @@ static void on_started(int error, const char *message, int pid, int pidfd, void 
         group_unref(g);
 }
 
-static int dnsmasq_start_internal(Dnsmasq *d) {
+/* Get ready for the answer of a helper call that starts dnsmasq: no stale
+ * pid file, the directory watched, the state, the ready timeout. The call
+ * holds a reference on the group. Returns 0 or -errno. */
+static int start_prepare(Dnsmasq *d) {
         Group *g = d->group;
         char path[4096];
         int r;
@@ -378,22 +381,51 @@ static int dnsmasq_start_internal(Dnsmasq *d) {
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
 
-        r = netadm_client_call(g->manager->netadm, VMGR_NETADM_DNSMASQ_START, g->name, NULL, 0, g->runtime_dir,
-                               on_started, d);
-        if (r < 0)
-                return r;
+/* The call is out: count it as in flight. */
+static void start_sent(Dnsmasq *d) {
+        Group *g = d->group;
+
         group_ref(g);
         d->start_in_flight = true;
         if (d->state != DNSMASQ_RESTARTING)
                 set_state(d, DNSMASQ_STARTING);
         timer_arm(d, (uint64_t) g->manager->config.dnsmasq_ready_timeout_sec * 1000000ULL, on_ready_timeout);
+}
+
+static int dnsmasq_start_internal(Dnsmasq *d) {
+        Group *g = d->group;
+        int r;
+
+        r = start_prepare(d);
+        if (r < 0)
+                return r;
+        r = netadm_client_call(g->manager->netadm, VMGR_NETADM_DNSMASQ_START, g->name, NULL, 0, g->runtime_dir,
+                               on_started, d);
+        if (r < 0)
+                return r;
+        start_sent(d);
         return 0;
 }
 
 int dnsmasq_start(Dnsmasq *d) {
         d->ready_reported = false;
         return dnsmasq_start_internal(d);
+}
+
+int dnsmasq_start_prepare(Dnsmasq *d) {
+        d->ready_reported = false;
+        return start_prepare(d);
+}
+
+void dnsmasq_start_sent(Dnsmasq *d) {
+        start_sent(d);
+}
+
+void dnsmasq_start_answered(Dnsmasq *d, int error, const char *message, int pid, int pidfd) {
+        on_started(error, message, pid, pidfd, d);
 }
 
 void dnsmasq_stop(Dnsmasq *d) {
