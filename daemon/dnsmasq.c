@@ -384,15 +384,17 @@ static int start_prepare(Dnsmasq *d) {
         return 0;
 }
 
+/* dnsmasq has this long to write its pid file. */
+static void ready_timer_arm(Dnsmasq *d) {
+        timer_arm(d, (uint64_t) d->group->manager->config.dnsmasq_ready_timeout_sec * 1000000ULL, on_ready_timeout);
+}
+
 /* The call is out: count it as in flight. */
 static void start_sent(Dnsmasq *d) {
-        Group *g = d->group;
-
-        group_ref(g);
+        group_ref(d->group);
         d->start_in_flight = true;
         if (d->state != DNSMASQ_RESTARTING)
                 set_state(d, DNSMASQ_STARTING);
-        timer_arm(d, (uint64_t) g->manager->config.dnsmasq_ready_timeout_sec * 1000000ULL, on_ready_timeout);
 }
 
 static int dnsmasq_start_internal(Dnsmasq *d) {
@@ -407,6 +409,7 @@ static int dnsmasq_start_internal(Dnsmasq *d) {
         if (r < 0)
                 return r;
         start_sent(d);
+        ready_timer_arm(d);
         return 0;
 }
 
@@ -421,10 +424,34 @@ int dnsmasq_start_prepare(Dnsmasq *d) {
 }
 
 void dnsmasq_start_sent(Dnsmasq *d) {
-        start_sent(d);
+        /* "starting" only with the answer, after the network's part of it
+         * (the order in which the group's properties change stays that of
+         * GROUP_CREATE then DNSMASQ_START). */
+        group_ref(d->group);
+        d->start_in_flight = true;
 }
 
 void dnsmasq_start_answered(Dnsmasq *d, int error, const char *message, int pid, int pidfd) {
+        Group *g = d->group;
+
+        if (error < 0) {
+                /* The group's creation failed with it, and the network's
+                 * part of the answer says why: this dnsmasq never ran. */
+                d->start_in_flight = false;
+                if (d->state == DNSMASQ_STOPPING) {
+                        set_state(d, DNSMASQ_STOPPED);
+                        d->cb->stopped(g);
+                }
+                group_unref(g);
+                return;
+        }
+        if (d->state == DNSMASQ_STOPPED)
+                set_state(d, DNSMASQ_STARTING);
+        /* Timed from the answer: until then the helper's own watchdog
+         * applies, and a group being created has nothing else in flight
+         * that could start its undo meanwhile. */
+        if (d->state == DNSMASQ_STARTING)
+                ready_timer_arm(d);
         on_started(error, message, pid, pidfd, d);
 }
 

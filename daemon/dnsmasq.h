@@ -49,7 +49,8 @@ int dnsmasq_start(Dnsmasq *d);
 /* Start it through a helper call of the caller's (GROUP_START): get ready
  * for it (returns 0 or -errno; on error, send no call), say it went out,
  * and hand over its answer (the netadm_handler_t arguments); the ready
- * callback follows as for dnsmasq_start(). */
+ * callback follows as for dnsmasq_start(), the ready timeout counted from
+ * the answer. */
 int dnsmasq_start_prepare(Dnsmasq *d);
 void dnsmasq_start_sent(Dnsmasq *d);
 void dnsmasq_start_answered(Dnsmasq *d, int error, const char *message, int pid, int pidfd);
