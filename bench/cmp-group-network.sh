@@ -19,7 +19,8 @@ GN_RSS_GROUPS=16
 # BENCH_GN_BASELINE: optional, a build directory of an earlier vmgr, set up
 # and installed like ours (DIR/destdir, the helper's capabilities set): its
 # vmgrd and helper run in every round too, in both modes, interleaved with
-# ours, as the "before" rows.
+# ours, as the "before" rows; BENCH_GN_BASELINE_DESC names it in the report
+# (default: git describe of the tree it is in).
 BENCH_GN_BASELINE=${BENCH_GN_BASELINE:-}
 GN_BASELINE_DESC=
 
@@ -142,8 +143,8 @@ bench_group_network_setup() {
         "$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
 
         if [ -n "$BENCH_GN_BASELINE" ]; then
-                GN_BASELINE_DESC=$(git -C "$BENCH_GN_BASELINE/.." describe --always --dirty --abbrev=12 2>/dev/null ||
-                        echo "$BENCH_GN_BASELINE")
+                GN_BASELINE_DESC=${BENCH_GN_BASELINE_DESC:-$(git -C "$BENCH_GN_BASELINE/.." describe --always --dirty \
+                        --abbrev=12 2>/dev/null || echo "$BENCH_GN_BASELINE")}
         fi
         gn_libvirt_start
 }
