@@ -222,6 +222,12 @@ bench_group_network_round() {
         ip link add "$BENCH_BRIDGE" type bridge >>"$BENCH_LOG" 2>&1
         bench_time floor0.del ip link del "$BENCH_BRIDGE"
 
+        # CreateGroup's own floor: dnsmasq alone, from its start to its pid
+        # file, with vmgrd's argv on a bridge that is up (timed in the script).
+        bash "$BENCH_DIR/iproute2-group.sh" bridge-up >>"$BENCH_LOG" 2>&1
+        bench_record dnsmasq.ready "$(bash "$BENCH_DIR/iproute2-group.sh" dnsmasq-time 2>>"$BENCH_LOG")"
+        bash "$BENCH_DIR/iproute2-group.sh" down >>"$BENCH_LOG" 2>&1
+
         # (b) libvirt: the first failure (in the warm-up round) says why a
         # variant cannot run here; after that a failure is an error.
         if [ -n "$GN_LV_SKIP" ]; then
@@ -275,11 +281,15 @@ bench_group_network_finish() {
         # DeleteGroup beyond the kernel's own deletion of the bridge, round by round.
         bench_minus vmgr.delfloor vmgr.delete floor.del
         bench_minus ns.delfloor ns.delete floor.del
+        bench_minus vmgr.createfloor vmgr.create dnsmasq.ready
+        bench_minus ns.createfloor ns.create dnsmasq.ready
         if bench_has old.create; then
                 bench_sum old.cycle old.create old.delete
                 bench_sum oldns.cycle oldns.create oldns.delete
                 bench_minus old.delfloor old.delete floor.del
                 bench_minus oldns.delfloor oldns.delete floor.del
+                bench_minus old.createfloor old.create dnsmasq.ready
+                bench_minus oldns.createfloor oldns.create dnsmasq.ready
         fi
         # Two TAPs made and deleted one request each: an upper bound, since
         # vmgr deletes a group's TAPs in the same batch as its bridge.
@@ -307,6 +317,8 @@ gn_issue15_report() {
                 before="
 $(bench_row "before (\`$GN_BASELINE_DESC\`): CreateGroup, host mode" old.create)
 $(bench_row "before: CreateGroup, namespace mode" oldns.create)
+$(bench_row "before: CreateGroup − dnsmasq alone, per round, host mode" old.createfloor)
+$(bench_row "before: CreateGroup − dnsmasq alone, per round, namespace mode" oldns.createfloor)
 $(bench_row "before: DeleteGroup, host mode" old.delete)
 $(bench_row "before: DeleteGroup, namespace mode" oldns.delete)
 $(bench_row "before: DeleteGroup − kernel floor, per round, host mode" old.delfloor)
@@ -326,6 +338,9 @@ network modes.$interleaved
 $(bench_row_header)
 $(bench_row "CreateGroup, host mode" vmgr.create)
 $(bench_row "CreateGroup, namespace mode" ns.create)
+$(bench_row "CreateGroup − dnsmasq alone, per round, host mode" vmgr.createfloor)
+$(bench_row "CreateGroup − dnsmasq alone, per round, namespace mode" ns.createfloor)
+$(bench_row "dnsmasq alone: start → pid file (vmgrd's argv, as root)" dnsmasq.ready)
 $(bench_row "DeleteGroup, host mode" vmgr.delete)
 $(bench_row "DeleteGroup, namespace mode" ns.delete)
 $(bench_row "DeleteGroup − kernel floor, per round, host mode" vmgr.delfloor)
@@ -375,7 +390,10 @@ CLONE_PIDFD`) instead of through an intermediate process; DeleteGroup sends
 dnsmasq's SIGTERM and `GROUP_DELETE` at once; the namespace-mode firewall
 deletion no longer fails first. What is left of CreateGroup is mostly
 dnsmasq's own start-up, which vmgr does not control (a group counts as
-ready only once dnsmasq's pid file exists).
+ready only once dnsmasq's pid file exists): the "dnsmasq alone" row is
+that start-up with nothing else around it, measured in the same rounds,
+so no CreateGroup comes in below it, and "CreateGroup − dnsmasq alone" is
+what vmgr adds to it.
 EOF
 }
 
