@@ -628,5 +628,12 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" nsbatch.delete.total)
   with a source address, no TAPs.
 - **Floor**: \`bench/iproute2-group.sh bridge-up\` (not timed), then a timed
   \`ip link del\` of the bridge.
+- **dnsmasq alone**: \`bench/iproute2-group.sh bridge-up\`, then
+  \`dnsmasq-time\`: dnsmasq with vmgrd's argv, started by root (so it also
+  switches to user nobody, which vmgrd's does not), timed inside the script
+  from its start to its pid file.
+- **before**: with \`BENCH_GN_BASELINE=DIR\`, an earlier build's vmgrd and
+  helper run in both modes in every round, next to this build's, the order
+  of the four reversed every other round.
 EOF
 }
