@@ -144,10 +144,11 @@ client logs --info "$T/info.ready" --until info-after-ready -- sh -c 'echo info-
 check "INFO has enp1s0's SLAAC address, past DAD" \
         bash -c "grep '^addr enp1s0 ipv6 $PREFIX:' '$T/info.ready' | grep -qv tentative"
 check "INFO has enp1s0's link-local address" grep -q '^addr enp1s0 ipv6 fe80::' "$T/info.ready"
-out=$(client --versions 2:3 hello 2>&1) || true
-check_match "a HELLO offering only versions 2..3 is refused, naming the versions" \
-        'refused the session: protocol versions 2\.\.3 are not supported; this agent speaks 1\.\.1' "$out"
-check "a HELLO offering 1..5 gets version 1" client --versions 1:5 hello
+out=$(client --versions 3:4 hello 2>&1) || true
+check_match "a HELLO offering only versions 3..4 is refused, naming the versions" \
+        'refused the session: protocol versions 3\.\.4 are not supported; this agent speaks 1\.\.2' "$out"
+check "a HELLO offering 1..5 gets version 2" client --versions 1:5 hello
+check "a HELLO offering 1..1 gets version 1" client --versions 1:1 hello
 check "the agent logs to the console with its prefix" grep -q '^vmgr-agent: listening on /dev/vport' "$LOG"
 
 # A new address reaches the host without asking: rtnetlink -> INFO. init
