@@ -160,7 +160,7 @@ check "VM c: the overlay is a qcow2 file" bash -c "head -c 4 '$overlay' | grep -
 # get the same inode number back.
 ln "$overlay" "$VMGR_TMP/overlay-c" 2>/dev/null || true
 inode=$(stat -c %i "$VMGR_TMP/overlay-c" 2>/dev/null) || inode=none
-vda='\[vda\] 32768 512-byte logical blocks'
+vda='^vmgr-guest: disk vda 32768 sectors'
 if vmgr_wait_console "$console" '^vmgr-guest: ready' 1 90; then
         vmgr_ok "VM c: console shows 'vmgr-guest: ready'"
 else

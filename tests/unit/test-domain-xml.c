@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <regex.h>
@@ -36,6 +37,7 @@ static char *xp(xmlDocPtr doc, const char *expr) {
         char *s;
 
         CHECK(ctx);
+        CHECK(xmlXPathRegisterNs(ctx, BAD_CAST "qemu", BAD_CAST "http://libvirt.org/schemas/domain/qemu/1.0") == 0);
         o = xmlXPathEvalExpression(BAD_CAST expr, ctx);
         if (!o)
                 fprintf(stderr, "bad XPath: %s\n", expr);
@@ -107,6 +109,13 @@ static void check_common_devices(xmlDocPtr doc) {
         CHECK_XP(doc, "string(/domain/devices/controller[@type='usb']/@model)", "none");
         CHECK_XP(doc, "count(/domain/devices/controller[@type='usb'])", "1");
 
+        /* The primary NIC without virtio-net's link status feature: its
+         * carrier is on from the guest driver's probe (lib/domain-xml.c). */
+        CHECK_XP(doc, "string(/domain/qemu:override/qemu:device[1]/@alias)", "net0");
+        CHECK_XP(doc, "string(/domain/qemu:override/qemu:device[1]/qemu:frontend/qemu:property/@name)", "status");
+        CHECK_XP(doc, "string(/domain/qemu:override/qemu:device[1]/qemu:frontend/qemu:property/@type)", "bool");
+        CHECK_XP(doc, "string(/domain/qemu:override/qemu:device[1]/qemu:frontend/qemu:property/@value)", "false");
+
         /* Primary NIC (its MAC and TAP are checked by the callers). */
         CHECK_XP(doc, "string(/domain/devices/interface[1]/@type)", "ethernet");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/target/@managed)", "no");
@@ -172,6 +181,11 @@ static void test_direct_boot_tcg(void) {
 
         /* IPv4 NIC on bus 2. */
         CHECK_XP(doc, "count(/domain/devices/interface)", "2");
+        /* Both NICs without virtio-net's link status feature. */
+        CHECK_XP(doc, "count(/domain/qemu:override/qemu:device)", "2");
+        CHECK_XP(doc, "string(/domain/qemu:override/qemu:device[2]/@alias)", "net1");
+        CHECK_XP(doc, "string(/domain/qemu:override/qemu:device[2]/qemu:frontend/qemu:property[@name='status']/@value)",
+                 "false");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/@type)", "ethernet");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/mac/@address)", "6a:01:3f:c2:1c:a2");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/target/@dev)", "ta4-3fc21ca2a7");
@@ -251,6 +265,7 @@ static void test_firmware_boot_kvm(void) {
         CHECK_XP(doc, "string(/domain/os/boot/@dev)", "hd");
         CHECK_XP(doc, "count(/domain/os/kernel | /domain/os/initrd | /domain/os/cmdline)", "0");
         CHECK_XP(doc, "count(/domain/devices/interface)", "1");
+        CHECK_XP(doc, "count(/domain/qemu:override/qemu:device)", "1");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/mac/@address)", vmgr_mac_format(a.mac, mac));
         CHECK_XP(doc, "string(/domain/devices/interface[1]/target/@dev)", a.tap);
         CHECK_XP(doc, "string(/domain/devices/interface[1]/address/@bus)", "0x01");
