@@ -250,6 +250,12 @@ int vmgr_dnsmasq_argv(const char *dnsmasq_path, unsigned uid, const char *group,
                 storage_add(&pos, end, "--quiet-dhcp6"),
                 storage_add(&pos, end, "--quiet-ra"),
                 storage_add(&pos, end, "--dhcp-authoritative"),
+                /* No ping before an offer: every address on the bridge is
+                 * this dnsmasq's to give, and the check holds back the first
+                 * offer for seconds. A clone that comes up with its
+                 * template's idea of its address would otherwise even make
+                 * dnsmasq skip the address the clone is about to get. */
+                storage_add(&pos, end, "--no-ping"),
                 storage_add(&pos, end, "--enable-ra"),
                 storage_add(&pos, end, "--ra-param=%s,10,1800", a.bridge),
                 storage_add(&pos, end, "--dhcp-range=%s,ra-only,64", prefix),
