@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "netadm-client.h"
+#include "snapshot-store.h"
 #include "sockdir.h"
 #include "worker.h"
 
@@ -48,6 +49,7 @@ typedef struct Manager {
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
         SockDir *sockdir;               /* a short path to runtime_dir, for unix sockets (sockdir.h) */
         char *cache_dir;                /* shared by every vmgrd of this user: guest images, base disks */
+        SnapshotStore *snapshots;       /* cache_dir/snapshots: templates and user snapshots */
         char *netadm_path;
         char *mkguest_path;             /* builds the default guest */
         int lock_fd;                    /* flock on runtime_dir/vmgrd.lock */
