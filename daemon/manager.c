@@ -30,6 +30,7 @@
 #include "spec.h"
 #include "strv.h"
 #include "virt.h"
+#include "vm-snapshot.h"
 #include "vm.h"
 #include "vmgr-error.h"
 
@@ -153,6 +154,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         log_set_group_sink(NULL, NULL);
+        vm_snapshot_manager_done(m);
         while (m->groups) {
                 Group *g = m->groups;
                 m->groups = g->next;

@@ -14,6 +14,7 @@ typedef struct Virt Virt;
 typedef struct Netns Netns;
 
 typedef struct Group Group;
+typedef struct TemplateWait TemplateWait;
 
 /* Where groups' networks live (docs/design.md, "Network modes"). */
 typedef enum NetworkMode {
@@ -56,6 +57,8 @@ typedef struct Manager {
 
         ManagerConfig config;
         NetworkMode network_mode;       /* in force: host or namespace, never auto */
+
+        TemplateWait *template_waits;   /* templates this vmgrd builds, and the VMs that wait (vm-snapshot.c) */
 
         Group *groups;                  /* list, newest first */
         char **stale_names;             /* left by a previous vmgrd, not cleaned up yet (adopt.c) */
