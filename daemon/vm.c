@@ -22,6 +22,7 @@
 #include "group.h"
 #include "grouplog.h"
 #include "guest-image.h"
+#include "json-util.h"
 #include "log.h"
 #include "snapshot-store.h"
 #include "vm-machine.h"
@@ -513,6 +514,7 @@ typedef struct PrepareJob {
         bool warm;
         SnapshotStore *store;
         VmgrVMSpec snapshot_spec;
+        char *snapshot_spec_json;
         bool has_snapshot_spec;
         const VmgrVMSpec *spec; /* vm->spec, or snapshot_spec */
         char shape[65];
@@ -669,6 +671,31 @@ static int prepare_extra_disks(PrepareJob *j, char *paths[], const char *formats
         return 0;
 }
 
+/* A snapshot's spec (JSON) for a VM called name: its "name" goes. Returns
+ * 0, the spec and its JSON, or -EINVAL (error) or -ENOMEM. */
+static int snapshot_spec_parse(const char *json, const char *name, VmgrVMSpec *ret, char **ret_json, char *error) {
+        /* The default VM's spec may be empty. */
+        _cleanup_json_ json_object *o = json && *json ? json_tokener_parse(json) : json_object_new_object();
+        char *text;
+        int r;
+
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                snprintf(error, VMGR_SPEC_ERROR_MAX, "not a JSON object");
+                return -EINVAL;
+        }
+        json_object_object_del(o, "name");
+        text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        if (!text)
+                return -ENOMEM;
+        r = vmgr_vm_spec_parse(text, name, ret, error);
+        if (r < 0) {
+                free(text);
+                return r;
+        }
+        *ret_json = text;
+        return 0;
+}
+
 /* A VM from a user snapshot is the snapshot's VM under its own name: its
  * spec is the snapshot's. Returns 0 or -errno (j->error). */
 static int prepare_snapshot_spec(PrepareJob *j) {
@@ -687,7 +714,8 @@ static int prepare_snapshot_spec(PrepareJob *j) {
                 n = 0;
         for (size_t i = 0; i < n; i++)
                 if (list[i].kind == SNAPSHOT_USER && streq(list[i].name, vm->spec.from_snapshot) && r == -ENOENT) {
-                        r = vmgr_vm_spec_parse(list[i].spec_json ?: "", vm->name, &j->snapshot_spec, spec_error);
+                        r = snapshot_spec_parse(list[i].spec_json, vm->name, &j->snapshot_spec,
+                                                &j->snapshot_spec_json, spec_error);
                         if (r < 0)
                                 snprintf(j->error, sizeof(j->error), "snapshot '%s' holds a spec vmgrd cannot read: %.300s",
                                          vm->spec.from_snapshot, spec_error);
@@ -854,6 +882,7 @@ static void prepare_job_free(PrepareJob *j) {
         vm_unref(j->vm);
         free(j->xml);
         free(j->restore_xml);
+        free(j->snapshot_spec_json);
         if (j->has_snapshot_spec)
                 vmgr_vm_spec_done(&j->snapshot_spec);
         free(j->group);
@@ -885,6 +914,9 @@ static void prepare_done(int result, void *userdata) {
                                 vm->spec = j->snapshot_spec;
                                 j->snapshot_spec = (VmgrVMSpec) {};
                                 j->has_snapshot_spec = false;
+                                /* The state file's: a restarted vmgrd knows it as such. */
+                                free(vm->spec_json);
+                                vm->spec_json = TAKE_PTR(j->snapshot_spec_json);
                         }
                 }
                 vm_op_step_done(vm, j->seq);
