@@ -29,6 +29,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* How clients name a template where a user snapshot's name goes
+ * (Manager.DeleteSnapshot, vmgrctl): "template:SHAPE". */
+#define SNAPSHOT_TEMPLATE_PREFIX "template:"
+
 typedef enum SnapshotKind {
         SNAPSHOT_TEMPLATE,
         SNAPSHOT_USER,
