@@ -529,7 +529,7 @@ static void find_done(int result, void *userdata) {
         }
         if (result < 0) {
                 if (j->kind == SNAPSHOT_USER)
-                        vm_op_fail(vm, j->seq, result == -ENOENT ? -VMGR_ERR_INVALID_SPEC : result,
+                        vm_op_fail(vm, j->seq, result == -ENOENT ? -VMGR_ERR_NO_SUCH_SNAPSHOT : result,
                                    "cannot restore snapshot '%s': %s", j->name, j->error);
                 else {
                         log_internal(LOG_WARNING, result, vm_group_name(vm), vm->name,
@@ -814,7 +814,7 @@ static void save_done(int result, void *userdata) {
 
         if (result < 0) {
                 if (result == -EEXIST)
-                        vm_op_fail(vm, j->seq, -EEXIST, "snapshot '%s' exists already", j->meta.name);
+                        vm_op_fail(vm, j->seq, -VMGR_ERR_SNAPSHOT_EXISTS, "snapshot '%s' exists already", j->meta.name);
                 else
                         vm_op_fail(vm, j->seq, result, "cannot save VM '%s': %s", vm->name, j->error);
         } else {
@@ -933,8 +933,9 @@ int vm_snapshot_create(VM *vm, const char *name, sd_bus_message *call) {
 
         if (!m || !m->snapshots)
                 return -EOPNOTSUPP;
+        /* Not ready yet, or another operation (a template's save) runs. */
         if (vm->state != VM_READY)
-                return -ESRCH;
+                return -VMGR_ERR_BUSY;
         if (!vmgr_vm_spec_has_agent(&vm->spec))
                 /* Its clones could not take their own identity. */
                 return -EOPNOTSUPP;

@@ -726,7 +726,7 @@ static int prepare_snapshot_spec(PrepareJob *j) {
         if (r == -ENOENT) {
                 snprintf(j->error, sizeof(j->error), "%sfrom_snapshot: there is no snapshot '%s'", vm->spec_path ?: "",
                          vm->spec.from_snapshot);
-                return -VMGR_ERR_INVALID_SPEC;
+                return -VMGR_ERR_NO_SUCH_SNAPSHOT;
         }
         if (r < 0)
                 return r;
@@ -897,6 +897,8 @@ static void prepare_done(int result, void *userdata) {
 
         if (result == -VMGR_ERR_INVALID_SPEC)
                 vm_op_fail(vm, j->seq, result, "invalid spec: %s", j->error);
+        else if (result == -VMGR_ERR_NO_SUCH_SNAPSHOT)
+                vm_op_fail(vm, j->seq, result, "%s", j->error);
         else if (result < 0)
                 vm_op_fail(vm, j->seq, result, "cannot prepare VM '%s': %s", vm->name, j->error);
         else {
