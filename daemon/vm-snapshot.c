@@ -234,7 +234,10 @@ bool vm_warm_wanted(VM *vm) {
 
         if (vm->ever_started || !m || !m->snapshots)
                 return false;
-        return vm->spec.from_snapshot || (m->config.warm_start && vmgr_vm_spec_wants_warm(&vm->spec));
+        /* A clone never prints its boot again: a ready_console line would
+         * not come. */
+        return vm->spec.from_snapshot ||
+               (m->config.warm_start && vmgr_vm_spec_wants_warm(&vm->spec) && !vm->spec.ready_console);
 }
 
 /* ---- QEMU's monitor, on a pool thread ------------------------------------- */

@@ -32,7 +32,8 @@ int vm_shape_compute(const VmgrDomainConfig *c, const char *hostname, const char
 
 /* Whether this start of the VM may restore a snapshot: its first start,
  * with from_snapshot, or when both the config and the spec want warm
- * starts. */
+ * starts (and readiness waits for no console line, which a clone would
+ * not print again). */
 bool vm_warm_wanted(VM *vm);
 
 /* The machine's actions (vm.c calls them): find the snapshot to restore
