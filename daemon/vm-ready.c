@@ -486,6 +486,14 @@ void vm_ready_evaluate(VM *vm) {
         if (vm->spec.ipv4 && up && ipv4)
                 stage_mark(vm, VM_STAGE_IPV4_LEASED);
         ipv6 = vm->timings[VM_STAGE_IPV6_CONFIGURED] != VM_STAGE_NOT_YET;
+        /* The first VM of its shape is saved as its template once its guest
+         * is up on the network: before the spec's probes (they are the
+         * spec's, not the shape's, and run again in each clone; one that
+         * never passes must not hold the build up) and before it is
+         * declared ready, so that nobody's commands see it paused. */
+        if (up && vm->state == VM_RUNNING && agent && has_agent && ipv6 && ipv4 &&
+            (vm->template_saving || vm_template_save_begin(vm) > 0))
+                return;
         /* Without the agent, the host asks the address itself. */
         if (up && !has_agent && !ipv6)
                 host_probe_start(vm, &vm->address_probe,
@@ -512,10 +520,6 @@ void vm_ready_evaluate(VM *vm) {
 
         ready = up && vm_stage_missing(&vm->spec, vm->timings) == VM_STAGE_READY && ipv4 &&
                 (!vm->restored || vm->timings[VM_STAGE_IDENTITY_APPLIED] != VM_STAGE_NOT_YET);
-        /* The first VM of its shape is saved as the template before it is
-         * declared ready, so that nobody's commands see it paused. */
-        if (ready && vm->state == VM_RUNNING && (vm->template_saving || vm_template_save_begin(vm) > 0))
-                return;
         if (ready && vm->state == VM_RUNNING) {
                 stage_mark(vm, VM_STAGE_READY);
                 vm_set_state(vm, VM_READY);

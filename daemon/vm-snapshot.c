@@ -472,8 +472,14 @@ static int on_template_poll(sd_event_source *s, uint64_t usec, void *userdata) {
                 vm_op_cold(vm, vm->op_seq);
                 return 0;
         }
-        if (m && template_wait_find(m, vm->shape))
-                return 0; /* ours: its end wakes the VM */
+        /* Being built by this vmgrd after all (its builder's answer came
+         * after ours): wait for its end. */
+        TemplateWait *w = m ? template_wait_find(m, vm->shape) : NULL;
+        if (w && w->builder != vm) {
+                if (template_wait_join(w, vm) < 0)
+                        vm_op_cold(vm, vm->op_seq);
+                return 0;
+        }
         find_submit(vm, false);
         return 0;
 }
