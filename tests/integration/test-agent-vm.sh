@@ -92,6 +92,10 @@ timings+=("VM a timings (usec): $(vm_timings "$a" | xargs)")
 
 # --- a probe that never passes ---------------------------------------------------
 
+# c boots cold (it builds the template of its shape) once CreateGroup g
+# returned, which waited for a, the clone of b: give it time to boot.
+c_booted() { [[ $(vm_timings "$c" | xargs) == *ipv6_configured* ]]; }
+vmgr_wait_until 120 c_booted || true
 out=$(vmgr_dbus_error "$c" org.vmgr1.VM.WaitReady uint64:3000000)
 check_match "VM c: WaitReady times out naming probe_passed" '^org\.vmgr1\.Error\.Timeout: .*probe_passed' "$out"
 check_eq "VM c stays running" running "$(vmgr_vm_prop "$c" State)"
