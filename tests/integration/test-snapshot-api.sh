@@ -9,6 +9,8 @@
 #     (table and --json);
 #   - Manager.DeleteSnapshot removes a user snapshot by name and a template
 #     as "template:SHAPE"; a missing one is NoSuchSnapshot (vmgrctl exit 3);
+#   - vmgrd's config keys warm_start and snapshot_cache_max_mib: taken,
+#     and a wrong value refused with a sentence naming the key;
 #   - the attack: names that would leave the store ("../victim",
 #     "../../victim", "template:../../victim", "a/b", "..") through
 #     DeleteSnapshot and VM.Snapshot are InvalidName, and the directories
@@ -20,7 +22,16 @@ vmgr_require_root
 vmgr_vm_require_tools
 vmgr_enter_netns "$@"
 vmgr_start_bus
-vmgr_start_vmgrd
+
+# The config keys: a bad value stops vmgrd at once, naming the key.
+for bad in "warm_start = maybe" "snapshot_cache_max_mib = -1" "snapshot_cache_max_mib = lots"; do
+        printf '%s\n' "$bad" >"$VMGR_TMP/bad.conf"
+        out=$(vmgr_as_user "$VMGRD" --config "$VMGR_TMP/bad.conf" --state-dir "$VMGR_TMP/state/vmgr" \
+                --runtime-dir "$VMGR_TMP/run/vmgr" 2>&1) && out="started: $out"
+        check_match "config '$bad' is refused" "${bad%% *} must be" "$out"
+done
+printf 'warm_start = false\nsnapshot_cache_max_mib = 100\n' >"$VMGR_TMP/vmgrd.conf"
+vmgr_start_vmgrd --config "$VMGR_TMP/vmgrd.conf"
 
 cache=$VMGR_TMP/home/.cache/vmgr
 store=$cache/snapshots
