@@ -11,6 +11,7 @@
 #     as "template:SHAPE"; a missing one is NoSuchSnapshot (vmgrctl exit 3);
 #   - vmgrd's config keys warm_start and snapshot_cache_max_mib: taken,
 #     and a wrong value refused with a sentence naming the key;
+#   - another local user on the same bus can neither list nor delete them;
 #   - the attack: names that would leave the store ("../victim",
 #     "../../victim", "template:../../victim", "a/b", "..") through
 #     DeleteSnapshot and VM.Snapshot are InvalidName, and the directories
@@ -73,6 +74,16 @@ check_eq "vmgrctl --json snapshot list" "db-loaded user 4096 g1/db" \
         "$(python3 -c 'import json, sys
 for s in json.loads(sys.stdin.read()):
     if s["Kind"] == "user": print(s["Name"], s["Kind"], s["Size"], s["Source"])' <<<"$out" 2>&1)"
+
+# Another user: refused, and nothing learnt or deleted.
+for call in ListSnapshots "DeleteSnapshot string:db-loaded"; do
+        read -r -a words <<<"$call"
+        out=$(vmgr_as "$VMGR_USER2" dbus-send --session --print-reply --dest=org.vmgr1 /org/vmgr1 \
+                "org.vmgr1.Manager.${words[0]}" "${words[@]:1}" 2>&1) || true
+        check_match "$VMGR_USER2: ${words[0]} is refused" '^Error org\.vmgr1\.Error\.PermissionDenied' "$out"
+        check_empty "$VMGR_USER2: ... naming no snapshot" "$(grep -e db-loaded -e "$shape" <<<"$out" || true)"
+done
+check "the snapshot is still there" test -f "$store/user/db-loaded/meta.json"
 
 # The attack: each name is refused before it becomes a path.
 for name in ../victim ../../victim ../../../.cache/victim template:../../victim "template:../$shape" \
