@@ -72,11 +72,15 @@ check_eq "AddVM p: kernel, initrd and cmdline of its own" 0 "$rc"
 pp=$(vmgr_vm_path L p)
 
 cb=$(vmgr_vm_prop "$pb" ConsoleLog)
-for v in a:"$ca" b:"$cb"; do
-        if vmgr_wait_console "${v#*:}" '^vmgr-guest: ready' 1 90; then
-                vmgr_ok "${v%%:*}: console shows 'vmgr-guest: ready'"
+# a boots cold and becomes the template of the default guest; b, of the same
+# shape, is its clone: its console has no boot, only the agent taking b's
+# identity.
+for v in a:"$ca":'^vmgr-guest: ready' b:"$cb":'^vmgr-agent: took the identity of b '; do
+        IFS=: read -r name console line <<<"$v"
+        if vmgr_wait_console "$console" "$line" 1 90; then
+                vmgr_ok "$name: console shows '${line#^}'"
         else
-                vmgr_not_ok "${v%%:*}: console shows 'vmgr-guest: ready'" "$(vmgr_console_tail "${v#*:}")"
+                vmgr_not_ok "$name: console shows '${line#^}'" "$(vmgr_console_tail "$console")"
         fi
 done
 vmgr_load_expected EB L b
