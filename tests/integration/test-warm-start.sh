@@ -39,7 +39,6 @@ vmgr_start_bus
 vmgr_start_vmgrd
 
 timings=()
-MKGUEST=$VMGR_DESTDIR/usr/bin/vmgr-mkguest
 
 ctl() {
         vmgrctl_as_user "$@"
@@ -79,12 +78,19 @@ wait_ready() {
 
 # --- the snapshot store, as vmgrctl shows it -----------------------------------
 
-# `vmgrctl snapshot list` as "KIND NAME" lines (KIND: template or user).
+# Manager.ListSnapshots as "KIND NAME LAST_USED_USEC SOURCE" lines (KIND:
+# template or user); a failed list is a failed read (vmgr_read_failed), so
+# that "not listed" cannot pass on it.
 snap_list() {
-        ctl snapshot list --json | python3 -c '
+        local out
+        if ! out=$(busctl_as_user --json=short call org.vmgr1 /org/vmgr1 org.vmgr1.Manager ListSnapshots 2>&1); then
+                vmgr_read_failed "Manager.ListSnapshots failed: $out"
+                return 1
+        fi
+        python3 -c '
 import json, sys
-for s in json.load(sys.stdin):
-    print(s["kind"], s["name"])'
+for name, kind, shape, size, created, used, source in json.load(sys.stdin)["data"][0]:
+    print(kind, name, used, source or "-")' <<<"$out"
 }
 
 # Names of the templates, one a line, sorted.
@@ -97,6 +103,11 @@ templates_are() {
         [ "$(templates | wc -l)" -eq "$1" ]
 }
 
+# When template $1 was last used (µs since the epoch), as listed.
+template_used() {
+        snap_list | awk -v n="$1" '$1 == "template" && $2 == n { print $3 }'
+}
+
 # True if template $1 is listed.
 template_listed() {
         templates | grep -q -x "$1"
@@ -104,7 +115,7 @@ template_listed() {
 
 # True if user snapshot $1 is listed.
 user_snapshot_listed() {
-        snap_list | grep -q -x "user $1"
+        snap_list | awk -v n="$1" '$1 == "user" && $2 == n { f = 1 } END { exit !f }'
 }
 
 # --- what a guest says about itself ---------------------------------------------
@@ -157,14 +168,14 @@ check "g1: the first VM of its shape (a, IPv4) boots cold" \
         ctl group create g1 -q --vm a:ipv4
 check "g1/a is ready" wait_ready g1 120
 timings+=("cold: CreateGroup g1 (a) to ready: $(($(vmgr_now_ms) - t0)) ms; a's Timings ready at $(vm_ready_ms g1 a) ms")
-stages=$(vm_stages g1 a)
+stages=$(vm_stages g1 a) || true
 check_match "a booted cold: its Timings have neither restored nor identity_applied ($stages)" \
         '^qemu_started .*ready$' "$(grep -v -w -e restored -e identity_applied <<<"$stages" || true)"
 
 t0=$(vmgr_now_ms)
 check "a's template appears in the store" vmgr_wait_until 60 templates_are 1
 timings+=("a ready to its template listed: $(($(vmgr_now_ms) - t0)) ms")
-template_a=$(templates)
+template_a=$(templates || true)
 check_match "the template is named by a 64-hex-digit shape hash" '^[0-9a-f]{64}$' "$template_a"
 check_eq "a is still ready after its template was saved" ready "$(vmgr_vm_prop "$(vmgr_vm_path g1 a)" State)"
 
@@ -179,12 +190,12 @@ timings+=("warm: b, c added, g2 (d, e) created, all ready: $(($(vmgr_now_ms) - t
 clones=(g1:b g1:c g2:d g2:e)
 for gv in "${clones[@]}"; do
         g=${gv%%:*} v=${gv#*:}
-        stages=$(vm_stages "$g" "$v")
+        stages=$(vm_stages "$g" "$v") || true
         check_match "$v is a clone: Timings show restored, then identity_applied ($stages)" \
                 '(^| )restored .*identity_applied .*ready$' "$stages"
         timings+=("warm: $v ready at $(vm_ready_ms "$g" "$v") ms ($(vm_timings "$(vmgr_vm_path "$g" "$v")" | xargs))")
 done
-check_eq "still one template: the clones made none" "$template_a" "$(templates)"
+check_eq "still one template: the clones made none" "$template_a" "$(templates || true)"
 
 # Each VM, the template's own first: what it says about itself.
 all=(g1:a "${clones[@]}")
@@ -200,7 +211,7 @@ for gv in "${all[@]}"; do
                 continue
         fi
         vmgr_load_expected exp "$g" "$v"
-        p=$(vmgr_vm_path "$g" "$v")
+        p=$(vmgr_vm_path "$g" "$v") || true
         check_eq "$v: its own hostname in the guest" "$v" "$(probed "$g" "$v" hostname)"
         check_eq "$v: its own MAC on enp1s0" "${exp[mac]}" "$(probed "$g" "$v" mac.enp1s0)"
         check_eq "$v: its own MAC on enp2s0 (IPv4 NIC)" "${exp[mac4]}" "$(probed "$g" "$v" mac.enp2s0)"
@@ -208,7 +219,7 @@ for gv in "${all[@]}"; do
                 "$(probed "$g" "$v" addrs.enp1s0)"
         check_eq "$v: only its own global address on enp1s0 (none of the template's)" "${exp[ipv6]}/64" \
                 "$(probed "$g" "$v" addrs.enp1s0)"
-        v4=$(vmgr_vm_prop "$p" IPv4)
+        v4=$(vmgr_vm_prop "$p" IPv4) || true
         check_match "$v: vmgrd knows its IPv4 address ($v4)" '^10\.[0-9]+\.[0-9]+\.[0-9]+$' "$v4"
         check_eq "$v: only its leased IPv4 on enp2s0" "$v4/24" "$(probed "$g" "$v" addrs.enp2s0)"
         check "$v: answers ping on ${exp[ipv6]} from the host" vmgr_netns_exec ping -6 -c 1 -W 5 "${exp[ipv6]}"
@@ -237,7 +248,7 @@ vm_pings() {
         local g=$1 v=$2 to_g=$3 to_v=$4 e6 v4
         vmgr_load_expected exp_to "$to_g" "$to_v"
         e6=${exp_to[ipv6]}
-        v4=$(vmgr_vm_prop "$(vmgr_vm_path "$to_g" "$to_v")" IPv4)
+        v4=$(vmgr_vm_prop "$(vmgr_vm_path "$to_g" "$to_v")" IPv4) || true
         check "$v reaches $to_v over IPv6 ($e6)" gx "$g" "$v" ping6 -c 1 -W 5 "$e6"
         check "$v reaches $to_v over IPv4 ($v4)" gx "$g" "$v" ping -c 1 -W 5 "$v4"
 }
@@ -278,7 +289,7 @@ t0=$(vmgr_now_ms)
 check "vm add g2 f from snap1" ctl vm add g2 -q f --spec - <<<'{"from_snapshot": "snap1"}'
 check "g2/f is ready" wait_ready g2 90
 timings+=("warm: f from snap1 added to ready: $(($(vmgr_now_ms) - t0)) ms")
-stages=$(vm_stages g2 f)
+stages=$(vm_stages g2 f) || true
 check_match "f is restored: Timings show restored and identity_applied ($stages)" \
         '(^| )restored .*identity_applied .*ready$' "$stages"
 check_eq "f has its own hostname" f "$(gx g2 f hostname 2>&1)"
@@ -305,7 +316,7 @@ check_eq "s still reads its own marker" "$marker" \
 
 check "vmgrctl snapshot delete snap1 while f runs" ctl snapshot delete snap1
 check_fails "snap1 is no longer listed" user_snapshot_listed snap1
-check "vmgrctl snapshot delete the template while b-e run" ctl snapshot delete "$template_a"
+check "vmgrctl snapshot delete the template while b-e run" ctl snapshot delete "template:$template_a"
 check_fails "the template is no longer listed" template_listed "$template_a"
 check_eq "f still runs commands" "alive" "$(gx g2 f echo alive 2>&1)"
 check_eq "f writes to its disk and reads it back (page cache dropped)" "after-delete" \
@@ -323,6 +334,19 @@ check "b is ready again" wait_ready g1 120
 timings+=("b restarted without its template, to ready: $(($(vmgr_now_ms) - t0)) ms ($(vm_stages g1 b))")
 check_eq "b is itself after the restart" b "$(gx g1 b hostname 2>&1)"
 
+# a's kernel, initramfs and command line (without its hostname), for part 4.
+mapfile -d '' -t qemu_argv <"/proc/$(vmgr_qemu_pids g1 a | head -n 1)/cmdline" || true
+kernel='' initrd='' cmdline=''
+for ((i = 0; i < ${#qemu_argv[@]} - 1; i++)); do
+        case ${qemu_argv[i]} in
+        -kernel) kernel=${qemu_argv[i + 1]} ;;
+        -initrd) initrd=${qemu_argv[i + 1]} ;;
+        -append) cmdline=$(sed -E 's/(^| )vmgr\.hostname=[^ ]*//' <<<"${qemu_argv[i + 1]}") ;;
+        esac
+done
+check_match "a's QEMU boots the default guest's kernel and initramfs ($kernel $initrd: $cmdline)" \
+        '^/.*/vmlinuz-[^ ]+ /.*\.cpio\.gz: console=' "$kernel $initrd: $cmdline"
+
 # The VMs of parts 1-3 make way for part 4's eight.
 check "delete g1" ctl group delete g1
 check "delete g2" ctl group delete g2
@@ -332,19 +356,18 @@ check "delete g2" ctl group delete g2
 # ===================================================================================
 
 # The default guest from explicit paths: its kernel, a copy of its
-# initramfs, its command line without the per-VM hostname (which would make
-# every VM a shape of its own).
-read -r kernel initrd < <(vmgr_as_user "$MKGUEST" --print-path 2>/dev/null) || true
+# initramfs (with the agent), its command line without the per-VM hostname
+# (which would make every VM a shape of its own), as a's QEMU had them.
 img=$VMGR_TMP/img
 mkdir -m 0755 "$img"
 cp "$initrd" "$img/initrd.img"
 chmod 0644 "$img/initrd.img"
-kspec="{\"kernel\": \"$kernel\", \"initrd\": \"$img/initrd.img\", \"cmdline\": \"console=ttyS0\", \"agent\": true}"
-before=$(templates)
+kspec="{\"kernel\": \"$kernel\", \"initrd\": \"$img/initrd.img\", \"cmdline\": \"$cmdline\", \"agent\": true}"
+before=$(templates || true)
 check "g4: k boots the initramfs copy (v1)" ctl group create g4 -q --spec - <<<"{\"vms\": [{\"name\": \"k\", ${kspec#\{}]}"
 check "g4/k is ready" wait_ready g4 120
 check "k's template appears" vmgr_wait_until 60 templates_are $(($(wc -w <<<"$before") + 1))
-template_v1=$(comm -13 <(echo "$before") <(templates) | head -n 1)
+template_v1=$(comm -13 <(echo "$before") <(templates || true) | head -n 1)
 check_eq "k has no marker file (v1)" "none" "$(gx g4 k sh -c 'cat /etc/vmgr-warm-marker 2>/dev/null || echo none' 2>&1)"
 check "delete g4" ctl group delete g4
 
@@ -364,19 +387,22 @@ vms=
 for i in 1 2 3 4 5 6 7 8; do
         vms+="${vms:+, }{\"name\": \"m$i\", ${kspec#\{}"
 done
-before=$(templates)
+before=$(templates || true)
+v1_used=$(template_used "$template_v1" || true)
+check_match "v1's template is listed, with when it was last used" '^[0-9]+$' "$v1_used"
 log_lines=$(wc -l <"$VMGR_TMP/vmgrd.log")
 t0=$(vmgr_now_ms)
 check "g5: 8 VMs of the changed image at once" ctl group create g5 -q --spec - <<<"{\"vms\": [$vms]}"
 check "g5 is ready" wait_ready g5 240
 timings+=("8 VMs of a new shape at once, to all ready: $(($(vmgr_now_ms) - t0)) ms")
 check "one new template appears" vmgr_wait_until 60 templates_are $(($(wc -w <<<"$before") + 1))
-new=$(comm -13 <(echo "$before") <(templates))
+new=$(comm -13 <(echo "$before") <(templates || true))
 check_eq "exactly one new template" 1 "$(wc -w <<<"$new")"
 check_fails "the new template is not v1's (the content changed, so did the shape)" test "$new" = "$template_v1"
+check_eq "v1's template was not used by the 8 VMs" "$v1_used" "$(template_used "$template_v1" || true)"
 cold=0 warm=0 v2=0
 for i in 1 2 3 4 5 6 7 8; do
-        stages=$(vm_stages g5 "m$i")
+        stages=$(vm_stages g5 "m$i") || true
         if [[ $stages == *" restored "* ]] && [[ $stages == *identity_applied* ]]; then
                 warm=$((warm + 1))
         else
