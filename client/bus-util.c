@@ -88,6 +88,8 @@ static const struct {
         { VMGR_ERROR_NO_SUCH_GROUP, "no such group", -ERRNO_NOT_FOUND },
         { VMGR_ERROR_VM_EXISTS, "the VM already exists", -EEXIST },
         { VMGR_ERROR_NO_SUCH_VM, "no such VM", -ERRNO_NOT_FOUND },
+        { VMGR_ERROR_SNAPSHOT_EXISTS, "the snapshot already exists", -EEXIST },
+        { VMGR_ERROR_NO_SUCH_SNAPSHOT, "no such snapshot", -ERRNO_NOT_FOUND },
         { VMGR_ERROR_ADDRESS_CONFLICT, "the group's addresses conflict with another group", -EADDRINUSE },
         { VMGR_ERROR_PERMISSION_DENIED, "permission denied", -EPERM },
         { VMGR_ERROR_HELPER_FAILED, "the network helper vmgr-netadm failed", -EIO },

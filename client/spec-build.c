@@ -22,6 +22,7 @@ enum shorthand_type {
         SHORTHAND_REST,         /* the rest of the argument, commas included */
         SHORTHAND_CONST,        /* no value: the JSON text in .json */
         SHORTHAND_TCP_PORT,     /* decimal digits, as {"tcp": N} */
+        SHORTHAND_STRING,       /* the value as it is (up to the next comma) */
 };
 
 static const struct {
@@ -43,12 +44,15 @@ static const struct {
         { "install-agent", "cloud_init", SHORTHAND_CONST, "{\"install_agent\": true}" },
         { "journal", "journal", SHORTHAND_CONST, "\"gatewayd\"" },
         { "probe-tcp", "ready_probe_host", SHORTHAND_TCP_PORT, NULL },
+        { "warm", "warm", SHORTHAND_CONST, "true" },
+        { "cold", "warm", SHORTHAND_CONST, "false" },
+        { "from-snapshot", "from_snapshot", SHORTHAND_STRING, NULL },
         { "cmdline", "cmdline", SHORTHAND_REST, NULL },
 };
 
 #define SHORTHAND_KEYS_TEXT                                                                                  \
         "ipv4, vcpus=N, memory=MIB, kernel=PATH, initrd=PATH, disk=PATH, agent, no-agent, uefi, cloud-init, " \
-        "install-agent, journal, probe-tcp=PORT, cmdline=TEXT (last)"
+        "install-agent, journal, probe-tcp=PORT, warm, cold, from-snapshot=NAME, cmdline=TEXT (last)"
 
 const char *spec_label(const char *path) {
         return streq(path, "-") ? "on standard input" : path;

@@ -227,9 +227,10 @@ static void print_ms(struct json_object *timings, const char *stage, int width) 
 
 int verb_group_timings(char **args, size_t n_args, const struct ctl_options *o) {
         static const char *const group_stages[] = { "network_created", "dnsmasq_ready", "vms_started", "running" };
-        static const char *const vm_stages[] = { "qemu_started", "agent_connected",   "ipv6_configured",
-                                                 "ipv4_leased",  "probe_passed",      "host_probe_passed",
-                                                 "console_matched", "ready" };
+        static const char *const vm_stages[] = { "qemu_started",    "restored",     "agent_connected",
+                                                 "identity_applied", "ipv6_configured", "ipv4_leased",
+                                                 "probe_passed",    "host_probe_passed", "console_matched",
+                                                 "ready" };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;

@@ -100,5 +100,9 @@ int verb_forward(char **args, size_t n_args, const struct ctl_options *o);
 int verb_unforward(char **args, size_t n_args, const struct ctl_options *o);
 int verb_forwards(char **args, size_t n_args, const struct ctl_options *o);
 
+/* verb-snapshot.c: the user's snapshots and templates. */
+int verb_snapshot_list(char **args, size_t n_args, const struct ctl_options *o);
+int verb_snapshot_create(char **args, size_t n_args, const struct ctl_options *o);
+int verb_snapshot_delete(char **args, size_t n_args, const struct ctl_options *o);
 /* verb-daemon.c */
 int verb_daemon_reexec(char **args, size_t n_args, const struct ctl_options *o);

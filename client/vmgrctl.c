@@ -93,6 +93,9 @@ static const struct verb verbs[] = {
         { "forward", NULL, 3, 4, 0, "GROUP VM [tcp|udp:]GUEST_PORT [[ADDR:]HOST_PORT]", verb_forward },
         { "unforward", NULL, 2, 2, 0, "GROUP [tcp|udp:][ADDR:]HOST_PORT", verb_unforward },
         { "forwards", NULL, 1, 1, 0, "GROUP", verb_forwards },
+        { "snapshot", "list", 0, 0, 0, "", verb_snapshot_list },
+        { "snapshot", "create", 3, 3, 0, "GROUP VM NAME", verb_snapshot_create },
+        { "snapshot", "delete", 1, 1, 0, "NAME | template:SHAPE", verb_snapshot_delete },
         { "daemon", "reexec", 0, 0, 0, "", verb_daemon_reexec },
 };
 
@@ -130,6 +133,15 @@ static void help(void) {
                "                                   logs, vmgrd's messages; -f: keep following\n"
                "  console GROUP VM [-f] [--lines N]\n"
                "                                   Print a VM's console log (read-only)\n"
+               "\n"
+               "Snapshot commands (warm starts: see the spec's \"warm\", \"from_snapshot\"):\n"
+               "  snapshot list                    List the templates and snapshots in the\n"
+               "                                   user's cache\n"
+               "  snapshot create GROUP VM NAME    Save a running VM (memory, devices, disks)\n"
+               "                                   as snapshot NAME; the VM goes on running\n"
+               "  snapshot delete NAME | template:SHAPE\n"
+               "                                   Delete a snapshot or a template (VMs\n"
+               "                                   started from it go on running)\n"
                "\n"
                "Guest agent commands:\n"
                "  exec GROUP VM [-e K=V]... [-w DIR] -- CMD...\n"
@@ -171,7 +183,8 @@ static void help(void) {
                "  -h --help                        Show this help\n"
                "     --version                     Show the version\n"
                "     --json                        Print JSON (list, show, create, add, addr,\n"
-               "                                   serve, served, forward, forwards)\n"
+               "                                   serve, served, forward, forwards,\n"
+               "                                   snapshot list)\n"
                "  -q --quiet                       No table header; create and add print\n"
                "                                   nothing\n"
                "     --spec FILE                   Spec, JSON (group create, vm add)\n"
@@ -180,7 +193,8 @@ static void help(void) {
                "                                   vcpus=N, memory=MIB, kernel=PATH,\n"
                "                                   initrd=PATH, disk=PATH, agent, no-agent,\n"
                "                                   uefi, cloud-init, install-agent, journal,\n"
-               "                                   probe-tcp=PORT, cmdline=TEXT; cmdline\n"
+               "                                   probe-tcp=PORT, warm, cold,\n"
+               "                                   from-snapshot=NAME, cmdline=TEXT; cmdline\n"
                "                                   comes last and takes the rest\n"
                "  -f --follow                      Keep printing what the console writes\n"
                "                                   until the VM is removed (console), or the\n"

@@ -110,6 +110,7 @@ struct AgentSession {
         struct vmgr_token_bucket sessions; /* guest-caused new sessions */
 
         bool connected;                 /* HELLO answered */
+        uint16_t version;               /* the version the agent chose, while connected */
         bool refusal_logged;            /* the agent's refusal of this connection was logged */
         uint64_t nonce;
         uint32_t agent_window;
@@ -698,6 +699,23 @@ int agent_job_start_reboot(AgentJob *j) {
         return job_start(j, &m);
 }
 
+int agent_job_start_identity(AgentJob *j, const struct vmgr_agent_identity *id) {
+        struct vmgr_agent_msg m = { .type = VMGR_AGENT_IDENTITY };
+
+        if (!j->session)
+                return -ENOTCONN;
+        if (j->kind != AGENT_JOB_IDENTITY)
+                return -EINVAL;
+        /* An agent that speaks only version 1 would drop it as an unknown
+         * type and never answer. */
+        if (j->session->version < VMGR_AGENT_VERSION_IDENTITY)
+                return -EOPNOTSUPP;
+        j->id = j->session->next_id++;
+        m.identity = *id;
+        /* Encoded (and so copied) at once by session_send(). */
+        return job_start(j, &m);
+}
+
 int agent_job_kill(AgentJob *j, int signal) {
         struct vmgr_agent_msg m = { .type = VMGR_AGENT_KILL, .id = j->id };
 
@@ -781,6 +799,7 @@ static void session_lost(AgentSession *s, int error, const char *why) {
         bool was = s->connected;
 
         s->connected = false;
+        s->version = 0;
         s->keepalive = sd_event_source_disable_unref(s->keepalive);
         free(s->info);
         s->info = NULL;
@@ -952,6 +971,7 @@ static void handle_hello(AgentSession *s, const struct vmgr_agent_hello *h) {
                 return;
         }
         s->connected = true;
+        s->version = h->version_min;
         s->agent_window = h->initial_window;
         keepalive_arm(s);
         if (s->changed)
@@ -1238,6 +1258,10 @@ bool agent_session_is_connected(const AgentSession *s) {
 
 bool agent_session_has_connection(const AgentSession *s) {
         return s && s->fd >= 0;
+}
+
+uint16_t agent_session_version(const AgentSession *s) {
+        return s->connected ? s->version : 0;
 }
 
 const struct vmgr_agent_info *agent_session_info(const AgentSession *s) {

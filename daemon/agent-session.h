@@ -145,7 +145,14 @@ int agent_session_ping(AgentSession *s, uint32_t id, uint64_t payload);
 
 /* Is a session established (HELLO answered)? */
 bool agent_session_is_connected(const AgentSession *s);
-/* The latest INFO of this session, or NULL before the first one. */
+/* The protocol version the agent chose for this session, 0 without one.
+ * IDENTITY needs VMGR_AGENT_VERSION_IDENTITY (an older agent cannot take a
+ * clone's identity: its VM must not be restored from a snapshot). */
+uint16_t agent_session_version(const AgentSession *s);
+/* The latest INFO of this session, or NULL before the first one. Its
+ * generation is the last IDENTITY's the agent applied (all zero before
+ * one): an INFO with another generation than the one just sent describes
+ * the machine before it took its identity. */
 const struct vmgr_agent_info *agent_session_info(const AgentSession *s);
 
 /* A new job on the session, not yet started. Returns 0, -ENOTCONN without
@@ -175,7 +182,10 @@ int agent_job_start_reboot(AgentJob *j);
 
 /* IDENTITY (on a job of kind AGENT_JOB_IDENTITY): the guest becomes the
  * machine id describes (copied). Done when the agent has applied it: its
- * DONE, or its ERROR. Returns 0 or -errno. */
+ * DONE (then a fresh INFO with id's generation follows), or its ERROR
+ * (result.error, result.message), or the session's loss. Returns 0,
+ * -EOPNOTSUPP if the agent's protocol version has no IDENTITY, -EINVAL if id
+ * breaks the protocol's rules, or -errno. */
 int agent_job_start_identity(AgentJob *j, const struct vmgr_agent_identity *id);
 
 /* Signal an EXEC's process group. Returns 0, or -ESRCH once it has exited. */

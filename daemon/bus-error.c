@@ -20,6 +20,8 @@ const char *vmgr_error_name(int r) {
                 [VMGR_ERR_LIMIT_EXCEEDED - _VMGR_ERR_BASE] = VMGR_ERROR_LIMIT_EXCEEDED,
                 [VMGR_ERR_BUSY - _VMGR_ERR_BASE] = VMGR_ERROR_BUSY,
                 [VMGR_ERR_TIMEOUT - _VMGR_ERR_BASE] = VMGR_ERROR_TIMEOUT,
+                [VMGR_ERR_NO_SUCH_SNAPSHOT - _VMGR_ERR_BASE] = VMGR_ERROR_NO_SUCH_SNAPSHOT,
+                [VMGR_ERR_SNAPSHOT_EXISTS - _VMGR_ERR_BASE] = VMGR_ERROR_SNAPSHOT_EXISTS,
         };
         int code = r < 0 ? -r : r;
 

@@ -97,6 +97,14 @@ static json_object *vm_to_json(VM *vm) {
         json_object_object_add(o, "timings", timings_to_json(vm->timings, _VM_STAGE_MAX, vm_stage_name));
         if (vm->last_error && *vm->last_error)
                 json_object_object_add(o, "last_error", json_object_new_string(vm->last_error));
+        /* A clone: the identity its agent's INFOs must echo (vm-snapshot.c). */
+        if (vm->restored) {
+                char hex[2 * sizeof(vm->generation) + 1];
+
+                for (size_t i = 0; i < sizeof(vm->generation); i++)
+                        snprintf(hex + 2 * i, 3, "%02x", vm->generation[i]);
+                json_object_object_add(o, "generation", json_object_new_string(hex));
+        }
         if (vm->adding || vm->removing)
                 json_object_object_add(o, "unfinished", json_object_new_boolean(true));
         if (*vm_journal_cursor(vm))
@@ -224,6 +232,21 @@ void group_state_vm_names(json_object *o, void (*cb)(const char *vm, void *userd
 /* Each VM the state file lists, in state "defined" until libvirt says
  * whether its domain runs (vm_adopt_domain()). A VM that cannot be made
  * again (its spec no longer parses) is left out and logged. */
+/* A clone's generation from the state file (hex), if it has one: its
+ * identity is applied (or sent again to the agent, if it was not). */
+static void vm_adopt_generation(VM *vm, const char *hex) {
+        uint8_t generation[sizeof(vm->generation)];
+
+        if (!hex || strlen(hex) != 2 * sizeof(generation))
+                return;
+        for (size_t i = 0; i < sizeof(generation); i++)
+                if (sscanf(hex + 2 * i, "%2hhx", &generation[i]) != 1)
+                        return;
+        memcpy(vm->generation, generation, sizeof(generation));
+        vm->restored = true;
+        vm->identity_sent = vm->timings[VM_STAGE_IDENTITY_APPLIED] != VM_STAGE_NOT_YET;
+}
+
 static void adopt_vms(Group *g, json_object *o) {
         json_object *vms = get_array(o, "vms");
 
@@ -256,8 +279,11 @@ static void adopt_vms(Group *g, json_object *o) {
                 vmgr_vm_spec_done(&spec);
                 if (r < 0)
                         log_group_errno(LOG_WARNING, r, g->name, "VM '%s' cannot be adopted: %m", name);
-                else if (get_string(v, "journal_cursor"))
-                        (void) vm_journal_set_cursor(vm, get_string(v, "journal_cursor"));
+                else {
+                        if (get_string(v, "journal_cursor"))
+                                (void) vm_journal_set_cursor(vm, get_string(v, "journal_cursor"));
+                        vm_adopt_generation(vm, get_string(v, "generation"));
+                }
         }
 }
 

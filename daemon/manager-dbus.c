@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -194,6 +195,154 @@ static int method_reexec(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return manager_reexec_schedule(m);
 }
 
+/* A snapshot method call waiting for the worker pool: the store blocks on
+ * the file system. The call holds the message; the Manager outlives the
+ * pool (manager_free() drains the pool first). */
+typedef struct SnapshotCall {
+        Manager *manager;
+        sd_bus_message *call;
+        SnapshotKind kind;
+        char name[65];
+        SnapshotMeta *list;
+        size_t n;
+} SnapshotCall;
+
+static void snapshot_call_free(SnapshotCall *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->n; i++)
+                snapshot_meta_done(&c->list[i]);
+        free(c->list);
+        sd_bus_message_unref(c->call);
+        free(c);
+}
+
+/* Queue work for msg. Returns 1 (the reply follows) or a negative errno with error set. */
+static int snapshot_call_submit(Manager *m, sd_bus_message *msg, SnapshotKind kind, const char *name,
+                                worker_work_t work, worker_done_t done, sd_bus_error *error) {
+        SnapshotCall *c;
+        int r;
+
+        if (!m->snapshots)
+                return vmgr_bus_error_set(error, -VMGR_BUS_ERR_NOT_SUPPORTED, "vmgrd has no snapshot store");
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->call = sd_bus_message_ref(msg);
+        c->kind = kind;
+        snprintf(c->name, sizeof(c->name), "%s", name ?: "");
+        r = worker_submit(m->workers, work, done, c);
+        if (r < 0) {
+                snapshot_call_free(c);
+                return vmgr_bus_error_set(error, r, "cannot reach the snapshot store: %m");
+        }
+        return 1;
+}
+
+static int list_snapshots_work(void *userdata) {
+        SnapshotCall *c = userdata;
+
+        return snapshot_store_list(c->manager->snapshots, &c->list, &c->n);
+}
+
+/* Oldest first, templates and user snapshots alike. */
+static int snapshot_compare_created(const void *a, const void *b) {
+        const SnapshotMeta *x = a, *y = b;
+
+        if (x->created_usec != y->created_usec)
+                return x->created_usec < y->created_usec ? -1 : 1;
+        return strcmp(x->name, y->name);
+}
+
+static int list_snapshots_reply(SnapshotCall *c) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        if (c->n > 0)
+                qsort(c->list, c->n, sizeof(*c->list), snapshot_compare_created);
+        r = sd_bus_message_new_method_return(c->call, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sssttts)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n; i++) {
+                const SnapshotMeta *s = &c->list[i];
+                r = sd_bus_message_append(reply, "(sssttts)", s->name,
+                                          s->kind == SNAPSHOT_TEMPLATE ? "template" : "user", s->shape,
+                                          s->size_bytes, s->created_usec, s->last_used_usec, s->source ?: "");
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static void list_snapshots_done(int result, void *userdata) {
+        SnapshotCall *c = userdata;
+
+        if (result >= 0)
+                result = list_snapshots_reply(c);
+        if (result < 0)
+                (void) vmgr_bus_reply_error(c->call, result, "cannot list the snapshots: %m");
+        snapshot_call_free(c);
+}
+
+static int method_list_snapshots(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        int r;
+
+        r = bus_check_caller(msg, error);
+        if (r < 0)
+                return r;
+        return snapshot_call_submit(userdata, msg, SNAPSHOT_USER, NULL, list_snapshots_work, list_snapshots_done,
+                                    error);
+}
+
+static int delete_snapshot_work(void *userdata) {
+        SnapshotCall *c = userdata;
+
+        return snapshot_store_delete(c->manager->snapshots, c->kind, c->name);
+}
+
+static void delete_snapshot_done(int result, void *userdata) {
+        SnapshotCall *c = userdata;
+        const char *kind = c->kind == SNAPSHOT_TEMPLATE ? "template" : "snapshot";
+
+        if (result == -ENOENT)
+                (void) vmgr_bus_reply_error(c->call, -VMGR_ERR_NO_SUCH_SNAPSHOT, "no %s '%s'", kind, c->name);
+        else if (result < 0)
+                (void) vmgr_bus_reply_error(c->call, result, "cannot delete %s '%s': %m", kind, c->name);
+        else
+                (void) sd_bus_reply_method_return(c->call, NULL);
+        snapshot_call_free(c);
+}
+
+/* DeleteSnapshot(name): a user snapshot by its name, a template as
+ * "template:SHAPE". The name is checked here, before it reaches a path
+ * (and again by the store). */
+static int method_delete_snapshot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        SnapshotKind kind = SNAPSHOT_USER;
+        const char *name, *why;
+        int r;
+
+        r = bus_method_begin(msg, error, "s", &name);
+        if (r < 0)
+                return r;
+        if (strncmp(name, SNAPSHOT_TEMPLATE_PREFIX, strlen(SNAPSHOT_TEMPLATE_PREFIX)) == 0) {
+                kind = SNAPSHOT_TEMPLATE;
+                name += strlen(SNAPSHOT_TEMPLATE_PREFIX);
+                if (strlen(name) != 64 || strspn(name, "0123456789abcdef") != 64)
+                        return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME,
+                                                  "invalid template name: \"template:\" and 64 lowercase hex digits");
+        } else if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid snapshot name \"%s\": %s", name,
+                                          why);
+        return snapshot_call_submit(userdata, msg, kind, name, delete_snapshot_work, delete_snapshot_done, error);
+}
+
 const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -210,6 +359,11 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("GetGroup", SD_BUS_ARGS("s", name), SD_BUS_RESULT("o", group), method_get_group,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListGroups", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", groups), method_list_groups,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListSnapshots", SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sssttts)", snapshots), method_list_snapshots,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DeleteSnapshot", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_delete_snapshot,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("GroupNew", SD_BUS_ARGS("s", name, "o", group), 0),
         SD_BUS_SIGNAL_WITH_ARGS("GroupRemoved", SD_BUS_ARGS("s", name, "o", group), 0),

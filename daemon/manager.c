@@ -30,6 +30,7 @@
 #include "spec.h"
 #include "strv.h"
 #include "virt.h"
+#include "vm-snapshot.h"
 #include "vm.h"
 #include "vmgr-error.h"
 
@@ -52,6 +53,26 @@ static int config_assign(const char *key, const char *value, void *userdata, cha
                 target = &c->agent_keepalive_sec, min = 1, max = 3600;
         else if (streq(key, "dnsmasq_ready_timeout_sec"))
                 target = &c->dnsmasq_ready_timeout_sec, min = 1, max = 600;
+        else if (streq(key, "snapshot_cache_max_mib")) {
+                unsigned mib;
+                if (vmgr_parse_uint(value, 0, 1u << 30, &mib) < 0) {
+                        snprintf(error, error_size, "snapshot_cache_max_mib must be an integer between 0 and %u",
+                                 1u << 30);
+                        return -EINVAL;
+                }
+                c->snapshot_cache_max_mib = mib;
+                return 0;
+        } else if (streq(key, "warm_start")) {
+                if (streq(value, "true") || streq(value, "yes") || streq(value, "1"))
+                        c->warm_start = true;
+                else if (streq(value, "false") || streq(value, "no") || streq(value, "0"))
+                        c->warm_start = false;
+                else {
+                        snprintf(error, error_size, "warm_start must be true or false");
+                        return -EINVAL;
+                }
+                return 0;
+        }
         else if (streq(key, "user")) {
                 if (!*value || strlen(value) > 64) {
                         snprintf(error, error_size, "user must be a user name");
@@ -93,6 +114,8 @@ int manager_config_load(ManagerConfig *config, const char *path) {
                 .dnsmasq_ready_timeout_sec = 10,
                 .agent_keepalive_sec = 10,
                 .user = "vmgr",
+                .warm_start = true,
+                .snapshot_cache_max_mib = 8192,
         };
         char error[VMGR_ERROR_MAX];
         _cleanup_fclose_ FILE *f = NULL;
@@ -131,6 +154,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         log_set_group_sink(NULL, NULL);
+        vm_snapshot_manager_done(m);
         while (m->groups) {
                 Group *g = m->groups;
                 m->groups = g->next;
@@ -161,6 +185,7 @@ Manager *manager_free(Manager *m) {
         free(m->netadm_path);
         free(m->mkguest_path);
         free(m->cache_dir);
+        snapshot_store_free(m->snapshots);
         free(m);
         return NULL;
 }
@@ -405,6 +430,9 @@ int manager_startup(Manager *m) {
         r = worker_pool_new(m->event, WORKER_THREADS, &m->workers);
         if (r < 0)
                 return log_error_errno(r, "Failed to start worker threads: %m");
+        r = snapshot_store_new(m->cache_dir, m->config.snapshot_cache_max_mib << 20, &m->snapshots);
+        if (r < 0)
+                return log_error_errno(r, "Cannot use the snapshot store in %s/snapshots: %m", m->cache_dir);
         r = virt_new(m, &virt_callbacks, &m->virt);
         if (r < 0)
                 return r;

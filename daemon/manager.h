@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "netadm-client.h"
+#include "snapshot-store.h"
 #include "sockdir.h"
 #include "worker.h"
 
@@ -13,6 +14,7 @@ typedef struct Virt Virt;
 typedef struct Netns Netns;
 
 typedef struct Group Group;
+typedef struct TemplateWait TemplateWait;
 
 /* Where groups' networks live (docs/design.md, "Network modes"). */
 typedef enum NetworkMode {
@@ -48,12 +50,15 @@ typedef struct Manager {
         char *runtime_dir;              /* groups/<name>/ hold dnsmasq's files */
         SockDir *sockdir;               /* a short path to runtime_dir, for unix sockets (sockdir.h) */
         char *cache_dir;                /* shared by every vmgrd of this user: guest images, base disks */
+        SnapshotStore *snapshots;       /* cache_dir/snapshots: templates and user snapshots */
         char *netadm_path;
         char *mkguest_path;             /* builds the default guest */
         int lock_fd;                    /* flock on runtime_dir/vmgrd.lock */
 
         ManagerConfig config;
         NetworkMode network_mode;       /* in force: host or namespace, never auto */
+
+        TemplateWait *template_waits;   /* templates this vmgrd builds, and the VMs that wait (vm-snapshot.c) */
 
         Group *groups;                  /* list, newest first */
         char **stale_names;             /* left by a previous vmgrd, not cleaned up yet (adopt.c) */

@@ -27,6 +27,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* How clients name a template where a user snapshot's name goes
+ * (Manager.DeleteSnapshot, vmgrctl): "template:SHAPE". */
+#define SNAPSHOT_TEMPLATE_PREFIX "template:"
 
 typedef enum SnapshotKind {
         SNAPSHOT_TEMPLATE,
@@ -115,3 +120,9 @@ int snapshot_store_list(SnapshotStore *s, SnapshotMeta **ret, size_t *n);
 /* Delete user snapshot name, or template SHAPE when kind is
  * SNAPSHOT_TEMPLATE. Returns 0, -ENOENT, or -errno. */
 int snapshot_store_delete(SnapshotStore *s, SnapshotKind kind, const char *name);
+
+/* Copy the regular file src_fd to the new file dest (mode): a reflink
+ * where the file system can, else the data ranges alone (holes stay
+ * holes). What clones across file systems use; exposed for its test.
+ * Returns 0 or -errno (dest is not left behind). */
+int snapshot_copy_file(int src_fd, const char *dest, mode_t mode);

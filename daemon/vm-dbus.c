@@ -239,6 +239,30 @@ static int on_run_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* VM.Snapshot(name): save the running VM as user snapshot name (vm.h's
+ * vm_snapshot_create() does it and replies). The name becomes a directory
+ * in the user's cache: checked here, before anything touches a path. */
+static int method_snapshot(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        VM *vm = userdata;
+        const char *name, *why;
+        int r;
+
+        r = bus_method_begin(m, error, "s", &name);
+        if (r < 0)
+                return r;
+        if (vmgr_name_check(name, &why) < 0)
+                return vmgr_bus_error_set(error, -VMGR_ERR_INVALID_NAME, "invalid snapshot name \"%s\": %s", name,
+                                          why);
+        if (!vm->group)
+                return vmgr_bus_error_set(error, -VMGR_ERR_NO_SUCH_VM, "VM '%s' is gone", vm->name);
+        if (vm->group->state == GROUP_DELETING)
+                return vmgr_bus_error_set(error, -VMGR_ERR_BUSY, "group '%s' is being deleted", vm->group->name);
+        r = vm_snapshot_create(vm, name, m);
+        if (r < 0)
+                return vmgr_bus_error_set(error, r, "cannot snapshot VM '%s': %m", vm->name);
+        return 1; /* the reply follows once the snapshot is saved, or failed */
+}
+
 static int method_run(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         VM *vm = userdata;
         _cleanup_(strv_freep) char **argv = NULL;
@@ -563,6 +587,8 @@ const sd_bus_vtable vm_vtable[] = {
                                 method_copy_to, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CopyFrom", SD_BUS_ARGS("s", guest_path), SD_BUS_RESULT("h", fd),
                                 method_copy_from, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Snapshot", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT, method_snapshot,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

@@ -32,24 +32,44 @@ static const Transition transitions[] = {
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_TAP, "no TAP yet" },
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_TAP4, "an IPv4 NIC but no TAP for it" },
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_PREPARE, "no domain XML yet" },
+        { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_TEMPLATE, "all made before, warm start wanted" },
         { OP(VM_OP_START), VM_STEP_NEW, VM_INPUT_BEGIN, START_CREATE, "all made before" },
         { OP(VM_OP_RESTART), VM_STEP_NEW, VM_INPUT_BEGIN, RESTART_DESTROY, "always" },
         { OP(VM_OP_RESTART), RESTART_DESTROY, VM_INPUT_DONE, START_TAP, "as Start" },
         { OP(VM_OP_RESTART), RESTART_DESTROY, VM_INPUT_DONE, START_TAP4, "as Start" },
         { OP(VM_OP_RESTART), RESTART_DESTROY, VM_INPUT_DONE, START_PREPARE, "as Start" },
+        { OP(VM_OP_RESTART), RESTART_DESTROY, VM_INPUT_DONE, START_TEMPLATE, "as Start" },
         { OP(VM_OP_RESTART), RESTART_DESTROY, VM_INPUT_DONE, START_CREATE, "as Start" },
         { OP(VM_OP_RESTART), RESTART_DESTROY, VM_INPUT_FAILED, START_DONE, "fails" },
         { STARTING_OPS, START_TAP, VM_INPUT_DONE, START_TAP4, "an IPv4 NIC" },
         { STARTING_OPS, START_TAP, VM_INPUT_DONE, START_PREPARE, "no IPv4 NIC, no XML yet" },
+        { STARTING_OPS, START_TAP, VM_INPUT_DONE, START_TEMPLATE, "no IPv4 NIC, XML made, warm start wanted" },
         { STARTING_OPS, START_TAP, VM_INPUT_DONE, START_CREATE, "no IPv4 NIC, XML made" },
         { STARTING_OPS, START_TAP, VM_INPUT_FAILED, START_DONE, "fails" },
         { STARTING_OPS, START_TAP4, VM_INPUT_DONE, START_PREPARE, "no XML yet" },
+        { STARTING_OPS, START_TAP4, VM_INPUT_DONE, START_TEMPLATE, "XML made, warm start wanted" },
         { STARTING_OPS, START_TAP4, VM_INPUT_DONE, START_CREATE, "XML made" },
         { STARTING_OPS, START_TAP4, VM_INPUT_FAILED, START_DONE, "fails" },
-        { STARTING_OPS, START_PREPARE, VM_INPUT_DONE, START_CREATE, "always" },
+        { STARTING_OPS, START_PREPARE, VM_INPUT_DONE, START_TEMPLATE, "warm start wanted" },
+        { STARTING_OPS, START_PREPARE, VM_INPUT_DONE, START_CREATE, "a cold boot" },
         { STARTING_OPS, START_PREPARE, VM_INPUT_FAILED, START_DONE, "fails; starting -> stopped/defined" },
+        /* Warm start: the snapshot is there (or its build ended) and linked
+         * into the VM's directory: restore it; none: boot cold. */
+        { STARTING_OPS, START_TEMPLATE, VM_INPUT_DONE, START_RESTORE, "a snapshot to restore" },
+        { STARTING_OPS, START_TEMPLATE, VM_INPUT_COLD, START_CREATE, "none (or it could not be used)" },
+        { STARTING_OPS, START_TEMPLATE, VM_INPUT_FAILED, START_DONE, "fails; starting -> stopped/defined" },
         { STARTING_OPS, START_CREATE, VM_INPUT_DONE, START_DONE, "starting -> running" },
         { STARTING_OPS, START_CREATE, VM_INPUT_FAILED, START_DONE, "fails; starting -> stopped/defined" },
+        { STARTING_OPS, START_RESTORE, VM_INPUT_DONE, START_DONE, "starting -> running" },
+        /* Its half-made domain destroyed: the VM boots as if there were no snapshot. */
+        { STARTING_OPS, START_RESTORE, VM_INPUT_COLD, START_CREATE, "the restore failed" },
+        { STARTING_OPS, START_RESTORE, VM_INPUT_FAILED, START_DONE, "fails; starting -> stopped/defined" },
+
+        /* Snapshot: of a template (vmgrd's own) or VM.Snapshot's. */
+        { OP(VM_OP_SNAPSHOT), VM_STEP_NEW, VM_INPUT_BEGIN, SNAPSHOT_DONE, "fails: the VM does not run" },
+        { OP(VM_OP_SNAPSHOT), VM_STEP_NEW, VM_INPUT_BEGIN, SNAPSHOT_SAVE, "the VM runs" },
+        { OP(VM_OP_SNAPSHOT), SNAPSHOT_SAVE, VM_INPUT_DONE, SNAPSHOT_DONE, "committed; the VM runs on" },
+        { OP(VM_OP_SNAPSHOT), SNAPSHOT_SAVE, VM_INPUT_FAILED, SNAPSHOT_DONE, "fails; the VM runs on" },
 
         /* Kill. */
         { OP(VM_OP_KILL), VM_STEP_NEW, VM_INPUT_BEGIN, KILL_DESTROY, "always; -> stopping" },
@@ -126,6 +146,7 @@ static const char *const op_names[_VM_OP_MAX] = {
         [VM_OP_RESTART] = "restart",
         [VM_OP_REMOVE] = "remove",
         [VM_OP_PANIC] = "panic",
+        [VM_OP_SNAPSHOT] = "snapshot",
 };
 
 static const char *const input_names[_VM_INPUT_MAX] = {
@@ -140,6 +161,7 @@ static const char *const input_names[_VM_INPUT_MAX] = {
         [VM_INPUT_DOMAIN_STARTED] = "domain-started",
         [VM_INPUT_DOMAIN_STOPPED] = "domain-stopped",
         [VM_INPUT_DOMAIN_CRASHED] = "domain-crashed",
+        [VM_INPUT_COLD] = "cold",
 };
 
 const char *vm_op_to_string(VMOp op) {
@@ -151,7 +173,8 @@ const char *vm_input_to_string(VMInput input) {
 }
 
 const char *vm_step_to_string(VMOp op, int step) {
-        static const char *const start[] = { "tap", "tap4", "prepare", "create", "done" };
+        static const char *const start[] = { "tap", "tap4", "prepare", "template", "create", "restore", "done" };
+        static const char *const snapshot[] = { "save", "done" };
         static const char *const kill[] = { "destroy", "done" };
         static const char *const shutdown[] = { "agent",      "acpi",      "acpi-overdue",
                                                 "wait-guest", "hard-stop", "done" };
@@ -185,6 +208,9 @@ const char *vm_step_to_string(VMOp op, int step) {
                 break;
         case VM_OP_PANIC:
                 names = panic, n = ELEMENTSOF(panic);
+                break;
+        case VM_OP_SNAPSHOT:
+                names = snapshot, n = ELEMENTSOF(snapshot);
                 break;
         default:
                 break;
@@ -303,8 +329,17 @@ static void start_from(Machine *m, StartStep step) {
                         return go(m, START_PREPARE);
                 }
                 __attribute__((fallthrough));
+        case START_TEMPLATE:
+                if (m->f.warm_wanted) {
+                        emit(m, VM_ACTION_FIND_SNAPSHOT);
+                        return go(m, START_TEMPLATE);
+                }
+                __attribute__((fallthrough));
         case START_CREATE:
                 return emit_virt(m, VIRT_CREATE, START_CREATE);
+        case START_RESTORE:
+                emit(m, VM_ACTION_RESTORE);
+                return go(m, START_RESTORE);
         case START_DONE:
         default:
                 emit(m, VM_ACTION_MARK_STARTED);
@@ -333,10 +368,14 @@ static void start_step(Machine *m) {
                 case START_TAP4:
                         return start_from(m, START_PREPARE);
                 case START_PREPARE:
-                        return start_from(m, START_CREATE);
+                        return start_from(m, START_TEMPLATE);
+                case START_TEMPLATE:
+                        return start_from(m, START_RESTORE);
                 default:
                         return start_from(m, START_DONE);
                 }
+        case VM_INPUT_COLD:
+                return start_from(m, START_CREATE);
         default:
                 return fail_step(m, START_DONE);
         }
@@ -435,6 +474,22 @@ static void panic_step(Machine *m) {
         }
 }
 
+/* Snapshot: the VM is stopped, saved and goes on, all in the SAVE step's
+ * work; its state does not change. */
+static void snapshot_step(Machine *m) {
+        switch (m->input) {
+        case VM_INPUT_BEGIN:
+                if (m->f.state != VM_RUNNING && m->f.state != VM_READY)
+                        return finish(m, SNAPSHOT_DONE, -ESRCH, VM_FINISH_NOT_RUNNING, VM_OP_NONE);
+                emit(m, VM_ACTION_SAVE);
+                return go(m, SNAPSHOT_SAVE);
+        case VM_INPUT_DONE:
+                return finish(m, SNAPSHOT_DONE, 0, VM_FINISH_OK, VM_OP_NONE);
+        default:
+                return fail_step(m, SNAPSHOT_DONE);
+        }
+}
+
 /* Go on with Remove's steps at step, passing those with nothing to do. */
 static void remove_from(Machine *m, RemoveStep step) {
         switch (step) {
@@ -510,6 +565,9 @@ static void op_step(Machine *m) {
         case VM_OP_PANIC:
                 panic_step(m);
                 break;
+        case VM_OP_SNAPSHOT:
+                snapshot_step(m);
+                break;
         default:
                 break;
         }
@@ -575,7 +633,8 @@ int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp
 
         case VM_INPUT_DOMAIN_STOPPED:
                 op_step(&m);
-                if (!m.finished && op == VM_OP_NONE && state_is_active(m.f.state)) {
+                /* A snapshot's save then fails by itself; the VM is stopped meanwhile. */
+                if (!m.finished && (op == VM_OP_NONE || op == VM_OP_SNAPSHOT) && state_is_active(m.f.state)) {
                         emit(&m, VM_ACTION_NOTE_STOPPED);
                         set_state(&m, VM_STOPPED);
                 }
@@ -588,7 +647,7 @@ int vm_machine_feed(VMOp op, int step, const VMFacts *facts, VMInput input, VMOp
                         emit(&m, VM_ACTION_NOTE_CRASHED);
                 op_step(&m);
                 /* Other operations see to the state themselves. */
-                if (m.finished || op == VM_OP_NONE || op == VM_OP_SHUTDOWN)
+                if (m.finished || op == VM_OP_NONE || op == VM_OP_SHUTDOWN || op == VM_OP_SNAPSHOT)
                         set_state(&m, VM_CRASHED);
                 break;
 

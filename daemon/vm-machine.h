@@ -27,7 +27,9 @@ typedef enum StartStep {
         START_TAP,              /* the helper makes the primary TAP */
         START_TAP4,             /* ... and the IPv4 one */
         START_PREPARE,          /* disks and domain XML, on the pool */
-        START_CREATE,           /* libvirt creates the domain */
+        START_TEMPLATE,         /* warm start: find (or wait for) the snapshot to restore */
+        START_CREATE,           /* libvirt creates the domain (a cold boot) */
+        START_RESTORE,          /* ... or a clone's, which takes the snapshot's state */
         START_DONE,
         _START_STEP_MAX,
 } StartStep;
@@ -70,6 +72,12 @@ typedef enum RemoveStep {
         REMOVE_DONE,
 } RemoveStep;
 
+/* Snapshot: the VM is saved (memory, devices, disks) and goes on. */
+typedef enum SnapshotStep {
+        SNAPSHOT_SAVE,
+        SNAPSHOT_DONE,
+} SnapshotStep;
+
 /* The step before BEGIN: no operation yet. */
 #define VM_STEP_NEW (-1)
 
@@ -85,6 +93,7 @@ typedef enum VMInput {
         VM_INPUT_DOMAIN_STARTED,        /* libvirt's events */
         VM_INPUT_DOMAIN_STOPPED,
         VM_INPUT_DOMAIN_CRASHED,
+        VM_INPUT_COLD,                  /* no snapshot to restore (or the restore failed): boot cold */
         _VM_INPUT_MAX,
 } VMInput;
 
@@ -102,6 +111,9 @@ typedef enum VMActionKind {
         VM_ACTION_TAP_DELETE,           /* .nic */
         VM_ACTION_PREPARE,              /* disks and XML on the pool */
         VM_ACTION_VIRT,                 /* .virt on libvirt's thread */
+        VM_ACTION_FIND_SNAPSHOT,        /* the VM's template or from_snapshot: DONE to restore, COLD */
+        VM_ACTION_RESTORE,              /* the clone's domain takes the snapshot's state */
+        VM_ACTION_SAVE,                 /* save the running VM into a snapshot */
         VM_ACTION_AGENT_SHUTDOWN,       /* ask the agent to power off */
         VM_ACTION_DROP_AGENT_SHUTDOWN,  /* forget that request */
         VM_ACTION_ARM_DEADLINE,         /* Shutdown's timer */
@@ -148,6 +160,7 @@ typedef struct VMFacts {
         bool tap4_wanted;               /* the spec asks for an IPv4 NIC */
         bool tap4_created;
         bool xml_prepared;
+        bool warm_wanted;               /* this start may restore a snapshot (vm-snapshot.c) */
         bool has_deadline;              /* Shutdown got a timeout */
         bool remove_requested;
         bool panicked;                  /* the guest panicked since its start: LastError says so */

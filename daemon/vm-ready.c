@@ -29,6 +29,7 @@
 #include "logline.h"
 #include "log.h"
 #include "time-util.h"
+#include "vm-snapshot.h"
 #include "vm.h"
 
 /* A probe that did not pass runs again after this long. */
@@ -49,7 +50,9 @@ struct ReadyWaiter {
 
 static const char *const stage_names[_VM_STAGE_MAX] = {
         [VM_STAGE_QEMU_STARTED] = "qemu_started",
+        [VM_STAGE_RESTORED] = "restored",
         [VM_STAGE_AGENT_CONNECTED] = "agent_connected",
+        [VM_STAGE_IDENTITY_APPLIED] = "identity_applied",
         [VM_STAGE_IPV6_CONFIGURED] = "ipv6_configured",
         [VM_STAGE_IPV4_LEASED] = "ipv4_leased",
         [VM_STAGE_PROBE_PASSED] = "probe_passed",
@@ -64,6 +67,11 @@ const char *vm_stage_to_string(VMStage stage) {
 
 bool vm_stage_applies(const VmgrVMSpec *spec, VMStage stage) {
         switch (stage) {
+        case VM_STAGE_RESTORED:
+        case VM_STAGE_IDENTITY_APPLIED:
+                /* Only a start that restores a snapshot has them: readiness
+                 * asks for them through the VM (vm_ready_evaluate()). */
+                return false;
         case VM_STAGE_AGENT_CONNECTED:
                 return vmgr_vm_spec_has_agent(spec);
         case VM_STAGE_IPV4_LEASED:
@@ -399,6 +407,11 @@ static void console_regex_compile(VM *vm) {
 static bool guest_has_ipv6(VM *vm, const struct vmgr_agent_info *info) {
         if (!info)
                 return false;
+        /* A clone counts only INFOs of its own identity: one from before
+         * (the template's addresses, sent before the restore) never makes
+         * it ready. */
+        if (vm->restored && memcmp(info->generation, vm->generation, sizeof(vm->generation)) != 0)
+                return false;
         for (size_t i = 0; i < info->n_addrs; i++) {
                 const struct vmgr_agent_addr *a = &info->addrs[i];
                 if (a->family == VMGR_AGENT_FAMILY_IPV6 && memcmp(a->address, &vm->addrs.ipv6, 16) == 0 &&
@@ -473,6 +486,14 @@ void vm_ready_evaluate(VM *vm) {
         if (vm->spec.ipv4 && up && ipv4)
                 stage_mark(vm, VM_STAGE_IPV4_LEASED);
         ipv6 = vm->timings[VM_STAGE_IPV6_CONFIGURED] != VM_STAGE_NOT_YET;
+        /* The first VM of its shape is saved as its template once its guest
+         * is up on the network: before the spec's probes (they are the
+         * spec's, not the shape's, and run again in each clone; one that
+         * never passes must not hold the build up) and before it is
+         * declared ready, so that nobody's commands see it paused. */
+        if (up && vm->state == VM_RUNNING && agent && has_agent && ipv6 && ipv4 &&
+            (vm->template_saving || vm_template_save_begin(vm) > 0))
+                return;
         /* Without the agent, the host asks the address itself. */
         if (up && !has_agent && !ipv6)
                 host_probe_start(vm, &vm->address_probe,
@@ -493,7 +514,12 @@ void vm_ready_evaluate(VM *vm) {
         /* Stages are milestones: a guest that was ready stays so until its
          * agent session ends (reboot) or QEMU stops, even if INFO briefly
          * shows its address tentative again. */
-        ready = up && vm_stage_missing(&vm->spec, vm->timings) == VM_STAGE_READY && ipv4;
+        /* A clone: its own identity first (the agent is connected). */
+        if (agent && vm->restored)
+                vm_identity_send(vm);
+
+        ready = up && vm_stage_missing(&vm->spec, vm->timings) == VM_STAGE_READY && ipv4 &&
+                (!vm->restored || vm->timings[VM_STAGE_IDENTITY_APPLIED] != VM_STAGE_NOT_YET);
         if (ready && vm->state == VM_RUNNING) {
                 stage_mark(vm, VM_STAGE_READY);
                 vm_set_state(vm, VM_READY);
@@ -536,12 +562,22 @@ static void on_agent_changed(AgentSession *s, void *userdata) {
                 /* A new guest session (a reboot) goes through the stages
                  * again; not the first one after a restart of vmgrd, which
                  * finds the same boot (its timings stay). */
+                uint64_t identity_applied = vm->timings[VM_STAGE_IDENTITY_APPLIED];
+
                 probe_cancel(vm);
                 /* Except a matched console line: a session can end without
                  * a reboot (a stuck agent), and the line would not come
                  * again; a reboot's reset clears it (vm_ready_guest_reset). */
                 if (!vm->adopting)
                         stages_clear_but(vm, VM_STAGE_AGENT_CONNECTED, VM_STAGE_CONSOLE_MATCHED);
+                /* The same for a clone's identity: the guest keeps it. One
+                 * not applied yet is sent to the next session. */
+                if (vm->restored && identity_applied != VM_STAGE_NOT_YET)
+                        vm->timings[VM_STAGE_IDENTITY_APPLIED] = identity_applied;
+                else if (vm->identity_job) {
+                        vm->identity_job = agent_job_free(vm->identity_job);
+                        vm->identity_sent = false;
+                }
         } else
                 vm->adopting = false;
         vm_ready_evaluate(vm);
@@ -565,6 +601,8 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                 if (vm->agent)
                         agent_session_stop(vm->agent);
                 probe_cancel(vm);
+                /* Whether this start restores a snapshot is found later (vm-snapshot.c). */
+                vm_identity_forget(vm);
                 vm->start_usec = now_monotonic_usec();
                 stages_clear(vm, VM_STAGE_QEMU_STARTED);
                 break;
@@ -619,8 +657,19 @@ void vm_ready_state_changed(VM *vm, VMState old) {
         vm_ready_notify(vm);
 }
 
+/* A new start, or a clone's guest reboots: a boot of its own, not a
+ * restore, whose agent knows no generation. */
+void vm_identity_forget(VM *vm) {
+        vm->restored = false;
+        vm->identity_sent = false;
+        memset(vm->generation, 0, sizeof(vm->generation));
+        vm->identity_job = agent_job_free(vm->identity_job);
+}
+
 void vm_ready_reboot_requested(VM *vm) {
         const struct vmgr_agent_info *info = agent_session_info(vm->agent);
+
+        vm_identity_forget(vm);
 
         snprintf(vm->stale_boot_id, sizeof(vm->stale_boot_id), "%s", info && *info->boot_id ? info->boot_id : "");
         /* Without the agent, only libvirt's reset tells the old boot from
@@ -640,6 +689,7 @@ void vm_ready_guest_reset(VM *vm) {
                 return;
         /* The old boot's lines are read before its match is forgotten. */
         console_follower_sync(vm->console);
+        vm_identity_forget(vm);
         if (vmgr_vm_spec_has_agent(&vm->spec)) {
                 /* The end of the agent's session clears the other stages;
                  * console_matched is the last before ready. */
@@ -662,6 +712,7 @@ void vm_ready_done(VM *vm) {
                 vm->console_regex = NULL;
         }
         vm->shutdown_job = agent_job_free(vm->shutdown_job);
+        vm->identity_job = agent_job_free(vm->identity_job);
         vm->agent = agent_session_free(vm->agent);
         /* Waiters hold references, so there are none left here. */
 }

@@ -22,8 +22,11 @@
 #include "group.h"
 #include "grouplog.h"
 #include "guest-image.h"
+#include "json-util.h"
 #include "log.h"
+#include "snapshot-store.h"
 #include "vm-machine.h"
+#include "vm-snapshot.h"
 #include "vm.h"
 
 #define VM_KILL_TIMEOUT_USEC (10ULL * 1000000ULL)
@@ -70,6 +73,11 @@ static VM *vm_free(VM *vm) {
         free(vm->last_error);
         free(vm->spec_path);
         free(vm->spec_json);
+        free(vm->restore_xml);
+        safe_close(vm->restore_fd);
+        snapshot_build_abort(vm->template_build);
+        sd_event_source_disable_unref(vm->template_timer);
+        free(vm->snapshot_name);
         free(vm);
         return NULL;
 }
@@ -99,6 +107,9 @@ void vm_set_state(VM *vm, VMState state) {
         }
         if ((state == VM_STOPPED || state == VM_CRASHED || state == VM_DEFINED) && vm->group)
                 forward_vm_stopped(vm->group, vm->name);
+        /* A template it was to build is given up: its waiters boot cold. */
+        if (state == VM_STOPPED || state == VM_CRASHED || state == VM_DEFINED)
+                vm_template_abandon(vm);
         log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name, "VM is %s",
                      vm_state_to_string(state));
         if (state == VM_STARTING)
@@ -137,6 +148,7 @@ int vm_new(Group *g, VmgrVMSpec *spec, VM **ret) {
                 return -ENOMEM;
         vm->n_ref = 1;
         vm->state = VM_DEFINED;
+        vm->restore_fd = -EBADF;
         for (size_t i = 0; i < _VM_STAGE_MAX; i++)
                 vm->timings[i] = VM_STAGE_NOT_YET;
         /* vmgrd's uid is the one the helper sees and derives the TAPs with. */
@@ -247,6 +259,7 @@ static void vm_unlink(VM *vm) {
         vm->console = console_follower_free(vm->console);
         forward_remove_vm(g, vm->name);
         m = g->manager;
+        vm_template_abandon(vm);
         if (m && m->bus)
                 (void) sd_bus_emit_object_removed(m->bus, vm->object_path);
         group_detach_vm(g, vm);
@@ -282,6 +295,7 @@ static VMFacts vm_facts(VM *vm) {
                 .tap4_wanted = vm->spec.ipv4,
                 .tap4_created = vm->tap4_created,
                 .xml_prepared = vm->xml != NULL,
+                .warm_wanted = vm_warm_wanted(vm),
                 .has_deadline = vm->op_timeout_usec > 0,
                 .remove_requested = vm->remove_requested,
                 .panicked = vm->panicked,
@@ -352,7 +366,7 @@ static void vm_op_finish(VM *vm, const VMAction *a) {
 
 /* The work of op number seq failed, or could not be started: if that op is
  * still in flight, the machine fails it with this message. */
-_printf_(4, 5) static void vm_op_fail(VM *vm, uint64_t seq, int error, const char *fmt, ...) {
+_printf_(4, 5) void vm_op_fail(VM *vm, uint64_t seq, int error, const char *fmt, ...) {
         char message[sizeof(vm->op_message)];
         VMActionContext ctx = { .seq = seq, .error = error, .message = message };
         va_list ap;
@@ -365,10 +379,16 @@ _printf_(4, 5) static void vm_op_fail(VM *vm, uint64_t seq, int error, const cha
 
 /* The work of op number seq is done: if that op is still in flight, the
  * machine goes on. */
-static void vm_op_step_done(VM *vm, uint64_t seq) {
+void vm_op_step_done(VM *vm, uint64_t seq) {
         VMActionContext ctx = { .seq = seq };
 
         (void) vm_machine_run(vm, VM_INPUT_DONE, VM_OP_NONE, &ctx);
+}
+
+void vm_op_cold(VM *vm, uint64_t seq) {
+        VMActionContext ctx = { .seq = seq };
+
+        (void) vm_machine_run(vm, VM_INPUT_COLD, VM_OP_NONE, &ctx);
 }
 
 static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *ctx);
@@ -489,11 +509,21 @@ typedef struct PrepareJob {
         char *mkguest;
         VmgrAccel accel;
         char *xml;
+        /* Warm start: the spec is a user snapshot's (from_snapshot), the
+         * shape and the clone's XML are made too. */
+        bool warm;
+        SnapshotStore *store;
+        VmgrVMSpec snapshot_spec;
+        char *snapshot_spec_json;
+        bool has_snapshot_spec;
+        const VmgrVMSpec *spec; /* vm->spec, or snapshot_spec */
+        char shape[65];
+        char *restore_xml;
         char error[VMGR_ERROR_MAX];
 } PrepareJob;
 
 /* A hostname the guest init accepts: [A-Za-z0-9.-]. */
-static void vm_hostname(const char *name, char *buf, size_t size) {
+void vm_hostname(const char *name, char *buf, size_t size) {
         snprintf(buf, size, "%s", name);
         for (char *p = buf; *p; p++)
                 if (*p == '_')
@@ -530,8 +560,7 @@ static int spec_file_error(VM *vm, const char *key, int r, char *error, size_t s
 }
 
 /* Every file the spec names must exist and be readable by us. */
-static int check_spec_files(VM *vm, char *error, size_t size) {
-        const VmgrVMSpec *s = &vm->spec;
+static int check_spec_files(VM *vm, const VmgrVMSpec *s, char *error, size_t size) {
         struct {
                 const char *key, *path;
         } files[3 + VMGR_SPEC_MAX_EXTRA_DISKS] = {
@@ -590,7 +619,7 @@ static int prepare_dirs(PrepareJob *j) {
 static int prepare_boot(PrepareJob *j, char **ret_boot_disk, char *kernel, char *initrd, char *cmdline,
                         size_t cmdline_size) {
         VM *vm = j->vm;
-        const VmgrVMSpec *s = &vm->spec;
+        const VmgrVMSpec *s = j->spec;
         char hostname[64];
         int r;
 
@@ -623,7 +652,7 @@ static int prepare_boot(PrepareJob *j, char **ret_boot_disk, char *kernel, char 
  * the caller frees them even on failure). */
 static int prepare_extra_disks(PrepareJob *j, char *paths[], const char *formats[]) {
         VM *vm = j->vm;
-        const VmgrVMSpec *s = &vm->spec;
+        const VmgrVMSpec *s = j->spec;
         int r;
 
         for (size_t i = 0; i < s->n_extra_disks; i++) {
@@ -642,10 +671,110 @@ static int prepare_extra_disks(PrepareJob *j, char *paths[], const char *formats
         return 0;
 }
 
+/* A snapshot's spec (JSON) for a VM called name: its "name" goes. Returns
+ * 0, the spec and its JSON, or -EINVAL (error) or -ENOMEM. */
+static int snapshot_spec_parse(const char *json, const char *name, VmgrVMSpec *ret, char **ret_json, char *error) {
+        /* The default VM's spec may be empty. */
+        _cleanup_json_ json_object *o = json && *json ? json_tokener_parse(json) : json_object_new_object();
+        char *text;
+        int r;
+
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                snprintf(error, VMGR_SPEC_ERROR_MAX, "not a JSON object");
+                return -EINVAL;
+        }
+        json_object_object_del(o, "name");
+        text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        if (!text)
+                return -ENOMEM;
+        r = vmgr_vm_spec_parse(text, name, ret, error);
+        if (r < 0) {
+                free(text);
+                return r;
+        }
+        *ret_json = text;
+        return 0;
+}
+
+/* A VM from a user snapshot is the snapshot's VM under its own name: its
+ * spec is the snapshot's. Returns 0 or -errno (j->error). */
+static int prepare_snapshot_spec(PrepareJob *j) {
+        VM *vm = j->vm;
+        SnapshotMeta *list = NULL;
+        size_t n = 0;
+        char spec_error[VMGR_SPEC_ERROR_MAX];
+        int r = -ENOENT;
+
+        if (!j->store) {
+                snprintf(j->error, sizeof(j->error), "%sfrom_snapshot: this vmgrd has no snapshot store",
+                         vm->spec_path ?: "");
+                return -VMGR_ERR_INVALID_SPEC;
+        }
+        if (snapshot_store_list(j->store, &list, &n) < 0)
+                n = 0;
+        for (size_t i = 0; i < n; i++)
+                if (list[i].kind == SNAPSHOT_USER && streq(list[i].name, vm->spec.from_snapshot) && r == -ENOENT) {
+                        r = snapshot_spec_parse(list[i].spec_json, vm->name, &j->snapshot_spec,
+                                                &j->snapshot_spec_json, spec_error);
+                        if (r < 0)
+                                snprintf(j->error, sizeof(j->error), "snapshot '%s' holds a spec vmgrd cannot read: %.300s",
+                                         vm->spec.from_snapshot, spec_error);
+                }
+        for (size_t i = 0; i < n; i++)
+                snapshot_meta_done(&list[i]);
+        free(list);
+        if (r == -ENOENT) {
+                snprintf(j->error, sizeof(j->error), "%sfrom_snapshot: there is no snapshot '%s'", vm->spec_path ?: "",
+                         vm->spec.from_snapshot);
+                return -VMGR_ERR_NO_SUCH_SNAPSHOT;
+        }
+        if (r < 0)
+                return r;
+        j->has_snapshot_spec = true;
+        /* Its TAPs were made for the spec it was given. */
+        if (j->snapshot_spec.ipv4 != vm->spec.ipv4) {
+                snprintf(j->error, sizeof(j->error), "%sfrom_snapshot: snapshot '%s' %s an IPv4 NIC: say \"ipv4\": %s",
+                         vm->spec_path ?: "", vm->spec.from_snapshot, j->snapshot_spec.ipv4 ? "has" : "has no",
+                         j->snapshot_spec.ipv4 ? "true" : "false");
+                return -VMGR_ERR_INVALID_SPEC;
+        }
+        free(j->snapshot_spec.from_snapshot);
+        j->snapshot_spec.from_snapshot = strdup(vm->spec.from_snapshot);
+        if (!j->snapshot_spec.from_snapshot)
+                return -ENOMEM;
+        j->spec = &j->snapshot_spec;
+        return 0;
+}
+
+/* The VM's shape and its clone's XML. Returns 0 or -errno (j->error). */
+static int prepare_warm(PrepareJob *j, VmgrDomainConfig *c) {
+        const VmgrVMSpec *s = j->spec;
+        const char *files[1 + VMGR_SPEC_MAX_EXTRA_DISKS];
+        char hostname[64];
+        size_t n = 0;
+        int r;
+
+        if (s->disk.path)
+                files[n++] = s->disk.path;
+        for (size_t i = 0; i < s->n_extra_disks; i++)
+                if (s->extra_disks[i].path)
+                        files[n++] = s->extra_disks[i].path;
+        vm_hostname(j->vm->name, hostname, sizeof(hostname));
+        r = vm_shape_compute(c, hostname, files, n, j->shape, j->error, sizeof(j->error));
+        if (r < 0)
+                return r;
+        c->incoming_defer = true;
+        r = vmgr_domain_xml(c, &j->restore_xml);
+        c->incoming_defer = false;
+        if (r < 0)
+                return vmgr_error_printf(j->error, sizeof(j->error), r, "cannot build the clone's domain XML: %m");
+        return 0;
+}
+
 static int prepare_work(void *userdata) {
         PrepareJob *j = userdata;
         VM *vm = j->vm;
-        const VmgrVMSpec *s = &vm->spec;
+        const VmgrVMSpec *s;
         char reason[256] = "", cmdline[4200];
         char kernel[PATH_MAX] = "", initrd[PATH_MAX] = "";
         _cleanup_free_ char *boot_disk = NULL, *seed = NULL, *nvram = NULL;
@@ -657,10 +786,16 @@ static int prepare_work(void *userdata) {
         r = prepare_dirs(j);
         if (r < 0)
                 return r;
+        if (j->warm && vm->spec.from_snapshot) {
+                r = prepare_snapshot_spec(j);
+                if (r < 0)
+                        return r;
+        }
+        s = j->spec;
 
         /* Files the spec names are checked here, as the user, so a typo is an
          * InvalidSpec with its JSON path rather than QEMU's complaint later. */
-        r = check_spec_files(vm, j->error, sizeof(j->error));
+        r = check_spec_files(vm, j->spec, j->error, sizeof(j->error));
         if (r < 0)
                 return r;
 
@@ -711,6 +846,7 @@ static int prepare_work(void *userdata) {
                 .agent_socket = vm->agent_socket,
                 .firmware = s->firmware,
                 .nvram = nvram,
+                .genid = j->warm,
         };
         r = vmgr_domain_xml(&c, &j->xml);
         if (r < 0)
@@ -725,6 +861,16 @@ static int prepare_work(void *userdata) {
                 if (r < 0)
                         vmgr_error_printf(j->error, sizeof(j->error), r, "cannot write the domain XML: %m");
         }
+        if (r >= 0 && j->warm) {
+                int k = prepare_warm(j, &c);
+                /* Without a shape the VM boots cold; a user snapshot's cannot. */
+                if (k < 0 && vm->spec.from_snapshot)
+                        r = k;
+                else if (k < 0) {
+                        log_internal(LOG_WARNING, k, j->group, vm->name, "No warm start for this VM: %s", j->error);
+                        *j->shape = 0;
+                }
+        }
 
 finish:
         for (size_t i = 0; i < VMGR_SPEC_MAX_EXTRA_DISKS; i++)
@@ -735,6 +881,10 @@ finish:
 static void prepare_job_free(PrepareJob *j) {
         vm_unref(j->vm);
         free(j->xml);
+        free(j->restore_xml);
+        free(j->snapshot_spec_json);
+        if (j->has_snapshot_spec)
+                vmgr_vm_spec_done(&j->snapshot_spec);
         free(j->group);
         free(j->cache_dir);
         free(j->mkguest);
@@ -747,12 +897,30 @@ static void prepare_done(int result, void *userdata) {
 
         if (result == -VMGR_ERR_INVALID_SPEC)
                 vm_op_fail(vm, j->seq, result, "invalid spec: %s", j->error);
+        else if (result == -VMGR_ERR_NO_SUCH_SNAPSHOT)
+                vm_op_fail(vm, j->seq, result, "%s", j->error);
         else if (result < 0)
                 vm_op_fail(vm, j->seq, result, "cannot prepare VM '%s': %s", vm->name, j->error);
         else {
                 /* The XML depends on the spec only: a late one is as good as any. */
                 if (!vm->xml)
                         vm->xml = TAKE_PTR(j->xml);
+                if (j->seq == vm->op_seq) {
+                        snprintf(vm->shape, sizeof(vm->shape), "%s", j->shape);
+                        free(vm->restore_xml);
+                        vm->restore_xml = TAKE_PTR(j->restore_xml);
+                        /* From now on it is the snapshot's VM (its name and
+                         * from_snapshot kept). */
+                        if (j->has_snapshot_spec) {
+                                vmgr_vm_spec_done(&vm->spec);
+                                vm->spec = j->snapshot_spec;
+                                j->snapshot_spec = (VmgrVMSpec) {};
+                                j->has_snapshot_spec = false;
+                                /* The state file's: a restarted vmgrd knows it as such. */
+                                free(vm->spec_json);
+                                vm->spec_json = TAKE_PTR(j->snapshot_spec_json);
+                        }
+                }
                 vm_op_step_done(vm, j->seq);
         }
         prepare_job_free(j);
@@ -770,6 +938,9 @@ static void prepare(VM *vm) {
         }
         j->vm = vm_ref(vm);
         j->seq = vm->op_seq;
+        j->spec = &vm->spec;
+        j->warm = vm_warm_wanted(vm);
+        j->store = m->snapshots;
         j->accel = vm->group->spec->accelerator != VMGR_ACCEL_AUTO ? vm->group->spec->accelerator
                                                                     : (VmgrAccel) m->config.accelerator;
         j->group = strdup(vm->group->name);
@@ -1045,6 +1216,15 @@ static void vm_actions_run(VM *vm, const VMMachineResult *res, VMActionContext *
                         break;
                 case VM_ACTION_VIRT:
                         virt_step(vm, a->virt);
+                        break;
+                case VM_ACTION_FIND_SNAPSHOT:
+                        vm_snapshot_find(vm);
+                        break;
+                case VM_ACTION_RESTORE:
+                        vm_snapshot_restore(vm);
+                        break;
+                case VM_ACTION_SAVE:
+                        vm_snapshot_save(vm);
                         break;
                 case VM_ACTION_AGENT_SHUTDOWN:
                         shutdown_request(vm);

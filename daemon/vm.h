@@ -18,6 +18,7 @@
 #include <systemd/sd-bus.h>
 
 #include "addressing.h"
+#include "macro.h"
 #include "netadm-proto.h"
 #include "spec.h"
 #include "virt.h"
@@ -30,11 +31,14 @@ typedef struct ReadyWaiter ReadyWaiter;
 typedef struct ConsoleFollower ConsoleFollower;
 typedef struct JournalFollower JournalFollower;
 typedef struct HostProbe HostProbe;
+typedef struct SnapshotBuild SnapshotBuild;
 
 /* What a VM goes through on its way to "ready", in order (vm-ready.c). */
 typedef enum VMStage {
         VM_STAGE_QEMU_STARTED,
+        VM_STAGE_RESTORED,              /* a clone: QEMU took its snapshot's state and runs */
         VM_STAGE_AGENT_CONNECTED,
+        VM_STAGE_IDENTITY_APPLIED,      /* a clone: the agent applied its own identity */
         VM_STAGE_IPV6_CONFIGURED,
         VM_STAGE_IPV4_LEASED,
         VM_STAGE_PROBE_PASSED,
@@ -66,6 +70,7 @@ typedef enum VMOp {
         VM_OP_RESTART,
         VM_OP_REMOVE,
         VM_OP_PANIC,            /* the guest panicked: its domain goes (vm-panic.c), no caller */
+        VM_OP_SNAPSHOT,         /* save the running VM as a snapshot (vm-snapshot.c); it goes on */
         _VM_OP_MAX,
 } VMOp;
 
@@ -144,6 +149,21 @@ struct VM {
         unsigned n_guest_execs;         /* Exec processes (guest-exec.c) */
         unsigned guest_exec_counter;    /* the last process id given out */
 
+        /* Warm start (vm-snapshot.c). */
+        char shape[65];                 /* its shape's hash; "" when it has none (no warm start) */
+        char *restore_xml;              /* a clone's domain XML: QEMU waits for the snapshot's state */
+        int restore_fd;                 /* that state, from FIND_SNAPSHOT to RESTORE */
+        SnapshotBuild *template_build;  /* it boots cold to build its shape's template when ready */
+        bool template_saving;           /* ... and is being saved: not ready yet */
+        sd_event_source *template_timer; /* waiting for a template being built */
+        uint64_t template_wait_usec;    /* since when (CLOCK_MONOTONIC) */
+        uint64_t template_wait_seq;     /* the op that waits */
+        char *snapshot_name;            /* Snapshot op: the user snapshot's name; NULL: the template */
+        bool restored;                  /* this start restored a snapshot: it takes its own identity */
+        bool identity_sent;
+        uint8_t generation[16];         /* the identity's: only INFOs echoing it count for readiness */
+        AgentJob *identity_job;
+
         /* Spec "journal": "gatewayd" (journal-follow.c). */
         JournalFollower *journal;       /* while QEMU runs */
         char *journal_cursor;           /* where it resumes: kept while QEMU is down, and in the state file */
@@ -187,6 +207,16 @@ static inline void vm_unrefp(VM **vm) {
  * another operation is in flight, other -errno on failure to start. */
 int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, vm_op_done_t done,
                  void *userdata);
+
+/* The work of the op numbered seq (vm->op_seq when it began) is done, or
+ * failed (the op fails with the message), or found no snapshot to restore
+ * (the VM boots cold): the machine goes on if that op is still in flight. */
+void vm_op_step_done(VM *vm, uint64_t seq);
+_printf_(4, 5) void vm_op_fail(VM *vm, uint64_t seq, int error, const char *fmt, ...);
+void vm_op_cold(VM *vm, uint64_t seq);
+
+/* The guest's hostname for a VM name: [A-Za-z0-9.-]. */
+void vm_hostname(const char *name, char *buf, size_t size);
 
 /* Remove the VM: its domain destroyed, TAPs and files deleted, the object gone.
  * If an operation is in flight, removal follows it. done (may be NULL) is
@@ -233,6 +263,9 @@ void vm_ready_evaluate(VM *vm);
  * (without the agent: until libvirt saw the reset, then the new boot passes
  * the stages again). */
 void vm_ready_reboot_requested(VM *vm);
+/* Forget a clone's identity: a new start, or its guest reboots (a boot of
+ * its own, whose agent knows no generation). */
+void vm_identity_forget(VM *vm);
 /* libvirt saw the guest reset (a reboot, asked for or the guest's own). */
 void vm_ready_guest_reset(VM *vm);
 /* Free what readiness holds (the VM is being freed). */

@@ -25,6 +25,7 @@ static const char *const type_names[_VMGR_AGENT_TYPE_MAX] = {
         [VMGR_AGENT_PING] = "PING",
         [VMGR_AGENT_PONG] = "PONG",
         [VMGR_AGENT_LOG] = "LOG",
+        [VMGR_AGENT_IDENTITY] = "IDENTITY",
 };
 
 const char *vmgr_agent_type_to_string(unsigned type) {
@@ -97,6 +98,136 @@ static int validate_info(const struct vmgr_agent_info *in, const char **why) {
                 } else
                         return *why = "INFO address family is neither 4 nor 6", -EINVAL;
         }
+        return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (p[i])
+                        return false;
+        return true;
+}
+
+/* Whether s is a hostname as RFC 1123 has it: dot-separated labels of 1..63
+ * letters, digits and hyphens, neither starting nor ending with a hyphen,
+ * 253 bytes in all. It goes into sethostname(), /etc/hosts and a DHCP
+ * option, where anything else would break or mislead. */
+static bool hostname_ok(const char *s) {
+        size_t label = 0, n = 0;
+
+        if (!s || !s[0])
+                return false;
+        for (const char *c = s;; c++, n++) {
+                if (n > 253)
+                        return false;
+                if (*c == '.' || *c == 0) {
+                        if (label == 0 || c[-1] == '-')
+                                return false;
+                        if (*c == 0)
+                                return true;
+                        label = 0;
+                        continue;
+                }
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                      (*c == '-' && label > 0)))
+                        return false;
+                if (++label > 63)
+                        return false;
+        }
+}
+
+/* Whether s is a PCI function address "DDDD:BB:SS.F" as sysfs spells it:
+ * lower-case hex, slot 00..1f, function 0..7. */
+static bool pci_slot_ok(const char *s) {
+        static const char pattern[] = "xxxx:xx:xx.f";
+
+        if (!string_ok(s, sizeof(pattern) - 1) || strlen(s) != sizeof(pattern) - 1)
+                return false;
+        for (size_t i = 0; pattern[i]; i++) {
+                char c = s[i];
+                switch (pattern[i]) {
+                case 'x':
+                        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                                return false;
+                        break;
+                case 'f':
+                        if (c < '0' || c > '7')
+                                return false;
+                        break;
+                default:
+                        if (c != pattern[i])
+                                return false;
+                }
+        }
+        /* Slot: 5 bits. */
+        return s[8] <= '1';
+}
+
+/* Whether a and b share their first prefixlen bits. */
+static bool same_prefix(const uint8_t *a, const uint8_t *b, unsigned prefixlen) {
+        unsigned bytes = prefixlen / 8, bits = prefixlen % 8;
+
+        if (memcmp(a, b, bytes) != 0)
+                return false;
+        return bits == 0 || ((a[bytes] ^ b[bytes]) & (0xff00u >> bits) & 0xff) == 0;
+}
+
+static int validate_identity_nic(const struct vmgr_agent_identity_nic *n, const char **why) {
+        unsigned alen = n->family == VMGR_AGENT_FAMILY_IPV4 ? 4 : 16;
+
+        if (!pci_slot_ok(n->pci_slot))
+                return *why = "IDENTITY NIC PCI slot is not DDDD:BB:SS.F", -EINVAL;
+        if ((n->mac[0] & 1) || all_zero(n->mac, sizeof(n->mac)))
+                return *why = "IDENTITY NIC MAC is zero or multicast", -EINVAL;
+        if (n->family == VMGR_AGENT_FAMILY_IPV4) {
+                if (n->prefixlen < 1 || n->prefixlen > 30)
+                        return *why = "IDENTITY IPv4 prefix length out of range 1..30", -EINVAL;
+                if (!all_zero(n->address + 4, 12) || !all_zero(n->gateway + 4, 12))
+                        return *why = "IDENTITY IPv4 address not zero-padded", -EINVAL;
+                if (n->service_prefixlen != 0)
+                        return *why = "IDENTITY IPv4 NIC has a service prefix", -EINVAL;
+        } else if (n->family == VMGR_AGENT_FAMILY_IPV6) {
+                if (n->prefixlen < 1 || n->prefixlen > 126)
+                        return *why = "IDENTITY IPv6 prefix length out of range 1..126", -EINVAL;
+                if (n->address[0] == 0xff || n->gateway[0] == 0xff)
+                        return *why = "IDENTITY IPv6 address is multicast", -EINVAL;
+                if (n->service_prefixlen >= n->prefixlen)
+                        return *why = "IDENTITY service prefix is not shorter than the link's", -EINVAL;
+        } else
+                return *why = "IDENTITY NIC family is neither 4 nor 6", -EINVAL;
+        if (all_zero(n->address, alen) || all_zero(n->gateway, alen))
+                return *why = "IDENTITY NIC address or gateway is zero", -EINVAL;
+        if (memcmp(n->address, n->gateway, alen) == 0)
+                return *why = "IDENTITY NIC address is its gateway", -EINVAL;
+        if (!same_prefix(n->address, n->gateway, n->prefixlen))
+                return *why = "IDENTITY NIC gateway is not on the NIC's prefix", -EINVAL;
+        return 0;
+}
+
+static int validate_identity(const struct vmgr_agent_identity *id, const char **why) {
+        int r;
+
+        if (all_zero(id->generation, sizeof(id->generation)))
+                return *why = "IDENTITY generation is zero", -EINVAL;
+        if (id->realtime_nsec == 0)
+                return *why = "IDENTITY time is 0", -EINVAL;
+        if (!hostname_ok(id->hostname))
+                return *why = "IDENTITY hostname is not a valid host name", -EINVAL;
+        if (id->n_nics < 1 || id->n_nics > VMGR_AGENT_IDENTITY_NICS_MAX)
+                return *why = "IDENTITY NIC count out of range", -EINVAL;
+        for (size_t i = 0; i < id->n_nics; i++) {
+                r = validate_identity_nic(&id->nics[i], why);
+                if (r < 0)
+                        return r;
+                for (size_t j = 0; j < i; j++) {
+                        if (strcmp(id->nics[j].pci_slot, id->nics[i].pci_slot) == 0)
+                                return *why = "IDENTITY names a PCI slot twice", -EINVAL;
+                        if (memcmp(id->nics[j].mac, id->nics[i].mac, sizeof(id->nics[i].mac)) == 0)
+                                return *why = "IDENTITY gives two NICs one MAC", -EINVAL;
+                }
+        }
+        if (id->entropy_size < VMGR_AGENT_ENTROPY_MIN || id->entropy_size > VMGR_AGENT_ENTROPY_MAX || !id->entropy)
+                return *why = "IDENTITY entropy size out of range", -EINVAL;
         return 0;
 }
 
@@ -236,6 +367,12 @@ int vmgr_agent_msg_validate(const struct vmgr_agent_msg *m, const char **reason)
                         why = "LOG priority above 7";
                 else if (!string_ok(m->log.text, VMGR_AGENT_LOG_MAX))
                         why = "LOG text missing or too long";
+                break;
+        case VMGR_AGENT_IDENTITY:
+                if (m->id == 0)
+                        why = "IDENTITY request id is 0";
+                else
+                        r = validate_identity(&m->identity, &why);
                 break;
         default:
                 why = "unknown message type";
@@ -398,6 +535,10 @@ static void encode_body(struct cobs_writer *w, const struct vmgr_agent_msg *m) {
                         cw_u32(w, a->flags);
                         cw_put(w, a->address, 16);
                 }
+                /* Only after an IDENTITY: an agent that never had one
+                 * sends what version 1 had, byte for byte. */
+                if (!all_zero(m->info.generation, sizeof(m->info.generation)))
+                        cw_put(w, m->info.generation, sizeof(m->info.generation));
                 break;
         case VMGR_AGENT_EXEC:
                 cw_u32(w, m->exec.stdin_stream);
@@ -452,6 +593,25 @@ static void encode_body(struct cobs_writer *w, const struct vmgr_agent_msg *m) {
                 cw_u16(w, 0);
                 cw_u64(w, m->log.realtime_usec);
                 cw_str(w, m->log.text);
+                break;
+        case VMGR_AGENT_IDENTITY:
+                cw_put(w, m->identity.generation, sizeof(m->identity.generation));
+                cw_u64(w, m->identity.realtime_nsec);
+                cw_str(w, m->identity.hostname);
+                cw_u8(w, (uint8_t) m->identity.n_nics);
+                for (size_t i = 0; i < m->identity.n_nics; i++) {
+                        const struct vmgr_agent_identity_nic *n = &m->identity.nics[i];
+                        cw_str(w, n->pci_slot);
+                        cw_put(w, n->mac, sizeof(n->mac));
+                        cw_u8(w, n->family);
+                        cw_u8(w, n->prefixlen);
+                        cw_u8(w, n->service_prefixlen);
+                        cw_u8(w, 0);
+                        cw_put(w, n->address, 16);
+                        cw_put(w, n->gateway, 16);
+                }
+                cw_u16(w, (uint16_t) m->identity.entropy_size);
+                cw_put(w, m->identity.entropy, m->identity.entropy_size);
                 break;
         case VMGR_AGENT_EOF:
         case VMGR_AGENT_SHUTDOWN:
@@ -619,6 +779,55 @@ static void parse_info(struct reader *r, struct vmgr_agent_msg *m) {
                 if (rd_take(r, 16, &b))
                         memcpy(a->address, b, 16);
         }
+        /* The generation follows only once the agent had an IDENTITY
+         * (never all zero then, so that each INFO has one encoding). */
+        memset(m->info.generation, 0, sizeof(m->info.generation));
+        if (!r->why && r->left > 0) {
+                const uint8_t *b;
+                if (rd_take(r, sizeof(m->info.generation), &b)) {
+                        if (all_zero(b, sizeof(m->info.generation)))
+                                r->why = "INFO generation present but zero";
+                        memcpy(m->info.generation, b, sizeof(m->info.generation));
+                }
+        }
+}
+
+/* The IDENTITY body: generation, time, hostname, the NICs led by their
+ * count, the entropy led by its size. Sets r->why on the first fault. */
+static void parse_identity(struct reader *r, struct vmgr_agent_msg *m) {
+        struct vmgr_agent_identity *id = &m->identity;
+        const uint8_t *b;
+        size_t n;
+
+        if (rd_take(r, sizeof(id->generation), &b))
+                memcpy(id->generation, b, sizeof(id->generation));
+        id->realtime_nsec = rd_u64(r);
+        id->hostname = rd_str(r);
+        n = rd_u8(r);
+        if (n > VMGR_AGENT_IDENTITY_NICS_MAX) {
+                if (!r->why)
+                        r->why = "IDENTITY has too many NICs";
+                return;
+        }
+        id->n_nics = n;
+        for (size_t i = 0; i < n && !r->why; i++) {
+                struct vmgr_agent_identity_nic *nic = &id->nics[i];
+                nic->pci_slot = rd_str(r);
+                if (rd_take(r, sizeof(nic->mac), &b))
+                        memcpy(nic->mac, b, sizeof(nic->mac));
+                nic->family = rd_u8(r);
+                nic->prefixlen = rd_u8(r);
+                nic->service_prefixlen = rd_u8(r);
+                if (rd_u8(r) != 0 && !r->why)
+                        r->why = "IDENTITY NIC reserved byte is not 0";
+                if (rd_take(r, 16, &b))
+                        memcpy(nic->address, b, 16);
+                if (rd_take(r, 16, &b))
+                        memcpy(nic->gateway, b, 16);
+        }
+        id->entropy_size = rd_u16(r);
+        if (!rd_take(r, id->entropy_size, &id->entropy))
+                id->entropy = NULL;
 }
 
 /* The EXEC body: streams, flags, cwd, then argv and env, each led by its
@@ -713,6 +922,9 @@ static void parse_body(struct reader *r, struct vmgr_agent_msg *m) {
                         r->why = "LOG reserved field is not 0";
                 m->log.realtime_usec = rd_u64(r);
                 m->log.text = rd_str(r);
+                break;
+        case VMGR_AGENT_IDENTITY:
+                parse_identity(r, m);
                 break;
         case VMGR_AGENT_EOF:
         case VMGR_AGENT_SHUTDOWN:

@@ -35,7 +35,10 @@
 #define VMGR_AGENT_PORT_NAME "org.vmgr.agent.0"
 
 #define VMGR_AGENT_VERSION_MIN 1
-#define VMGR_AGENT_VERSION_MAX 1
+#define VMGR_AGENT_VERSION_MAX 2
+/* The first version with IDENTITY (and INFO's generation): a host must not
+ * send IDENTITY in a session of an older version. */
+#define VMGR_AGENT_VERSION_IDENTITY 2
 
 #define VMGR_AGENT_MAGIC "vmAG"
 #define VMGR_AGENT_HEADER_SIZE 12
@@ -133,7 +136,8 @@ struct vmgr_agent_info {
         const char *hostname;
         const char *kernel;  /* uname -r */
         const char *boot_id; /* /proc/sys/kernel/random/boot_id, or "" */
-        uint8_t generation[VMGR_AGENT_GENERATION_SIZE]; /* the last IDENTITY's, all zero before one */
+        uint8_t generation[VMGR_AGENT_GENERATION_SIZE]; /* the last IDENTITY's, all zero before one
+                                                         * (then not on the wire: INFO ends after the addresses) */
         size_t n_links;
         struct vmgr_agent_link links[VMGR_AGENT_LINKS_MAX];
         size_t n_addrs;

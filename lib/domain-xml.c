@@ -303,7 +303,9 @@ static int write_domain(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
                 return r;
 
         if ((r = start(w, "domain")) < 0 || (r = attr(w, "type", kvm ? "kvm" : "qemu")) < 0 ||
-            (r = text_element(w, "name", name)) < 0 || (r = text_element(w, "uuid", uuid)) < 0)
+            (c->incoming_defer && (r = attr(w, "xmlns:qemu", "http://libvirt.org/schemas/domain/qemu/1.0")) < 0) ||
+            (r = text_element(w, "name", name)) < 0 || (r = text_element(w, "uuid", uuid)) < 0 ||
+            (c->genid && (r = EMPTY(w, "genid", NULL)) < 0))
                 return r;
 
         snprintf(number, sizeof(number), "%u", c->memory_mib);
@@ -334,6 +336,11 @@ static int write_domain(xmlTextWriterPtr w, const VmgrDomainConfig *c) {
                 return r;
 
         if ((r = write_devices(w, c)) < 0)
+                return r;
+        /* A clone's QEMU waits for the template's state (migrate-incoming). */
+        if (c->incoming_defer &&
+            ((r = start(w, "qemu:commandline")) < 0 || (r = EMPTY(w, "qemu:arg", "value", "-incoming")) < 0 ||
+             (r = EMPTY(w, "qemu:arg", "value", "defer")) < 0 || (r = end(w)) < 0))
                 return r;
         return end(w);
 }

@@ -45,6 +45,13 @@ typedef struct VmgrDomainConfig {
          * nvram (absolute; libvirt copies the template there when missing). */
         VmgrFirmware firmware;
         const char *nvram;              /* UEFI only, required there */
+        /* Warm start (docs/design.md): a vmgenid device (libvirt gives it a
+         * new id at each start: a restored guest sees the change and
+         * reseeds its RNG), in the template's XML and its clones' alike, as
+         * a restore needs the same devices; and for a clone, QEMU started
+         * with "-incoming defer" to take the template's state. */
+        bool genid;
+        bool incoming_defer;
 } VmgrDomainConfig;
 
 /* Name of the virtio-serial port the guest agent opens. */

@@ -57,6 +57,18 @@ bool vmgr_vm_spec_has_agent(const VmgrVMSpec *vm) {
         return (!vm->kernel && !vm->disk.path) || (vm->cloud_init.enabled && vm->cloud_init.install_agent);
 }
 
+bool vmgr_vm_spec_wants_warm(const VmgrVMSpec *vm) {
+        return vm->warm != 0 && vmgr_vm_spec_has_agent(vm) && !vm->cloud_init.enabled;
+}
+
+/* The keys that make a VM's shape, which a "from_snapshot" VM takes from
+ * its snapshot ("agent": false too: its clone's identity needs the agent;
+ * "ipv4": the snapshot's NICs are fixed). */
+static const char *const shape_keys[] = {
+        "kernel", "initrd", "cmdline", "disk", "disk_format", "extra_disks", "vcpus", "memory_mib",
+        "firmware", "cloud_init", "ipv4",
+};
+
 /* Write "PATH: message" into error and return -EINVAL. A path too long to
  * leave room for the message (a key is the client's text) is cut with
  * "...": the message says what is wrong and must stay whole. */
@@ -382,6 +394,7 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                 .log_burst_kib = VMGR_SPEC_LOG_BURST_KIB_DEFAULT,
                 .console_log_max_kib = VMGR_SPEC_CONSOLE_LOG_MAX_KIB_DEFAULT,
                 .agent = -1,
+                .warm = -1,
         };
 
         if (!json_object_is_type(o, json_type_object))
@@ -433,6 +446,22 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
                         if (!json_object_is_type(v, json_type_boolean))
                                 return spec_error(error, p, "must be true or false");
                         vm->ipv4 = json_object_get_boolean(v);
+                } else if (streq(key, "warm")) {
+                        if (!json_object_is_type(v, json_type_boolean))
+                                return spec_error(error, p, "must be true or false");
+                        vm->warm = json_object_get_boolean(v);
+                } else if (streq(key, "from_snapshot")) {
+                        const char *why;
+                        if (!json_object_is_type(v, json_type_string))
+                                return spec_error(error, p, "must be a snapshot's name");
+                        if ((size_t) json_object_get_string_len(v) != strlen(json_object_get_string(v)))
+                                return spec_error(error, p, "contains a NUL character");
+                        if (vmgr_name_check(json_object_get_string(v), &why) < 0)
+                                return spec_error(error, p, "%s", why);
+                        free(vm->from_snapshot);
+                        vm->from_snapshot = strdup(json_object_get_string(v));
+                        if (!vm->from_snapshot)
+                                return -ENOMEM;
                 } else if (streq(key, "ready_probe"))
                         r = parse_probe(v, p, &vm->ready_probe, error);
                 else if (streq(key, "log_rate_kib"))
@@ -449,6 +478,19 @@ static int vm_spec_from_json(json_object *o, const char *path, VmgrVMSpec *vm, c
 
         if (!have_name)
                 return spec_error(error, *path ? path : ".", "needs a \"name\"");
+        if (vm->from_snapshot) {
+                for (size_t i = 0; i < ELEMENTSOF(shape_keys); i++)
+                        if (json_object_object_get_ex(o, shape_keys[i], NULL)) {
+                                path_format(p, sizeof(p), "%s%s%s", path, *path ? "." : "", shape_keys[i]);
+                                return spec_error(error, p, "not allowed with from_snapshot: "
+                                                  "the snapshot fixes the VM's shape");
+                        }
+                if (vm->agent == 0) {
+                        path_format(p, sizeof(p), "%s%s%s", path, *path ? "." : "", "agent");
+                        return spec_error(error, p, "false is not allowed with from_snapshot: "
+                                          "a clone takes its own identity through the agent");
+                }
+        }
         if (vm->disk.path && (vm->kernel || vm->initrd || vm->cmdline))
                 return spec_error(error, *path ? path : ".",
                                   "boots either from \"kernel\" (with \"initrd\", \"cmdline\") or from \"disk\", not both");
@@ -481,6 +523,7 @@ void vmgr_vm_spec_done(VmgrVMSpec *vm) {
         free(vm->cloud_init.user_data);
         free(vm->cloud_init.meta_data);
         free(vm->cloud_init.network_config);
+        free(vm->from_snapshot);
         *vm = (VmgrVMSpec) {};
 }
 

@@ -16,6 +16,8 @@ const char *vmgr_strerror(int error, char *buf, size_t size) {
                 [VMGR_ERR_NO_SUCH_GROUP - _VMGR_ERR_BASE] = "No such group",
                 [VMGR_ERR_VM_EXISTS - _VMGR_ERR_BASE] = "VM exists",
                 [VMGR_ERR_NO_SUCH_VM - _VMGR_ERR_BASE] = "No such VM",
+                [VMGR_ERR_NO_SUCH_SNAPSHOT - _VMGR_ERR_BASE] = "No such snapshot",
+                [VMGR_ERR_SNAPSHOT_EXISTS - _VMGR_ERR_BASE] = "Snapshot exists",
                 [VMGR_ERR_ADDRESS_CONFLICT - _VMGR_ERR_BASE] = "Address conflict",
                 [VMGR_ERR_HELPER_FAILED - _VMGR_ERR_BASE] = "vmgr-netadm failed",
                 [VMGR_ERR_LIMIT_EXCEEDED - _VMGR_ERR_BASE] = "Limit exceeded",

@@ -24,6 +24,8 @@
 #define VMGR_ERROR_BUSY "org.vmgr1.Error.Busy"
 #define VMGR_ERROR_TIMEOUT "org.vmgr1.Error.Timeout"
 #define VMGR_ERROR_FAILED "org.vmgr1.Error.Failed"
+#define VMGR_ERROR_NO_SUCH_SNAPSHOT "org.vmgr1.Error.NoSuchSnapshot"
+#define VMGR_ERROR_SNAPSHOT_EXISTS "org.vmgr1.Error.SnapshotExists"
 
 /*
  * Error messages for a caller. Every function that fills a caller's buffer
@@ -58,6 +60,8 @@ enum vmgr_error_code {
         VMGR_ERR_LIMIT_EXCEEDED,
         VMGR_ERR_BUSY,
         VMGR_ERR_TIMEOUT,
+        VMGR_ERR_NO_SUCH_SNAPSHOT,
+        VMGR_ERR_SNAPSHOT_EXISTS,
         _VMGR_ERR_MAX,
 };
 

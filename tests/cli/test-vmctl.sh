@@ -80,6 +80,10 @@ expect_spec '{"vms":[{"name":"d","disk":"/i.qcow2","firmware":"uefi","cloud_init
         group create g --vm d:disk=/i.qcow2,uefi,install-agent,journal,probe-tcp=8080
 expect_spec '{"vms":[{"name":"k","kernel":"/k","agent":true,"cloud_init":true}]}' group create g --vm k:kernel=/k,agent,cloud-init
 expect_spec '{"vms":[{"name":"d","agent":false}]}' group create g --vm d:no-agent
+expect_spec '{"vms":[{"name":"a","warm":true},{"name":"b","warm":false}]}' group create g --vm a:warm --vm b:cold
+expect_spec '{"vms":[{"name":"db","from_snapshot":"db-loaded","warm":true}]}' \
+        group create g --vm db:from-snapshot=db-loaded,warm
+expect_spec '{"name":"c","from_snapshot":"s1"}' vm add g c:from-snapshot=s1
 # Relative paths are made absolute from the current directory.
 expect_spec "{\"vms\":[{\"name\":\"a\",\"disk\":\"$tmp/d.img\",\"kernel\":\"$tmp/sub/../k\"}]}" \
         group create g --vm a:disk=d.img,kernel=sub/../k
@@ -120,13 +124,15 @@ out=$("$vmgrctl" group create g --print-spec)
 [ -z "$out" ] || fail "group create without a spec printed '$out'"
 
 # Invalid shorthands: usage errors (exit 2) naming the argument and key.
-keys="keys: ipv4, vcpus=N, memory=MIB, kernel=PATH, initrd=PATH, disk=PATH, agent, no-agent, uefi, cloud-init, install-agent, journal, probe-tcp=PORT, cmdline=TEXT (last)"
+keys="keys: ipv4, vcpus=N, memory=MIB, kernel=PATH, initrd=PATH, disk=PATH, agent, no-agent, uefi, cloud-init, install-agent, journal, probe-tcp=PORT, warm, cold, from-snapshot=NAME, cmdline=TEXT (last)"
 expect_error 2 "--vm 'b:foo': unknown key 'foo'; $keys" group create g --vm b:foo --print-spec
 expect_error 2 "--vm 'b:ipv4,Vcpus=2': unknown key 'Vcpus'; $keys" group create g --vm b:ipv4,Vcpus=2
 expect_error 2 "--vm 'b:memory_mib=512': unknown key 'memory_mib'; $keys" group create g --vm b:memory_mib=512
 expect_error 2 "--vm 'b:ipv4=true': key 'ipv4' is a flag and takes no value" group create g --vm b:ipv4=true
 expect_error 2 "--vm 'b:uefi=yes': key 'uefi' is a flag and takes no value" group create g --vm b:uefi=yes
 expect_error 2 "--vm 'b:agent,no-agent': key 'no-agent' is given twice" group create g --vm b:agent,no-agent
+expect_error 2 "--vm 'b:warm,cold': key 'cold' is given twice" group create g --vm b:warm,cold
+expect_error 2 "--vm 'b:from-snapshot': key 'from-snapshot' needs a value (from-snapshot=...)" group create g --vm b:from-snapshot
 expect_error 2 "--vm 'b:probe-tcp=http': probe-tcp must be a whole number, not 'http'" group create g --vm b:probe-tcp=http
 expect_error 2 "--vm 'b:vcpus': key 'vcpus' needs a value (vcpus=...)" group create g --vm b:vcpus
 expect_error 2 "--vm 'b:memory=': key 'memory' needs a value (memory=...)" group create g --vm b:memory=

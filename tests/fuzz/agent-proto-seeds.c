@@ -30,6 +30,7 @@ int main(int argc, char **argv) {
         static uint8_t wire[VMGR_AGENT_WIRE_MAX], frame[VMGR_AGENT_FRAME_MAX];
         static struct vmgr_agent_msg msgs[_VMGR_AGENT_TYPE_MAX];
         static const uint8_t bytes[] = "some\0bytes\n";
+        static const uint8_t entropy[VMGR_AGENT_ENTROPY_MIN] = { 1, 2, 3, 4, 5, 6, 7, 8 };
         struct vmgr_agent_msg *m = msgs;
 
         if (argc != 2) {
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
         m->info.hostname = "guest";
         m->info.kernel = "6.1.0";
         m->info.boot_id = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        memset(m->info.generation, 0x5a, sizeof(m->info.generation));
         m->info.n_links = 2;
         m->info.links[0] = (struct vmgr_agent_link) { .index = 1, .flags = 0x49, .mtu = 65536, .name = "lo" };
         m->info.links[1] = (struct vmgr_agent_link) { .index = 2, .flags = 0x1043, .mtu = 1500, .hwaddr_len = 6,
@@ -68,6 +70,21 @@ int main(int argc, char **argv) {
         *m++ = (struct vmgr_agent_msg) { .type = VMGR_AGENT_PING, .id = 6, .ping = { 7 } };
         *m++ = (struct vmgr_agent_msg) { .type = VMGR_AGENT_PONG, .id = 6, .ping = { 7 } };
         *m++ = (struct vmgr_agent_msg) { .type = VMGR_AGENT_LOG, .log = { 1, 6, 123, "kernel line" } };
+        *m = (struct vmgr_agent_msg) { .type = VMGR_AGENT_IDENTITY, .id = 7 };
+        memset(m->identity.generation, 0x5a, sizeof(m->identity.generation));
+        m->identity.realtime_nsec = 1796000000000000000ULL;
+        m->identity.hostname = "clone-1";
+        m->identity.n_nics = 2;
+        m->identity.nics[0] = (struct vmgr_agent_identity_nic) {
+                .pci_slot = "0000:01:00.0", .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .family = VMGR_AGENT_FAMILY_IPV6,
+                .prefixlen = 64, .service_prefixlen = 48, .address = { 0xfd, 1, [8] = 0x50, [15] = 3 },
+                .gateway = { 0xfd, 1, [15] = 1 } };
+        m->identity.nics[1] = (struct vmgr_agent_identity_nic) {
+                .pci_slot = "0000:02:00.0", .mac = { 0x52, 0x54, 0, 1, 2, 4 }, .family = VMGR_AGENT_FAMILY_IPV4,
+                .prefixlen = 24, .address = { 10, 0, 0, 9 }, .gateway = { 10, 0, 0, 1 } };
+        m->identity.entropy_size = VMGR_AGENT_ENTROPY_MIN;
+        m->identity.entropy = entropy;
+        m++;
 
         for (struct vmgr_agent_msg *i = msgs; i < m; i++) {
                 const char *name = vmgr_agent_type_to_string(i->type);

@@ -136,10 +136,11 @@ check "INFO has loopback 127.0.0.1/8" grep -q '^addr lo ipv4 127.0.0.1/8 ' "$T/i
 check "INFO has enp1s0's SLAAC address, past DAD" \
         bash -c "grep '^addr enp1s0 ipv6 $PREFIX:' '$T/info' | grep -qv tentative"
 check "INFO has enp1s0's link-local address" grep -q '^addr enp1s0 ipv6 fe80::' "$T/info"
-out=$(client --versions 2:3 hello 2>&1) || true
-check_match "a HELLO offering only versions 2..3 is refused, naming the versions" \
-        'refused the session: protocol versions 2\.\.3 are not supported; this agent speaks 1\.\.1' "$out"
-check "a HELLO offering 1..5 gets version 1" client --versions 1:5 hello
+out=$(client --versions 3:4 hello 2>&1) || true
+check_match "a HELLO offering only versions 3..4 is refused, naming the versions" \
+        'refused the session: protocol versions 3\.\.4 are not supported; this agent speaks 1\.\.2' "$out"
+check "a HELLO offering 1..5 gets version 2" client --versions 1:5 hello
+check "a HELLO offering 1..1 gets version 1" client --versions 1:1 hello
 check "the agent logs to the console with its prefix" grep -q '^vmgr-agent: listening on /dev/vport' "$LOG"
 
 # A new address reaches the host without asking: rtnetlink -> INFO.

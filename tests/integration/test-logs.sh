@@ -90,8 +90,10 @@ timings=$(vmgrctl_as_user group show g --timings)
 echo "$timings" | sed 's/^/# /'
 check_match "show --timings: the group's stages" "network_created +dnsmasq_ready +vms_started +running" "$timings"
 check_match "show --timings: a row for g with numbers" $'\ng +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+' "$timings"
-# a has no ready_probe, ready_probe_host or ready_console: "-" in those columns.
-check_match "show --timings: a row for a, ready" $'\na +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +- +- +- +[0-9.]+' "$timings"
+# a has no ready_probe, ready_probe_host or ready_console: "-" in those columns;
+# restored and identity_applied only when it was a warm start.
+check_match "show --timings: a row for a, ready" \
+        $'\na +[0-9.]+ +([0-9.]+|-) +[0-9.]+ +([0-9.]+|-) +[0-9.]+ +[0-9.]+ +- +- +- +[0-9.]+' "$timings"
 check_match "show --timings --json" '"vms":' "$(vmgrctl_as_user --json group show g --timings)"
 check_match "vm show has the VM's Timings" 'Timings: +\{"qemu_started":[0-9]+' "$(vmgrctl_as_user vm show g a)"
 check_match "group show --json has the group's Timings as an object" '"Timings":\{"network_created":[0-9]+' \

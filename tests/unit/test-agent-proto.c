@@ -534,7 +534,224 @@ static void test_windows(void) {
         CHECK(r.size == VMGR_AGENT_WINDOW_MAX);
 }
 
+/* A valid IDENTITY: an IPv6 and an IPv4 NIC, as vmgrd sends for the default guest. */
+static void identity_example(struct vmgr_agent_msg *m) {
+        static uint8_t entropy[VMGR_AGENT_ENTROPY_MAX];
+
+        for (size_t i = 0; i < sizeof(entropy); i++)
+                entropy[i] = (uint8_t) (i * 7 + 1);
+        *m = (struct vmgr_agent_msg) { .type = VMGR_AGENT_IDENTITY, .id = 9 };
+        for (size_t i = 0; i < VMGR_AGENT_GENERATION_SIZE; i++)
+                m->identity.generation[i] = (uint8_t) (0xa0 + i);
+        m->identity.realtime_nsec = UINT64_C(1796000000123456789);
+        m->identity.hostname = "db-1.example";
+        m->identity.n_nics = 2;
+        m->identity.nics[0] = (struct vmgr_agent_identity_nic) {
+                .pci_slot = "0000:01:00.0", .mac = { 0x52, 0x54, 0, 1, 2, 3 }, .family = VMGR_AGENT_FAMILY_IPV6,
+                .prefixlen = 64, .service_prefixlen = 48,
+                .address = { 0xfd, 0x12, 0x34, 0x56, 0, 0, 0, 1, 0x50, 0x54, 0, 0xff, 0xfe, 1, 2, 3 },
+                .gateway = { 0xfd, 0x12, 0x34, 0x56, 0, 0, 0, 1, [15] = 1 } };
+        m->identity.nics[1] = (struct vmgr_agent_identity_nic) {
+                .pci_slot = "0000:02:00.0", .mac = { 0x52, 0x54, 0, 1, 2, 4 }, .family = VMGR_AGENT_FAMILY_IPV4,
+                .prefixlen = 24, .address = { 10, 77, 3, 14 }, .gateway = { 10, 77, 3, 1 } };
+        m->identity.entropy_size = VMGR_AGENT_ENTROPY_MIN;
+        m->identity.entropy = entropy;
+}
+
+/* IDENTITY round-trips field by field; every rule refuses what breaks it,
+ * on encode and on decode; INFO carries a generation only when set. */
+static void test_identity(void) {
+        static struct vmgr_agent_msg m, bad;
+        struct vmgr_agent_decoder *d;
+        const struct vmgr_agent_msg *o;
+        const char *why;
+
+        CHECK(vmgr_agent_decoder_new(&d) == 0);
+        CHECK_STREQ(vmgr_agent_type_to_string(VMGR_AGENT_IDENTITY), "IDENTITY");
+        identity_example(&m);
+        for (size_t size = VMGR_AGENT_ENTROPY_MIN; size <= VMGR_AGENT_ENTROPY_MAX; size += VMGR_AGENT_ENTROPY_MAX - VMGR_AGENT_ENTROPY_MIN) {
+                m.identity.entropy_size = size;
+                o = roundtrip(d, &m, 7);
+                CHECK(memcmp(o->identity.generation, m.identity.generation, VMGR_AGENT_GENERATION_SIZE) == 0);
+                CHECK(o->identity.realtime_nsec == m.identity.realtime_nsec);
+                CHECK_STREQ(o->identity.hostname, "db-1.example");
+                CHECK(o->identity.n_nics == 2);
+                for (size_t i = 0; i < 2; i++) {
+                        const struct vmgr_agent_identity_nic *a = &o->identity.nics[i], *b = &m.identity.nics[i];
+                        CHECK_STREQ(a->pci_slot, b->pci_slot);
+                        CHECK(memcmp(a->mac, b->mac, 6) == 0);
+                        CHECK(a->family == b->family && a->prefixlen == b->prefixlen &&
+                              a->service_prefixlen == b->service_prefixlen);
+                        CHECK(memcmp(a->address, b->address, 16) == 0 && memcmp(a->gateway, b->gateway, 16) == 0);
+                }
+                CHECK(o->identity.entropy_size == size);
+                CHECK(memcmp(o->identity.entropy, m.identity.entropy, size) == 0);
+        }
+        /* Eight NICs (the maximum), a one-label hostname of 63 bytes. */
+        {
+                static char slots[VMGR_AGENT_IDENTITY_NICS_MAX][16];
+                static char label[64];
+                memset(label, 'a', 63);
+                bad = m;
+                bad.identity.hostname = label;
+                bad.identity.n_nics = VMGR_AGENT_IDENTITY_NICS_MAX;
+                for (size_t i = 0; i < VMGR_AGENT_IDENTITY_NICS_MAX; i++) {
+                        snprintf(slots[i], sizeof(slots[i]), "0000:%02zx:00.0", i + 1);
+                        bad.identity.nics[i] = m.identity.nics[i % 2];
+                        bad.identity.nics[i].pci_slot = slots[i];
+                        bad.identity.nics[i].mac[5] = (uint8_t) i;
+                }
+                o = roundtrip(d, &bad, 4096);
+                CHECK(o->identity.n_nics == VMGR_AGENT_IDENTITY_NICS_MAX);
+                CHECK_STREQ(o->identity.nics[7].pci_slot, "0000:08:00.0");
+        }
+
+#define IDENTITY_REFUSED(change, reason)                                                   \
+        do {                                                                               \
+                bad = m;                                                                   \
+                change;                                                                    \
+                why = NULL;                                                                \
+                CHECK(vmgr_agent_msg_validate(&bad, &why) == -EINVAL && why);              \
+                if (!strstr(why, reason))                                                  \
+                        fprintf(stderr, "refused for '%s', expected '%s'\n", why, reason); \
+                CHECK(strstr(why, reason));                                                \
+                CHECK(vmgr_agent_msg_encode(&bad, wire, sizeof(wire)) == -EINVAL);         \
+        } while (0)
+
+        IDENTITY_REFUSED(bad.id = 0, "id is 0");
+        IDENTITY_REFUSED(memset(bad.identity.generation, 0, VMGR_AGENT_GENERATION_SIZE), "generation is zero");
+        IDENTITY_REFUSED(bad.identity.realtime_nsec = 0, "time");
+        /* Host names. */
+        {
+                static const char *const bad_names[] = {
+                        "", "-a", "a-", "a..b", ".a", "a.", "a_b", "a b", "a\nb", "\x1b[31m", "a/b", "é",
+                        "a.-b", "a-.b",
+                };
+                static char long_label[65], long_name[260];
+                memset(long_label, 'a', 64);
+                for (size_t i = 0; i < 256; i += 2)
+                        memcpy(long_name + i, i + 2 < 256 ? "a." : "ab", 2);
+                for (size_t i = 0; i < ELEMENTSOF(bad_names); i++)
+                        IDENTITY_REFUSED(bad.identity.hostname = bad_names[i], "host name");
+                IDENTITY_REFUSED(bad.identity.hostname = long_label, "host name");
+                IDENTITY_REFUSED(bad.identity.hostname = long_name, "host name");
+                IDENTITY_REFUSED(bad.identity.hostname = NULL, "host name");
+        }
+        IDENTITY_REFUSED(bad.identity.n_nics = 0, "NIC count");
+        IDENTITY_REFUSED(bad.identity.n_nics = VMGR_AGENT_IDENTITY_NICS_MAX + 1, "NIC count");
+        /* PCI slots. */
+        {
+                static const char *const bad_slots[] = {
+                        "", "0000:01:00", "0000:01:00.8", "0000:01:20.0", "0000:01:00.0 ", "000:01:00.0",
+                        "0000:01:0A.0", "0000-01:00.0", "0000:01:00:0", "../../../x", "0000:01:00.00",
+                };
+                for (size_t i = 0; i < ELEMENTSOF(bad_slots); i++)
+                        IDENTITY_REFUSED(bad.identity.nics[0].pci_slot = bad_slots[i], "PCI slot");
+                IDENTITY_REFUSED(bad.identity.nics[0].pci_slot = NULL, "PCI slot");
+                IDENTITY_REFUSED(bad.identity.nics[1].pci_slot = "0000:01:00.0", "PCI slot twice");
+                bad = m;
+                bad.identity.nics[0].pci_slot = "abcd:ff:1f.7";
+                CHECK(vmgr_agent_msg_validate(&bad, &why) == 0);
+        }
+        /* MACs. */
+        IDENTITY_REFUSED(memset(bad.identity.nics[0].mac, 0, 6), "MAC");
+        IDENTITY_REFUSED(bad.identity.nics[0].mac[0] = 0x01, "multicast");
+        IDENTITY_REFUSED(memcpy(bad.identity.nics[1].mac, bad.identity.nics[0].mac, 6), "one MAC");
+        /* Families, prefixes, addresses. */
+        IDENTITY_REFUSED(bad.identity.nics[0].family = 0, "family");
+        IDENTITY_REFUSED(bad.identity.nics[0].family = 10, "family");
+        IDENTITY_REFUSED(bad.identity.nics[0].prefixlen = 0, "prefix length");
+        IDENTITY_REFUSED(bad.identity.nics[0].prefixlen = 127, "prefix length");
+        IDENTITY_REFUSED(bad.identity.nics[1].prefixlen = 0, "prefix length");
+        IDENTITY_REFUSED(bad.identity.nics[1].prefixlen = 31, "prefix length");
+        IDENTITY_REFUSED(bad.identity.nics[0].service_prefixlen = 64, "service prefix");
+        IDENTITY_REFUSED(bad.identity.nics[0].service_prefixlen = 65, "service prefix");
+        IDENTITY_REFUSED(bad.identity.nics[1].service_prefixlen = 16, "service prefix");
+        IDENTITY_REFUSED(bad.identity.nics[1].address[4] = 1, "zero-padded");
+        IDENTITY_REFUSED(bad.identity.nics[1].gateway[15] = 1, "zero-padded");
+        IDENTITY_REFUSED(memset(bad.identity.nics[0].address, 0, 16), "zero");
+        IDENTITY_REFUSED(memset(bad.identity.nics[1].gateway, 0, 4), "zero");
+        IDENTITY_REFUSED(bad.identity.nics[0].address[0] = 0xff, "multicast");
+        IDENTITY_REFUSED(memcpy(bad.identity.nics[1].gateway, bad.identity.nics[1].address, 4), "is its gateway");
+        IDENTITY_REFUSED(bad.identity.nics[0].gateway[7] = 2, "not on the NIC's prefix");
+        IDENTITY_REFUSED(bad.identity.nics[1].gateway[2] = 4, "not on the NIC's prefix");
+        /* A gateway in the same /24 but another /25 is off a /25 link. */
+        IDENTITY_REFUSED((bad.identity.nics[1].prefixlen = 25, bad.identity.nics[1].gateway[3] = 129),
+                         "not on the NIC's prefix");
+        /* Entropy. */
+        IDENTITY_REFUSED(bad.identity.entropy_size = VMGR_AGENT_ENTROPY_MIN - 1, "entropy");
+        IDENTITY_REFUSED(bad.identity.entropy_size = VMGR_AGENT_ENTROPY_MAX + 1, "entropy");
+        IDENTITY_REFUSED(bad.identity.entropy = NULL, "entropy");
+#undef IDENTITY_REFUSED
+
+        /* Decoding applies the same rules and its own: corrupt a good frame. */
+        {
+                static uint8_t frame[VMGR_AGENT_FRAME_MAX], b2[VMGR_AGENT_FRAME_MAX + 1];
+                size_t nics = VMGR_AGENT_HEADER_SIZE + 16 + 8 + 2 + strlen("db-1.example") + 1;
+                size_t nic0 = nics + 1, reserved = nic0 + 2 + 12 + 1 + 6 + 3;
+                int n = vmgr_agent_msg_encode(&m, wire, sizeof(wire));
+                CHECK(n > 0);
+                n = vmgr_agent_cobs_decode(wire, (size_t) n - 1, frame, sizeof(frame));
+                CHECK(n > 0);
+                CHECK(vmgr_agent_frame_parse(frame, (size_t) n, &bad, &why) == 0);
+                CHECK(frame[nics] == 2 && frame[nic0] == 12 && frame[reserved] == 0);
+                for (size_t len = VMGR_AGENT_HEADER_SIZE; len < (size_t) n; len++)
+                        CHECK(vmgr_agent_frame_parse(frame, len, &bad, &why) == -EBADMSG);
+                memcpy(b2, frame, (size_t) n);
+                b2[reserved] = 1;
+                CHECK(vmgr_agent_frame_parse(b2, (size_t) n, &bad, &why) == -EBADMSG && strstr(why, "reserved"));
+                memcpy(b2, frame, (size_t) n);
+                b2[nics] = VMGR_AGENT_IDENTITY_NICS_MAX + 1;
+                CHECK(vmgr_agent_frame_parse(b2, (size_t) n, &bad, &why) == -EBADMSG && strstr(why, "too many NICs"));
+                memcpy(b2, frame, (size_t) n);
+                b2[nics] = 0;
+                CHECK(vmgr_agent_frame_parse(b2, (size_t) n, &bad, &why) == -EBADMSG);
+                memcpy(b2, frame, (size_t) n);
+                b2[n] = 0;
+                CHECK(vmgr_agent_frame_parse(b2, (size_t) n + 1, &bad, &why) == -EBADMSG && strstr(why, "trailing"));
+        }
+
+        /* INFO: no generation on the wire while it is zero (as version 1
+         * had it), 16 bytes after the addresses once set; present but zero
+         * is refused (one encoding per message); anything else is trailing. */
+        {
+                static uint8_t frame[VMGR_AGENT_FRAME_MAX], b2[VMGR_AGENT_FRAME_MAX + 32];
+                static struct vmgr_agent_msg info;
+                int n0, n1;
+
+                info = (struct vmgr_agent_msg) { .type = VMGR_AGENT_INFO };
+                info.info.version = 2;
+                info.info.hostname = "h";
+                info.info.kernel = "k";
+                info.info.boot_id = "";
+                n0 = vmgr_agent_msg_encode(&info, wire, sizeof(wire));
+                CHECK(n0 > 0);
+                n0 = vmgr_agent_cobs_decode(wire, (size_t) n0 - 1, frame, sizeof(frame));
+                CHECK(n0 == VMGR_AGENT_HEADER_SIZE + 2 + 4 + 4 + 3 + 2 + 2);
+                o = roundtrip(d, &info, 3);
+                CHECK(memcmp(o->info.generation, (uint8_t[VMGR_AGENT_GENERATION_SIZE]) { 0 },
+                             VMGR_AGENT_GENERATION_SIZE) == 0);
+                memcpy(info.info.generation, m.identity.generation, VMGR_AGENT_GENERATION_SIZE);
+                n1 = vmgr_agent_msg_encode(&info, wire, sizeof(wire));
+                CHECK(n1 > 0);
+                n1 = vmgr_agent_cobs_decode(wire, (size_t) n1 - 1, frame, sizeof(frame));
+                CHECK(n1 == n0 + VMGR_AGENT_GENERATION_SIZE);
+                o = roundtrip(d, &info, 5);
+                CHECK(memcmp(o->info.generation, m.identity.generation, VMGR_AGENT_GENERATION_SIZE) == 0);
+                memcpy(b2, frame, (size_t) n1);
+                memset(b2 + n0, 0, VMGR_AGENT_GENERATION_SIZE);
+                CHECK(vmgr_agent_frame_parse(b2, (size_t) n1, &bad, &why) == -EBADMSG && strstr(why, "generation"));
+                for (size_t len = (size_t) n0 + 1; len < (size_t) n1; len++)
+                        CHECK(vmgr_agent_frame_parse(frame, len, &bad, &why) == -EBADMSG);
+                memcpy(b2, frame, (size_t) n1);
+                b2[n1] = 1;
+                CHECK(vmgr_agent_frame_parse(b2, (size_t) n1 + 1, &bad, &why) == -EBADMSG && strstr(why, "trailing"));
+        }
+        vmgr_agent_decoder_free(d);
+}
+
 int main(void) {
+        test_identity();
         test_roundtrip();
         test_encode_refuses();
         test_parse_malformed();

@@ -10,8 +10,10 @@
  * handler; REBOOT goes out as asked; a FILE_PUT whose source cannot be
  * read fails and never sends the EOF that would put a partial file in
  * place; when an attached connection ends,
- * its jobs fail and nothing connects again; and an agent that answers
- * HELLO with a version it was not offered gets no session.
+ * its jobs fail and nothing connects again; an agent that answers
+ * HELLO with a version it was not offered gets no session; IDENTITY goes
+ * out as given, completes on DONE, ERROR or the session's loss, is refused
+ * in a version 1 session, and the next INFO's generation is kept.
  */
 
 #include <errno.h>
@@ -148,6 +150,116 @@ static AgentSession *attach_new(bool offer, struct vmgr_agent_hello *hello, uint
         return s;
 }
 
+static const uint8_t test_entropy[VMGR_AGENT_ENTROPY_MIN] = { 42 };
+
+static struct vmgr_agent_identity test_identity(void) {
+        return (struct vmgr_agent_identity) {
+                .generation = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
+                .realtime_nsec = 1,
+                .hostname = "clone",
+                .n_nics = 1,
+                .nics = { { .pci_slot = "0000:02:00.0", .mac = { 0x52, 0x54, 0, 0, 0, 2 },
+                            .family = VMGR_AGENT_FAMILY_IPV4, .prefixlen = 24, .address = { 10, 0, 0, 2 },
+                            .gateway = { 10, 0, 0, 1 } } },
+                .entropy_size = sizeof(test_entropy),
+                .entropy = test_entropy,
+        };
+}
+
+/* IDENTITY from the host side: only in a version 2 session, sent as given,
+ * finished by DONE, ERROR or the session's loss; INFO's generation kept. */
+static void test_identity_jobs(void) {
+        struct vmgr_agent_identity id = test_identity();
+        struct vmgr_agent_hello hello;
+        const struct vmgr_agent_msg *m;
+        struct vmgr_agent_msg info = { .type = VMGR_AGENT_INFO };
+        AgentSession *s;
+        AgentJob *j;
+        uint64_t nonce;
+
+        /* A version 1 agent: refused before anything is sent (it would drop
+         * the unknown type and never answer). */
+        s = attach_new(false, &hello, &nonce);
+        agent_send(&(struct vmgr_agent_msg) { .type = VMGR_AGENT_HELLO,
+                                              .hello = { 1, 1, 1U << 20, nonce, "old-agent" } });
+        CHECK(agent_session_is_connected(s));
+        CHECK(agent_session_version(s) == 1);
+        CHECK(agent_job_new(s, AGENT_JOB_IDENTITY, on_job_done, NULL, &j) == 0);
+        CHECK(agent_job_start_identity(j, &id) == -EOPNOTSUPP);
+        j = agent_job_free(j);
+        agent_expect_nothing();
+        s = agent_session_free(s);
+
+        /* Version 2. */
+        s = attach_new(false, &hello, &nonce);
+        CHECK(hello.version_max >= VMGR_AGENT_VERSION_IDENTITY);
+        CHECK(agent_session_version(s) == 0);
+        agent_send(&(struct vmgr_agent_msg) { .type = VMGR_AGENT_HELLO,
+                                              .hello = { 2, 2, 1U << 20, nonce, "fake-agent" } });
+        CHECK(agent_session_version(s) == 2);
+        info.info = (struct vmgr_agent_info) { .version = 2, .hostname = "template", .kernel = "k", .boot_id = "" };
+        agent_send(&info);
+        CHECK(agent_session_info(s));
+        CHECK(memcmp(agent_session_info(s)->generation, (uint8_t[VMGR_AGENT_GENERATION_SIZE]) { 0 },
+                     VMGR_AGENT_GENERATION_SIZE) == 0);
+
+        /* A job of another kind, and an identity that breaks a rule: refused. */
+        CHECK(agent_job_new(s, AGENT_JOB_SHUTDOWN, on_job_done, NULL, &j) == 0);
+        CHECK(agent_job_start_identity(j, &id) == -EINVAL);
+        j = agent_job_free(j);
+        CHECK(agent_job_new(s, AGENT_JOB_IDENTITY, on_job_done, NULL, &j) == 0);
+        id.hostname = "bad name";
+        CHECK(agent_job_start_identity(j, &id) == -EINVAL);
+        j = agent_job_free(j);
+        agent_expect_nothing();
+        id = test_identity();
+
+        /* Sent as given; DONE finishes it; the next INFO has the generation. */
+        CHECK(agent_job_new(s, AGENT_JOB_IDENTITY, on_job_done, NULL, &j) == 0);
+        job_done = false;
+        CHECK(agent_job_start_identity(j, &id) == 0);
+        m = agent_receive();
+        CHECK(m->type == VMGR_AGENT_IDENTITY && m->id != 0);
+        CHECK(memcmp(m->identity.generation, id.generation, sizeof(id.generation)) == 0);
+        CHECK_STREQ(m->identity.hostname, "clone");
+        CHECK(m->identity.n_nics == 1 && m->identity.nics[0].address[3] == 2);
+        CHECK(m->identity.entropy_size == sizeof(test_entropy) && m->identity.entropy[0] == 42);
+        CHECK(!job_done);
+        agent_send(&(struct vmgr_agent_msg) { .type = VMGR_AGENT_DONE, .id = m->id });
+        CHECK(job_done && job_error == 0);
+        j = agent_job_free(j);
+        memcpy(info.info.generation, id.generation, sizeof(id.generation));
+        info.info.hostname = "clone";
+        agent_send(&info);
+        CHECK_STREQ(agent_session_info(s)->hostname, "clone");
+        CHECK(memcmp(agent_session_info(s)->generation, id.generation, sizeof(id.generation)) == 0);
+
+        /* ERROR: the job fails with the agent's errno and sentence. */
+        CHECK(agent_job_new(s, AGENT_JOB_IDENTITY, on_job_done, NULL, &j) == 0);
+        job_done = false;
+        CHECK(agent_job_start_identity(j, &id) == 0);
+        m = agent_receive();
+        CHECK(m->type == VMGR_AGENT_IDENTITY);
+        agent_send(&(struct vmgr_agent_msg) { .type = VMGR_AGENT_ERROR, .id = m->id,
+                                              .error = { ENODEV, "no NIC in PCI slot 0000:02:00.0" } });
+        CHECK(job_done && job_error == -ENODEV);
+        CHECK_STREQ(agent_job_result(j)->message, "no NIC in PCI slot 0000:02:00.0");
+        j = agent_job_free(j);
+
+        /* The session lost while the agent applies it: the job fails. */
+        CHECK(agent_job_new(s, AGENT_JOB_IDENTITY, on_job_done, NULL, &j) == 0);
+        job_done = false;
+        CHECK(agent_job_start_identity(j, &id) == 0);
+        m = agent_receive();
+        CHECK(m->type == VMGR_AGENT_IDENTITY);
+        agent_fd = safe_close(agent_fd);
+        run_for(50000);
+        CHECK(job_done && job_error == -ECONNRESET);
+        CHECK(!agent_session_info(s) && agent_session_version(s) == 0);
+        j = agent_job_free(j);
+        s = agent_session_free(s);
+}
+
 int main(void) {
         struct vmgr_agent_hello hello;
         const struct vmgr_agent_msg *m;
@@ -277,7 +389,7 @@ int main(void) {
          * dropped. */
         {
                 static const struct vmgr_agent_hello bad[] = {
-                        { 2, 2, 1U << 20, 0, "fake-agent" }, /* not offered */
+                        { 2, 2, 1U << 20, 0, "fake-agent" }, /* not offered (1..1 was) */
                         { 1, 2, 1U << 20, 0, "fake-agent" }, /* not one version */
                         { 3, 3, 1U << 20, 0, "fake-agent" }, /* above */
                 };
@@ -295,6 +407,8 @@ int main(void) {
                         agent_session_free(t);
                 }
         }
+
+        test_identity_jobs();
 
         /* Attaching while start() connects: refused, the fd closed. And
          * start() does connect to the path (the check above can fail). */

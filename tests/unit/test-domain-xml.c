@@ -319,6 +319,45 @@ static void test_cloud_init_seed(void) {
         free(xml);
 }
 
+/* Warm start: a vmgenid device for templates and clones; a clone's QEMU
+ * waits for the snapshot's state (-incoming defer). Neither by default. */
+static void test_warm(void) {
+        VmgrDomainConfig c = direct_config();
+        char *xml = NULL;
+        xmlDocPtr doc;
+
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "count(/domain/genid)", "0");
+        CHECK_XP(doc, "count(/domain/*[local-name()='commandline'])", "0");
+        xmlFreeDoc(doc);
+        free(xml);
+
+        c.genid = true;
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "count(/domain/genid)", "1");
+        CHECK_XP(doc, "string(/domain/genid)", "");
+        CHECK_XP(doc, "count(/domain/*[local-name()='commandline'])", "0");
+        xmlFreeDoc(doc);
+        free(xml);
+
+        c.incoming_defer = true;
+        CHECK(vmgr_domain_xml(&c, &xml) == 0);
+        doc = parse(xml);
+        CHECK_XP(doc, "count(/domain/genid)", "1");
+        CHECK_XP(doc, "count(/domain/*[local-name()='commandline'])", "1");
+        CHECK_XP(doc, "string(namespace-uri(/domain/*[local-name()='commandline']))",
+                 "http://libvirt.org/schemas/domain/qemu/1.0");
+        CHECK_XP(doc, "count(/domain/*[local-name()='commandline']/*[local-name()='arg'])", "2");
+        CHECK_XP(doc, "string(/domain/*[local-name()='commandline']/*[local-name()='arg'][1]/@value)", "-incoming");
+        CHECK_XP(doc, "string(/domain/*[local-name()='commandline']/*[local-name()='arg'][2]/@value)", "defer");
+        /* The rest is the cold boot's. */
+        check_common_devices(doc);
+        xmlFreeDoc(doc);
+        free(xml);
+}
+
 /* UEFI: libvirt's firmware auto-selection with Secure Boot and enrolled
  * keys off, the VM's own NVRAM file; direct kernel boot and disk boot alike. */
 static void test_uefi(void) {
@@ -588,6 +627,7 @@ int main(int argc, char **argv) {
         test_firmware_boot_kvm();
         test_cloud_init_seed();
         test_uefi();
+        test_warm();
         test_invalid();
         test_name();
         test_uuid();

@@ -292,6 +292,75 @@ static void test_real_guest(void) {
                      "vms[0]: \"agent\": false contradicts");
 }
 
+/* "warm" and "from_snapshot": which VMs may start from a template, and
+ * that a VM made from a snapshot cannot ask for another shape. */
+static void test_warm_and_snapshot(void) {
+        static const char *const shape_keys[][2] = {
+                { "\"kernel\": \"/k\"", "kernel" },
+                { "\"initrd\": \"/i\"", "initrd" },
+                { "\"cmdline\": \"x\"", "cmdline" },
+                { "\"disk\": \"/d\"", "disk" },
+                { "\"disk_format\": \"raw\"", "disk_format" },
+                { "\"extra_disks\": [{\"size_mib\": 1}]", "extra_disks" },
+                { "\"vcpus\": 2", "vcpus" },
+                { "\"memory_mib\": 512", "memory_mib" },
+                { "\"firmware\": \"bios\"", "firmware" },
+                { "\"cloud_init\": true", "cloud_init" },
+                { "\"ipv4\": false", "ipv4" },
+        };
+        _cleanup_(vmgr_spec_freep) VmgrSpec *spec = NULL;
+        char error[VMGR_SPEC_ERROR_MAX];
+        VmgrVMSpec vm;
+
+        CHECK(vmgr_spec_parse("{\"vms\": [{\"name\": \"a\"}, {\"name\": \"b\", \"warm\": false},"
+                              "{\"name\": \"c\", \"warm\": true},"
+                              "{\"name\": \"d\", \"disk\": \"/img\", \"warm\": true},"
+                              "{\"name\": \"e\", \"disk\": \"/img\", \"agent\": true},"
+                              "{\"name\": \"f\", \"cloud_init\": true},"
+                              "{\"name\": \"g\", \"agent\": false}]}", &spec, error) == 0);
+        /* The default guest: warm unless the spec says no. */
+        CHECK(spec->vms[0].warm == -1 && vmgr_vm_spec_wants_warm(&spec->vms[0]));
+        CHECK(spec->vms[1].warm == 0 && !vmgr_vm_spec_wants_warm(&spec->vms[1]));
+        CHECK(spec->vms[2].warm == 1 && vmgr_vm_spec_wants_warm(&spec->vms[2]));
+        /* No agent to apply a clone's identity: cold even when asked. */
+        CHECK(!vmgr_vm_spec_wants_warm(&spec->vms[3]));
+        CHECK(vmgr_vm_spec_wants_warm(&spec->vms[4]));
+        /* A cloud-init seed's instance data differ per VM. */
+        CHECK(!vmgr_vm_spec_wants_warm(&spec->vms[5]));
+        CHECK(!vmgr_vm_spec_wants_warm(&spec->vms[6]));
+        CHECK(!spec->vms[0].from_snapshot);
+
+        CHECK(vmgr_vm_spec_parse("{\"name\": \"x\", \"from_snapshot\": \"db-loaded\", \"warm\": true,"
+                                 "\"ready_probe\": [\"true\"], \"ready_console\": \"ok\", \"journal\": \"none\","
+                                 "\"log_rate_kib\": 8, \"agent\": true, \"ready_probe_host\": {\"ping\": true}}",
+                                 NULL, &vm, error) == 0);
+        CHECK_STREQ(vm.from_snapshot, "db-loaded");
+        CHECK(vm.warm == 1);
+        vmgr_vm_spec_done(&vm);
+        CHECK(vm.from_snapshot == NULL);
+
+        for (size_t i = 0; i < ELEMENTSOF(shape_keys); i++) {
+                _cleanup_free_ char *json = NULL, *want = NULL;
+                CHECK(asprintf(&json, "{\"vms\": [{\"name\": \"a\"}, {\"name\": \"b\", \"from_snapshot\": \"s\", %s}]}",
+                               shape_keys[i][0]) > 0);
+                CHECK(asprintf(&want, "vms[1].%s: not allowed with from_snapshot: the snapshot fixes the VM's shape",
+                               shape_keys[i][1]) > 0);
+                expect_error(json, want);
+        }
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": \"s\", \"agent\": false}]}",
+                     "vms[0].agent: false is not allowed with from_snapshot");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"warm\": 1}]}", "vms[0].warm: must be true or false");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": 1}]}",
+                     "vms[0].from_snapshot: must be a snapshot's name");
+        /* A snapshot's name becomes a path in the cache: nothing that leaves it. */
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": \"../../etc\"}]}", "vms[0].from_snapshot: ");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": \"a/b\"}]}", "vms[0].from_snapshot: ");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": \"..\"}]}", "vms[0].from_snapshot: ");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": \"\"}]}", "vms[0].from_snapshot: ");
+        expect_error("{\"vms\": [{\"name\": \"a\", \"from_snapshot\": \"a\\u0000b\"}]}",
+                     "vms[0].from_snapshot: contains a NUL character");
+}
+
 int main(void) {
         test_empty();
         test_full();
@@ -299,6 +368,7 @@ int main(void) {
         test_errors();
         test_vm_spec();
         test_real_guest();
+        test_warm_and_snapshot();
         test_size_limit();
         test_long_key();
         TEST_DONE();

@@ -121,6 +121,7 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
                         break;
                 case VM_ACTION_MARK_STARTED:
                         v->f.ever_started = true;
+                        v->f.warm_wanted = false; /* only a first start restores (vm_warm_wanted()) */
                         append(v, "%s", "started");
                         break;
                 case VM_ACTION_TAP_CREATE:
@@ -137,6 +138,18 @@ static const char *feed(FakeVM *v, VMInput input, VMOp arg) {
                 case VM_ACTION_VIRT:
                         v->pending = a->kind;
                         append(v, "virt:%s", virt_name(a->virt));
+                        break;
+                case VM_ACTION_FIND_SNAPSHOT:
+                        v->pending = a->kind;
+                        append(v, "%s", "find-snapshot");
+                        break;
+                case VM_ACTION_RESTORE:
+                        v->pending = a->kind;
+                        append(v, "%s", "restore");
+                        break;
+                case VM_ACTION_SAVE:
+                        v->pending = a->kind;
+                        append(v, "%s", "save");
                         break;
                 case VM_ACTION_AGENT_SHUTDOWN:
                         append(v, "%s", "agent-shutdown");
@@ -755,6 +768,107 @@ static void test_skipped_steps(void) {
         CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
 }
 
+/* Warm start: a first start looks for a snapshot once the XML is made;
+ * found, the clone's domain is restored, else (or if the restore fails) the
+ * VM boots cold. */
+static void test_warm_start(void) {
+        char preempted[512];
+        FakeVM v = fresh();
+
+        v.f.warm_wanted = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "prepare");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "find-snapshot");
+        CHECK_STREQ(STEP(&v), "template");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "restore");
+        CHECK_STREQ(STEP(&v), "restore");
+        /* libvirt's STARTED event comes while QEMU takes the state. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STARTED, 0), "state:running");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_RUNNING && !v.f.warm_wanted);
+
+        /* A stopped clone starts cold: never a second restore. */
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "note-stopped state:stopped");
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting virt:create");
+
+        /* No template (this VM builds it, or waited for nothing): cold. */
+        v = fresh();
+        v.f.warm_wanted = true;
+        v.f.tap4_wanted = false;
+        v.f.xml_prepared = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:primary");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "find-snapshot");
+        CHECK_STREQ(feed(&v, VM_INPUT_COLD, 0), "virt:create");
+        CHECK_STREQ(STEP(&v), "create");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "started state:running finish:ok");
+
+        /* Everything made before: straight to the snapshot. A cold input
+         * while no op waits for one changes nothing. */
+        v = fresh();
+        v.f.warm_wanted = v.f.tap_created = v.f.tap4_created = v.f.xml_prepared = true;
+        CHECK_STREQ(feed(&v, VM_INPUT_COLD, 0), "");
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting find-snapshot");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "restore");
+        /* The restore failed (its domain destroyed): cold. */
+        CHECK_STREQ(feed(&v, VM_INPUT_COLD, 0), "virt:create");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+
+        /* A user snapshot that cannot be read fails the start; so does a restore that must not fall back. */
+        v = fresh();
+        v.f.warm_wanted = v.f.tap_created = v.f.xml_prepared = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting tap-create:ipv4");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "find-snapshot");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+        CHECK_STREQ(BEGIN(&v, VM_OP_START), "state:starting find-snapshot");
+        /* A late completion of the op that failed is dropped. */
+        CHECK_STREQ(feed_late(&v, VM_INPUT_DONE, v.f.op_seq - 1), "stale");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "restore");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed/defined");
+
+        /* Restart of a VM that never ran: its first start may be warm. */
+        v = running();
+        v.f.ever_started = false;
+        v.f.warm_wanted = true;
+        CHECK_STREQ(BEGIN(&v, VM_OP_RESTART), "virt:destroy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "state:starting find-snapshot");
+}
+
+/* Snapshot: the VM is saved and goes on; nothing else runs meanwhile. */
+static void test_snapshot(void) {
+        char preempted[512];
+        FakeVM v = running();
+
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "save");
+        CHECK_STREQ(STEP(&v), "save");
+        CHECK_STREQ(BEGIN(&v, VM_OP_KILL), "busy");
+        CHECK(v.r == -VMGR_ERR_BUSY);
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "busy");
+        CHECK_STREQ(feed(&v, VM_INPUT_DONE, 0), "finish:ok");
+        CHECK(v.op == VM_OP_NONE && v.f.state == VM_RUNNING);
+
+        /* A ready VM stays ready; a failed save leaves it running. */
+        v.f.state = VM_READY;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "save");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+        CHECK(v.f.state == VM_READY);
+
+        /* The guest powers off during the save: stopped, and the save fails by itself. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "save");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_STOPPED, 0), "note-stopped state:stopped");
+        CHECK_STREQ(STEP(&v), "save");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+
+        /* Not running: refused. */
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "finish:not-running");
+        v.f.state = VM_CRASHED;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "finish:not-running");
+        v.f.state = VM_RUNNING;
+        CHECK_STREQ(BEGIN(&v, VM_OP_SNAPSHOT), "save");
+        CHECK_STREQ(feed(&v, VM_INPUT_DOMAIN_CRASHED, 0), "note-crashed state:crashed");
+        CHECK_STREQ(feed(&v, VM_INPUT_FAILED, 0), "finish:failed");
+}
+
 /* Every row of the table is a transition some scenario takes, and each
  * transition the machine made was in the table (it checks that itself). */
 static void test_table_covered(void) {
@@ -787,6 +901,8 @@ int main(void) {
         test_busy_and_events();
         test_panic();
         test_skipped_steps();
+        test_warm_start();
+        test_snapshot();
         test_table_covered();
         TEST_DONE();
 }
