@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,15 +354,15 @@ fail:
 /* Copy len bytes at offset off from in to out, by copy_file_range(), else
  * read() and write(). Returns 0 or -errno. */
 static int copy_range(int in, int out, off_t off, off_t len) {
-        static char buf[1 << 16];       /* only touched under buf_lock */
-        static pthread_mutex_t buf_lock = PTHREAD_MUTEX_INITIALIZER;
-        bool plain = false;
-        int r = 0;
+        _cleanup_free_ char *buf = NULL;
+        const size_t buf_size = 1u << 20;
 
         while (len > 0) {
-                if (!plain) {
+                ssize_t n;
+
+                if (!buf) {
                         loff_t a = off, b = off;
-                        ssize_t n = copy_file_range(in, &a, out, &b, (size_t) MIN(len, (off_t) 1 << 30), 0);
+                        n = copy_file_range(in, &a, out, &b, (size_t) MIN(len, (off_t) 1 << 30), 0);
                         if (n > 0) {
                                 off += n;
                                 len -= n;
@@ -376,33 +375,27 @@ static int copy_range(int in, int out, off_t off, off_t len) {
                         if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP &&
                             errno != EBADF)
                                 return -errno;
-                        plain = true;
+                        /* Not between these files: by hand from here on. */
+                        buf = malloc(buf_size);
+                        if (!buf)
+                                return -ENOMEM;
                 }
 
-                pthread_mutex_lock(&buf_lock);
-                ssize_t n = pread(in, buf, (size_t) MIN(len, (off_t) sizeof(buf)), off);
-                if (n > 0) {
-                        for (ssize_t done = 0; done < n;) {
-                                ssize_t w = pwrite(out, buf + done, (size_t) (n - done), off + done);
-                                if (w < 0 && errno == EINTR)
-                                        continue;
-                                if (w <= 0) {
-                                        r = w < 0 ? -errno : -EIO;
-                                        break;
-                                }
-                                done += w;
-                        }
-                } else if (n == 0)
-                        r = -EIO;
-                else if (errno != EINTR)
-                        r = -errno;
-                pthread_mutex_unlock(&buf_lock);
-                if (r < 0)
-                        return r;
-                if (n > 0) {
-                        off += n;
-                        len -= n;
+                n = pread(in, buf, (size_t) MIN(len, (off_t) buf_size), off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return n < 0 ? -errno : -EIO;
+                for (ssize_t done = 0; done < n;) {
+                        ssize_t w = pwrite(out, buf + done, (size_t) (n - done), off + done);
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w <= 0)
+                                return w < 0 ? -errno : -EIO;
+                        done += w;
                 }
+                off += n;
+                len -= n;
         }
         return 0;
 }
