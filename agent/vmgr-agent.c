@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "agent-proto.h"
+#include "identity.h"
 #include "log-forward.h"
 #include "macro.h"
 #include "netinfo.h"
@@ -140,6 +141,7 @@ static struct {
         bool producers_paused;
 
         bool session;
+        uint16_t version;     /* the session's protocol version */
         uint64_t nonce;
         uint32_t peer_window; /* the host's initial window for streams we send */
         unsigned bad_frames;
@@ -155,6 +157,10 @@ static struct {
         size_t n_files;
         struct stream *graveyard;
         bool input_pending; /* decoded requests wait for room in the output queue */
+
+        /* The last IDENTITY's: the machine's, not the session's (all zero
+         * before one, e.g. in the template that was snapshotted). */
+        uint8_t generation[VMGR_AGENT_GENERATION_SIZE];
 
         uint8_t scratch[VMGR_AGENT_DATA_MAX];
         bool quit;
@@ -828,6 +834,10 @@ static void send_info(bool force) {
         if (r < 0)
                 log_error_errno(r, "cannot read the network configuration: %m");
         m.info = ni.info;
+        m.info.version = A.version;
+        /* Version 1 has no generation (nor IDENTITY to set one). */
+        if (A.version >= VMGR_AGENT_VERSION_IDENTITY)
+                memcpy(m.info.generation, A.generation, sizeof(A.generation));
         n = vmgr_agent_msg_encode(&m, buf, sizeof(buf));
         if (n < 0) {
                 log_error_errno(n, "cannot encode INFO: %m");
@@ -856,10 +866,37 @@ static void handle_hello(const struct vmgr_agent_msg *m) {
         A.session = true;
         A.nonce = m->hello.nonce;
         A.peer_window = m->hello.initial_window;
-        log_info("session started by %s", m->hello.software[0] ? m->hello.software : "an unnamed host");
         /* The highest version both speak. */
-        queue_hello(m->hello.nonce, m->hello.version_max < VMGR_AGENT_VERSION_MAX ? m->hello.version_max
-                                                                                  : VMGR_AGENT_VERSION_MAX);
+        A.version = m->hello.version_max < VMGR_AGENT_VERSION_MAX ? m->hello.version_max : VMGR_AGENT_VERSION_MAX;
+        log_info("session started by %s (protocol %u)", m->hello.software[0] ? m->hello.software : "an unnamed host",
+                 A.version);
+        queue_hello(m->hello.nonce, A.version);
+        send_info(true);
+}
+
+/* IDENTITY: become the machine the host says (after a restore). Answered
+ * when everything is applied, then a fresh INFO (links and addresses
+ * changed, and it carries the new generation). Synchronous: a few netlink
+ * requests and file writes, nothing that waits on the network. */
+static void handle_identity(const struct vmgr_agent_msg *m) {
+        char why[VMGR_AGENT_MESSAGE_MAX];
+        struct timespec t0, t1;
+        int r;
+
+        if (A.version < VMGR_AGENT_VERSION_IDENTITY)
+                return queue_error(m->id, EPROTO, "IDENTITY is not part of protocol version %u", A.version);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        why[0] = 0;
+        r = identity_apply(&m->identity, why, sizeof(why));
+        if (r < 0) {
+                log_warning("IDENTITY failed: %s", why);
+                return queue_error(m->id, -r, "%s", why);
+        }
+        memcpy(A.generation, m->identity.generation, sizeof(A.generation));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        log_info("took the identity of %s (%u NICs) in %ld ms", m->identity.hostname, (unsigned) m->identity.n_nics,
+                 (long) ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+        queue_done(m->id, 0, 0);
         send_info(true);
 }
 
@@ -1028,6 +1065,8 @@ static void handle_msg(const struct vmgr_agent_msg *m) {
         case VMGR_AGENT_SHUTDOWN:
         case VMGR_AGENT_REBOOT:
                 return handle_power(m);
+        case VMGR_AGENT_IDENTITY:
+                return handle_identity(m);
         case VMGR_AGENT_PING: {
                 struct vmgr_agent_msg pong = { .type = VMGR_AGENT_PONG, .id = m->id, .ping = m->ping };
                 (void) queue_msg(&pong);
@@ -1339,8 +1378,10 @@ static void on_netlink(void) {
         int r = netinfo_monitor_drain(A.netlink_fd);
         if (r < 0)
                 log_error_errno(r, "netlink monitor: %m");
-        if (r != 0)
+        if (r != 0) {
+                identity_recheck();
                 info_timer_arm();
+        }
 }
 
 static void on_info_timer(void) {

@@ -109,16 +109,16 @@ static bool all_zero(const uint8_t *p, size_t n) {
 }
 
 /* Whether s is a hostname as RFC 1123 has it: dot-separated labels of 1..63
- * letters, digits and hyphens, neither starting nor ending with a hyphen,
- * 253 bytes in all. It goes into sethostname(), /etc/hosts and a DHCP
- * option, where anything else would break or mislead. */
+ * letters, digits and hyphens, neither starting nor ending with a hyphen;
+ * at most 64 bytes in all, Linux's limit. It goes into sethostname(),
+ * /etc/hosts and a DHCP option, where anything else would break or mislead. */
 static bool hostname_ok(const char *s) {
         size_t label = 0, n = 0;
 
         if (!s || !s[0])
                 return false;
         for (const char *c = s;; c++, n++) {
-                if (n > 253)
+                if (n > VMGR_AGENT_HOSTNAME_MAX)
                         return false;
                 if (*c == '.' || *c == 0) {
                         if (label == 0 || c[-1] == '-')

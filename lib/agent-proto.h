@@ -199,6 +199,7 @@ struct vmgr_agent_log {
 };
 
 #define VMGR_AGENT_IDENTITY_NICS_MAX 8
+#define VMGR_AGENT_HOSTNAME_MAX 64 /* IDENTITY's hostname: Linux's HOST_NAME_MAX */
 #define VMGR_AGENT_ENTROPY_MIN 32
 #define VMGR_AGENT_ENTROPY_MAX 512
 

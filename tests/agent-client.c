@@ -41,6 +41,17 @@
  *                               (and the run's timeout fails it otherwise)
  *       --info FILE             also write the session's INFO to FILE, as
  *                               hello prints it
+ *   identity [OPTS] HOSTNAME NIC...
+ *                               send IDENTITY and wait for its DONE and the
+ *                               INFO with its generation, then print "done
+ *                               MS" and that INFO; on ERROR print "error
+ *                               ERRNO MESSAGE" and exit 1. NIC is
+ *                               SLOT,MAC,ADDRESS/PREFIXLEN,GATEWAY[,SERVICE_PREFIXLEN]
+ *                               (e.g. 0000:01:00.0,52:54:00:00:00:01,
+ *                               fd00::5054:ff:fe00:1/64,fd00::1,48)
+ *       --generation HEX        32 hex digits (default: random)
+ *       --entropy-hex HEX       the entropy (default: 64 random bytes)
+ *       --time-offset SEC       the time sent is the host's plus SEC
  *   shutdown | reboot
  *
  * Options before the command: --socket PATH (required), --timeout SEC
@@ -68,6 +79,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -251,8 +263,11 @@ static const char *link_name(const struct vmgr_agent_info *in, uint32_t index) {
 }
 
 static void print_info(FILE *f, const struct vmgr_agent_info *in) {
-        fprintf(f, "version %u\nhostname %s\nkernel %s\nboot-id %s\n", in->version, in->hostname, in->kernel,
-                in->boot_id);
+        fprintf(f, "version %u\nhostname %s\nkernel %s\nboot-id %s\ngeneration ", in->version, in->hostname,
+                in->kernel, in->boot_id);
+        for (size_t i = 0; i < sizeof(in->generation); i++)
+                fprintf(f, "%02x", in->generation[i]);
+        fprintf(f, "\n");
         for (size_t i = 0; i < in->n_links; i++) {
                 const struct vmgr_agent_link *l = &in->links[i];
                 fprintf(f, "link %u %s mtu %u flags 0x%x hw ", l->index, l->name, l->mtu, l->flags);
@@ -874,6 +889,113 @@ static int cmd_power(bool reboot) {
         return j->result.error < 0 ? 1 : 0;
 }
 
+/* Parse len bytes of hex from text (exactly 2 * len digits). Returns 0 or -EINVAL. */
+static int parse_hex(const char *text, uint8_t *out, size_t len) {
+        if (strlen(text) != 2 * len)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                unsigned v;
+                if (sscanf(text + 2 * i, "%2x", &v) != 1)
+                        return -EINVAL;
+                out[i] = (uint8_t) v;
+        }
+        return 0;
+}
+
+/* SLOT,MAC,ADDRESS/PREFIXLEN,GATEWAY[,SERVICE_PREFIXLEN] into *nic
+ * (pci_slot points into text, which is changed). Returns 0 or -EINVAL. */
+static int parse_nic(char *text, struct vmgr_agent_identity_nic *nic) {
+        char *f[5] = {}, *slash, *save = NULL;
+        size_t n = 0;
+        unsigned m[6], plen;
+
+        for (char *t = strtok_r(text, ",", &save); t && n < 5; t = strtok_r(NULL, ",", &save))
+                f[n++] = t;
+        if (n < 4)
+                return -EINVAL;
+        nic->pci_slot = f[0];
+        if (sscanf(f[1], "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6)
+                return -EINVAL;
+        for (size_t i = 0; i < 6; i++)
+                nic->mac[i] = (uint8_t) m[i];
+        slash = strchr(f[2], '/');
+        if (!slash || sscanf(slash + 1, "%u", &plen) != 1)
+                return -EINVAL;
+        *slash = 0;
+        nic->prefixlen = (uint8_t) plen;
+        if (inet_pton(AF_INET, f[2], nic->address) == 1 && inet_pton(AF_INET, f[3], nic->gateway) == 1)
+                nic->family = VMGR_AGENT_FAMILY_IPV4;
+        else if (inet_pton(AF_INET6, f[2], nic->address) == 1 && inet_pton(AF_INET6, f[3], nic->gateway) == 1)
+                nic->family = VMGR_AGENT_FAMILY_IPV6;
+        else
+                return -EINVAL;
+        nic->service_prefixlen = f[4] ? (uint8_t) atoi(f[4]) : 0;
+        return 0;
+}
+
+static int cmd_identity(int argc, char **argv) {
+        static struct vmgr_agent_identity id;
+        static uint8_t entropy[VMGR_AGENT_ENTROPY_MAX];
+        const struct vmgr_agent_info *info;
+        double offset = 0, t0;
+        struct timespec ts;
+        struct job *j;
+        int i, r;
+
+        if (getrandom(id.generation, sizeof(id.generation), 0) != sizeof(id.generation) ||
+            getrandom(entropy, 64, 0) != 64)
+                die("getrandom: %m");
+        id.entropy = entropy;
+        id.entropy_size = 64;
+        for (i = 0; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+                if (streq(argv[i], "--generation") && i + 1 < argc) {
+                        if (parse_hex(argv[++i], id.generation, sizeof(id.generation)) < 0)
+                                die("--generation wants 32 hex digits");
+                } else if (streq(argv[i], "--entropy-hex") && i + 1 < argc) {
+                        size_t n = strlen(argv[++i]) / 2;
+                        if (n > sizeof(entropy) || parse_hex(argv[i], entropy, n) < 0)
+                                die("--entropy-hex wants at most %zu bytes of hex", sizeof(entropy));
+                        id.entropy_size = n;
+                } else if (streq(argv[i], "--time-offset") && i + 1 < argc)
+                        offset = atof(argv[++i]);
+                else
+                        die("identity: unknown option %s", argv[i]);
+        }
+        if (argc - i < 2)
+                die("usage: identity [OPTS] HOSTNAME NIC...");
+        id.hostname = argv[i++];
+        for (; i < argc; i++) {
+                if (id.n_nics >= VMGR_AGENT_IDENTITY_NICS_MAX)
+                        die("too many NICs");
+                if (parse_nic(argv[i], &id.nics[id.n_nics++]) < 0)
+                        die("cannot parse NIC %s", argv[i]);
+        }
+
+        j = job_new(AGENT_JOB_IDENTITY);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id.realtime_nsec = (uint64_t) ts.tv_sec * 1000000000ULL + (uint64_t) ts.tv_nsec +
+                           (uint64_t) (int64_t) (offset * 1e9);
+        t0 = now();
+        r = agent_job_start_identity(j->aj, &id);
+        if (r < 0)
+                die("cannot send IDENTITY: %s", strerror(-r));
+        while (!j->finished)
+                step(1000);
+        if (j->result.error < 0) {
+                printf("error %d %s\n", -j->result.error, j->result.message);
+                return 1;
+        }
+        printf("done %.0f\n", (now() - t0) * 1000);
+        for (;;) {
+                info = agent_session_info(session);
+                if (info && memcmp(info->generation, id.generation, sizeof(id.generation)) == 0)
+                        break;
+                step(1000);
+        }
+        print_info(stdout, info);
+        return 0;
+}
+
 static void print_stats(void) {
         char line[256];
         FILE *f = fopen("/proc/self/status", "re");
@@ -934,6 +1056,8 @@ int main(int argc, char **argv) {
                 r = cmd_ping((unsigned) atoi(argv[i]));
         else if (streq(cmd, "logs"))
                 r = cmd_logs(argc - i, argv + i);
+        else if (streq(cmd, "identity"))
+                r = cmd_identity(argc - i, argv + i);
         else if (streq(cmd, "shutdown") || streq(cmd, "reboot"))
                 r = cmd_power(streq(cmd, "reboot"));
         else

@@ -627,8 +627,17 @@ static void test_identity(void) {
                         "", "-a", "a-", "a..b", ".a", "a.", "a_b", "a b", "a\nb", "\x1b[31m", "a/b", "é",
                         "a.-b", "a-.b",
                 };
-                static char long_label[65], long_name[260];
+                static char long_label[65], long_name[260], name65[66], name64[65];
                 memset(long_label, 'a', 64);
+                for (size_t i = 0; i < 65; i++)
+                        name65[i] = i % 2 ? '.' : 'a';
+                name65[64] = 'b';
+                memcpy(name64, name65, 64);
+                name64[63] = 'c';
+                IDENTITY_REFUSED(bad.identity.hostname = name65, "host name");
+                bad = m;
+                bad.identity.hostname = name64;
+                CHECK(vmgr_agent_msg_validate(&bad, &why) == 0);
                 for (size_t i = 0; i < 256; i += 2)
                         memcpy(long_name + i, i + 2 < 256 ? "a." : "ab", 2);
                 for (size_t i = 0; i < ELEMENTSOF(bad_names); i++)
