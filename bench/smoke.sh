@@ -100,15 +100,17 @@ has "section scale" '^## Scale: N groups × 2 VMs at once$'
 has "row: N = 1" '^\| 1 × 2 \| 2( \| [0-9.]+){8} \| -?[0-9.]+ \|$'
 has "memory row: N = 1" '^\| 1 × 2 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$'
 has "leak check passed" '^of it\. Every round of this report passed\.$'
-# Warm start: warm, cold and raw rows, the batch at N = 1, the targets, the template.
+# Warm start (one round): warm, cold and raw rows, the batch at N = 1, the
+# targets, the template.
+row1="\| $num \| $num \| $num \| 1 \|$"
 has "section warm-start" '^## Warm start: clones from a template$'
-has "row: warm to ready" "^\| \*\*vmgr, warm\*\*: CreateGroup with one VM → Group.WaitReady returns $row"
-has "row: warm, restored stage" "^\| &nbsp;&nbsp;Timings: restored \(migration stream read, guest resumed\) $row"
-has "row: warm, identity stage" "^\| &nbsp;&nbsp;Timings: identity_applied \(the agent's DONE\) $row"
-has "row: cold to ready" "^\| \*\*vmgr, cold\*\* \(\`\"warm\": false\`\): CreateGroup with one VM → Group.WaitReady returns $row"
-has "row: raw QEMU, warm-start section" "^\| \*\*raw QEMU\*\*, the same guest: .* $row"
-has "row: batch, warm" "^\| \*\*1 groups × 2 VMs, warm\*\*: first CreateGroup → last WaitReady returns \| $num \| $num \| $num \| 1 \|$"
-has "row: batch, cold" "^\| \*\*1 groups × 2 VMs, cold\*\*: first CreateGroup → last WaitReady returns \| $num \| $num \| $num \| 1 \|$"
+has "row: warm to ready" "^\| \*\*vmgr, warm\*\*: CreateGroup with one VM → Group.WaitReady returns $row1"
+has "row: warm, restored stage" "^\| &nbsp;&nbsp;Timings: restored \(migration stream read, guest resumed\) $row1"
+has "row: warm, identity stage" "^\| &nbsp;&nbsp;Timings: identity_applied \(the agent's DONE\) $row1"
+has "row: cold to ready" "^\| \*\*vmgr, cold\*\* \(\`\"warm\": false\`\): CreateGroup with one VM → Group.WaitReady returns $row1"
+has "row: raw QEMU, warm-start section" "^\| \*\*raw QEMU\*\*, the same guest: .* $row1"
+has "row: batch, warm" "^\| \*\*1 groups × 2 VMs, warm\*\*: first CreateGroup → last WaitReady returns $row1"
+has "row: batch, cold" "^\| \*\*1 groups × 2 VMs, cold\*\*: first CreateGroup → last WaitReady returns $row1"
 has "target: warm ≤ 1.0 s" '^\| warm → ready ≤ 1\.0 s median under TCG \| [0-9.]+ ms \| '
 has "target: batch ≤ 1/5 of cold" '^\| 1 groups × 2 warm VMs all ready in ≤ 1/5 of the cold time \| 1/[0-9.]+ '
 has "template size" '^\| template: state file \(memory and devices\) on disk \| [0-9.]+ MiB \([0-9.]+ MiB apparent\) \|$'
