@@ -223,6 +223,17 @@ for s in json.load(sys.stdin):
 }
 check_eq "vmgrctl snapshot list shows exactly that template" "template:$template_a" "$(ctl_templates 2>&1)"
 
+# A restored NIC starts with the template's MAC, and QEMU announces it
+# after an incoming migration: the bridge must still send a's MACs to a's
+# own TAPs (or flood them, having forgotten), not to a clone's. Read before
+# anything makes a send (the probes below).
+vmgr_load_expected exp_a g1 a
+for nic in "${exp_a[mac]} ${exp_a[tap]}" "${exp_a[mac4]} ${exp_a[tap4]}"; do
+        read -r mac tap <<<"$nic"
+        port=$(vmgr_netns_exec bridge fdb show br "${exp_a[bridge]}" 2>&1 | awk -v m="$mac" '$1 == m { print $3 }' | xargs)
+        check_match "after its clones started, the bridge sends a's MAC $mac to a's TAP $tap" "^($tap)?$" "$port"
+done
+
 # Each VM, the template's own first: what it says about itself.
 all=(g1:a "${clones[@]}")
 for gv in "${all[@]}"; do
@@ -307,6 +318,12 @@ t0=$(vmgr_now_ms)
 check "vmgrctl snapshot create g1 s snap1" ctl snapshot create g1 s snap1
 timings+=("snapshot create of s: $(($(vmgr_now_ms) - t0)) ms")
 check "snap1 is listed as a user snapshot" user_snapshot_listed snap1
+# A snapshot holds the guest's memory (keys, data): nobody but its user
+# may read it, nor change what a later clone will run.
+store=$VMGR_TMP/home/.cache/vmgr/snapshots
+check "the store has snap1's state" test -s "$store/user/snap1/state"
+check_empty "nothing in the store is open to other users (group or other bits)" \
+        "$(find "$store" ! -type l -perm /077 -printf '%m %u %p\n' 2>&1; find "$store" ! -user "$VMGR_USER" -printf '%u %p\n' 2>&1)"
 check_eq "s is ready after the snapshot, as itself" "ready|s" \
         "$(vmgr_vm_prop "$(vmgr_vm_path g1 s)" State)|$(gx g1 s hostname 2>&1)"
 
