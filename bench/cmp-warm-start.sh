@@ -340,6 +340,17 @@ fi)
 Cold in this run: $(bench_fmt "$cold") ms median, so warm is ${ratio_now}× faster than
 cold as it is now; raw QEMU: $(bench_fmt "$(bench_median ws.raw.ready)") ms.
 
+Where a warm start's time goes (medians of the stages above): $(bench_fmt "$(bench_median \
+        ws.warm.stage.qemu_started)") ms until QEMU runs (the TAP, the clone's domain XML, libvirt starting
+QEMU paused with \`-incoming defer\`), $(bench_fmt "$(awk -v a="$(bench_median ws.warm.stage.restored)" \
+        -v b="$(bench_median ws.warm.stage.qemu_started)" 'BEGIN { print a - b }')") ms more until the state is read and the
+guest resumed, then $(bench_fmt "$(bench_median ws.warm.identity)") ms (per VM) until the agent has applied
+the clone's identity; the VM is ready right after.$(if bench_has ws.batch.warm.up.created; then
+        echo " In the warm batch the last CreateGroup"
+        echo "returned after $(bench_fmt "$(bench_median ws.batch.warm.up.created)") ms of the $(bench_fmt "$(bench_median ws.batch.warm.up.total)") ms: each CreateGroup returns once its"
+        echo "VMs' QEMUs run restored, and vmgrd makes at most four libvirt calls at once."
+fi)
+
 ### The template and its clones
 
 | | |
