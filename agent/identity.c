@@ -89,6 +89,7 @@ struct nlreq {
 
 static uint32_t nl_seq;
 
+/* Append an attribute to q. */
 static void nl_attr(struct nlreq *q, uint16_t type, const void *data, size_t len) {
         struct rtattr *a = (struct rtattr *) ((uint8_t *) q + NLMSG_ALIGN(q->h.nlmsg_len));
 
@@ -255,7 +256,7 @@ static int route_add(int fd, int ifindex, int family, const uint8_t *dst, uint8_
 
 /* Credit the host's entropy to the kernel and reseed its CRNG at once, so
  * that no random byte after this is one the template (or another clone of
- * it) could also produce. Returns 0 or -errno. */
+ * it) could also produce. Returns 0 or -errno (why set). */
 static int rng_seed(const struct vmgr_agent_identity *id, char *why, size_t size) {
         union {
                 struct rand_pool_info info;
@@ -277,6 +278,7 @@ static int rng_seed(const struct vmgr_agent_identity *id, char *why, size_t size
         return r;
 }
 
+/* The host's time. Returns 0 or -errno (why set). */
 static int clock_set(const struct vmgr_agent_identity *id, char *why, size_t size) {
         struct timespec ts = { .tv_sec = (time_t) (id->realtime_nsec / 1000000000ULL),
                                .tv_nsec = (long) (id->realtime_nsec % 1000000000ULL) };
@@ -346,6 +348,7 @@ static int hosts_update(const char *hostname) {
         return write_file_atomic("/etc/hosts", out, o);
 }
 
+/* The kernel's hostname and the files that name it. Returns 0 or -errno (why set). */
 static int hostname_set(const char *hostname, char *why, size_t size) {
         char line[VMGR_AGENT_NAME_MAX + 2];
         int r;
@@ -439,6 +442,27 @@ static bool networkd_runs(void) {
         return access("/run/systemd/netif/links", F_OK) == 0;
 }
 
+/* Whether pid runs: exists and is not a zombie (one that init has not
+ * reaped yet has exited as far as we care). */
+static bool process_alive(pid_t pid) {
+        char path[64], buf[512], *close_paren;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return false;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        /* "PID (COMM) STATE ...": COMM may hold spaces and parentheses. */
+        close_paren = strrchr(buf, ')');
+        return close_paren && close_paren[1] == ' ' && close_paren[2] != 'Z' && close_paren[2] != 'X';
+}
+
 /* Stop the default guest's udhcpc on ifname, if it runs: its lease is the
  * template's, for the template's MAC. SIGTERM without -R releases nothing
  * and runs no "deconfig". Waits up to 1 s, then SIGKILL. */
@@ -475,15 +499,9 @@ static void udhcpc_stop(const char *ifname) {
                 return;
         if (kill(pid, SIGTERM) < 0)
                 return;
-        for (int i = 0; i < 100 && kill(pid, 0) == 0; i++) {
-                struct stat st;
-                /* A zombie waiting for init is gone enough. */
-                snprintf(path, sizeof(path), "/proc/%d/fd", (int) pid);
-                if (stat(path, &st) < 0)
-                        break;
+        for (int i = 0; i < 100 && process_alive(pid); i++)
                 usleep(10000);
-        }
-        if (kill(pid, 0) == 0)
+        if (process_alive(pid))
                 (void) kill(pid, SIGKILL);
         log_info("stopped udhcpc on %s (pid %d): its lease was for the old MAC", ifname, (int) pid);
 }
@@ -527,7 +545,8 @@ static void dhcp_start(const struct nic_state *nics, const struct vmgr_agent_ide
 /* One NIC: its MAC (with the link down: any driver takes it then, and going
  * down drops the neighbours, IPv6 addresses and routes the template had
  * learnt there, link-local included; it comes back from the new MAC), no
- * address of the template's, then its own address and routes. */
+ * address of the template's, then its own address and routes. Returns 0 or
+ * -errno (why set). */
 static int nic_apply(int fd, const struct vmgr_agent_identity_nic *n, const struct nic_state *nic, char *why,
                      size_t size) {
         int family = n->family == VMGR_AGENT_FAMILY_IPV4 ? AF_INET : AF_INET6;
@@ -652,7 +671,11 @@ void identity_recheck(void) {
                 if (has_ipv4)
                         continue;
                 if (addr_change(fd, true, recheck.nics[i].ifindex, AF_INET, recheck.nics[i].address,
-                                recheck.nics[i].prefixlen, 0) >= 0)
-                        (void) route_add(fd, recheck.nics[i].ifindex, AF_INET, any, 0, recheck.nics[i].gateway);
+                                recheck.nics[i].prefixlen, 0) < 0)
+                        continue;
+                (void) route_add(fd, recheck.nics[i].ifindex, AF_INET, any, 0, recheck.nics[i].gateway);
+                log_info("put %u.%u.%u.%u/%u back on interface %d until the DHCP client has its lease",
+                         recheck.nics[i].address[0], recheck.nics[i].address[1], recheck.nics[i].address[2],
+                         recheck.nics[i].address[3], recheck.nics[i].prefixlen, recheck.nics[i].ifindex);
         }
 }

@@ -894,7 +894,8 @@ static void handle_identity(const struct vmgr_agent_msg *m) {
         }
         memcpy(A.generation, m->identity.generation, sizeof(A.generation));
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        log_info("took the identity of %s (%u NICs) in %ld ms", m->identity.hostname, (unsigned) m->identity.n_nics,
+        log_info("took the identity of %s (%u NICs, the RNG reseeded with %zu bytes from the host) in %ld ms",
+                 m->identity.hostname, (unsigned) m->identity.n_nics, m->identity.entropy_size,
                  (long) ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
         queue_done(m->id, 0, 0);
         send_info(true);

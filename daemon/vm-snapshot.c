@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "agent-session.h"
+#include "bus-error.h"
 #include "disk.h"
 #include "fs-util.h"
 #include "group.h"
@@ -343,6 +344,7 @@ typedef struct FindJob {
         SnapshotStore *store;
         SnapshotKind kind;
         char name[VMGR_NAME_MAX + 2];
+        char shape[VM_SHAPE_STRLEN];    /* the VM's: a user snapshot must have it too */
         bool may_build;
         char *dir;
         char *disks[SNAPSHOT_DISKS_MAX]; /* the clone's overlays, in the domain's order */
@@ -394,6 +396,14 @@ static int find_work(void *userdata) {
 
         for (unsigned attempt = 0; attempt < 2; attempt++) {
                 r = snapshot_store_clone(j->store, j->kind, j->name, j->dir, &c, j->error, sizeof(j->error));
+                if (r >= 0 && !streq(c.meta.shape, j->shape)) {
+                        /* Its memory holds a kernel, devices and disks this VM
+                         * would not have: QEMU would refuse it, or worse. */
+                        snprintf(j->error, sizeof(j->error),
+                                 "it was made of another guest image, QEMU or device layout than this VM would have now");
+                        snapshot_clone_done(&c);
+                        return -ESTALE;
+                }
                 if (r >= 0) {
                         r = clone_overlays(j, &c);
                         if (r >= 0) {
@@ -525,12 +535,15 @@ static void template_wait_end(Manager *m, const char *shape, bool ok) {
                 VM *vm = w->waiters[i];
 
                 vm->template_timer = sd_event_source_disable_unref(vm->template_timer);
-                if (vm_waits_for_template(vm)) {
-                        if (ok)
-                                find_submit(vm, false);
-                        else
-                                vm_op_cold(vm, vm->op_seq);
-                }
+                if (!vm_waits_for_template(vm))
+                        ;
+                else if (vm->remove_requested || !vm->group)
+                        /* Its group is deleted (the builder's often is too): no boot for nothing. */
+                        vm_op_fail(vm, vm->op_seq, -ECANCELED, "VM '%s' is being removed", vm->name);
+                else if (ok)
+                        find_submit(vm, false);
+                else
+                        vm_op_cold(vm, vm->op_seq);
                 vm_unref(vm);
         }
         free(w->waiters);
@@ -627,6 +640,7 @@ static void find_submit(VM *vm, bool may_build) {
         j->store = m->snapshots;
         j->kind = s->from_snapshot ? SNAPSHOT_USER : SNAPSHOT_TEMPLATE;
         snprintf(j->name, sizeof(j->name), "%s", s->from_snapshot ?: vm->shape);
+        snprintf(j->shape, sizeof(j->shape), "%s", vm->shape);
         j->may_build = may_build && !s->from_snapshot;
         j->dir = strdup(vm->dir);
         r = j->dir ? 0 : -ENOMEM;
@@ -973,13 +987,27 @@ int vm_snapshot_create(VM *vm, const char *name, sd_bus_message *call) {
         int r;
 
         if (!m || !m->snapshots)
-                return -EOPNOTSUPP;
-        /* Not ready yet, or another operation (a template's save) runs. */
-        if (vm->state != VM_READY)
-                return -VMGR_ERR_BUSY;
-        if (!vmgr_vm_spec_has_agent(&vm->spec))
-                /* Its clones could not take their own identity. */
-                return -EOPNOTSUPP;
+                return vmgr_bus_reply_error(call, -EOPNOTSUPP, "this vmgrd has no snapshot store (see its log)") < 0
+                               ? -EIO
+                               : 0;
+        /* Not ready yet, or another operation (its template's save) runs. */
+        if (vm->state != VM_READY || vm->op != VM_OP_NONE)
+                return vmgr_bus_reply_error(call, -VMGR_ERR_BUSY, "VM '%s' is %s; a snapshot needs it ready", vm->name,
+                                            vm->op != VM_OP_NONE ? "busy" : vm_state_to_string(vm->state)) < 0
+                               ? -EIO
+                               : 0;
+        /* Its clones could not take their own identity; and one started
+         * without the devices and shape a clone needs ("warm": false, a
+         * cloud-init seed, warm_start off) could not be restored. */
+        if (!vmgr_vm_spec_has_agent(&vm->spec) || !*vm->shape)
+                return vmgr_bus_reply_error(call, -EOPNOTSUPP,
+                                            "VM '%s' cannot be snapshotted: %s", vm->name,
+                                            !vmgr_vm_spec_has_agent(&vm->spec)
+                                                    ? "it has no guest agent to give its clones their own identity"
+                                                    : "it was started cold only (\"warm\": false, a cloud-init seed, "
+                                                      "or warm_start off in vmgrd's config)") < 0
+                               ? -EIO
+                               : 0;
         copy = strdup(name);
         if (!copy)
                 return -ENOMEM;

@@ -244,8 +244,9 @@ void vm_update_ipv4(VM *vm);
 /* Readiness (vm-ready.c). */
 /* VM.Snapshot(name): save the running VM as user snapshot name (memory,
  * devices, disks); it goes on running. Replies to call when done (or fails
- * it). Returns 0 once the operation is under way, or -errno with nothing
- * sent (vm-snapshot.c). */
+ * it). Returns 0 once the operation is under way or call was answered
+ * with why it cannot be (not ready: Busy; no agent, or started cold only),
+ * or -errno with nothing sent (vm-snapshot.c). */
 int vm_snapshot_create(VM *vm, const char *name, sd_bus_message *call);
 
 const char *vm_stage_to_string(VMStage stage);

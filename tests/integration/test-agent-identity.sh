@@ -296,6 +296,24 @@ done
 ra=$(gx a sh -c 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"')
 rb=$(gx b sh -c 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \n"')
 check "after IDENTITY the copies read different bytes from /dev/urandom" test -n "$ra" -a "$ra" != "$rb"
-check "the agent logged the identity it took" grep -q 'took the identity of copy-a' "$T/a.console"
+# DONE means both ioctls succeeded (a failing one is an ERROR); the line says so.
+check "the agent logged the identity it took, the RNG reseeded with the host's 64 bytes" \
+        grep -q 'took the identity of copy-a (2 NICs, the RNG reseeded with 64 bytes from the host)' "$T/a.console"
+
+# The same IDENTITY again (a host that retries after losing the session
+# before DONE) with a new generation: the same machine, the new generation.
+gen2=00112233445566778899aabbccddeeff
+check "copy a: IDENTITY applied a second time answers DONE with the new generation" \
+        bash -c "'$CLIENT' --socket '$T/a.agent' --timeout 60 identity --generation $gen2 copy-a \
+                 '0000:01:00.0,$MAC_A1,${IP6[a]}/64,$PREFIX::1,48' '0000:02:00.0,$MAC_A2,${IP4[a]}/24,$NET4.1' |
+                 grep -qx 'generation $gen2'"
+check "copy a: after it, still answers on ${IP6[a]} and ${IP4[a]}" \
+        bash -c "ping -6 -c 1 -W 5 '${IP6[a]}' && ping -4 -c 1 -W 5 '${IP4[a]}'"
+for n in a b; do
+        echo "# copy $n: $(grep -o 'took the identity of .*' "$T/$n.console" | head -1)"
+        if grep -q 'back on interface' "$T/$n.console"; then
+                echo "# copy $n: the static IPv4 address was put back after udhcpc's deconfig"
+        fi
+done
 
 vmgr_finish
