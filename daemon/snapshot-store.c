@@ -550,7 +550,11 @@ static int remove_snapshot_dir(SnapshotStore *s, SnapshotKind kind, const char *
                 rmdir(trash);
                 return r == -EEXIST || r == -ENOTEMPTY ? -EIO : r;
         }
-        return rm_rf(trash);
+        /* Gone from here on. A clone that opened it just before may still
+         * write its meta.json in there, so the removal can find the
+         * directory not empty: then the next build's clean-up finishes it. */
+        (void) rm_rf(trash);
+        return 0;
 }
 
 /* ---- Making a snapshot --------------------------------------------------- */

@@ -9,6 +9,9 @@
 #     (table and --json);
 #   - Manager.DeleteSnapshot removes a user snapshot by name and a template
 #     as "template:SHAPE"; a missing one is NoSuchSnapshot (vmgrctl exit 3);
+#   - vmgrd's config keys warm_start and snapshot_cache_max_mib: taken,
+#     and a wrong value refused with a sentence naming the key;
+#   - another local user on the same bus can neither list nor delete them;
 #   - the attack: names that would leave the store ("../victim",
 #     "../../victim", "template:../../victim", "a/b", "..") through
 #     DeleteSnapshot and VM.Snapshot are InvalidName, and the directories
@@ -20,7 +23,16 @@ vmgr_require_root
 vmgr_vm_require_tools
 vmgr_enter_netns "$@"
 vmgr_start_bus
-vmgr_start_vmgrd
+
+# The config keys: a bad value stops vmgrd at once, naming the key.
+for bad in "warm_start = maybe" "snapshot_cache_max_mib = -1" "snapshot_cache_max_mib = lots"; do
+        printf '%s\n' "$bad" >"$VMGR_TMP/bad.conf"
+        out=$(vmgr_as_user "$VMGRD" --config "$VMGR_TMP/bad.conf" --state-dir "$VMGR_TMP/state/vmgr" \
+                --runtime-dir "$VMGR_TMP/run/vmgr" 2>&1) && out="started: $out"
+        check_match "config '$bad' is refused" "${bad%% *} must be" "$out"
+done
+printf 'warm_start = false\nsnapshot_cache_max_mib = 100\n' >"$VMGR_TMP/vmgrd.conf"
+vmgr_start_vmgrd --config "$VMGR_TMP/vmgrd.conf"
 
 cache=$VMGR_TMP/home/.cache/vmgr
 store=$cache/snapshots
@@ -62,6 +74,16 @@ check_eq "vmgrctl --json snapshot list" "db-loaded user 4096 g1/db" \
         "$(python3 -c 'import json, sys
 for s in json.loads(sys.stdin.read()):
     if s["Kind"] == "user": print(s["Name"], s["Kind"], s["Size"], s["Source"])' <<<"$out" 2>&1)"
+
+# Another user: refused, and nothing learnt or deleted.
+for call in ListSnapshots "DeleteSnapshot string:db-loaded"; do
+        read -r -a words <<<"$call"
+        out=$(vmgr_as "$VMGR_USER2" dbus-send --session --print-reply --dest=org.vmgr1 /org/vmgr1 \
+                "org.vmgr1.Manager.${words[0]}" "${words[@]:1}" 2>&1) || true
+        check_match "$VMGR_USER2: ${words[0]} is refused" '^Error org\.vmgr1\.Error\.PermissionDenied' "$out"
+        check_empty "$VMGR_USER2: ... naming no snapshot" "$(grep -e db-loaded -e "$shape" <<<"$out" || true)"
+done
+check "the snapshot is still there" test -f "$store/user/db-loaded/meta.json"
 
 # The attack: each name is refused before it becomes a path.
 for name in ../victim ../../victim ../../../.cache/victim template:../../victim "template:../$shape" \

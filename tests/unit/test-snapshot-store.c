@@ -13,6 +13,8 @@
  */
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -187,6 +189,8 @@ static void test_build_clone_list_delete(SnapshotStore *s) {
                 CHECK(a.st_ino == b.st_ino);
                 CHECK((a.st_mode & 0777) == 0400);
                 CHECK(same_file_content(c.disks[0], src0));
+                /* 8 MiB with 8 KiB of data: the snapshot's copy stays sparse. */
+                CHECK((uint64_t) a.st_blocks * 512 <= 1u << 20);
         }
 
         /* last_used was recorded in meta.json. */
@@ -324,6 +328,63 @@ static void test_abort_and_crash(SnapshotStore *s) {
 static void sleep_ms(unsigned ms) {
         struct timespec ts = { .tv_sec = 0, .tv_nsec = (long) ms * 1000000 };
         nanosleep(&ts, NULL);
+}
+
+/* Clones racing a delete and a rebuild of the same snapshot: each clone
+ * gets the whole snapshot (every disk, the right bytes) or -ENOENT. */
+struct race {
+        SnapshotStore *store;
+        atomic_bool stop;
+        atomic_uint whole, none;
+};
+
+static void *race_cloner(void *userdata) {
+        struct race *r = userdata;
+        char dest[PATH_MAX], error[512];
+        static atomic_uint next;
+
+        while (!atomic_load(&r->stop)) {
+                SnapshotClone c = { .state_fd = -EBADF };
+                int q;
+
+                snprintf(dest, sizeof(dest), "%s/race-%u", top, atomic_fetch_add(&next, 1));
+                CHECK(mkdir(dest, 0700) == 0);
+                q = snapshot_store_clone(r->store, SNAPSHOT_USER, "racy", dest, &c, error, sizeof(error));
+                if (q == -ENOENT) {
+                        CHECK(count_prefix(dest, "snapshot-") == 0);
+                        atomic_fetch_add(&r->none, 1);
+                } else {
+                        char src[PATH_MAX];
+                        CHECK(q == 0);
+                        CHECK(c.meta.n_disks == 2);
+                        for (unsigned i = 0; i < 2; i++) {
+                                snprintf(src, sizeof(src), "%s/disk-src%u", top, i);
+                                CHECK(same_file_content(c.disks[i], src));
+                        }
+                        snapshot_clone_done(&c);
+                        atomic_fetch_add(&r->whole, 1);
+                }
+                CHECK(rm_rf(dest) == 0);
+        }
+        return NULL;
+}
+
+static void test_clone_delete_race(SnapshotStore *s) {
+        struct race r = { .store = s };
+        pthread_t threads[3];
+
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++)
+                CHECK(pthread_create(&threads[i], NULL, race_cloner, &r) == 0);
+        for (unsigned round = 0; round < 40; round++) {
+                CHECK(build(s, SNAPSHOT_USER, "racy", 4096, 2) == 0);
+                sleep_ms(1);
+                CHECK(snapshot_store_delete(s, SNAPSHOT_USER, "racy") == 0);
+        }
+        atomic_store(&r.stop, true);
+        for (size_t i = 0; i < ELEMENTSOF(threads); i++)
+                CHECK(pthread_join(threads[i], NULL) == 0);
+        CHECK(atomic_load(&r.whole) + atomic_load(&r.none) > 0);
+        printf("clone/delete race: %u whole, %u none\n", atomic_load(&r.whole), atomic_load(&r.none));
 }
 
 static void test_eviction(void) {
@@ -473,6 +534,7 @@ int main(void) {
         test_concurrent_builders(s);
         test_abort_and_crash(s);
         test_bad_names(s);
+        test_clone_delete_race(s);
         snapshot_store_free(s);
         test_eviction();
         test_copy_sparse();
