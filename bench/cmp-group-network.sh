@@ -16,6 +16,14 @@ GN_TAP_GROUP=benchtap
 # Groups created at once for the memory figure.
 GN_RSS_GROUPS=16
 
+# BENCH_GN_BASELINE: optional, a build directory of an earlier vmgr, set up
+# and installed like ours (DIR/destdir, the helper's capabilities set): its
+# vmgrd and helper run in every round too, in both modes, interleaved with
+# ours, as the "before" rows; BENCH_GN_BASELINE_DESC names it in the report
+# (default: git describe of the tree it is in).
+BENCH_GN_BASELINE=${BENCH_GN_BASELINE:-}
+GN_BASELINE_DESC=
+
 GN_LV_PID=
 GN_LV_DIR=
 GN_LV_SKIP=
@@ -134,6 +142,10 @@ bench_group_network_setup() {
         mkfifo "$BENCH_NAP_FIFO"
         "$BENCH_CLIENT" --uid "$(id -u "$VMGR_USER")" dnsmasq-argv "$GN_GROUP" "$BENCH_RUN_DIR" >"$BENCH_ARGV_FILE"
 
+        if [ -n "$BENCH_GN_BASELINE" ]; then
+                GN_BASELINE_DESC=${BENCH_GN_BASELINE_DESC:-$(git -C "$BENCH_GN_BASELINE/.." describe --always --dirty \
+                        --abbrev=12 2>/dev/null || echo "$BENCH_GN_BASELINE")}
+        fi
         gn_libvirt_start
 }
 
@@ -143,8 +155,10 @@ bench_group_network_setup() {
 # the start (the helper starts with it), as PREFIX.first.*, the second as
 # PREFIX.*; then vmgrd stops.
 gn_vmgr_mode_round() {
-        local mode=$1 prefix=$2 out
-        bench_vmgrd_start_timed "start.$mode" --network-mode "$mode"
+        local mode=$1 prefix=$2 out key=start.$2
+        # Our start-up rows keep their keys; the baseline's are its own.
+        [[ $prefix == old* ]] || key=start.$mode
+        bench_vmgrd_start_timed "$key" --network-mode "$mode"
         out=$(vmgr_as_user "$BENCH_CLIENT" --runs 2 cycle "$GN_GROUP" 2>>"$BENCH_LOG") || {
                 echo "tools/bench: vmgr-bench cycle failed in $mode mode; the log's end:" >&2
                 tail -n 20 "$BENCH_LOG" | sed 's/^/  /' >&2
@@ -154,6 +168,14 @@ gn_vmgr_mode_round() {
         head -n 2 <<<"$out" | bench_record_lines "$prefix.first"
         tail -n 2 <<<"$out" | bench_record_lines "$prefix"
         bench_vmgrd_stop
+}
+
+# gn_baseline_mode_round MODE PREFIX: gn_vmgr_mode_round with the baseline
+# build's vmgrd and helper (the variables are dynamically scoped).
+gn_baseline_mode_round() {
+        local VMGRD=$BENCH_GN_BASELINE/destdir/usr/bin/vmgrd
+        local VMGR_NETADM=$BENCH_GN_BASELINE/destdir/usr/libexec/vmgr-netadm
+        gn_vmgr_mode_round "$@"
 }
 
 # One round: every contender once; vmgr's two network modes in alternating
@@ -166,7 +188,15 @@ bench_group_network_round() {
         if ((GN_ROUND % 2)); then
                 gn_vmgr_mode_round host vmgr
                 gn_vmgr_mode_round namespace ns
+                if [ -n "$BENCH_GN_BASELINE" ]; then
+                        gn_baseline_mode_round host old
+                        gn_baseline_mode_round namespace oldns
+                fi
         else
+                if [ -n "$BENCH_GN_BASELINE" ]; then
+                        gn_baseline_mode_round namespace oldns
+                        gn_baseline_mode_round host old
+                fi
                 gn_vmgr_mode_round namespace ns
                 gn_vmgr_mode_round host vmgr
         fi
@@ -191,6 +221,12 @@ bench_group_network_round() {
         bash "$BENCH_DIR/iproute2-group.sh" lo-clean >>"$BENCH_LOG" 2>&1
         ip link add "$BENCH_BRIDGE" type bridge >>"$BENCH_LOG" 2>&1
         bench_time floor0.del ip link del "$BENCH_BRIDGE"
+
+        # CreateGroup's own floor: dnsmasq alone, from its start to its pid
+        # file, with vmgrd's argv on a bridge that is up (timed in the script).
+        bash "$BENCH_DIR/iproute2-group.sh" bridge-up >>"$BENCH_LOG" 2>&1
+        bench_record dnsmasq.ready "$(bash "$BENCH_DIR/iproute2-group.sh" dnsmasq-time 2>>"$BENCH_LOG")"
+        bash "$BENCH_DIR/iproute2-group.sh" down >>"$BENCH_LOG" 2>&1
 
         # (b) libvirt: the first failure (in the warm-up round) says why a
         # variant cannot run here; after that a failure is an error.
@@ -242,6 +278,19 @@ bench_group_network_finish() {
         bench_sum ns.cycle ns.create ns.delete
         bench_minus gn.ns_gap ns.cycle vmgr.cycle
         bench_minus start.gap start.namespace.ready start.host.ready
+        # DeleteGroup beyond the kernel's own deletion of the bridge, round by round.
+        bench_minus vmgr.delfloor vmgr.delete floor.del
+        bench_minus ns.delfloor ns.delete floor.del
+        bench_minus vmgr.createfloor vmgr.create dnsmasq.ready
+        bench_minus ns.createfloor ns.create dnsmasq.ready
+        if bench_has old.create; then
+                bench_sum old.cycle old.create old.delete
+                bench_sum oldns.cycle oldns.create oldns.delete
+                bench_minus old.delfloor old.delete floor.del
+                bench_minus oldns.delfloor oldns.delete floor.del
+                bench_minus old.createfloor old.create dnsmasq.ready
+                bench_minus oldns.createfloor oldns.create dnsmasq.ready
+        fi
         # Two TAPs made and deleted one request each: an upper bound, since
         # vmgr deletes a group's TAPs in the same batch as its bridge.
         bench_sum vmgr.taps.cycle vmgr.cycle tap.create tap.create4 tap.delete tap.delete
@@ -258,6 +307,94 @@ bench_group_network_finish() {
 # "x.y×" or "–".
 gn_times() {
         if [ -n "$1" ]; then echo "$1×"; else echo "–"; fi
+}
+
+# gn_issue15_report: the section on CreateGroup <= 5 ms and DeleteGroup <=
+# the kernel's bridge deletion + 10 ms, with the baseline's rows if it ran.
+gn_issue15_report() {
+        local k label gap before="" interleaved=""
+        if bench_has old.create; then
+                before="
+$(bench_row "before (\`$GN_BASELINE_DESC\`): CreateGroup, host mode" old.create)
+$(bench_row "before: CreateGroup, namespace mode" oldns.create)
+$(bench_row "before: CreateGroup − dnsmasq alone, per round, host mode" old.createfloor)
+$(bench_row "before: CreateGroup − dnsmasq alone, per round, namespace mode" oldns.createfloor)
+$(bench_row "before: DeleteGroup, host mode" old.delete)
+$(bench_row "before: DeleteGroup, namespace mode" oldns.delete)
+$(bench_row "before: DeleteGroup − kernel floor, per round, host mode" old.delfloor)
+$(bench_row "before: DeleteGroup − kernel floor, per round, namespace mode" oldns.delfloor)"
+                interleaved=" The \"before\" rows are vmgr at \`$GN_BASELINE_DESC\`, run in the same
+rounds, interleaved with this build (its two modes beside ours, the order
+reversed every other round)."
+        fi
+        cat <<EOF
+### Against issue 15's targets
+
+CreateGroup of a network-only group at most 5 ms (median), and DeleteGroup
+at most 10 ms above the kernel's own deletion of an identical bridge (the
+floor row: one \`ip link del\`, including starting \`ip\`), in both
+network modes.$interleaved
+
+$(bench_row_header)
+$(bench_row "CreateGroup, host mode" vmgr.create)
+$(bench_row "CreateGroup, namespace mode" ns.create)
+$(bench_row "CreateGroup − dnsmasq alone, per round, host mode" vmgr.createfloor)
+$(bench_row "CreateGroup − dnsmasq alone, per round, namespace mode" ns.createfloor)
+$(bench_row "dnsmasq alone: start → pid file (vmgrd's argv, as root)" dnsmasq.ready)
+$(bench_row "DeleteGroup, host mode" vmgr.delete)
+$(bench_row "DeleteGroup, namespace mode" ns.delete)
+$(bench_row "DeleteGroup − kernel floor, per round, host mode" vmgr.delfloor)
+$(bench_row "DeleteGroup − kernel floor, per round, namespace mode" ns.delfloor)
+$(bench_row "kernel floor: \`ip link del\` of an identical bridge" floor.del)${before}
+
+| target | measured | |
+|---|---|---|
+EOF
+        for k in vmgr:host ns:namespace; do
+                label=${k#*:}
+                echo "| CreateGroup median ≤ 5 ms, $label mode | $(bench_fmt "$(bench_median "${k%%:*}.create")") ms | $(bench_verdict "$(bench_at_most "${k%%:*}.create" 5)") |"
+        done
+        for k in vmgr:host ns:namespace; do
+                label=${k#*:}
+                gap=$(bench_diff "${k%%:*}.delete" floor.del)
+                echo "| DeleteGroup median ≤ floor median + 10 ms, $label mode | floor + $gap ms | $(bench_verdict "$(awk -v g="$gap" 'BEGIN { print (g != "" && g <= 10) ? 1 : 0 }')") |"
+        done
+        cat <<'EOF'
+
+Where the time went before, from `strace -f -tt` of vmgrd, its helper and
+dnsmasq (and `strace --seccomp-bpf` for a lighter touch; absolute times
+under strace are inflated, the shares are what counts). CreateGroup: the
+state file's `fsync` (0.3-3 ms, 112 ms once while other builds wrote to
+the disk), `GROUP_CREATE` (a `/proc` scan for a dnsmasq serving the name,
+dumps of links, addresses and routes, the bridge and its addresses, an
+nftables transaction with libnftables' cache fetch), a round trip back to
+vmgrd, `DNSMASQ_START` (another `/proc` scan, a fork of an intermediate
+that forks dnsmasq and waits for its exec), then dnsmasq from exec to its
+pid file: 3-5 ms on its own here (`dnsmasq --version` alone takes 2.8-5.4
+ms: 23 shared libraries), the largest single part. DeleteGroup: the
+`deleting` write waiting behind the `fsync` of the `running` write queued a
+moment before, plus its own `fsync`; dnsmasq's SIGTERM and exit (1-2 ms)
+before `GROUP_DELETE` was even sent; in namespace mode an nftables
+transaction that failed for every group without outbound (an aborted
+transaction waits for an RCU grace period: 13.5 ms) before the one that
+worked; then the kernel's deletion of the bridge (the floor), the `lo`
+addresses, a `/proc` scan, and the removal of the files.
+
+What changed: the group's state transitions are renamed into place and
+`fsync`ed on the side (docs/design.md, "Restart after a crash", says why
+that keeps what the file is for); one helper request, `GROUP_START`, makes
+the network and starts dnsmasq as soon as the bridge is the caller's, so
+that dnsmasq loads while the bridge gets its addresses, route and rules,
+and dnsmasq is cloned straight as vmgrd's child (`CLONE_PARENT |
+CLONE_PIDFD`) instead of through an intermediate process; DeleteGroup sends
+dnsmasq's SIGTERM and `GROUP_DELETE` at once; the namespace-mode firewall
+deletion no longer fails first. What is left of CreateGroup is mostly
+dnsmasq's own start-up, which vmgr does not control (a group counts as
+ready only once dnsmasq's pid file exists): the "dnsmasq alone" row is
+that start-up with nothing else around it, measured in the same rounds,
+so no CreateGroup comes in below it, and "CreateGroup − dnsmasq alone" is
+what vmgr adds to it.
+EOF
 }
 
 bench_group_network_report() {
@@ -360,6 +497,8 @@ is above 20 ms, no create + delete cycle can meet the 20 ms target; the
 ratios against (a) and (b) are bounded the same way, since every contender
 pays the floor at least once per bridge. Medians of the whole cycle minus
 the floor's median, i.e. each contender's own cost: $above.
+
+$(gn_issue15_report)
 
 ### Namespace mode: start-up and steady state
 
@@ -489,5 +628,12 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" nsbatch.delete.total)
   with a source address, no TAPs.
 - **Floor**: \`bench/iproute2-group.sh bridge-up\` (not timed), then a timed
   \`ip link del\` of the bridge.
+- **dnsmasq alone**: \`bench/iproute2-group.sh bridge-up\`, then
+  \`dnsmasq-time\`: dnsmasq with vmgrd's argv, started by root (so it also
+  switches to user nobody, which vmgrd's does not), timed inside the script
+  from its start to its pid file.
+- **before**: with \`BENCH_GN_BASELINE=DIR\`, an earlier build's vmgrd and
+  helper run in both modes in every round, next to this build's, the order
+  of the four reversed every other round.
 EOF
 }

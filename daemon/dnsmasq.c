@@ -362,7 +362,10 @@ static void on_started(int error, const char *message, int pid, int pidfd, void 
         group_unref(g);
 }
 
-static int dnsmasq_start_internal(Dnsmasq *d) {
+/* Get ready for the answer of a helper call that starts dnsmasq: no stale
+ * pid file, the directory watched, the state, the ready timeout. The call
+ * holds a reference on the group. Returns 0 or -errno. */
+static int start_prepare(Dnsmasq *d) {
         Group *g = d->group;
         char path[4096];
         int r;
@@ -378,22 +381,78 @@ static int dnsmasq_start_internal(Dnsmasq *d) {
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
 
+/* dnsmasq has this long to write its pid file. */
+static void ready_timer_arm(Dnsmasq *d) {
+        timer_arm(d, (uint64_t) d->group->manager->config.dnsmasq_ready_timeout_sec * 1000000ULL, on_ready_timeout);
+}
+
+/* The call is out: count it as in flight. */
+static void start_sent(Dnsmasq *d) {
+        group_ref(d->group);
+        d->start_in_flight = true;
+        if (d->state != DNSMASQ_RESTARTING)
+                set_state(d, DNSMASQ_STARTING);
+}
+
+static int dnsmasq_start_internal(Dnsmasq *d) {
+        Group *g = d->group;
+        int r;
+
+        r = start_prepare(d);
+        if (r < 0)
+                return r;
         r = netadm_client_call(g->manager->netadm, VMGR_NETADM_DNSMASQ_START, g->name, NULL, 0, g->runtime_dir,
                                on_started, d);
         if (r < 0)
                 return r;
-        group_ref(g);
-        d->start_in_flight = true;
-        if (d->state != DNSMASQ_RESTARTING)
-                set_state(d, DNSMASQ_STARTING);
-        timer_arm(d, (uint64_t) g->manager->config.dnsmasq_ready_timeout_sec * 1000000ULL, on_ready_timeout);
+        start_sent(d);
+        ready_timer_arm(d);
         return 0;
 }
 
 int dnsmasq_start(Dnsmasq *d) {
         d->ready_reported = false;
         return dnsmasq_start_internal(d);
+}
+
+int dnsmasq_start_prepare(Dnsmasq *d) {
+        d->ready_reported = false;
+        return start_prepare(d);
+}
+
+void dnsmasq_start_sent(Dnsmasq *d) {
+        /* "starting" only with the answer, after the network's part of it
+         * (the order in which the group's properties change stays that of
+         * GROUP_CREATE then DNSMASQ_START). */
+        group_ref(d->group);
+        d->start_in_flight = true;
+}
+
+void dnsmasq_start_answered(Dnsmasq *d, int error, const char *message, int pid, int pidfd) {
+        Group *g = d->group;
+
+        if (error < 0) {
+                /* The group's creation failed with it, and the network's
+                 * part of the answer says why: this dnsmasq never ran. */
+                d->start_in_flight = false;
+                if (d->state == DNSMASQ_STOPPING) {
+                        set_state(d, DNSMASQ_STOPPED);
+                        d->cb->stopped(g);
+                }
+                group_unref(g);
+                return;
+        }
+        if (d->state == DNSMASQ_STOPPED)
+                set_state(d, DNSMASQ_STARTING);
+        /* Timed from the answer: until then the helper's own watchdog
+         * applies, and a group being created has nothing else in flight
+         * that could start its undo meanwhile. */
+        if (d->state == DNSMASQ_STARTING)
+                ready_timer_arm(d);
+        on_started(error, message, pid, pidfd, d);
 }
 
 void dnsmasq_stop(Dnsmasq *d) {

@@ -46,6 +46,14 @@ Dnsmasq *dnsmasq_free(Dnsmasq *d);
 
 /* Start it; the ready callback follows. Returns 0 or -errno. */
 int dnsmasq_start(Dnsmasq *d);
+/* Start it through a helper call of the caller's (GROUP_START): get ready
+ * for it (returns 0 or -errno; on error, send no call), say it went out,
+ * and hand over its answer (the netadm_handler_t arguments); the ready
+ * callback follows as for dnsmasq_start(), the ready timeout counted from
+ * the answer. */
+int dnsmasq_start_prepare(Dnsmasq *d);
+void dnsmasq_start_sent(Dnsmasq *d);
+void dnsmasq_start_answered(Dnsmasq *d, int error, const char *message, int pid, int pidfd);
 /* Stop it (SIGTERM, SIGKILL after a grace period); the stopped callback
  * follows, at once if it is not running. */
 void dnsmasq_stop(Dnsmasq *d);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -249,6 +251,7 @@ struct GroupFilesJob {
         Group *group;
         GroupFilesJob *next;
         char *text;                     /* the state to write; NULL: remove the group's files */
+        bool sync_later;                /* renamed into place without waiting for fsync() (group_state_sync) */
         int errors[3];                  /* removal: runtime dir, state subdir, state file */
         void (*done)(Group *g, int r);  /* on the loop once the job ran; may be NULL */
 };
@@ -258,11 +261,102 @@ static void group_files_job_free(GroupFilesJob *j) {
         free(j);
 }
 
+/* Write text to path through a temporary file and rename(), without
+ * fsync(): the renamed file is what every later reader (a restarted vmgrd
+ * included) sees at once; group_state_sync() makes it durable right after.
+ * Returns 0 or -errno. */
+static int state_write_unsynced(const char *path, const char *text) {
+        char tmp[PATH_MAX];
+        _cleanup_close_ int fd = -EBADF;
+        size_t len = strlen(text);
+        int r;
+
+        r = snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int) getpid());
+        if (r < 0 || (size_t) r >= sizeof(tmp))
+                return -ENAMETOOLONG;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        for (size_t done = 0; done < len;) {
+                ssize_t n = write(fd, text + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        (void) unlink(tmp);
+                        return r;
+                }
+                done += (size_t) n;
+        }
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+/* Pool thread: fsync() the state file as it is now, and its directory (the
+ * rename). A file removed meanwhile has nothing left to keep. Returns 0 or -errno. */
+static int group_state_sync_work(void *userdata) {
+        Group *g = userdata;
+        _cleanup_close_ int fd = -EBADF, dir_fd = -EBADF;
+        _cleanup_free_ char *dir = NULL;
+        char *slash;
+
+        fd = open(g->state_file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fsync(fd) < 0)
+                return -errno;
+        dir = strdup(g->state_file);
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir)
+                *slash = 0;
+        dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0 || fsync(dir_fd) < 0)
+                return -errno;
+        return 0;
+}
+
+static void group_state_sync_done(int result, void *userdata) {
+        Group *g = userdata;
+
+        /* Cancelled by a pool shutting down: the file still matters to the next start. */
+        if (result == -ECANCELED)
+                result = group_state_sync_work(g);
+        if (result < 0)
+                log_group_errno(LOG_WARNING, result, g->name, "Failed to sync %s to disk: %m", g->state_file);
+        group_unref(g);
+}
+
+/*
+ * Make the state file just renamed into place durable, beside the group's
+ * next steps rather than before them. The fsync() guards against losing the
+ * OS (power, kernel crash) only: a vmgrd that dies sees the renamed file
+ * either way, since it lives in the page cache. And when the OS goes, the
+ * bridge, dnsmasq and QEMUs the file describes go with it, so whatever of
+ * the file survives (this state, an older one, none) makes the next vmgrd
+ * clean the group up, as it does for every group after a reboot. What the
+ * fsync() still buys is that a state file soon exists on disk for the
+ * group's own directory (its log, its VMs' disks), which is made after it.
+ */
+static void group_state_sync(Group *g) {
+        if (g->manager && worker_submit(g->manager->workers, group_state_sync_work, group_state_sync_done,
+                                        group_ref(g)) >= 0)
+                return;
+        group_state_sync_done(group_state_sync_work(g), g);
+}
+
 /* Pool thread (or the loop when the pool cannot take it). Returns 0 or -errno. */
 static int group_files_work(void *userdata) {
         GroupFilesJob *j = userdata;
         Group *g = j->group;
 
+        if (j->text && j->sync_later)
+                return state_write_unsynced(g->state_file, j->text);
         if (j->text)
                 return write_file_atomic(g->state_file, j->text, strlen(j->text), 0600);
 
@@ -286,6 +380,8 @@ static void group_files_done(int result, void *userdata) {
         if (j->text) {
                 if (result < 0)
                         log_group_errno(LOG_ERR, result, g->name, "Failed to write %s: %m", g->state_file);
+                else if (j->sync_later)
+                        group_state_sync(g);
         } else {
                 const char *paths[3] = { g->runtime_dir, g->state_subdir, g->state_file };
                 for (size_t i = 0; i < 3; i++)
@@ -315,8 +411,8 @@ static void group_files_next(Group *g) {
 }
 
 /* Queue a job (text moved in; NULL: remove the files); done runs once it
- * ran. Returns 0 or -ENOMEM. */
-static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)) {
+ * ran; sync_later: once renamed into place, not once on disk. Returns 0 or -ENOMEM. */
+static int group_files_queue(Group *g, char *text, bool sync_later, void (*done)(Group *g, int r)) {
         GroupFilesJob *j, **p;
 
         j = calloc(1, sizeof(*j));
@@ -326,6 +422,7 @@ static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)
         }
         j->group = group_ref(g);
         j->text = text;
+        j->sync_later = sync_later;
         j->done = done;
         for (p = &g->files_jobs; *p; p = &(*p)->next)
                 ;
@@ -337,15 +434,20 @@ static int group_files_queue(Group *g, char *text, void (*done)(Group *g, int r)
 }
 
 /* Queue a write of the group's state as it is now; done (may be NULL) runs
- * once it is on disk or failed. Returns 0 or -ENOMEM. */
-static int group_save_then(Group *g, void (*done)(Group *g, int r)) {
+ * once it is on disk or failed; with sync_later once it is in place, its
+ * fsync() following on the side (group_state_sync()). Returns 0 or -ENOMEM. */
+static int group_save_as(Group *g, bool sync_later, void (*done)(Group *g, int r)) {
         char *text;
         int r;
 
         r = group_state_format(g, &text);
         if (r < 0)
                 return r;
-        return group_files_queue(g, text, done);
+        return group_files_queue(g, text, sync_later, done);
+}
+
+static int group_save_then(Group *g, void (*done)(Group *g, int r)) {
+        return group_save_as(g, false, done);
 }
 
 void group_save(Group *g) {
@@ -412,7 +514,7 @@ static void group_files_removed(Group *g, int r) {
 /* What is left to undo after the network is gone: files (on the pool),
  * then the object. Callers learn it is gone only once both are. */
 static void group_finish_removal(Group *g) {
-        if (group_files_queue(g, NULL, group_files_removed) < 0) {
+        if (group_files_queue(g, NULL, false, group_files_removed) < 0) {
                 /* Out of memory: remove them here rather than leave them behind. */
                 GroupFilesJob j = { .group = g };
                 (void) group_files_work(&j);
@@ -421,6 +523,7 @@ static void group_finish_removal(Group *g) {
 }
 
 static void group_delete_network_try(Group *g, bool retry);
+static void group_teardown_maybe_finish(Group *g);
 
 /* The helper deleted the network, or could not; retried says whether this
  * was the second try. When the helper died before answering, the network
@@ -436,6 +539,7 @@ static void network_deleted(Group *g, int error, const char *message, bool retri
                 return;
         }
 
+        g->network_deleting = false;
         if (error < 0) {
                 log_group_errno(LOG_ERR, error, g->name, "Failed to delete the network: %s", message);
                 group_reply_create_failure(g);
@@ -454,7 +558,8 @@ static void network_deleted(Group *g, int error, const char *message, bool retri
         }
 
         g->network_created = false;
-        group_finish_removal(g);
+        g->network_deleting = false;
+        group_teardown_maybe_finish(g);
         group_unref(g);
 }
 
@@ -481,21 +586,18 @@ static void group_delete_network_try(Group *g, bool retry) {
         group_ref(g);
 }
 
-/* dnsmasq is down: delete the network. */
-static void group_delete_network(Group *g) {
-        group_delete_network_try(g, false);
+/* Teardown: once dnsmasq has stopped and the network is gone (or was never
+ * made), the files go. */
+static void group_teardown_maybe_finish(Group *g) {
+        if (g->state == GROUP_DELETING && g->dnsmasq_down && !g->network_created && !g->network_deleting)
+                group_finish_removal(g);
 }
 
 static void group_dnsmasq_stopped(Group *g) {
         if (g->state != GROUP_DELETING)
                 return;
-        /* A GROUP_CREATE the helper refused was undone by the helper itself;
-         * and a bridge of the same name owned by someone else must not even be
-         * asked about. (One whose answer never came counts as created.) */
-        if (g->network_created)
-                group_delete_network(g);
-        else
-                group_finish_removal(g);
+        g->dnsmasq_down = true;
+        group_teardown_maybe_finish(g);
 }
 
 static void group_dnsmasq_changed(Group *g) {
@@ -511,9 +613,22 @@ static void group_leases_changed(Group *g) {
                 vm_update_ipv4(vm);
 }
 
+/* The VMs are gone: stop dnsmasq and delete the network at the same time
+ * (the kernel's removal of the bridge is most of the teardown's time, and
+ * dnsmasq's exit need not come before it: the helper's GROUP_DELETE stops
+ * a dnsmasq still serving the bridge itself). A GROUP_CREATE the helper
+ * refused was undone by the helper itself; and a bridge of the same name
+ * owned by someone else must not even be asked about. (One whose answer
+ * never came counts as created.) */
 static void group_vm_removed_release(Group *g) {
-        if (--g->vms_pending == 0)
-                dnsmasq_stop(g->dnsmasq);
+        if (--g->vms_pending > 0)
+                return;
+        g->dnsmasq_down = false;
+        if (g->network_created) {
+                g->network_deleting = true;
+                group_delete_network_try(g, false);
+        }
+        dnsmasq_stop(g->dnsmasq);
 }
 
 /* One VM of a group being torn down is gone. */
@@ -542,7 +657,7 @@ static void group_teardown_saved(Group *g, int r);
  * adopts half deleted. */
 static void group_teardown(Group *g) {
         group_set_state(g, GROUP_DELETING);
-        if (group_save_then(g, group_teardown_saved) < 0)
+        if (group_save_as(g, true, group_teardown_saved) < 0)
                 group_teardown_saved(g, -ENOMEM);
 }
 
@@ -637,9 +752,14 @@ static void group_creation_failed(Group *g, int r, const char *message, bool fro
 
 
 static void group_creation_succeeded(Group *g) {
+        int r;
+
         group_stage_mark(g, GROUP_STAGE_RUNNING);
         group_set_state(g, GROUP_RUNNING);
-        group_save(g);
+        /* Not waited for: a DeleteGroup right after must not wait for it either. */
+        r = group_save_as(g, true, NULL);
+        if (r < 0)
+                log_group_errno(LOG_ERR, r, g->name, "Failed to write %s: %m", g->state_file);
 
         if (g->create_call) {
                 (void) sd_bus_reply_method_return(g->create_call, "o", g->object_path);
@@ -887,6 +1007,20 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         group_unref(g);
 }
 
+/* The answer to GROUP_START: the network's part as for GROUP_CREATE (the
+ * file server starts), then dnsmasq's as for DNSMASQ_START (ready once its
+ * pid file is there, which it may be already). On failure the helper has
+ * undone both, dnsmasq killed; one that died before answering may have left
+ * a network, which the undo deletes, and a dnsmasq, which GROUP_DELETE
+ * stops. Drops the reference the call held. */
+static void on_group_started(int error, const char *message, int pid, int pidfd, void *userdata) {
+        Group *g = userdata;
+
+        on_network_created(error, message, 0, -EBADF, group_ref(g));
+        dnsmasq_start_answered(g->dnsmasq, error, message, pid, pidfd);
+        group_unref(g);
+}
+
 /* Outbound is in place (or failed): on with the group's services. */
 static void on_outbound_enabled(Group *g, int error, const char *message) {
         if (g->state != GROUP_CREATING)
@@ -897,7 +1031,8 @@ static void on_outbound_enabled(Group *g, int error, const char *message) {
                 group_start_services(g);
 }
 
-/* The network is there: the file server, then dnsmasq. */
+/* The network is there: the file server, then dnsmasq (unless GROUP_START
+ * started it with the network). */
 static void group_start_services(Group *g) {
         int r;
 
@@ -906,6 +1041,8 @@ static void group_start_services(Group *g) {
                 group_creation_failed(g, r, "cannot start the file server", false);
                 return;
         }
+        if (g->dnsmasq_early)
+                return;
         r = dnsmasq_start(g->dnsmasq);
         if (r < 0)
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
@@ -939,6 +1076,21 @@ static void group_start_saved(Group *g, int r) {
         if (r < 0)
                 goto fail;
 
+        /* One request makes the network and starts dnsmasq, which the
+         * helper starts as soon as the bridge is ours: it starts up while
+         * the bridge gets its addresses and rules. An outbound group starts
+         * dnsmasq once pasta is in place, so it makes its network alone. */
+        if (!g->spec->outbound && dnsmasq_start_prepare(g->dnsmasq) >= 0) {
+                r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_START, g->name, NULL, 0, g->runtime_dir,
+                                       on_group_started, g);
+                if (r < 0)
+                        goto fail;
+                group_ref(g);
+                g->dnsmasq_early = true;
+                dnsmasq_start_sent(g->dnsmasq);
+                return;
+        }
+
         r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_CREATE, g->name, NULL, 0, NULL, on_network_created, g);
         if (r < 0)
                 goto fail;
@@ -961,8 +1113,9 @@ int group_start(Group *g, sd_bus_message *call) {
         g->create_call = sd_bus_message_ref(call);
 
         /* The state file comes first: if we die from here on, the next start
-         * knows what to clean up. The rest continues once it is on disk. */
-        r = group_save_then(g, group_start_saved);
+         * knows what to clean up. The rest continues once it is in place
+         * (renamed: what a restarted vmgrd reads), its fsync() on the side. */
+        r = group_save_as(g, true, group_start_saved);
         if (r < 0) {
                 g->create_call = sd_bus_message_unref(g->create_call);
                 group_remove(g);

@@ -62,6 +62,9 @@ struct Group {
         int vms_error;                  /* the first failure among them */
         char vms_message[512];
         bool network_created;           /* the helper made the network */
+        bool network_deleting;          /* a GROUP_DELETE is out (teardown) */
+        bool dnsmasq_down;              /* teardown: dnsmasq has stopped */
+        bool dnsmasq_early;             /* GROUP_START started dnsmasq with the network */
         GroupFilesJob *files_jobs;      /* state writes and file removal, in order; the first is on the pool */
         uint64_t files_queued, files_done; /* how many such jobs were queued, and finished */
 

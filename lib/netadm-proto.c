@@ -17,6 +17,7 @@ static const char *const op_names[_VMGR_NETADM_OP_MAX] = {
         [VMGR_NETADM_TAP_DELETE] = "tap-delete",
         [VMGR_NETADM_DNSMASQ_START] = "dnsmasq-start",
         [VMGR_NETADM_OUTBOUND_ENABLE] = "outbound-enable",
+        [VMGR_NETADM_GROUP_START] = "group-start",
 };
 
 const char *vmgr_netadm_op_to_string(unsigned op) {
@@ -28,7 +29,7 @@ static bool op_uses_vm(unsigned op) {
 }
 
 static bool op_uses_dir(unsigned op) {
-        return op == VMGR_NETADM_DNSMASQ_START;
+        return op == VMGR_NETADM_DNSMASQ_START || op == VMGR_NETADM_GROUP_START;
 }
 
 int vmgr_netadm_dir_check(const char *dir, const char **reason) {
@@ -155,7 +156,7 @@ int vmgr_netadm_request_validate(const void *buf, size_t len, const char **reaso
 static bool reply_fields_valid(int error, int pid, unsigned has_fd) {
         if (error > 0 || error < -4095 || pid < 0 || has_fd > 1)
                 return false;
-        /* Only DNSMASQ_START's success carries a pidfd, and with it its pid. */
+        /* Only the success of DNSMASQ_START or GROUP_START carries a pidfd, and with it its pid. */
         if ((pid > 0) != (has_fd == 1))
                 return false;
         return error == 0 || has_fd == 0;

@@ -57,6 +57,13 @@ enum vmgr_netadm_op {
          * namespace (host mode): the host's routing is not the caller's to
          * change. The bridge must be the caller's. GROUP_DELETE undoes it. */
         VMGR_NETADM_OUTBOUND_ENABLE = 6,
+        /* GROUP_CREATE and DNSMASQ_START in one request, with the checks of
+         * both: dnsmasq is started as soon as the bridge is the caller's, and
+         * starts up while the helper gives the bridge its addresses, route
+         * and firewall rules. Answered, like DNSMASQ_START, with dnsmasq's
+         * pid and pidfd once all of that is done and dnsmasq has been
+         * exec'd. On failure everything is undone, dnsmasq killed. */
+        VMGR_NETADM_GROUP_START = 7,
         _VMGR_NETADM_OP_MAX,
 };
 
@@ -68,7 +75,7 @@ struct vmgr_netadm_request {
         uint32_t nic;                           /* enum vmgr_nic, TAP ops only, else 0 */
         char group[VMGR_NAME_MAX + 1];          /* NUL-terminated, zero-padded */
         char vm[VMGR_NAME_MAX + 1];             /* TAP ops only, else all zero */
-        char dir[VMGR_NETADM_DIR_MAX];          /* DNSMASQ_START only, else all zero */
+        char dir[VMGR_NETADM_DIR_MAX];          /* DNSMASQ_START and GROUP_START only, else all zero */
 };
 
 struct vmgr_netadm_reply {
@@ -77,7 +84,7 @@ struct vmgr_netadm_reply {
         uint16_t has_fd;                        /* 1 if a pidfd is attached */
         uint32_t serial;
         int32_t error;                          /* 0 or -errno */
-        int32_t pid;                            /* dnsmasq's pid for DNSMASQ_START */
+        int32_t pid;                            /* dnsmasq's pid for DNSMASQ_START and GROUP_START */
         char message[VMGR_NETADM_MESSAGE_MAX];  /* why it failed, NUL-terminated */
 };
 

@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <linux/sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "caps.h"
 #include "dnsmasq.h"
@@ -30,12 +32,6 @@
 #define DNSMASQ_TERM_TIMEOUT_MS 2000    /* then SIGKILL */
 #define DNSMASQ_KILL_TIMEOUT_MS 2000
 
-/* What the intermediate process reports back with the pidfd. */
-struct dnsmasq_report {
-        int32_t error;  /* 0 or -errno */
-        int32_t pid;
-};
-
 /* Give the process the three network capabilities as inheritable and
  * ambient, so that they survive the execve() of dnsmasq, which has no file
  * capabilities. Returns 0 or -errno. */
@@ -51,8 +47,10 @@ static int caps_make_ambient(void) {
         return 0;
 }
 
-/* In the dnsmasq process: set up a clean process and exec. Never returns. */
-_noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
+/* In the dnsmasq process: set up a clean process and exec. If the exec
+ * fails, its errno goes to error_fd (close-on-exec: at a successful exec it
+ * closes with nothing written). Never returns. */
+_noreturn_ static void dnsmasq_exec(char **argv, int dir_fd, int error_fd) {
         static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t none;
@@ -81,8 +79,8 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
             dup2(err_fd, STDERR_FILENO) < 0)
                 _exit(127);
         /* Nothing of the helper's may leak into dnsmasq: not the socket to
-         * vmgrd, not netlink. Closed at exec rather than now, so that the
-         * intermediate sees its exec pipe close only once dnsmasq runs. */
+         * vmgrd, not netlink, not error_fd. Closed at exec rather than now,
+         * so that the helper sees error_fd close only once dnsmasq runs. */
         if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
                 _exit(127);
         if (chdir("/") < 0)
@@ -95,71 +93,10 @@ _noreturn_ static void dnsmasq_exec(char **argv, int dir_fd) {
         }
 
         execve(argv[0], argv, envp);
+        r = errno;
         fprintf(stderr, "vmgr-netadm: cannot execute %s: %m\n", argv[0]);
+        (void) !write(error_fd, &r, sizeof(r));
         _exit(127);
-}
-
-/* In the intermediate process: fork dnsmasq, report its pidfd, exit so
- * that dnsmasq is re-parented to the subreaper above us. Never returns. */
-_noreturn_ static void dnsmasq_fork_and_report(char **argv, int dir_fd, int report_fd) {
-        struct dnsmasq_report rep = {};
-        int pidfd = -EBADF, exec_pipe[2];
-        pid_t pid;
-
-        /* The helper looks for dnsmasq by its command line (GROUP_DELETE
-         * stops it): report only once the exec has happened, so that from
-         * the reply on, it is found. */
-        if (pipe2(exec_pipe, O_CLOEXEC) < 0)
-                _exit(1);
-        pid = fork();
-        if (pid == 0) {
-                dnsmasq_exec(argv, dir_fd);
-        }
-        exec_pipe[1] = safe_close(exec_pipe[1]);
-        if (pid < 0)
-                rep.error = negative_errno();
-        else {
-                char c;
-
-                /* EOF once the exec closed the other end, or dnsmasq died. */
-                while (read(exec_pipe[0], &c, 1) < 0 && errno == EINTR)
-                        ;
-                rep.pid = pid;
-                /* dnsmasq cannot be reaped before we exit, so this pidfd is
-                 * for the right process even if it already died. */
-                pidfd = pidfd_open(pid, 0);
-                if (pidfd < 0) {
-                        rep.error = negative_errno();
-                        (void) kill(pid, SIGKILL);
-                }
-        }
-        if (vmgr_datagram_send(report_fd, &rep, sizeof(rep), pidfd) < 0) {
-                if (pid > 0)
-                        (void) kill(pid, SIGKILL);
-                _exit(1);
-        }
-        _exit(0);
-}
-
-/* Receive the intermediate's report. Returns 0 with the pidfd and pid, or -errno. */
-static int report_receive(int fd, pid_t *ret_pid, int *ret_pidfd) {
-        struct dnsmasq_report rep = {};
-        _cleanup_close_ int pidfd = -EBADF;
-        int n;
-
-        n = vmgr_datagram_receive(fd, &rep, sizeof(rep), 0, &pidfd, NULL);
-        if (n < 0)
-                return n;
-        if ((size_t) n != sizeof(rep))
-                return -EPROTO;
-        if (rep.error < 0)
-                return rep.error;
-        if (pidfd < 0 || rep.pid <= 0)
-                return -EPROTO;
-
-        *ret_pid = rep.pid;
-        *ret_pidfd = TAKE_FD(pidfd);
-        return 0;
 }
 
 /* Open dir for dnsmasq's files: an existing directory, not a symlink,
@@ -190,12 +127,7 @@ static int runtime_dir_open(const char *dir, uid_t uid, char *msg) {
         return TAKE_FD(fd);
 }
 
-int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid, int *ret_pidfd, char *msg) {
-        _cleanup_close_ int dir_fd = -EBADF, report_fd = -EBADF, child_fd = -EBADF;
-        char *argv[DNSMASQ_ARGV_MAX], storage[DNSMASQ_ARGV_STORAGE];
-        int sv[2], status, pidfd = -EBADF, r;
-        pid_t intermediate, pid = 0;
-
+int dnsmasq_dir_open(const char *dir, uid_t uid, char *msg) {
         /* dnsmasq started as root insists on switching to user nobody and
          * group dip, which needs CAP_SETUID and CAP_SETGID that the helper
          * does not keep: it would fail right after the reply. Say so now. */
@@ -203,50 +135,103 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
                 return netadm_fail(msg, -EPERM,
                                    "dnsmasq cannot be started for uid 0 (it would try to switch users); "
                                    "run vmgrd as an unprivileged user");
+        return runtime_dir_open(dir, uid, msg);
+}
 
-        dir_fd = runtime_dir_open(dir, uid, msg);
-        if (dir_fd < 0)
-                return dir_fd;
+int dnsmasq_spawn(const char *group, const char *dir, int dir_fd, uid_t uid, struct dnsmasq_child *ret, char *msg) {
+        char *argv[DNSMASQ_ARGV_MAX], storage[DNSMASQ_ARGV_STORAGE];
+        _cleanup_close_ int error_read = -EBADF, error_write = -EBADF;
+        int pipe_fds[2], pidfd = -EBADF, r;
+        struct clone_args args = {
+                .flags = CLONE_PARENT | CLONE_PIDFD,
+                .pidfd = (uint64_t) (uintptr_t) &pidfd,
+                /* With CLONE_PARENT the kernel takes ours (SIGCHLD, from
+                 * vmgrd's fork) and refuses any other. */
+                .exit_signal = 0,
+        };
+        long pid;
 
         r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
         if (r < 0)
                 return netadm_fail(msg, r, "building the dnsmasq command line: %m");
-
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "socketpair: %m");
+                return netadm_fail(msg, r, "pipe: %m");
         }
-        report_fd = sv[0];
-        child_fd = sv[1];
+        error_read = pipe_fds[0];
+        error_write = pipe_fds[1];
 
-        intermediate = fork();
-        if (intermediate < 0) {
+        /* dnsmasq must end up vmgrd's child, not ours: CLONE_PARENT makes it
+         * our parent's (vmgrd, a child-subreaper that supervises and reaps
+         * it), CLONE_PIDFD hands us a pidfd for exactly this process. We are
+         * single-threaded, so the child may call anything before its exec. */
+        pid = syscall(SYS_clone3, &args, sizeof(args));
+        if (pid < 0) {
                 r = negative_errno();
-                return netadm_fail(msg, r, "fork: %m");
+                return netadm_fail(msg, r, "starting %s: clone3: %m", VMGR_DNSMASQ_PATH);
         }
-        if (intermediate == 0) {
-                report_fd = safe_close(report_fd);
-                dnsmasq_fork_and_report(argv, dir_fd, child_fd);
+        if (pid == 0) {
+                error_read = -EBADF; /* closed at exec; the cleanup must not run in the child */
+                dnsmasq_exec(argv, dir_fd, error_write);
         }
-        child_fd = safe_close(child_fd);
+        error_write = safe_close(error_write);
 
-        /* The intermediate exits right after reporting; when it closed its end
-         * without reporting, recvmsg() returns 0 and that is an error too. */
-        r = report_receive(report_fd, &pid, &pidfd);
-        while (waitpid(intermediate, &status, 0) < 0)
-                if (errno != EINTR) {
-                        status = -1;
-                        break;
-                }
+        *ret = (struct dnsmasq_child) {
+                .pid = (pid_t) pid,
+                .pidfd = pidfd,
+                .exec_fd = TAKE_FD(error_read),
+        };
+        return 0;
+}
+
+void dnsmasq_child_kill(struct dnsmasq_child *c) {
+        if (c->pidfd >= 0) {
+                struct pollfd p = { .fd = c->pidfd, .events = POLLIN };
+
+                (void) pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+                /* Gone before we answer: nobody finds it serving afterwards. */
+                while (poll(&p, 1, DNSMASQ_KILL_TIMEOUT_MS) < 0 && errno == EINTR)
+                        ;
+        }
+        c->pidfd = safe_close(c->pidfd);
+        c->exec_fd = safe_close(c->exec_fd);
+}
+
+int dnsmasq_child_wait(struct dnsmasq_child *c, char *msg) {
+        ssize_t n;
+        int e = 0;
+
+        /* The helper looks for dnsmasq by its command line (GROUP_DELETE
+         * stops it): answer only once the exec has happened, so that from
+         * the reply on, it is found. EOF: the exec closed the pipe (or the
+         * child died before it, which vmgrd sees as an early exit). */
+        while ((n = read(c->exec_fd, &e, sizeof(e))) < 0 && errno == EINTR)
+                ;
+        c->exec_fd = safe_close(c->exec_fd);
+        if (n == (ssize_t) sizeof(e)) {
+                dnsmasq_child_kill(c);
+                return netadm_fail(msg, e > 0 ? -e : -EIO, "starting %s: %s", VMGR_DNSMASQ_PATH,
+                                   strerror(e > 0 ? e : EIO));
+        }
+        return 0;
+}
+
+int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid, int *ret_pidfd, char *msg) {
+        _cleanup_close_ int dir_fd = -EBADF;
+        struct dnsmasq_child c;
+        int r;
+
+        dir_fd = dnsmasq_dir_open(dir, uid, msg);
+        if (dir_fd < 0)
+                return dir_fd;
+        r = dnsmasq_spawn(group, dir, dir_fd, uid, &c, msg);
         if (r < 0)
-                return netadm_fail(msg, r, "starting %s: %m", VMGR_DNSMASQ_PATH);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                pidfd = safe_close(pidfd);
-                return netadm_fail(msg, -EPROTO, "starting %s: the intermediate process failed", VMGR_DNSMASQ_PATH);
-        }
-
-        *ret_pid = pid;
-        *ret_pidfd = pidfd;
+                return r;
+        r = dnsmasq_child_wait(&c, msg);
+        if (r < 0)
+                return r;
+        *ret_pid = c.pid;
+        *ret_pidfd = c.pidfd;
         return 0;
 }
 

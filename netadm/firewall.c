@@ -316,12 +316,20 @@ int firewall_group_delete(unsigned uid, const char *group, char *msg) {
                  f.bridge, f.bridge, f.bridge, f.chain);
         /* An outbound group's element goes in the same transaction, so that
          * a later group of the same name never inherits it. Outbound exists
-         * in namespace mode only: host mode pays nothing for it. */
+         * in namespace mode only: host mode pays nothing for it. The element
+         * is added first: "add" of one that exists changes nothing, so the
+         * delete after it always finds it and the transaction does not fail
+         * for a group without outbound. A failed transaction is not free:
+         * the kernel aborts it and waits for an RCU grace period (some
+         * 10-15 ms here) before answering. Added and deleted in one
+         * transaction, the element is never seen by a packet. */
         if (vmgr_userns_is_initial() == 0) {
-                char with[FIREWALL_COMMANDS_MAX + 128];
+                char with[FIREWALL_COMMANDS_MAX + 256];
 
-                snprintf(with, sizeof(with), "delete element inet vmgr outbound { \"%s\" . \"%s\" }\n%s",
-                         f.bridge, VMGR_OUTBOUND_IFNAME, cmd);
+                snprintf(with, sizeof(with),
+                         "add element inet vmgr outbound { \"%s\" . \"%s\" }\n"
+                         "delete element inet vmgr outbound { \"%s\" . \"%s\" }\n%s",
+                         f.bridge, VMGR_OUTBOUND_IFNAME, f.bridge, VMGR_OUTBOUND_IFNAME, cmd);
                 if (firewall_run(with, NULL) >= 0)
                         return 0;
         }

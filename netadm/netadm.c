@@ -185,8 +185,101 @@ static int control_socket_check(int fd) {
         return 0;
 }
 
+/* GROUP_START's dnsmasq, cloned half-way through the network's creation. */
+struct group_start {
+        const char *group, *dir;
+        int dir_fd;
+        uid_t uid;
+        int ifindex;
+        struct dnsmasq_child child;
+        bool spawned;
+};
+
+/* netlink_bridge_made_t: the bridge is the caller's, so its dnsmasq may
+ * start; it loads while the bridge gets its addresses, route and rules. */
+static int group_start_bridge_made(int ifindex, void *userdata, char *msg) {
+        struct group_start *s = userdata;
+        int r;
+
+        r = dnsmasq_spawn(s->group, s->dir, s->dir_fd, s->uid, &s->child, msg);
+        if (r < 0)
+                return r;
+        s->ifindex = ifindex;
+        s->spawned = true;
+        return 0;
+}
+
+/* GROUP_START: the checks and work of GROUP_CREATE, with those of
+ * DNSMASQ_START (the runtime directory's, here before anything is made),
+ * and dnsmasq cloned as soon as the bridge is the caller's. Returns 0 with
+ * the pid and pidfd, or -errno with msg after undoing everything (dnsmasq
+ * killed and gone first, so nothing serves the bridge once we answer). */
+static int group_start(struct netadm *m, const struct vmgr_netadm_request *req, const struct vmgr_group_addrs *g,
+                       pid_t *ret_pid, int *ret_fd, char *msg) {
+        _cleanup_close_ int dir_fd = -EBADF;
+        char ignored[VMGR_NETADM_MESSAGE_MAX];
+        struct group_start s = {
+                .group = req->group,
+                .dir = req->dir,
+                .uid = m->uid,
+                .child = { .pidfd = -EBADF, .exec_fd = -EBADF },
+        };
+        int r;
+
+        r = policy_check_group(&m->policy, g, msg);
+        if (r < 0)
+                return r;
+        dir_fd = dnsmasq_dir_open(req->dir, m->uid, msg);
+        if (dir_fd < 0)
+                return dir_fd;
+        s.dir_fd = dir_fd;
+        /* A dnsmasq left serving this name would serve the new bridge; and
+         * this check stands for DNSMASQ_START's too: the bridge is new. */
+        r = dnsmasq_check_none_serves(g->bridge, msg);
+        if (r < 0)
+                return r;
+        r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, group_start_bridge_made,
+                                 &s, msg);
+        if (r < 0)
+                goto fail_dnsmasq;
+        /* Guests are untrusted: no isolation, no group. */
+        r = firewall_group_create(m->uid, req->group, msg);
+        if (r < 0)
+                goto fail_network;
+        r = dnsmasq_child_wait(&s.child, msg);
+        if (r < 0)
+                goto fail_firewall;
+        /* A GROUP_DELETE (another helper of the caller's) may have deleted
+         * the bridge meanwhile, before our dnsmasq was there to be found and
+         * stopped: then it must not live on. */
+        r = netlink_bridge_check_owner(m->nl, m->uid, req->group, msg);
+        if (r != s.ifindex) {
+                r = netadm_fail(msg, -ENODEV, "bridge %s of group '%s' went away while its dnsmasq started",
+                                g->bridge, req->group);
+                goto fail_firewall;
+        }
+        snprintf(msg, VMGR_NETADM_MESSAGE_MAX, "created bridge %s for group '%s' and started its dnsmasq", g->bridge,
+                 req->group);
+        *ret_pid = s.child.pid;
+        *ret_fd = s.child.pidfd;
+        return 0;
+
+fail_firewall:
+        dnsmasq_child_kill(&s.child);
+        (void) firewall_group_delete(m->uid, req->group, ignored);
+fail_network:
+        dnsmasq_child_kill(&s.child);
+        (void) netlink_group_delete(m->nl, m->uid, req->group, ignored);
+        return r;
+fail_dnsmasq:
+        /* netlink_group_create() undid the network itself. */
+        if (s.spawned)
+                dnsmasq_child_kill(&s.child);
+        return r;
+}
+
 /* Carry out one valid request. Returns 0 or -errno with rep->message set;
- * for DNSMASQ_START also sets rep->pid and *ret_fd. */
+ * for DNSMASQ_START and GROUP_START also sets rep->pid and *ret_fd. */
 static int request_handle(struct netadm *m, const struct vmgr_netadm_request *req, struct vmgr_netadm_reply *rep,
                           int *ret_fd) {
         char *msg = rep->message;
@@ -208,7 +301,7 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 r = dnsmasq_check_none_serves(g.bridge, msg);
                 if (r < 0)
                         return r;
-                r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, msg);
+                r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, NULL, NULL, msg);
                 if (r < 0)
                         return r;
                 /* Guests are untrusted: no isolation, no group. */
@@ -270,6 +363,16 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 }
                 rep->pid = pid;
                 *ret_fd = fd;
+                return 0;
+        }
+
+        case VMGR_NETADM_GROUP_START: {
+                pid_t pid = 0;
+
+                r = group_start(m, req, &g, &pid, ret_fd, msg);
+                if (r < 0)
+                        return r;
+                rep->pid = pid;
                 return 0;
         }
 

@@ -968,7 +968,8 @@ static int loopback_up(struct netlink *nl, char *msg) {
 
 /* Make the group's network; on failure *bridge_ifindex and lo_added say what to undo. */
 static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group_addrs *g, const char *alias,
-                       unsigned max_groups, int *bridge_ifindex, bool lo_added[3], int lo_ifindex, char *msg) {
+                       unsigned max_groups, int *bridge_ifindex, bool lo_added[3], int lo_ifindex,
+                       netlink_bridge_made_t bridge_made, void *userdata, char *msg) {
         const struct in6_addr *lo_addrs[3];
         struct nl_link br;
         int r;
@@ -1005,6 +1006,14 @@ static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group
         r = sysctl_ipv6_conf_write(g->bridge, "accept_dad", "0", msg);
         if (r < 0)
                 return r;
+
+        /* The bridge is the caller's now (made with NLM_F_EXCL, within the
+         * limit, tagged): what needs only that may start, beside the rest. */
+        if (bridge_made) {
+                r = bridge_made(br.ifindex, userdata, msg);
+                if (r < 0)
+                        return r;
+        }
 
         /* Up first: the kernel refuses IPv6 routes through a link that is down. */
         r = link_set(nl, br.ifindex, true, NULL, -1);
@@ -1067,7 +1076,8 @@ static int tap_name(unsigned uid, const char *group, const char *vm, enum vmgr_n
         return 0;
 }
 
-int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg) {
+int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups,
+                         netlink_bridge_made_t bridge_made, void *userdata, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {};
         char alias[NETLINK_ALIAS_MAX];
         struct vmgr_group_addrs g;
@@ -1094,7 +1104,8 @@ int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, un
         if (lo_ifindex < 0)
                 return lo_ifindex;
 
-        r = group_build(nl, uid, &g, alias, max_groups, &bridge_ifindex, lo_added, lo_ifindex, msg);
+        r = group_build(nl, uid, &g, alias, max_groups, &bridge_ifindex, lo_added, lo_ifindex, bridge_made, userdata,
+                        msg);
         if (r < 0) {
                 /* Undo in reverse; the bridge takes its addresses and route with it. */
                 const struct in6_addr *lo_addrs[3];

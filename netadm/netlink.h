@@ -30,13 +30,20 @@ static inline void netlink_freep(struct netlink **nl) {
 }
 #define _cleanup_netlink_ _cleanup_(netlink_freep)
 
+/* Called by netlink_group_create() once the bridge is the caller's (made,
+ * within the limit, tagged, accept_ra and accept_dad off) and before it goes
+ * up and gets its addresses. Returns 0 to go on, or -errno with msg to undo. */
+typedef int (*netlink_bridge_made_t)(int ifindex, void *userdata, char *msg);
+
 /* Create the group's bridge, its addresses, the lo service addresses and the
  * /64 route with the management source. Refuses with -EADDRINUSE when the
  * bridge name exists or any address or route in this network namespace
  * overlaps the group's /64 or /24, and with -EDQUOT when uid already holds
  * max_groups bridges, also against helpers running at the same time.
- * Undoes what it made on failure. */
-int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups, char *msg);
+ * bridge_made (may be NULL) runs half-way, see above. Undoes what it made on
+ * failure (not what bridge_made did). */
+int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups,
+                         netlink_bridge_made_t bridge_made, void *userdata, char *msg);
 
 /* Delete every link tagged with the caller's alias for group and the group's
  * lo service addresses; also the group's bridge when it is untagged but was

@@ -219,7 +219,7 @@ static int reply_print(const struct vmgr_netadm_reply *rep) {
         return EXIT_ERROR_REPLY;
 }
 
-/* After a successful DNSMASQ_START: check the pidfd and that dnsmasq is our
+/* After a successful DNSMASQ_START or GROUP_START: check the pidfd and that dnsmasq is our
  * child, then with --wait supervise it. Returns an exit status. */
 static int dnsmasq_follow(const struct call_args *a, const struct vmgr_netadm_reply *rep, int pidfd) {
         pid_t ppid;
@@ -373,7 +373,7 @@ static int call_once(const struct call_args *a, const void *buf, size_t len, int
         if (a->time)
                 printf("time: %.3f ms request round trip, %.3f ms including helper start\n", t2 - t1, t2 - t0);
 
-        if (ret == 0 && a->op == VMGR_NETADM_DNSMASQ_START && fd >= 0)
+        if (ret == 0 && (a->op == VMGR_NETADM_DNSMASQ_START || a->op == VMGR_NETADM_GROUP_START) && fd >= 0)
                 return dnsmasq_follow(a, &rep, fd);
         return ret;
 }
@@ -546,10 +546,10 @@ static void help(void) {
                "       vmgr-netadm-call [--uid UID] --search-subnet4 ADDR | --search-prefix6 PREFIX/LEN\n\n"
                "Spawn HELPER with a socketpair on fd 3, send one request, print the reply.\n"
                "OP: group-create GROUP | group-delete GROUP | tap-create GROUP VM [primary|ipv4]\n"
-               "    | tap-delete GROUP VM [primary|ipv4] | dnsmasq-start GROUP DIR\n"
+               "    | tap-delete GROUP VM [primary|ipv4] | dnsmasq-start GROUP DIR | group-start GROUP DIR\n"
                "KIND: truncated, oversize, bad-magic, bad-version, bad-op, dirty-field, with-fd\n\n"
                "  --time          print the request's round trip time\n"
-               "  --wait          after dnsmasq-start, wait for dnsmasq to exit (we are its subreaper)\n"
+               "  --wait          after dnsmasq-start or group-start, wait for dnsmasq to exit (we are its subreaper)\n"
                "  --field-vm S    put S into the VM field whatever the operation\n"
                "  --field-dir S   put S into the directory field whatever the operation\n"
                "  --field-nic N   put N into the NIC field whatever the operation\n"
@@ -698,6 +698,7 @@ static int parse_argv(int argc, char *argv[], struct call_args *a) {
                         return -EINVAL;
                 break;
         case VMGR_NETADM_DNSMASQ_START:
+        case VMGR_NETADM_GROUP_START:
                 if (npos != 4)
                         return -EINVAL;
                 a->dir = pos[3];

@@ -18,6 +18,11 @@
  *                  same, removing the file first, so that the helper vmgrd
  *                  starts next answers.
  *
+ * group-start is group-create then dnsmasq-start: the control files of
+ * both apply, in that order, except that dnsmasq-start's DELAY_MS holds
+ * back the stand-in dnsmasq's pid file rather than the answer (the real
+ * helper answers once dnsmasq has exec'd, before it is ready).
+ *
  * For dnsmasq-start it does what the real helper's dnsmasq_start() does as
  * far as vmgrd can tell: a grandchild, re-parented to vmgrd (a subreaper),
  * writes its pid into DIR/dnsmasq.pid as dnsmasq would, and the reply
@@ -95,7 +100,7 @@ static void behaviour_read(unsigned op, unsigned *ret_delay_ms, int *ret_error, 
 /* Start the stand-in dnsmasq for runtime directory dir, double-forked so
  * that vmgrd (our parent, a subreaper) inherits it. Returns 0 with its pid
  * and a pidfd, or -errno. */
-static int fake_dnsmasq_start(const char *dir, pid_t *ret_pid, int *ret_pidfd) {
+static int fake_dnsmasq_start(const char *dir, unsigned pidfile_delay_ms, pid_t *ret_pid, int *ret_pidfd) {
         int sv[2], status, pidfd;
         pid_t intermediate, pid = 0;
 
@@ -120,6 +125,12 @@ static int fake_dnsmasq_start(const char *dir, pid_t *ret_pid, int *ret_pidfd) {
                         /* vmgrd must see the helper's end of the socket close with the helper. */
                         close(VMGR_NETADM_FD);
                         (void) setsid();
+                        if (pidfile_delay_ms > 0) {
+                                struct timespec ts = { .tv_sec = pidfile_delay_ms / 1000,
+                                                       .tv_nsec = (long) (pidfile_delay_ms % 1000) * 1000000L };
+                                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                                        ;
+                        }
                         /* Written after the reply may already be on its way,
                          * like the real dnsmasq's: vmgrd handles either order. */
                         snprintf(path, sizeof(path), "%s/dnsmasq.pid", dir);
@@ -151,11 +162,52 @@ static int fake_dnsmasq_start(const char *dir, pid_t *ret_pid, int *ret_pidfd) {
         return 0;
 }
 
+/* Do what the test wants for op, except for a delay when delay is false
+ * (*ret_delay_ms says how long it was). Returns 0 or the error to answer
+ * with, rep->message set; does not return when the test wants death. */
+static int behave(unsigned op, bool delay, unsigned *ret_delay_ms, struct vmgr_netadm_reply *rep) {
+        unsigned delay_ms;
+        int error;
+        bool die;
+
+        behaviour_read(op, &delay_ms, &error, &die);
+        *ret_delay_ms = delay_ms;
+        if (delay && delay_ms > 0) {
+                struct timespec ts = { .tv_sec = delay_ms / 1000, .tv_nsec = (long) (delay_ms % 1000) * 1000000L };
+                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                        ;
+        }
+        if (die)
+                (void) raise(SIGKILL);
+        if (error < 0)
+                snprintf(rep->message, sizeof(rep->message), "fake %s failure: %s", vmgr_netadm_op_to_string(op),
+                         strerror(-error));
+        return error;
+}
+
 /* Answer one valid request. Returns 0 or -errno with rep->message set. */
 static int request_handle(const struct vmgr_netadm_request *req, struct vmgr_netadm_reply *rep, int *ret_fd) {
         unsigned delay_ms;
         int error, r;
         bool die;
+
+        if (req->op == VMGR_NETADM_GROUP_START) {
+                pid_t pid = 0;
+
+                r = behave(VMGR_NETADM_GROUP_CREATE, true, &delay_ms, rep);
+                if (r < 0)
+                        return r;
+                r = behave(VMGR_NETADM_DNSMASQ_START, false, &delay_ms, rep);
+                if (r < 0)
+                        return r;
+                r = fake_dnsmasq_start(req->dir, delay_ms, &pid, ret_fd);
+                if (r < 0) {
+                        snprintf(rep->message, sizeof(rep->message), "cannot start the fake dnsmasq: %s", strerror(-r));
+                        return r;
+                }
+                rep->pid = pid;
+                return 0;
+        }
 
         behaviour_read(req->op, &delay_ms, &error, &die);
         if (delay_ms > 0) {
@@ -174,7 +226,7 @@ static int request_handle(const struct vmgr_netadm_request *req, struct vmgr_net
         if (req->op == VMGR_NETADM_DNSMASQ_START) {
                 pid_t pid = 0;
 
-                r = fake_dnsmasq_start(req->dir, &pid, ret_fd);
+                r = fake_dnsmasq_start(req->dir, 0, &pid, ret_fd);
                 if (r < 0) {
                         snprintf(rep->message, sizeof(rep->message), "cannot start the fake dnsmasq: %s", strerror(-r));
                         return r;

@@ -141,20 +141,22 @@ static void test_helper_failures(Harness *h) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *dnsmasq_line = NULL, *requests = NULL;
 
-        CHECK(asprintf(&dnsmasq_line, "dnsmasq-start x %s/run/groups/x\n", h->dir) > 0);
+        /* A network-only group is one group-start: network and dnsmasq. */
+        CHECK(asprintf(&dnsmasq_line, "group-start x %s/run/groups/x\n", h->dir) > 0);
 
-        /* The helper undoes a failed group-create itself: nothing to delete. */
+        /* The helper undoes a failed group-start itself (its network part
+         * or its dnsmasq part): nothing to delete. */
         check_helper_failure(h, "group-create", 0, EADDRINUSE, VMGR_ERROR_ADDRESS_CONFLICT,
                              "cannot create group 'x': fake group-create failure: Address already in use",
-                             "group-create x\n");
+                             dnsmasq_line);
         check_helper_failure(h, "group-create", 0, EIO, VMGR_ERROR_HELPER_FAILED,
-                             "cannot create group 'x': fake group-create failure: Input/output error",
-                             "group-create x\n");
-        /* The network was made: it is deleted again before the answer. */
-        CHECK(asprintf(&requests, "group-create x\n%sgroup-delete x\n", dnsmasq_line) > 0);
+                             "cannot create group 'x': fake group-create failure: Input/output error", dnsmasq_line);
         check_helper_failure(h, "dnsmasq-start", 0, EIO, VMGR_ERROR_HELPER_FAILED,
-                             "cannot create group 'x': fake dnsmasq-start failure: Input/output error", requests);
-        /* dnsmasq_ready_timeout_sec = 1 in this test's config; the helper answers after 1.5 s. */
+                             "cannot create group 'x': fake dnsmasq-start failure: Input/output error", dnsmasq_line);
+        /* dnsmasq_ready_timeout_sec = 1 in this test's config; dnsmasq
+         * writes its pid file 1.5 s after the answer. The network was
+         * made: it is deleted again before the answer. */
+        CHECK(asprintf(&requests, "%sgroup-delete x\n", dnsmasq_line) > 0);
         check_helper_failure(h, "dnsmasq-start", 1500, 0, VMGR_ERROR_TIMEOUT,
                              "cannot create group 'x': dnsmasq did not become ready in time", requests);
 

@@ -76,7 +76,7 @@ static void check_helper_works(Harness *h, const char *name) {
         CHECK_GROUP_GONE(h, name);
 }
 
-/* Killed during dnsmasq-start: the undo's group-delete goes to the new
+/* Killed during group-start's dnsmasq part: the undo's group-delete goes to the new
  * helper, and its reply is the answer vmgrd waits for, not an unexpected
  * one that would fail the undo and drop the new helper too. */
 static void test_dies_starting_dnsmasq(Harness *h) {
@@ -85,23 +85,24 @@ static void test_dies_starting_dnsmasq(Harness *h) {
         requests_reset(h);
         harness_fake_die(h, "dnsmasq-start", 0, true);
         check_create_fails_cleanly(h, "a");
-        CHECK(asprintf(&requests, "group-create a\ndnsmasq-start a %s/run/groups/a\ngroup-delete a\n", h->dir) > 0);
+        CHECK(asprintf(&requests, "group-start a %s/run/groups/a\ngroup-delete a\n", h->dir) > 0);
         log = harness_fake_requests(h);
         CHECK_STREQ(log, requests);
         CHECK(!log_contains(h, "unexpected reply"));
         check_helper_works(h, "a");
 }
 
-/* Killed during group-create: it may have made the bridge or part of it,
- * so the undo asks the new helper to delete the group's network. */
+/* Killed during group-start's network part: it may have made the bridge or
+ * part of it, so the undo asks the new helper to delete the group's network. */
 static void test_dies_creating_network(Harness *h) {
-        _cleanup_free_ char *log = NULL;
+        _cleanup_free_ char *log = NULL, *requests = NULL;
 
         requests_reset(h);
         harness_fake_die(h, "group-create", 0, true);
         check_create_fails_cleanly(h, "b");
         log = harness_fake_requests(h);
-        CHECK_STREQ(log, "group-create b\ngroup-delete b\n");
+        CHECK(asprintf(&requests, "group-start b %s/run/groups/b\ngroup-delete b\n", h->dir) > 0);
+        CHECK_STREQ(log, requests);
         check_helper_works(h, "b");
 }
 

@@ -640,6 +640,89 @@ drive vmgr-test2 "$helper" group-delete "$g6"
 expect_reply "vmgr-test2 deletes $g6" 0 "^ok"
 derive "$g1"
 
+# ---------------------------------------------------------------- group-start
+
+# group-start is group-create and dnsmasq-start in one request: dnsmasq is
+# cloned as soon as the bridge is the caller's, and must never be left
+# serving when the request fails, nor start for a bridge that is not the
+# caller's. serving NAME: a live dnsmasq's command line names --interface=NAME.
+serving() {
+        local p
+        for p in $(pgrep -x dnsmasq); do
+                tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx -- "--interface=$1" && return 0
+        done
+        return 1
+}
+not_serving() { ! serving "$1"; }
+g7=netadm-seven
+derive "$g7"
+mkdir "$tmp/run7" && chown vmgr-test "$tmp/run7"
+as vmgr-test "$call" --wait --time "$helper" group-start "$g7" "$tmp/run7" >"$tmp/start7.out" 2>&1 &
+pids_to_kill+=("$!")
+for _ in $(seq 100); do
+        grep -q -e "dnsmasq pid" -e "^error" "$tmp/start7.out" && [ -s "$tmp/run7/dnsmasq.pid" ] && break
+        sleep 0.05
+done
+out=$(cat "$tmp/start7.out")
+rc=0
+expect_reply "group-start replies with a pid and a pidfd, and dnsmasq is the caller's child" 0 \
+        "dnsmasq pid [0-9]+, pidfd ok, child of the caller"
+echo "# group-start: $(grep '^time:' <<<"$out" || true)"
+dpid7=$(sed -n 's/^dnsmasq pid \([0-9]*\),.*/\1/p' <<<"$out")
+check "group-start made bridge $br carrying $alias" \
+        test "$(ip -j -d link show dev "$br" 2>/dev/null | jq -r '.[0].ifalias // ""')" = "$alias"
+check "group-start's bridge is up" bash -c "ip link show dev $br | grep -qw UP"
+want=$(printf '%s\n' "$gw6/64" "${sub4}.1/24" | sort)
+got=$(addrs_of "$br" | sort)
+check "group-start's bridge has exactly gateway6/64 and gateway4/24 (got $(tr '\n' ' ' <<<"$got"))" test "$got" = "$want"
+check "group-start put management6 on lo" lo_has "$mgmt6"
+check "group-start put logs6 on lo" lo_has "$logs6"
+check "group-start put files6 on lo" lo_has "$files6"
+check "group-start installed the group's firewall chain" nft list chain inet vmgr "u$uid1-$br"
+check "dnsmasq wrote its pid file with that pid" test "$(cat "$tmp/run7/dnsmasq.pid" 2>/dev/null)" = "${dpid7:-none}"
+check "group-start's dnsmasq runs as vmgr-test and serves $br" \
+        bash -c "test \"\$(ps -o user= -p ${dpid7:-1} | tr -d ' ')\" = vmgr-test && tr '\\0' '\\n' </proc/${dpid7:-1}/cmdline | grep -qx -- --interface=$br"
+check "group-start's dnsmasq has exactly the three network capabilities, ambient" \
+        test "$(grep -E '^Cap(Eff|Amb)' "/proc/${dpid7:-1}/status" 2>/dev/null | awk '{print $2}' | sort -u)" = 0000000000003400
+mkdir "$tmp/run7b" && chown vmgr-test "$tmp/run7b"
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "a second group-start while the first's dnsmasq serves is refused, naming it" 1 \
+        "error EBUSY: dnsmasq ${dpid7:-none} of uid $uid1 still serves interface $br"
+check "the refused group-start left the first dnsmasq alone" is_dnsmasq "$dpid7"
+drive vmgr-test "$helper" group-delete "$g7"
+expect_reply "group-delete of a group-start's group" 0 "^ok"
+check "group-delete stopped group-start's dnsmasq" bash -c "! grep -q dnsmasq /proc/${dpid7:-0}/cmdline 2>/dev/null"
+check "group-delete removed group-start's bridge" bash -c "! ip link show dev $br >/dev/null 2>&1"
+
+# Refusals before anything is made.
+drive vmgr-test "$helper" group-start "$g7" "$tmp/rootdir"
+expect_reply "group-start refuses a directory the caller does not own" 1 "error EPERM: runtime directory .* belongs to uid 0"
+check "... and made no bridge" bash -c "! ip link show dev $br >/dev/null 2>&1"
+drive vmgr-test "$helper" group-start "$g7" "$tmp/link"
+expect_reply "group-start refuses a symbolic link" 1 "error ELOOP: runtime directory .* is a symbolic link"
+ip link add "$br" type bridge
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "group-start refuses a foreign link with the bridge's name" 1 \
+        "error EADDRINUSE: bridge $br already exists and was not made by vmgr"
+check "... and started no dnsmasq for it" not_serving "$br"
+ip link del "$br"
+
+# A failure after dnsmasq was cloned (the bridge made, its firewall rules
+# refused): another uid's chain already takes the bridge's name in the
+# groups map. dnsmasq must be gone, with the network, when the answer comes.
+nft add table inet vmgr
+nft add map inet vmgr groups '{ type ifname : verdict; }'
+nft add chain inet vmgr "u99999-$br"
+nft add element inet vmgr groups "{ \"$br\" : jump u99999-$br }"
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "group-start whose firewall rules are refused fails" 1 "error EADDRINUSE: bridge $br already has another user's firewall rules"
+check "... and no dnsmasq serves $br afterwards" not_serving "$br"
+check "... and its bridge is gone" bash -c "! ip link show dev $br >/dev/null 2>&1"
+check "... and its lo addresses are gone" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
+nft delete element inet vmgr groups "{ \"$br\" }"
+nft delete chain inet vmgr "u99999-$br"
+derive "$g1"
+
 # ---------------------------------------------------------------- malformed requests
 
 invalid() {
@@ -659,6 +742,8 @@ invalid "an unknown NIC kind" "unknown NIC kind" --field-nic 7 "$helper" tap-cre
 invalid "a relative runtime directory" "invalid runtime directory" "$helper" dnsmasq-start "$g1" run
 invalid "a runtime directory with '..'" "invalid runtime directory" "$helper" dnsmasq-start "$g1" "$tmp/../etc"
 invalid "a directory on group-create" "directory for an operation that takes none" --field-dir /tmp "$helper" group-create "$g1"
+invalid "a relative runtime directory on group-start" "invalid runtime directory" "$helper" group-start "$g1" run
+invalid "group-start without a runtime directory" "invalid runtime directory" --field-dir "" "$helper" group-start "$g1" x
 invalid "a truncated request" "wrong size" --garbage truncated "$helper"
 invalid "an oversized request" "wrong size" --garbage oversize "$helper"
 invalid "a bad magic number" "bad magic" --garbage bad-magic "$helper"

@@ -31,6 +31,14 @@ static void test_init_and_validate(void) {
         CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_TAP_CREATE, 1, "demo", NULL, 0, NULL) == -EINVAL);
         CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_TAP_CREATE, 1, "demo", "a", 7, NULL) == -EINVAL);
         CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_DNSMASQ_START, 1, "demo", NULL, 0, "relative") == -EINVAL);
+        /* GROUP_START takes a directory, like DNSMASQ_START, and nothing else. */
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_START, 4, "demo", NULL, 0, "/run/user/1000/vmgr/groups/demo") == 0);
+        CHECK(vmgr_netadm_request_validate(&req, sizeof(req), &why) == 0);
+        CHECK_STREQ(vmgr_netadm_op_to_string(VMGR_NETADM_GROUP_START), "group-start");
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_START, 4, "demo", NULL, 0, NULL) == -EINVAL);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_START, 4, "demo", NULL, 0, "relative") == -EINVAL);
+        CHECK(vmgr_netadm_request_init(&req, VMGR_NETADM_GROUP_START, 4, "demo", "a", VMGR_NIC_IPV4, "/tmp") == 0);
+        CHECK(!req.vm[0] && req.nic == 0);
         CHECK(vmgr_netadm_request_init(&req, 99, 1, "demo", NULL, 0, NULL) == -EINVAL);
 }
 
