@@ -5,8 +5,9 @@
 # at their smoke sizes (scale: N = 1 only; exec: fewer runs per round),
 # against the build under test (already installed into its destdir, as for
 # the integration tests) into a temp file; checks that every table came out
-# with numbers and that docs/benchmarks.md was left alone. Boots about ten
-# TCG guests and two of vmgr's Debian image: four to six minutes. Prints TAP-style lines.
+# with numbers and that docs/benchmarks.md was left alone. Boots about
+# fifteen TCG guests (warm-start: four of them cold, the rest restored) and
+# two of vmgr's Debian image: five to seven minutes. Prints TAP-style lines.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -99,6 +100,21 @@ has "section scale" '^## Scale: N groups × 2 VMs at once$'
 has "row: N = 1" '^\| 1 × 2 \| 2( \| [0-9.]+){8} \| -?[0-9.]+ \|$'
 has "memory row: N = 1" '^\| 1 × 2 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$'
 has "leak check passed" '^of it\. Every round of this report passed\.$'
+# Warm start (one round): warm, cold and raw rows, the batch at N = 1, the
+# targets, the template.
+row1="\| $num \| $num \| $num \| 1 \|$"
+has "section warm-start" '^## Warm start: clones from a template$'
+has "row: warm to ready" "^\| \*\*vmgr, warm\*\*: CreateGroup with one VM → Group.WaitReady returns $row1"
+has "row: warm, restored stage" "^\| &nbsp;&nbsp;Timings: restored \(migration stream read, guest resumed\) $row1"
+has "row: warm, identity stage" "^\| &nbsp;&nbsp;Timings: identity_applied \(the agent's DONE\) $row1"
+has "row: cold to ready" "^\| \*\*vmgr, cold\*\* \(\`\"warm\": false\`\): CreateGroup with one VM → Group.WaitReady returns $row1"
+has "row: raw QEMU, warm-start section" "^\| \*\*raw QEMU\*\*, the same guest: .* $row1"
+has "row: batch, warm" "^\| \*\*1 groups × 2 VMs, warm\*\*: first CreateGroup → last WaitReady returns $row1"
+has "row: batch, cold" "^\| \*\*1 groups × 2 VMs, cold\*\*: first CreateGroup → last WaitReady returns $row1"
+has "target: warm ≤ 1.0 s" '^\| warm → ready ≤ 1\.0 s median under TCG \| [0-9.]+ ms \| '
+has "target: batch ≤ 1/5 of cold" '^\| 1 groups × 2 warm VMs all ready in ≤ 1/5 of the cold time \| 1/[0-9.]+ '
+has "template size" '^\| template: state file \(memory and devices\) on disk \| [0-9.]+ MiB \([0-9.]+ MiB apparent\) \|$'
+has "clone memory" '^\| a warm VM.s QEMU, RSS when all 2 are ready \(median / max\) \| [0-9.]+ / [0-9.]+ MiB \|$'
 has "section real-guest" '^## A Debian image: start to ready with the agent and without$'
 has "row: Debian image without the agent" "^\| \*\*without the agent\*\*: CreateGroup → WaitReady returns \| $num \| $num \| $num \| 1 \|$"
 has "row: host probe stage" "^\| &nbsp;&nbsp;TCP connect to port 19531 succeeds \(Timings\) \| $num \| $num \| $num \| 1 \|$"

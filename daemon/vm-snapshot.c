@@ -303,6 +303,32 @@ static int migration_wait(virDomainPtr dom, char *error, size_t error_size) {
         }
 }
 
+/* QEMU reports the stream "completed" a moment before its run state leaves
+ * finish-migrate, and refuses "cont" until it has ("Migration is not
+ * finalized yet"): poll query-status until then. Returns 0, or -errno
+ * (error set). */
+static int migration_finalized_wait(virDomainPtr dom, char *error, size_t error_size) {
+        uint64_t deadline = now_monotonic_usec() + MIGRATION_TIMEOUT_USEC;
+        int r;
+
+        for (;;) {
+                _cleanup_json_ json_object *info = NULL;
+                json_object *status;
+
+                r = qmp(dom, "{\"execute\":\"query-status\"}", -EBADF, &info, error, error_size);
+                if (r < 0)
+                        return r;
+                if (!info || !json_object_object_get_ex(info, "status", &status) ||
+                    !streq(json_object_get_string(status), "finish-migrate"))
+                        return 0;
+                if (now_monotonic_usec() > deadline) {
+                        snprintf(error, error_size, "QEMU did not finalize its migration stream in time");
+                        return -ETIMEDOUT;
+                }
+                usleep(5000);
+        }
+}
+
 /* ---- finding the snapshot to restore (pool thread) ------------------------ */
 
 typedef enum FindResult {
@@ -799,6 +825,7 @@ static int save_stopped(virDomainPtr dom, SaveJob *j) {
 
 static int save_work(virConnectPtr conn, void *userdata) {
         SaveJob *j = userdata;
+        char resume_error[256] = "";
         virDomainPtr dom;
         int r, k;
 
@@ -819,11 +846,16 @@ static int save_work(virConnectPtr conn, void *userdata) {
                 return -EIO;
         }
         r = save_stopped(dom, j);
-        /* It runs on as itself, whatever became of the snapshot. */
-        k = virDomainResume(dom);
+        /* It runs on as itself, whatever became of the snapshot, once
+         * QEMU lets it. */
+        k = migration_finalized_wait(dom, resume_error, sizeof(resume_error));
+        if (k >= 0 && virDomainResume(dom) < 0) {
+                snprintf(resume_error, sizeof(resume_error), "%s", virt_last_error());
+                k = -EIO;
+        }
         if (k < 0 && r >= 0) {
-                snprintf(j->error, sizeof(j->error), "cannot resume the VM: %s", virt_last_error());
-                r = -EIO;
+                snprintf(j->error, sizeof(j->error), "cannot resume the VM: %s", resume_error);
+                r = k;
         }
         virDomainFree(dom);
         if (r < 0)
