@@ -662,8 +662,10 @@ void vm_ready_state_changed(VM *vm, VMState old) {
 void vm_identity_forget(VM *vm) {
         vm->restored = false;
         vm->identity_sent = false;
+        vm->links_up = false;
         memset(vm->generation, 0, sizeof(vm->generation));
         vm->identity_job = agent_job_free(vm->identity_job);
+        vm->dhcp_kick_job = agent_job_free(vm->dhcp_kick_job);
 }
 
 void vm_ready_reboot_requested(VM *vm) {
@@ -713,6 +715,7 @@ void vm_ready_done(VM *vm) {
         }
         vm->shutdown_job = agent_job_free(vm->shutdown_job);
         vm->identity_job = agent_job_free(vm->identity_job);
+        vm->dhcp_kick_job = agent_job_free(vm->dhcp_kick_job);
         vm->agent = agent_session_free(vm->agent);
         /* Waiters hold references, so there are none left here. */
 }

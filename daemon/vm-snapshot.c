@@ -690,6 +690,7 @@ typedef struct RestoreJob {
         uint64_t seq;
         char *xml;
         int state_fd;
+        unsigned n_nics;
         char error[512];
 } RestoreJob;
 
@@ -719,6 +720,21 @@ static int restore_work(virConnectPtr conn, void *userdata) {
                         -EBADF, NULL, j->error, sizeof(j->error));
         if (r >= 0)
                 r = migration_wait(dom, j->error, sizeof(j->error));
+        /* Loading virtio-net's state took the template's link state over.
+         * Until the agent has given the guest its own MACs, whatever it sends
+         * carries the template's, and the group's bridge would learn them on
+         * this clone's TAP, taking the template VM's traffic (and a clone in
+         * the template VM's group would take it from it): the links go down
+         * on QEMU's side (the guest does not see it: no link status feature;
+         * what it sends meanwhile is dropped) and up again once the agent has
+         * applied IDENTITY (link_work()). */
+        for (unsigned i = 0; r >= 0 && i < j->n_nics; i++) {
+                char command[128];
+
+                snprintf(command, sizeof(command),
+                         "{\"execute\":\"set_link\",\"arguments\":{\"name\":\"net%u\",\"up\":false}}", i);
+                r = qmp(dom, command, -EBADF, NULL, j->error, sizeof(j->error));
+        }
         if (r >= 0 && virDomainResume(dom) < 0) {
                 snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
                 r = -EIO;
@@ -768,6 +784,8 @@ void vm_snapshot_restore(VM *vm) {
         j->vm = vm_ref(vm);
         j->seq = vm->op_seq;
         j->state_fd = TAKE_FD(vm->restore_fd);
+        j->n_nics = vm->spec.ipv4 ? 2 : 1;
+        vm->links_up = false;
         j->xml = vm->restore_xml ? strdup(vm->restore_xml) : NULL;
         r = j->xml && j->state_fd >= 0 ? virt_call(m->virt, restore_work, restore_done, j) : -ENOMEM;
         if (r < 0) {
@@ -1038,6 +1056,9 @@ static void dnsmasq_address_guess(const struct vmgr_group_addrs *g, const uint8_
         memcpy(out, &a, 4);
 }
 
+static int links_up_submit(VM *vm);
+static void identity_applied(VM *vm);
+
 static void on_identity_done(AgentJob *job, void *userdata) {
         VM *vm = userdata;
         int error = agent_job_result(job)->error;
@@ -1057,6 +1078,75 @@ static void on_identity_done(AgentJob *job, void *userdata) {
                 vm_set_error(vm, message);
                 return;
         }
+        /* The guest has its own MACs now: its links may come up. */
+        if (!vm->links_up) {
+                if (!vm->links_job && links_up_submit(vm) < 0) {
+                        log_internal(LOG_WARNING, 0, vm_group_name(vm), vm->name,
+                                     "Cannot bring the clone's network links up");
+                        identity_applied(vm);
+                }
+                return;
+        }
+        identity_applied(vm);
+}
+
+/* ---- a clone's links up again (libvirt, pool thread) ---------------------- */
+
+typedef struct LinkJob {
+        VM *vm;
+        char *domain;
+        unsigned n_nics;
+        char error[256];
+} LinkJob;
+
+static int link_work(virConnectPtr conn, void *userdata) {
+        LinkJob *j = userdata;
+        virDomainPtr dom;
+        int r = 0;
+
+        dom = virDomainLookupByName(conn, j->domain);
+        if (!dom) {
+                snprintf(j->error, sizeof(j->error), "%s", virt_last_error());
+                return -EIO;
+        }
+        for (unsigned i = 0; r >= 0 && i < j->n_nics; i++) {
+                char command[128];
+
+                snprintf(command, sizeof(command),
+                         "{\"execute\":\"set_link\",\"arguments\":{\"name\":\"net%u\",\"up\":true}}", i);
+                r = qmp(dom, command, -EBADF, NULL, j->error, sizeof(j->error));
+        }
+        virDomainFree(dom);
+        return r;
+}
+
+static void on_dhcp_kick_done(AgentJob *job, void *userdata) {
+        VM *vm = userdata;
+
+        vm->dhcp_kick_job = agent_job_free(vm->dhcp_kick_job);
+}
+
+/* The agent restarted the guest's DHCP client while the links were down
+ * (IDENTITY's last step), so its first DISCOVER was lost and the next
+ * would come seconds later: ask it to hurry (udhcpc: SIGUSR1; systemd-
+ * networkd: renew). Best effort: the client retries on its own anyway. */
+static void dhcp_kick(VM *vm) {
+        static char *const argv[] = {
+                (char *) "/bin/sh", (char *) "-c",
+                (char *) "p=$(cat /run/vmgr/udhcpc.enp2s0.pid 2>/dev/null) && kill -USR1 \"$p\" 2>/dev/null || "
+                         "networkctl renew enp2s0 >/dev/null 2>&1 || :",
+                NULL,
+        };
+
+        if (!vm->spec.ipv4 || vm->dhcp_kick_job || !agent_session_is_connected(vm->agent))
+                return;
+        if (agent_job_new(vm->agent, AGENT_JOB_EXEC, on_dhcp_kick_done, vm, &vm->dhcp_kick_job) < 0)
+                return;
+        if (agent_job_start_exec(vm->dhcp_kick_job, argv, NULL, NULL) < 0)
+                vm->dhcp_kick_job = agent_job_free(vm->dhcp_kick_job);
+}
+
+static void identity_applied(VM *vm) {
         if (vm->timings[VM_STAGE_IDENTITY_APPLIED] == VM_STAGE_NOT_YET) {
                 vm->timings[VM_STAGE_IDENTITY_APPLIED] = now_monotonic_usec() - vm->start_usec;
                 log_internal(LOG_INFO, 0, vm_group_name(vm), vm->name, "identity_applied after %.3f s",
@@ -1064,6 +1154,50 @@ static void on_identity_done(AgentJob *job, void *userdata) {
                 (void) vm_emit_changed(vm, "Timings", NULL);
         }
         vm_ready_evaluate(vm);
+}
+
+static void link_done(int result, void *userdata) {
+        LinkJob *j = userdata;
+        VM *vm = j->vm;
+
+        vm->links_job = false;
+        if (result < 0)
+                log_internal(LOG_WARNING, result, vm_group_name(vm), vm->name,
+                             "Cannot bring the clone's network links up: %s", j->error);
+        /* Up or not, the VM goes on: a failure here must not hold it in
+         * "starting" for ever (its probes say whether it is reachable). */
+        vm->links_up = true;
+        if (vm->group && vm->restored) {
+                dhcp_kick(vm);
+                identity_applied(vm);
+        }
+        vm_unref(j->vm);
+        free(j->domain);
+        free(j);
+}
+
+/* Bring the restored clone's links up; the identity counts as applied
+ * when done. Returns 0 once under way, or -errno. */
+static int links_up_submit(VM *vm) {
+        Manager *m = vm_manager_of(vm);
+        LinkJob *j;
+        int r;
+
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return -ENOMEM;
+        j->vm = vm_ref(vm);
+        j->n_nics = vm->spec.ipv4 ? 2 : 1;
+        j->domain = strdup(vm->domain_name);
+        r = j->domain ? virt_call(m->virt, link_work, link_done, j) : -ENOMEM;
+        if (r < 0) {
+                vm_unref(j->vm);
+                free(j->domain);
+                free(j);
+                return r;
+        }
+        vm->links_job = true;
+        return 0;
 }
 
 void vm_identity_send(VM *vm) {

@@ -161,6 +161,11 @@ struct VM {
         char *snapshot_name;            /* Snapshot op: the user snapshot's name; NULL: the template */
         bool restored;                  /* this start restored a snapshot: it takes its own identity */
         bool identity_sent;
+        /* A clone's NICs stay down on QEMU's side from the restore until the
+         * agent has applied its identity: until then its guest has the
+         * template's MACs. */
+        bool links_up, links_job;
+        AgentJob *dhcp_kick_job;        /* then its DHCP client is asked to hurry */
         uint8_t generation[16];         /* the identity's: only INFOs echoing it count for readiness */
         AgentJob *identity_job;
 
