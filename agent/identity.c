@@ -577,6 +577,12 @@ static int nic_apply(int fd, const struct vmgr_agent_identity_nic *n, const stru
          * group): no duplicate address detection to wait for. */
         r = addr_change(fd, true, nic->ifindex, family, n->address, n->prefixlen,
                         family == AF_INET6 ? IFA_F_NODAD : 0);
+        /* SLAAC of the same MAC makes the same address: when it lands between
+         * the kernel's lookup and its insert, the add fails with EEXIST
+         * despite NLM_F_REPLACE; a second try replaces the address. */
+        if (r == -EEXIST)
+                r = addr_change(fd, true, nic->ifindex, family, n->address, n->prefixlen,
+                                family == AF_INET6 ? IFA_F_NODAD : 0);
         if (r < 0)
                 return fail(r, why, size, "cannot add the address to %s: %m", nic->ifname);
         if (n->service_prefixlen > 0) {
