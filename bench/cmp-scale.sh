@@ -149,7 +149,7 @@ sc_make_spec() {
         fi
         for vm in a b; do
                 vms+="${vms:+,}{\"name\":\"$vm\",\"kernel\":\"$kernel\",\"initrd\":\"$initrd\","
-                vms+="\"cmdline\":\"${cmdline/vmgr.hostname=a/vmgr.hostname=$vm} $SC_CMDLINE_EXTRA\",\"agent\":true}"
+                vms+="\"cmdline\":\"${cmdline/vmgr.hostname=a/vmgr.hostname=$vm} $SC_CMDLINE_EXTRA\",\"agent\":true,\"warm\":false}"
         done
         SC_SPEC="{\"vms\":[$vms]}"
         SC_CMDLINE="${cmdline/vmgr.hostname=a/vmgr.hostname=VM} $SC_CMDLINE_EXTRA"

@@ -14,7 +14,8 @@ BENCH_ORDER["vm-ready"]=2
 # vmgr's group (made and deleted every round) and its one VM.
 VR_GROUP=vmready
 VR_VM=a
-VR_SPEC='{"vms":[{"name":"a"}]}'
+# A cold boot each round (the warm start has its own comparison).
+VR_SPEC='{"vms":[{"name":"a","warm":false}]}'
 # The raw QEMU's network and names (bench/raw-qemu.sh).
 VR_RAW_GROUP=rawboot
 # The domain of the libvirt-alone row.

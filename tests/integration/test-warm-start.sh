@@ -388,7 +388,7 @@ for ((i = 0; i < ${#qemu_argv[@]} - 1; i++)); do
         esac
 done
 check_match "a's QEMU boots the default guest's kernel and initramfs ($kernel $initrd: $cmdline)" \
-        '^/.*/vmlinuz-[^ ]+ /.*\.cpio\.gz: console=' "$kernel $initrd: $cmdline"
+        '^/.*/vmlinu[xz]-[^ ]+ /.*\.cpio(\.gz)?: console=' "$kernel $initrd: $cmdline"
 
 # The VMs of parts 1-3 make way for part 4's eight.
 check "delete g1" ctl group delete g1
