@@ -307,8 +307,11 @@ check "copy a: IDENTITY applied a second time answers DONE with the new generati
         bash -c "'$CLIENT' --socket '$T/a.agent' --timeout 60 identity --generation $gen2 copy-a \
                  '0000:01:00.0,$MAC_A1,${IP6[a]}/64,$PREFIX::1,48' '0000:02:00.0,$MAC_A2,${IP4[a]}/24,$NET4.1' |
                  grep -qx 'generation $gen2'"
+# The restarted udhcpc's deconfig drops the IPv4 address until the agent
+# puts it back or the lease comes: a moment without it is expected.
 check "copy a: after it, still answers on ${IP6[a]} and ${IP4[a]}" \
-        bash -c "ping -6 -c 1 -W 5 '${IP6[a]}' && ping -4 -c 1 -W 5 '${IP4[a]}'"
+        bash -c "ping -6 -c 1 -W 5 '${IP6[a]}' &&
+                 for i in \$(seq 10); do ping -4 -c 1 -W 1 '${IP4[a]}' >/dev/null && exit 0; done; exit 1"
 for n in a b; do
         echo "# copy $n: $(grep -o 'took the identity of .*' "$T/$n.console" | head -1)"
         if grep -q 'back on interface' "$T/$n.console"; then
