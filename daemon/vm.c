@@ -57,6 +57,10 @@ static VM *vm_free(VM *vm) {
         console_follower_free(vm->console);
         sd_event_source_disable_unref(vm->op_timer);
         sd_bus_message_unref(vm->op_call);
+        if (vm->queued_call) {
+                (void) vmgr_bus_reply_error(vm->queued_call, -ECANCELED, "VM '%s' was removed", vm->name);
+                sd_bus_message_unref(vm->queued_call);
+        }
         if (vm->add_call) {
                 (void) vmgr_bus_reply_error(vm->add_call, -ECANCELED, "VM '%s' was removed before it started", vm->name);
                 sd_bus_message_unref(vm->add_call);
@@ -304,6 +308,31 @@ static VMFacts vm_facts(VM *vm) {
         };
 }
 
+/* Begin the operation queued behind a snapshot's save; one that cannot
+ * begin now fails its caller as vm_operation() would have. */
+static void vm_op_dequeue(VM *vm) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = TAKE_PTR(vm->queued_call);
+        vm_op_done_t done = vm->queued_done;
+        void *userdata = vm->queued_userdata;
+        VMOp op = vm->queued_op;
+        int r;
+
+        vm->queued_op = VM_OP_NONE;
+        vm->queued_done = NULL;
+        vm->queued_userdata = NULL;
+        r = vm_operation(vm, op, vm->queued_timeout_usec, call, done, userdata);
+        if (r < 0) {
+                char message[256];
+
+                (void) vmgr_error_printf(message, sizeof(message), r, "cannot %s VM '%s': %m",
+                                         vm_op_to_string(op), vm->name);
+                if (call)
+                        (void) vmgr_bus_reply_error(call, r, "%s", message);
+                if (done)
+                        done(vm, r, message, userdata);
+        }
+}
+
 /* End the operation in flight as the machine's FINISH action a says: reply,
  * tell the waiter, drop its reference. */
 static void vm_op_finish(VM *vm, const VMAction *a) {
@@ -360,6 +389,8 @@ static void vm_op_finish(VM *vm, const VMAction *a) {
                 (void) vm_operation(vm, VM_OP_REMOVE, 0, NULL, vm->remove_done, vm->remove_userdata);
         }
         vm_panic_op_finished(vm);
+        if (vm->queued_op != VM_OP_NONE && vm->op == VM_OP_NONE)
+                vm_op_dequeue(vm);
         group_unref(op_group);
         vm_unref(vm); /* the operation's reference */
 }
@@ -401,6 +432,17 @@ int vm_operation(VM *vm, VMOp op, uint64_t timeout_usec, sd_bus_message *call, v
 
         if (!vm->group)
                 return -VMGR_ERR_NO_SUCH_VM;
+        if (vm->op == VM_OP_SNAPSHOT && (op == VM_OP_KILL || op == VM_OP_SHUTDOWN || op == VM_OP_REBOOT ||
+                                         op == VM_OP_RESTART)) {
+                if (vm->queued_op != VM_OP_NONE)
+                        return -VMGR_ERR_BUSY;
+                vm->queued_op = op;
+                vm->queued_timeout_usec = timeout_usec;
+                vm->queued_call = sd_bus_message_ref(call);
+                vm->queued_done = done;
+                vm->queued_userdata = userdata;
+                return 0;
+        }
         if (vm_machine_preempts(op))
                 (void) vm_machine_run(vm, VM_INPUT_PREEMPT, op, NULL);
 

@@ -129,6 +129,16 @@ struct VM {
         uint64_t op_timeout_usec;       /* Shutdown's deadline */
         sd_event_source *op_timer;
 
+        /* Kill, Shutdown, Reboot or Restart asked for while a snapshot is
+         * being saved (a template's save, when the VM first gets its
+         * address, takes under a second): it begins once the save is done,
+         * instead of failing with Busy for a caller who cannot know. */
+        VMOp queued_op;
+        uint64_t queued_timeout_usec;
+        sd_bus_message *queued_call;
+        vm_op_done_t queued_done;
+        void *queued_userdata;
+
         bool remove_requested;          /* remove once the operation in flight is done */
         vm_op_done_t remove_done;
         void *remove_userdata;
