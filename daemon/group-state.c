@@ -245,6 +245,7 @@ static void vm_adopt_generation(VM *vm, const char *hex) {
         memcpy(vm->generation, generation, sizeof(generation));
         vm->restored = true;
         vm->identity_sent = vm->timings[VM_STAGE_IDENTITY_APPLIED] != VM_STAGE_NOT_YET;
+        vm->identity_verify = vm->identity_sent;
 }
 
 static void adopt_vms(Group *g, json_object *o) {

@@ -465,6 +465,23 @@ static void probe_start(VM *vm) {
         }
 }
 
+/* An adopted clone whose identity was applied, whose agent now knows no
+ * generation: its guest booted afresh since (a Restart that the vmgrd
+ * killed in its middle never wrote down, or a reboot). It is a cold boot
+ * from here, or no INFO would ever count for it. */
+static void identity_verify(VM *vm, const struct vmgr_agent_info *info) {
+        static const uint8_t zero[sizeof(vm->generation)] = {};
+
+        if (!vm->identity_verify || !info)
+                return;
+        vm->identity_verify = false;
+        if (vm->restored && memcmp(info->generation, zero, sizeof(zero)) == 0) {
+                log_internal(LOG_INFO, 0, vm->group ? vm->group->name : NULL, vm->name,
+                             "The clone's guest has booted afresh since it took its identity; a cold boot from here");
+                vm_identity_forget(vm);
+        }
+}
+
 void vm_ready_evaluate(VM *vm) {
         const struct vmgr_agent_info *info = agent_session_info(vm->agent);
         bool has_agent = vmgr_vm_spec_has_agent(&vm->spec);
@@ -474,7 +491,9 @@ void vm_ready_evaluate(VM *vm) {
         bool agent = up && (!has_agent || (agent_session_is_connected(vm->agent) &&
                                            !(*vm->stale_boot_id &&
                                              (!info || streq(info->boot_id, vm->stale_boot_id)))));
-        bool ipv6 = has_agent && agent && guest_has_ipv6(vm, info);
+        bool ipv6;
+        identity_verify(vm, agent ? info : NULL);
+        ipv6 = has_agent && agent && guest_has_ipv6(vm, info);
         bool ipv4 = !vm->spec.ipv4 || (up && vm->ipv4 && *vm->ipv4) ||
                     vm->timings[VM_STAGE_IPV4_LEASED] != VM_STAGE_NOT_YET;
         bool ready;
@@ -662,6 +681,7 @@ void vm_ready_state_changed(VM *vm, VMState old) {
 void vm_identity_forget(VM *vm) {
         vm->restored = false;
         vm->identity_sent = false;
+        vm->identity_verify = false;
         vm->links_up = false;
         memset(vm->generation, 0, sizeof(vm->generation));
         vm->identity_job = agent_job_free(vm->identity_job);

@@ -171,6 +171,7 @@ struct VM {
         char *snapshot_name;            /* Snapshot op: the user snapshot's name; NULL: the template */
         bool restored;                  /* this start restored a snapshot: it takes its own identity */
         bool identity_sent;
+        bool identity_verify;           /* adopted with its identity applied: does the guest still have it? */
         /* A clone's NICs stay down on QEMU's side from the restore until the
          * agent has applied its identity: until then its guest has the
          * template's MACs. */
