@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fd-util.h"
 #include "fs-util.h"
 #include "macro.h"
 
@@ -105,16 +106,9 @@ int write_file_atomic(const char *path, const char *data, size_t len, mode_t mod
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return -errno;
-        for (size_t done = 0; done < len;) {
-                ssize_t n = write(fd, data + done, len - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        goto fail;
-                }
-                done += (size_t) n;
-        }
+        r = vmgr_write_all(fd, data, len);
+        if (r < 0)
+                goto fail;
         if (fsync(fd) < 0) {
                 r = -errno;
                 goto fail;

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "addressing.h"
+#include "fd-util.h"
 #include "fs-util.h"
 #include "json-util.h"
 #include "macro.h"
@@ -329,16 +330,9 @@ static int meta_write_at(int dfd, const SnapshotMeta *m) {
         fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
-        for (size_t done = 0; done < len;) {
-                ssize_t n = write(fd, text + done, len - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        goto fail;
-                }
-                done += (size_t) n;
-        }
+        r = vmgr_write_all(fd, text, len);
+        if (r < 0)
+                goto fail;
         if (fsync(fd) < 0 || renameat(dfd, tmp, dfd, "meta.json") < 0) {
                 r = -errno;
                 goto fail;
