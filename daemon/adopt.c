@@ -27,6 +27,7 @@
 #include "outbound.h"
 #include "strv.h"
 #include "virt.h"
+#include "vm-snapshot.h"
 #include "vm.h"
 
 /* Longest time a restart waits for libvirt to say which domains run. */
@@ -247,12 +248,42 @@ typedef struct DomainList {
         Manager *manager;
         bool reconcile;         /* after a restart of libvirtd, not at adoption */
         char **active;          /* names of the domains that run */
+        char **cut;             /* adoption: domains whose start was cut short, destroyed */
+        char **problems;        /* adoption: "DOMAIN: what went wrong" */
 } DomainList;
+
+static void domain_list_free(DomainList *l) {
+        strv_free(l->active);
+        strv_free(l->cut);
+        strv_free(l->problems);
+        free(l);
+}
+
+/* A domain of an adopted VM that libvirt has paused: a save or a restore
+ * the previous vmgrd was killed in (vm_snapshot_paused_mend()). Returns
+ * true if the domain runs on. Pool thread. */
+static bool paused_domain_mend(DomainList *l, virDomainPtr dom, const char *name, size_t *n_cut,
+                               size_t *n_problems) {
+        char error[512] = "", *line = NULL;
+        bool destroyed = false;
+        int state, reason;
+
+        if (virDomainGetState(dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_PAUSED)
+                return true;
+        if (vm_snapshot_paused_mend(dom, &destroyed, error, sizeof(error)) < 0 &&
+            asprintf(&line, "%s: %s", name, error) >= 0) {
+                (void) strv_push_dup(&l->problems, n_problems, line);
+                free(line);
+        }
+        if (destroyed)
+                (void) strv_push_dup(&l->cut, n_cut, name);
+        return !destroyed;
+}
 
 static int list_work(virConnectPtr conn, void *userdata) {
         DomainList *l = userdata;
         virDomainPtr *doms = NULL;
-        size_t count = 0;
+        size_t count = 0, n_cut = 0, n_problems = 0;
         int n, r = 0;
 
         n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
@@ -260,7 +291,7 @@ static int list_work(virConnectPtr conn, void *userdata) {
                 return -EIO;
         for (int i = 0; i < n; i++) {
                 const char *name = virDomainGetName(doms[i]);
-                if (r >= 0 && name)
+                if (r >= 0 && name && (l->reconcile || paused_domain_mend(l, doms[i], name, &n_cut, &n_problems)))
                         r = strv_push_dup(&l->active, &count, name);
                 virDomainFree(doms[i]);
         }
@@ -293,7 +324,7 @@ static void unfinished_vm_removed(VM *vm, int error, const char *message, void *
                 adoption_complete(m);
 }
 
-static void adoption_finish(Manager *m, char **active, bool known) {
+static void adoption_finish(Manager *m, char **active, char **cut, bool known) {
         if (m->adoption_listed)
                 return; /* libvirt's answer after the timeout, or the other way round */
         m->adoption_listed = true;
@@ -305,6 +336,10 @@ static void adoption_finish(Manager *m, char **active, bool known) {
                         continue;
                 for (VM *vm = g->vms; vm; vm = next) {
                         next = vm->next;
+                        if (!vm->removing && strv_contains(cut, vm->domain_name)) {
+                                vm_set_error(vm, "Its restore from a snapshot was cut short when vmgrd stopped");
+                                vm_set_state(vm, VM_CRASHED);
+                        }
                         /* Unknown (libvirt did not answer): as if its QEMU was gone. */
                         if ((vm->state == VM_DEFINED || vm->state == VM_STOPPED || vm->state == VM_CRASHED) &&
                             vm_adopt_domain(vm, known && strv_contains(active, vm->domain_name),
@@ -339,11 +374,12 @@ static void list_done(int result, void *userdata) {
         } else {
                 if (result < 0)
                         log_error_errno(result, "Cannot list libvirt's domains; adopted VMs are taken as crashed: %m");
+                for (char **p = l->problems; p && *p; p++)
+                        log_warning("Adopting the domain %s", *p);
                 if (m->adopting)
-                        adoption_finish(m, l->active, result >= 0);
+                        adoption_finish(m, l->active, l->cut, result >= 0);
         }
-        strv_free(l->active);
-        free(l);
+        domain_list_free(l);
 }
 
 void manager_virt_reconnected(Manager *m) {
@@ -357,14 +393,14 @@ void manager_virt_reconnected(Manager *m) {
         l->manager = m;
         l->reconcile = true;
         if (virt_call(m->virt, list_work, list_done, l) < 0)
-                free(l);
+                domain_list_free(l);
 }
 
 static int on_adoption_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
         log_error("libvirtd did not say in time which domains run; adopted VMs are taken as crashed");
-        adoption_finish(m, NULL, false);
+        adoption_finish(m, NULL, NULL, false);
         return 0;
 }
 
@@ -463,7 +499,7 @@ static void adoption_ask_libvirt(Manager *m) {
         int r;
 
         if (!l) {
-                adoption_finish(m, NULL, false);
+                adoption_finish(m, NULL, NULL, false);
                 return;
         }
         l->manager = m;
@@ -472,9 +508,9 @@ static void adoption_ask_libvirt(Manager *m) {
         if (r >= 0)
                 r = virt_call(m->virt, list_work, list_done, l);
         if (r < 0) {
-                free(l);
+                domain_list_free(l);
                 log_error_errno(r, "Cannot ask libvirtd which domains run: %m");
-                adoption_finish(m, NULL, false);
+                adoption_finish(m, NULL, NULL, false);
         }
 }
 
@@ -509,7 +545,7 @@ int manager_recover(Manager *m) {
                 log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         if (n_vms == 0)
-                adoption_finish(m, NULL, true);
+                adoption_finish(m, NULL, NULL, true);
         else
                 adoption_ask_libvirt(m);
         return 0;

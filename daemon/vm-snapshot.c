@@ -329,6 +329,91 @@ static int migration_finalized_wait(virDomainPtr dom, char *error, size_t error_
         }
 }
 
+/* How long a new vmgrd lets a save it found cut short take to stop. */
+#define INTERRUPTED_SAVE_TIMEOUT_USEC (20ULL * 1000000ULL)
+
+/* Whether query-migrate's status says the stream still runs. */
+static bool migration_is_running(const char *status) {
+        static const char *const running[] = { "setup",  "active",      "pre-switchover",
+                                               "device", "wait-unplug", "cancelling" };
+
+        for (size_t i = 0; i < ELEMENTSOF(running); i++)
+                if (streq(status, running[i]))
+                        return true;
+        return false;
+}
+
+/* A save cut short: let its stream end (it goes to a build directory the
+ * new vmgrd's store has removed already, through the fd QEMU holds), then
+ * resume the guest, as a save that completed does. Returns 0, or -errno
+ * (error set). */
+static int save_interrupted_resume(virDomainPtr dom, char *error, size_t error_size) {
+        uint64_t deadline = now_monotonic_usec() + INTERRUPTED_SAVE_TIMEOUT_USEC;
+        int r;
+
+        for (;;) {
+                _cleanup_json_ json_object *info = NULL;
+                json_object *status;
+                const char *s;
+
+                r = qmp(dom, "{\"execute\":\"query-migrate\"}", -EBADF, &info, error, error_size);
+                if (r < 0)
+                        return r;
+                s = info && json_object_object_get_ex(info, "status", &status) ? json_object_get_string(status) : "";
+                if (!migration_is_running(s))
+                        break;
+                if (now_monotonic_usec() > deadline) {
+                        snprintf(error, error_size, "QEMU's migration stream did not end in time");
+                        return -ETIMEDOUT;
+                }
+                usleep(5000);
+        }
+        r = migration_finalized_wait(dom, error, error_size);
+        if (r < 0)
+                return r;
+        if (virDomainResume(dom) < 0) {
+                snprintf(error, error_size, "%s", virt_last_error());
+                return -EIO;
+        }
+        return 0;
+}
+
+int vm_snapshot_paused_mend(virDomainPtr dom, bool *destroyed, char *error, size_t error_size) {
+        _cleanup_json_ json_object *status = NULL, *migration = NULL;
+        _cleanup_free_ char *xml = NULL;
+        json_object *v;
+        bool restore;
+        int r;
+
+        *destroyed = false;
+        r = qmp(dom, "{\"execute\":\"query-status\"}", -EBADF, &status, error, error_size);
+        if (r >= 0)
+                r = qmp(dom, "{\"execute\":\"query-migrate\"}", -EBADF, &migration, error, error_size);
+        if (r < 0)
+                return r;
+        /* A restore that had not loaded the stream yet: "inmigrate". One that
+         * had, but was not resumed: started with -incoming (only clones
+         * are), and no outgoing stream (query-migrate shows an outgoing
+         * one's figures, "total-time" and "ram", once it began; the
+         * incoming one is only a status). A save of a clone paused a moment
+         * before its stream began looks the same, and goes too. */
+        restore = (status && json_object_object_get_ex(status, "status", &v) &&
+                   streq(json_object_get_string(v), "inmigrate"));
+        if (!restore && !(migration && (json_object_object_get_ex(migration, "total-time", &v) ||
+                                        json_object_object_get_ex(migration, "ram", &v)))) {
+                xml = virDomainGetXMLDesc(dom, 0);
+                restore = xml && strstr(xml, "<qemu:arg value='-incoming'/>");
+        }
+        if (!restore)
+                return save_interrupted_resume(dom, error, error_size);
+        if (virDomainDestroy(dom) < 0) {
+                snprintf(error, error_size, "cannot end the domain of a restore cut short: %s", virt_last_error());
+                return -EIO;
+        }
+        *destroyed = true;
+        return 0;
+}
+
 /* ---- finding the snapshot to restore (pool thread) ------------------------ */
 
 typedef enum FindResult {

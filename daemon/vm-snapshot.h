@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libvirt/libvirt.h>
+
 #include "domain-xml.h"
 #include "manager.h"
 #include "vm.h"
@@ -53,6 +55,15 @@ void vm_template_abandon(VM *vm);
 /* Readiness of a clone (vm-ready.c): send its identity through the agent
  * once the session is up. */
 void vm_identity_send(VM *vm);
+
+/* A domain found paused when vmgrd starts, of a VM it adopts: vmgrd
+ * pauses domains only to save them and to restore them, so the previous
+ * vmgrd was killed in one of those. A save: its migration stream is let
+ * end (into a file the new vmgrd's store removed) and the guest resumed.
+ * A restore: the stream went with the previous vmgrd; the domain is
+ * destroyed (*destroyed). Blocks (pool thread). Returns 0, or -errno
+ * (error: a sentence). */
+int vm_snapshot_paused_mend(virDomainPtr dom, bool *destroyed, char *error, size_t error_size);
 
 /* Forget the Manager's template builds (it is being freed). */
 void vm_snapshot_manager_done(Manager *m);
