@@ -93,7 +93,9 @@ qemu_status() {
                         return
                 fi
                 pid=$(cat "$pidfile" 2>/dev/null) || true
-                [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+                if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+                        break
+                fi
                 sleep 0.1
         done
         [ "$i" -lt 300 ] || { echo "libvirtd $pid neither answers nor exits"; return 1; }
@@ -124,6 +126,15 @@ check_kill() {
                 vmgr_ok "$1"
         else
                 vmgr_not_ok "$1"
+        fi
+}
+
+# vmgr_start_vmgrd as a check (not in a subshell: it sets VMGRD_PID).
+check_restart() {
+        if vmgr_start_vmgrd; then
+                vmgr_ok "a new vmgrd starts"
+        else
+                vmgr_not_ok "a new vmgrd starts"
         fi
 }
 
@@ -169,7 +180,7 @@ check_kill "the kill comes when g:a is paused for its template's save" g:a Suspe
 wait "$waiter" 2>/dev/null || true
 check_match "g:a's QEMU is paused as vmgrd dies" '^(paused|finish-migrate|postmigrate)$' "$(qemu_status g:a 2>&1)"
 pid_a=$(qemu_pid g:a)
-vmgr_start_vmgrd && vmgr_ok "a new vmgrd starts" || vmgr_not_ok "a new vmgrd starts"
+check_restart
 check "g/a gets ready" ctl wait g a --timeout 120
 check_eq "g/a runs in the same QEMU" "$pid_a" "$(qemu_pid g:a)"
 check_eq "g/a runs as libvirt sees it" running "$(vmgr_virsh domstate g:a 2>&1)"
@@ -202,7 +213,7 @@ snapper=$!
 check_kill "the kill comes when g:c is paused for snapshot 'cut'" g:c Suspended "$snapper"
 wait "$snapper" 2>/dev/null || true
 check_match "g:c's QEMU is paused as vmgrd dies" '^(paused|finish-migrate|postmigrate)$' "$(qemu_status g:c 2>&1)"
-vmgr_start_vmgrd && vmgr_ok "a new vmgrd starts" || vmgr_not_ok "a new vmgrd starts"
+check_restart
 check "g is ready again" ctl wait g --timeout 120
 check_eq "g/c runs in the same QEMU" "$pid_c" "$(qemu_pid g:c)"
 check_eq "g/c runs as libvirt sees it" running "$(vmgr_virsh domstate g:c 2>&1)"
@@ -221,7 +232,7 @@ adder=$!
 check_kill "the kill comes when g:e is started, paused for its restore" g:e Started "$adder"
 wait "$adder" 2>/dev/null || true
 check_match "g:e's QEMU waits for its restore as vmgrd dies" '^(inmigrate|paused)$' "$(qemu_status g:e 2>&1)"
-vmgr_start_vmgrd && vmgr_ok "a new vmgrd starts" || vmgr_not_ok "a new vmgrd starts"
+check_restart
 # An AddVM cut short is undone: the VM goes, with its domain.
 check "g/e is removed" vmgr_wait_until 30 e_gone
 check_eq "g:e's domain is gone" "" "$(vmgr_virsh list --all --name 2>&1 | grep -x g:e || true)"
