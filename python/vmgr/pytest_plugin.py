@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ _GROUP = pytest.StashKey[Group]()
 _SECTIONS = pytest.StashKey[list[tuple[str, str]]]()
 _PROPERTIES = pytest.StashKey[list[tuple[str, str]]]()
 _COLLECTED = pytest.StashKey[bool]()
+_COLLECT_ROOT = pytest.StashKey[Path]()
 _RUN_ID = pytest.StashKey[str]()
 _counter = itertools.count(1)
 
@@ -86,7 +87,8 @@ def vmgr() -> Iterator[Client]:
 
 
 @pytest.fixture
-def vmgr_group(request: pytest.FixtureRequest, vmgr: Client) -> Iterator[Group]:
+def vmgr_group(request: pytest.FixtureRequest, vmgr: Client,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Group]:
     """A group made from the test's ``vmgr_group`` marker (network-only
     without one), ready, deleted after the test."""
     marker = request.node.get_closest_marker("vmgr_group")
@@ -100,6 +102,9 @@ def vmgr_group(request: pytest.FixtureRequest, vmgr: Client) -> Iterator[Group]:
     if timeout is None:
         timeout = _option(config, "vmgr_ready_timeout", "vmgr_ready_timeout", float)
     item = request.node
+    given = config.getoption("vmgr_collect_dir")
+    item.stash[_COLLECT_ROOT] = (Path(given).absolute() if given
+                                 else tmp_path_factory.getbasetemp() / "vmgr-collect")
 
     group = vmgr.create_group(unique_group_name(config), spec)
     item.stash[_GROUP] = group
@@ -120,13 +125,6 @@ def vmgr_group(request: pytest.FixtureRequest, vmgr: Client) -> Iterator[Group]:
             pass
 
 
-def _collect_root(config: pytest.Config) -> Path:
-    given = config.getoption("vmgr_collect_dir")
-    if given:
-        return Path(given).absolute()
-    return config._tmp_path_factory.getbasetemp() / "vmgr-collect"  # type: ignore[attr-defined]
-
-
 def _collect(item: pytest.Item, group: Group, why: str) -> None:
     """Collect ``group``'s evidence once for ``item`` and keep a report
     section about it for the report being made."""
@@ -134,7 +132,7 @@ def _collect(item: pytest.Item, group: Group, why: str) -> None:
         return
     item.stash[_COLLECTED] = True
     title = f"vmgr group {group.name} ({why})"
-    directory = _collect_root(item.config) / group.name
+    directory = item.stash[_COLLECT_ROOT] / group.name
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
         group.collect(directory)
@@ -143,8 +141,10 @@ def _collect(item: pytest.Item, group: Group, why: str) -> None:
     else:
         text = _describe_bundle(directory, _option(item.config, "vmgr_log_lines", "vmgr_log_lines", int))
         # For junitxml and the like: the bundle's path as a test property.
-        item.stash.setdefault(_PROPERTIES, []).append(("vmgr_collect", str(directory)))
-    item.stash.setdefault(_SECTIONS, []).append((title, text))
+        properties: list[tuple[str, str]] = item.stash.setdefault(_PROPERTIES, [])
+        properties.append(("vmgr_collect", str(directory)))
+    sections: list[tuple[str, str]] = item.stash.setdefault(_SECTIONS, [])
+    sections.append((title, text))
 
 
 def _describe_bundle(directory: Path, log_lines: int) -> str:
@@ -158,15 +158,17 @@ def _describe_bundle(directory: Path, log_lines: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(hookwrapper=True)  # type: ignore[misc]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
     group = item.stash.get(_GROUP, None)
     # A failed test: its group still exists (the fixture's teardown comes later).
     if group is not None and report.when == "call" and report.failed:
         _collect(item, group, "test failed")
-    report.sections.extend(item.stash.get(_SECTIONS, []))
-    report.user_properties.extend(item.stash.get(_PROPERTIES, []))
-    item.stash[_SECTIONS] = []
-    item.stash[_PROPERTIES] = []
+    sections: list[tuple[str, str]] = item.stash.get(_SECTIONS, [])
+    properties: list[tuple[str, str]] = item.stash.get(_PROPERTIES, [])
+    report.sections.extend(sections)
+    report.user_properties.extend(properties)
+    sections.clear()
+    properties.clear()

@@ -60,8 +60,10 @@ def test_network_only_group_context_manager_and_signals(vmgr):
         assert ("GroupNew", name) in seen
         assert seen.index(("GroupNew", name)) < seen.index(("GroupRemoved", name))
     # Leaving the context manager of a group deleted meanwhile is fine.
-    with vmgr.create_group(name) as group:
-        vmgr.delete_group(name)
+    with vmgr.create_group(name + "-2") as group:
+        vmgr.delete_group(group.name)
+        with pytest.raises(api.NoSuchGroup):
+            group.state
 
 
 def test_enter(vmgr):
