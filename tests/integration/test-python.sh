@@ -8,9 +8,10 @@
 #   - the package's unit tests (no daemon);
 #   - the client's own tests and examples/ under pytest-xdist (two workers:
 #     group names must not collide), every call of the API used at least once;
-#   - a test that fails on purpose: its group's Collect bundle must appear in
-#     pytest's report (path, files, the end of the group's log), the group
-#     must be gone afterwards, and the passing test beside it has no section;
+#   - a test that fails on purpose, and one whose group never becomes ready:
+#     each group's Collect bundle must appear in pytest's report (path,
+#     files, the end of the group's log), the groups must be gone
+#     afterwards, and the passing test beside them has no section;
 #   - nothing is left behind.
 
 source "$(dirname "$0")/lib.sh"
@@ -63,10 +64,10 @@ check_match "no group is left" '^a\(so\) 0$' "$(busctl_as_user call org.vmgr1 /o
 out=$(pytest_as_user failing -p vmgr.pytest_plugin --vmgr-ready-timeout 240 \
         "$src/python/tests/integration/must_fail.py" 2>&1) && rc=0 || rc=$?
 check_eq "pytest reports the failure (exit 1)" 1 "$rc"
-check_match "one failed, one passed" '1 failed, 1 passed' "$out"
+check_match "one failed, one passed, one error" '1 failed, 1 passed, 1 error' "$out"
 check_match "the report has the group's section" \
         '-+ vmgr group t-[0-9a-f]{6}-m-1 \(test failed\) -+' "$out"
-bundle=$(printf '%s\n' "$out" | sed -n 's/^vmgr collect: //p')
+bundle=$(printf '%s\n' "$out" | sed -n 's/^vmgr collect: \(.*-m-1\)$/\1/p')
 check_match "the section names the bundle's directory" "^$work/tmp-failing/vmgr-collect/t-[0-9a-f]{6}-m-1\$" "$bundle"
 check_match "the section lists the bundle's files" \
         'files: dnsmasq.leases dnsmasq.log group.json group.log timings.json vmgrd.log vms/lonely/console.log vms/lonely/console.raw vms/lonely/domain.xml vms/lonely/guest.log' "$out"
@@ -75,9 +76,15 @@ check_match "the section shows the group's log with the test's console line" \
 check_match "the failure itself is reported" 'AssertionError: failing on purpose' "$out"
 check "the bundle is on disk" test -s "$bundle/vms/lonely/console.log"
 check "its console log has the line" grep -qx 'MUST-FAIL-MARK' "$bundle/vms/lonely/console.log"
-check_eq "the report has one such section (none for the passing test)" 1 \
+check_eq "the report has two such sections (none for the passing test)" 2 \
         "$(printf '%s\n' "$out" | grep -c '^-* vmgr group ')"
-check_match "the failed test's group is gone" '^a\(so\) 0$' \
+# A group that never became ready: the fixture's setup error, with evidence.
+check_match "the setup error names the VM and its stage" \
+        "NotReady: group 't-[0-9a-f]{6}-m-2' was not ready within 3.0 s: not ready: stuck \((agent_connected|probe_passed)\)" "$out"
+check_match "the setup error's report has the group's section" \
+        '-+ vmgr group t-[0-9a-f]{6}-m-2 \(not ready\) -+' "$out"
+check_match "its files include the stuck VM's console" 'files: .* vms/stuck/console.log ' "$out"
+check_match "the failed tests' groups are gone" '^a\(so\) 0$' \
         "$(busctl_as_user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager ListGroups)"
 [ "$rc" -eq 1 ] || printf '%s\n' "$out" | tail -80 | sed 's/^/#   /'
 

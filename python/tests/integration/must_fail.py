@@ -22,3 +22,9 @@ def test_fails_on_purpose(vmgr_group):
 def test_passes_without_a_group():
     # No group: nothing to collect, no section.
     assert True
+
+
+@pytest.mark.vmgr_group({"vms": [{"name": "stuck", "ready_probe": ["false"]}]}, ready_timeout=3)
+def test_group_never_ready(vmgr_group):
+    # Not reached: the fixture's wait_ready raises NotReady, a setup error.
+    raise AssertionError("the group became ready")

@@ -102,3 +102,11 @@ def test_stage_names_match_the_documentation():
 
 def test_other_messages_name_no_stage():
     assert parse_missing_stages("VM 'a' crashed: guest kernel panicked: x") == {}
+
+
+def test_no_bus_is_unreachable(monkeypatch, tmp_path):
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    with pytest.raises(vmgr.Unreachable, match="DBUS_SESSION_BUS_ADDRESS"):
+        vmgr.Client()
+    with pytest.raises(vmgr.Unreachable, match="cannot connect"):
+        vmgr.Client(f"unix:path={tmp_path}/no-bus")
