@@ -68,6 +68,7 @@ class Bus:
         self.conn.close()
 
     def _send(self, msg: Message, member: str, timeout: float | None) -> Message:
+        __tracebackhide__ = True  # noqa: F841 (pytest leaves this frame out)
         try:
             return self.conn.send_and_get_reply(
                 msg, timeout=timeout if timeout is not None else self.timeout)
@@ -84,6 +85,10 @@ class Bus:
         ``timeout`` (seconds; None: the connection's default, itself None
         unless given: no limit) bounds the wait for the reply.
         """
+        # pytest leaves frames with this set out of a failure's traceback:
+        # a test's reader sees the test's line and vmgrd's error, not this
+        # plumbing (--full-trace shows it all).
+        __tracebackhide__ = True  # noqa: F841
         addr = DBusAddress(path, bus_name=destination, interface=interface)
         msg = new_method_call(addr, member, signature or None, body)
         reply = self._send(msg, member, timeout)
@@ -96,11 +101,13 @@ class Bus:
 
     def get(self, path: str, interface: str, name: str) -> Any:
         """Property ``name`` of ``interface`` at ``path``."""
+        __tracebackhide__ = True  # noqa: F841
         (variant,) = self.call(path, PROPERTIES_IFACE, "Get", "ss", (interface, name))
         return variant[1]
 
     def get_all(self, path: str, interface: str) -> dict[str, Any]:
         """Every property of ``interface`` at ``path``."""
+        __tracebackhide__ = True  # noqa: F841
         (props,) = self.call(path, PROPERTIES_IFACE, "GetAll", "s", (interface,))
         return {k: v[1] for k, v in props.items()}
 

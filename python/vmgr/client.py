@@ -97,6 +97,7 @@ class Client:
 
     def _call(self, member: str, signature: str = "", body: tuple[Any, ...] = (),
               **kw: Any) -> tuple[Any, ...]:
+        __tracebackhide__ = True  # noqa: F841 (see _bus.Bus.call)
         return self._bus.call(_bus.MANAGER_PATH, _bus.MANAGER_IFACE, member, signature, body, **kw)
 
     # -- Manager properties
@@ -235,12 +236,14 @@ class Group:
 
     def _call(self, member: str, signature: str = "", body: tuple[Any, ...] = (),
               **kw: Any) -> tuple[Any, ...]:
+        __tracebackhide__ = True  # noqa: F841 (see _bus.Bus.call)
         try:
             return self.client._bus.call(self.path, _bus.GROUP_IFACE, member, signature, body, **kw)
         except Error as e:
             raise _gone(e, NoSuchGroup, f"no group '{self.name}'") from None
 
     def _prop(self, name: str) -> Any:
+        __tracebackhide__ = True  # noqa: F841 (see _bus.Bus.call)
         try:
             return self.client._bus.get(self.path, _bus.GROUP_IFACE, name)
         except Error as e:
@@ -388,12 +391,14 @@ class VM:
 
     def _call(self, member: str, signature: str = "", body: tuple[Any, ...] = (),
               **kw: Any) -> tuple[Any, ...]:
+        __tracebackhide__ = True  # noqa: F841 (see _bus.Bus.call)
         try:
             return self.group.client._bus.call(self.path, _bus.VM_IFACE, member, signature, body, **kw)
         except Error as e:
             raise _gone(e, NoSuchVM, f"group '{self.group.name}' has no VM '{self.name}'") from None
 
     def _prop(self, name: str) -> Any:
+        __tracebackhide__ = True  # noqa: F841 (see _bus.Bus.call)
         try:
             return self.group.client._bus.get(self.path, _bus.VM_IFACE, name)
         except Error as e:
@@ -565,6 +570,7 @@ class Process:
 
     def _call(self, member: str, signature: str = "", body: tuple[Any, ...] = (),
               **kw: Any) -> tuple[Any, ...]:
+        __tracebackhide__ = True  # noqa: F841 (see _bus.Bus.call)
         return self.vm.group.client._bus.call(self.path, _bus.PROCESS_IFACE, member, signature, body, **kw)
 
     @property

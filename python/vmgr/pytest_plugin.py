@@ -110,13 +110,18 @@ def vmgr_group(request: pytest.FixtureRequest, vmgr: Client,
     item.stash[_GROUP] = group
     try:
         if kwargs.get("wait_ready", True):
+            not_ready = None
             try:
                 group.wait_ready(timeout)
-            except Error:
+            except Error as e:
                 # The setup report is made after this fixture gave up and
                 # deleted the group: collect now, show it with that report.
                 _collect(item, group, "not ready")
-                raise
+                not_ready = f"{type(e).__name__}: {e}"
+            if not_ready is not None:
+                # vmgrd's sentence says what was missing; the fixture's
+                # code around it would only hide that.
+                pytest.fail(not_ready, pytrace=False)
         yield group
     finally:
         try:

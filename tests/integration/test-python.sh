@@ -31,10 +31,11 @@ work=$VMGR_TMP/py
 install -d -o "$VMGR_USER" "$work"
 
 # pytest as the test user: no cache or bytecode written into the source
-# tree, its own rootdir and temporary directory under the test's.
+# tree (the rootdir, for short test ids), its temporary directory under the
+# test's.
 pytest_as_user() {
         vmgr_as_user env PYTHONPATH="$src/python" PYTHONDONTWRITEBYTECODE=1 VMGR_PYTHON_INTEGRATION=1 \
-                /usr/bin/python3 -m pytest -p no:cacheprovider --rootdir "$work" \
+                /usr/bin/python3 -m pytest -p no:cacheprovider --rootdir "$src" \
                 --basetemp "$work/tmp-$1" "${@:2}"
 }
 
@@ -49,7 +50,7 @@ out=$(pytest_as_user client -p vmgr.pytest_plugin -n 2 -rA --vmgr-ready-timeout 
         "$src/python/tests/integration/test_client.py" "$src/examples" 2>&1) && rc=0 || rc=$?
 check_eq "the client's tests and the example pass" 0 "$rc"
 check_match "all of them ran (none skipped)" '(^|[^0-9])6 passed' "$out"
-check_match "the example ran" 'PASSED .*test_http_between_vms.py::test_client_fetches_from_server' "$out"
+check_match "the example ran" 'PASSED examples/test_http_between_vms.py::test_client_fetches_from_server' "$out"
 [ "$rc" -eq 0 ] || printf '%s\n' "$out" | tail -150 | sed 's/^/#   /'
 check_match "two workers ran the tests" 'gw0 \[6\] / gw1 \[6\]' "$out"
 # Each worker named its groups itself, t-RUN-WORKER-N, with the run's id.
@@ -65,6 +66,7 @@ out=$(pytest_as_user failing -p vmgr.pytest_plugin --vmgr-ready-timeout 240 \
         "$src/python/tests/integration/must_fail.py" 2>&1) && rc=0 || rc=$?
 check_eq "pytest reports the failure (exit 1)" 1 "$rc"
 check_match "one failed, one passed, one error" '1 failed, 1 passed, 1 error' "$out"
+check_match "the failure is the test's" 'FAILED python/tests/integration/must_fail.py::test_fails_on_purpose' "$out"
 check_match "the report has the group's section" \
         '-+ vmgr group t-[0-9a-f]{6}-m-1 \(test failed\) -+' "$out"
 bundle=$(printf '%s\n' "$out" | sed -n 's/^vmgr collect: \(.*-m-1\)$/\1/p')
