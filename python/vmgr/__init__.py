@@ -12,7 +12,7 @@
 See docs/python.md.
 """
 
-from .client import VM, Client, Forward, Group, Process, ServedFile, SnapshotInfo, usec
+from .client import VM, Client, Forward, Group, Process, ServedFile, Snapshot, SnapshotInfo, usec
 from ._bus import Signal, Subscription
 from .errors import (ERROR_CLASSES, AddressConflict, Busy, Error, Failed, FileExists,
                      FileNotFound, GroupExists, HelperFailed, InvalidArgs, InvalidName,
@@ -23,7 +23,7 @@ from .errors import (ERROR_CLASSES, AddressConflict, Busy, Error, Failed, FileEx
 __version__ = "0.1"
 
 __all__ = [
-    "Client", "Group", "VM", "Process", "Forward", "ServedFile", "SnapshotInfo",
+    "Client", "Group", "VM", "Process", "Forward", "ServedFile", "Snapshot", "SnapshotInfo",
     "Signal", "Subscription", "usec",
     "Error", "Unreachable", "InvalidName", "InvalidSpec", "GroupExists", "NoSuchGroup",
     "VMExists", "NoSuchVM", "AddressConflict", "PermissionDenied", "HelperFailed",

@@ -15,16 +15,16 @@ import selectors
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO, Union
 
 from . import _bus
 from ._bus import Bus, Subscription
-from .errors import Error, NoSuchGroup, NoSuchVM
+from .errors import Error, FileNotFound, NoSuchGroup, NoSuchSnapshot, NoSuchVM
 from .spec import Spec, check_file_name, check_name, group_spec_json, vm_spec_json
 
-__all__ = ["Client", "Group", "VM", "Process", "SnapshotInfo", "ServedFile",
+__all__ = ["Client", "Group", "VM", "Process", "Snapshot", "SnapshotInfo", "ServedFile",
            "Forward", "usec"]
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -68,12 +68,53 @@ class ServedFile:
 
 @dataclass(frozen=True)
 class Forward:
-    """A port forward: where it listens and where it leads."""
+    """A port forward: where it listens and where it leads. The one
+    :meth:`Group.forward` returns is a context manager that removes it."""
     vm: str
     protocol: str
     guest_port: int
     host_address: str
     host_port: int
+    group: "Group | None" = field(default=None, compare=False, repr=False)
+
+    def remove(self) -> None:
+        """Stop this forward (:class:`vmgr.FileNotFound` if it is gone)."""
+        if self.group is None:
+            raise TypeError("this Forward came from Group.forwards: use Group.remove_forward()")
+        self.group.remove_forward(self)
+
+    def __enter__(self) -> "Forward":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.remove()
+        except (FileNotFound, NoSuchGroup):
+            pass  # gone with its VM or group already
+
+
+class Snapshot:
+    """A user snapshot :meth:`VM.snapshot` made; as a context manager it is
+    deleted on leaving (VMs started from it go on running)."""
+
+    def __init__(self, client: "Client", name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<vmgr.Snapshot {self.name!r}>"
+
+    def delete(self) -> None:
+        self.client.delete_snapshot(self.name)
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.delete()
+        except NoSuchSnapshot:
+            pass
 
 
 class Client:
@@ -286,7 +327,12 @@ class Group:
         """The group's VMs by name, as they are now (a new dict each time)."""
         result: dict[str, VM] = {}
         for path in self._prop("VMs"):
-            name = str(self.client._bus.get(path, _bus.VM_IFACE, "Name"))
+            try:
+                name = str(self.client._bus.get(path, _bus.VM_IFACE, "Name"))
+            except Error as e:
+                if isinstance(_gone(e, NoSuchVM, ""), NoSuchVM):
+                    continue  # removed since the listing
+                raise
             result[name] = VM(self, name, path)
         return result
 
@@ -368,7 +414,7 @@ class Group:
         the forward with where it listens."""
         address, port = self._call("ForwardPort", "ssqsq",
                                    (vm, protocol, guest_port, host_address, host_port))
-        return Forward(vm, protocol, guest_port, str(address), int(port))
+        return Forward(vm, protocol, guest_port, str(address), int(port), self)
 
     def remove_forward(self, forward: Forward | None = None, *, protocol: str = "tcp",
                        host_address: str = "", host_port: int = 0) -> None:
@@ -460,10 +506,14 @@ class VM:
         self._call("WaitReady", "t", (usec(timeout),), timeout=_reply_timeout(timeout),
                    waiting_ready=True)
 
-    def snapshot(self, name: str) -> None:
-        """Save the running VM as user snapshot ``name``."""
+    def snapshot(self, name: str) -> Snapshot:
+        """Save the running VM as user snapshot ``name`` (memory, devices,
+        disks; the VM goes on running) and return it: ``"from_snapshot":
+        name`` in a VM's spec starts a clone of it. As a context manager the
+        snapshot is deleted on leaving."""
         check_name(name, "snapshot name")
         self._call("Snapshot", "s", (name,))
+        return Snapshot(self.group.client, name)
 
     # -- commands and files through the guest agent
     def run(self, argv: Sequence[str], input: bytes = b"", timeout: float | None = None,

@@ -26,14 +26,15 @@ vmgr_enter_netns "$@"
 vmgr_start_bus
 vmgr_start_vmgrd
 
-src=$VMGR_SOURCE_DIR
+src=$(realpath "$VMGR_SOURCE_DIR")
 work=$VMGR_TMP/py
 install -d -o "$VMGR_USER" "$work"
 
 # pytest as the test user: no cache or bytecode written into the source
-# tree (the rootdir, for short test ids), its temporary directory under the
-# test's.
+# tree (its rootdir), its temporary directory under the test's.
 pytest_as_user() {
+        # From the source tree: test ids in the report are relative to it.
+        cd "$src" || return
         vmgr_as_user env PYTHONPATH="$src/python" PYTHONDONTWRITEBYTECODE=1 VMGR_PYTHON_INTEGRATION=1 \
                 /usr/bin/python3 -m pytest -p no:cacheprovider --rootdir "$src" \
                 --basetemp "$work/tmp-$1" "${@:2}"

@@ -143,6 +143,11 @@ def test_two_vms(vmgr, vmgr_group, tmp_path):
     assert group.forwards == []
     with pytest.raises(api.FileNotFound):
         group.remove_forward(fwd)
+    with group.forward("a", 8080, host_address="::1") as fwd6:
+        assert fwd6.host_address == "::1"
+        with urllib.request.urlopen(f"http://[::1]:{fwd6.host_port}/f", timeout=20) as resp:
+            assert resp.read() == b"fwd\n"
+    assert group.forwards == []
 
     # Logs: what is there now, and one VM's lines.
     a.run(["sh", "-c", "echo PY-MARK >/dev/console"])
@@ -189,15 +194,15 @@ def test_vm_life_cycle_and_readiness(vmgr, vmgr_group):
     a.restart()
     a.wait_ready(timeout=120)
     snap = "py-" + secrets.token_hex(3)
-    a.snapshot(snap)
-    try:
+    with a.snapshot(snap) as snapshot:
+        assert snapshot.name == snap
         mine = [s for s in vmgr.snapshots() if s.name == snap]
         assert len(mine) == 1 and mine[0].kind == "user"
         assert mine[0].source == f"{group.name}/a"
         with pytest.raises(api.SnapshotExists):
             a.snapshot(snap)
-    finally:
-        vmgr.delete_snapshot(snap)
     assert snap not in [s.name for s in vmgr.snapshots()]
+    with pytest.raises(api.NoSuchSnapshot):
+        vmgr.delete_snapshot(snap)
     a.shutdown(timeout=20)
     assert a.state == "stopped"
