@@ -2,11 +2,16 @@
 """The plugin's pure parts: group names, the report of a bundle."""
 
 import types
+from pathlib import Path
 
 import pytest
 
+import vmgr
+
 from vmgr.pytest_plugin import _describe_bundle, unique_group_name
 from vmgr.spec import check_name
+
+pytest_plugins = ["pytester"]
 
 
 def fake_config(workerinput=None):
@@ -48,3 +53,33 @@ def test_bundle_description(tmp_path):
     assert "files: group.json group.log vms/a/console.log\n" in text
     assert text.endswith("line 7\nline 8\nline 9\n")
     assert "line 6" not in text
+
+
+@pytest.fixture
+def plugin_importable(monkeypatch):
+    """pytester's subprocesses find the package being tested."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(vmgr.__file__).resolve().parents[1]))
+
+
+def test_plugin_registers_marker_and_options(pytester, plugin_importable):
+    result = pytester.runpytest_subprocess("-p", "vmgr.pytest_plugin", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.vmgr_group(spec, *, ready_timeout=None, wait_ready=True):*"])
+    result = pytester.runpytest_subprocess("-p", "vmgr.pytest_plugin", "--help")
+    result.stdout.fnmatch_lines(["*--vmgr-ready-timeout=SECONDS*", "*--vmgr-collect-dir=DIR*",
+                                 "*--vmgr-log-lines=N*"])
+
+
+def test_no_bus_is_the_fixture_s_error(pytester, plugin_importable, monkeypatch):
+    # Without vmgrd the test errors at setup with the reason; under
+    # --strict-markers the marker is known.
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.vmgr_group({"vms": [{"name": "a"}]})
+        def test_x(vmgr_group):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "vmgr.pytest_plugin", "--strict-markers")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*Unreachable: no session bus*"])
