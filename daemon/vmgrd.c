@@ -37,7 +37,9 @@ static void help(void) {
                "  --cache-dir DIR     guest images and base disks, shared by the user's vmgrds\n"
                "                      (default $XDG_CACHE_HOME/vmgr)\n"
                "  --netadm PATH       privileged helper (default %s)\n"
-               "  --config FILE       configuration file (key = value)\n"
+               "  --config FILE       configuration file (key = value; default\n"
+               "                      ~/.config/vmgr/vmgrd.conf, as root /etc/vmgr/vmgrd.conf,\n"
+               "                      if it exists)\n"
                "  --user NAME         when started as root, the user to run as (default vmgr)\n"
                "  --network-mode MODE where groups' networks live: host (through the helper),\n"
                "                      namespace (namespaces of vmgrd's own, no privilege) or\n"
@@ -240,6 +242,34 @@ static int exe_path(char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* Without --config: the user's $XDG_CONFIG_HOME/vmgr/vmgrd.conf (else
+ * ~/.config/vmgr/vmgrd.conf), or /etc/vmgr/vmgrd.conf for a vmgrd started
+ * as root, if it exists; *ret stays NULL (the defaults) if it does not.
+ * Returns 0 or -errno. */
+static int default_config(char **ret) {
+        _cleanup_free_ char *dir = NULL, *path = NULL;
+        int r;
+
+        if (geteuid() == 0)
+                path = strdup("/etc/vmgr/vmgrd.conf");
+        else {
+                r = default_dir("XDG_CONFIG_HOME", ".config", &dir);
+                if (r == -ENXIO)
+                        return 0; /* no home: no file of the user's */
+                if (r < 0)
+                        return r;
+                if (asprintf(&path, "%s/vmgrd.conf", dir) < 0)
+                        path = NULL;
+        }
+        if (!path)
+                return -ENOMEM;
+        if (access(path, F_OK) < 0)
+                return errno == ENOENT ? 0 : log_error_errno(errno, "Cannot use config file %s: %m", path);
+        log_info("Using the config file %s", path);
+        *ret = TAKE_PTR(path);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         Manager *m = NULL;
         _cleanup_free_ char *config = NULL;
@@ -274,6 +304,8 @@ int main(int argc, char *argv[]) {
                 goto fail;
         }
 
+        if (!config && default_config(&config) < 0)
+                goto fail;
         if (manager_config_load(&m->config, config) < 0)
                 goto fail;
         if (user_override)

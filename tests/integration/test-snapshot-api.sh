@@ -31,6 +31,14 @@ for bad in "warm_start = maybe" "snapshot_cache_max_mib = -1" "snapshot_cache_ma
                 --runtime-dir "$VMGR_TMP/run/vmgr" 2>&1) && out="started: $out"
         check_match "config '$bad' is refused" "${bad%% *} must be" "$out"
 done
+# Without --config, the user's ~/.config/vmgr/vmgrd.conf is read.
+vmgr_as_user mkdir -p "$VMGR_TMP/home/.config/vmgr"
+vmgr_as_user sh -c "echo 'warm_start = maybe' >'$VMGR_TMP/home/.config/vmgr/vmgrd.conf'"
+out=$(vmgr_as_user "$VMGRD" --state-dir "$VMGR_TMP/state/vmgr" --runtime-dir "$VMGR_TMP/run/vmgr" 2>&1) &&
+        out="started: $out"
+check_match "without --config, ~/.config/vmgr/vmgrd.conf is read (its bad value refused)" \
+        "vmgrd.conf.*warm_start must be" "$out"
+vmgr_as_user rm -r "$VMGR_TMP/home/.config/vmgr"
 printf 'warm_start = false\nsnapshot_cache_max_mib = 100\n' >"$VMGR_TMP/vmgrd.conf"
 vmgr_start_vmgrd --config "$VMGR_TMP/vmgrd.conf"
 
