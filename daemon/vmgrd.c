@@ -62,7 +62,8 @@ static int default_dir(const char *env, const char *fallback, char **ret) {
 
 /* An installed piece (lib/install-path.h) for the running vmgrd: the one
  * its own install has, the build tree's, else the configured path (which
- * a later exec then fails on, naming it). Returns 0 or -ENOMEM. */
+ * a later exec then fails on, naming it). Returns 0, or -ENOMEM or
+ * -ENAMETOOLONG (the configured path is too long). */
 static int find_piece(VmgrInstallDir dir, const char *name, const char *build_subdir, char **ret) {
         const VmgrInstallPiece piece = { dir, name, build_subdir };
         char path[PATH_MAX], cand[VMGR_INSTALL_CANDIDATES_MAX][PATH_MAX];
@@ -211,10 +212,14 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                 fprintf(stderr, "vmgrd: set XDG_CACHE_HOME or HOME, or pass --cache-dir\n");
                 return -EINVAL;
         }
-        if (!m->netadm_path && find_piece(VMGR_INSTALL_LIBEXECDIR, "vmgr-netadm", "netadm", &m->netadm_path) < 0)
-                return -ENOMEM;
-        if (find_piece(VMGR_INSTALL_BINDIR, "vmgr-mkguest", "guest", &m->mkguest_path) < 0)
-                return -ENOMEM;
+        if (!m->netadm_path) {
+                r = find_piece(VMGR_INSTALL_LIBEXECDIR, "vmgr-netadm", "netadm", &m->netadm_path);
+                if (r < 0)
+                        return r;
+        }
+        r = find_piece(VMGR_INSTALL_BINDIR, "vmgr-mkguest", "guest", &m->mkguest_path);
+        if (r < 0)
+                return r;
         r = 1;
         return r;
 }
