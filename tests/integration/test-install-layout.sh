@@ -43,6 +43,11 @@ vmgr_enter_netns "$@"
 check "the layout's install has vmgr-agent in DESTDIR/usr/lib/vmgr" test -x "$VMGR_DESTDIR/usr/lib/vmgr/vmgr-agent"
 check "and nothing in DESTDIR/usr/libexec" test ! -e "$VMGR_DESTDIR/usr/libexec"
 check "the configured /usr/lib/vmgr/vmgr-agent is not on this host" test ! -e /usr/lib/vmgr/vmgr-agent
+# vmgr-mkimage --agent looks beside itself first: that place is the destdir's agent.
+rel=$(grep -o '"\$self_dir/[^"]*/vmgr-agent"' "$VMGR_DESTDIR/usr/bin/vmgr-mkimage" | head -n 1 | tr -d '"')
+rel=${rel#\$self_dir/}
+check_eq "vmgr-mkimage's own agent path (usr/bin/$rel) is the destdir's" \
+        "$(realpath "$VMGR_DESTDIR/usr/lib/vmgr/vmgr-agent")" "$(realpath -q "$VMGR_DESTDIR/usr/bin/$rel" || echo "(none)")"
 
 vmgr_start_bus
 vmgr_start_vmgrd
