@@ -13,6 +13,7 @@
 #include "cloudinit.h"
 #include "fs-util.h"
 #include "guest-image.h"
+#include "install-path.h"
 #include "macro.h"
 #include "spawn.h"
 #include "vmgr-error.h"
@@ -21,26 +22,17 @@
 
 #define XORRISO_TIMEOUT_USEC (60ULL * 1000 * 1000)
 
-/* The agent's unit or udev rule (name): where an install next to our own
- * binary has it (BINDIR/../share/vmgr/agent, a destdir or a prefix), else
- * in the configured data directory. Returns 0 with the path in buf, or
- * -ENOENT. */
-static int find_agent_data(const char *name, char buf[PATH_MAX]) {
-        char self[PATH_MAX - 64];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+/* The agent's unit or udev rule (name): under the datadir of the install
+ * our own binary belongs to (a prefix, a destdir), else under the
+ * configured one (lib/install-path.h). Returns 0 with the path in buf, or
+ * -ENOENT with the paths tried in tried (tried_size bytes). */
+static int find_agent_data(const char *name, char buf[PATH_MAX], char *tried, size_t tried_size) {
+        char rel[PATH_MAX];
+        VmgrInstallPiece piece = { VMGR_INSTALL_DATADIR, rel, NULL };
 
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = 0;
-                        if (snprintf(buf, PATH_MAX, "%s/../share/vmgr/agent/%s", self, name) < PATH_MAX &&
-                            access(buf, R_OK) == 0)
-                                return 0;
-                }
-        }
-        snprintf(buf, PATH_MAX, "%s/%s", VMGR_AGENT_DATA_DIR, name);
-        return access(buf, R_OK) == 0 ? 0 : -ENOENT;
+        if (snprintf(rel, sizeof(rel), "vmgr/agent/%s", name) >= (int) sizeof(rel))
+                return -ENAMETOOLONG;
+        return vmgr_install_find(&piece, R_OK, buf, tried, tried_size);
 }
 
 /* Copy the regular file from to a new file to with mode. Returns 0 or -errno. */
@@ -98,15 +90,16 @@ static int put_agent(const char *staging, char *error, size_t error_size) {
                 { VMGR_CLOUD_INIT_AGENT_UNIT, 0644 },
                 { VMGR_CLOUD_INIT_AGENT_RULE, 0644 },
         };
-        char from[PATH_MAX], to[PATH_MAX];
+        char from[PATH_MAX], to[PATH_MAX], tried[VMGR_ERROR_MAX];
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-                r = i == 0 ? guest_image_find_agent(from) : find_agent_data(files[i].name, from);
+                r = i == 0 ? guest_image_find_agent(from, tried, sizeof(tried))
+                           : find_agent_data(files[i].name, from, tried, sizeof(tried));
                 if (r < 0)
                         return vmgr_error_printf(error, error_size, r,
                                                  "cloud_init.install_agent: %s is not installed (looked for %s)",
-                                                 files[i].name, from);
+                                                 files[i].name, tried);
                 if (snprintf(to, sizeof(to), "%s/%s", staging, files[i].name) >= (int) sizeof(to))
                         return vmgr_error_printf(error, error_size, -ENAMETOOLONG,
                                                  "cloud-init seed: %s: path too long", staging);

@@ -7,34 +7,19 @@
 #include <unistd.h>
 
 #include "guest-image.h"
+#include "install-path.h"
 #include "macro.h"
 #include "spawn.h"
 #include "vmgr-error.h"
 
-#include "vmgr-config.h"
-
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-int guest_image_find_agent(char buf[PATH_MAX]) {
-        static const char *const relative[] = { "../libexec/vmgr-agent", "../agent/vmgr-agent" };
-        char self[PATH_MAX - 32];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+int guest_image_find_agent(char buf[PATH_MAX], char *tried, size_t tried_size) {
+        static const VmgrInstallPiece agent = { VMGR_INSTALL_LIBEXECDIR, "vmgr-agent", "agent" };
 
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = 0;
-                        for (size_t i = 0; i < ELEMENTSOF(relative); i++) {
-                                if (snprintf(buf, PATH_MAX, "%s/%s", self, relative[i]) < PATH_MAX &&
-                                    access(buf, R_OK) == 0)
-                                        return 0;
-                        }
-                }
-        }
-        snprintf(buf, PATH_MAX, "%s", VMGR_AGENT_PATH);
-        return access(buf, R_OK) == 0 ? 0 : -ENOENT;
+        return vmgr_install_find(&agent, R_OK, buf, tried, tried_size);
 }
+
 static char cached_kernel[PATH_MAX], cached_initrd[PATH_MAX];
 
 /* Run mkguest and read "KERNEL INITRD" from its stdout; its stderr becomes the error.
@@ -42,18 +27,22 @@ static char cached_kernel[PATH_MAX], cached_initrd[PATH_MAX];
 static int run_mkguest(const char *mkguest, const char *cache_dir, char *kernel, char *initrd, char *error,
                        size_t error_size) {
         char out_dir[PATH_MAX], output[2 * PATH_MAX + 2] = "", errbuf[400] = "", agent[PATH_MAX],
-                extra[PATH_MAX + 32] = "";
+                extra[PATH_MAX + 32] = "", tried[VMGR_ERROR_MAX];
         char *argv[] = { (char *) mkguest, "--print-path", "--output-dir", out_dir, NULL, NULL, NULL };
         SpawnResult res;
         int r;
 
         snprintf(out_dir, sizeof(out_dir), "%s/guest", cache_dir);
-        /* Without an agent the guest still boots; it just never becomes "ready". */
-        if (guest_image_find_agent(agent) >= 0) {
-                snprintf(extra, sizeof(extra), "%s:/usr/bin/vmgr-agent", agent);
-                argv[4] = "--extra";
-                argv[5] = extra;
-        }
+        /* Without its agent the guest would boot and never become ready,
+         * and WaitReady would blame the guest: refuse, naming where we looked. */
+        r = guest_image_find_agent(agent, tried, sizeof(tried));
+        if (r < 0)
+                return vmgr_error_printf(error, error_size, r,
+                                         "building the default guest failed: vmgr-agent is not installed "
+                                         "(looked for %s)", tried);
+        snprintf(extra, sizeof(extra), "%s:/usr/bin/vmgr-agent", agent);
+        argv[4] = "--extra";
+        argv[5] = extra;
         r = spawn_run_stdout(argv, 0, output, sizeof(output), errbuf, sizeof(errbuf), &res);
         if (r < 0)
                 return vmgr_error_printf(error, error_size, r,

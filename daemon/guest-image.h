@@ -12,8 +12,8 @@ int guest_image_get(const char *mkguest, const char *cache_dir, char kernel[PATH
                     char *error, size_t error_size);
 
 /* The static guest agent (for the default guest, or a cloud-init seed):
- * where an install next to our own binary has it (BINDIR/../libexec, a
- * destdir or a prefix), in a build tree (daemon/../agent), else the
- * configured path. Returns 0 with the path in buf, or -ENOENT if there is
- * none. */
-int guest_image_find_agent(char buf[PATH_MAX]);
+ * under the libexecdir of the install our own binary belongs to (a
+ * prefix, a destdir), in a build tree (daemon/../agent), else under the
+ * configured libexecdir (lib/install-path.h). Returns 0 with the path in
+ * buf, or -ENOENT with the paths tried in tried (tried_size bytes). */
+int guest_image_find_agent(char buf[PATH_MAX], char *tried, size_t tried_size);

@@ -21,6 +21,7 @@
 
 #include "adopt.h"
 #include "fs-util.h"
+#include "install-path.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -36,7 +37,8 @@ static void help(void) {
                "  --runtime-dir DIR   runtime files (default $XDG_RUNTIME_DIR/vmgr)\n"
                "  --cache-dir DIR     guest images and base disks, shared by the user's vmgrds\n"
                "                      (default $XDG_CACHE_HOME/vmgr)\n"
-               "  --netadm PATH       privileged helper (default %s)\n"
+               "  --netadm PATH       privileged helper (default: %s, or the one\n"
+               "                      installed beside vmgrd when it runs from elsewhere)\n"
                "  --config FILE       configuration file (key = value; default\n"
                "                      ~/.config/vmgr/vmgrd.conf, as root /etc/vmgr/vmgrd.conf,\n"
                "                      if it exists)\n"
@@ -60,25 +62,21 @@ static int default_dir(const char *env, const char *fallback, char **ret) {
         return -ENXIO;
 }
 
-/* vmgr-mkguest next to our own binary (an install in a destdir, a build
- * tree's install), else the configured one. */
-static int find_mkguest(char **ret) {
-        char self[4096];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+/* An installed piece (lib/install-path.h) for the running vmgrd: the one
+ * its own install has, the build tree's, else the configured path (which
+ * a later exec then fails on, naming it). Returns 0, or -ENOMEM or
+ * -ENAMETOOLONG (the configured path is too long). */
+static int find_piece(VmgrInstallDir dir, const char *name, const char *build_subdir, char **ret) {
+        const VmgrInstallPiece piece = { dir, name, build_subdir };
+        char path[PATH_MAX], cand[VMGR_INSTALL_CANDIDATES_MAX][PATH_MAX];
 
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash) {
-                        *slash = 0;
-                        if (asprintf(ret, "%s/vmgr-mkguest", self) < 0)
-                                return -ENOMEM;
-                        if (access(*ret, X_OK) == 0)
-                                return 0;
-                        free(*ret);
-                }
+        if (vmgr_install_find(&piece, X_OK, path, NULL, 0) < 0) {
+                int n = vmgr_install_candidates(&vmgr_install_layout, NULL, &piece, cand);
+                if (n < 1)
+                        return n < 0 ? n : -ENOENT;
+                memcpy(path, cand[0], sizeof(path));
         }
-        *ret = strdup(VMGR_MKGUEST_PATH);
+        *ret = strdup(path);
         return *ret ? 0 : -ENOMEM;
 }
 
@@ -216,10 +214,14 @@ static int parse_argv(int argc, char *argv[], Manager *m, char **config) {
                 fprintf(stderr, "vmgrd: set XDG_CACHE_HOME or HOME, or pass --cache-dir\n");
                 return -EINVAL;
         }
-        if (!m->netadm_path && !(m->netadm_path = strdup(VMGR_NETADM_PATH)))
-                return -ENOMEM;
-        if (find_mkguest(&m->mkguest_path) < 0)
-                return -ENOMEM;
+        if (!m->netadm_path) {
+                r = find_piece(VMGR_INSTALL_LIBEXECDIR, "vmgr-netadm", "netadm", &m->netadm_path);
+                if (r < 0)
+                        return r;
+        }
+        r = find_piece(VMGR_INSTALL_BINDIR, "vmgr-mkguest", "guest", &m->mkguest_path);
+        if (r < 0)
+                return r;
         r = 1;
         return r;
 }
