@@ -1285,6 +1285,16 @@ static int tap_make_persistent(const char *name, unsigned uid, char *msg) {
         return 0;
 }
 
+/* Whether l is a TAP that a helper of uid made persistent and did not live
+ * to tag (killed between TUNSETPERSIST and setting its alias): no alias,
+ * persistent, owned by uid. Only a helper of uid (or root) makes a
+ * persistent TAP owned by uid; named for the caller's VM, it is that VM's,
+ * half made, and would otherwise stay for ever, neither taggable nor
+ * deletable through the helper. */
+static bool tap_untagged_of(const struct nl_link *l, unsigned uid) {
+        return streq(l->kind, "tun") && !l->alias[0] && l->persistent && l->has_tun_owner && l->tun_owner == uid;
+}
+
 int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        unsigned max_taps, char *msg) {
         _cleanup_(nl_array_done) struct nl_array links = {};
@@ -1315,6 +1325,13 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
                                    max_taps);
 
         r = link_get(nl, name, &tap);
+        /* What a helper killed during TAP_CREATE may leave: made again. */
+        if (r >= 0 && tap_untagged_of(&tap, uid)) {
+                r = link_delete(nl, tap.ifindex);
+                if (r < 0)
+                        return nl_fail(nl, r, msg, "deleting the untagged TAP %s", name);
+                r = -ENODEV;
+        }
         if (r >= 0)
                 return netadm_fail(msg, -EEXIST, "TAP %s already exists and %s", name,
                                    link_owner_describe(&tap, owner, sizeof(owner)));
@@ -1361,7 +1378,7 @@ int netlink_tap_delete(struct netlink *nl, unsigned uid, const char *group, cons
                 return 0;
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the TAP");
-        if (!streq(tap.alias, alias))
+        if (!streq(tap.alias, alias) && !tap_untagged_of(&tap, uid))
                 return netadm_fail(msg, -EPERM, "TAP %s %s", name, link_owner_describe(&tap, owner, sizeof(owner)));
         r = link_delete(nl, tap.ifindex);
         if (r < 0)

@@ -428,6 +428,39 @@ ip link del "$tap2"
 ip link del "$br2"
 group_intact "after vmgr-test2's refused requests"
 
+# A helper killed between making a TAP persistent and tagging it leaves a
+# persistent TAP owned by the caller, with no alias: the caller's helper
+# deletes it, or makes it again, instead of calling it somebody else's for
+# ever. Another user's helper still does neither.
+half=$(tap_name "$g1" vm3)
+ip tuntap add dev "$half" mode tap user vmgr-test
+drive vmgr-test "$helper" tap-delete "$g1" vm3 primary
+expect_reply "vmgr-test deletes its half-made TAP $half" 0 "^ok"
+check "the half-made TAP $half is gone" bash -c "! ip link show dev $half >/dev/null 2>&1"
+ip tuntap add dev "$half" mode tap user vmgr-test
+drive vmgr-test "$helper" tap-create "$g1" vm3 primary
+expect_reply "vmgr-test makes its half-made TAP $half again" 0 "^ok"
+check "$half now carries vmgr-test's alias" \
+        test "$(ip -j -d link show dev "$half" 2>/dev/null | jq -r '.[0].ifalias // ""')" = "$alias1"
+drive vmgr-test "$helper" tap-delete "$g1" vm3 primary
+expect_reply "vmgr-test deletes $half" 0 "^ok"
+# The attack: vmgr-test2's names, but a half-made TAP owned by vmgr-test.
+half2=$(tap_name "$g1" vm3 "$uid2")
+drive vmgr-test2 "$helper" group-create "$g1"
+expect_reply "vmgr-test2 creates its own group '$g1' again" 0 "^ok"
+ip tuntap add dev "$half2" mode tap user vmgr-test
+drive vmgr-test2 "$helper" tap-delete "$g1" vm3 primary
+expect_reply "vmgr-test2 cannot delete an untagged TAP of its name that vmgr-test owns" 1 \
+        "error EPERM: TAP $half2 was not made by vmgr"
+drive vmgr-test2 "$helper" tap-create "$g1" vm3 primary
+expect_reply "vmgr-test2 cannot take an untagged TAP of its name that vmgr-test owns" 1 \
+        "error EEXIST: TAP $half2 already exists and was not made by vmgr"
+check "vmgr-test's untagged TAP $half2 is still there" ip link show dev "$half2"
+ip link del "$half2"
+drive vmgr-test2 "$helper" group-delete "$g1"
+expect_reply "vmgr-test2 deletes its group '$g1' again" 0 "^ok"
+group_intact "after the half-made TAPs"
+
 # ---------------------------------------------------------------- dnsmasq
 
 run=$tmp/run
