@@ -259,12 +259,19 @@ static void state_write(int fd, const char *path, const char *buf, size_t n) {
         failed = true;
 }
 
+/* Empty the state file at fd: a failure only means the next agent sends
+ * again what this one sent (the state is a hint, never trusted further). */
+static void state_clear(int fd) {
+        if (ftruncate(fd, 0) < 0)
+                log_warning("cannot empty a log state file: %m");
+}
+
 static void kmsg_save(void) {
         char line[KMSG_STATE_SIZE + 1];
 
         if (!L.kmsg_have_sent) {
                 if (L.kmsg_state_fd >= 0)
-                        (void) ftruncate(L.kmsg_state_fd, 0);
+                        state_clear(L.kmsg_state_fd);
         } else if (kmsg_state_format(line, L.boot_id, L.kmsg_sent) == KMSG_STATE_SIZE)
                 state_write(L.kmsg_state_fd, KMSG_STATE_PATH, line, KMSG_STATE_SIZE);
 }
@@ -720,7 +727,7 @@ void log_forward_setup(int epoll_fd, int null_fd, void *kmsg_tag, void *journal_
                 line[strcspn(line, " ")] = 0;
                 if (strlen(line) < sizeof(L.journal_sent))
                         strcpy(L.journal_sent, line);
-                (void) ftruncate(fd, 0);
+                state_clear(fd);
                 journal_save();
                 log_info("forwarding the journal%s", L.journal_sent[0] ? ", after the entries an earlier agent sent" : "");
                 return;
@@ -755,7 +762,7 @@ void log_forward_setup(int epoll_fd, int null_fd, void *kmsg_tag, void *journal_
         } else {
                 if (r < 0 && line[0])
                         log_warning("ignoring %s: malformed", KMSG_STATE_PATH);
-                (void) ftruncate(fd, 0);
+                state_clear(fd);
                 log_info("forwarding the kernel log");
         }
 }

@@ -403,7 +403,8 @@ static void maybe_hang_up(struct job *j) {
         if (j->disconnect_after && j->out.bytes >= j->disconnect_after) {
                 /* Hang up mid-stream, with half a frame on the wire. */
                 static const uint8_t half[] = { 0x05, 'v', 'm', 'A' };
-                (void) write(conn_fd, half, sizeof(half));
+                if (write(conn_fd, half, sizeof(half)) < 0)
+                        fprintf(stderr, "writing the half frame: %m\n");
                 close(conn_fd);
                 printf("disconnected after %" PRIu64 " bytes\n", j->out.bytes);
                 exit(0);
@@ -788,7 +789,8 @@ static int cmd_garbage(void) {
         start_exec(j, argv);
         /* The session wrote the EXEC at once; the half frame goes after it,
          * and we leave without the session (which would kill the process). */
-        (void) write(conn_fd, half, sizeof(half));
+        if (write(conn_fd, half, sizeof(half)) < 0)
+                fprintf(stderr, "writing the half frame: %m\n");
         usleep(200000);
         close(conn_fd);
         printf("left a half frame and a running sleep behind\n");
