@@ -6,6 +6,7 @@
 #
 # Usage: bench/plot.sh SAMPLES DIR [NOTE]
 #        bench/plot.sh --redraw DIR
+#        bench/plot.sh --figures NAME
 #
 # SAMPLES is the raw data tools/bench keeps beside its report (FILE.data/:
 # one directory per comparison, one file per sample key, one sample a
@@ -27,9 +28,24 @@ set -euo pipefail
 PLOT_DIR_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
-        sed -n '6,7p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
+        sed -n '7,9p' "${BASH_SOURCE[0]}" | sed 's/^# //' >&2
         exit 2
 }
+
+# --figures NAME: the figures drawn for comparison NAME, one
+# "FILE.png<TAB>caption" a line (tools/bench links them from its report).
+if [ "${1:-}" = --figures ]; then
+        case ${2:?} in
+        vm-ready) printf '%s\t%s\n' vm-ready.png "Every counted run's start to ready, per contender" ;;
+        warm-start) printf '%s\t%s\n' warm-start.png "Every counted run's start to ready: warm, cold, raw QEMU" ;;
+        cold-boot) printf '%s\t%s\n' cold-boot.png "Every counted run's cold boot to ready, before and after" ;;
+        scale)
+                printf '%s\t%s\n' scale-ready.png "Time until all N groups × 2 VMs are ready, against N"
+                printf '%s\t%s\n' scale-vmgrd.png "vmgrd's peak RSS and CPU time per round, against N"
+                ;;
+        esac
+        exit 0
+fi
 
 redraw=0
 if [ "${1:-}" = --redraw ]; then

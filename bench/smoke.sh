@@ -136,6 +136,9 @@ for fig in vm-ready warm-start scale-ready scale-vmgrd; do
                 not_ok "figure $fig.png is a PNG" "$(ls -l "$plots" 2>&1)"
         fi
 done
+for fig in vm-ready warm-start scale-ready scale-vmgrd; do
+        has "the report shows $fig.png" "^!\[[^]]+\]\([^)]*/$fig\.png\)\$"
+done
 if grep -q -P '^1\t[0-9.]+\t"vmgr, host mode"\t2$' "$plots/vm-ready.dat" 2>/dev/null; then
         ok "figure data: vm-ready.dat has every run"
 else
