@@ -18,6 +18,9 @@ set ylabel "start → ready (ms)"
 if (log eq "1") {
         set logscale y
         set ytics nomirror
+        # Labels at 1, 2 and 5 of each decade: one label a decade is too
+        # few to read a time off.
+        set ytics add (20, 50, 200, 500, 2000, 5000, 20000, 50000)
         set mytics 10
 } else {
         set yrange [0:*]
