@@ -14,9 +14,10 @@
 # for each comparison there is data for, the figure's own data as
 # tab-separated .dat files (with a header saying what the columns are) and
 # the PNG drawn from them; NOTE (the run's conditions: date, machine, load)
-# is printed on every figure and kept in DIR/conditions.txt. --redraw draws
-# the PNGs again from the .dat files and the note already in DIR, without
-# the samples (after a change to the figures' look, say).
+# is printed on every figure and kept in its .dat file ("# note: " line),
+# so that figures of different runs in DIR each keep their own. --redraw
+# draws the PNGs again from the .dat files in DIR, without the samples
+# (after a change to the figures' look, say).
 #
 # Figures: vm-ready.png, warm-start.png and cold-boot.png (every run's time
 # to ready, with a box per contender: median, quartiles, range),
@@ -53,7 +54,7 @@ if [ "${1:-}" = --redraw ]; then
         [ $# -eq 2 ] || usage
         out=$2
         samples=
-        note=$(cat "$out/conditions.txt" 2>/dev/null || true)
+        note=
 else
         [ $# -ge 2 ] && [ $# -le 3 ] || usage
         samples=$1
@@ -86,6 +87,7 @@ dist_dat() {
         done
         [ "$x" -gt 0 ] || return 0
         {
+                echo "# note: $note"
                 echo "# x	ms	contender	round (from tools/bench's samples in $cmp/)"
                 printf '%s' "$rows"
         } >"$file"
@@ -101,6 +103,7 @@ scale_dat() {
                 sort -n)
         [ ${#ns[@]} -gt 0 ] || return 0
         {
+                echo "# note: $note"
                 echo "# N	round	all_ready_s	guests_cpu_per_core_s	vmgrd_peak_rss_mib	vmgrd_cpu_round_ms	vmgrd_cpu_to_ready_ms	libvirtd_cpu_round_ms"
                 echo "# tools/bench's scale comparison: N groups × 2 VMs; guests' CPU ÷ $cores cores is the floor"
                 echo "# the guests' own work sets on the wall time"
@@ -127,7 +130,8 @@ scale_dat() {
 }
 
 if [ "$redraw" = 0 ]; then
-        printf '%s\n' "$note" >"$out/conditions.txt"
+        # One line: it is a comment line of each .dat file.
+        note=${note//$'\n'/ }
         dist_dat "$out/vm-ready.dat" vm-ready \
                 "vmgr, host mode" vmgr.ready \
                 "vmgr, namespace mode" ns.ready \
@@ -144,15 +148,15 @@ fi
 
 # --- figures ---------------------------------------------------------------
 
-# The note on two or three lines under the figure: folded at spaces.
-note=$(fold -s -w 140 <<<"$note" | sed 's/ $//')
 
-# gp FIGURE.gp OUT.png VAR=VALUE...: run one of bench/plot-*.gp with its
-# variables (strings) and the note.
+# gp FIGURE.gp OUT.png DATA VAR=VALUE...: run one of bench/plot-*.gp with
+# its variables (strings): data=DATA, out=OUT.png, the note from DATA (on
+# two or three lines under the figure) and these.
 gp() {
-        local script=$1 png=$2 args="" kv v
-        shift 2
-        for kv in "$@" "note=$note" "out=$png"; do
+        local script=$1 png=$2 data=$3 args="" kv v note
+        shift 3
+        note=$(sed -n 's/^# note: //p' "$data" | head -n 1 | fold -s -w 140 | sed 's/ $//')
+        for kv in "$@" "data=$data" "note=$note" "out=$png"; do
                 # A gnuplot string in double quotes: \\ and \" escaped, a
                 # newline written \n.
                 v=${kv#*=}
@@ -167,23 +171,23 @@ gp() {
 
 drawn=0
 if [ -s "$out/vm-ready.dat" ]; then
-        gp plot-dist.gp "$out/vm-ready.png" "data=$out/vm-ready.dat" \
+        gp plot-dist.gp "$out/vm-ready.png" "$out/vm-ready.dat" \
                 "title=One VM of the default guest, start to ready (every counted run)" "log=0"
         drawn=$((drawn + 1))
 fi
 if [ -s "$out/warm-start.dat" ]; then
-        gp plot-dist.gp "$out/warm-start.png" "data=$out/warm-start.dat" \
+        gp plot-dist.gp "$out/warm-start.png" "$out/warm-start.dat" \
                 "title=Warm start against cold boot and raw QEMU, to ready (every counted run)" "log=1"
         drawn=$((drawn + 1))
 fi
 if [ -s "$out/cold-boot.dat" ]; then
-        gp plot-dist.gp "$out/cold-boot.png" "data=$out/cold-boot.dat" \
+        gp plot-dist.gp "$out/cold-boot.png" "$out/cold-boot.dat" \
                 "title=Cold boot of the default guest, before and after (every counted run)" "log=0"
         drawn=$((drawn + 1))
 fi
 if [ -s "$out/scale.dat" ]; then
-        gp plot-scale-ready.gp "$out/scale-ready.png" "data=$out/scale.dat" "median=$out/scale-median.dat"
-        gp plot-scale-vmgrd.gp "$out/scale-vmgrd.png" "data=$out/scale.dat" "median=$out/scale-median.dat"
+        gp plot-scale-ready.gp "$out/scale-ready.png" "$out/scale.dat" "median=$out/scale-median.dat"
+        gp plot-scale-vmgrd.gp "$out/scale-vmgrd.png" "$out/scale.dat" "median=$out/scale-median.dat"
         drawn=$((drawn + 2))
 fi
 if [ "$drawn" = 0 ]; then
