@@ -11,7 +11,8 @@
 # "Comparisons" in tools/bench) inside the benchmark's namespaces.
 #
 # BENCH_WARM_BATCH="N ROUNDS" (environment) changes the batch: N groups of
-# 2 VMs in each of the first ROUNDS counted rounds (default "8 3", smoke "1 1").
+# 2 VMs in each of the first ROUNDS counted rounds (default "8 3", smoke "1 1");
+# BENCH_WARM_RUNS=N the rounds of a smoke run (default 1).
 
 BENCH_COMPARISONS+=(warm-start)
 BENCH_ORDER["warm-start"]=2.5
@@ -45,9 +46,10 @@ bench_warm_start_title() {
 
 # Each round boots two VMs under TCG (cold, raw) and restores one: about
 # 15 s; the batch rounds take a minute or two more each. A smoke run (in
-# the test suite) takes one round.
+# the test suite) takes one round, or BENCH_WARM_RUNS (environment): a
+# short run for the figures wants a few.
 bench_warm_start_runs() {
-        if [ "$BENCH_SMOKE" = 1 ]; then echo 1; else echo $((BENCH_RUNS < 10 ? BENCH_RUNS : 10)); fi
+        if [ "$BENCH_SMOKE" = 1 ]; then echo "${BENCH_WARM_RUNS:-1}"; else echo $((BENCH_RUNS < 10 ? BENCH_RUNS : 10)); fi
 }
 
 # The batch's size and rounds (WS_BATCH_N, WS_BATCH_ROUNDS), within the

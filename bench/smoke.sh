@@ -5,7 +5,8 @@
 # at their smoke sizes (scale: N = 1 only; exec: fewer runs per round),
 # against the build under test (already installed into its destdir, as for
 # the integration tests) into a temp file; checks that every table came out
-# with numbers and that docs/benchmarks.md was left alone. Boots about
+# with numbers, that the samples were kept beside it and the figures drawn
+# (--plots) as PNG files, and that docs/benchmarks.md was left alone. Boots about
 # fifteen TCG guests (warm-start: four of them cold, the rest restored) and
 # two of vmgr's Debian image: five to seven minutes. Prints TAP-style lines.
 set -euo pipefail
@@ -19,7 +20,8 @@ src=${VMGR_SOURCE_DIR:?}
 build=${VMGR_BUILD_DIR:?}
 doc=$src/docs/benchmarks.md
 out=$(mktemp /tmp/vmgr-bench-smoke.XXXXXX)
-trap 'rm -f "$out"' EXIT
+plots=$(mktemp -d /tmp/vmgr-bench-smoke-plots.XXXXXX)
+trap 'rm -rf "$out" "$out.data" "$plots"' EXIT
 
 passed=0
 failed=0
@@ -40,7 +42,8 @@ has() {
 
 before=$(sha256sum "$doc" 2>/dev/null || echo absent)
 rc=0
-"$src/tools/bench" --smoke --runs 2 --build-dir "$build" --output "$out" || rc=$?
+"$src/tools/bench" --smoke --runs 2 --build-dir "$build" --output "$out" --plots "$plots" \
+        --plot-note "bench-smoke" || rc=$?
 if [ "$rc" -ne 0 ]; then
         not_ok "tools/bench exits 0" "exit status: $rc"
         echo "# $passed passed, $failed failed"
@@ -118,6 +121,34 @@ has "clone memory" '^\| a warm VM.s QEMU, RSS when all 2 are ready \(median / ma
 has "section real-guest" '^## A Debian image: start to ready with the agent and without$'
 has "row: Debian image without the agent" "^\| \*\*without the agent\*\*: CreateGroup → WaitReady returns \| $num \| $num \| $num \| 1 \|$"
 has "row: host probe stage" "^\| &nbsp;&nbsp;TCP connect to port 19531 succeeds \(Timings\) \| $num \| $num \| $num \| 1 \|$"
+
+# The samples beside the report, and the figures drawn from them.
+if [ "$(wc -l <"$out.data/vm-ready/vmgr.ready" 2>/dev/null)" = 2 ]; then
+        ok "samples kept beside the report"
+else
+        not_ok "samples kept beside the report" "$out.data/vm-ready/vmgr.ready: $(cat "$out.data/vm-ready/vmgr.ready" 2>&1)"
+fi
+for fig in vm-ready warm-start scale-ready scale-vmgrd; do
+        # A PNG starts with these eight bytes.
+        if [ "$(head -c 8 "$plots/$fig.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; then
+                ok "figure $fig.png is a PNG"
+        else
+                not_ok "figure $fig.png is a PNG" "$(ls -l "$plots" 2>&1)"
+        fi
+done
+for fig in vm-ready warm-start scale-ready scale-vmgrd; do
+        has "the report shows $fig.png" "^!\[[^]]+\]\([^)]*/$fig\.png\)\$"
+done
+if grep -q -P '^1\t[0-9.]+\t"vmgr, host mode"\t2$' "$plots/vm-ready.dat" 2>/dev/null; then
+        ok "figure data: vm-ready.dat has every run"
+else
+        not_ok "figure data: vm-ready.dat has every run" "$(cat "$plots/vm-ready.dat" 2>&1)"
+fi
+if grep -q -P '^1\t1\t[0-9.]+\t[0-9.]+\t[0-9.]+' "$plots/scale.dat" 2>/dev/null; then
+        ok "figure data: scale.dat has N = 1"
+else
+        not_ok "figure data: scale.dat has N = 1" "$(cat "$plots/scale.dat" 2>&1)"
+fi
 
 after=$(sha256sum "$doc" 2>/dev/null || echo absent)
 if [ "$before" = "$after" ]; then
