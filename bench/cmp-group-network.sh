@@ -126,6 +126,17 @@ gn_libvirt_cycle() {
 bench_group_network_setup() {
         local bridge prefix6 gateway6 management6 logs6 files6 subnet4 gateway4 dhcp4_first dhcp4_last tap_0 tap4_0
 
+        # Runtime files on a tmpfs, where they go by default ($XDG_RUNTIME_DIR,
+        # /run/user/UID) rather than on the disk under /tmp: vmgrd's runtime
+        # directory (dnsmasq's pid, lease and log files) and the scripts'.
+        # The state directory stays on the disk, as ~/.local/state is.
+        # BENCH_GN_RUNTIME=disk keeps them on the disk.
+        GN_RUNTIME=${BENCH_GN_RUNTIME:-tmpfs}
+        if [ "$GN_RUNTIME" = tmpfs ]; then
+                mount -t tmpfs -o "mode=0700,uid=$(id -u "$VMGR_USER"),gid=$(id -g "$VMGR_USER"),size=64m" \
+                        vmgr-bench-run "$VMGR_TMP/run"
+                GN_RUN_MOUNTED=1
+        fi
         # Each round starts vmgrd afresh in each network mode; this one
         # (the default mode, host here) only checks that it runs at all.
         bench_vmgrd_start
@@ -136,7 +147,7 @@ bench_group_network_setup() {
         export BENCH_MANAGEMENT6=$management6 BENCH_LOGS6=$logs6 BENCH_FILES6=$files6
         export BENCH_GATEWAY4=$gateway4 BENCH_DHCP4_FIRST=$dhcp4_first BENCH_DHCP4_LAST=$dhcp4_last
         export BENCH_TAP0=$tap_0 BENCH_TAP4=$tap4_0 BENCH_TAP_USER=$VMGR_USER
-        export BENCH_RUN_DIR=$VMGR_TMP/iproute2 BENCH_ARGV_FILE=$VMGR_TMP/dnsmasq.argv
+        export BENCH_RUN_DIR=$VMGR_TMP/run/iproute2 BENCH_ARGV_FILE=$VMGR_TMP/dnsmasq.argv
         export BENCH_NAP_FIFO=$VMGR_TMP/nap.fifo
         mkdir -p "$BENCH_RUN_DIR"
         mkfifo "$BENCH_NAP_FIFO"
@@ -269,6 +280,16 @@ gn_memory() {
 bench_group_network_finish() {
         local k
         gn_libvirt_stop
+        gn_finish_measure
+        if [ -n "${GN_RUN_MOUNTED:-}" ]; then
+                bench_vmgrd_stop
+                umount "$VMGR_TMP/run"
+                GN_RUN_MOUNTED=
+        fi
+}
+
+gn_finish_measure() {
+        local k
 
         declare -gA GN_RSS=()
         gn_memory host batch
