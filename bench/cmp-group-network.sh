@@ -692,7 +692,7 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" nsbatch.delete.total)
   from its start to its pid file.
 - **Runtime files**: vmgrd's runtime directory and the scripts' (dnsmasq's
   pid, lease and log files) are on a tmpfs the benchmark mounts, as
-  \`$XDG_RUNTIME_DIR\` is; vmgrd's state directory is on the disk, as
+  \`\$XDG_RUNTIME_DIR\` is; vmgrd's state directory is on the disk, as
   \`~/.local/state\` is. \`BENCH_GN_RUNTIME=disk\` puts the runtime files on
   the disk too (under \`/tmp\`, as before).
 - **before**: with \`BENCH_GN_BASELINE=DIR\`, an earlier build's vmgrd and
