@@ -252,6 +252,7 @@ struct GroupFilesJob {
         GroupFilesJob *next;
         char *text;                     /* the state to write; NULL: remove the group's files */
         bool sync_later;                /* renamed into place without waiting for fsync() (group_state_sync) */
+        bool make_runtime_dir;          /* then make the runtime directory (the group's first state) */
         int errors[3];                  /* removal: runtime dir, state subdir, state file */
         void (*done)(Group *g, int r);  /* on the loop once the job ran; may be NULL */
 };
@@ -355,6 +356,15 @@ static int group_files_work(void *userdata) {
         GroupFilesJob *j = userdata;
         Group *g = j->group;
 
+        if (j->text && j->sync_later && j->make_runtime_dir) {
+                /* After the state file, as every file of the group: a vmgrd
+                 * that dies in between leaves nothing the next one does not
+                 * know of. Here rather than on the loop, as the helper needs
+                 * it first (dnsmasq's files) and a mkdir() may wait for the
+                 * file system's journal. */
+                int r = state_write_unsynced(g->state_file, j->text);
+                return r < 0 ? r : mkdir_p(g->runtime_dir, 0700);
+        }
         if (j->text && j->sync_later)
                 return state_write_unsynced(g->state_file, j->text);
         if (j->text)
@@ -411,18 +421,21 @@ static void group_files_next(Group *g) {
 }
 
 /* Queue a job (text moved in; NULL: remove the files); done runs once it
- * ran; sync_later: once renamed into place, not once on disk. Returns 0 or -ENOMEM. */
-static int group_files_queue(Group *g, char *text, bool sync_later, void (*done)(Group *g, int r)) {
+ * ran; sync_later: once renamed into place, not once on disk. Returns the
+ * job (owned by the queue) or NULL when out of memory. */
+static GroupFilesJob *group_files_queue_job(Group *g, char *text, bool sync_later, bool make_runtime_dir,
+                                            void (*done)(Group *g, int r)) {
         GroupFilesJob *j, **p;
 
         j = calloc(1, sizeof(*j));
         if (!j) {
                 free(text);
-                return -ENOMEM;
+                return NULL;
         }
         j->group = group_ref(g);
         j->text = text;
         j->sync_later = sync_later;
+        j->make_runtime_dir = make_runtime_dir;
         j->done = done;
         for (p = &g->files_jobs; *p; p = &(*p)->next)
                 ;
@@ -430,7 +443,11 @@ static int group_files_queue(Group *g, char *text, bool sync_later, void (*done)
         g->files_queued++;
         if (g->files_jobs == j)
                 group_files_next(g);
-        return 0;
+        return j;
+}
+
+static int group_files_queue(Group *g, char *text, bool sync_later, void (*done)(Group *g, int r)) {
+        return group_files_queue_job(g, text, sync_later, false, done) ? 0 : -ENOMEM;
 }
 
 /* Queue a write of the group's state as it is now; done (may be NULL) runs
@@ -996,6 +1013,12 @@ static void on_network_created(int error, const char *message, int pid, int pidf
         group_stage_mark(g, GROUP_STAGE_NETWORK_CREATED);
         log_group(LOG_DEBUG, g->name, "Network created (bridge %s)", g->addrs.bridge);
 
+        if (g->files_error < 0) {
+                group_creation_failed(g, g->files_error, "cannot make the group's directory or its log", false);
+                group_unref(g);
+                return;
+        }
+
         if (g->spec->outbound) {
                 r = outbound_enable(g, on_outbound_enabled);
                 if (r < 0)
@@ -1048,13 +1071,11 @@ static void group_start_services(Group *g) {
                 group_creation_failed(g, r, "failed to start dnsmasq", true);
 }
 
-int group_make_files(Group *g) {
+/* The group's state directory and its log. Returns 0 or -errno. */
+static int group_make_state_files(Group *g) {
         _cleanup_free_ char *log_path = NULL;
         int r;
 
-        r = mkdir_p(g->runtime_dir, 0700);
-        if (r < 0)
-                return r;
         r = mkdir_p(g->state_subdir, 0700);
         if (r < 0)
                 return r;
@@ -1063,16 +1084,23 @@ int group_make_files(Group *g) {
         return group_log_new(g->manager->event, log_path, &g->log);
 }
 
-/* The first state file is on disk (or not): make the directories, then the network. */
+int group_make_files(Group *g) {
+        int r;
+
+        r = mkdir_p(g->runtime_dir, 0700);
+        if (r < 0)
+                return r;
+        return group_make_state_files(g);
+}
+
+/* The first state file is in place and the runtime directory made (or
+ * not): the network, then the group's own directory and log. */
 static void group_start_saved(Group *g, int r) {
         Manager *m = g->manager;
         char message[VMGR_ERROR_MAX];
 
         if (!m)
                 return; /* vmgrd is going away; the next start cleans up from the state file */
-        if (r < 0)
-                goto fail;
-        r = group_make_files(g);
         if (r < 0)
                 goto fail;
 
@@ -1088,13 +1116,23 @@ static void group_start_saved(Group *g, int r) {
                 group_ref(g);
                 g->dnsmasq_early = true;
                 dnsmasq_start_sent(g->dnsmasq);
-                return;
+        } else {
+                r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_CREATE, g->name, NULL, 0, NULL,
+                                       on_network_created, g);
+                if (r < 0)
+                        goto fail;
+                group_ref(g);
         }
 
-        r = netadm_client_call(m->netadm, VMGR_NETADM_GROUP_CREATE, g->name, NULL, 0, NULL, on_network_created, g);
-        if (r < 0)
-                goto fail;
-        group_ref(g);
+        /* While the helper works: the helper needs none of it, and a
+         * mkdir() or a new file may wait for the file system's journal. A
+         * failure fails the creation once the helper has answered
+         * (on_network_created()), so that the undo knows what there is. */
+        r = group_make_state_files(g);
+        if (r < 0) {
+                log_group_errno(LOG_ERR, r, g->name, "Failed to make %s or its log: %m", g->state_subdir);
+                g->files_error = r;
+        }
         return;
 
 fail:
@@ -1108,6 +1146,7 @@ fail:
 }
 
 int group_start(Group *g, sd_bus_message *call) {
+        char *text;
         int r;
 
         g->create_call = sd_bus_message_ref(call);
@@ -1115,7 +1154,9 @@ int group_start(Group *g, sd_bus_message *call) {
         /* The state file comes first: if we die from here on, the next start
          * knows what to clean up. The rest continues once it is in place
          * (renamed: what a restarted vmgrd reads), its fsync() on the side. */
-        r = group_save_as(g, true, group_start_saved);
+        r = group_state_format(g, &text);
+        if (r >= 0 && !group_files_queue_job(g, text, true, true, group_start_saved))
+                r = -ENOMEM;
         if (r < 0) {
                 g->create_call = sd_bus_message_unref(g->create_call);
                 group_remove(g);

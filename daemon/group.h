@@ -65,6 +65,7 @@ struct Group {
         bool network_deleting;          /* a GROUP_DELETE is out (teardown) */
         bool dnsmasq_down;              /* teardown: dnsmasq has stopped */
         bool dnsmasq_early;             /* GROUP_START started dnsmasq with the network */
+        int files_error;                /* making the state directory or log failed while the helper worked */
         GroupFilesJob *files_jobs;      /* state writes and file removal, in order; the first is on the pool */
         uint64_t files_queued, files_done; /* how many such jobs were queued, and finished */
 
@@ -121,8 +122,8 @@ int group_add_vm(Group *g, VmgrVMSpec *spec, const char *spec_json, sd_bus_messa
 /* Remove one VM; reply to call when it is gone. */
 int group_remove_vm(Group *g, VM *vm, sd_bus_message *call);
 
-/* The group's directories and its log (group_start() and an adopted
- * group). Returns 0 or -errno. */
+/* The group's directories and its log (an adopted group; group_start()
+ * makes them in two steps). Returns 0 or -errno. */
 int group_make_files(Group *g);
 
 /* Write the group's state file atomically on the worker pool, after any

@@ -333,12 +333,12 @@ static bool pidfd_exited(int pidfd, int timeout_ms) {
 }
 
 /* Call found for every live dnsmasq in this network namespace, of any uid,
- * whose command line serves ifname, with its uid, its permitted capabilities
+ * whose command line serves ifname, except us and process skip (0: none), with its uid, its permitted capabilities
  * and a pidfd that pins it: the command line is read again once the pidfd
  * is open, and the process checked alive after its status is read, so a pid
  * reused meanwhile is never taken for it. found returns 0 to go on or a
  * negative errno to stop with. Returns 0 or that errno. */
-static int dnsmasq_scan(const char *ifname,
+static int dnsmasq_scan(const char *ifname, pid_t skip,
                         int (*found)(pid_t pid, uid_t uid, uint64_t permitted, int pidfd, void *userdata),
                         void *userdata) {
         _cleanup_free_ char *cmd = NULL;
@@ -365,7 +365,7 @@ static int dnsmasq_scan(const char *ifname,
                 ssize_t n;
                 uid_t uid;
 
-                if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid())
+                if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid() || pid == skip)
                         continue;
                 /* Most processes are not dnsmasq: rule them out by their
                  * command line alone, then pin a candidate and read it again,
@@ -407,11 +407,11 @@ static int dnsmasq_busy_found(pid_t pid, uid_t uid, uint64_t permitted, int pidf
                            (int) pid, (unsigned) uid, b->ifname);
 }
 
-int dnsmasq_check_none_serves(const char *ifname, char *msg) {
+int dnsmasq_check_none_serves(const char *ifname, pid_t ours, char *msg) {
         struct dnsmasq_busy b = { .ifname = ifname, .msg = msg };
         int r;
 
-        r = dnsmasq_scan(ifname, dnsmasq_busy_found, &b);
+        r = dnsmasq_scan(ifname, ours, dnsmasq_busy_found, &b);
         if (r < 0 && r != -EBUSY)
                 return netadm_fail(msg, r, "looking for a dnsmasq serving %s: %m", ifname);
         return r;
@@ -444,7 +444,7 @@ int dnsmasq_stop_serving(const char *ifname, uid_t uid, char *msg) {
         struct dnsmasq_stop s = { .uid = uid, .msg = msg };
         int r;
 
-        r = dnsmasq_scan(ifname, dnsmasq_stop_found, &s);
+        r = dnsmasq_scan(ifname, 0, dnsmasq_stop_found, &s);
         if (r == -ETIMEDOUT)
                 return r;
         if (r < 0)

@@ -55,9 +55,10 @@ int dnsmasq_start(const char *group, const char *dir, uid_t uid, pid_t *ret_pid,
 
 /* Check that no dnsmasq of any uid in this network namespace that holds one
  * of the three network capabilities (the only kind that can answer DHCP or
- * send router advertisements) serves interface ifname. Returns 0, -EBUSY
- * naming it, or -errno, with msg. */
-int dnsmasq_check_none_serves(const char *ifname, char *msg);
+ * send router advertisements) serves interface ifname, other than process
+ * ours (our own child for it; 0: none). Returns 0, -EBUSY naming it, or
+ * -errno, with msg. */
+int dnsmasq_check_none_serves(const char *ifname, pid_t ours, char *msg);
 
 /* Stop (SIGTERM, then SIGKILL) every dnsmasq of uid in this network namespace
  * that serves ifname, and wait for each to exit. Returns how many it stopped,

@@ -187,7 +187,7 @@ static int control_socket_check(int fd) {
 
 /* GROUP_START's dnsmasq, cloned half-way through the network's creation. */
 struct group_start {
-        const char *group, *dir;
+        const char *group, *dir, *bridge;
         int dir_fd;
         uid_t uid;
         int ifindex;
@@ -196,7 +196,9 @@ struct group_start {
 };
 
 /* netlink_bridge_made_t: the bridge is the caller's, so its dnsmasq may
- * start; it loads while the bridge gets its addresses, route and rules. */
+ * start; it loads (some milliseconds: exec and its shared libraries) while
+ * the rest of the request runs: the checks against the rest of the
+ * namespace, the addresses, route and rules. */
 static int group_start_bridge_made(int ifindex, void *userdata, char *msg) {
         struct group_start *s = userdata;
         int r;
@@ -206,7 +208,20 @@ static int group_start_bridge_made(int ifindex, void *userdata, char *msg) {
                 return r;
         s->ifindex = ifindex;
         s->spawned = true;
-        return 0;
+        /* A dnsmasq left serving this name (of any uid that could serve it)
+         * would serve the new bridge beside ours: then the group is refused
+         * (and the bridge, still down and bare, deleted) before ours even
+         * runs. This stands for DNSMASQ_START's check too: the bridge is new. */
+        return dnsmasq_check_none_serves(s->bridge, s->child.pid, msg);
+}
+
+/* netlink_bridge_undo_t: the bridge is about to be deleted; its dnsmasq
+ * goes first, so that it never serves a later link of the same name. */
+static void group_start_bridge_undo(void *userdata) {
+        struct group_start *s = userdata;
+
+        if (s->spawned)
+                dnsmasq_child_kill(&s->child);
 }
 
 /* GROUP_START: the checks and work of GROUP_CREATE, with those of
@@ -221,6 +236,7 @@ static int group_start(struct netadm *m, const struct vmgr_netadm_request *req, 
         struct group_start s = {
                 .group = req->group,
                 .dir = req->dir,
+                .bridge = g->bridge,
                 .uid = m->uid,
                 .child = { .pidfd = -EBADF, .exec_fd = -EBADF },
         };
@@ -233,15 +249,10 @@ static int group_start(struct netadm *m, const struct vmgr_netadm_request *req, 
         if (dir_fd < 0)
                 return dir_fd;
         s.dir_fd = dir_fd;
-        /* A dnsmasq left serving this name would serve the new bridge; and
-         * this check stands for DNSMASQ_START's too: the bridge is new. */
-        r = dnsmasq_check_none_serves(g->bridge, msg);
-        if (r < 0)
-                return r;
         r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, group_start_bridge_made,
-                                 &s, msg);
+                                 group_start_bridge_undo, &s, msg);
         if (r < 0)
-                goto fail_dnsmasq;
+                return r; /* dnsmasq (if started) killed and gone, then the network undone */
         /* Guests are untrusted: no isolation, no group. */
         r = firewall_group_create(m->uid, req->group, msg);
         if (r < 0)
@@ -271,11 +282,6 @@ fail_network:
         dnsmasq_child_kill(&s.child);
         (void) netlink_group_delete(m->nl, m->uid, req->group, ignored);
         return r;
-fail_dnsmasq:
-        /* netlink_group_create() undid the network itself. */
-        if (s.spawned)
-                dnsmasq_child_kill(&s.child);
-        return r;
 }
 
 /* Carry out one valid request. Returns 0 or -errno with rep->message set;
@@ -298,10 +304,11 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 if (r < 0)
                         return r;
                 /* A dnsmasq left serving this name would serve the new bridge. */
-                r = dnsmasq_check_none_serves(g.bridge, msg);
+                r = dnsmasq_check_none_serves(g.bridge, 0, msg);
                 if (r < 0)
                         return r;
-                r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, NULL, NULL, msg);
+                r = netlink_group_create(m->nl, m->uid, req->group, m->policy.max_groups_per_user, NULL, NULL, NULL,
+                                         msg);
                 if (r < 0)
                         return r;
                 /* Guests are untrusted: no isolation, no group. */
@@ -345,7 +352,7 @@ static int request_handle(struct netadm *m, const struct vmgr_netadm_request *re
                 if (ifindex < 0)
                         return ifindex;
                 /* One dnsmasq per bridge. */
-                r = dnsmasq_check_none_serves(g.bridge, msg);
+                r = dnsmasq_check_none_serves(g.bridge, 0, msg);
                 if (r < 0)
                         return r;
                 r = dnsmasq_start(req->group, req->dir, m->uid, &pid, &fd, msg);

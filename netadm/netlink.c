@@ -828,19 +828,14 @@ static int check_route_overlaps(const struct vmgr_group_addrs *g, const struct n
         return 0;
 }
 
-/* Check the group's bridge name and addresses against everything in this
- * network namespace. Returns 0, -EADDRINUSE with msg, or -errno. */
+/* Check the group's addresses against everything else in this network
+ * namespace (links: a dump for naming the owners of what overlaps). Our own
+ * new bridge is there already, down and without addresses and routes, so it
+ * overlaps nothing. Returns 0, -EADDRINUSE with msg, or -errno. */
 static int group_check_free(struct netlink *nl, const struct vmgr_group_addrs *g, const struct nl_array *links,
                             char *msg) {
         _cleanup_(nl_array_done) struct nl_array addrs = {}, routes = {};
-        const struct nl_link *existing;
-        char owner[160];
         int r;
-
-        existing = links_find_name(links, g->bridge);
-        if (existing)
-                return netadm_fail(msg, -EADDRINUSE, "bridge %s already exists and %s", g->bridge,
-                                   link_owner_describe(existing, owner, sizeof(owner)));
 
         r = nl_dump(nl, &addr_kind, &addrs);
         if (r < 0)
@@ -923,17 +918,17 @@ static unsigned links_count_owned(const struct nl_array *links, unsigned uid, co
  * caller's lowest new link sees none of its rivals, so at least one of many
  * concurrent requests succeeds when the caller is below the limit.
  *
- * Returns 0 to keep the link, -EDQUOT, or -errno when the dump fails.
+ * Returns 0 to keep the link, -EDQUOT, or -errno when the dump fails; the
+ * dump, taken after the link was made, goes to ret_links.
  */
 static int link_claim_within_limit(struct netlink *nl, unsigned uid, const char *group, int ifindex, unsigned limit,
-                                   char *msg) {
-        _cleanup_(nl_array_done) struct nl_array links = {};
+                                   struct nl_array *ret_links, char *msg) {
         int r;
 
-        r = nl_dump(nl, &link_kind, &links);
+        r = nl_dump(nl, &link_kind, ret_links);
         if (r < 0)
                 return nl_fail(nl, r, msg, "listing links");
-        if (links_count_owned(&links, uid, group, ifindex) < limit)
+        if (links_count_owned(ret_links, uid, group, ifindex) < limit)
                 return 0;
         if (group)
                 return netadm_fail(msg, -EDQUOT,
@@ -966,26 +961,32 @@ static int loopback_up(struct netlink *nl, char *msg) {
         return lo.ifindex;
 }
 
-/* Make the group's network; on failure *bridge_ifindex and lo_added say what to undo. */
-static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group_addrs *g, const char *alias,
-                       unsigned max_groups, int *bridge_ifindex, bool lo_added[3], int lo_ifindex,
-                       netlink_bridge_made_t bridge_made, void *userdata, char *msg) {
-        const struct in6_addr *lo_addrs[3];
+/* Create the group's bridge, the caller's from birth: made with
+ * NLM_F_EXCL (a link of that name that exists already is not ours, and the
+ * message says whose it is), within the limit, tagged. It stays down.
+ * links gets a dump of the links taken after it was made. Returns its
+ * ifindex or -errno with msg. */
+static int group_bridge_claim(struct netlink *nl, unsigned uid, const struct vmgr_group_addrs *g, const char *alias,
+                              unsigned max_groups, int *bridge_ifindex, struct nl_array *links, char *msg) {
         struct nl_link br;
+        char owner[160];
         int r;
 
         r = bridge_create(nl, g->bridge, uid);
-        if (r < 0) {
-                (void) nl_fail(nl, r, msg, "creating bridge %s", g->bridge);
-                /* Made by somebody else since we looked: the same conflict as above. */
-                return r == -EEXIST ? -EADDRINUSE : r;
+        if (r == -EEXIST) {
+                if (link_get(nl, g->bridge, &br) < 0)
+                        return netadm_fail(msg, -EADDRINUSE, "bridge %s already exists", g->bridge);
+                return netadm_fail(msg, -EADDRINUSE, "bridge %s already exists and %s", g->bridge,
+                                   link_owner_describe(&br, owner, sizeof(owner)));
         }
+        if (r < 0)
+                return nl_fail(nl, r, msg, "creating bridge %s", g->bridge);
         r = link_get(nl, g->bridge, &br);
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the new bridge");
         *bridge_ifindex = br.ifindex;
 
-        r = link_claim_within_limit(nl, uid, NULL, br.ifindex, max_groups, msg);
+        r = link_claim_within_limit(nl, uid, NULL, br.ifindex, max_groups, links, msg);
         if (r < 0)
                 return r;
 
@@ -993,6 +994,41 @@ static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group
         r = link_set(nl, br.ifindex, false, alias, -1);
         if (r < 0)
                 return nl_fail(nl, r, msg, "tagging the bridge");
+        return br.ifindex;
+}
+
+/* Make the group's network; on failure *bridge_ifindex and lo_added say what to undo. */
+static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group_addrs *g, const char *alias,
+                       unsigned max_groups, int *bridge_ifindex, bool lo_added[3], int *lo_ifindex,
+                       netlink_bridge_made_t bridge_made, bool *made_called, void *userdata, char *msg) {
+        _cleanup_(nl_array_done) struct nl_array links = {};
+        const struct in6_addr *lo_addrs[3];
+        int ifindex, r;
+
+        /* The bridge first, and the checks against the rest of the namespace
+         * after: only what is the caller's may start (bridge_made) before
+         * anything else is looked at, and a bridge that is down, without
+         * addresses, ports or routes, disturbs nothing while they run. */
+        ifindex = group_bridge_claim(nl, uid, g, alias, max_groups, bridge_ifindex, &links, msg);
+        if (ifindex < 0)
+                return ifindex;
+
+        /* The bridge is the caller's now (made with NLM_F_EXCL, within the
+         * limit, tagged): what needs only that may start, beside the rest. */
+        if (bridge_made) {
+                *made_called = true;
+                r = bridge_made(ifindex, userdata, msg);
+                if (r < 0)
+                        return r;
+        }
+
+        r = group_check_free(nl, g, &links, msg);
+        if (r < 0)
+                return r;
+
+        *lo_ifindex = loopback_up(nl, msg);
+        if (*lo_ifindex < 0)
+                return *lo_ifindex;
 
         /* Before the link goes up: the bridge must not configure itself from
          * the router advertisements our own dnsmasq sends. */
@@ -1007,28 +1043,19 @@ static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group
         if (r < 0)
                 return r;
 
-        /* The bridge is the caller's now (made with NLM_F_EXCL, within the
-         * limit, tagged): what needs only that may start, beside the rest. */
-        if (bridge_made) {
-                r = bridge_made(br.ifindex, userdata, msg);
-                if (r < 0)
-                        return r;
-        }
-
         /* Up first: the kernel refuses IPv6 routes through a link that is down. */
-        r = link_set(nl, br.ifindex, true, NULL, -1);
+        r = link_set(nl, ifindex, true, NULL, -1);
         if (r < 0)
                 return nl_fail(nl, r, msg, "bringing the bridge up");
 
         /* No prefix route from the kernel: ours below carries the source address. */
-        r = addr_change(nl, RTM_NEWADDR, AF_INET6, br.ifindex, &g->gateway6, 64,
-                        IFA_F_NODAD | IFA_F_NOPREFIXROUTE);
+        r = addr_change(nl, RTM_NEWADDR, AF_INET6, ifindex, &g->gateway6, 64, IFA_F_NODAD | IFA_F_NOPREFIXROUTE);
         if (r < 0)
                 return nl_fail(nl, r, msg, "adding the IPv6 gateway address");
 
         group_lo_addrs(g, lo_addrs);
         for (size_t i = 0; i < 3; i++) {
-                r = addr_change(nl, RTM_NEWADDR, AF_INET6, lo_ifindex, lo_addrs[i], 128, IFA_F_NODAD);
+                r = addr_change(nl, RTM_NEWADDR, AF_INET6, *lo_ifindex, lo_addrs[i], 128, IFA_F_NODAD);
                 if (r < 0) {
                         (void) nl_fail(nl, r, msg, "adding a service address on lo");
                         return r == -EEXIST ? -EADDRINUSE : r;
@@ -1036,11 +1063,11 @@ static int group_build(struct netlink *nl, unsigned uid, const struct vmgr_group
                 lo_added[i] = true;
         }
 
-        r = route6_add_prefix(nl, &g->prefix6, br.ifindex, &g->management6);
+        r = route6_add_prefix(nl, &g->prefix6, ifindex, &g->management6);
         if (r < 0)
                 return nl_fail(nl, r, msg, "adding the IPv6 prefix route");
 
-        r = addr_change(nl, RTM_NEWADDR, AF_INET, br.ifindex, &g->gateway4, 24, 0);
+        r = addr_change(nl, RTM_NEWADDR, AF_INET, ifindex, &g->gateway4, 24, 0);
         if (r < 0)
                 return nl_fail(nl, r, msg, "adding the IPv4 gateway address");
 
@@ -1077,39 +1104,25 @@ static int tap_name(unsigned uid, const char *group, const char *vm, enum vmgr_n
 }
 
 int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups,
-                         netlink_bridge_made_t bridge_made, void *userdata, char *msg) {
-        _cleanup_(nl_array_done) struct nl_array links = {};
+                         netlink_bridge_made_t bridge_made, netlink_bridge_undo_t bridge_undo, void *userdata,
+                         char *msg) {
         char alias[NETLINK_ALIAS_MAX];
         struct vmgr_group_addrs g;
-        bool lo_added[3] = {};
-        int bridge_ifindex = -1, lo_ifindex, r;
+        bool lo_added[3] = {}, made_called = false;
+        int bridge_ifindex = -1, lo_ifindex = -1, r;
 
         r = group_derive(uid, group, &g, alias);
         if (r < 0)
                 return r;
 
-        r = nl_dump(nl, &link_kind, &links);
-        if (r < 0)
-                return nl_fail(nl, r, msg, "listing links");
-        r = group_check_free(nl, &g, &links, msg);
-        if (r < 0)
-                return r;
-        /* The cheap refusal; link_claim_within_limit() makes it exact. */
-        if (links_count_owned(&links, uid, NULL, INT_MAX) >= max_groups)
-                return netadm_fail(msg, -EDQUOT,
-                                   "uid %u holds as many groups as vmgr-netadm allows (max_groups_per_user = %u)", uid,
-                                   max_groups);
-
-        lo_ifindex = loopback_up(nl, msg);
-        if (lo_ifindex < 0)
-                return lo_ifindex;
-
-        r = group_build(nl, uid, &g, alias, max_groups, &bridge_ifindex, lo_added, lo_ifindex, bridge_made, userdata,
-                        msg);
+        r = group_build(nl, uid, &g, alias, max_groups, &bridge_ifindex, lo_added, &lo_ifindex, bridge_made,
+                        &made_called, userdata, msg);
         if (r < 0) {
                 /* Undo in reverse; the bridge takes its addresses and route with it. */
                 const struct in6_addr *lo_addrs[3];
 
+                if (made_called && bridge_undo)
+                        bridge_undo(userdata);
                 group_lo_addrs(&g, lo_addrs);
                 for (size_t i = 0; i < 3; i++)
                         if (lo_added[i])
@@ -1297,6 +1310,7 @@ static bool tap_untagged_of(const struct nl_link *l, unsigned uid) {
 
 int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, const char *vm, enum vmgr_nic nic,
                        unsigned max_taps, char *msg) {
+        _cleanup_(nl_array_done) struct nl_array links_now = {};
         _cleanup_(nl_array_done) struct nl_array links = {};
         char alias[NETLINK_ALIAS_MAX], owner[128];
         char name[IFNAMSIZ];
@@ -1345,7 +1359,7 @@ int netlink_tap_create(struct netlink *nl, unsigned uid, const char *group, cons
         r = link_get(nl, name, &tap);
         if (r < 0)
                 return nl_fail(nl, r, msg, "looking up the new TAP");
-        r = link_claim_within_limit(nl, uid, group, tap.ifindex, max_taps, msg);
+        r = link_claim_within_limit(nl, uid, group, tap.ifindex, max_taps, &links_now, msg);
         if (r < 0) {
                 (void) link_delete(nl, tap.ifindex);
                 return r;

@@ -30,20 +30,29 @@ static inline void netlink_freep(struct netlink **nl) {
 }
 #define _cleanup_netlink_ _cleanup_(netlink_freep)
 
-/* Called by netlink_group_create() once the bridge is the caller's (made,
- * within the limit, tagged, accept_ra and accept_dad off) and before it goes
- * up and gets its addresses. Returns 0 to go on, or -errno with msg to undo. */
+/* Called by netlink_group_create() as soon as the bridge is the caller's
+ * (made with NLM_F_EXCL, within the limit, tagged), while it is still down,
+ * without addresses and before the group's addresses and routes are checked
+ * against the rest of the namespace. Returns 0 to go on, or -errno with msg
+ * to undo. */
 typedef int (*netlink_bridge_made_t)(int ifindex, void *userdata, char *msg);
+
+/* Called by netlink_group_create() when the creation fails after
+ * netlink_bridge_made_t was called (also when that failed), before the
+ * bridge is deleted: whatever it started must be gone before the name is
+ * free again. */
+typedef void (*netlink_bridge_undo_t)(void *userdata);
 
 /* Create the group's bridge, its addresses, the lo service addresses and the
  * /64 route with the management source. Refuses with -EADDRINUSE when the
  * bridge name exists or any address or route in this network namespace
- * overlaps the group's /64 or /24, and with -EDQUOT when uid already holds
+ * overlaps the group's /64 or /24 (checked once the bridge is made), and with -EDQUOT when uid already holds
  * max_groups bridges, also against helpers running at the same time.
- * bridge_made (may be NULL) runs half-way, see above. Undoes what it made on
- * failure (not what bridge_made did). */
+ * bridge_made (may be NULL) runs half-way, see above, and bridge_undo (may
+ * be NULL) before the undo when it ran. Undoes what it made on failure. */
 int netlink_group_create(struct netlink *nl, unsigned uid, const char *group, unsigned max_groups,
-                         netlink_bridge_made_t bridge_made, void *userdata, char *msg);
+                         netlink_bridge_made_t bridge_made, netlink_bridge_undo_t bridge_undo, void *userdata,
+                         char *msg);
 
 /* Delete every link tagged with the caller's alias for group and the group's
  * lo service addresses; also the group's bridge when it is untagged but was

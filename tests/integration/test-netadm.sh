@@ -719,9 +719,10 @@ check "group-start's dnsmasq has exactly the three network capabilities, ambient
         test "$(grep -E '^Cap(Eff|Amb)' "/proc/${dpid7:-1}/status" 2>/dev/null | awk '{print $2}' | sort -u)" = 0000000000003400
 mkdir "$tmp/run7b" && chown vmgr-test "$tmp/run7b"
 drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
-expect_reply "a second group-start while the first's dnsmasq serves is refused, naming it" 1 \
-        "error EBUSY: dnsmasq ${dpid7:-none} of uid $uid1 still serves interface $br"
+expect_reply "a second group-start of a group that exists is refused, naming the bridge's owner" 1 \
+        "error EADDRINUSE: bridge $br already exists and belongs to uid $uid1 \(group '$g7'\)"
 check "the refused group-start left the first dnsmasq alone" is_dnsmasq "$dpid7"
+check "... and started no second one" test "$(for p in $(pgrep -x dnsmasq); do tr '\0' '\n' <"/proc/$p/cmdline" | grep -x -- "--interface=$br"; done | wc -l)" = 1
 drive vmgr-test "$helper" group-delete "$g7"
 expect_reply "group-delete of a group-start's group" 0 "^ok"
 check "group-delete stopped group-start's dnsmasq" bash -c "! grep -q dnsmasq /proc/${dpid7:-0}/cmdline 2>/dev/null"
@@ -739,6 +740,33 @@ expect_reply "group-start refuses a foreign link with the bridge's name" 1 \
         "error EADDRINUSE: bridge $br already exists and was not made by vmgr"
 check "... and started no dnsmasq for it" not_serving "$br"
 ip link del "$br"
+
+# Checks made after dnsmasq was cloned (it loads while they run): another
+# dnsmasq serving the name, and addresses overlapping the group's. When one
+# refuses, the clone must be gone before the bridge is and before the
+# answer. The stand-in "dnsmasq" is root's (every capability) and found by
+# its command line, as the helper finds one; its comm stays python3, so
+# "serving" sees only real dnsmasqs.
+(exec -a dnsmasq /usr/bin/python3 -c 'import time; time.sleep(120)' "--interface=$br") &
+fake7=$!
+pids_to_kill+=("$fake7")
+for _ in $(seq 50); do grep -q -- "--interface=$br" "/proc/$fake7/cmdline" 2>/dev/null && break; sleep 0.02; done
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "group-start while another dnsmasq serves the name is refused, naming it" 1 \
+        "error EBUSY: dnsmasq $fake7 of uid 0 still serves interface $br"
+check "... and no dnsmasq of its own serves $br afterwards" not_serving "$br"
+check "... and its bridge is gone" bash -c "! ip link show dev $br >/dev/null 2>&1"
+kill "$fake7" 2>/dev/null || true
+wait "$fake7" 2>/dev/null || true
+ip link add ovl7 type veth peer name ovl7p
+ip -6 addr add "${pfx:0:4}:${pfx:4:4}:${pfx:8:4}::7/64" dev ovl7 nodad
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "group-start of a group whose /64 overlaps an address is refused, naming it" 1 \
+        "error EADDRINUSE: .*/64 overlaps address .*::7/64 on ovl7"
+check "... and no dnsmasq serves $br afterwards" not_serving "$br"
+check "... and its bridge is gone" bash -c "! ip link show dev $br >/dev/null 2>&1"
+check "... and no lo address of it is left" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
+ip link del ovl7
 
 # A failure after dnsmasq was cloned (the bridge made, its firewall rules
 # refused): another uid's chain already takes the bridge's name in the
