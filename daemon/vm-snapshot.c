@@ -272,10 +272,23 @@ static int qmp(virDomainPtr dom, const char *command, int fd, json_object **ret,
         return 0;
 }
 
-/* Poll query-migrate until the stream is done. Returns 0 once it
- * completed, or -EIO (error set). */
-static int migration_wait(virDomainPtr dom, char *error, size_t error_size) {
-        uint64_t deadline = now_monotonic_usec() + MIGRATION_TIMEOUT_USEC;
+/* Whether query-migrate's status says the stream still runs. */
+static bool migration_is_running(const char *status) {
+        static const char *const running[] = { "setup",  "active",      "pre-switchover",
+                                               "device", "wait-unplug", "cancelling" };
+
+        for (size_t i = 0; i < ELEMENTSOF(running); i++)
+                if (streq(status, running[i]))
+                        return true;
+        return false;
+}
+
+/* Poll query-migrate until the stream is done: completed, or with
+ * !must_complete also failed, cancelled or never begun. Returns 0, or
+ * -EIO (error set) if it must complete and did not, or -ETIMEDOUT. */
+static int migration_wait(virDomainPtr dom, uint64_t timeout_usec, bool must_complete, char *error,
+                          size_t error_size) {
+        uint64_t deadline = now_monotonic_usec() + timeout_usec;
         int r;
 
         for (;;) {
@@ -287,7 +300,7 @@ static int migration_wait(virDomainPtr dom, char *error, size_t error_size) {
                 if (r < 0)
                         return r;
                 s = info && json_object_object_get_ex(info, "status", &status) ? json_object_get_string(status) : "";
-                if (streq(s, "completed"))
+                if (streq(s, "completed") || (!must_complete && !migration_is_running(s)))
                         return 0;
                 if (streq(s, "failed") || streq(s, "cancelled")) {
                         snprintf(error, error_size, "QEMU's migration stream %s: %s", s,
@@ -332,42 +345,16 @@ static int migration_finalized_wait(virDomainPtr dom, char *error, size_t error_
 /* How long a new vmgrd lets a save it found cut short take to stop. */
 #define INTERRUPTED_SAVE_TIMEOUT_USEC (20ULL * 1000000ULL)
 
-/* Whether query-migrate's status says the stream still runs. */
-static bool migration_is_running(const char *status) {
-        static const char *const running[] = { "setup",  "active",      "pre-switchover",
-                                               "device", "wait-unplug", "cancelling" };
-
-        for (size_t i = 0; i < ELEMENTSOF(running); i++)
-                if (streq(status, running[i]))
-                        return true;
-        return false;
-}
-
 /* A save cut short: let its stream end (it goes to a build directory the
  * new vmgrd's store has removed already, through the fd QEMU holds), then
  * resume the guest, as a save that completed does. Returns 0, or -errno
  * (error set). */
 static int save_interrupted_resume(virDomainPtr dom, char *error, size_t error_size) {
-        uint64_t deadline = now_monotonic_usec() + INTERRUPTED_SAVE_TIMEOUT_USEC;
         int r;
 
-        for (;;) {
-                _cleanup_json_ json_object *info = NULL;
-                json_object *status;
-                const char *s;
-
-                r = qmp(dom, "{\"execute\":\"query-migrate\"}", -EBADF, &info, error, error_size);
-                if (r < 0)
-                        return r;
-                s = info && json_object_object_get_ex(info, "status", &status) ? json_object_get_string(status) : "";
-                if (!migration_is_running(s))
-                        break;
-                if (now_monotonic_usec() > deadline) {
-                        snprintf(error, error_size, "QEMU's migration stream did not end in time");
-                        return -ETIMEDOUT;
-                }
-                usleep(5000);
-        }
+        r = migration_wait(dom, INTERRUPTED_SAVE_TIMEOUT_USEC, false, error, error_size);
+        if (r < 0)
+                return r;
         r = migration_finalized_wait(dom, error, error_size);
         if (r < 0)
                 return r;
@@ -804,7 +791,7 @@ static int restore_work(virConnectPtr conn, void *userdata) {
                         "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:" STATE_FD_NAME "\"}}",
                         -EBADF, NULL, j->error, sizeof(j->error));
         if (r >= 0)
-                r = migration_wait(dom, j->error, sizeof(j->error));
+                r = migration_wait(dom, MIGRATION_TIMEOUT_USEC, true, j->error, sizeof(j->error));
         /* Loading virtio-net's state took the template's link state over.
          * Until the agent has given the guest its own MACs, whatever it sends
          * carries the template's, and the group's bridge would learn them on
@@ -919,7 +906,7 @@ static int save_stopped(virDomainPtr dom, SaveJob *j) {
                 r = qmp(dom, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"fd:" STATE_FD_NAME "\"}}", -EBADF,
                         NULL, j->error, sizeof(j->error));
         if (r >= 0)
-                r = migration_wait(dom, j->error, sizeof(j->error));
+                r = migration_wait(dom, MIGRATION_TIMEOUT_USEC, true, j->error, sizeof(j->error));
         /* QEMU flushed and let go of its disks when the stream completed. */
         for (size_t i = 0; r >= 0 && i < j->n_disks; i++)
                 r = snapshot_build_add_disk(j->build, (unsigned) i, j->disks[i], j->error, sizeof(j->error));
