@@ -15,9 +15,12 @@ BENCH_ORDER["cold-boot"]=8
 
 CB_SPEC='{"vms":[{"name":"a"}]}'
 # This build would restore every VM after the first from its template: the
-# cold boot is what is measured here. (The earlier build has no warm start,
-# and no "warm" key.)
+# cold boot is what is measured here. The earlier build gets the same spec
+# if it knows the "warm" key (it has warm start too: its restores and its
+# background template would otherwise be measured), else CB_SPEC (setup
+# finds out).
 CB_SPEC_AFTER='{"vms":[{"name":"a","warm":false}]}'
+CB_SPEC_BEFORE=$CB_SPEC
 
 bench_cold_boot_title() {
         echo "Cold boot: before and after"
@@ -41,8 +44,13 @@ bench_cold_boot_setup() {
         vmgr_as_user busctl --user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss cbafter "$CB_SPEC_AFTER" \
                 >>"$BENCH_LOG"
         vmgr_as_user busctl --user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s cbafter >>"$BENCH_LOG"
-        bench_as_user2 busctl --user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss cbbefore "$CB_SPEC" \
-                >>"$BENCH_LOG"
+        if bench_as_user2 busctl --user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss cbbefore \
+                "$CB_SPEC_AFTER" >>"$BENCH_LOG" 2>&1; then
+                CB_SPEC_BEFORE=$CB_SPEC_AFTER
+        else
+                bench_as_user2 busctl --user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager CreateGroup ss cbbefore \
+                        "$CB_SPEC" >>"$BENCH_LOG"
+        fi
         bench_as_user2 busctl --user call org.vmgr1 /org/vmgr1 org.vmgr1.Manager DeleteGroup s cbbefore >>"$BENCH_LOG"
 }
 
@@ -52,10 +60,10 @@ bench_cold_boot_round() {
         if [ $((CB_ROUND % 2)) = 1 ]; then
                 bench_user_record after "$BENCH_CLIENT" vm-cycle cbafter a "$CB_SPEC_AFTER"
                 bench_user_record before env DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus2" \
-                        "$BENCH_CLIENT" vm-cycle cbbefore a "$CB_SPEC"
+                        "$BENCH_CLIENT" vm-cycle cbbefore a "$CB_SPEC_BEFORE"
         else
                 bench_user_record before env DBUS_SESSION_BUS_ADDRESS="unix:path=$VMGR_TMP/bus2" \
-                        "$BENCH_CLIENT" vm-cycle cbbefore a "$CB_SPEC"
+                        "$BENCH_CLIENT" vm-cycle cbbefore a "$CB_SPEC_BEFORE"
                 bench_user_record after "$BENCH_CLIENT" vm-cycle cbafter a "$CB_SPEC_AFTER"
         fi
 }
@@ -75,7 +83,7 @@ bench_cold_boot_report() {
         cat <<EOF
 ## $(bench_cold_boot_title)
 
-The default guest, one VM (\`{"vms":[{"name":"a"}]}\`), through two vmgrds
+The default guest, one VM (\`$CB_SPEC_AFTER\`; "before": \`$CB_SPEC_BEFORE\`), through two vmgrds
 on private buses in the same rounds, alternating which goes first: this
 build ("after") and \`$(basename "$(dirname "$BENCH_COLDBOOT_BEFORE")")/$(basename "$BENCH_COLDBOOT_BEFORE")\` ("before"). Each
 builds its own default guest with its own \`vmgr-mkguest\`, init and agent.

@@ -59,8 +59,9 @@ typedef struct VmgrDomainConfig {
 
 /* Build the domain XML. Devices: the primary virtio NIC (TAP and MAC from
  * lib/addressing.h) at PCI 01:00.0 behind pcie-root-port index 1, the IPv4
- * NIC at 02:00.0 behind index 2, virtio disks (the cloud-init seed last,
- * read-only), serial console to a file, the agent channel, virtio-rng, an
+ * NIC at 02:00.0 behind index 2 (neither with an option ROM), virtio
+ * disks (the cloud-init seed last, read-only), serial console to a file,
+ * the agent channel, virtio-rng, an
  * ISA pvpanic device (a guest kernel panic becomes a libvirt CRASHED event;
  * on_crash destroys the domain); no balloon, USB or graphics. Under KVM the
  * CPU is host-passthrough, under TCG QEMU's default model.

@@ -120,6 +120,8 @@ static void check_common_devices(xmlDocPtr doc) {
         CHECK_XP(doc, "string(/domain/devices/interface[1]/@type)", "ethernet");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/target/@managed)", "no");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/model/@type)", "virtio");
+        /* No option ROM: SeaBIOS would run iPXE's initialisation at each boot. */
+        CHECK_XP(doc, "string(/domain/devices/interface[1]/rom/@enabled)", "no");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/address/@type)", "pci");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/address/@domain)", "0x0000");
         CHECK_XP(doc, "string(/domain/devices/interface[1]/address/@bus)", "0x01");
@@ -191,6 +193,7 @@ static void test_direct_boot_tcg(void) {
         CHECK_XP(doc, "string(/domain/devices/interface[2]/target/@dev)", "ta4-3fc21ca2a7");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/target/@managed)", "no");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/model/@type)", "virtio");
+        CHECK_XP(doc, "string(/domain/devices/interface[2]/rom/@enabled)", "no");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/address/@bus)", "0x02");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/address/@slot)", "0x00");
         CHECK_XP(doc, "string(/domain/devices/interface[2]/address/@function)", "0x0");
