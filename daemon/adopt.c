@@ -249,12 +249,14 @@ typedef struct DomainList {
         bool reconcile;         /* after a restart of libvirtd, not at adoption */
         char **active;          /* names of the domains that run */
         char **cut;             /* adoption: domains whose start was cut short, destroyed */
+        char **resumed;         /* adoption: domains found paused in a save, resumed */
         char **problems;        /* adoption: "DOMAIN: what went wrong" */
 } DomainList;
 
 static void domain_list_free(DomainList *l) {
         strv_free(l->active);
         strv_free(l->cut);
+        strv_free(l->resumed);
         strv_free(l->problems);
         free(l);
 }
@@ -263,18 +265,19 @@ static void domain_list_free(DomainList *l) {
  * the previous vmgrd was killed in (vm_snapshot_paused_mend()). Returns
  * true if the domain runs on. Pool thread. */
 static bool paused_domain_mend(DomainList *l, virDomainPtr dom, const char *name, size_t *n_cut,
-                               size_t *n_problems) {
+                               size_t *n_resumed, size_t *n_problems) {
         char error[512] = "", *line = NULL;
         bool destroyed = false;
         int state, reason;
 
         if (virDomainGetState(dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_PAUSED)
                 return true;
-        if (vm_snapshot_paused_mend(dom, &destroyed, error, sizeof(error)) < 0 &&
-            asprintf(&line, "%s: %s", name, error) >= 0) {
-                (void) strv_push_dup(&l->problems, n_problems, line);
+        if (vm_snapshot_paused_mend(dom, &destroyed, error, sizeof(error)) < 0) {
+                if (asprintf(&line, "%s: %s", name, error) >= 0)
+                        (void) strv_push_dup(&l->problems, n_problems, line);
                 free(line);
-        }
+        } else if (!destroyed)
+                (void) strv_push_dup(&l->resumed, n_resumed, name);
         if (destroyed)
                 (void) strv_push_dup(&l->cut, n_cut, name);
         return !destroyed;
@@ -283,7 +286,7 @@ static bool paused_domain_mend(DomainList *l, virDomainPtr dom, const char *name
 static int list_work(virConnectPtr conn, void *userdata) {
         DomainList *l = userdata;
         virDomainPtr *doms = NULL;
-        size_t count = 0, n_cut = 0, n_problems = 0;
+        size_t count = 0, n_cut = 0, n_resumed = 0, n_problems = 0;
         int n, r = 0;
 
         n = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
@@ -291,7 +294,7 @@ static int list_work(virConnectPtr conn, void *userdata) {
                 return -EIO;
         for (int i = 0; i < n; i++) {
                 const char *name = virDomainGetName(doms[i]);
-                if (r >= 0 && name && (l->reconcile || paused_domain_mend(l, doms[i], name, &n_cut, &n_problems)))
+                if (r >= 0 && name && (l->reconcile || paused_domain_mend(l, doms[i], name, &n_cut, &n_resumed, &n_problems)))
                         r = strv_push_dup(&l->active, &count, name);
                 virDomainFree(doms[i]);
         }
@@ -324,7 +327,7 @@ static void unfinished_vm_removed(VM *vm, int error, const char *message, void *
                 adoption_complete(m);
 }
 
-static void adoption_finish(Manager *m, char **active, char **cut, bool known) {
+static void adoption_finish(Manager *m, char **active, char **cut, char **resumed, bool known) {
         if (m->adoption_listed)
                 return; /* libvirt's answer after the timeout, or the other way round */
         m->adoption_listed = true;
@@ -336,6 +339,7 @@ static void adoption_finish(Manager *m, char **active, char **cut, bool known) {
                         continue;
                 for (VM *vm = g->vms; vm; vm = next) {
                         next = vm->next;
+                        vm->resumed_at_adoption = strv_contains(resumed, vm->domain_name);
                         if (!vm->removing && strv_contains(cut, vm->domain_name)) {
                                 vm_set_error(vm, "Its restore from a snapshot was cut short when vmgrd stopped");
                                 vm_set_state(vm, VM_CRASHED);
@@ -377,7 +381,7 @@ static void list_done(int result, void *userdata) {
                 for (char **p = l->problems; p && *p; p++)
                         log_warning("Adopting the domain %s", *p);
                 if (m->adopting)
-                        adoption_finish(m, l->active, l->cut, result >= 0);
+                        adoption_finish(m, l->active, l->cut, l->resumed, result >= 0);
         }
         domain_list_free(l);
 }
@@ -400,7 +404,7 @@ static int on_adoption_timeout(sd_event_source *s, uint64_t usec, void *userdata
         Manager *m = userdata;
 
         log_error("libvirtd did not say in time which domains run; adopted VMs are taken as crashed");
-        adoption_finish(m, NULL, NULL, false);
+        adoption_finish(m, NULL, NULL, NULL, false);
         return 0;
 }
 
@@ -499,7 +503,7 @@ static void adoption_ask_libvirt(Manager *m) {
         int r;
 
         if (!l) {
-                adoption_finish(m, NULL, NULL, false);
+                adoption_finish(m, NULL, NULL, NULL, false);
                 return;
         }
         l->manager = m;
@@ -510,7 +514,7 @@ static void adoption_ask_libvirt(Manager *m) {
         if (r < 0) {
                 domain_list_free(l);
                 log_error_errno(r, "Cannot ask libvirtd which domains run: %m");
-                adoption_finish(m, NULL, NULL, false);
+                adoption_finish(m, NULL, NULL, NULL, false);
         }
 }
 
@@ -545,7 +549,7 @@ int manager_recover(Manager *m) {
                 log_warning("Cannot arm the timer that retries clean-ups; they are retried at CreateGroup and exit");
 
         if (n_vms == 0)
-                adoption_finish(m, NULL, NULL, true);
+                adoption_finish(m, NULL, NULL, NULL, true);
         else
                 adoption_ask_libvirt(m);
         return 0;

@@ -610,6 +610,39 @@ static void on_console_line(const char *line, size_t len, void *userdata) {
         ready_console_line(vm, line, len);
 }
 
+/* How long an agent gets to answer on a channel opened while its guest
+ * was paused: long enough for a busy TCG guest, short beside WaitReady. */
+#define AGENT_RECHECK_USEC (10ULL * 1000000ULL)
+
+/* A guest adopted paused in a save and resumed (adopt.c): the previous
+ * vmgrd's session ended and this one's began while the guest could not
+ * see either, and once in a few such kills its agent never sees the new
+ * one (the test kills within 100 ms of the pause showed it). If it has
+ * not answered by now, the channel is closed and opened again, which the
+ * guest sees as a new session. Once: an agent that does not answer then
+ * is reported as any other. */
+static int on_agent_recheck(sd_event_source *s, uint64_t usec, void *userdata) {
+        VM *vm = userdata;
+
+        vm->agent_recheck_timer = sd_event_source_disable_unref(vm->agent_recheck_timer);
+        vm->resumed_at_adoption = false;
+        if (!vm->agent || agent_session_is_connected(vm->agent) || vm->state != VM_RUNNING)
+                return 0;
+        log_internal(LOG_NOTICE, 0, vm->group ? vm->group->name : NULL, vm->name,
+                     "The guest agent has not answered since its VM was resumed; opening its channel again");
+        agent_session_stop(vm->agent);
+        agent_session_start(vm->agent);
+        return 0;
+}
+
+static void agent_recheck_arm(VM *vm) {
+        if (vm->agent_recheck_timer || !vm_event(vm))
+                return;
+        if (sd_event_add_time_relative(vm_event(vm), &vm->agent_recheck_timer, CLOCK_MONOTONIC, AGENT_RECHECK_USEC,
+                                       0, on_agent_recheck, vm) < 0)
+                vm->agent_recheck_timer = NULL;
+}
+
 void vm_ready_state_changed(VM *vm, VMState old) {
         switch (vm->state) {
         case VM_STARTING:
@@ -657,6 +690,8 @@ void vm_ready_state_changed(VM *vm, VMState old) {
                                                     (uint64_t) vm->group->manager->config.agent_keepalive_sec *
                                                             1000000ULL);
                         agent_session_start(vm->agent);
+                        if (vm->resumed_at_adoption)
+                                agent_recheck_arm(vm);
                 }
                 vm_ready_evaluate(vm);
                 break;

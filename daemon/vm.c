@@ -81,6 +81,7 @@ static VM *vm_free(VM *vm) {
         safe_close(vm->restore_fd);
         snapshot_build_abort(vm->template_build);
         sd_event_source_disable_unref(vm->template_timer);
+        sd_event_source_disable_unref(vm->agent_recheck_timer);
         free(vm->snapshot_name);
         free(vm);
         return NULL;

@@ -170,6 +170,10 @@ struct VM {
         uint64_t template_wait_seq;     /* the op that waits */
         char *snapshot_name;            /* Snapshot op: the user snapshot's name; NULL: the template */
         bool restored;                  /* this start restored a snapshot: it takes its own identity */
+        /* Adopted paused in a save and resumed (adopt.c): if its agent does
+         * not answer in AGENT_RECHECK_USEC, its channel is opened again. */
+        bool resumed_at_adoption;
+        sd_event_source *agent_recheck_timer;
         bool identity_sent;
         bool identity_verify;           /* adopted with its identity applied: does the guest still have it? */
         /* A clone's NICs stay down on QEMU's side from the restore until the
