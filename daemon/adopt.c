@@ -272,6 +272,10 @@ static bool paused_domain_mend(DomainList *l, virDomainPtr dom, const char *name
 
         if (virDomainGetState(dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_PAUSED)
                 return true;
+        /* Paused by QEMU itself (a disk I/O error, say) is not ours to mend. */
+        if (reason != VIR_DOMAIN_PAUSED_USER && reason != VIR_DOMAIN_PAUSED_UNKNOWN &&
+            reason != VIR_DOMAIN_PAUSED_MIGRATION && reason != VIR_DOMAIN_PAUSED_STARTING_UP)
+                return true;
         if (vm_snapshot_paused_mend(dom, &destroyed, error, sizeof(error)) < 0) {
                 if (asprintf(&line, "%s: %s", name, error) >= 0)
                         (void) strv_push_dup(&l->problems, n_problems, line);
