@@ -119,10 +119,18 @@ static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, 
                 (void) !write(report_fd, &e, sizeof(e));
                 _exit(127);
         }
-        /* The reader's EOFs must depend on the program alone. */
-        (void) close(report_fd);
-        (void) close(stdout_fd);
-        (void) close(stderr_fd);
+        /* The reader's EOFs must depend on the program alone, and nothing
+         * else of vmgrd's may stay open here: the supervisor lives as long
+         * as the program (vmgr-mkguest: seconds), and an fd it kept (a
+         * group's listening socket, say) would outlive vmgrd's own close
+         * of it (a group made again after its deletion could not listen).
+         * Every fd but status_fd goes. */
+        if (status_fd > 0 && syscall(SYS_close_range, 0U, (unsigned) status_fd - 1, 0U) < 0)
+                for (int fd = 0; fd < status_fd; fd++)
+                        (void) close(fd);
+        if (syscall(SYS_close_range, (unsigned) status_fd + 1, ~0U, 0U) < 0)
+                for (int fd = status_fd + 1; fd < 65536; fd++)
+                        (void) close(fd);
 
         while (waitid(P_PID, (id_t) pid, &si, WEXITED) < 0)
                 if (errno != EINTR)
