@@ -16,6 +16,34 @@
 #include "child.h"
 #include "macro.h"
 
+/* Close fds first..last (last may be ~0U): close_range(2), or one by one
+ * below 65536 where the kernel lacks it. */
+static void close_fd_range(unsigned first, unsigned last) {
+        if (syscall(SYS_close_range, first, last, 0U) < 0)
+                for (unsigned fd = first; fd <= last && fd < 65536; fd++)
+                        (void) close((int) fd);
+}
+
+void close_all_but(int from, const int *keep, size_t n_keep) {
+        unsigned first = (unsigned) from;
+
+        for (;;) {
+                unsigned next = ~0U;
+
+                /* The lowest fd to keep at or above first: no sorting, no memory. */
+                for (size_t i = 0; i < n_keep; i++)
+                        if (keep[i] >= 0 && (unsigned) keep[i] >= first && (unsigned) keep[i] < next)
+                                next = (unsigned) keep[i];
+                if (next == ~0U) {
+                        close_fd_range(first, ~0U);
+                        return;
+                }
+                if (next > first)
+                        close_fd_range(first, next - 1);
+                first = next + 1;
+        }
+}
+
 void child_prepare_exec(int first_to_close) {
         sigset_t all;
 
@@ -25,9 +53,7 @@ void child_prepare_exec(int first_to_close) {
         sigemptyset(&all);
         (void) sigprocmask(SIG_SETMASK, &all, NULL);
 
-        if (syscall(SYS_close_range, (unsigned) first_to_close, ~0U, 0) < 0)
-                for (int fd = first_to_close; fd < 65536; fd++)
-                        (void) close(fd);
+        close_all_but(first_to_close, NULL, 0);
 }
 
 static int reap_one(pid_t pid, void *userdata) {

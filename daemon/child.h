@@ -7,10 +7,15 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "time-util.h"
+
+/* Close every fd >= from except the n_keep in keep (any order). Only
+ * syscalls: safe in a child forked from a threaded process. */
+void close_all_but(int from, const int *keep, size_t n_keep);
 
 /* In a forked child before exec: default signal handlers, empty signal mask,
  * every fd >= first_to_close closed. Never fails (best effort). */

@@ -603,23 +603,7 @@ _noreturn_ static void holder_main(int sync_fd, int sock, int lock_fd, int runti
         (void) close(sync_fd);
         (void) prctl(PR_SET_NAME, NETNS_HOLDER_NAME);
         /* Nothing else of vmgrd's: not its event loop, its bus. */
-        int keep[3] = { sock, lock_fd, runtime_fd };
-        unsigned from = 3;
-        for (int i = 0; i < 3; i++)
-                for (int j = i + 1; j < 3; j++)
-                        if (keep[j] < keep[i]) {
-                                int t = keep[i];
-                                keep[i] = keep[j];
-                                keep[j] = t;
-                        }
-        for (int i = 0; i < 3; i++) {
-                if (keep[i] < (int) from)
-                        continue;
-                if ((unsigned) keep[i] > from)
-                        (void) syscall(SYS_close_range, from, (unsigned) keep[i] - 1, 0u);
-                from = (unsigned) keep[i] + 1;
-        }
-        (void) syscall(SYS_close_range, from, ~0U, 0u);
+        close_all_but(3, (const int[]) { sock, lock_fd, runtime_fd }, 3);
 
         sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sfd < 0) {

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "macro.h"
 #include "spawn.h"
 #include "time-util.h"
@@ -125,12 +126,7 @@ static _noreturn_ void supervise(char *const argv[], pid_t parent, int null_fd, 
          * group's listening socket, say) would outlive vmgrd's own close
          * of it (a group made again after its deletion could not listen).
          * Every fd but status_fd goes. */
-        if (status_fd > 0 && syscall(SYS_close_range, 0U, (unsigned) status_fd - 1, 0U) < 0)
-                for (int fd = 0; fd < status_fd; fd++)
-                        (void) close(fd);
-        if (syscall(SYS_close_range, (unsigned) status_fd + 1, ~0U, 0U) < 0)
-                for (int fd = status_fd + 1; fd < 65536; fd++)
-                        (void) close(fd);
+        close_all_but(0, &status_fd, 1);
 
         while (waitid(P_PID, (id_t) pid, &si, WEXITED) < 0)
                 if (errno != EINTR)
