@@ -280,10 +280,10 @@ static bool paused_domain_mend(DomainList *l, virDomainPtr dom, const char *name
                 if (asprintf(&line, "%s: %s", name, error) >= 0)
                         (void) strv_push_dup(&l->problems, n_problems, line);
                 free(line);
-        } else if (!destroyed)
-                (void) strv_push_dup(&l->resumed, n_resumed, name);
-        if (destroyed)
+        } else if (destroyed)
                 (void) strv_push_dup(&l->cut, n_cut, name);
+        else
+                (void) strv_push_dup(&l->resumed, n_resumed, name);
         return !destroyed;
 }
 
