@@ -698,11 +698,16 @@ static int prepare_boot(PrepareJob *j, char **ret_boot_disk, char *kernel, char 
                  * 0.4-0.7 s of the boot under TCG; skipping them weakens no key.
                  * initcall_blacklist: tracing's set-up and a self-test, which the
                  * guest has no use for, cost about 0.2 s of a TCG boot
-                 * (docs/guest.md, "Boot"). */
+                 * (docs/guest.md, "Boot"). nolapic_timer, with one vCPU only:
+                 * the local APIC timer's calibration is a 0.1 s wait, and TCG
+                 * has no TSC deadline timer to skip it; a uniprocessor's ticks
+                 * come from the HPET as well, while more vCPUs would each need
+                 * an interrupt from another CPU per tick. */
                 snprintf(cmdline, cmdline_size,
                          "console=ttyS0 quiet no_timer_check cryptomgr.notests "
-                         "initcall_blacklist=trace_eval_init,tracer_init_tracefs,crypto_kdf108_init vmgr.hostname=%s",
-                         hostname);
+                         "initcall_blacklist=trace_eval_init,tracer_init_tracefs,crypto_kdf108_init %s"
+                         "vmgr.hostname=%s",
+                         s->vcpus <= 1 ? "nolapic_timer " : "", hostname);
         }
         return 0;
 }
