@@ -3,7 +3,7 @@
 #
 # VMs through vmgrd end to end: vmgrd's private libvirtd and real QEMU under
 # TCG booting the default guest, all inside this test's namespaces.
-#   - "vmgrctl group create g --vm a --vm b:ipv4" returns with both QEMUs
+#   - "vmgrctl group create g --vm a --vm b:ipv4,vcpus=2" returns with both QEMUs
 #     running; properties, TAPs and consoles match the derivation recomputed
 #     in bash; each VM answers ping on its SLAAC address, sent from the
 #     group's management address; b's DHCPv4 lease is its IPv4 property, is
@@ -33,10 +33,10 @@ timings=()
 
 vmgr_load_expected EG g
 t0=$(vmgr_now_ms)
-out=$(vmgrctl_as_user group create g --vm a --vm b:ipv4 2>&1) && rc=0 || rc=$?
+out=$(vmgrctl_as_user group create g --vm a --vm b:ipv4,vcpus=2 2>&1) && rc=0 || rc=$?
 t_create=$(($(vmgr_now_ms) - t0))
 timings+=("create g with 2 VMs (returns once QEMU runs): $t_create ms")
-check_eq "vmgrctl group create g --vm a --vm b:ipv4 ($t_create ms)" 0 "$rc"
+check_eq "vmgrctl group create g --vm a --vm b:ipv4,vcpus=2 ($t_create ms)" 0 "$rc"
 if [ "$rc" -ne 0 ]; then
         vmgr_not_ok "nothing else can be checked without the group" "$out"
         vmgr_finish
@@ -60,6 +60,19 @@ done
 list=$(vmgrctl_as_user vm list g 2>&1) || true
 check_match "vmgrctl vm list g shows a and b running" \
         "(^|"$'\n'")a +running .*"$'\n'"b +running " "$list"
+
+# The guest kernel's command line: noreplace-smp always, nolapic_timer only
+# with one vCPU (a, not b: docs/guest.md, "Boot").
+for vm in a b; do
+        cmdline=$(vmgr_virsh dumpxml "g:$vm" 2>&1 | sed -n 's:.*<cmdline>\(.*\)</cmdline>.*:\1:p')
+        check_match "VM $vm: the kernel command line has noreplace-smp" '(^| )noreplace-smp( |$)' "$cmdline"
+        if [ "$vm" = a ]; then
+                check_match "VM a (1 vCPU): the kernel command line has nolapic_timer" '(^| )nolapic_timer( |$)' "$cmdline"
+        else
+                check_eq "VM b (2 vCPUs): the kernel command line has no nolapic_timer" "" \
+                        "$(grep -ow nolapic_timer <<<"$cmdline")"
+        fi
+done
 
 # Derived names and addresses: properties and links.
 for vm in a b; do
