@@ -21,6 +21,17 @@ vmgr_vm_require_tools() {
         fi
 }
 
+# The start of a test that boots VMs through vmgrd: as root, with the VM
+# tools, in the test's own namespaces (re-executes the script there: pass
+# the script's "$@"), a private bus and vmgrd running as the test user.
+vmgr_vm_test_begin() {
+        vmgr_require_root
+        vmgr_vm_require_tools
+        vmgr_enter_netns "$@"
+        vmgr_start_bus
+        vmgr_start_vmgrd
+}
+
 # Milliseconds since the epoch.
 vmgr_now_ms() {
         local t

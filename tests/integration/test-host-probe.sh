@@ -21,11 +21,7 @@
 
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib-vm.sh"
-vmgr_require_root
-vmgr_vm_require_tools
-vmgr_enter_netns "$@"
-vmgr_start_bus
-vmgr_start_vmgrd
+vmgr_vm_test_begin "$@"
 
 # Timings of a VM as stage names, in the order the daemon lists them.
 vm_stages() {
