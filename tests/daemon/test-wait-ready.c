@@ -22,6 +22,24 @@
 /* Milliseconds the fake helper holds back tap-create before refusing it. */
 #define TAP_DELAY_MS 2000
 
+/* The VM exists from the moment AddVM is accepted, "defined" until the
+ * state file lists it, then "starting": wait for that, so that the signal
+ * saying so is in the record before the test goes on. */
+static void wait_starting(Harness *h) {
+        _cleanup_free_ char *state = NULL;
+
+        for (unsigned i = 0; i < 200; i++) {
+                harness_settle(h);
+                free(state);
+                state = harness_get_string(h, V, VMGR_VM_INTERFACE, "State");
+                if (!streq(state, "defined"))
+                        break;
+                usleep(10 * 1000);
+        }
+        CHECK_STREQ(state, "starting");
+        harness_settle(h);
+}
+
 static void test_no_vms(Harness *h) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         unsigned long long start = harness_now_ms();
@@ -42,17 +60,7 @@ static void test_timeout(Harness *h) {
 
         harness_fake_set(h, "tap-create", TAP_DELAY_MS, EIO);
         add = harness_call_async(h, G, VMGR_GROUP_INTERFACE, "AddVM", "ss", "v", "{}");
-        /* The VM exists from the moment AddVM is accepted, "defined" until
-         * the state file lists it, then "starting". */
-        for (unsigned i = 0; i < 200; i++) {
-                harness_settle(h);
-                free(state);
-                state = harness_get_string(h, V, VMGR_VM_INTERFACE, "State");
-                if (!streq(state, "defined"))
-                        break;
-                usleep(10 * 1000);
-        }
-        CHECK_STREQ(state, "starting");
+        wait_starting(h);
 
         start = harness_now_ms();
         r = harness_call(h, V, VMGR_VM_INTERFACE, "WaitReady", &error, NULL, "t", (uint64_t) 300 * 1000);
@@ -98,6 +106,7 @@ static void test_group_deleted(Harness *h) {
 
         harness_fake_set(h, "tap-create", TAP_DELAY_MS, EIO);
         add = harness_call_async(h, G, VMGR_GROUP_INTERFACE, "AddVM", "ss", "v", "{}");
+        wait_starting(h);
         waiter = harness_call_async(h, G, VMGR_GROUP_INTERFACE, "WaitReady", "t", (uint64_t) 0);
         harness_settle(h);
         free(harness_events_take(h));

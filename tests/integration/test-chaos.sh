@@ -116,7 +116,9 @@ for ((r = 1; r <= rounds; r++)); do
                 serve_base "$g" || problems+=("before the kill: cannot serve base in $g")
                 # A forward to the first VM of each group that has one.
                 [ -z "${fwd_port[$g]:-}" ] || continue
-                vm=$(vmgr_leaks_group_vms "$g" | head -n 1)
+                # sed, not head: head leaves after the first line and the
+                # function, still writing, dies of SIGPIPE (pipefail).
+                vm=$(vmgr_leaks_group_vms "$g" | sed -n 1p)
                 [ -n "$vm" ] || continue
                 if chaos_echo_server "$g" "$vm" && port=$(chaos_forward "$g" "$vm"); then
                         fwd_port[$g]=$port
