@@ -67,22 +67,6 @@ up() {
         done
 }
 
-# dnsmasq alone on a bridge that is up: print how long it takes from its
-# start to its pid file, in ms, measured in here (no bash start-up), and
-# leave it running for "down".
-dnsmasq_time() {
-        local argv t0 t1
-        mapfile -t argv <"$BENCH_ARGV_FILE"
-        t0=$EPOCHREALTIME
-        "${argv[@]}" </dev/null >/dev/null 2>&1 &
-        while [ ! -s "$BENCH_RUN_DIR/dnsmasq.pid" ]; do
-                kill -0 $! 2>/dev/null || { echo "dnsmasq exited before writing its pid file" >&2; exit 1; }
-                nap
-        done
-        t1=$EPOCHREALTIME
-        awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'
-}
-
 down() {
         local taps=$1 pid state
         read -r pid <"$BENCH_RUN_DIR/dnsmasq.pid"
@@ -104,10 +88,9 @@ case "${1:-}" in
 up) up "${2:-}" ;;
 down) down "${2:-}" ;;
 bridge-up) bridge_up ;;
-dnsmasq-time) dnsmasq_time ;;
 lo-clean) lo_clean ;;
 *)
-        echo "usage: $0 up|down [taps] | bridge-up | dnsmasq-time | lo-clean" >&2
+        echo "usage: $0 up|down [taps] | bridge-up | lo-clean" >&2
         exit 2
         ;;
 esac

@@ -17,13 +17,18 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
@@ -730,6 +735,75 @@ static int dnsmasq_argv_print(unsigned uid, const char *group, const char *dir) 
         return 0;
 }
 
+/* Start the dnsmasq of uid's group, with vmgrd's argv, the helper's
+ * environment (PATH alone) and DIR for its files, and print "ready MS": from
+ * the fork to its pid file's close, seen through inotify as vmgrd sees it.
+ * This is CreateGroup's floor, measured the way vmgrd measures it. dnsmasq
+ * keeps running (its pid is in the pid file); the bridge must be up. Returns
+ * 0 or -errno. */
+static int dnsmasq_time(unsigned uid, const char *group, const char *dir) {
+        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        char *argv[DNSMASQ_ARGV_MAX], storage[4096], path[PATH_MAX], buf[4096]
+                __attribute__((aligned(__alignof__(struct inotify_event))));
+        _cleanup_close_ int in = -EBADF, pidfd = -EBADF;
+        double t0;
+        pid_t pid;
+        int n;
+
+        n = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
+        if (n < 0)
+                return n;
+        snprintf(path, sizeof(path), "%s/dnsmasq.pid", dir);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return -errno;
+        in = inotify_init1(IN_CLOEXEC);
+        if (in < 0 || inotify_add_watch(in, dir, IN_CLOSE_WRITE | IN_MOVED_TO) < 0)
+                return -errno;
+
+        t0 = bench_now_ms();
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+                if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0)
+                        _exit(127);
+                execve(argv[0], argv, envp);
+                _exit(127);
+        }
+        pidfd = pidfd_open(pid, 0);
+        if (pidfd < 0)
+                return -errno;
+        for (;;) {
+                struct pollfd p[2] = { { .fd = in, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
+                ssize_t k;
+
+                if (poll(p, 2, 10 * 1000) <= 0) {
+                        (void) kill(pid, SIGKILL);
+                        return errno == EINTR ? -EINTR : -ETIMEDOUT;
+                }
+                if (p[0].revents & POLLIN) {
+                        k = read(in, buf, sizeof(buf));
+                        if (k < 0)
+                                return -errno;
+                        for (char *e = buf; e < buf + k;) {
+                                struct inotify_event *ev = (struct inotify_event *) e;
+
+                                if (ev->len > 0 && streq(ev->name, "dnsmasq.pid")) {
+                                        printf("ready %.3f\n", bench_now_ms() - t0);
+                                        return 0;
+                                }
+                                e += sizeof(*ev) + ev->len;
+                        }
+                }
+                if (p[1].revents & POLLIN) {
+                        fprintf(stderr, "vmgr-bench: dnsmasq exited before writing its pid file\n");
+                        return -ECHILD;
+                }
+        }
+}
+
 static void help(void) {
         printf("Usage: vmgr-bench cycle [--runs N] GROUP\n"
                "       vmgr-bench batch create|delete|up --count N [--spec JSON] PREFIX\n"
@@ -739,7 +813,8 @@ static void help(void) {
                "       vmgr-bench raw-boot --socket PATH --ipv6 ADDR [--console FILE] [--pid-file FILE]\n"
                "                           -- QEMU-ARGV...\n"
                "       vmgr-bench [--uid N] addrs GROUP [VM...]\n"
-               "       vmgr-bench [--uid N] dnsmasq-argv GROUP DIR\n\n"
+               "       vmgr-bench [--uid N] dnsmasq-argv GROUP DIR\n"
+               "       vmgr-bench [--uid N] dnsmasq-time GROUP DIR\n\n"
                "cycle         CreateGroup + DeleteGroup of network-only group GROUP, N times (default 1),\n"
                "              on one bus connection; prints 'create MS' and 'delete MS' per cycle\n"
                "batch         send N CreateGroup (with --spec) or DeleteGroup calls for PREFIX-0 ...\n"
@@ -756,7 +831,10 @@ static void help(void) {
                "              leave it running\n"
                "addrs         the derived names and addresses as shell assignments, of the group of\n"
                "              uid N (default: ours)\n"
-               "dnsmasq-argv  the argv vmgrd runs the group's dnsmasq with, one per line (--uid as addrs)\n\n"
+               "dnsmasq-argv  the argv vmgrd runs the group's dnsmasq with, one per line (--uid as addrs)\n"
+               "dnsmasq-time  start that dnsmasq (its files in DIR, the helper's environment) and print\n"
+               "              'ready MS': from the fork to its pid file, seen through inotify as vmgrd\n"
+               "              sees it; it keeps running\n\n"
                "Talks to vmgrd on the bus in DBUS_SESSION_BUS_ADDRESS. Times are CLOCK_MONOTONIC\n"
                "around each call, in milliseconds.\n");
 }
@@ -899,6 +977,10 @@ int main(int argc, char *argv[]) {
                 r = dnsmasq_argv_print(uid, pos[1], pos[2]);
                 if (r < 0)
                         vmgr_print_error(r, "vmgr-bench: cannot build the dnsmasq argv: %m");
+        } else if (streq(verb, "dnsmasq-time") && npos == 3) {
+                r = dnsmasq_time(uid, pos[1], pos[2]);
+                if (r < 0)
+                        vmgr_print_error(r, "vmgr-bench: cannot time dnsmasq: %m");
         } else {
                 fprintf(stderr, "vmgr-bench: invalid arguments; see --help\n");
                 return 2;
