@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -11,10 +12,8 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
-#include <linux/sched.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "caps.h"
@@ -47,10 +46,11 @@ static int caps_make_ambient(void) {
         return 0;
 }
 
-/* In the dnsmasq process: set up a clean process and exec. If the exec
- * fails, its errno goes to error_fd (close-on-exec: at a successful exec it
- * closes with nothing written). Never returns. */
-_noreturn_ static void dnsmasq_exec(char **argv, int dir_fd, int error_fd) {
+/* In the dnsmasq process, which shares our memory until its exec (see
+ * dnsmasq_spawn()): set up a clean process and exec. If the exec fails, its
+ * errno goes to error_fd (close-on-exec: at a successful exec it closes with
+ * nothing written). Never returns. */
+_noreturn_ _no_sanitize_address_ static void dnsmasq_exec(char **argv, int dir_fd, int error_fd) {
         static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t none;
@@ -138,18 +138,30 @@ int dnsmasq_dir_open(const char *dir, uid_t uid, char *msg) {
         return runtime_dir_open(dir, uid, msg);
 }
 
+/* The stack dnsmasq's process runs on until its exec: it shares our memory
+ * then (CLONE_VM), and we are suspended meanwhile (CLONE_VFORK), so one
+ * stack serves every spawn. */
+static uint8_t spawn_stack[64 * 1024] __attribute__((aligned(16)));
+
+struct spawn_args {
+        char **argv;
+        int dir_fd;
+        int error_fd;
+};
+
+_no_sanitize_address_ static int spawn_child(void *userdata) {
+        struct spawn_args *a = userdata;
+
+        dnsmasq_exec(a->argv, a->dir_fd, a->error_fd);
+}
+
 int dnsmasq_spawn(const char *group, const char *dir, int dir_fd, uid_t uid, struct dnsmasq_child *ret, char *msg) {
         char *argv[DNSMASQ_ARGV_MAX], storage[DNSMASQ_ARGV_STORAGE];
         _cleanup_close_ int error_read = -EBADF, error_write = -EBADF;
         int pipe_fds[2], pidfd = -EBADF, r;
-        struct clone_args args = {
-                .flags = CLONE_PARENT | CLONE_PIDFD,
-                .pidfd = (uint64_t) (uintptr_t) &pidfd,
-                /* With CLONE_PARENT the kernel takes ours (SIGCHLD, from
-                 * vmgrd's fork) and refuses any other. */
-                .exit_signal = 0,
-        };
-        long pid;
+        struct spawn_args a;
+        sigset_t all, saved;
+        pid_t pid;
 
         r = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
         if (r < 0)
@@ -160,24 +172,31 @@ int dnsmasq_spawn(const char *group, const char *dir, int dir_fd, uid_t uid, str
         }
         error_read = pipe_fds[0];
         error_write = pipe_fds[1];
+        a = (struct spawn_args) { .argv = argv, .dir_fd = dir_fd, .error_fd = error_write };
 
         /* dnsmasq must end up vmgrd's child, not ours: CLONE_PARENT makes it
          * our parent's (vmgrd, a child-subreaper that supervises and reaps
-         * it), CLONE_PIDFD hands us a pidfd for exactly this process. We are
-         * single-threaded, so the child may call anything before its exec. */
-        pid = syscall(SYS_clone3, &args, sizeof(args));
-        if (pid < 0) {
-                r = negative_errno();
-                return netadm_fail(msg, r, "starting %s: clone3: %m", VMGR_DNSMASQ_PATH);
-        }
-        if (pid == 0) {
-                error_read = -EBADF; /* closed at exec; the cleanup must not run in the child */
-                dnsmasq_exec(argv, dir_fd, error_write);
-        }
+         * it; the kernel then gives it our own exit signal, SIGCHLD from
+         * vmgrd's fork, whatever the flags say), CLONE_PIDFD hands us
+         * a pidfd for exactly this process. CLONE_VM | CLONE_VFORK, as
+         * posix_spawn() does: no copy of our page tables and no copy-on-write
+         * faults on either side, and we go on once the exec has begun. Its
+         * own signal handlers, files, directory and credentials are copies
+         * (no CLONE_SIGHAND, CLONE_FILES, CLONE_FS, CLONE_THREAD), so what it
+         * changes before the exec stays its own; all signals stay blocked
+         * until it has reset every handler, so none of ours runs in it. */
+        sigfillset(&all);
+        (void) sigprocmask(SIG_BLOCK, &all, &saved);
+        pid = clone(spawn_child, spawn_stack + sizeof(spawn_stack),
+                    CLONE_VM | CLONE_VFORK | CLONE_PARENT | CLONE_PIDFD, &a, &pidfd);
+        r = pid < 0 ? negative_errno() : 0;
+        (void) sigprocmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0)
+                return netadm_fail(msg, r, "starting %s: clone: %m", VMGR_DNSMASQ_PATH);
         error_write = safe_close(error_write);
 
         *ret = (struct dnsmasq_child) {
-                .pid = (pid_t) pid,
+                .pid = pid,
                 .pidfd = pidfd,
                 .exec_fd = TAKE_FD(error_read),
         };

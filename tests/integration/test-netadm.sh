@@ -768,6 +768,23 @@ check "... and its bridge is gone" bash -c "! ip link show dev $br >/dev/null 2>
 check "... and no lo address of it is left" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
 ip link del ovl7
 
+# dnsmasq cannot be executed (here a device node over it, in this test's
+# mount namespace): the clone shares the helper's memory until its exec, and
+# its failure must come back as the request's, with the network undone, and
+# leave the helper able to start the next one.
+mount --bind /dev/null /usr/sbin/dnsmasq
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "group-start whose dnsmasq cannot be executed fails, saying why" 1 \
+        "error EACCES: starting /usr/sbin/dnsmasq: Permission denied"
+check "... and its bridge is gone" bash -c "! ip link show dev $br >/dev/null 2>&1"
+check "... and no lo address of it is left" bash -c "! ip -6 addr show dev lo | grep -q '${pfx:0:4}:${pfx:4:4}'"
+umount /usr/sbin/dnsmasq
+drive vmgr-test "$helper" group-start "$g7" "$tmp/run7b"
+expect_reply "then, with dnsmasq back, group-start of the same group works" 0 "dnsmasq pid [0-9]+"
+drive vmgr-test "$helper" group-delete "$g7"
+expect_reply "... and group-delete removes it" 0 "^ok"
+check "... with its dnsmasq" not_serving "$br"
+
 # A failure after dnsmasq was cloned (the bridge made, its firewall rules
 # refused): another uid's chain already takes the bridge's name in the
 # groups map. dnsmasq must be gone, with the network, when the answer comes.
