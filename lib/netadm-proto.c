@@ -233,6 +233,12 @@ int vmgr_dnsmasq_argv(const char *dnsmasq_path, unsigned uid, const char *group,
                 storage_add(&pos, end, "--no-resolv"),
                 storage_add(&pos, end, "--no-hosts"),
                 storage_add(&pos, end, "--port=0"),               /* no DNS */
+                /* It runs as the caller already: no user or group to switch
+                 * to, so no look-up of "nobody" and "dip" through NSS (the
+                 * files, or LDAP and the like where hosts are set up so) at
+                 * every start. Empty, these name none. */
+                storage_add(&pos, end, "--user="),
+                storage_add(&pos, end, "--group="),
                 /* dnsmasq follows the interface by name, in this mode and in
                  * --bind-interfaces alike: it would serve a later bridge of
                  * the same name. The helper makes sure it never outlives its

@@ -128,12 +128,12 @@ static int runtime_dir_open(const char *dir, uid_t uid, char *msg) {
 }
 
 int dnsmasq_dir_open(const char *dir, uid_t uid, char *msg) {
-        /* dnsmasq started as root insists on switching to user nobody and
-         * group dip, which needs CAP_SETUID and CAP_SETGID that the helper
-         * does not keep: it would fail right after the reply. Say so now. */
+        /* The group's dnsmasq runs as the caller: for uid 0 that would be
+         * a root process (with what root gets at an exec) serving untrusted
+         * guests. Say so now. */
         if (uid == 0)
                 return netadm_fail(msg, -EPERM,
-                                   "dnsmasq cannot be started for uid 0 (it would try to switch users); "
+                                   "dnsmasq cannot be started for uid 0 (it would run as root); "
                                    "run vmgrd as an unprivileged user");
         return runtime_dir_open(dir, uid, msg);
 }

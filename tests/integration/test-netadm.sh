@@ -543,7 +543,7 @@ drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/link"
 expect_reply "dnsmasq-start refuses a symbolic link" 1 "error ELOOP: runtime directory .* is a symbolic link"
 drive vmgr-test "$helper" dnsmasq-start "$g1" "$tmp/missing"
 expect_reply "dnsmasq-start refuses a missing directory" 1 "error ENOENT"
-# Root may use the helper, but not for dnsmasq (which would try to switch users).
+# Root may use the helper, but not for dnsmasq (which would run as root).
 set +e
 out=$("$call" "$helper" group-create netadm-root 2>&1) && out=$("$call" "$helper" dnsmasq-start netadm-root "$tmp/rootdir" 2>&1)
 rc=$?

@@ -225,6 +225,7 @@ static void test_dnsmasq_argv(void) {
         int n;
         bool found_range4 = false, found_ra = false, found_pid = false, found_iface = false;
         bool found_bind = false, quiet_dhcp = false, quiet_dhcp6 = false, quiet_ra = false, no_ping = false;
+        bool no_user = false, no_group = false;
 
         n = vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x/groups/demo", argv, 64, storage,
                               sizeof(storage));
@@ -244,10 +245,14 @@ static void test_dnsmasq_argv(void) {
                 quiet_ra |= streq(argv[i], "--quiet-ra");
                 /* An offer at once: the ping check delays the first lease by seconds. */
                 no_ping |= streq(argv[i], "--no-ping");
+                /* No user or group to switch to: no NSS look-up at each start. */
+                no_user |= streq(argv[i], "--user=");
+                no_group |= streq(argv[i], "--group=");
                 CHECK(!streq(argv[i], "--log-dhcp"));
         }
         CHECK(found_range4 && found_ra && found_pid && found_iface);
         CHECK(found_bind && quiet_dhcp && quiet_dhcp6 && quiet_ra && no_ping);
+        CHECK(no_user && no_group);
 
         CHECK(vmgr_dnsmasq_argv("/usr/sbin/dnsmasq", 1000, "demo", "/run/x", argv, 5, storage, sizeof(storage)) ==
               -ENOBUFS);
