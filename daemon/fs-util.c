@@ -21,6 +21,12 @@ int mkdir_p(const char *path, mode_t mode) {
 
         if (n == 0 || n >= sizeof(buf))
                 return -EINVAL;
+        /* Mostly only the last component is missing (a group's directory in
+         * one that exists): one mkdir() then, not one per component. */
+        if (mkdir(path, mode) == 0 || errno == EEXIST)
+                return 0;
+        if (errno != ENOENT)
+                return -errno;
         memcpy(buf, path, n + 1);
         for (char *p = buf + 1; ; p++) {
                 if (*p == '/' || *p == 0) {

@@ -3,7 +3,7 @@
 /*
  * daemon/fs-util.c's dir_hand_over(), as root in a temporary directory:
  * what root creates and hands to a user, and everything it must leave
- * alone because another user controls it.
+ * alone because another user controls it. And mkdir_p().
  */
 
 #include <errno.h>
@@ -71,6 +71,25 @@ static int hand_over(const char *name) {
         _cleanup_free_ char *p = path_in(name);
 
         return dir_hand_over(p, USER_UID, USER_GID);
+}
+
+/* mkdir_p(): every missing component made with the mode, whether none,
+ * only the last or several are missing; an existing one is success. */
+static void test_mkdir_p(void) {
+        _cleanup_free_ char *deep = path_in("p1/p2/p3"), *leaf = path_in("p1/p2/leaf"), *file = path_in("p1/f");
+
+        CHECK(mkdir_p(deep, 0700) == 0);
+        CHECK(mode("p1") == 0700 && mode("p1/p2") == 0700 && mode("p1/p2/p3") == 0700);
+        CHECK(mkdir_p(deep, 0700) == 0);
+        CHECK(mkdir_p(leaf, 0750) == 0);
+        CHECK(mode("p1/p2/leaf") == 0750);
+        make_file("p1/f", 0);
+        CHECK(mkdir_p(file, 0700) == 0); /* EEXIST, as for any component */
+        {
+                _cleanup_free_ char *under_file = path_in("p1/f/x");
+                CHECK(mkdir_p(under_file, 0700) == -ENOTDIR);
+        }
+        CHECK(mkdir_p("", 0700) == -EINVAL);
 }
 
 /* Missing directories are made: the parents root's and 0755, the last one the user's and 0700. */
@@ -193,6 +212,7 @@ int main(void) {
         test_users_path();
         test_symlinks();
         test_third_user();
+        test_mkdir_p();
 
         CHECK(rm_rf(dir) == 0);
         TEST_DONE();
