@@ -693,12 +693,12 @@ $(bench_row "&nbsp;&nbsp;all $GN_RSS_GROUPS done" nsbatch.delete.total)
 - **Floor**: \`bench/iproute2-group.sh bridge-up\` (not timed), then a timed
   \`ip link del\` of the bridge.
 - **dnsmasq alone**: \`bench/iproute2-group.sh bridge-up\`, then
-  \`vmgr-bench dnsmasq-time\`: dnsmasq with vmgrd's argv and the helper's
-  environment (\`PATH\` alone), started by root (so it also looks up and
-  switches to user nobody, which vmgrd's does not), from its fork to its pid
+  \`vmgr-bench dnsmasq-time\`: dnsmasq with vmgrd's argv (\`--user=
+  --group=\`: as root it switches to no user either) and the helper's
+  environment (\`PATH\` alone), started by root, from its fork to its pid
   file, seen through inotify as vmgrd sees it. Until 2026-12 it was timed in
   the script with 1 ms naps and the benchmark's environment (its locale
-  too), which put it about 1.5 ms above what dnsmasq takes.
+  too).
 - **Runtime files**: vmgrd's runtime directory and the scripts' (dnsmasq's
   pid, lease and log files) are on a tmpfs the benchmark mounts, as
   \`\$XDG_RUNTIME_DIR\` is; vmgrd's state directory is on the disk, as
