@@ -139,8 +139,8 @@ int dnsmasq_dir_open(const char *dir, uid_t uid, char *msg) {
 }
 
 /* The stack dnsmasq's process runs on until its exec: it shares our memory
- * then (CLONE_VM), and we are suspended meanwhile (CLONE_VFORK), so one
- * stack serves every spawn. */
+ * then (CLONE_VM), and we are suspended meanwhile (CLONE_VFORK); the helper
+ * is single-threaded, so one stack serves every spawn. */
 static uint8_t spawn_stack[64 * 1024] __attribute__((aligned(16)));
 
 struct spawn_args {
