@@ -778,10 +778,15 @@ static int dnsmasq_time(unsigned uid, const char *group, const char *dir) {
         for (;;) {
                 struct pollfd p[2] = { { .fd = in, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
                 ssize_t k;
+                int ready;
 
-                if (poll(p, 2, 10 * 1000) <= 0) {
+                ready = poll(p, 2, 10 * 1000);
+                if (ready <= 0) {
+                        /* errno only when poll() failed; 0 is the timeout. */
+                        int e = ready < 0 ? -errno : -ETIMEDOUT;
+
                         (void) kill(pid, SIGKILL);
-                        return errno == EINTR ? -EINTR : -ETIMEDOUT;
+                        return e;
                 }
                 if (p[0].revents & POLLIN) {
                         k = read(in, buf, sizeof(buf));
