@@ -46,7 +46,6 @@
 /* Longer than any creation or deletion may take (dnsmasq's readiness timeout
  * is 10 s by default), so a slow call is measured rather than cut off. */
 #define CALL_TIMEOUT_USEC (120ULL * 1000 * 1000)
-#define DNSMASQ_ARGV_MAX 32
 /* WaitReady: long enough for 32 TCG guests booting at once on 2 cores. */
 #define READY_TIMEOUT_USEC (900ULL * 1000 * 1000)
 #define READY_CALL_TIMEOUT_USEC (READY_TIMEOUT_USEC + 10ULL * 1000 * 1000)
@@ -724,7 +723,7 @@ static int addrs_print(unsigned uid, const char *group, char **vms, int n_vms) {
 /* Print the argv vmgrd's helper starts the dnsmasq of uid's group with, one
  * argument per line. Returns 0 or -errno. */
 static int dnsmasq_argv_print(unsigned uid, const char *group, const char *dir) {
-        char *argv[DNSMASQ_ARGV_MAX], storage[4096];
+        char *argv[VMGR_DNSMASQ_ARGV_MAX], storage[VMGR_DNSMASQ_ARGV_STORAGE];
         int n;
 
         n = vmgr_dnsmasq_argv(VMGR_DNSMASQ_PATH, uid, group, dir, argv, ELEMENTSOF(argv), storage, sizeof(storage));
@@ -742,8 +741,8 @@ static int dnsmasq_argv_print(unsigned uid, const char *group, const char *dir) 
  * keeps running (its pid is in the pid file); the bridge must be up. Returns
  * 0 or -errno. */
 static int dnsmasq_time(unsigned uid, const char *group, const char *dir) {
-        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
-        char *argv[DNSMASQ_ARGV_MAX], storage[4096], path[PATH_MAX], buf[4096]
+        static char *const envp[] = { (char *) VMGR_DNSMASQ_ENV_PATH, NULL };
+        char *argv[VMGR_DNSMASQ_ARGV_MAX], storage[VMGR_DNSMASQ_ARGV_STORAGE], path[PATH_MAX], buf[4096]
                 __attribute__((aligned(__alignof__(struct inotify_event))));
         _cleanup_close_ int in = -EBADF, pidfd = -EBADF;
         double t0;

@@ -118,6 +118,12 @@ int vmgr_netadm_reply_validate(const void *buf, size_t len);
  * component, no "//". Returns 0 or -EINVAL with *reason set. */
 int vmgr_netadm_dir_check(const char *dir, const char **reason);
 
+/* Room for vmgr_dnsmasq_argv(): arguments (with the NULL) and their text. */
+#define VMGR_DNSMASQ_ARGV_MAX 32
+#define VMGR_DNSMASQ_ARGV_STORAGE 4096
+/* The whole environment the helper gives dnsmasq. */
+#define VMGR_DNSMASQ_ENV_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
 /* The argv for the dnsmasq of uid's group, written into the NULL-terminated
  * array argv (capacity n) with strings in storage (capacity size).
  * Returns the argument count or -ENOBUFS/-EINVAL. */

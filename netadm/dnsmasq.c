@@ -24,8 +24,6 @@
 #include "netadm-proto.h"
 #include "vmgr-config.h"
 
-#define DNSMASQ_ARGV_MAX 32
-#define DNSMASQ_ARGV_STORAGE 4096
 #define DNSMASQ_STDERR "dnsmasq.stderr"
 #define DNSMASQ_CMDLINE_MAX 8192
 #define DNSMASQ_TERM_TIMEOUT_MS 2000    /* then SIGKILL */
@@ -51,7 +49,7 @@ static int caps_make_ambient(void) {
  * errno goes to error_fd (close-on-exec: at a successful exec it closes with
  * nothing written). Never returns. */
 _noreturn_ _no_sanitize_address_ static void dnsmasq_exec(char **argv, int dir_fd, int error_fd) {
-        static char *const envp[] = { (char *) "PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        static char *const envp[] = { (char *) VMGR_DNSMASQ_ENV_PATH, NULL };
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t none;
         int null_fd, err_fd, r;
@@ -156,7 +154,7 @@ _no_sanitize_address_ static int spawn_child(void *userdata) {
 }
 
 int dnsmasq_spawn(const char *group, const char *dir, int dir_fd, uid_t uid, struct dnsmasq_child *ret, char *msg) {
-        char *argv[DNSMASQ_ARGV_MAX], storage[DNSMASQ_ARGV_STORAGE];
+        char *argv[VMGR_DNSMASQ_ARGV_MAX], storage[VMGR_DNSMASQ_ARGV_STORAGE];
         _cleanup_close_ int error_read = -EBADF, error_write = -EBADF;
         int pipe_fds[2], pidfd = -EBADF, r;
         struct spawn_args a;
