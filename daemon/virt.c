@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "accel.h"
 #include "child.h"
 #include "fs-util.h"
 #include "log.h"
@@ -36,6 +37,13 @@ struct VirtCall {
         void *userdata;
 };
 
+/* Deciding whether libvirtd's guests go without huge pages: thp_decide(). */
+typedef struct AccelJob {
+        Virt *virt;                     /* NULL once the Virt is gone */
+        char *cache_dir;
+        VmgrAccel accel;
+} AccelJob;
+
 struct Virt {
         Manager *manager;
         const VirtCallbacks *cb;
@@ -55,6 +63,10 @@ struct Virt {
         uint64_t restart_times[LIBVIRTD_RESTART_BURST];
         unsigned restarts;
         bool stopping;
+
+        /* Its guests' RAM without transparent huge pages: see thp_decide(). */
+        bool without_thp, thp_decided;
+        AccelJob *accel_job;     /* deciding it */
 
         virConnectPtr conn;     /* owned by the loop; pool threads hold their own refs */
         bool connecting;
@@ -148,6 +160,8 @@ Virt *virt_free(Virt *v) {
         if (!v)
                 return NULL;
         v->stopping = true;
+        if (v->accel_job)
+                v->accel_job->virt = NULL;
         fail_waiting(v, -ECANCELED);
         if (v->conn) {
                 /* Nothing may call back into us once we are gone. */
@@ -614,6 +628,8 @@ static int libvirtd_spawn(Virt *v) {
                  * libvirtd goes too; the next vmgrd cleans up after both. */
                 (void) setsid();
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (v->without_thp && prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0)
+                        _exit(127);
                 fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 if (fd < 0 || dup2(fd, STDIN_FILENO) < 0)
                         _exit(127);
@@ -644,13 +660,93 @@ static int libvirtd_spawn(Virt *v) {
                                                on_socket_poll, v);
         if (r < 0)
                 return log_error_errno(r, "Cannot watch libvirtd: %m");
-        log_debug("Started libvirtd (pid %d)", (int) pid);
+        log_debug("Started libvirtd (pid %d)%s", (int) pid,
+                  v->without_thp ? ", its guests without transparent huge pages (TCG)" : "");
         return 0;
 }
 
-int virt_start(Virt *v) {
-        if (v->pidfd >= 0 || v->timer_source)
+/* Whether libvirtd, and so every QEMU it starts, runs without transparent
+ * huge pages (prctl(2) PR_SET_THP_DISABLE, inherited across fork and exec;
+ * no process can set it for another): yes where every guest runs under TCG.
+ * QEMU asks for huge pages on all of a guest's RAM (MADV_HUGEPAGE), so the
+ * first touch of any byte of a 2 MiB region allocates and clears all of it:
+ * a restore writes a template's pages spread over the whole RAM, a booting
+ * kernel touches memory all over it. Under TCG nothing gains from the large
+ * pages (QEMU reaches guest memory through its own software TLB); a warm
+ * start spent its largest share of host kernel time clearing them, and the
+ * clone's RSS held the untouched rest of each region (docs/benchmarks.md).
+ * Under KVM they map the guest's memory in fewer, larger EPT entries, which
+ * helps the guest, so where KVM works the kernel's default stays. With
+ * "auto", that is the accelerator probe's answer (cached; seconds only the
+ * first time for a user), so libvirtd starts once it is known. */
+static int accel_work(void *userdata) {
+        AccelJob *j = userdata;
+        char reason[VMGR_ERROR_MAX] = "";
+
+        return accel_resolve(j->cache_dir, VMGR_ACCEL_AUTO, &j->accel, reason, sizeof(reason));
+}
+
+static void accel_done(int result, void *userdata) {
+        AccelJob *j = userdata;
+        Virt *v = j->virt;
+        int r;
+
+        if (v) {
+                v->accel_job = NULL;
+                v->thp_decided = true;
+                v->without_thp = result >= 0 && j->accel == VMGR_ACCEL_TCG;
+                if (result < 0)
+                        log_debug_errno(result, "Cannot tell whether KVM works (%m); guests keep huge pages");
+                if (!v->stopping) {
+                        r = libvirtd_spawn(v);
+                        if (r < 0)
+                                fail_waiting(v, r);
+                }
+        }
+        free(j->cache_dir);
+        free(j);
+}
+
+static int thp_decide(Virt *v) {
+        AccelJob *j;
+        int r;
+
+        switch (v->manager->config.accelerator) {
+        case VMGR_ACCEL_TCG:
+                v->without_thp = true;
+                break;
+        case VMGR_ACCEL_KVM:
+                v->without_thp = false;
+                break;
+        default:
+                if (!accel_kvm_present()) {
+                        v->without_thp = true;
+                        break;
+                }
+                j = calloc(1, sizeof(*j));
+                if (!j || !(j->cache_dir = strdup(v->manager->cache_dir))) {
+                        free(j);
+                        return -ENOMEM;
+                }
+                j->virt = v;
+                r = worker_submit(v->manager->workers, accel_work, accel_done, j);
+                if (r < 0) {
+                        free(j->cache_dir);
+                        free(j);
+                        return r;
+                }
+                v->accel_job = j;
                 return 0;
+        }
+        v->thp_decided = true;
+        return libvirtd_spawn(v);
+}
+
+int virt_start(Virt *v) {
+        if (v->pidfd >= 0 || v->timer_source || v->accel_job)
+                return 0;
+        if (!v->thp_decided)
+                return thp_decide(v);
         return libvirtd_spawn(v);
 }
 

@@ -13,6 +13,8 @@
 #     and the template's VM; each has the host's clock within 1 s; clones
 #     reach each other over IPv6 and IPv4, within a group and across the
 #     two that share a template; `vmgrctl snapshot list` shows one template;
+#     the template's VM and the clones run without transparent huge pages
+#     under TCG (with them under KVM);
 #   - a user snapshot (`vmgrctl snapshot create`) of a VM that wrote bytes
 #     to its disk and runs a process holding a random value in its memory:
 #     a VM with `from_snapshot` in another group reads those bytes from its
@@ -209,6 +211,26 @@ for gv in "${clones[@]}"; do
         timings+=("warm: $v ready at $(vm_ready_ms "$g" "$v") ms ($(vm_timings "$(vmgr_vm_path "$g" "$v")" | xargs))")
 done
 check_eq "still one template: the clones made none" "$template_a" "$(templates || true)"
+
+# Under TCG every QEMU runs without transparent huge pages (vmgrd starts
+# libvirtd so): a restore writes the template's pages all over the clone's
+# RAM and a boot touches it all over, and each first touch would allocate
+# and clear a whole 2 MiB page. Under KVM the kernel's default stays.
+# qemu_thp GROUP VM: "ACCEL THP_enabled" of the VM's QEMU.
+qemu_thp() {
+        local pid accel=kvm
+        pid=$(vmgr_qemu_pids "$1" "$2" | sed -n 1p)
+        [ -n "$pid" ] || return 1
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -e '-accel tcg' && accel=tcg
+        echo "$accel $(awk '$1 == "THP_enabled:" { print $2 }' "/proc/$pid/status")"
+}
+for gv in g1:a "${clones[@]}"; do
+        thp=$(qemu_thp "${gv%%:*}" "${gv#*:}") || thp="no QEMU found"
+        case $thp in
+        tcg*) check_eq "${gv#*:} (TCG): its QEMU runs without transparent huge pages" "tcg 0" "$thp" ;;
+        *) check_eq "${gv#*:} (KVM): its QEMU keeps the kernel's transparent huge pages" "kvm 1" "$thp" ;;
+        esac
+done
 # What a user sees: vmgrctl names a template "template:SHAPE".
 ctl_templates() {
         ctl snapshot list --json | python3 -c '
