@@ -218,10 +218,13 @@ check_eq "still one template: the clones made none" "$template_a" "$(templates |
 # and clear a whole 2 MiB page. Under KVM the kernel's default stays.
 # qemu_thp GROUP VM: "ACCEL THP_enabled" of the VM's QEMU.
 qemu_thp() {
-        local pid accel=kvm
+        local pid cmdline accel=kvm
         pid=$(vmgr_qemu_pids "$1" "$2" | sed -n 1p)
         [ -n "$pid" ] || return 1
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -e '-accel tcg' && accel=tcg
+        # Read whole, not piped into grep -q: its early exit would be a
+        # SIGPIPE for tr, and under pipefail "not TCG".
+        cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+        [[ $cmdline == *" -accel tcg "* ]] && accel=tcg
         echo "$accel $(awk '$1 == "THP_enabled:" { print $2 }' "/proc/$pid/status")"
 }
 for gv in g1:a "${clones[@]}"; do
