@@ -151,13 +151,6 @@ static int dev_kvm_check(ProbeKey *key, char *why, size_t why_size) {
         return 1;
 }
 
-bool accel_kvm_present(void) {
-        ProbeKey key = {};
-        char why[256];
-
-        return dev_kvm_check(&key, why, sizeof(why)) > 0;
-}
-
 /* Fill the kernel and QEMU parts of key. Returns 1, or 0 with why set. */
 static int key_fill(ProbeKey *key, const char *qemu, char *why, size_t why_size) {
         struct utsname u;

@@ -27,7 +27,6 @@
  * Thread-safe.
  */
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "spec.h"
@@ -44,11 +43,6 @@
  * on failure, and also on success when AUTO resolved to TCG (for the log);
  * it is left alone otherwise. */
 int accel_resolve(const char *cache_dir, VmgrAccel requested, VmgrAccel *ret, char *reason, size_t reason_size);
-
-/* Is /dev/kvm there, ours to open, and answering as KVM? Instant (no
- * probe): false means every guest of this user runs under TCG; true only
- * that KVM may work (accel_resolve() proves it). */
-bool accel_kvm_present(void);
 
 /* The same with another QEMU binary (absolute path) than ACCEL_QEMU_PATH. */
 int accel_resolve_qemu(const char *cache_dir, const char *qemu, VmgrAccel requested, VmgrAccel *ret,

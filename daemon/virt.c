@@ -41,7 +41,7 @@ struct VirtCall {
 typedef struct AccelJob {
         Virt *virt;                     /* NULL once the Virt is gone */
         char *cache_dir;
-        VmgrAccel accel;
+        VmgrAccel requested, resolved;
 } AccelJob;
 
 struct Virt {
@@ -665,6 +665,34 @@ static int libvirtd_spawn(Virt *v) {
         return 0;
 }
 
+static int accel_work(void *userdata) {
+        AccelJob *j = userdata;
+        char reason[VMGR_ERROR_MAX] = "";
+
+        return accel_resolve(j->cache_dir, j->requested, &j->resolved, reason, sizeof(reason));
+}
+
+static void accel_done(int result, void *userdata) {
+        AccelJob *j = userdata;
+        Virt *v = j->virt;
+        int r;
+
+        if (v) {
+                v->accel_job = NULL;
+                v->thp_decided = true;
+                v->without_thp = result >= 0 && j->resolved == VMGR_ACCEL_TCG;
+                if (result < 0)
+                        log_debug_errno(result, "No accelerator for vmgrd's default (%m); guests keep huge pages");
+                if (!v->stopping) {
+                        r = libvirtd_spawn(v);
+                        if (r < 0)
+                                fail_waiting(v, r);
+                }
+        }
+        free(j->cache_dir);
+        free(j);
+}
+
 /* Whether libvirtd, and so every QEMU it starts, runs without transparent
  * huge pages (prctl(2) PR_SET_THP_DISABLE, inherited across fork and exec;
  * no process can set it for another): yes where every guest runs under TCG.
@@ -676,70 +704,30 @@ static int libvirtd_spawn(Virt *v) {
  * start spent its largest share of host kernel time clearing them, and the
  * clone's RSS held the untouched rest of each region (docs/benchmarks.md).
  * Under KVM they map the guest's memory in fewer, larger EPT entries, which
- * helps the guest, so where KVM works the kernel's default stays. With
- * "auto", that is the accelerator probe's answer (cached; seconds only the
- * first time for a user), so libvirtd starts once it is known. */
-static int accel_work(void *userdata) {
-        AccelJob *j = userdata;
-        char reason[VMGR_ERROR_MAX] = "";
-
-        return accel_resolve(j->cache_dir, VMGR_ACCEL_AUTO, &j->accel, reason, sizeof(reason));
-}
-
-static void accel_done(int result, void *userdata) {
-        AccelJob *j = userdata;
-        Virt *v = j->virt;
-        int r;
-
-        if (v) {
-                v->accel_job = NULL;
-                v->thp_decided = true;
-                v->without_thp = result >= 0 && j->accel == VMGR_ACCEL_TCG;
-                if (result < 0)
-                        log_debug_errno(result, "Cannot tell whether KVM works (%m); guests keep huge pages");
-                if (!v->stopping) {
-                        r = libvirtd_spawn(v);
-                        if (r < 0)
-                                fail_waiting(v, r);
-                }
-        }
-        free(j->cache_dir);
-        free(j);
-}
-
+ * helps the guest, so where KVM works the kernel's default stays. What
+ * vmgrd's configured accelerator resolves to decides: "tcg" at once, no
+ * usable /dev/kvm at once, else the KVM probe's answer (cached; seconds
+ * only the first time for a user). It may block, so it runs on the worker
+ * pool and libvirtd starts once it is known. */
 static int thp_decide(Virt *v) {
         AccelJob *j;
         int r;
 
-        switch (v->manager->config.accelerator) {
-        case VMGR_ACCEL_TCG:
-                v->without_thp = true;
-                break;
-        case VMGR_ACCEL_KVM:
-                v->without_thp = false;
-                break;
-        default:
-                if (!accel_kvm_present()) {
-                        v->without_thp = true;
-                        break;
-                }
-                j = calloc(1, sizeof(*j));
-                if (!j || !(j->cache_dir = strdup(v->manager->cache_dir))) {
-                        free(j);
-                        return -ENOMEM;
-                }
-                j->virt = v;
-                r = worker_submit(v->manager->workers, accel_work, accel_done, j);
-                if (r < 0) {
-                        free(j->cache_dir);
-                        free(j);
-                        return r;
-                }
-                v->accel_job = j;
-                return 0;
+        j = calloc(1, sizeof(*j));
+        if (!j || !(j->cache_dir = strdup(v->manager->cache_dir))) {
+                free(j);
+                return -ENOMEM;
         }
-        v->thp_decided = true;
-        return libvirtd_spawn(v);
+        j->virt = v;
+        j->requested = v->manager->config.accelerator;
+        r = worker_submit(v->manager->workers, accel_work, accel_done, j);
+        if (r < 0) {
+                free(j->cache_dir);
+                free(j);
+                return r;
+        }
+        v->accel_job = j;
+        return 0;
 }
 
 int virt_start(Virt *v) {
